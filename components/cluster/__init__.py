@@ -1,0 +1,1 @@
+"""Clusters with node pools: one interface (:class:`~components.cluster.base.Cluster`), three clouds."""

@@ -1,0 +1,121 @@
+"""What every cluster component offers downstream, and the node-pool arguments they share.
+
+GPU enablement, monitoring and serving only see :class:`Cluster`: a kubeconfig for the explicit
+Kubernetes provider, the node pools with their GPU facts, and a storage class for model weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import pulumi
+
+from components import labels
+from components.gpu.catalog import GPU_MODELS
+
+
+class PoolRole(StrEnum):
+    SYSTEM = "system"
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class Capacity(StrEnum):
+    ON_DEMAND = "onDemand"
+    SPOT = "spot"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodePoolArgs:
+    """One node pool, cloud-neutral."""
+
+    name: str
+    """Pool name, unique in the cluster; part of cloud resource names."""
+    role: PoolRole
+    """System add-ons, CPU workloads or GPU workloads."""
+    instance_types: tuple[str, ...] = ()
+    """EKS instance types or the GKE machine type; unused on kind (default none)."""
+    min_nodes: int = 1
+    """Fewest nodes; 0 allows scale to zero (default 1)."""
+    max_nodes: int = 1
+    """Most nodes (default 1)."""
+    capacity: Capacity = Capacity.ON_DEMAND
+    """On-demand or spot (default on-demand)."""
+    disk_size_gib: int = 100
+    """Root volume size in GiB (default 100)."""
+    gpu_type: str | None = None
+    """GPU catalog name, for GPU pools (default none)."""
+    gpu_count: int = 0
+    """GPUs per node (default 0)."""
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    """Extra node labels (default none)."""
+
+    @property
+    def gpu_memory_gib(self) -> int:
+        return GPU_MODELS[self.gpu_type].memory_gib if self.gpu_type else 0
+
+    def node_labels(self) -> dict[str, str]:
+        """Labels every node of the pool carries, set at the node group level so an autoscaler
+        sees them while the pool has no nodes."""
+        out = {labels.POOL_LABEL: self.name, labels.ROLE_LABEL: self.role.value}
+        if self.gpu_type:
+            out[labels.GPU_TYPE_LABEL] = self.gpu_type
+            out[labels.GPU_COUNT_LABEL] = str(self.gpu_count)
+        return {**out, **self.extra_labels}
+
+    def taints(self) -> list[Taint]:
+        if self.role is PoolRole.GPU:
+            return [Taint(key=labels.GPU_TAINT_KEY, value=labels.GPU_TAINT_VALUE, effect=labels.GPU_TAINT_EFFECT)]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolFacts:
+    """What downstream components know about a pool once the cluster exists."""
+
+    name: str
+    role: PoolRole
+    gpu_type: str | None
+    gpu_count: int
+    gpu_memory_gib: int
+    real_gpus: bool
+    """False on kind, where GPU pools are stand-ins with no GPU behind them."""
+    node_labels: Mapping[str, str]
+    taints: tuple[Taint, ...]
+
+
+def pool_facts(pool: NodePoolArgs, *, real_gpus: bool) -> PoolFacts:
+    return PoolFacts(
+        name=pool.name,
+        role=pool.role,
+        gpu_type=pool.gpu_type,
+        gpu_count=pool.gpu_count,
+        gpu_memory_gib=pool.gpu_memory_gib,
+        real_gpus=real_gpus and pool.gpu_type is not None,
+        node_labels=pool.node_labels(),
+        taints=tuple(pool.taints()),
+    )
+
+
+class Cluster(Protocol):
+    """The interface each cluster component implements."""
+
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    """A kubeconfig (secret) holding no long-lived credential where the cloud allows it."""
+    kube_context: str | None
+    """A kubeconfig context to use instead of ``kubeconfig`` (existing kind clusters)."""
+    pools: tuple[PoolFacts, ...]
+    storage_class: str
+    """Storage class for model-weight caches."""

@@ -1,0 +1,351 @@
+"""An EKS cluster built from plain pulumi-aws resources, hardened by default.
+
+Plain resources rather than the pulumi-eks component: every child is then visible to
+``neurodock plan``, the policy pack and reviewers, offline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole, pool_facts
+
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+
+_AMI_TYPES = {
+    # AL2023 images: the NVIDIA variant ships the driver, the container toolkit and EFA support.
+    PoolRole.GPU: "AL2023_x86_64_NVIDIA",
+    PoolRole.CPU: "AL2023_x86_64_STANDARD",
+    PoolRole.SYSTEM: "AL2023_x86_64_STANDARD",
+}
+_EKS_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksClusterArgs:
+    cluster_name: str
+    """EKS cluster name; fixed, because kubeconfigs and IAM policies refer to it."""
+    region: str
+    """AWS region, used in the kubeconfig's token command."""
+    zones: tuple[str, ...]
+    """Availability zones: one public and one private subnet in each (at least two)."""
+    kubernetes_version: str = "1.33"
+    """EKS version (default 1.33)."""
+    vpc_cidr: str = "10.0.0.0/16"
+    """VPC range; split into /20 subnets (default 10.0.0.0/16)."""
+    public_endpoint: bool = False
+    """Expose the API server publicly (default false)."""
+    public_access_cidrs: tuple[str, ...] = ()
+    """CIDRs allowed to a public endpoint (required when it is public)."""
+    admin_role_arns: tuple[str, ...] = ()
+    """IAM roles given cluster-admin through access entries (default none)."""
+    node_pools: tuple[NodePoolArgs, ...] = ()
+    """Managed node groups to create."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """Tags for every taggable resource (default none)."""
+
+
+class EksCluster(pulumi.ComponentResource):
+    """VPC, KMS-encrypted EKS control plane with all logs, OIDC provider and managed node groups."""
+
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    kube_context: str | None = None
+    oidc_provider_arn: pulumi.Output[str]
+    pools: tuple[PoolFacts, ...]
+    storage_class: str = "gp3"
+
+    def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("neurodock:cluster:EksCluster", name, None, opts)
+        _validate(args)
+        self._name = name
+        self._args = args
+        self._tags = {**args.tags, "neurodock:cluster": args.cluster_name}
+        self.pools = tuple(pool_facts(p, real_gpus=True) for p in args.node_pools)
+
+        key = self._create_kms_key()
+        private_subnets = self._create_network()
+        cluster = self._create_control_plane(key, private_subnets)
+        self.oidc_provider_arn = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            url=cluster.identities[0].oidcs[0].issuer,
+            client_id_lists=["sts.amazonaws.com"],
+            tags=self._tags,
+            opts=self._child(),
+        ).arn
+        self._create_access_entries(cluster)
+        self._create_node_groups(cluster, private_subnets)
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority.data).apply(
+                lambda a: _kubeconfig(a[0], a[1], a[2], args.region)
+            )
+        )
+        self.register_outputs({
+            "clusterName": self.cluster_name,
+            "endpoint": self.endpoint,
+            "kubeconfig": self.kubeconfig,
+            "oidcProviderArn": self.oidc_provider_arn,
+        })
+
+    def _child(self, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _create_kms_key(self) -> aws.kms.Key:
+        # Envelope encryption of Secrets in etcd. The key outlives the cluster: data encrypted
+        # with it (etcd backups) stays readable after a replacement.
+        return aws.kms.Key(
+            f"{self._name}-secrets",
+            description=f"EKS Secrets envelope encryption for {self._args.cluster_name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=self._tags,
+            opts=self._child(retain_on_delete=True),
+        )
+
+    def _create_network(self) -> list[aws.ec2.Subnet]:
+        args = self._args
+        cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+        vpc = aws.ec2.Vpc(
+            f"{self._name}-vpc",
+            cidr_block=args.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={**self._tags, "Name": f"{args.cluster_name}"},
+            opts=self._child(),
+        )
+        # Lock down the default security group: nothing should rely on it.
+        aws.ec2.DefaultSecurityGroup(f"{self._name}-default-sg", vpc_id=vpc.id, tags=self._tags,
+                                     opts=self._child())
+        igw = aws.ec2.InternetGateway(f"{self._name}-igw", vpc_id=vpc.id, tags=self._tags, opts=self._child())
+        public_rt = aws.ec2.RouteTable(
+            f"{self._name}-public",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+            tags={**self._tags, "Name": f"{args.cluster_name}-public"},
+            opts=self._child(),
+        )
+        blocks = _subnet_blocks(args.vpc_cidr, 2 * len(args.zones))
+        private: list[aws.ec2.Subnet] = []
+        for i, zone in enumerate(args.zones):
+            public = aws.ec2.Subnet(
+                f"{self._name}-public-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=blocks[len(args.zones) + i],
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags={**self._tags, **cluster_tag, "Name": f"{args.cluster_name}-public-{zone}",
+                      "kubernetes.io/role/elb": "1"},
+                opts=self._child(),
+            )
+            aws.ec2.RouteTableAssociation(f"{self._name}-public-{zone}", subnet_id=public.id,
+                                          route_table_id=public_rt.id, opts=self._child())
+            # One NAT gateway per zone: losing a zone never cuts the others off image registries.
+            eip = aws.ec2.Eip(f"{self._name}-nat-{zone}", domain="vpc", tags=self._tags, opts=self._child())
+            nat = aws.ec2.NatGateway(f"{self._name}-nat-{zone}", subnet_id=public.id, allocation_id=eip.id,
+                                     tags=self._tags, opts=self._child(depends_on=[igw]))
+            private_rt = aws.ec2.RouteTable(
+                f"{self._name}-private-{zone}",
+                vpc_id=vpc.id,
+                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
+                tags={**self._tags, "Name": f"{args.cluster_name}-private-{zone}"},
+                opts=self._child(),
+            )
+            subnet = aws.ec2.Subnet(
+                f"{self._name}-private-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=blocks[i],
+                availability_zone=zone,
+                tags={**self._tags, **cluster_tag, "Name": f"{args.cluster_name}-private-{zone}",
+                      "kubernetes.io/role/internal-elb": "1"},
+                opts=self._child(),
+            )
+            aws.ec2.RouteTableAssociation(f"{self._name}-private-{zone}", subnet_id=subnet.id,
+                                          route_table_id=private_rt.id, opts=self._child())
+            private.append(subnet)
+        return private
+
+    def _create_control_plane(self, key: aws.kms.Key, subnets: list[aws.ec2.Subnet]) -> aws.eks.Cluster:
+        args = self._args
+        role = aws.iam.Role(
+            f"{self._name}-cluster",
+            assume_role_policy=_assume_role("eks.amazonaws.com"),
+            tags=self._tags,
+            opts=self._child(),
+        )
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{self._name}-cluster-policy",
+            role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+            opts=self._child(),
+        )
+        # Created before the cluster so that EKS writes into a group with a retention period
+        # instead of creating one that keeps logs forever.
+        logs = aws.cloudwatch.LogGroup(
+            f"{self._name}-logs",
+            name=f"/aws/eks/{args.cluster_name}/cluster",
+            retention_in_days=90,
+            tags=self._tags,
+            opts=self._child(),
+        )
+        return aws.eks.Cluster(
+            f"{self._name}-eks",
+            name=args.cluster_name,
+            version=args.kubernetes_version,
+            role_arn=role.arn,
+            vpc_config=aws.eks.ClusterVpcConfigArgs(
+                subnet_ids=[s.id for s in subnets],
+                endpoint_private_access=True,
+                endpoint_public_access=args.public_endpoint,
+                public_access_cidrs=list(args.public_access_cidrs) if args.public_endpoint else None,
+            ),
+            encryption_config=aws.eks.ClusterEncryptionConfigArgs(
+                provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=key.arn),
+                resources=["secrets"],
+            ),
+            enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
+            access_config=aws.eks.ClusterAccessConfigArgs(
+                authentication_mode="API",
+                # The identity running `pulumi up` needs access to deploy the workloads.
+                bootstrap_cluster_creator_admin_permissions=True,
+            ),
+            tags=self._tags,
+            opts=self._child(depends_on=[attachment, logs]),
+        )
+
+    def _create_access_entries(self, cluster: aws.eks.Cluster) -> None:
+        for i, arn in enumerate(self._args.admin_role_arns):
+            entry = aws.eks.AccessEntry(
+                f"{self._name}-admin-{i}", cluster_name=cluster.name, principal_arn=arn,
+                tags=self._tags, opts=self._child(),
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{self._name}-admin-{i}",
+                cluster_name=cluster.name,
+                principal_arn=arn,
+                policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=self._child(depends_on=[entry]),
+            )
+
+    def _create_node_groups(self, cluster: aws.eks.Cluster, subnets: list[aws.ec2.Subnet]) -> None:
+        role = aws.iam.Role(
+            f"{self._name}-node",
+            assume_role_policy=_assume_role("ec2.amazonaws.com"),
+            tags=self._tags,
+            opts=self._child(),
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{self._name}-node-{policy}",
+                role=role.name,
+                policy_arn=f"arn:aws:iam::aws:policy/{policy}",
+                opts=self._child(),
+            )
+            for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
+                           "AmazonEC2ContainerRegistryReadOnly")
+        ]
+        for pool in self._args.node_pools:
+            template = aws.ec2.LaunchTemplate(
+                f"{self._name}-{pool.name}",
+                description=f"{self._args.cluster_name} pool {pool.name}",
+                # IMDSv2 only, one hop: pods cannot reach the node's credentials through IMDS.
+                metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                    http_endpoint="enabled",
+                    http_tokens="required",
+                    http_put_response_hop_limit=1,
+                ),
+                block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda",
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=pool.disk_size_gib,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )],
+                tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
+                    resource_type=kind, tags={**self._tags, "neurodock:pool": pool.name},
+                ) for kind in ("instance", "volume")],
+                tags=self._tags,
+                opts=self._child(),
+            )
+            aws.eks.NodeGroup(
+                f"{self._name}-{pool.name}",
+                cluster_name=cluster.name,
+                node_group_name_prefix=f"{pool.name}-",
+                node_role_arn=role.arn,
+                subnet_ids=[s.id for s in subnets],
+                ami_type=_AMI_TYPES[pool.role],
+                instance_types=list(pool.instance_types),
+                capacity_type="SPOT" if pool.capacity is Capacity.SPOT else "ON_DEMAND",
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                    min_size=pool.min_nodes, max_size=pool.max_nodes, desired_size=max(pool.min_nodes, 0),
+                ),
+                labels=pool.node_labels(),
+                taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=_EKS_TAINT_EFFECTS[t.effect])
+                        for t in pool.taints()],
+                launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                    id=template.id, version=template.latest_version.apply(str),
+                ),
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                tags={**self._tags, "neurodock:pool": pool.name},
+                # The autoscaler owns the node count once the group exists.
+                opts=self._child(
+                    depends_on=attachments,
+                    ignore_changes=["scalingConfig.desiredSize"],
+                ),
+            )
+
+
+def _validate(args: EksClusterArgs) -> None:
+    problems = []
+    if len(args.zones) < 2:
+        problems.append("EksClusterArgs.zones needs at least two zones (EKS requires subnets in two)")
+    if args.public_endpoint and not args.public_access_cidrs:
+        problems.append("EksClusterArgs.public_access_cidrs is required when public_endpoint is true")
+    for pool in args.node_pools:
+        if not pool.instance_types:
+            problems.append(f"node pool {pool.name!r} needs instance_types")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _subnet_blocks(vpc_cidr: str, count: int) -> list[str]:
+    import ipaddress
+
+    network = ipaddress.IPv4Network(vpc_cidr)
+    prefix = max(network.prefixlen + (count - 1).bit_length(), 20)
+    return [str(s) for s in list(network.subnets(new_prefix=prefix))[:count]]
+
+
+def _assume_role(service: str) -> str:
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    })
+
+
+def _kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
+    """A kubeconfig that gets short-lived tokens from ``aws eks get-token``: it holds no credential,
+    and stays byte-identical across runs so the Kubernetes provider is never replaced."""
+    return json.dumps({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+        "users": [{"name": name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", name, "--region", region, "--output", "json"],
+            "interactiveMode": "Never",
+        }}}],
+    }, indent=2)

@@ -1,0 +1,1 @@
+"""GPU facts and, later, GPU enablement (device plugin, DCGM)."""

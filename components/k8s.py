@@ -1,0 +1,60 @@
+"""Small builders for Kubernetes objects every layer needs: namespaces with Pod Security labels and
+the security contexts of the Pod Security Standard "restricted" profile."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import labels
+
+PART_OF_VALUE = "neurodock"
+
+
+def namespace(
+    resource_name: str,
+    name: str,
+    *,
+    parent: pulumi.Resource,
+    pod_security: str = "restricted",
+    component: str,
+) -> k8s.core.v1.Namespace:
+    """A namespace enforcing a Pod Security Standard (``restricted`` unless a node agent needs more).
+
+    The name is fixed on purpose: other stacks, dashboards and runbooks refer to it.
+    """
+    return k8s.core.v1.Namespace(
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=name,
+            labels={
+                labels.PART_OF: PART_OF_VALUE,
+                labels.COMPONENT: component,
+                labels.PSA_ENFORCE: pod_security,
+                labels.PSA_ENFORCE_VERSION: "latest",
+                labels.PSA_AUDIT: "restricted",
+                labels.PSA_WARN: "restricted",
+            },
+        ),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def restricted_pod_security_context(uid: int = 1000) -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=uid,
+        run_as_group=uid,
+        fs_group=uid,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def restricted_container_security_context() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )

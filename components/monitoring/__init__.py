@@ -1,0 +1,1 @@
+"""Prometheus, Grafana, dashboards and alerts."""

@@ -1,0 +1,21 @@
+"""Every pinned version of software NeuroDock installs: one place to read, review and bump.
+
+Images are pinned by tag, and by digest where we have verified one; charts by exact version.
+"""
+
+from __future__ import annotations
+
+# kind node images, by Kubernetes minor version (from the kind v0.29.0 release notes). kind
+# needs the digest: the same tag is rebuilt for each kind release.
+KIND_NODE_IMAGES: dict[str, str] = {
+    "1.33": "kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f",
+}
+
+# kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana, kube-state-metrics).
+KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
+KUBE_PROMETHEUS_STACK_VERSION = "82.6.0"
+PROMETHEUS_COMMUNITY_REPO = "https://prometheus-community.github.io/helm-charts"
+
+# Model servers.
+VLLM_IMAGE = "vllm/vllm-openai:v0.28.0"
+LLAMACPP_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-b11176"

@@ -1,0 +1,593 @@
+"""Typed models of the stack configuration: every ``neurodock:*`` key of ``stacks/Pulumi.<env>.yaml``.
+
+Pydantic lives here, at the edge. The rest of the program receives validated, frozen models and
+turns them into component ``Args``; no ``Output`` ever enters a model.
+
+Validation happens in two passes, both before any resource exists:
+
+1. structure: types, ranges, allowed values and unknown keys (a typo is the commonest config bug,
+   so every model forbids extra keys);
+2. semantics: facts that span several keys (a model's pool exists, min <= max, a GPU type is known).
+
+Every problem becomes one :class:`Problem` whose ``path`` names the key as a user writes it, for
+example ``neurodock:nodePools[1].gpu.count``; :class:`ConfigError` carries all of them at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic.alias_generators import to_camel
+
+from components.gpu.catalog import GPU_MODELS
+
+NAMESPACE = "neurodock"
+"""The Pulumi config namespace of every key modelled here."""
+
+SECRET_KEYS: dict[str, str] = {
+    "hfToken": "Hugging Face access token, for gated models (optional)",
+}
+"""Keys that hold secrets. They must be set with ``pulumi config set --secret`` and never appear
+in the models: the program reads them as secret Outputs (see :mod:`infra.secrets`)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar types
+# --------------------------------------------------------------------------------------------
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,22}[a-z0-9])?$"),
+    Field(description="a DNS label of at most 24 characters: lowercase letters, digits and '-'"),
+]
+"""Names end up in cloud resource names (EKS node groups, GKE pools) and Kubernetes labels, with a
+prefix added; 24 characters leaves room for the prefix within every provider's limit."""
+
+KubernetesVersion = Annotated[
+    str,
+    StringConstraints(pattern=r"^1\.(2[89]|3[0-9])$"),
+    Field(description="a Kubernetes minor version such as '1.33'"),
+]
+
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,}(-[a-z]+)+-?[0-9]+$")]
+Cidr = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")]
+Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(h|d|w|y)$")]
+WeightsUri = Annotated[
+    str,
+    StringConstraints(pattern=r"^(hf|s3|gs)://[^\s/][^\s]*$"),
+    Field(description="hf://ORG/MODEL, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"),
+]
+
+
+class _Model(BaseModel):
+    """Base of every config model: strict keys, camelCase aliases, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        frozen=True,
+        validate_default=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Cloud targets
+# --------------------------------------------------------------------------------------------
+
+
+class EndpointAccess(_Model):
+    """Who may reach the Kubernetes API server."""
+
+    public: bool = False
+    """Expose the API endpoint on the internet (default false: private endpoint only)."""
+    allowed_cidrs: list[Cidr] = []
+    """CIDRs allowed to reach a public endpoint; required when ``public`` is true."""
+
+
+class KindCloud(_Model):
+    """A local kind cluster: for laptops and CI, no cloud account."""
+
+    provider: Literal["kind"]
+    kubernetes_version: KubernetesVersion = "1.33"
+    """Kubernetes minor version of the kind node image (default 1.33)."""
+    cluster_name: Name | None = None
+    """kind cluster name (default ``neurodock-<environment>``)."""
+    existing_context: str | None = None
+    """Use this kubeconfig context instead of creating a cluster (default: create one)."""
+
+
+class EksCloud(_Model):
+    """Amazon EKS."""
+
+    provider: Literal["eks"]
+    region: Region
+    """AWS region, for example ``us-west-2``."""
+    zones: list[str] = Field(min_length=2)
+    """Availability zones for subnets and node groups: at least two, all in ``region``."""
+    kubernetes_version: KubernetesVersion = "1.33"
+    """EKS Kubernetes version (default 1.33)."""
+    vpc_cidr: Cidr = "10.0.0.0/16"
+    """CIDR of the VPC the stack creates (default 10.0.0.0/16)."""
+    endpoint: EndpointAccess = EndpointAccess()
+    """API server access (default: private only)."""
+    admin_role_arns: list[Annotated[str, StringConstraints(pattern=r"^arn:aws[-a-z]*:iam::[0-9]{12}:role/.+$")]] = []
+    """IAM roles granted cluster-admin through EKS access entries (default none)."""
+
+
+class GkeCloud(_Model):
+    """Google Kubernetes Engine (Standard)."""
+
+    provider: Literal["gke"]
+    project: Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
+    """GCP project id."""
+    region: Region
+    """GCP region, for example ``europe-west4``; the cluster is regional."""
+    zones: list[str] = Field(min_length=1)
+    """Zones for node pools, all in ``region``."""
+    kubernetes_version: KubernetesVersion = "1.33"
+    """Minimum GKE master version (default 1.33); patches follow the release channel."""
+    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
+    """GKE release channel (default REGULAR)."""
+    subnet_cidr: Cidr = "10.10.0.0/20"
+    """Primary range of the nodes' subnet (default 10.10.0.0/20)."""
+    pods_cidr: Cidr = "10.16.0.0/14"
+    """Secondary range for pods (default 10.16.0.0/14)."""
+    services_cidr: Cidr = "10.20.0.0/20"
+    """Secondary range for services (default 10.20.0.0/20)."""
+    master_cidr: Cidr = "172.16.0.0/28"
+    """/28 range of the private control plane (default 172.16.0.0/28)."""
+    endpoint: EndpointAccess = EndpointAccess()
+    """API server access (default: private only)."""
+
+
+Cloud = Annotated[Union[KindCloud, EksCloud, GkeCloud], Field(discriminator="provider")]  # noqa: UP007
+
+
+# --------------------------------------------------------------------------------------------
+# Node pools
+# --------------------------------------------------------------------------------------------
+
+
+class GpuSpec(_Model):
+    """The GPUs of each node of a pool."""
+
+    type: str
+    """GPU model, one of the GPU catalog's names (for example ``nvidia-l4``)."""
+    count: int = Field(default=1, ge=1, le=16)
+    """GPUs per node (default 1)."""
+
+
+class NodePool(_Model):
+    """A group of identical nodes."""
+
+    name: Name
+    role: Literal["system", "cpu", "gpu"]
+    """``system`` runs cluster add-ons; ``cpu`` and ``gpu`` run workloads. GPU pools are tainted."""
+    instance_types: list[str] = []
+    """EKS: EC2 instance types (several allowed, for spot capacity); GKE: exactly one machine type;
+    kind: unused. Required on EKS and GKE."""
+    min_nodes: int = Field(default=1, ge=0, le=1000)
+    """Smallest node count; 0 lets the autoscaler scale the pool to zero (default 1)."""
+    max_nodes: int = Field(default=1, ge=1, le=1000)
+    """Largest node count (default 1)."""
+    capacity: Literal["onDemand", "spot"] = "onDemand"
+    """Capacity type (default onDemand)."""
+    disk_size_gib: int = Field(default=100, ge=20, le=16384)
+    """Root volume size in GiB; GPU images are large (default 100)."""
+    gpu: GpuSpec | None = None
+    """GPUs per node; required for, and only for, ``role: gpu``."""
+    labels: dict[str, str] = {}
+    """Extra node labels (default none)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Monitoring and models
+# --------------------------------------------------------------------------------------------
+
+
+class Monitoring(_Model):
+    """Prometheus and Grafana (kube-prometheus-stack)."""
+
+    enabled: bool = True
+    """Install the monitoring stack (default true)."""
+    retention: Duration = "15d"
+    """Prometheus retention, for example 15d (default 15d)."""
+    storage_gib: int = Field(default=50, ge=1, le=65536)
+    """Prometheus persistent volume size in GiB (default 50)."""
+    grafana: bool = True
+    """Install Grafana (default true); it is never exposed outside the cluster."""
+
+
+class ModelSpec(_Model):
+    """One entry of the model catalog: a model served behind the stack's endpoint."""
+
+    name: Name
+    """Id of the deployment (Kubernetes-safe)."""
+    served_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_./:]{0,127}$")] | None = None
+    """Value of the OpenAI ``model`` field that selects this model (default: ``name``)."""
+    source: WeightsUri
+    """Where the weights come from."""
+    engine: Literal["vllm", "llamacpp"] = "vllm"
+    """``vllm`` on GPU pools; ``llamacpp`` serves small GGUF models on CPU (default vllm)."""
+    pool: Name
+    """Node pool the replicas run on."""
+    gpus_per_replica: int = Field(default=1, ge=0, le=16)
+    """GPUs per replica, the tensor-parallel size for vLLM; 0 for CPU engines (default 1)."""
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    """Fewest replicas; 0 allows scale to zero (default 1)."""
+    max_replicas: int = Field(default=1, ge=1, le=1000)
+    """Most replicas (default 1)."""
+
+    @property
+    def model_name(self) -> str:
+        """The OpenAI ``model`` value clients send."""
+        return self.served_name or self.name
+
+
+class StackConfig(_Model):
+    """All of a stack's ``neurodock:*`` configuration."""
+
+    environment: Name
+    """Environment name (dev, staging, prod...), used in resource names and tags."""
+    cloud: Cloud
+    """Where the cluster runs; ``provider`` selects kind, eks or gke."""
+    node_pools: list[NodePool] = Field(min_length=1)
+    """Node pools; at least one with ``role: system``."""
+    monitoring: Monitoring = Monitoring()
+    """Monitoring stack settings."""
+    models: list[ModelSpec] = []
+    """The model catalog (default empty)."""
+    tags: dict[str, str] = {}
+    """Tags or labels put on every cloud resource that takes them (default none)."""
+
+    @property
+    def cluster_name(self) -> str:
+        if isinstance(self.cloud, KindCloud) and self.cloud.cluster_name:
+            return self.cloud.cluster_name
+        return f"neurodock-{self.environment}"
+
+    def pool(self, name: str) -> NodePool | None:
+        return next((p for p in self.node_pools if p.name == name), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a stack's configuration."""
+
+    path: str
+    """The key, as written in the stack file: ``neurodock:nodePools[1].gpu.count``."""
+    message: str
+    """What is wrong and what is allowed."""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def key_path(loc: Iterable[str | int]) -> str:
+    """``("nodePools", 1, "gpu")`` -> ``neurodock:nodePools[1].gpu``."""
+    out = NAMESPACE + ":"
+    first = True
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += part if first else f".{part}"
+        first = False
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def parse_config(
+    values: Mapping[str, Any], secret_keys: Iterable[str] = ()
+) -> StackConfig:
+    """Validate ``neurodock:*`` values into a :class:`StackConfig`, or raise :class:`ConfigError`.
+
+    ``values`` maps full keys (``neurodock:nodePools``) to values, either as Pulumi hands them to a
+    program (structured values JSON-encoded as strings) or already decoded. Keys of other
+    namespaces (``aws:``, ``pulumi:``...) are ignored. ``secret_keys`` names the keys that were set
+    as secrets.
+    """
+    secret_keys = set(secret_keys)
+    data: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for full_key, value in values.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE or not key:
+            continue
+        if key in SECRET_KEYS:
+            if full_key not in secret_keys:
+                problems.append(Problem(full_key, (
+                    "holds a secret but is stored in plaintext; remove it from the stack file and set "
+                    f"it with `pulumi config set --secret {full_key}`")))
+            continue
+        data[key] = _decode(value)
+
+    try:
+        config = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_structural_problems(exc, data))
+        raise ConfigError(problems) from None
+    problems.extend(_semantic_problems(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi passes structured config values to programs as JSON text."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Structural problems: pydantic errors rewritten as key paths and plain sentences
+# --------------------------------------------------------------------------------------------
+
+
+def _structural_problems(exc: ValidationError, data: Any) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = _user_loc(error["loc"], data)
+        kind = error["type"]
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            tag = error["ctx"]["discriminator"].strip("'")
+            allowed = error["ctx"].get("expected_tags", "")
+            got = error["ctx"].get("tag")
+            loc = (*loc, tag)
+            message = f"must be one of {allowed}" + (f" (got {got!r})" if got is not None else "")
+        elif kind == "extra_forbidden":
+            message = _unknown_key_message(loc, data)
+        elif kind == "missing":
+            message = "is required but missing"
+        else:
+            message = _sentence(error["msg"])
+            if "input" in error and not isinstance(error["input"], (dict, list)):
+                message += f" (got {error['input']!r})"
+        problems.append(Problem(key_path(loc), message))
+    return problems
+
+
+def _user_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
+    """Drop the tags pydantic inserts into locations inside discriminated unions.
+
+    For ``cloud: {provider: eks, zones: ...}`` pydantic reports ``("cloud", "eks", "zones")``; the
+    user wrote ``cloud.zones``. A string that is not a key of the input mapping but is the value of
+    one of its keys is such a tag.
+    """
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        is_tag = (isinstance(node, Mapping) and isinstance(part, str) and part not in node
+                  and part in {v for v in node.values() if isinstance(v, str)})
+        if is_tag:
+            continue
+        out.append(part)
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
+def _unknown_key_message(loc: tuple[str | int, ...], data: Any) -> str:
+    allowed = _allowed_keys(loc[:-1], data)
+    key = str(loc[-1])
+    if not allowed:
+        return "unknown key"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
+
+
+def _allowed_keys(loc: tuple[str | int, ...], data: Any) -> list[str]:
+    """The camelCase keys of the model found at ``loc`` (walking the input alongside)."""
+    annotation: Any = StackConfig
+    node = data
+    for part in loc:
+        annotation = _resolve(annotation, node)
+        if isinstance(part, int):
+            args = get_args(annotation)
+            annotation = args[0] if args else Any
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = next(
+                (f for n, f in annotation.model_fields.items() if (f.alias or n) == part), None
+            )
+            if field is None:
+                return []
+            annotation = field.annotation
+        else:
+            args = get_args(annotation)
+            annotation = args[-1] if args else Any
+        node = node.get(part) if isinstance(node, Mapping) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        )
+    annotation = _resolve(annotation, node)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sorted(f.alias or n for n, f in annotation.model_fields.items())
+    return []
+
+
+def _resolve(annotation: Any, node: Any) -> Any:
+    """Unwrap ``Annotated`` and ``Optional``, and pick a union member by its ``provider`` tag."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    members = [a for a in get_args(annotation) if a is not type(None)] if _is_union(annotation) else []
+    if not members:
+        return annotation
+    if len(members) == 1:
+        return _resolve(members[0], node)
+    for member in members:
+        tag = member.model_fields.get("provider") if isinstance(member, type) else None
+        if tag and isinstance(node, Mapping) and node.get("provider") in get_args(tag.annotation):
+            return member
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    import types
+
+    return get_origin(annotation) in (Union, types.UnionType)
+
+
+def _sentence(msg: str) -> str:
+    """Pydantic's 'Input should be ...' becomes 'must be ...'."""
+    msg = re.sub(r"^Input should be", "must be", msg)
+    msg = re.sub(r"^String should match pattern", "must match the pattern", msg)
+    msg = msg.replace("List should have at least", "must have at least")
+    msg = msg.replace("Value error, ", "")
+    return msg[:1].lower() + msg[1:]
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic problems: facts across keys
+# --------------------------------------------------------------------------------------------
+
+
+def _semantic_problems(config: StackConfig) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def add(loc: tuple[str | int, ...], message: str) -> None:
+        problems.append(Problem(key_path(loc), message))
+
+    cloud = config.cloud
+    provider = cloud.provider
+
+    # Cloud-level facts.
+    if isinstance(cloud, (EksCloud, GkeCloud)):
+        for i, zone in enumerate(cloud.zones):
+            if not zone.startswith(cloud.region + "-") and not (
+                isinstance(cloud, EksCloud) and re.fullmatch(re.escape(cloud.region) + r"[a-z]", zone)
+            ):
+                example = f"{cloud.region}a" if isinstance(cloud, EksCloud) else f"{cloud.region}-a"
+                add(("cloud", "zones", i), f"zone {zone!r} is not in region {cloud.region!r} (e.g. {example!r})")
+        if len(set(cloud.zones)) != len(cloud.zones):
+            add(("cloud", "zones"), "lists a zone twice")
+        if cloud.endpoint.public and not cloud.endpoint.allowed_cidrs:
+            add(("cloud", "endpoint", "allowedCidrs"),
+                "a public API endpoint needs an allow-list; list the CIDRs allowed to reach it, "
+                "or set endpoint.public to false")
+        for i, cidr in enumerate(cloud.endpoint.allowed_cidrs):
+            problem = _cidr_problem(cidr)
+            if problem:
+                add(("cloud", "endpoint", "allowedCidrs", i), problem)
+            elif cidr.endswith("/0"):
+                add(("cloud", "endpoint", "allowedCidrs", i),
+                    "0.0.0.0/0 opens the API server to the internet; list your own CIDRs")
+        cidr_keys = ["vpcCidr"] if isinstance(cloud, EksCloud) else [
+            "subnetCidr", "podsCidr", "servicesCidr", "masterCidr"]
+        for key in cidr_keys:
+            problem = _cidr_problem(getattr(cloud, _snake(key)))
+            if problem:
+                add(("cloud", key), problem)
+        if isinstance(cloud, GkeCloud) and not cloud.master_cidr.endswith("/28"):
+            add(("cloud", "masterCidr"), "must be a /28 range (GKE requires it for private clusters)")
+
+    # Node pools.
+    seen: dict[str, int] = {}
+    for i, pool in enumerate(config.node_pools):
+        if pool.name in seen:
+            add(("nodePools", i, "name"), f"pool name {pool.name!r} is already used by nodePools[{seen[pool.name]}]")
+        seen.setdefault(pool.name, i)
+        if pool.min_nodes > pool.max_nodes:
+            add(("nodePools", i, "minNodes"), f"must be <= maxNodes ({pool.min_nodes} > {pool.max_nodes})")
+        if pool.role == "gpu" and pool.gpu is None:
+            add(("nodePools", i, "gpu"), "a pool with role 'gpu' needs gpu.type and gpu.count")
+        if pool.role != "gpu" and pool.gpu is not None:
+            add(("nodePools", i, "gpu"), f"only pools with role 'gpu' take GPUs (this one has role {pool.role!r})")
+        if pool.role == "system" and pool.min_nodes < 1:
+            add(("nodePools", i, "minNodes"), "the system pool needs at least 1 node to run cluster add-ons")
+        if pool.gpu is not None:
+            model = GPU_MODELS.get(pool.gpu.type)
+            if model is None:
+                add(("nodePools", i, "gpu", "type"),
+                    f"unknown GPU type {pool.gpu.type!r}; known types: {', '.join(sorted(GPU_MODELS))}")
+            elif provider == "gke" and model.gke_accelerator is None:
+                offered = sorted(n for n, m in GPU_MODELS.items() if m.gke_accelerator)
+                add(("nodePools", i, "gpu", "type"),
+                    f"GKE does not offer {pool.gpu.type!r}; GKE GPU types: {', '.join(offered)}")
+            elif provider == "eks" and not model.eks:
+                offered = sorted(n for n, m in GPU_MODELS.items() if m.eks)
+                add(("nodePools", i, "gpu", "type"),
+                    f"EKS does not offer {pool.gpu.type!r}; EKS GPU types: {', '.join(offered)}")
+        if provider in ("eks", "gke") and not pool.instance_types:
+            what = "EC2 instance types" if provider == "eks" else "a GCE machine type"
+            add(("nodePools", i, "instanceTypes"), f"is required on {provider}: list {what}")
+        if provider == "gke" and len(pool.instance_types) > 1:
+            add(("nodePools", i, "instanceTypes"), "GKE node pools take exactly one machine type")
+    if not any(p.role == "system" for p in config.node_pools):
+        add(("nodePools",), "needs a pool with role 'system' for cluster add-ons")
+
+    # Models.
+    names: dict[str, int] = {}
+    served: dict[str, int] = {}
+    for i, model in enumerate(config.models):
+        if model.name in names:
+            add(("models", i, "name"), f"model name {model.name!r} is already used by models[{names[model.name]}]")
+        names.setdefault(model.name, i)
+        if model.model_name in served:
+            add(("models", i, "servedName"),
+                f"served name {model.model_name!r} is already used by models[{served[model.model_name]}]")
+        served.setdefault(model.model_name, i)
+        if model.min_replicas > model.max_replicas:
+            add(("models", i, "minReplicas"),
+                f"must be <= maxReplicas ({model.min_replicas} > {model.max_replicas})")
+        pool = config.pool(model.pool)
+        if pool is None:
+            add(("models", i, "pool"),
+                f"no node pool named {model.pool!r}; pools: {', '.join(p.name for p in config.node_pools)}")
+            continue
+        if model.engine == "vllm":
+            if pool.gpu is None:
+                add(("models", i, "pool"), f"engine 'vllm' needs a GPU pool; {pool.name!r} has no GPUs "
+                    "(use engine 'llamacpp' for CPU serving)")
+            elif model.gpus_per_replica < 1:
+                add(("models", i, "gpusPerReplica"), "engine 'vllm' needs at least 1 GPU per replica")
+            elif model.gpus_per_replica > pool.gpu.count:
+                add(("models", i, "gpusPerReplica"),
+                    f"{model.gpus_per_replica} GPUs per replica do not fit pool {pool.name!r}, whose nodes have "
+                    f"{pool.gpu.count}; a replica cannot span nodes")
+        elif model.gpus_per_replica != 0:
+            add(("models", i, "gpusPerReplica"), f"engine {model.engine!r} runs on CPU; set it to 0")
+    return problems
+
+
+def _cidr_problem(cidr: str) -> str | None:
+    try:
+        ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError as exc:
+        return f"{cidr!r} is not a valid IPv4 network ({exc})"
+    return None
+
+
+def _snake(camel: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()

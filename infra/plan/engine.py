@@ -1,0 +1,90 @@
+"""Run the stack program under mocks and collect what it registered."""
+
+from __future__ import annotations
+
+import asyncio
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+
+from infra.config import ConfigError, StackConfig, parse_config
+from infra.plan.mocks import SECRET, UNKNOWN, PlanMocks, RecordingMonitor, Registration
+from infra.plan.stackfile import StackFile
+
+PROGRAM_DIR = Path(__file__).resolve().parents[1]
+"""``infra/``, the directory Pulumi.yaml's ``main`` names."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    stack: StackFile
+    config: StackConfig
+    resources: list[Registration]
+    outputs: dict[str, Any]
+    """Stack outputs, secrets as ``[secret]``, unknown values as ``[unknown]``."""
+
+    @property
+    def manifests(self) -> list[Registration]:
+        return [r for r in self.resources if r.manifest is not None]
+
+    @property
+    def helm_releases(self) -> list[Registration]:
+        return [r for r in self.resources if r.type == "kubernetes:helm.sh/v3:Release"]
+
+
+class ProgramError(Exception):
+    """The program failed under mocks (exit code 1)."""
+
+
+def validate(stack: StackFile) -> StackConfig:
+    """The stack's configuration, validated (raises ``ConfigError``)."""
+    return parse_config(stack.config, stack.secret_keys)
+
+
+def run_plan(stack: StackFile) -> Plan:
+    """Validate the stack's config, then run ``infra/__main__.py`` under mocks.
+
+    Configuration errors surface before the program starts, so nothing is ever half-registered.
+    """
+    config = validate(stack)
+    mocks = PlanMocks()
+    monitor = RecordingMonitor(mocks)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        pulumi_settings.ROOT.set(None)
+        pulumi.runtime.set_all_config(dict(stack.config), sorted(stack.secret_keys))
+        pulumi.runtime.set_mocks(mocks, project=stack.project, stack=stack.stack, preview=False, monitor=monitor)
+        try:
+            # The same call the Python language host makes for `main: infra/`.
+            loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM_DIR), run_name="__main__")))
+        except pulumi.RunError as exc:
+            raise ProgramError(str(exc)) from None
+        root = pulumi_settings.get_root_resource()
+        outputs = loop.run_until_complete(_resolve_outputs(getattr(root, "outputs", {}) or {}))
+    finally:
+        pulumi_settings.ROOT.set(None)
+        loop.close()
+        asyncio.set_event_loop(None)
+    return Plan(stack=stack, config=config, resources=list(monitor.registrations), outputs=outputs)
+
+
+async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    resolved = {}
+    for name, value in sorted(outputs.items()):
+        output = pulumi.Output.from_input(value)
+        if await output.is_secret():
+            resolved[name] = SECRET
+        elif not await output.is_known():
+            resolved[name] = UNKNOWN
+        else:
+            resolved[name] = await output.future()
+    return resolved
+
+
+__all__ = ["ConfigError", "Plan", "ProgramError", "run_plan", "validate"]

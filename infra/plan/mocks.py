@@ -1,0 +1,406 @@
+"""Mock providers whose outputs look like the real ones, and a monitor that records registrations.
+
+Every generated value is derived from a hash of the resource's type and name, so a plan is
+byte-for-byte reproducible and two plans of the same program can be diffed.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
+
+AWS_ACCOUNT_ID = "123456789012"  # AWS's documented example account
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+
+# Signatures the engine's wire format uses for special values (pulumi/sdk rpc.py).
+_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+
+# Kubernetes resource types that are not objects sent to the API server.
+_K8S_NON_OBJECTS = ("kubernetes:helm.sh/", "kubernetes:yaml", "kubernetes:kustomize")
+
+
+def digest(*parts: str, length: int = 16) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def is_k8s_object(type_: str) -> bool:
+    return type_.startswith("kubernetes:") and not type_.startswith(_K8S_NON_OBJECTS)
+
+
+def k8s_checked(type_: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """What the Kubernetes provider's Check makes of an object before sending it: a generated
+    ``metadata.name`` (logical name + 8 characters) when none is given, with the annotation saying
+    so, and the ``app.kubernetes.io/managed-by: pulumi`` label."""
+    obj = copy.deepcopy(obj)
+    metadata = obj.setdefault("metadata", {})
+    if not metadata.get("name"):
+        metadata["name"] = f"{name}-{digest(type_, name, length=8)}"
+        metadata.setdefault("annotations", {})["pulumi.com/autonamed"] = "true"
+    metadata.setdefault("labels", {})["app.kubernetes.io/managed-by"] = "pulumi"
+    return obj
+
+
+def wire_to_json(value: Any, *, redact: bool = True) -> Any:
+    """Turn a value in the engine's wire format into plain JSON: secrets become ``[secret]`` (or
+    their value, with ``redact=False``), unknowns ``[unknown]``, resource references their URN."""
+    if isinstance(value, dict):
+        sig = value.get(_SIG)
+        if sig == _SECRET_SIG:
+            return SECRET if redact else wire_to_json(value.get("value"), redact=redact)
+        if sig == _RESOURCE_SIG:
+            return value.get("urn")
+        if sig == _OUTPUT_SIG:
+            if "value" not in value:
+                return UNKNOWN
+            if value.get("secret") and redact:
+                return SECRET
+            return wire_to_json(value["value"], redact=redact)
+        return {k: wire_to_json(v, redact=redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wire_to_json(v, redact=redact) for v in value]
+    if value == UNKNOWN_MARKER:
+        return UNKNOWN
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class Registration:
+    """One resource as the program registered it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    provider: str | None
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+    id: str | None = None
+    manifest: dict[str, Any] | None = None
+    """For Kubernetes objects: the object the provider would send."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+                "custom": self.custom, "provider": self.provider, "inputs": self.inputs,
+                "options": self.options}
+
+
+class RecordingMonitor(MockMonitor):
+    """The SDK's mock monitor, recording each registration with its options, in order."""
+
+    registrations: list[Registration]
+
+    def __init__(self, mocks: PlanMocks):
+        super().__init__(mocks)
+        self.registrations = []
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        wire = json_format.MessageToDict(request.object) if request.HasField("object") else {}
+        timeouts = None
+        if request.HasField("customTimeouts"):
+            t = request.customTimeouts
+            timeouts = {k: v for k, v in (("create", t.create), ("update", t.update), ("delete", t.delete)) if v}
+        registration = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent or None,
+            custom=bool(request.custom),
+            provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+            inputs=wire_to_json(wire),
+            options={
+                "protect": request.protect if request.HasField("protect") else False,
+                "retainOnDelete": request.retainOnDelete if request.HasField("retainOnDelete") else False,
+                "dependsOn": sorted(set(request.dependencies)),
+                "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                "ignoreChanges": list(request.ignoreChanges),
+                "customTimeouts": timeouts,
+            },
+        )
+        if request.custom and is_k8s_object(request.type):
+            registration.manifest = k8s_checked(request.type, request.name, registration.inputs)
+        response = super().RegisterResource(request)
+        registration.id = getattr(response, "id", None) or None
+        with self._lock:
+            self.registrations.append(registration)
+        return response
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Provider outputs shaped like real ones."""
+
+    def __init__(self) -> None:
+        self._providers: dict[str, dict[str, Any]] = {}
+
+    # -- resources ---------------------------------------------------------------------------
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
+        inputs = wire_to_json(args.inputs, redact=False)
+        typ, name = args.typ, args.name
+        if typ.startswith("pulumi:providers:"):
+            provider_id = _uuid(typ, name)
+            self._providers[provider_id] = inputs
+            return provider_id, inputs
+        if is_k8s_object(typ):
+            obj = k8s_checked(typ, name, inputs)
+            obj["metadata"]["uid"] = _uuid(typ, name)
+            obj["metadata"].setdefault("namespace", obj["metadata"].get("namespace"))
+            return obj["metadata"]["name"], obj
+        handler = _HANDLERS.get(typ) or _HANDLERS.get(typ.split(":")[0])
+        provider = self._providers.get((args.provider or "").rsplit("::", 1)[-1], {})
+        if handler is None:
+            return f"{name}-{digest(typ, name, length=8)}", inputs
+        return handler(typ, name, inputs, provider)
+
+    # -- invokes -----------------------------------------------------------------------------
+
+    def call(self, args: MockCallArgs) -> dict:
+        a = wire_to_json(args.args, redact=False)
+        if args.token == "gcp:organizations/getProject:getProject":
+            project = a.get("projectId", "project")
+            number = str(int(digest(project, length=10), 16) % 10**12).rjust(12, "1")
+            return {"projectId": project, "number": number, "name": project, "id": f"projects/{project}"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": AWS_ACCOUNT_ID, "arn": f"arn:aws:iam::{AWS_ACCOUNT_ID}:user/neurodock",
+                    "userId": "AIDA" + digest("user").upper(), "id": AWS_ACCOUNT_ID}
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Realistic outputs, per resource type
+# --------------------------------------------------------------------------------------------
+
+
+def _uuid(*parts: str) -> str:
+    h = digest(*parts, length=32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _fake_pem(*parts: str) -> str:
+    body = base64.b64encode(hashlib.sha512("/".join(parts).encode()).digest() * 12).decode()
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    pem = "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+    return base64.b64encode(pem.encode()).decode()
+
+
+def _aws(prefix: str, arn_kind: str | None = None):
+    def handler(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+        rid = f"{prefix}-{digest(typ, name, length=17)}"
+        state = dict(inputs)
+        if arn_kind:
+            region = provider.get("region", "us-east-1")
+            state["arn"] = f"arn:aws:ec2:{region}:{AWS_ACCOUNT_ID}:{arn_kind}/{rid}"
+        return rid, state
+    return handler
+
+
+def _aws_named(service: str, kind: str, *, regional: bool):
+    def handler(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+        physical = inputs.get("name") or f"{name}-{digest(typ, name, length=7)}"
+        region = provider.get("region", "us-east-1") if regional else ""
+        state = {**inputs, "name": physical, "arn": f"arn:aws:{service}:{region}:{AWS_ACCOUNT_ID}:{kind}/{physical}"}
+        if typ == "aws:iam/role:Role":
+            state["uniqueId"] = "AROA" + digest(typ, name).upper()
+        return physical, state
+    return handler
+
+
+def _kms_key(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    key_id = _uuid(typ, name)
+    region = provider.get("region", "us-east-1")
+    return key_id, {**inputs, "keyId": key_id, "arn": f"arn:aws:kms:{region}:{AWS_ACCOUNT_ID}:key/{key_id}"}
+
+
+def _eks_cluster(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    region = provider.get("region", "us-east-1")
+    physical = inputs.get("name") or name
+    endpoint_id = digest(typ, name, length=32).upper()
+    return physical, {
+        **inputs,
+        "name": physical,
+        "arn": f"arn:aws:eks:{region}:{AWS_ACCOUNT_ID}:cluster/{physical}",
+        "endpoint": f"https://{endpoint_id}.gr7.{region}.eks.amazonaws.com",
+        "certificateAuthority": {"data": _fake_pem(typ, name)},
+        "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{region}.amazonaws.com/id/{endpoint_id}"}]}],
+        "platformVersion": "eks.12",
+        "status": "ACTIVE",
+        "clusterId": _uuid(typ, name, "id"),
+    }
+
+
+def _oidc_provider(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    url = str(inputs.get("url", "")).removeprefix("https://")
+    arn = f"arn:aws:iam::{AWS_ACCOUNT_ID}:oidc-provider/{url}"
+    return arn, {**inputs, "arn": arn}
+
+
+def _launch_template(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    rid, state = _aws("lt", "launch-template")(typ, name, inputs, provider)
+    return rid, {**state, "latestVersion": 1, "defaultVersion": 1,
+                 "name": inputs.get("name") or f"{name}-{digest(typ, name, length=7)}"}
+
+
+def _node_group(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    region = provider.get("region", "us-east-1")
+    cluster = inputs.get("clusterName", "cluster")
+    group = inputs.get("nodeGroupName") or f"{inputs.get('nodeGroupNamePrefix', name + '-')}{digest(typ, name, length=26)}"
+    asg = f"eks-{group}-{_uuid(typ, name)}"
+    return f"{cluster}:{group}", {
+        **inputs,
+        "nodeGroupName": group,
+        "arn": f"arn:aws:eks:{region}:{AWS_ACCOUNT_ID}:nodegroup/{cluster}/{group}/{_uuid(typ, name)}",
+        "status": "ACTIVE",
+        "resources": [{"autoscalingGroups": [{"name": asg}]}],
+    }
+
+
+def _eip(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    rid, state = _aws("eipalloc", None)(typ, name, inputs, provider)
+    h = bytes.fromhex(digest(typ, name, length=6))
+    return rid, {**state, "allocationId": rid, "publicIp": f"52.{h[0]}.{h[1]}.{h[2] or 1}"}
+
+
+def _gcp_path(kind: str, *, scope: str):
+    """GCP ids are resource paths: projects/P/{global|regions/R|locations/L}/KIND/NAME."""
+    def handler(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+        project = inputs.get("project") or provider.get("project", "project")
+        region = inputs.get("region") or inputs.get("location") or provider.get("region", "us-central1")
+        physical = inputs.get("name") or f"{name}-{digest(typ, name, length=7)}"
+        where = {"global": "global", "region": f"regions/{region}", "location": f"locations/{region}"}[scope]
+        path = f"projects/{project}/{where}/{kind}/{physical}"
+        return path, {**inputs, "name": physical, "project": project,
+                      "selfLink": f"https://www.googleapis.com/compute/v1/{path}"}
+    return handler
+
+
+def _gke_cluster(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    rid, state = _gcp_path("clusters", scope="location")(typ, name, inputs, provider)
+    h = bytes.fromhex(digest(typ, name, length=8))
+    private = (inputs.get("privateClusterConfig") or {}).get("enablePrivateEndpoint")
+    endpoint = f"172.16.0.{2 + h[3] % 10}" if private else f"34.{h[0]}.{h[1]}.{h[2] or 1}"
+    return rid, {
+        **state,
+        "endpoint": endpoint,
+        "masterAuth": {"clusterCaCertificate": _fake_pem(typ, name)},
+        "masterVersion": f"{inputs.get('minMasterVersion', '1.33')}.5-gke.1308000",
+        "selfLink": f"https://container.googleapis.com/v1/{rid}",
+        "labelFingerprint": digest(typ, name, length=8),
+    }
+
+
+def _gke_node_pool(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    cluster = inputs.get("cluster", "cluster")
+    physical = inputs.get("name") or f"{name}-{digest(typ, name, length=7)}"
+    return f"{cluster}/nodePools/{physical}", {**inputs, "name": physical,
+                                               "instanceGroupUrls": [f"{cluster}/instanceGroups/{physical}"]}
+
+
+def _service_account(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    project = inputs.get("project") or provider.get("project", "project")
+    email = f"{inputs.get('accountId', name)}@{project}.iam.gserviceaccount.com"
+    return f"projects/{project}/serviceAccounts/{email}", {
+        **inputs, "email": email, "member": f"serviceAccount:{email}",
+        "uniqueId": str(int(digest(typ, name, length=16), 16))[:21],
+    }
+
+
+def _kms_ring(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    project = inputs.get("project") or provider.get("project", "project")
+    rid = f"projects/{project}/locations/{inputs.get('location', 'global')}/keyRings/{inputs.get('name', name)}"
+    return rid, {**inputs, "project": project}
+
+
+def _kms_key_gcp(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    return f"{inputs.get('keyRing', 'keyring')}/cryptoKeys/{inputs.get('name', name)}", dict(inputs)
+
+
+def _command(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    create = str(inputs.get("create", ""))
+    stdout = ""
+    if "kind get kubeconfig" in create:
+        stdout = _kind_kubeconfig(typ, name, create)
+    return f"{name}-{digest(typ, name, length=8)}", {**inputs, "stdout": stdout, "stderr": ""}
+
+
+def _kind_kubeconfig(typ: str, name: str, create: str) -> str:
+    cluster = create.split("kind get kubeconfig --name ", 1)[1].split()[0].strip("'\"")
+    port = 32768 + int(digest(typ, name, length=4), 16) % 28000
+    context = f"kind-{cluster}"
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": context,
+        "clusters": [{"name": context, "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                    "certificate-authority-data": _fake_pem(typ, name, "ca")}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+        "users": [{"name": context, "user": {"client-certificate-data": _fake_pem(typ, name, "crt"),
+                                             "client-key-data": _fake_pem(typ, name, "key")}}],
+    }, indent=2)
+
+
+def _helm_release(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    release = inputs.get("name") or f"{name}-{digest(typ, name, length=8)}"
+    namespace = inputs.get("namespace") or "default"
+    return f"{namespace}/{release}", {**inputs, "name": release, "status": {
+        "name": release, "namespace": namespace, "chart": inputs.get("chart"), "version": inputs.get("version"),
+        "appVersion": inputs.get("version"), "revision": 1, "status": "deployed",
+    }}
+
+
+def _random_password(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    length = int(inputs.get("length", 32))
+    return "none", {**inputs, "result": (digest(typ, name, length=64) * 4)[:length]}
+
+
+def _simple_id(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    return f"{name}-{digest(typ, name, length=8)}", dict(inputs)
+
+
+_HANDLERS = {
+    "aws:ec2/vpc:Vpc": _aws("vpc", "vpc"),
+    "aws:ec2/subnet:Subnet": _aws("subnet", "subnet"),
+    "aws:ec2/internetGateway:InternetGateway": _aws("igw", "internet-gateway"),
+    "aws:ec2/natGateway:NatGateway": _aws("nat", None),
+    "aws:ec2/eip:Eip": _eip,
+    "aws:ec2/routeTable:RouteTable": _aws("rtb", "route-table"),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": _aws("rtbassoc", None),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _aws("sg", "security-group"),
+    "aws:ec2/securityGroup:SecurityGroup": _aws("sg", "security-group"),
+    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
+    "aws:iam/role:Role": _aws_named("iam", "role", regional=False),
+    "aws:iam/policy:Policy": _aws_named("iam", "policy", regional=False),
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
+    "aws:kms/key:Key": _kms_key,
+    "aws:cloudwatch/logGroup:LogGroup": _aws_named("logs", "log-group", regional=True),
+    "aws:eks/cluster:Cluster": _eks_cluster,
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "gcp:compute/network:Network": _gcp_path("networks", scope="global"),
+    "gcp:compute/subnetwork:Subnetwork": _gcp_path("subnetworks", scope="region"),
+    "gcp:compute/router:Router": _gcp_path("routers", scope="region"),
+    "gcp:container/cluster:Cluster": _gke_cluster,
+    "gcp:container/nodePool:NodePool": _gke_node_pool,
+    "gcp:serviceaccount/account:Account": _service_account,
+    "gcp:kms/keyRing:KeyRing": _kms_ring,
+    "gcp:kms/cryptoKey:CryptoKey": _kms_key_gcp,
+    "command:local:Command": _command,
+    "kubernetes:helm.sh/v3:Release": _helm_release,
+    "random:index/randomPassword:RandomPassword": _random_password,
+    "aws": _simple_id,
+    "gcp": _simple_id,
+}

@@ -1,0 +1,190 @@
+"""``build(config)``: the whole stack, wired from validated configuration.
+
+This module turns pydantic models into component ``Args``; it is the only place that knows both.
+It creates the explicit providers (the project disables default providers) and hands them to the
+components, whose children inherit them.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_command as command
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.cluster.base import Capacity, Cluster, NodePoolArgs, PoolRole
+from components.cluster.eks import EksCluster, EksClusterArgs
+from components.cluster.gke import GkeCluster, GkeClusterArgs
+from components.cluster.kind import KindCluster, KindClusterArgs
+from components.monitoring.stack import MonitoringStack, MonitoringStackArgs
+from components.serving.catalog import CatalogEntry, ModelCatalog, ModelCatalogArgs
+from components.serving.model_server import Engine
+from infra.config import (
+    NAMESPACE,
+    EksCloud,
+    GkeCloud,
+    KindCloud,
+    NodePool,
+    StackConfig,
+    parse_config,
+)
+from infra.secrets import StackSecrets
+
+
+def load_stack_config() -> StackConfig:
+    """Validate the running stack's ``neurodock:*`` configuration (raises ``ConfigError``)."""
+    values = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    keys = [k for k in values if k.startswith(NAMESPACE + ":")]
+    return parse_config(
+        {k: values[k] for k in keys},
+        secret_keys=[k for k in keys if pulumi.runtime.is_config_secret(k)],
+    )
+
+
+def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
+    """Create every resource of the stack; return the stack outputs."""
+    cluster = _cluster(config)
+    kube = k8s.Provider(
+        "k8s",
+        kubeconfig=None if cluster.kube_context else cluster.kubeconfig,
+        context=cluster.kube_context,
+        # Server-side apply lets controllers (autoscalers) own fields we set once, like replicas.
+        enable_server_side_apply=True,
+        # Workloads wait for the whole cluster, node groups included, not only its endpoint.
+        opts=pulumi.ResourceOptions(depends_on=[cluster]),
+    )
+    k8s_opts = pulumi.ResourceOptions(providers=[kube])
+
+    outputs: dict[str, pulumi.Input] = {
+        "environment": config.environment,
+        "cloud": config.cloud.provider,
+        "clusterName": cluster.cluster_name,
+        "clusterEndpoint": cluster.endpoint,
+        "kubeconfig": cluster.kubeconfig,
+    }
+    if isinstance(cluster, KindCluster) and cluster.gpuless_pools:
+        outputs["gpulessPools"] = list(cluster.gpuless_pools)
+
+    if config.monitoring.enabled:
+        monitoring = MonitoringStack(
+            "monitoring",
+            MonitoringStackArgs(
+                storage_class=cluster.storage_class,
+                retention=config.monitoring.retention,
+                storage_gib=config.monitoring.storage_gib,
+                grafana=config.monitoring.grafana,
+            ),
+            opts=k8s_opts,
+        )
+        outputs["prometheusUrl"] = monitoring.prometheus_url
+        if monitoring.grafana_url is not None:
+            outputs["grafanaUrl"] = monitoring.grafana_url
+
+    if config.models:
+        outputs["models"] = _catalog(config, cluster, secrets, k8s_opts).urls
+    return outputs
+
+
+def _cluster(config: StackConfig) -> Cluster:
+    cloud = config.cloud
+    pools = tuple(_pool_args(p) for p in config.node_pools)
+    tags = {"neurodock:environment": config.environment, **config.tags}
+    if isinstance(cloud, KindCloud):
+        local = command.Provider("command")
+        cluster = KindCluster(
+            "cluster",
+            KindClusterArgs(
+                cluster_name=config.cluster_name,
+                kubernetes_version=cloud.kubernetes_version,
+                node_pools=pools,
+                existing_context=cloud.existing_context,
+            ),
+            opts=pulumi.ResourceOptions(providers=[local]),
+        )
+        return cluster
+    if isinstance(cloud, EksCloud):
+        provider = aws.Provider(
+            "aws",
+            region=cloud.region,
+            # Tag everything taggable, including resources of components we do not write.
+            default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
+        )
+        return EksCluster(
+            "cluster",
+            EksClusterArgs(
+                cluster_name=config.cluster_name,
+                region=cloud.region,
+                zones=tuple(cloud.zones),
+                kubernetes_version=cloud.kubernetes_version,
+                vpc_cidr=cloud.vpc_cidr,
+                public_endpoint=cloud.endpoint.public,
+                public_access_cidrs=tuple(cloud.endpoint.allowed_cidrs),
+                admin_role_arns=tuple(cloud.admin_role_arns),
+                node_pools=pools,
+                tags=tags,
+            ),
+            opts=pulumi.ResourceOptions(providers=[provider]),
+        )
+    assert isinstance(cloud, GkeCloud)
+    labels = {k.replace(":", "-").lower(): v.lower() for k, v in tags.items()}
+    provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
+    return GkeCluster(
+        "cluster",
+        GkeClusterArgs(
+            cluster_name=config.cluster_name,
+            project=cloud.project,
+            region=cloud.region,
+            zones=tuple(cloud.zones),
+            kubernetes_version=cloud.kubernetes_version,
+            release_channel=cloud.release_channel,
+            subnet_cidr=cloud.subnet_cidr,
+            pods_cidr=cloud.pods_cidr,
+            services_cidr=cloud.services_cidr,
+            master_cidr=cloud.master_cidr,
+            public_endpoint=cloud.endpoint.public,
+            authorized_cidrs=tuple(cloud.endpoint.allowed_cidrs),
+            node_pools=pools,
+            labels=labels,
+        ),
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )
+
+
+def _pool_args(pool: NodePool) -> NodePoolArgs:
+    return NodePoolArgs(
+        name=pool.name,
+        role=PoolRole(pool.role),
+        instance_types=tuple(pool.instance_types),
+        min_nodes=pool.min_nodes,
+        max_nodes=pool.max_nodes,
+        capacity=Capacity(pool.capacity),
+        disk_size_gib=pool.disk_size_gib,
+        gpu_type=pool.gpu.type if pool.gpu else None,
+        gpu_count=pool.gpu.count if pool.gpu else 0,
+        extra_labels=dict(pool.labels),
+    )
+
+
+def _catalog(config: StackConfig, cluster: Cluster, secrets: StackSecrets,
+             opts: pulumi.ResourceOptions) -> ModelCatalog:
+    return ModelCatalog(
+        "models",
+        ModelCatalogArgs(
+            entries=tuple(
+                CatalogEntry(
+                    name=m.name,
+                    served_name=m.model_name,
+                    source=m.source,
+                    engine=Engine(m.engine),
+                    pool=m.pool,
+                    gpus=m.gpus_per_replica,
+                    min_replicas=m.min_replicas,
+                )
+                for m in config.models
+            ),
+            pools=cluster.pools,
+            hf_token=secrets.hf_token,
+        ),
+        opts=opts,
+    )

@@ -1,0 +1,45 @@
+"""Secret configuration values, read as secret Outputs and never as plain strings.
+
+``neurodock plan`` runs without the stack's secrets provider, so it cannot decrypt ``secure:``
+values; it hands the program the engine's own marker for an unknown value instead, and the program
+sees an unknown secret, exactly as ``pulumi preview`` shows a value that is not known yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
+
+from infra.config import NAMESPACE
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    hf_token: pulumi.Output[str] | None
+    """Hugging Face token (``neurodock:hfToken``), when set."""
+
+    @classmethod
+    def from_pulumi_config(cls) -> StackSecrets:
+        return cls(hf_token=read_secret("hfToken"))
+
+
+def read_secret(key: str) -> pulumi.Output[str] | None:
+    """The secret ``neurodock:<key>`` as a secret Output, or None when it is not set."""
+    # The raw value: Config.get would warn that a secret is read as plain text.
+    value = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
+    if value is None:
+        return None
+    if value == UNKNOWN_MARKER:
+        return unknown_secret()
+    return pulumi.Output.secret(value)
+
+
+def unknown_secret() -> pulumi.Output[str]:
+    """A secret Output whose value is not known, as during a preview."""
+
+    async def const(value):
+        return value
+
+    return pulumi.Output(set(), const(None), const(False), const(True))
