@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import runpy
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ class Plan:
     resources: list[Registration]
     outputs: dict[str, Any]
     """Stack outputs, secrets as ``[secret]``, unknown values as ``[unknown]``."""
+    warnings: list[str]
+    """Warnings the program logged (``pulumi.log.warn``)."""
 
     @property
     def manifests(self) -> list[Registration]:
@@ -54,12 +57,14 @@ def run_plan(stack: StackFile) -> Plan:
     config = validate(stack)
     mocks = PlanMocks()
     monitor = RecordingMonitor(mocks)
+    log = _CollectingLogger()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         pulumi_settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(stack.config), sorted(stack.secret_keys))
-        pulumi.runtime.set_mocks(mocks, project=stack.project, stack=stack.stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(mocks, project=stack.project, stack=stack.stack, preview=False, monitor=monitor,
+                                 logger=log)
         try:
             # The same call the Python language host makes for `main: infra/`.
             loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM_DIR), run_name="__main__")))
@@ -71,7 +76,39 @@ def run_plan(stack: StackFile) -> Plan:
         pulumi_settings.ROOT.set(None)
         loop.close()
         asyncio.set_event_loop(None)
-    return Plan(stack=stack, config=config, resources=list(monitor.registrations), outputs=outputs)
+    return Plan(stack=stack, config=config, resources=tree_order(monitor.registrations), outputs=outputs,
+                warnings=log.warnings)
+
+
+class _CollectingLogger(logging.Logger):
+    """Receives the program's diagnostics (the mock engine logs them) and keeps the warnings."""
+
+    def __init__(self) -> None:
+        super().__init__("neurodock.plan", level=logging.INFO)
+        self.propagate = False
+        self.warnings: list[str] = []
+
+    def warning(self, msg, *args, **kwargs) -> None:  # type: ignore[override]
+        self.warnings.append(str(msg))
+
+    def error(self, msg, *args, **kwargs) -> None:  # type: ignore[override]
+        self.warnings.append(f"error: {msg}")
+
+
+def tree_order(registrations: list[Registration]) -> list[Registration]:
+    """Parents before children, siblings by URN: registration order depends on the event loop's
+    scheduling, this order only on the program."""
+    children: dict[str | None, list[Registration]] = {}
+    urns = {r.urn for r in registrations}
+    for r in registrations:
+        children.setdefault(r.parent if r.parent in urns else None, []).append(r)
+    ordered: list[Registration] = []
+    stack = sorted(children.get(None, []), key=lambda r: r.urn, reverse=True)
+    while stack:
+        node = stack.pop()
+        ordered.append(node)
+        stack.extend(sorted(children.get(node.urn, []), key=lambda r: r.urn, reverse=True))
+    return ordered
 
 
 async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:

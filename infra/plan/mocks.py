@@ -45,7 +45,8 @@ def k8s_checked(type_: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
     """What the Kubernetes provider's Check makes of an object before sending it: a generated
     ``metadata.name`` (logical name + 8 characters) when none is given, with the annotation saying
     so, and the ``app.kubernetes.io/managed-by: pulumi`` label."""
-    obj = copy.deepcopy(obj)
+    head = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
+    obj = copy.deepcopy({**head, **obj})
     metadata = obj.setdefault("metadata", {})
     if not metadata.get("name"):
         metadata["name"] = f"{name}-{digest(type_, name, length=8)}"
@@ -110,6 +111,12 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.registrations = []
         self._lock = threading.Lock()
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The engine leaves the root stack out of its children's URNs; the SDK's mock does not.
+        if parent and parent.split("::")[2].split("$")[-1] == "pulumi:pulumi:Stack":
+            parent = ""
+        return super().make_urn(parent, type_, name)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         urn = self.make_urn(request.parent, request.type, request.name)

@@ -1,0 +1,102 @@
+"""The ``neurodock`` command (also ``python -m infra.cli``).
+
+Exit codes: 0 success; 2 invalid configuration or usage; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the command's last line of defence
+        if os.environ.get("NEURODOCK_DEBUG"):
+            traceback.print_exc()
+        print(f"neurodock: error: {exc}", file=sys.stderr)
+        print("neurodock: set NEURODOCK_DEBUG=1 for a traceback", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neurodock",
+        description="NeuroDock: LLM inference on Kubernetes (EKS, GKE, kind) as one Pulumi program.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    plan = commands.add_parser(
+        "plan",
+        help="preview a stack offline: what `pulumi up -s STACK` would create",
+        description="Validate stacks/Pulumi.STACK.yaml and run the stack program in process under Pulumi's "
+        "mocks. Needs no credentials and no Pulumi CLI; creates nothing.",
+    )
+    plan.add_argument("stack", metavar="STACK", help="stack name: reads stacks/Pulumi.STACK.yaml")
+    plan.add_argument("--stack-file", type=Path, metavar="PATH", help="read this stack file instead")
+    plan.add_argument("--out", type=Path, metavar="DIR",
+                      help="write resources.json, outputs.json, manifests/ and helm-releases.yaml to DIR")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text")
+    plan.set_defaults(run=_plan)
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> int:
+    # Imported here so that `neurodock --help` stays instant.
+    from infra.config import ConfigError
+    from infra.plan import render
+    from infra.plan.engine import ProgramError, run_plan
+    from infra.plan.stackfile import StackFileError, load_stack_file
+
+    try:
+        stack = load_stack_file(args.stack, args.stack_file)
+    except StackFileError as exc:
+        print(f"neurodock: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        plan = run_plan(stack)
+    except ConfigError as exc:
+        _print_config_error(stack.path, exc)
+        return EXIT_USAGE
+    except ProgramError as exc:
+        print(f"neurodock: the stack program failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+    if args.json:
+        print(json.dumps(render.as_json(plan), indent=2))
+    else:
+        sys.stdout.write(render.text(plan))
+    if args.out:
+        written = render.write_out(plan, args.out)
+        if not args.json:
+            print(f"\nWrote {', '.join(str(p) for p in written.values())}")
+    return EXIT_OK
+
+
+def _print_config_error(path: Path, exc: Exception) -> None:
+    problems = getattr(exc, "problems", [])
+    noun = "problem" if len(problems) == 1 else "problems"
+    print(f"neurodock: {path}: {len(problems)} configuration {noun}:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

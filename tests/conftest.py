@@ -1,0 +1,43 @@
+"""Shared fixtures.
+
+Plans run the stack program under Pulumi's mocks: ``run_plan`` installs the mocks and the stack's
+config before the program is imported and run, and resets the runtime's root resource afterwards,
+so plans never leak state into each other. Plans are deterministic, so each shipped stack is
+planned once per session and shared, read-only.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.plan.engine import Plan, run_plan
+from infra.plan.stackfile import REPO_ROOT, load_stack_file, stack_names
+
+SHIPPED_STACKS = stack_names()
+
+
+@pytest.fixture(scope="session")
+def shipped_plans() -> dict[str, Plan]:
+    return {name: run_plan(load_stack_file(name)) for name in SHIPPED_STACKS}
+
+
+def stack_document(name: str) -> dict[str, Any]:
+    """A shipped stack file's document, as a deep copy to mutate."""
+    return copy.deepcopy(yaml.safe_load((REPO_ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text()))
+
+
+@pytest.fixture
+def write_stack(tmp_path: Path):
+    """Write a stack document to a temporary Pulumi.<name>.yaml and return its path."""
+
+    def write(document: dict[str, Any], name: str = "test") -> Path:
+        path = tmp_path / f"Pulumi.{name}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    return write

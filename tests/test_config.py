@@ -1,0 +1,188 @@
+"""Stack configuration: the shipped stacks are valid, and every kind of mistake is reported with the
+key path and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, KindCloud, StackConfig, parse_config
+from infra.plan.stackfile import load_stack_file
+from tests.conftest import SHIPPED_STACKS, stack_document
+
+
+def config_of(document: dict[str, Any]) -> dict[str, Any]:
+    return document["config"]
+
+
+def problems_of(values: dict[str, Any], secret_keys=()) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(values, secret_keys)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_shipped_stacks_are_dev_staging_and_prod():
+    assert set(SHIPPED_STACKS) >= {"dev", "staging", "prod"}
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_shipped_stack_is_valid(stack):
+    loaded = load_stack_file(stack)
+    config = parse_config(loaded.config, loaded.secret_keys)
+    assert isinstance(config, StackConfig)
+    assert config.environment == stack.removesuffix("-dr")
+
+
+def test_dev_runs_on_kind_staging_on_eks_prod_on_gke():
+    clouds = {s: parse_config(load_stack_file(s).config).cloud.provider for s in ("dev", "staging", "prod")}
+    assert clouds == {"dev": "kind", "staging": "eks", "prod": "gke"}
+
+
+def test_values_arrive_as_json_text_like_the_cli_passes_them():
+    loaded = load_stack_file("dev")
+    assert isinstance(loaded.config["neurodock:nodePools"], str)
+    config = parse_config(loaded.config)
+    assert isinstance(config.cloud, KindCloud)
+    assert [p.name for p in config.node_pools] == ["system", "cpu", "gpu-l4"]
+
+
+def test_defaults_are_applied():
+    config = parse_config({
+        "neurodock:environment": "x",
+        "neurodock:cloud": {"provider": "kind"},
+        "neurodock:nodePools": [{"name": "system", "role": "system"}],
+    })
+    assert config.cloud.kubernetes_version == "1.33"
+    assert config.monitoring.enabled is True
+    assert config.monitoring.retention == "15d"
+    assert config.node_pools[0].capacity == "onDemand"
+    assert config.models == []
+    assert config.cluster_name == "neurodock-x"
+
+
+# (stack, mutation, expected "path: message" fragments). Each mutation breaks one thing.
+def _set(path: list, value):
+    def mutate(config: dict) -> None:
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return mutate
+
+
+def _delete(path: list):
+    def mutate(config: dict) -> None:
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    return mutate
+
+
+BAD_CONFIGS = [
+    ("misspelt top-level key", "dev", _set(["neurodock:modells"], []),
+     "neurodock:modells: unknown key; did you mean 'models'?"),
+    ("misspelt nested key", "staging", _set(["neurodock:nodePools", 1, "minNode"], 0),
+     "neurodock:nodePools[1].minNode: unknown key; did you mean 'minNodes'?"),
+    ("negative GPU count", "staging", _set(["neurodock:nodePools", 1, "gpu", "count"], -1),
+     "neurodock:nodePools[1].gpu.count: must be greater than or equal to 1 (got -1)"),
+    ("unknown cloud", "dev", _set(["neurodock:cloud", "provider"], "aks"),
+     "neurodock:cloud.provider: must be one of 'kind', 'eks', 'gke' (got 'aks')"),
+    ("missing environment", "dev", _delete(["neurodock:environment"]),
+     "neurodock:environment: is required but missing"),
+    ("bad environment name", "dev", _set(["neurodock:environment"], "Dev_1"),
+     "neurodock:environment: must match the pattern"),
+    ("capacity typo", "staging", _set(["neurodock:nodePools", 1, "capacity"], "Spot"),
+     "neurodock:nodePools[1].capacity: must be 'onDemand' or 'spot' (got 'Spot')"),
+    ("one EKS zone", "staging", _set(["neurodock:cloud", "zones"], ["us-west-2a"]),
+     "neurodock:cloud.zones: must have at least 2 items"),
+    ("zone outside region", "staging", _set(["neurodock:cloud", "zones"], ["us-west-2a", "eu-west-1b"]),
+     "neurodock:cloud.zones[1]: zone 'eu-west-1b' is not in region 'us-west-2'"),
+    ("public endpoint without allow-list", "staging", _set(["neurodock:cloud", "endpoint", "allowedCidrs"], []),
+     "neurodock:cloud.endpoint.allowedCidrs: a public API endpoint needs an allow-list"),
+    ("allow-list open to the internet", "staging", _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["0.0.0.0/0"]),
+     "neurodock:cloud.endpoint.allowedCidrs[0]: 0.0.0.0/0 opens the API server to the internet"),
+    ("invalid CIDR", "staging", _set(["neurodock:cloud", "vpcCidr"], "10.0.0.1/16"),
+     "neurodock:cloud.vpcCidr: '10.0.0.1/16' is not a valid IPv4 network"),
+    ("min above max", "staging", _set(["neurodock:nodePools", 1, "minNodes"], 9),
+     "neurodock:nodePools[1].minNodes: must be <= maxNodes (9 > 4)"),
+    ("duplicate pool", "staging", _set(["neurodock:nodePools", 1, "name"], "system"),
+     "neurodock:nodePools[1].name: pool name 'system' is already used by nodePools[0]"),
+    ("unknown GPU type", "staging", _set(["neurodock:nodePools", 1, "gpu", "type"], "nvidia-rtx-4090"),
+     "neurodock:nodePools[1].gpu.type: unknown GPU type 'nvidia-rtx-4090'; known types: nvidia-a100-40gb"),
+    ("GPU not offered by GKE", "prod", _set(["neurodock:nodePools", 1, "gpu", "type"], "nvidia-a10g"),
+     "neurodock:nodePools[1].gpu.type: GKE does not offer 'nvidia-a10g'"),
+    ("gpu pool without gpu", "staging", _delete(["neurodock:nodePools", 1, "gpu"]),
+     "neurodock:nodePools[1].gpu: a pool with role 'gpu' needs gpu.type and gpu.count"),
+    ("no system pool", "staging", _set(["neurodock:nodePools", 0, "role"], "cpu"),
+     "neurodock:nodePools: needs a pool with role 'system'"),
+    ("missing instance types on EKS", "staging", _set(["neurodock:nodePools", 0, "instanceTypes"], []),
+     "neurodock:nodePools[0].instanceTypes: is required on eks"),
+    ("two machine types on GKE", "prod", _set(["neurodock:nodePools", 0, "instanceTypes"], ["a", "b"]),
+     "neurodock:nodePools[0].instanceTypes: GKE node pools take exactly one machine type"),
+    ("model on unknown pool", "prod", _set(["neurodock:models", 0, "pool"], "gpu-a100"),
+     "neurodock:models[0].pool: no node pool named 'gpu-a100'; pools: system, gpu-l4, gpu-h100"),
+    ("too many GPUs per replica", "prod", _set(["neurodock:models", 0, "gpusPerReplica"], 2),
+     "neurodock:models[0].gpusPerReplica: 2 GPUs per replica do not fit pool 'gpu-l4', whose nodes have 1"),
+    ("vllm on a CPU pool", "dev", _set(["neurodock:models", 0, "engine"], "vllm"),
+     "neurodock:models[0].pool: engine 'vllm' needs a GPU pool; 'cpu' has no GPUs"),
+    ("bad weights URI", "dev", _set(["neurodock:models", 0, "source"], "http://example.com/model"),
+     "neurodock:models[0].source: must match the pattern"),
+    ("duplicate served name", "prod", _set(["neurodock:models", 1, "servedName"], "meta-llama/Llama-3.1-8B-Instruct"),
+     "neurodock:models[1].servedName: served name 'meta-llama/Llama-3.1-8B-Instruct' is already used by models[0]"),
+    ("replicas min above max", "prod", _set(["neurodock:models", 0, "minReplicas"], 20),
+     "neurodock:models[0].minReplicas: must be <= maxReplicas (20 > 8)"),
+    ("bad retention", "dev", _set(["neurodock:monitoring", "retention"], "2 days"),
+     "neurodock:monitoring.retention: must match the pattern"),
+    ("string for a number", "dev", _set(["neurodock:monitoring", "storageGib"], "lots"),
+     "neurodock:monitoring.storageGib: must be a valid integer"),
+]
+
+
+@pytest.mark.parametrize(("stack", "mutate", "expected"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_is_reported_with_its_key(stack, mutate, expected):
+    config = config_of(stack_document(stack))
+    mutate(config)
+    problems = problems_of(config)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_structural_problem_is_reported_at_once():
+    config = config_of(stack_document("staging"))
+    config["neurodock:nodePools"][1]["gpu"]["count"] = 0
+    config["neurodock:nodePools"][0]["maxNode"] = 3
+    config["neurodock:cloud"]["region"] = "Oregon"
+    problems = problems_of(config)
+    assert len(problems) == 3, problems
+    assert {p.split(":", 2)[1] for p in problems} == {
+        "nodePools[1].gpu.count", "nodePools[0].maxNode", "cloud.region"}
+
+
+def test_every_semantic_problem_is_reported_at_once():
+    config = config_of(stack_document("prod"))
+    config["neurodock:nodePools"][1]["minNodes"] = 99
+    config["neurodock:models"][1]["pool"] = "nowhere"
+    problems = problems_of(config)
+    assert len(problems) == 2, problems
+
+
+def test_a_secret_in_plaintext_is_rejected():
+    config = config_of(stack_document("dev"))
+    config["neurodock:hfToken"] = "hf_plaintext"
+    problems = problems_of(config)
+    assert problems == ["neurodock:hfToken: holds a secret but is stored in plaintext; remove it from the stack "
+                        "file and set it with `pulumi config set --secret neurodock:hfToken`"]
+
+
+def test_a_secret_set_as_secret_is_accepted():
+    config = config_of(stack_document("dev"))
+    config["neurodock:hfToken"] = "ciphertext-decrypted-by-the-cli"
+    parse_config(config, secret_keys=["neurodock:hfToken"])
+
+
+def test_keys_of_other_namespaces_are_left_alone():
+    config = config_of(stack_document("dev"))
+    config["aws:region"] = "us-east-1"
+    config["pulumi:disable-default-providers"] = '["*"]'
+    parse_config(config)
