@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the command's last line of defence
+    except Exception as exc:
         if os.environ.get("NEURODOCK_DEBUG"):
             traceback.print_exc()
         print(f"neurodock: error: {exc}", file=sys.stderr)

@@ -31,7 +31,8 @@ def test_gpu_pool_workers_carry_the_gpu_taint_and_others_do_not():
     assert "kubeadmConfigPatches" not in workers[0]
     patch = yaml.safe_load(workers[1]["kubeadmConfigPatches"][0])
     assert patch["kind"] == "JoinConfiguration"
-    assert patch["nodeRegistration"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    assert patch["nodeRegistration"]["taints"] == [taint]
 
 
 def test_nodes_use_the_pinned_image_by_digest():

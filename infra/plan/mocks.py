@@ -118,7 +118,7 @@ class RecordingMonitor(MockMonitor):
             parent = ""
         return super().make_urn(parent, type_, name)
 
-    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request):
         urn = self.make_urn(request.parent, request.type, request.name)
         wire = json_format.MessageToDict(request.object) if request.HasField("object") else {}
         timeouts = None
@@ -268,7 +268,8 @@ def _launch_template(typ: str, name: str, inputs: dict, provider: dict) -> tuple
 def _node_group(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
     region = provider.get("region", "us-east-1")
     cluster = inputs.get("clusterName", "cluster")
-    group = inputs.get("nodeGroupName") or f"{inputs.get('nodeGroupNamePrefix', name + '-')}{digest(typ, name, length=26)}"
+    prefix = inputs.get("nodeGroupNamePrefix", name + "-")
+    group = inputs.get("nodeGroupName") or f"{prefix}{digest(typ, name, length=26)}"
     asg = f"eks-{group}-{_uuid(typ, name)}"
     return f"{cluster}:{group}", {
         **inputs,
