@@ -19,3 +19,12 @@ PROMETHEUS_COMMUNITY_REPO = "https://prometheus-community.github.io/helm-charts"
 # Model servers.
 VLLM_IMAGE = "vllm/vllm-openai:v0.28.0"
 LLAMACPP_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-b11176"
+
+# Cluster Autoscaler (EKS): the chart, and the image matching each Kubernetes minor version, as
+# the autoscaler project requires.
+CLUSTER_AUTOSCALER_CHART = "cluster-autoscaler"
+CLUSTER_AUTOSCALER_CHART_VERSION = "9.59.0"
+CLUSTER_AUTOSCALER_REPO = "https://kubernetes.github.io/autoscaler"
+CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
+    "1.33": "v1.33.0",
+}

@@ -26,7 +26,15 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
-from components.gpu.catalog import GPU_MODELS
+from components.gpu.catalog import (
+    EKS_INSTANCE_TYPES,
+    GKE_ATTACHABLE,
+    GKE_MACHINE_TYPES,
+    GPU_MODELS,
+    MIG_PROFILES,
+    GpuMachine,
+    machine_gpus,
+)
 
 NAMESPACE = "neurodock"
 """The Pulumi config namespace of every key modelled here."""
@@ -103,6 +111,16 @@ class KindCloud(_Model):
     """Use this kubeconfig context instead of creating a cluster (default: create one)."""
 
 
+class ExistingVpc(_Model):
+    """A VPC the stack uses instead of creating one."""
+
+    vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")]
+    """The VPC id."""
+    private_subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
+        min_length=2)
+    """Private subnets (with a route to a NAT) in at least two zones, for the cluster and nodes."""
+
+
 class EksCloud(_Model):
     """Amazon EKS."""
 
@@ -115,6 +133,8 @@ class EksCloud(_Model):
     """EKS Kubernetes version (default 1.33)."""
     vpc_cidr: Cidr = "10.0.0.0/16"
     """CIDR of the VPC the stack creates (default 10.0.0.0/16)."""
+    existing_vpc: ExistingVpc | None = None
+    """Use this VPC and its private subnets instead of creating a VPC (default: create one)."""
     endpoint: EndpointAccess = EndpointAccess()
     """API server access (default: private only)."""
     admin_role_arns: list[Annotated[str, StringConstraints(pattern=r"^arn:aws[-a-z]*:iam::[0-9]{12}:role/.+$")]] = []
@@ -155,6 +175,17 @@ Cloud = Annotated[Union[KindCloud, EksCloud, GkeCloud], Field(discriminator="pro
 # --------------------------------------------------------------------------------------------
 
 
+class GpuSharing(_Model):
+    """Several pods on one GPU."""
+
+    strategy: Literal["timeSharing", "mig"]
+    """``timeSharing`` (any GPU; no memory isolation) or ``mig`` (GKE, A100/H100/H200: isolated slices)."""
+    max_shared_clients: int = Field(default=2, ge=2, le=48)
+    """timeSharing: pods per GPU (default 2)."""
+    partition_size: str | None = None
+    """mig: the slice size, for example ``1g.10gb``; required with ``mig``."""
+
+
 class GpuSpec(_Model):
     """The GPUs of each node of a pool."""
 
@@ -162,6 +193,8 @@ class GpuSpec(_Model):
     """GPU model, one of the GPU catalog's names (for example ``nvidia-l4``)."""
     count: int = Field(default=1, ge=1, le=16)
     """GPUs per node (default 1)."""
+    sharing: GpuSharing | None = None
+    """Share each GPU between pods (default: one pod per GPU)."""
 
 
 class NodePool(_Model):
@@ -539,6 +572,7 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
                 offered = sorted(n for n, m in GPU_MODELS.items() if m.eks)
                 add(("nodePools", i, "gpu", "type"),
                     f"EKS does not offer {pool.gpu.type!r}; EKS GPU types: {', '.join(offered)}")
+        problems.extend(_machine_problems(provider, i, pool))
         if provider in ("eks", "gke") and not pool.instance_types:
             what = "EC2 instance types" if provider == "eks" else "a GCE machine type"
             add(("nodePools", i, "instanceTypes"), f"is required on {provider}: list {what}")
@@ -546,6 +580,9 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             add(("nodePools", i, "instanceTypes"), "GKE node pools take exactly one machine type")
     if not any(p.role == "system" for p in config.node_pools):
         add(("nodePools",), "needs a pool with role 'system' for cluster add-ons")
+    subnets = cloud.existing_vpc.private_subnet_ids if isinstance(cloud, EksCloud) and cloud.existing_vpc else []
+    if len(set(subnets)) != len(subnets):
+        add(("cloud", "existingVpc", "privateSubnetIds"), "lists a subnet twice")
 
     # Models.
     names: dict[str, int] = {}
@@ -579,6 +616,46 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
         elif model.gpus_per_replica != 0:
             add(("models", i, "gpusPerReplica"), f"engine {model.engine!r} runs on CPU; set it to 0")
     return problems
+
+
+def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:
+    """Instance types agree with the pool's GPUs; GPU sharing fits the cloud and the GPU."""
+    out: list[Problem] = []
+
+    def add(loc: tuple[str | int, ...], message: str) -> None:
+        out.append(Problem(key_path(("nodePools", i, *loc)), message))
+
+    if provider in ("eks", "gke"):
+        known = sorted(EKS_INSTANCE_TYPES if provider == "eks" else
+                       [*GKE_MACHINE_TYPES, *(f"{p}*" for p in GKE_ATTACHABLE)])
+        wanted = GpuMachine(gpu_type=pool.gpu.type, count=pool.gpu.count) if pool.gpu else None
+        for j, machine in enumerate(pool.instance_types):
+            gpus = machine_gpus(provider, machine, wanted)
+            if pool.gpu is None:
+                if gpus is not None and pool.role != "gpu":
+                    add(("instanceTypes", j), f"{machine} has GPUs; put it in a pool with role 'gpu'")
+                continue
+            if gpus is None:
+                add(("instanceTypes", j), f"{machine!r} is not a known {provider} GPU machine type for "
+                    f"{pool.gpu.count} x {pool.gpu.type}; known: {', '.join(known)}")
+            elif (gpus.gpu_type, gpus.count) != (pool.gpu.type, pool.gpu.count):
+                add(("instanceTypes", j), f"{machine} has {gpus.count} x {gpus.gpu_type} but gpu says "
+                    f"{pool.gpu.count} x {pool.gpu.type}; make them agree")
+    sharing = pool.gpu.sharing if pool.gpu else None
+    if sharing is not None and sharing.strategy == "mig":
+        profiles = MIG_PROFILES.get(pool.gpu.type)
+        if provider != "gke":
+            add(("gpu", "sharing", "strategy"), f"mig partitions are supported on gke only (this stack is {provider});"
+                " use timeSharing")
+        elif profiles is None:
+            add(("gpu", "sharing", "strategy"), f"{pool.gpu.type} does not support MIG; MIG GPUs: "
+                f"{', '.join(sorted(MIG_PROFILES))}")
+        elif sharing.partition_size not in profiles:
+            add(("gpu", "sharing", "partitionSize"), f"must be one of {', '.join(sorted(profiles))} for "
+                f"{pool.gpu.type} (got {sharing.partition_size!r})")
+    if sharing is not None and sharing.strategy == "timeSharing" and sharing.partition_size is not None:
+        add(("gpu", "sharing", "partitionSize"), "applies to mig only; remove it")
+    return out
 
 
 def _cidr_problem(cidr: str) -> str | None:

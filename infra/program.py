@@ -13,10 +13,12 @@ import pulumi_command as command
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.cluster.base import Capacity, Cluster, NodePoolArgs, PoolRole
+from components.cluster.base import Capacity, Cluster, GpuSharing, NodePoolArgs, PoolRole, SharingStrategy
 from components.cluster.eks import EksCluster, EksClusterArgs
+from components.cluster.eks_addons import EksAddons, EksAddonsArgs
 from components.cluster.gke import GkeCluster, GkeClusterArgs
 from components.cluster.kind import KindCluster, KindClusterArgs
+from components.labels import POOL_LABEL
 from components.monitoring.stack import MonitoringStack, MonitoringStackArgs
 from components.serving.catalog import CatalogEntry, ModelCatalog, ModelCatalogArgs
 from components.serving.model_server import Engine
@@ -55,6 +57,10 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         opts=pulumi.ResourceOptions(depends_on=[cluster]),
     )
     k8s_opts = pulumi.ResourceOptions(providers=[kube])
+    addons = _cluster_addons(config, cluster, k8s_opts)
+    # Workloads need the add-ons (the storage class their volumes use, the autoscaler that
+    # brings up their nodes) before they can become ready.
+    k8s_opts = pulumi.ResourceOptions(providers=[kube], depends_on=addons)
 
     outputs: dict[str, pulumi.Input] = {
         "environment": config.environment,
@@ -118,6 +124,7 @@ def _cluster(config: StackConfig) -> Cluster:
                 zones=tuple(cloud.zones),
                 kubernetes_version=cloud.kubernetes_version,
                 vpc_cidr=cloud.vpc_cidr,
+                existing_private_subnet_ids=tuple(cloud.existing_vpc.private_subnet_ids) if cloud.existing_vpc else (),
                 public_endpoint=cloud.endpoint.public,
                 public_access_cidrs=tuple(cloud.endpoint.allowed_cidrs),
                 admin_role_arns=tuple(cloud.admin_role_arns),
@@ -151,6 +158,24 @@ def _cluster(config: StackConfig) -> Cluster:
     )
 
 
+def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    if not isinstance(cluster, EksCluster):
+        # GKE runs its own autoscaler and storage classes; kind ships local-path storage.
+        return []
+    system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
+    return [EksAddons(
+        "cluster-addons",
+        EksAddonsArgs(
+            cluster_name=cluster.cluster_name,
+            region=config.cloud.region,
+            kubernetes_version=config.cloud.kubernetes_version,
+            autoscaler_role_arn=cluster.autoscaler_role_arn,
+            system_node_selector={POOL_LABEL: system.name},
+        ),
+        opts=opts,
+    )]
+
+
 def _pool_args(pool: NodePool) -> NodePoolArgs:
     return NodePoolArgs(
         name=pool.name,
@@ -162,6 +187,11 @@ def _pool_args(pool: NodePool) -> NodePoolArgs:
         disk_size_gib=pool.disk_size_gib,
         gpu_type=pool.gpu.type if pool.gpu else None,
         gpu_count=pool.gpu.count if pool.gpu else 0,
+        gpu_sharing=GpuSharing(
+            strategy=SharingStrategy(pool.gpu.sharing.strategy),
+            max_shared_clients=pool.gpu.sharing.max_shared_clients,
+            partition_size=pool.gpu.sharing.partition_size,
+        ) if pool.gpu and pool.gpu.sharing else None,
         extra_labels=dict(pool.labels),
     )
 

@@ -35,6 +35,21 @@ class Taint:
     effect: str
 
 
+class SharingStrategy(StrEnum):
+    TIME_SHARING = "timeSharing"
+    MIG = "mig"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuSharing:
+    strategy: SharingStrategy
+    """Time-slicing (any GPU) or MIG partitions (A100, H100, H200)."""
+    max_shared_clients: int = 2
+    """Time-slicing: pods per GPU (default 2)."""
+    partition_size: str | None = None
+    """MIG: slice size such as ``1g.10gb``."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodePoolArgs:
     """One node pool, cloud-neutral."""
@@ -57,6 +72,8 @@ class NodePoolArgs:
     """GPU catalog name, for GPU pools (default none)."""
     gpu_count: int = 0
     """GPUs per node (default 0)."""
+    gpu_sharing: GpuSharing | None = None
+    """How pods share each GPU (default: they do not)."""
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     """Extra node labels (default none)."""
 
@@ -88,6 +105,7 @@ class PoolFacts:
     gpu_type: str | None
     gpu_count: int
     gpu_memory_gib: int
+    gpu_sharing: GpuSharing | None
     real_gpus: bool
     """False on kind, where GPU pools are stand-ins with no GPU behind them."""
     node_labels: Mapping[str, str]
@@ -101,6 +119,7 @@ def pool_facts(pool: NodePoolArgs, *, real_gpus: bool) -> PoolFacts:
         gpu_type=pool.gpu_type,
         gpu_count=pool.gpu_count,
         gpu_memory_gib=pool.gpu_memory_gib,
+        gpu_sharing=pool.gpu_sharing,
         real_gpus=real_gpus and pool.gpu_type is not None,
         node_labels=pool.node_labels(),
         taints=tuple(pool.taints()),

@@ -37,6 +37,8 @@ class EksClusterArgs:
     """EKS version (default 1.33)."""
     vpc_cidr: str = "10.0.0.0/16"
     """VPC range; split into /20 subnets (default 10.0.0.0/16)."""
+    existing_private_subnet_ids: tuple[str, ...] = ()
+    """Use these private subnets of an existing VPC instead of creating a VPC (default: create one)."""
     public_endpoint: bool = False
     """Expose the API server publicly (default false)."""
     public_access_cidrs: tuple[str, ...] = ()
@@ -57,8 +59,11 @@ class EksCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     kube_context: str | None = None
     oidc_provider_arn: pulumi.Output[str]
+    autoscaler_role_arn: pulumi.Output[str]
+    """IAM role for the Cluster Autoscaler's ServiceAccount (IRSA)."""
     pools: tuple[PoolFacts, ...]
     storage_class: str = "gp3"
+    """Created by :class:`~components.cluster.eks_addons.EksAddons` on the EBS CSI driver."""
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:cluster:EksCluster", name, None, opts)
@@ -69,17 +74,20 @@ class EksCluster(pulumi.ComponentResource):
         self.pools = tuple(pool_facts(p, real_gpus=True) for p in args.node_pools)
 
         key = self._create_kms_key()
-        private_subnets = self._create_network()
+        private_subnets = list(args.existing_private_subnet_ids) or [s.id for s in self._create_network()]
         cluster = self._create_control_plane(key, private_subnets)
-        self.oidc_provider_arn = aws.iam.OpenIdConnectProvider(
+        oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc",
             url=cluster.identities[0].oidcs[0].issuer,
             client_id_lists=["sts.amazonaws.com"],
             tags=self._tags,
             opts=self._child(),
-        ).arn
+        )
+        self.oidc_provider_arn = oidc.arn
         self._create_access_entries(cluster)
-        self._create_node_groups(cluster, private_subnets)
+        groups = self._create_node_groups(cluster, private_subnets)
+        self._create_ebs_csi_driver(cluster, oidc, groups)
+        self.autoscaler_role_arn = self._create_autoscaler_role(oidc)
 
         self.cluster_name = cluster.name
         self.endpoint = cluster.endpoint
@@ -93,6 +101,7 @@ class EksCluster(pulumi.ComponentResource):
             "endpoint": self.endpoint,
             "kubeconfig": self.kubeconfig,
             "oidcProviderArn": self.oidc_provider_arn,
+            "autoscalerRoleArn": self.autoscaler_role_arn,
         })
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
@@ -172,7 +181,7 @@ class EksCluster(pulumi.ComponentResource):
             private.append(subnet)
         return private
 
-    def _create_control_plane(self, key: aws.kms.Key, subnets: list[aws.ec2.Subnet]) -> aws.eks.Cluster:
+    def _create_control_plane(self, key: aws.kms.Key, subnets: list[pulumi.Input[str]]) -> aws.eks.Cluster:
         args = self._args
         role = aws.iam.Role(
             f"{self._name}-cluster",
@@ -201,7 +210,7 @@ class EksCluster(pulumi.ComponentResource):
             version=args.kubernetes_version,
             role_arn=role.arn,
             vpc_config=aws.eks.ClusterVpcConfigArgs(
-                subnet_ids=[s.id for s in subnets],
+                subnet_ids=subnets,
                 endpoint_private_access=True,
                 endpoint_public_access=args.public_endpoint,
                 public_access_cidrs=list(args.public_access_cidrs) if args.public_endpoint else None,
@@ -235,7 +244,9 @@ class EksCluster(pulumi.ComponentResource):
                 opts=self._child(depends_on=[entry]),
             )
 
-    def _create_node_groups(self, cluster: aws.eks.Cluster, subnets: list[aws.ec2.Subnet]) -> None:
+    def _create_node_groups(
+        self, cluster: aws.eks.Cluster, subnets: list[pulumi.Input[str]]
+    ) -> list[aws.eks.NodeGroup]:
         role = aws.iam.Role(
             f"{self._name}-node",
             assume_role_policy=_assume_role("ec2.amazonaws.com"),
@@ -252,6 +263,7 @@ class EksCluster(pulumi.ComponentResource):
             for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
                            "AmazonEC2ContainerRegistryReadOnly")
         ]
+        groups = []
         for pool in self._args.node_pools:
             template = aws.ec2.LaunchTemplate(
                 f"{self._name}-{pool.name}",
@@ -277,12 +289,12 @@ class EksCluster(pulumi.ComponentResource):
                 tags=self._tags,
                 opts=self._child(),
             )
-            aws.eks.NodeGroup(
+            group = aws.eks.NodeGroup(
                 f"{self._name}-{pool.name}",
                 cluster_name=cluster.name,
                 node_group_name_prefix=f"{pool.name}-",
                 node_role_arn=role.arn,
-                subnet_ids=[s.id for s in subnets],
+                subnet_ids=subnets,
                 ami_type=_AMI_TYPES[pool.role],
                 instance_types=list(pool.instance_types),
                 capacity_type="SPOT" if pool.capacity is Capacity.SPOT else "ON_DEMAND",
@@ -303,11 +315,112 @@ class EksCluster(pulumi.ComponentResource):
                     ignore_changes=["scalingConfig.desiredSize"],
                 ),
             )
+            self._tag_for_scale_from_zero(pool, group)
+            groups.append(group)
+        return groups
+
+    def _tag_for_scale_from_zero(self, pool: NodePoolArgs, group: aws.eks.NodeGroup) -> None:
+        """Node-template tags on the group's Auto Scaling group.
+
+        EKS puts the autoscaler's discovery tags on the ASG but not the pool's labels, taints and
+        GPUs. With no node running, the Cluster Autoscaler reads these tags to know that a new node
+        would carry the GPU label, tolerate-able taint and ``nvidia.com/gpu`` capacity a pending pod
+        asks for, and so scales the pool up from zero.
+        """
+        asg = group.resources[0].autoscaling_groups[0].name
+        template = "k8s.io/cluster-autoscaler/node-template"
+        tags = {f"{template}/label/{k}": v for k, v in pool.node_labels().items()}
+        tags.update({f"{template}/taint/{t.key}": f"{t.value}:{t.effect}" for t in pool.taints()})
+        if pool.gpu_count:
+            tags[f"{template}/resources/nvidia.com/gpu"] = str(pool.gpu_count)
+        for key, value in sorted(tags.items()):
+            aws.autoscaling.Tag(
+                # Named by the tag key, so adding a label never renames the other tags.
+                f"{self._name}-{pool.name}-asg-{key.removeprefix(template + '/')}",
+                autoscaling_group_name=asg,
+                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                opts=self._child(),
+            )
+
+    def _irsa_role(self, role_name: str, oidc: aws.iam.OpenIdConnectProvider, namespace: str,
+                   service_account: str) -> aws.iam.Role:
+        """A role only the given ServiceAccount can assume, through the cluster's OIDC provider."""
+        issuer = oidc.url.apply(lambda url: url.removeprefix("https://"))
+        policy = pulumi.Output.all(oidc.arn, issuer).apply(lambda a: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": a[0]},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    f"{a[1]}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                    f"{a[1]}:aud": "sts.amazonaws.com",
+                }},
+            }],
+        }))
+        return aws.iam.Role(f"{self._name}-{role_name}", assume_role_policy=policy, tags=self._tags,
+                            opts=self._child())
+
+    def _create_ebs_csi_driver(self, cluster: aws.eks.Cluster, oidc: aws.iam.OpenIdConnectProvider,
+                               groups: list[aws.eks.NodeGroup]) -> None:
+        role = self._irsa_role("ebs-csi", oidc, "kube-system", "ebs-csi-controller-sa")
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{self._name}-ebs-csi",
+            role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+            opts=self._child(),
+        )
+        # The EKS-managed add-on; EKS picks the driver version validated for the cluster version.
+        aws.eks.Addon(
+            f"{self._name}-ebs-csi",
+            cluster_name=cluster.name,
+            addon_name="aws-ebs-csi-driver",
+            service_account_role_arn=role.arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=self._tags,
+            # Its controller needs nodes to run on before the add-on reports ACTIVE.
+            opts=self._child(depends_on=[attachment, *groups]),
+        )
+
+    def _create_autoscaler_role(self, oidc: aws.iam.OpenIdConnectProvider) -> pulumi.Output[str]:
+        name = self._args.cluster_name
+        role = self._irsa_role("autoscaler", oidc, "kube-system", "cluster-autoscaler")
+        # Least privilege, as the autoscaler's AWS guide lists it: read everything it needs to
+        # simulate scale-ups, change only the ASGs of this cluster.
+        aws.iam.RolePolicy(
+            f"{self._name}-autoscaler",
+            role=role.id,
+            policy=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Resource": "*", "Action": [
+                        "autoscaling:DescribeAutoScalingGroups",
+                        "autoscaling:DescribeAutoScalingInstances",
+                        "autoscaling:DescribeLaunchConfigurations",
+                        "autoscaling:DescribeScalingActivities",
+                        "autoscaling:DescribeTags",
+                        "ec2:DescribeImages",
+                        "ec2:DescribeInstanceTypes",
+                        "ec2:DescribeLaunchTemplateVersions",
+                        "ec2:GetInstanceTypesFromInstanceRequirements",
+                        "eks:DescribeNodegroup",
+                    ]},
+                    {"Effect": "Allow", "Resource": "*", "Action": [
+                        "autoscaling:SetDesiredCapacity",
+                        "autoscaling:TerminateInstanceInAutoScalingGroup",
+                    ], "Condition": {"StringEquals": {
+                        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{name}": "owned"}}},
+                ],
+            }),
+            opts=self._child(),
+        )
+        return role.arn
 
 
 def _validate(args: EksClusterArgs) -> None:
     problems = []
-    if len(args.zones) < 2:
+    if len(args.zones) < 2 and not args.existing_private_subnet_ids:
         problems.append("EksClusterArgs.zones needs at least two zones (EKS requires subnets in two)")
     if args.public_endpoint and not args.public_access_cidrs:
         problems.append("EksClusterArgs.public_access_cidrs is required when public_endpoint is true")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, pool_facts
+from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, SharingStrategy, pool_facts
 from components.gpu.catalog import GPU_MODELS
 
 # Least privilege for nodes: write logs and metrics, pull images. Nothing else.
@@ -258,6 +258,7 @@ class GkeCluster(pulumi.ComponentResource):
                 gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
                     gpu_driver_version="LATEST",
                 ),
+                **_sharing(pool),
             ))
         return gcp.container.NodePool(
             f"{self._name}-{pool.name}",
@@ -297,6 +298,18 @@ class GkeCluster(pulumi.ComponentResource):
             ),
             opts=self._child(ignore_changes=["initialNodeCount"]),
         )
+
+
+def _sharing(pool: NodePoolArgs) -> dict:
+    """GKE's GPU sharing: time-sharing through the accelerator's sharing config, MIG through its
+    partition size. GKE's own device plugin then advertises the shares or slices."""
+    sharing = pool.gpu_sharing
+    if sharing is None:
+        return {}
+    if sharing.strategy is SharingStrategy.MIG:
+        return {"gpu_partition_size": sharing.partition_size}
+    return {"gpu_sharing_config": gcp.container.NodePoolNodeConfigGuestAcceleratorGpuSharingConfigArgs(
+        gpu_sharing_strategy="TIME_SHARING", max_shared_clients_per_gpu=sharing.max_shared_clients)}
 
 
 def _validate(args: GkeClusterArgs) -> None:

@@ -40,3 +40,74 @@ GPU_MODELS: dict[str, GpuModel] = {
                  gke_accelerator="nvidia-h200-141gb", eks=True),
     )
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuMachine:
+    """A machine type that comes with GPUs attached."""
+
+    gpu_type: str
+    """Key of ``GPU_MODELS``."""
+    count: int
+    """GPUs per node."""
+
+
+def _family(gpu_type: str, sizes: dict[str, int], prefix: str) -> dict[str, GpuMachine]:
+    return {f"{prefix}{size}": GpuMachine(gpu_type=gpu_type, count=n) for size, n in sizes.items()}
+
+
+_G_SINGLE = {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1,
+             "12xlarge": 4, "24xlarge": 4, "48xlarge": 8}
+
+EKS_INSTANCE_TYPES: dict[str, GpuMachine] = {
+    **_family("nvidia-t4", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1,
+                            "12xlarge": 4, "metal": 8}, "g4dn."),
+    **_family("nvidia-a10g", _G_SINGLE, "g5."),
+    **_family("nvidia-l4", _G_SINGLE, "g6."),
+    **_family("nvidia-l40s", _G_SINGLE, "g6e."),
+    "p4d.24xlarge": GpuMachine(gpu_type="nvidia-a100-40gb", count=8),
+    "p4de.24xlarge": GpuMachine(gpu_type="nvidia-a100-80gb", count=8),
+    "p5.4xlarge": GpuMachine(gpu_type="nvidia-h100-80gb", count=1),
+    "p5.48xlarge": GpuMachine(gpu_type="nvidia-h100-80gb", count=8),
+    "p5e.48xlarge": GpuMachine(gpu_type="nvidia-h200-141gb", count=8),
+    "p5en.48xlarge": GpuMachine(gpu_type="nvidia-h200-141gb", count=8),
+}
+"""EC2 GPU instance types: the GPUs each one has."""
+
+GKE_MACHINE_TYPES: dict[str, GpuMachine] = {
+    **_family("nvidia-l4", {"4": 1, "8": 1, "12": 1, "16": 1, "32": 1, "24": 2, "48": 4, "96": 8}, "g2-standard-"),
+    **_family("nvidia-a100-40gb", {"1g": 1, "2g": 2, "4g": 4, "8g": 8}, "a2-highgpu-"),
+    "a2-megagpu-16g": GpuMachine(gpu_type="nvidia-a100-40gb", count=16),
+    **_family("nvidia-a100-80gb", {"1g": 1, "2g": 2, "4g": 4, "8g": 8}, "a2-ultragpu-"),
+    **_family("nvidia-h100-80gb", {"1g": 1, "2g": 2, "4g": 4, "8g": 8}, "a3-highgpu-"),
+    "a3-megagpu-8g": GpuMachine(gpu_type="nvidia-h100-80gb", count=8),
+    "a3-ultragpu-8g": GpuMachine(gpu_type="nvidia-h200-141gb", count=8),
+}
+"""GCE accelerator-optimised machine types: the GPUs each one has."""
+
+GKE_ATTACHABLE: dict[str, tuple[str, frozenset[int]]] = {
+    "n1-": ("nvidia-t4", frozenset({1, 2, 4})),
+}
+"""GCE machine families to which GPUs are attached by count: prefix -> (GPU type, allowed counts)."""
+
+MIG_PROFILES: dict[str, frozenset[str]] = {
+    "nvidia-a100-40gb": frozenset({"1g.5gb", "2g.10gb", "3g.20gb", "7g.40gb"}),
+    "nvidia-a100-80gb": frozenset({"1g.10gb", "2g.20gb", "3g.40gb", "7g.80gb"}),
+    "nvidia-h100-80gb": frozenset({"1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "7g.80gb"}),
+    "nvidia-h200-141gb": frozenset({"1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "7g.141gb"}),
+}
+"""MIG partition sizes GKE accepts per GPU type (only these GPUs support MIG)."""
+
+
+def machine_gpus(cloud: str, machine: str, attached: GpuMachine | None = None) -> GpuMachine | None:
+    """The GPUs a machine type has on ``cloud``; for GKE families that take attached GPUs, the
+    ``attached`` request when it is allowed. None when the machine has no (such) GPUs."""
+    if cloud == "eks":
+        return EKS_INSTANCE_TYPES.get(machine)
+    if cloud == "gke":
+        if machine in GKE_MACHINE_TYPES:
+            return GKE_MACHINE_TYPES[machine]
+        for prefix, (gpu_type, counts) in GKE_ATTACHABLE.items():
+            if machine.startswith(prefix) and attached and attached.gpu_type == gpu_type and attached.count in counts:
+                return attached
+    return None

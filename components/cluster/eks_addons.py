@@ -1,0 +1,91 @@
+"""Kubernetes-side add-ons an EKS cluster needs: the Cluster Autoscaler and an encrypted gp3 storage
+class. Created with the stack's Kubernetes provider, after the cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import labels
+from components.versions import (
+    CLUSTER_AUTOSCALER_CHART,
+    CLUSTER_AUTOSCALER_CHART_VERSION,
+    CLUSTER_AUTOSCALER_IMAGE_TAGS,
+    CLUSTER_AUTOSCALER_REPO,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksAddonsArgs:
+    cluster_name: pulumi.Input[str]
+    """EKS cluster name, for the autoscaler's ASG auto-discovery."""
+    region: str
+    """AWS region."""
+    kubernetes_version: str
+    """Cluster minor version; picks the matching autoscaler image."""
+    autoscaler_role_arn: pulumi.Input[str]
+    """IRSA role of the autoscaler's ServiceAccount."""
+    system_node_selector: dict[str, str] = field(default_factory=dict)
+    """Where the autoscaler runs: the system pool (default: anywhere)."""
+
+
+class EksAddons(pulumi.ComponentResource):
+    """Cluster Autoscaler (scale from zero included) and the default gp3 StorageClass."""
+
+    storage_class: pulumi.Output[str]
+
+    def __init__(self, name: str, args: EksAddonsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("neurodock:cluster:EksAddons", name, None, opts)
+        tag = CLUSTER_AUTOSCALER_IMAGE_TAGS.get(args.kubernetes_version)
+        if tag is None:
+            raise ValueError(f"EksAddonsArgs.kubernetes_version {args.kubernetes_version!r} has no pinned autoscaler "
+                             f"image; use one of {', '.join(sorted(CLUSTER_AUTOSCALER_IMAGE_TAGS))}")
+        storage = k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            # A fixed name: stacks and charts refer to it.
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="gp3",
+                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+                labels={labels.PART_OF: "neurodock"},
+            ),
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        k8s.helm.v3.Release(
+            f"{name}-autoscaler",
+            name="cluster-autoscaler",
+            chart=CLUSTER_AUTOSCALER_CHART,
+            version=CLUSTER_AUTOSCALER_CHART_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CLUSTER_AUTOSCALER_REPO),
+            namespace="kube-system",
+            values={
+                "cloudProvider": "aws",
+                "awsRegion": args.region,
+                "autoDiscovery": {"clusterName": args.cluster_name},
+                "image": {"tag": tag},
+                "rbac": {"serviceAccount": {
+                    "name": "cluster-autoscaler",
+                    "annotations": {"eks.amazonaws.com/role-arn": args.autoscaler_role_arn},
+                }},
+                "priorityClassName": "system-cluster-critical",
+                "nodeSelector": args.system_node_selector,
+                "extraArgs": {
+                    "balance-similar-node-groups": "true",
+                    # Cheapest fit first; GPU pools are only chosen for pods that need them.
+                    "expander": "least-waste",
+                    "skip-nodes-with-system-pods": "false",
+                    # GPU nodes are expensive: give back idle ones after 10 minutes.
+                    "scale-down-unneeded-time": "10m",
+                },
+            },
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.storage_class = storage.metadata.name
+        self.register_outputs({"storageClass": self.storage_class})
