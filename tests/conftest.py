@@ -41,3 +41,8 @@ def write_stack(tmp_path: Path):
         return path
 
     return write
+
+
+def of_type(plan: Plan, type_: str) -> list:
+    """The plan's registrations of one resource type."""
+    return [r for r in plan.resources if r.type == type_]

@@ -8,16 +8,12 @@ import pytest
 
 from infra.plan.engine import run_plan
 from infra.plan.stackfile import load_stack_file
-from tests.conftest import stack_document
+from tests.conftest import of_type, stack_document
 
 
 @pytest.fixture(scope="module")
 def plan(shipped_plans):
     return shipped_plans["prod"]
-
-
-def of_type(plan, type_):
-    return [r for r in plan.resources if r.type == type_]
 
 
 def test_cluster_is_private_vpc_native_with_dataplane_v2(plan):
