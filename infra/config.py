@@ -35,6 +35,7 @@ from components.gpu.catalog import (
     GpuMachine,
     machine_gpus,
 )
+from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS, KIND_NODE_IMAGES
 
 NAMESPACE = "neurodock"
 """The Pulumi config namespace of every key modelled here."""
@@ -516,6 +517,11 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
     provider = cloud.provider
 
     # Cloud-level facts.
+    pinned = {"kind": KIND_NODE_IMAGES, "eks": CLUSTER_AUTOSCALER_IMAGE_TAGS}.get(provider)
+    if pinned is not None and cloud.kubernetes_version not in pinned:
+        what = "kind node image" if provider == "kind" else "Cluster Autoscaler image"
+        add(("cloud", "kubernetesVersion"), f"no pinned {what} for {cloud.kubernetes_version!r}; "
+            f"supported: {', '.join(sorted(pinned))} (components/versions.py)")
     if isinstance(cloud, (EksCloud, GkeCloud)):
         for i, zone in enumerate(cloud.zones):
             if not zone.startswith(cloud.region + "-") and not (

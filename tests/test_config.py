@@ -158,6 +158,10 @@ BAD_CONFIGS = [
      _set(["neurodock:cloud", "existingVpc"],
           {"vpcId": "vpc-0a1b2c3d", "privateSubnetIds": ["sub-1", "subnet-0a1b2c3d"]}),
      "neurodock:cloud.existingVpc.privateSubnetIds[0]: must match the pattern"),
+    ("kind version without a node image", "dev", _set(["neurodock:cloud", "kubernetesVersion"], "1.30"),
+     "neurodock:cloud.kubernetesVersion: no pinned kind node image for '1.30'; supported: 1.33"),
+    ("EKS version without an autoscaler image", "staging", _set(["neurodock:cloud", "kubernetesVersion"], "1.29"),
+     "neurodock:cloud.kubernetesVersion: no pinned Cluster Autoscaler image for '1.29'"),
     ("string for a number", "dev", _set(["neurodock:monitoring", "storageGib"], "lots"),
      "neurodock:monitoring.storageGib: must be a valid integer"),
 ]
