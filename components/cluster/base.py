@@ -6,6 +6,7 @@ Kubernetes provider, the node pools with their GPU facts, and a storage class fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +34,11 @@ class Taint:
     key: str
     value: str
     effect: str
+
+    @property
+    def cloud_effect(self) -> str:
+        """The effect as the EKS and GKE APIs spell it (``NoSchedule`` -> ``NO_SCHEDULE``)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.effect).upper()
 
 
 class SharingStrategy(StrEnum):

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole, pool_facts
+from components.cluster.eks_addons import STORAGE_CLASS
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 
@@ -22,7 +23,6 @@ _AMI_TYPES = {
     PoolRole.CPU: "AL2023_x86_64_STANDARD",
     PoolRole.SYSTEM: "AL2023_x86_64_STANDARD",
 }
-_EKS_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +62,7 @@ class EksCluster(pulumi.ComponentResource):
     autoscaler_role_arn: pulumi.Output[str]
     """IAM role for the Cluster Autoscaler's ServiceAccount (IRSA)."""
     pools: tuple[PoolFacts, ...]
-    storage_class: str = "gp3"
+    storage_class: str = STORAGE_CLASS
     """Created by :class:`~components.cluster.eks_addons.EksAddons` on the EBS CSI driver."""
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -302,7 +302,7 @@ class EksCluster(pulumi.ComponentResource):
                     min_size=pool.min_nodes, max_size=pool.max_nodes, desired_size=max(pool.min_nodes, 0),
                 ),
                 labels=pool.node_labels(),
-                taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=_EKS_TAINT_EFFECTS[t.effect])
+                taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=t.cloud_effect)
                         for t in pool.taints()],
                 launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                     id=template.id, version=template.latest_version.apply(str),

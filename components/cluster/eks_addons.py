@@ -9,12 +9,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.k8s import PART_OF_VALUE
 from components.versions import (
     CLUSTER_AUTOSCALER_CHART,
     CLUSTER_AUTOSCALER_CHART_VERSION,
     CLUSTER_AUTOSCALER_IMAGE_TAGS,
     CLUSTER_AUTOSCALER_REPO,
 )
+
+STORAGE_CLASS = "gp3"
+"""The default StorageClass this component creates (EBS gp3, encrypted)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,9 +50,9 @@ class EksAddons(pulumi.ComponentResource):
             f"{name}-gp3",
             # A fixed name: stacks and charts refer to it.
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="gp3",
+                name=STORAGE_CLASS,
                 annotations={"storageclass.kubernetes.io/is-default-class": "true"},
-                labels={labels.PART_OF: "neurodock"},
+                labels={labels.PART_OF: PART_OF_VALUE},
             ),
             provisioner="ebs.csi.aws.com",
             parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},

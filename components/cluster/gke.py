@@ -19,7 +19,6 @@ NODE_SERVICE_ACCOUNT_ROLES = (
     "roles/stackdriver.resourceMetadata.writer",
     "roles/artifactregistry.reader",
 )
-_GKE_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,7 +286,7 @@ class GkeCluster(pulumi.ComponentResource):
                 # GKE adds this taint to GPU nodes by itself only in some cases; setting it keeps
                 # every GPU pool tainted and the state free of drift.
                 taints=[gcp.container.NodePoolNodeConfigTaintArgs(
-                    key=t.key, value=t.value, effect=_GKE_TAINT_EFFECTS[t.effect]) for t in pool.taints()],
+                    key=t.key, value=t.value, effect=t.cloud_effect) for t in pool.taints()],
                 guest_accelerators=accelerators,
                 workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
                     mode="GKE_METADATA"),
