@@ -25,3 +25,10 @@ PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 PSA_ENFORCE_VERSION = "pod-security.kubernetes.io/enforce-version"
 PSA_AUDIT = "pod-security.kubernetes.io/audit"
 PSA_WARN = "pod-security.kubernetes.io/warn"
+
+# Set to "false" on nodes of GPU pools that have no GPU behind them (kind on a laptop), so GPU
+# node agents (device plugin, DCGM exporter) are not scheduled there.
+GPU_BACKED_LABEL = "neurodock.io/gpu-backed"
+
+# Grafana's dashboard sidecar loads ConfigMaps carrying this label.
+GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"

@@ -42,6 +42,7 @@ NAMESPACE = "neurodock"
 
 SECRET_KEYS: dict[str, str] = {
     "hfToken": "Hugging Face access token, for gated models (optional)",
+    "grafanaAdminPassword": "Grafana admin password (optional: generated when absent)",
 }
 """Keys that hold secrets. They must be set with ``pulumi config set --secret`` and never appear
 in the models: the program reads them as secret Outputs (see :mod:`infra.secrets`)."""
@@ -226,6 +227,42 @@ class NodePool(_Model):
 # --------------------------------------------------------------------------------------------
 
 
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class AlertThresholds(_Model):
+    """Cluster-wide GPU alert thresholds."""
+
+    gpu_memory_usage: Fraction = 0.95
+    """Alert when a GPU's framebuffer is fuller than this fraction for 10 minutes (default 0.95)."""
+    gpu_idle_utilisation_percent: float = Field(default=5, gt=0, le=100)
+    """A GPU below this utilisation (percent) counts as idle (default 5)."""
+    gpu_idle_minutes: int = Field(default=30, gt=0, le=1440)
+    """Alert when a model's GPUs are idle this long while it runs above its minimum replicas (default 30)."""
+
+
+class Slo(_Model):
+    """A model's service-level objectives; each one becomes an alert."""
+
+    ttft_p95_seconds: float = Field(default=2.0, gt=0, le=600)
+    """Time to first token, 95th percentile, in seconds (default 2)."""
+    queue_depth: int = Field(default=10, gt=0, le=100000)
+    """Requests waiting per model above which it is overloaded (default 10)."""
+    kv_cache_usage: Fraction = 0.9
+    """KV-cache usage fraction above which requests start to be preempted (default 0.9)."""
+
+
+class Readiness(_Model):
+    """Time budgets of a model becoming ready; they set await timeouts, startup probes and rollout deadlines."""
+
+    node_scale_up_seconds: int = Field(default=600, gt=0, le=7200)
+    """A GPU node joining and its GPUs being advertised (default 600)."""
+    image_pull_seconds: int = Field(default=600, gt=0, le=7200)
+    """Pulling the engine image, often over 10 GB for vLLM (default 600)."""
+    model_load_seconds: int = Field(default=900, gt=0, le=14400)
+    """Downloading and loading weights until the engine answers health checks (default 900)."""
+
+
 class Monitoring(_Model):
     """Prometheus and Grafana (kube-prometheus-stack)."""
 
@@ -237,6 +274,8 @@ class Monitoring(_Model):
     """Prometheus persistent volume size in GiB (default 50)."""
     grafana: bool = True
     """Install Grafana (default true); it is never exposed outside the cluster."""
+    alerts: AlertThresholds = AlertThresholds()
+    """Thresholds of the cluster-wide GPU alerts."""
 
 
 class ModelSpec(_Model):
@@ -258,6 +297,13 @@ class ModelSpec(_Model):
     """Fewest replicas; 0 allows scale to zero (default 1)."""
     max_replicas: int = Field(default=1, ge=1, le=1000)
     """Most replicas (default 1)."""
+    slo: Slo = Slo()
+    """Service-level objectives, alerted on (defaults: TTFT p95 2 s, queue 10, KV cache 0.9)."""
+    readiness: Readiness | None = None
+    """Readiness budgets for this model (default: the stack's ``readiness``)."""
+
+    def budgets(self, stack: StackConfig) -> Readiness:
+        return self.readiness or stack.readiness
 
     @property
     def model_name(self) -> str:
@@ -278,6 +324,8 @@ class StackConfig(_Model):
     """Monitoring stack settings."""
     models: list[ModelSpec] = []
     """The model catalog (default empty)."""
+    readiness: Readiness = Readiness()
+    """Default readiness budgets of every model."""
     tags: dict[str, str] = {}
     """Tags or labels put on every cloud resource that takes them (default none)."""
 

@@ -12,16 +12,24 @@ import pulumi_aws as aws
 import pulumi_command as command
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.cluster.base import Capacity, Cluster, GpuSharing, NodePoolArgs, PoolRole, SharingStrategy
 from components.cluster.eks import EksCluster, EksClusterArgs
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
 from components.cluster.gke import GkeCluster, GkeClusterArgs
 from components.cluster.kind import KindCluster, KindClusterArgs
+from components.gpu.dcgm import NAMESPACE as DCGM_NAMESPACE
+from components.gpu.dcgm import DcgmExporter, DcgmExporterArgs, DriverLayout
+from components.gpu.device_plugin import NAMESPACE as DEVICE_PLUGIN_NAMESPACE
+from components.gpu.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.labels import POOL_LABEL
+from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuThresholds, ModelTarget
+from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring.stack import MonitoringStack, MonitoringStackArgs
+from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import CatalogEntry, ModelCatalog, ModelCatalogArgs
-from components.serving.model_server import Engine
+from components.serving.model_server import Engine, ReadinessBudgets
 from infra.config import (
     NAMESPACE,
     EksCloud,
@@ -72,6 +80,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
     if isinstance(cluster, KindCluster) and cluster.gpuless_pools:
         outputs["gpulessPools"] = list(cluster.gpuless_pools)
 
+    monitoring = None
     if config.monitoring.enabled:
         monitoring = MonitoringStack(
             "monitoring",
@@ -80,16 +89,83 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
                 retention=config.monitoring.retention,
                 storage_gib=config.monitoring.storage_gib,
                 grafana=config.monitoring.grafana,
+                grafana_admin_password=secrets.grafana_admin_password,
             ),
-            opts=k8s_opts,
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(providers=[kube, random.Provider("random")])),
         )
         outputs["prometheusUrl"] = monitoring.prometheus_url
         if monitoring.grafana_url is not None:
             outputs["grafanaUrl"] = monitoring.grafana_url
+            outputs["grafanaAdminPassword"] = monitoring.grafana_admin_password
+    crds = monitoring.release if monitoring else None
 
+    agents = _gpu_enablement(config, cluster, crds, k8s_opts)
+    catalog = None
     if config.models:
-        outputs["models"] = _catalog(config, cluster, secrets, k8s_opts).urls
+        # GPU readiness: model servers start once the GPU agents are rolled out, so their GPUs
+        # are advertised; their own probes and timeouts come from the readiness budgets.
+        catalog_opts = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[c for c, _ in agents]))
+        catalog = _catalog(config, cluster, secrets, crds, catalog_opts)
+        outputs["models"] = catalog.urls
+    if monitoring is not None:
+        _alerts(config, monitoring, catalog, [agent for _, agent in agents], k8s_opts)
     return outputs
+
+
+def _gpu_enablement(
+    config: StackConfig, cluster: Cluster, crds: pulumi.Resource | None, opts: pulumi.ResourceOptions
+) -> list[tuple[pulumi.Resource, Agent]]:
+    """The device plugin (not on GKE, which runs its own) and the DCGM exporter, where the stack has
+    GPU pools. Returns each agent with what its alert watches."""
+    if not any(p.gpu_type for p in cluster.pools):
+        return []
+    out: list[tuple[pulumi.Resource, Agent]] = []
+    gke = isinstance(config.cloud, GkeCloud)
+    if not gke:
+        plugin = NvidiaDevicePlugin("gpu-device-plugin", NvidiaDevicePluginArgs(pools=cluster.pools), opts=opts)
+        out += [(plugin, Agent(title="NVIDIA device plugin", namespace=DEVICE_PLUGIN_NAMESPACE,
+                               daemon_set=ds.metadata.name)) for ds in plugin.daemon_sets]
+    dcgm = DcgmExporter(
+        "gpu-dcgm",
+        DcgmExporterArgs(driver_layout=DriverLayout.GKE if gke else DriverLayout.CONTAINER_RUNTIME, crds=crds),
+        opts=opts,
+    )
+    out.append((dcgm, Agent(title="DCGM exporter", namespace=DCGM_NAMESPACE, daemon_set=dcgm.daemon_set_name)))
+    return out
+
+
+def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCatalog | None,
+            agents: list[Agent], opts: pulumi.ResourceOptions) -> AlertRules:
+    thresholds = config.monitoring.alerts
+    return AlertRules(
+        "alerts",
+        AlertRulesArgs(
+            namespace=MONITORING_NAMESPACE,
+            crds=monitoring.release,
+            models=tuple(
+                ModelTarget(
+                    served_name=model.model_name,
+                    engine=model.engine,
+                    namespace=SERVING_NAMESPACE,
+                    deployment=catalog.deployments[model.model_name],
+                    min_replicas=model.min_replicas,
+                    ttft_p95_seconds=model.slo.ttft_p95_seconds,
+                    queue_depth=model.slo.queue_depth,
+                    kv_cache_usage=model.slo.kv_cache_usage,
+                )
+                for model in (config.models if catalog else [])
+            ),
+            agents=tuple(agents),
+            gpu=GpuThresholds(
+                memory_usage=thresholds.gpu_memory_usage,
+                idle_utilisation_percent=thresholds.gpu_idle_utilisation_percent,
+                idle_minutes=thresholds.gpu_idle_minutes,
+            ),
+        ),
+        opts=opts,
+    )
 
 
 def _cluster(config: StackConfig) -> Cluster:
@@ -196,7 +272,7 @@ def _pool_args(pool: NodePool) -> NodePoolArgs:
     )
 
 
-def _catalog(config: StackConfig, cluster: Cluster, secrets: StackSecrets,
+def _catalog(config: StackConfig, cluster: Cluster, secrets: StackSecrets, crds: pulumi.Resource | None,
              opts: pulumi.ResourceOptions) -> ModelCatalog:
     return ModelCatalog(
         "models",
@@ -210,11 +286,17 @@ def _catalog(config: StackConfig, cluster: Cluster, secrets: StackSecrets,
                     pool=m.pool,
                     gpus=m.gpus_per_replica,
                     min_replicas=m.min_replicas,
+                    readiness=ReadinessBudgets(
+                        node_scale_up_s=m.budgets(config).node_scale_up_seconds,
+                        image_pull_s=m.budgets(config).image_pull_seconds,
+                        model_load_s=m.budgets(config).model_load_seconds,
+                    ),
                 )
                 for m in config.models
             ),
             pools=cluster.pools,
             hf_token=secrets.hf_token,
+            crds=crds,
         ),
         opts=opts,
     )

@@ -19,10 +19,12 @@ from infra.config import NAMESPACE
 class StackSecrets:
     hf_token: pulumi.Output[str] | None
     """Hugging Face token (``neurodock:hfToken``), when set."""
+    grafana_admin_password: pulumi.Output[str] | None = None
+    """Grafana admin password (``neurodock:grafanaAdminPassword``), when set."""
 
     @classmethod
     def from_pulumi_config(cls) -> StackSecrets:
-        return cls(hf_token=read_secret("hfToken"))
+        return cls(hf_token=read_secret("hfToken"), grafana_admin_password=read_secret("grafanaAdminPassword"))
 
 
 def read_secret(key: str) -> pulumi.Output[str] | None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+import jsonschema
 import kubernetes_validate
 import pytest
 
 from infra.plan.render import manifest_files
 from tests.conftest import SHIPPED_STACKS
+from tests.crd_schemas import SCHEMAS
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
@@ -20,11 +22,30 @@ def test_every_manifest_passes_strict_schema_validation(shipped_plans, stack):
     assert len(manifests) >= 4
     failures = []
     for r in manifests:
+        custom = SCHEMAS.get((r.manifest["apiVersion"], r.manifest["kind"]))
         try:
-            kubernetes_validate.validate(r.manifest, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
+            if custom is not None:
+                jsonschema.validate(r.manifest, custom)
+            else:
+                kubernetes_validate.validate(r.manifest, version, strict=True)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
             failures.append(f"{r.urn}: {'.'.join(map(str, exc.path))}: {exc.message}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_custom_resource_kind_has_a_schema(shipped_plans, stack):
+    builtin_groups = ("v1", "apps/v1", "storage.k8s.io/v1", "policy/v1", "networking.k8s.io/v1",
+                      "autoscaling/v2", "batch/v1", "rbac.authorization.k8s.io/v1")
+    kinds = {(r.manifest["apiVersion"], r.manifest["kind"]) for r in shipped_plans[stack].manifests}
+    assert {k for k in kinds if k[0] not in builtin_groups} <= set(SCHEMAS)
+
+
+def test_custom_resource_schema_rejects_an_unknown_field(shipped_plans):
+    [rule] = [r.manifest for r in shipped_plans["staging"].manifests if r.manifest["kind"] == "PrometheusRule"]
+    broken = {**rule, "spec": {"groups": [{**rule["spec"]["groups"][0], "interval_": "1m"}]}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMAS[("monitoring.coreos.com/v1", "PrometheusRule")])
 
 
 def test_strict_validation_rejects_an_unknown_field(shipped_plans):

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_command as command
 import yaml
 
+from components import labels
 from components.cluster.base import NodePoolArgs, PoolFacts, pool_facts
 from components.versions import KIND_NODE_IMAGES
 
@@ -107,7 +108,10 @@ def render_kind_config(args: KindClusterArgs) -> str:
     nodes: list[dict] = [{"role": "control-plane", "image": image}]
     for pool in args.node_pools:
         taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in pool.taints()]
-        worker: dict = {"role": "worker", "image": image, "labels": pool.node_labels()}
+        node_labels = pool.node_labels()
+        if pool.gpu_type:
+            node_labels[labels.GPU_BACKED_LABEL] = "false"
+        worker: dict = {"role": "worker", "image": image, "labels": node_labels}
         if taints:
             # nodeRegistration.taints has the same shape in kubeadm v1beta3 and v1beta4.
             worker["kubeadmConfigPatches"] = [yaml.safe_dump({

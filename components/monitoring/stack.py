@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
-from components.k8s import namespace
+from components import labels
+from components.k8s import PART_OF_VALUE, namespace
+from components.monitoring.dashboards import DASHBOARDS
 from components.versions import (
     KUBE_PROMETHEUS_STACK_CHART,
     KUBE_PROMETHEUS_STACK_VERSION,
@@ -30,6 +34,8 @@ class MonitoringStackArgs:
     """Install Grafana (default true); its Service is ClusterIP only."""
     timeout_s: int = 900
     """How long `pulumi up` waits for the release to become ready, in seconds (default 900)."""
+    grafana_admin_password: pulumi.Input[str] | None = None
+    """Grafana's admin password (default: a generated one, kept in the stack's state as a secret)."""
 
 
 class MonitoringStack(pulumi.ComponentResource):
@@ -37,15 +43,21 @@ class MonitoringStack(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
     grafana_url: pulumi.Output[str] | None
+    grafana_admin_password: pulumi.Output[str] | None
+    """Secret."""
     prometheus_url: pulumi.Output[str]
+    release: k8s.helm.v3.Release
+    """The release; custom resources of its CRDs (ServiceMonitor, PrometheusRule) depend on it."""
 
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:monitoring:MonitoringStack", name, None, opts)
+        self.grafana_admin_password = None
         if args.storage_gib < 1:
             raise ValueError("MonitoringStackArgs.storage_gib must be at least 1")
         # Node exporter needs host access (hostPID, hostNetwork, hostPath), so this namespace is
         # labelled privileged; the workloads themselves stay as locked down as the chart allows.
         ns = namespace(f"{name}-ns", NAMESPACE, parent=self, pod_security="privileged", component="monitoring")
+        admin_secret = self._grafana_admin(name, ns, args) if args.grafana else None
         release = k8s.helm.v3.Release(
             f"{name}-kps",
             name=RELEASE,
@@ -53,13 +65,15 @@ class MonitoringStack(pulumi.ComponentResource):
             version=KUBE_PROMETHEUS_STACK_VERSION,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
             namespace=ns.metadata.name,
-            values=_values(args),
+            values=_values(args, admin_secret),
             timeout=args.timeout_s,
             # Roll back a failed upgrade instead of leaving a half-applied release.
             atomic=True,
             cleanup_on_fail=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.release = release
+        self._dashboards(name, ns)
         self.namespace = release.status.namespace
         self.prometheus_url = pulumi.Output.concat(
             "http://", RELEASE, "-kube-prometheus-stack-prometheus.", NAMESPACE, ".svc.cluster.local:9090")
@@ -70,8 +84,38 @@ class MonitoringStack(pulumi.ComponentResource):
         self.register_outputs({"namespace": self.namespace, "prometheusUrl": self.prometheus_url,
                                "grafanaUrl": self.grafana_url})
 
+    def _grafana_admin(self, name: str, ns: k8s.core.v1.Namespace, args: MonitoringStackArgs) -> pulumi.Output[str]:
+        password = args.grafana_admin_password
+        if password is None:
+            password = random.RandomPassword(
+                f"{name}-grafana-admin", length=32, special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            ).result
+        self.grafana_admin_password = pulumi.Output.secret(password)
+        secret = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns.metadata.name),
+            type="Opaque",
+            string_data={"admin-user": "admin", "admin-password": self.grafana_admin_password},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return secret.metadata.name
 
-def _values(args: MonitoringStackArgs) -> dict:
+    def _dashboards(self, name: str, ns: k8s.core.v1.Namespace) -> None:
+        """One ConfigMap per dashboard; Grafana's sidecar loads every ConfigMap with the label."""
+        for file_name, build in DASHBOARDS.items():
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{file_name.removesuffix('.json')}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    namespace=ns.metadata.name,
+                    labels={labels.GRAFANA_DASHBOARD_LABEL: "1", labels.PART_OF: PART_OF_VALUE},
+                ),
+                data={file_name: json.dumps(build(), indent=1)},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+
+def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -> dict:
     return {
         "prometheus": {
             "prometheusSpec": {
@@ -90,6 +134,7 @@ def _values(args: MonitoringStackArgs) -> dict:
         "grafana": {
             "enabled": args.grafana,
             "service": {"type": "ClusterIP"},
+            "admin": {"existingSecret": admin_secret, "userKey": "admin-user", "passwordKey": "admin-password"},
             "sidecar": {"dashboards": {"enabled": True, "searchNamespace": "ALL"}},
         },
     }

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.cluster.base import PoolFacts
 from components.k8s import namespace
-from components.serving.model_server import Engine, ModelServer, ModelServerArgs
+from components.serving.model_server import Engine, ModelServer, ModelServerArgs, ReadinessBudgets
 
 NAMESPACE = "neurodock-serving"
 
@@ -31,6 +31,8 @@ class CatalogEntry:
     """GPUs per replica."""
     min_replicas: int
     """Replicas at creation."""
+    readiness: ReadinessBudgets
+    """How long becoming ready may take."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +43,8 @@ class ModelCatalogArgs:
     """The cluster's pools, for placement."""
     hf_token: pulumi.Input[str] | None = None
     """Hugging Face token, stored in a Secret for gated models (default none)."""
+    crds: pulumi.Resource | None = None
+    """The monitoring release (ServiceMonitor CRD); no ServiceMonitors without it (default none)."""
 
 
 class ModelCatalog(pulumi.ComponentResource):
@@ -48,6 +52,8 @@ class ModelCatalog(pulumi.ComponentResource):
 
     urls: dict[str, pulumi.Output[str]]
     """In-cluster OpenAI base URL per served model name."""
+    deployments: dict[str, pulumi.Output[str]]
+    """Deployment name per served model name."""
 
     def __init__(self, name: str, args: ModelCatalogArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:ModelCatalog", name, None, opts)
@@ -66,6 +72,7 @@ class ModelCatalog(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             ).metadata.name
         self.urls = {}
+        self.deployments = {}
         for entry in args.entries:
             pool = pools[entry.pool]
             server = ModelServer(
@@ -80,8 +87,11 @@ class ModelCatalog(pulumi.ComponentResource):
                     node_selector={labels.POOL_LABEL: pool.name},
                     tolerate_gpu_taint=any(t.key == labels.GPU_TAINT_KEY for t in pool.taints),
                     hf_token_secret=token_secret,
+                    readiness=entry.readiness,
+                    crds=args.crds,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.urls[entry.served_name] = server.url
+            self.deployments[entry.served_name] = server.deployment_name
         self.register_outputs({"urls": self.urls})

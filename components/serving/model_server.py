@@ -14,10 +14,30 @@ from components.k8s import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
+from components.monitoring.resources import service_monitor
 from components.versions import LLAMACPP_IMAGE, VLLM_IMAGE
 
 PORT = 8000
 """The port every engine serves the OpenAI API (and its metrics) on."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadinessBudgets:
+    """How long becoming ready may take, in seconds. They set the startup probe (model load), the
+    rollout's progress deadline and Pulumi's await timeout (all three plus a margin), so a model is
+    never reported healthy before it answers, and a slow GPU scale-up does not fail `pulumi up`."""
+
+    node_scale_up_s: int = 600
+    image_pull_s: int = 600
+    model_load_s: int = 900
+
+    @property
+    def total_s(self) -> int:
+        return self.node_scale_up_s + self.image_pull_s + self.model_load_s + AWAIT_MARGIN_S
+
+
+AWAIT_MARGIN_S = 120
+STARTUP_PROBE_PERIOD_S = 10
 
 
 class Engine(StrEnum):
@@ -47,12 +67,17 @@ class ModelServerArgs:
     """Name of a Secret whose ``token`` key holds a Hugging Face token (default none)."""
     image: str | None = None
     """Override the engine's pinned image (default: the engine's pin in ``versions.py``)."""
+    readiness: ReadinessBudgets = ReadinessBudgets()
+    """Readiness budgets (defaults: 600 s scale-up, 600 s image pull, 900 s model load)."""
+    crds: pulumi.Resource | None = None
+    """The monitoring release providing the ServiceMonitor CRD; no ServiceMonitor without it."""
 
 
 class ModelServer(pulumi.ComponentResource):
     """A Deployment and a ClusterIP Service serving one model."""
 
     service_name: pulumi.Output[str]
+    deployment_name: pulumi.Output[str]
     url: pulumi.Output[str]
     """In-cluster base URL of the OpenAI API (``.../v1``)."""
 
@@ -67,13 +92,16 @@ class ModelServer(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=pod_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=args.replicas,
+                # Longer than the startup window, so a slow but healthy start is not a failed rollout.
+                progress_deadline_seconds=args.readiness.total_s,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
                     spec=_pod_spec(args),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(
+                create=f"{args.readiness.total_s}s", update=f"{args.readiness.total_s}s")),
         )
         service = k8s.core.v1.Service(
             f"{name}-svc",
@@ -85,7 +113,11 @@ class ModelServer(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
+        if args.crds is not None:
+            service_monitor(f"{name}-monitor", namespace=args.namespace, match_labels=match_labels, port="http",
+                            parent=self, crds=args.crds)
         self.service_name = service.metadata.name
+        self.deployment_name = deployment.metadata.name
         self.url = pulumi.Output.format(
             "http://{0}.{1}.svc.cluster.local:{2}/v1", service.metadata.name, service.metadata.namespace, PORT
         )
@@ -152,6 +184,12 @@ def _pod_spec(args: ModelServerArgs) -> k8s.core.v1.PodSpecArgs:
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
             resources=resources,
             security_context=restricted_container_security_context(),
+            # Until the model is loaded only the startup probe runs; it allows the model-load budget.
+            startup_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path=health, port="http"),
+                period_seconds=STARTUP_PROBE_PERIOD_S,
+                failure_threshold=-(-args.readiness.model_load_s // STARTUP_PROBE_PERIOD_S),
+            ),
             readiness_probe=k8s.core.v1.ProbeArgs(
                 http_get=k8s.core.v1.HTTPGetActionArgs(path=health, port="http"), period_seconds=10,
             ),

@@ -61,15 +61,15 @@ def wire_to_json(value: Any, *, redact: bool = True) -> Any:
     if isinstance(value, dict):
         sig = value.get(_SIG)
         if sig == _SECRET_SIG:
-            return SECRET if redact else wire_to_json(value.get("value"), redact=redact)
+            plain = wire_to_json(value.get("value"), redact=False)
+            return _redact(plain) if redact else plain
         if sig == _RESOURCE_SIG:
             return value.get("urn")
         if sig == _OUTPUT_SIG:
             if "value" not in value:
                 return UNKNOWN
-            if value.get("secret") and redact:
-                return SECRET
-            return wire_to_json(value["value"], redact=redact)
+            plain = wire_to_json(value["value"], redact=redact)
+            return _redact(plain) if value.get("secret") and redact else plain
         return {k: wire_to_json(v, redact=redact) for k, v in value.items()}
     if isinstance(value, list):
         return [wire_to_json(v, redact=redact) for v in value]
@@ -78,6 +78,16 @@ def wire_to_json(value: Any, *, redact: bool = True) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _redact(value: Any) -> Any:
+    """Hide every leaf of a secret value but keep its shape, so a redacted object stays valid
+    against its schema (a Secret's ``stringData`` keeps its keys)."""
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return SECRET
 
 
 @dataclass
