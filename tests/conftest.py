@@ -12,6 +12,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 
@@ -46,3 +47,22 @@ def write_stack(tmp_path: Path):
 def of_type(plan: Plan, type_: str) -> list:
     """The plan's registrations of one resource type."""
     return [r for r in plan.resources if r.type == type_]
+
+
+def selectors(expr: str) -> set[str]:
+    """Names of every series an expression selects."""
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.add(node.name)
+            return
+        for attr in ("lhs", "rhs", "expr", "vector_selector", "param"):
+            child = getattr(node, attr, None)
+            if child is not None and not isinstance(child, (str, int, float)):
+                walk(child)
+        for child in getattr(node, "args", None) or []:
+            walk(child)
+
+    walk(promql_parser.parse(expr))
+    return found

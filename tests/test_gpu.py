@@ -1,0 +1,136 @@
+"""GPU enablement: the device plugin (not on GKE), the DCGM exporter, and GPU readiness ordering."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.cluster.base import GpuSharing, PoolFacts, PoolRole, SharingStrategy
+from components.gpu.device_plugin import plugin_configs
+from infra.plan.engine import run_plan
+from infra.plan.stackfile import load_stack_file
+from tests.conftest import of_type, stack_document
+
+
+def manifests(plan, kind, namespace=None):
+    return [r.manifest for r in plan.manifests if r.manifest["kind"] == kind
+            and (namespace is None or r.manifest["metadata"].get("namespace") == namespace)]
+
+
+@pytest.mark.parametrize(("stack", "plugin"), [("dev", True), ("staging", True), ("prod", False)])
+def test_device_plugin_everywhere_but_gke_and_dcgm_everywhere(shipped_plans, stack, plugin):
+    plan = shipped_plans[stack]
+    assert bool(manifests(plan, "DaemonSet", "nvidia-device-plugin")) is plugin
+    assert len(manifests(plan, "DaemonSet", "nvidia-dcgm-exporter")) == 1
+
+
+def test_device_plugin_runs_only_on_real_gpu_nodes_as_a_critical_node_agent(shipped_plans):
+    [ds] = manifests(shipped_plans["staging"], "DaemonSet", "nvidia-device-plugin")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert {"key": "neurodock.io/gpu-type", "operator": "Exists"} in term["matchExpressions"]
+    assert {"key": "neurodock.io/gpu-backed", "operator": "NotIn", "values": ["false"]} in term["matchExpressions"]
+    assert {"key": "neurodock.io/pool", "operator": "In", "values": ["gpu-l4"]} in term["matchExpressions"]
+    [container] = pod["containers"]
+    assert container["image"].startswith("nvcr.io/nvidia/k8s-device-plugin:v")
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    [ns] = [n for n in manifests(shipped_plans["staging"], "Namespace")
+            if n["metadata"]["name"] == "nvidia-device-plugin"]
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_kind_marks_its_gpu_stand_ins_so_agents_stay_off_them(shipped_plans):
+    plan = shipped_plans["dev"]
+    [command] = of_type(plan, "command:local:Command")
+    assert "neurodock.io/gpu-backed: 'false'" in command.inputs["stdin"]
+
+
+def pool(name, sharing=None):
+    return PoolFacts(name=name, role=PoolRole.GPU, gpu_type="nvidia-l4", gpu_count=1, gpu_memory_gib=22,
+                     gpu_sharing=sharing, real_gpus=True, node_labels={}, taints=())
+
+
+def test_time_sliced_pools_get_their_own_plugin_config():
+    variants = plugin_configs([pool("a"), pool("b", GpuSharing(strategy=SharingStrategy.TIME_SHARING,
+                                                               max_shared_clients=4))])
+    assert variants["exclusive"][1] == ("a",)
+    document, pools = variants["shared-b"]
+    assert pools == ("b",)
+    assert document["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+    assert document["flags"]["failOnInitError"] is False
+
+
+def test_time_slicing_config_reaches_the_cluster(write_stack):
+    document = stack_document("staging")
+    document["config"]["neurodock:nodePools"][1]["gpu"]["sharing"] = {"strategy": "timeSharing",
+                                                                        "maxSharedClients": 3}
+    plan = run_plan(load_stack_file("test", write_stack(document)))
+    [config] = manifests(plan, "ConfigMap", "nvidia-device-plugin")
+    assert "replicas: 3" in config["data"]["shared-gpu-l4.yaml"]
+    [ds] = manifests(plan, "DaemonSet", "nvidia-device-plugin")
+    env = {e["name"]: e["value"] for e in ds["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CONFIG_FILE"].endswith("/shared-gpu-l4.yaml")
+
+
+def test_dcgm_attributes_metrics_to_pods_and_is_scraped_with_its_labels(shipped_plans):
+    plan = shipped_plans["staging"]
+    [ds] = manifests(plan, "DaemonSet", "nvidia-dcgm-exporter")
+    pod = ds["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DCGM_EXPORTER_KUBERNETES"] == "true"
+    assert {"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True} \
+        in container["volumeMounts"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    [monitor] = manifests(plan, "ServiceMonitor", "nvidia-dcgm-exporter")
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_dcgm_on_gke_reads_the_host_driver(shipped_plans):
+    [ds] = manifests(shipped_plans["prod"], "DaemonSet", "nvidia-dcgm-exporter")
+    pod = ds["spec"]["template"]["spec"]
+    assert {"name": "nvidia", "hostPath": {"path": "/home/kubernetes/bin/nvidia", "type": "Directory"}} \
+        in pod["volumes"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_model_servers_wait_for_the_gpu_agents(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    catalog = next(r for r in plan.resources if r.type == "neurodock:serving:ModelCatalog")
+    agents = {r.urn for r in plan.resources if r.type == "kubernetes:apps/v1:DaemonSet"}
+    assert agents and agents <= set(catalog.options["dependsOn"])
+
+
+def test_readiness_budgets_set_probes_deadlines_and_await_timeouts(write_stack):
+    document = stack_document("staging")
+    document["config"]["neurodock:readiness"] = {"nodeScaleUpSeconds": 300, "imagePullSeconds": 200,
+                                                 "modelLoadSeconds": 600}
+    plan = run_plan(load_stack_file("test", write_stack(document)))
+    [deployment] = of_type(plan, "kubernetes:apps/v1:Deployment")
+    total = 300 + 200 + 600 + 120
+    assert deployment.options["customTimeouts"] == {"create": f"{total}s", "update": f"{total}s"}
+    spec = deployment.manifest["spec"]
+    assert spec["progressDeadlineSeconds"] == total
+    probe = spec["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == 600
+
+
+def test_grafana_admin_password_is_generated_and_kept_secret(shipped_plans):
+    plan = shipped_plans["staging"]
+    assert of_type(plan, "random:index/randomPassword:RandomPassword")
+    assert plan.outputs["grafanaAdminPassword"] == "[secret]"
+    [release] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release")
+                 if r.inputs["chart"] == "kube-prometheus-stack"]
+    admin = release.inputs["values"]["grafana"]["admin"]
+    [secret] = [m for m in manifests(plan, "Secret", "monitoring")]
+    assert admin["existingSecret"] == secret["metadata"]["name"]
+    assert secret["stringData"] == {"admin-user": "[secret]", "admin-password": "[secret]"}
+    assert release.inputs["values"]["grafana"]["service"]["type"] == "ClusterIP"
+
+
+def test_a_configured_grafana_password_replaces_the_generated_one(write_stack):
+    document = stack_document("staging")
+    document["config"]["neurodock:grafanaAdminPassword"] = {"secure": "v1:AAAA"}
+    plan = run_plan(load_stack_file("test", write_stack(document)))
+    assert not of_type(plan, "random:index/randomPassword:RandomPassword")
