@@ -278,3 +278,11 @@ def test_promtool_unit_tests_each_alert_fires_when_it_should_and_not_otherwise(t
         {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}, sort_keys=False))
     result = _promtool("test", "rules", "tests.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_runbook_link_has_a_section():
+    from infra.plan.stackfile import REPO_ROOT
+
+    sections = set(re.findall(r"^## (\S+)$", (REPO_ROOT / "docs" / "runbooks.md").read_text(), re.M))
+    anchors = {r["annotations"]["runbook_url"].rsplit("#", 1)[1] for g in groups() for r in g["rules"]}
+    assert anchors <= sections

@@ -15,6 +15,7 @@ from components.monitoring import metrics as m
 from components.monitoring.resources import prometheus_rule
 
 RUNBOOK_BASE = "https://github.com/neurodock/neurodock/blob/main/docs/runbooks.md"
+"""Where docs/runbooks.md of this repository is published; each alert links to its section."""
 
 
 @dataclass(frozen=True, kw_only=True)
