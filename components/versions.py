@@ -32,3 +32,15 @@ CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
 # GPU node agents.
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless"
+
+# Weight downloaders (init containers of model servers): object stores. Hugging Face sources use
+# the engine image itself (huggingface_hub ships with vLLM).
+AWS_CLI_IMAGE = (
+    "public.ecr.aws/aws-cli/aws-cli:2.27.22@sha256:1d5753647df57828762601f4d82790f3441060dbc8671cd01c52df05cfd3b2c7"
+)
+GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:573.0.0-stable"
+
+# KEDA: scales model servers on their queue (Prometheus scaler), to and from zero.
+KEDA_CHART = "keda"
+KEDA_CHART_VERSION = "2.17.2"
+KEDA_REPO = "https://kedacore.github.io/charts"

@@ -35,6 +35,7 @@ from components.gpu.catalog import (
     GpuMachine,
     machine_gpus,
 )
+from components.serving.architectures import RUNTIME_OVERHEAD_GIB, Architecture, estimate, lookup
 from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS, KIND_NODE_IMAGES
 
 NAMESPACE = "neurodock"
@@ -278,6 +279,64 @@ class Monitoring(_Model):
     """Thresholds of the cluster-wide GPU alerts."""
 
 
+class ModelArchitecture(_Model):
+    """The size of a model that is not in the built-in catalogue (see its config.json)."""
+
+    parameters_billions: float = Field(gt=0, le=10000)
+    layers: int = Field(gt=0, le=1000)
+    attention_heads: int = Field(gt=0, le=1024)
+    kv_heads: int = Field(gt=0, le=1024)
+    head_dim: int = Field(gt=0, le=1024)
+    max_context: int = Field(default=131072, gt=0)
+
+
+MANAGED_ENGINE_FLAGS = frozenset({
+    "--model", "--served-model-name", "--host", "--port", "--tensor-parallel-size", "-tp", "--max-model-len",
+    "--gpu-memory-utilization", "--dtype", "--quantization", "--kv-cache-dtype", "--max-num-seqs",
+    "--download-dir", "-m", "--hf-repo", "-hfr", "--hf-file", "-hff", "--alias", "--ctx-size", "-c",
+    "--parallel", "-np", "--metrics",
+})
+"""Flags NeuroDock sets from config; ``extraArgs`` may not set them again."""
+
+
+class EngineArgs(_Model):
+    """Engine settings; NeuroDock turns them into the engine's flags."""
+
+    max_model_len: int = Field(default=8192, ge=256, le=1048576)
+    """Context length in tokens (default 8192)."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.1, le=0.98)
+    """vLLM: fraction of each GPU's memory it may use (default 0.9)."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """vLLM: weights dtype (default auto: the checkpoint's, bf16 for current models)."""
+    quantization: Literal["fp8", "awq", "gptq"] | None = None
+    """vLLM: quantisation of the checkpoint or on the fly (fp8) (default none)."""
+    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    """vLLM: KV-cache dtype (default auto)."""
+    max_num_seqs: int = Field(default=64, ge=1, le=4096)
+    """Sequences batched at once (vLLM --max-num-seqs; llama.cpp --parallel) (default 64)."""
+    extra_args: list[Annotated[str, StringConstraints(pattern=r"^\S+$")]] = []
+    """More engine flags, one token per item (default none); flags NeuroDock manages are refused."""
+
+
+class Rollout(_Model):
+    """How a new version replaces the old under GPU scarcity."""
+
+    max_surge: int = Field(default=1, ge=0, le=100)
+    """Extra replicas during a rollout; each needs free GPUs (default 1)."""
+    max_unavailable: int = Field(default=0, ge=0, le=100)
+    """Replicas that may be down during a rollout (default 0: never lose capacity)."""
+
+
+class WeightsCache(_Model):
+    """The volume model weights are downloaded to before the engine starts."""
+
+    size_gib: int | None = Field(default=None, ge=1, le=65536)
+    """Volume size (default: 1.2 x the weights plus 10 GiB)."""
+    shared_storage_class: str | None = None
+    """A ReadWriteMany storage class (EFS, Filestore): one volume filled once and shared by every
+    replica (default: a volume per replica, filled when the replica starts)."""
+
+
 class ModelSpec(_Model):
     """One entry of the model catalog: a model served behind the stack's endpoint."""
 
@@ -297,6 +356,20 @@ class ModelSpec(_Model):
     """Fewest replicas; 0 allows scale to zero (default 1)."""
     max_replicas: int = Field(default=1, ge=1, le=1000)
     """Most replicas (default 1)."""
+    file: Annotated[str, StringConstraints(pattern=r"^[^/\s][^\s]*\.gguf$")] | None = None
+    """llamacpp: the GGUF file to serve, within ``source`` (required for llamacpp)."""
+    architecture: ModelArchitecture | None = None
+    """The model's size, for the capacity check; required for models not in the built-in catalogue."""
+    engine_args: EngineArgs = EngineArgs()
+    """Engine settings."""
+    concurrency: int = Field(default=1, ge=1, le=4096)
+    """Full-length sequences that must fit in the KV cache at once, for the capacity check (default 1)."""
+    rollout: Rollout = Rollout()
+    """Rollout surge and unavailability (defaults: surge 1, unavailable 0)."""
+    drain_seconds: int = Field(default=30, ge=0, le=3600)
+    """Time in-flight requests get to finish when a replica stops (default 30)."""
+    cache: WeightsCache = WeightsCache()
+    """Where the weights are cached (default: a volume per replica on the cluster's storage class)."""
     slo: Slo = Slo()
     """Service-level objectives, alerted on (defaults: TTFT p95 2 s, queue 10, KV cache 0.9)."""
     readiness: Readiness | None = None
@@ -669,6 +742,7 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
                     f"{pool.gpu.count}; a replica cannot span nodes")
         elif model.gpus_per_replica != 0:
             add(("models", i, "gpusPerReplica"), f"engine {model.engine!r} runs on CPU; set it to 0")
+        problems.extend(_model_problems(i, model, pool, provider, config.monitoring.enabled))
     return problems
 
 
@@ -710,6 +784,75 @@ def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:
     if sharing is not None and sharing.strategy == "timeSharing" and sharing.partition_size is not None:
         add(("gpu", "sharing", "partitionSize"), "applies to mig only; remove it")
     return out
+
+
+def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str, monitoring: bool) -> list[Problem]:
+    """Engine flags, rollout, and capacity: the model fits its pool's GPUs before anything exists."""
+    out: list[Problem] = []
+
+    def add(loc: tuple[str | int, ...], message: str) -> None:
+        out.append(Problem(key_path(("models", i, *loc)), message))
+
+    for j, arg in enumerate(model.engine_args.extra_args):
+        if arg.split("=", 1)[0] in MANAGED_ENGINE_FLAGS:
+            add(("engineArgs", "extraArgs", j), f"{arg.split('=', 1)[0]} is set by NeuroDock from config; "
+                "use the matching engineArgs key instead")
+    cloud_for = {"s3": "eks", "gs": "gke"}.get(model.source.split("://", 1)[0])
+    if cloud_for and cloud_for != provider:
+        add(("source",), f"{model.source.split('://', 1)[0]}:// weights are read with {cloud_for} workload identity; "
+            f"this stack runs on {provider}: use hf:// or a {provider} bucket")
+    if model.max_replicas > model.min_replicas and not monitoring:
+        add(("maxReplicas",), "autoscaling between minReplicas and maxReplicas reads the queue from Prometheus; "
+            "enable monitoring or set maxReplicas equal to minReplicas")
+    if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:
+        add(("rollout",), "maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
+    if model.engine == "llamacpp":
+        if model.file is None:
+            add(("file",), "engine 'llamacpp' needs the GGUF file to serve, e.g. qwen2.5-0.5b-instruct-q4_k_m.gguf")
+        return out
+    if model.file is not None:
+        add(("file",), "applies to engine 'llamacpp' only; vLLM serves the whole repository")
+    if pool.gpu is None or model.gpus_per_replica < 1 or model.gpus_per_replica > pool.gpu.count:
+        return out  # reported above
+    arch = model_architecture(model)
+    if arch is None:
+        add(("architecture",), f"model {model.model_name!r} is not in the built-in catalogue "
+            "(components/serving/architectures.py); state its size: parametersBillions, layers, attentionHeads, "
+            "kvHeads, headDim")
+        return out
+    tp = model.gpus_per_replica
+    if arch.attention_heads % tp:
+        add(("gpusPerReplica",), f"tensor-parallel size {tp} does not divide the {arch.attention_heads} attention "
+            f"heads of {model.model_name!r}; use a divisor of {arch.attention_heads}")
+        return out
+    engine = model.engine_args
+    if engine.max_model_len > arch.max_context:
+        add(("engineArgs", "maxModelLen"), f"{engine.max_model_len} exceeds the {arch.max_context}-token context "
+            f"of {model.model_name!r}")
+    gpu = GPU_MODELS.get(pool.gpu.type)
+    if gpu is None:
+        return out
+    need = estimate(arch, tensor_parallel=tp, max_model_len=engine.max_model_len, sequences=model.concurrency,
+                    dtype=engine.dtype, quantization=engine.quantization, kv_cache_dtype=engine.kv_cache_dtype)
+    have = gpu.memory_gib * engine.gpu_memory_utilization
+    if need.per_gpu_gib > have:
+        add(("gpusPerReplica",), (
+            f"model {model.model_name!r} does not fit pool {pool.name!r}: each of its {tp} {pool.gpu.type} GPUs "
+            f"needs {need.per_gpu_gib:.1f} GiB (weights {need.weights_gib:.1f} GiB / {tp}, KV cache "
+            f"{need.kv_cache_gib:.1f} GiB for {model.concurrency} x {engine.max_model_len} tokens, runtime "
+            f"{RUNTIME_OVERHEAD_GIB:.0f} GiB) but may use {have:.1f} GiB ({gpu.memory_gib} GiB x "
+            f"{engine.gpu_memory_utilization}); use more GPUs per replica, a larger GPU, quantization or a "
+            "shorter maxModelLen"))
+    return out
+
+
+def model_architecture(model: ModelSpec) -> Architecture | None:
+    """The model's size: stated in config, or from the built-in catalogue."""
+    if model.architecture is not None:
+        a = model.architecture
+        return Architecture(parameters_b=a.parameters_billions, layers=a.layers, attention_heads=a.attention_heads,
+                            kv_heads=a.kv_heads, head_dim=a.head_dim, max_context=a.max_context)
+    return lookup(model.source)
 
 
 def _cidr_problem(cidr: str) -> str | None:

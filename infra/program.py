@@ -28,8 +28,7 @@ from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuT
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring.stack import MonitoringStack, MonitoringStackArgs
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
-from components.serving.catalog import CatalogEntry, ModelCatalog, ModelCatalogArgs
-from components.serving.model_server import Engine, ReadinessBudgets
+from components.serving.catalog import ModelCatalog
 from infra.config import (
     NAMESPACE,
     EksCloud,
@@ -40,6 +39,7 @@ from infra.config import (
     parse_config,
 )
 from infra.secrets import StackSecrets
+from infra.serving import build_catalog
 
 
 def load_stack_config() -> StackConfig:
@@ -54,7 +54,7 @@ def load_stack_config() -> StackConfig:
 
 def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
     """Create every resource of the stack; return the stack outputs."""
-    cluster = _cluster(config)
+    cluster, cloud_provider = _cluster(config)
     kube = k8s.Provider(
         "k8s",
         kubeconfig=None if cluster.kube_context else cluster.kubeconfig,
@@ -107,7 +107,8 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         # are advertised; their own probes and timeouts come from the readiness budgets.
         catalog_opts = pulumi.ResourceOptions.merge(
             k8s_opts, pulumi.ResourceOptions(depends_on=[c for c, _ in agents]))
-        catalog = _catalog(config, cluster, secrets, crds, catalog_opts)
+        catalog = build_catalog(config, cluster, cloud_provider, secrets,
+                                monitoring.prometheus_url if monitoring else None, crds, catalog_opts)
         outputs["models"] = catalog.urls
     if monitoring is not None:
         _alerts(config, monitoring, catalog, [agent for _, agent in agents], k8s_opts)
@@ -168,7 +169,8 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
     )
 
 
-def _cluster(config: StackConfig) -> Cluster:
+def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | None]:
+    """The cluster, and the cloud provider later cloud resources (weights readers) use."""
     cloud = config.cloud
     pools = tuple(_pool_args(p) for p in config.node_pools)
     tags = {"neurodock:environment": config.environment, **config.tags}
@@ -184,7 +186,7 @@ def _cluster(config: StackConfig) -> Cluster:
             ),
             opts=pulumi.ResourceOptions(providers=[local]),
         )
-        return cluster
+        return cluster, None
     if isinstance(cloud, EksCloud):
         provider = aws.Provider(
             "aws",
@@ -208,7 +210,7 @@ def _cluster(config: StackConfig) -> Cluster:
                 tags=tags,
             ),
             opts=pulumi.ResourceOptions(providers=[provider]),
-        )
+        ), provider
     assert isinstance(cloud, GkeCloud)
     labels = {k.replace(":", "-").lower(): v.lower() for k, v in tags.items()}
     provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
@@ -231,7 +233,7 @@ def _cluster(config: StackConfig) -> Cluster:
             labels=labels,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
-    )
+    ), provider
 
 
 def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
@@ -269,34 +271,4 @@ def _pool_args(pool: NodePool) -> NodePoolArgs:
             partition_size=pool.gpu.sharing.partition_size,
         ) if pool.gpu and pool.gpu.sharing else None,
         extra_labels=dict(pool.labels),
-    )
-
-
-def _catalog(config: StackConfig, cluster: Cluster, secrets: StackSecrets, crds: pulumi.Resource | None,
-             opts: pulumi.ResourceOptions) -> ModelCatalog:
-    return ModelCatalog(
-        "models",
-        ModelCatalogArgs(
-            entries=tuple(
-                CatalogEntry(
-                    name=m.name,
-                    served_name=m.model_name,
-                    source=m.source,
-                    engine=Engine(m.engine),
-                    pool=m.pool,
-                    gpus=m.gpus_per_replica,
-                    min_replicas=m.min_replicas,
-                    readiness=ReadinessBudgets(
-                        node_scale_up_s=m.budgets(config).node_scale_up_seconds,
-                        image_pull_s=m.budgets(config).image_pull_seconds,
-                        model_load_s=m.budgets(config).model_load_seconds,
-                    ),
-                )
-                for m in config.models
-            ),
-            pools=cluster.pools,
-            hf_token=secrets.hf_token,
-            crds=crds,
-        ),
-        opts=opts,
     )

@@ -1,4 +1,5 @@
-"""Strict JSON Schemas of the custom resources NeuroDock renders, for offline validation.
+"""Strict JSON Schemas of the custom resources NeuroDock renders, for offline validation (KEDA's
+ScaledObject follows its specification page).
 
 kubernetes-validate carries only built-in kinds. These schemas follow prometheus-operator's CRDs
 (``example/prometheus-operator-crd/monitoring.coreos.com_{prometheusrules,servicemonitors}.yaml``,
@@ -119,7 +120,70 @@ SERVICE_MONITOR = {
     },
 }
 
+HPA_POLICY = {"type": "object", "additionalProperties": False, "required": ["type", "value", "periodSeconds"],
+              "properties": {"type": {"enum": ["Pods", "Percent"]}, "value": {"type": "integer", "minimum": 1},
+                             "periodSeconds": {"type": "integer", "minimum": 1}}}
+HPA_RULES = {"type": "object", "additionalProperties": False, "properties": {
+    "stabilizationWindowSeconds": {"type": "integer", "minimum": 0},
+    "selectPolicy": {"enum": ["Max", "Min", "Disabled"]},
+    "policies": {"type": "array", "items": HPA_POLICY},
+}}
+
+SCALED_OBJECT = {
+    # keda.sh/v1alpha1 ScaledObject, following KEDA's ScaledObject specification (docs 2.17/2.18).
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "metadata": METADATA,
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["scaleTargetRef", "triggers"],
+            "properties": {
+                "scaleTargetRef": {"type": "object", "additionalProperties": False, "required": ["name"],
+                                   "properties": {"name": {"type": "string"}, "apiVersion": {"type": "string"},
+                                                  "kind": {"type": "string"},
+                                                  "envSourceContainerName": {"type": "string"}}},
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                "idleReplicaCount": {"type": "integer", "minimum": 0},
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "fallback": {"type": "object", "additionalProperties": False,
+                             "required": ["failureThreshold", "replicas"],
+                             "properties": {"failureThreshold": {"type": "integer"}, "replicas": {"type": "integer"},
+                                            "behavior": {"type": "string"}}},
+                "advanced": {"type": "object", "additionalProperties": False, "properties": {
+                    "restoreToOriginalReplicaCount": {"type": "boolean"},
+                    "horizontalPodAutoscalerConfig": {"type": "object", "additionalProperties": False,
+                                                      "properties": {
+                        "name": {"type": "string"},
+                        "behavior": {"type": "object", "additionalProperties": False,
+                                     "properties": {"scaleUp": HPA_RULES, "scaleDown": HPA_RULES}},
+                    }},
+                }},
+                "triggers": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False, "required": ["type", "metadata"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "name": {"type": "string"},
+                        "useCachedMetrics": {"type": "boolean"},
+                        "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                        "metadata": STRING_MAP,
+                        "authenticationRef": {"type": "object"},
+                    },
+                }},
+            },
+        },
+    },
+}
+
 SCHEMAS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
     ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
 }

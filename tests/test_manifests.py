@@ -22,6 +22,8 @@ def test_every_manifest_passes_strict_schema_validation(shipped_plans, stack):
     assert len(manifests) >= 4
     failures = []
     for r in manifests:
+        # Built-in kinds have official schemas; a custom kind without a schema here makes
+        # kubernetes-validate raise SchemaNotFoundError, failing the test.
         custom = SCHEMAS.get((r.manifest["apiVersion"], r.manifest["kind"]))
         try:
             if custom is not None:
@@ -31,14 +33,6 @@ def test_every_manifest_passes_strict_schema_validation(shipped_plans, stack):
         except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
             failures.append(f"{r.urn}: {'.'.join(map(str, exc.path))}: {exc.message}")
     assert not failures, "\n".join(failures)
-
-
-@pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_every_custom_resource_kind_has_a_schema(shipped_plans, stack):
-    builtin_groups = ("v1", "apps/v1", "storage.k8s.io/v1", "policy/v1", "networking.k8s.io/v1",
-                      "autoscaling/v2", "batch/v1", "rbac.authorization.k8s.io/v1")
-    kinds = {(r.manifest["apiVersion"], r.manifest["kind"]) for r in shipped_plans[stack].manifests}
-    assert {k for k in kinds if k[0] not in builtin_groups} <= set(SCHEMAS)
 
 
 def test_custom_resource_schema_rejects_an_unknown_field(shipped_plans):

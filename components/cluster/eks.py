@@ -59,6 +59,7 @@ class EksCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     kube_context: str | None = None
     oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
     autoscaler_role_arn: pulumi.Output[str]
     """IAM role for the Cluster Autoscaler's ServiceAccount (IRSA)."""
     pools: tuple[PoolFacts, ...]
@@ -84,6 +85,7 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child(),
         )
         self.oidc_provider_arn = oidc.arn
+        self.oidc_issuer_url = oidc.url
         self._create_access_entries(cluster)
         groups = self._create_node_groups(cluster, private_subnets)
         self._create_ebs_csi_driver(cluster, oidc, groups)
@@ -345,19 +347,7 @@ class EksCluster(pulumi.ComponentResource):
     def _irsa_role(self, role_name: str, oidc: aws.iam.OpenIdConnectProvider, namespace: str,
                    service_account: str) -> aws.iam.Role:
         """A role only the given ServiceAccount can assume, through the cluster's OIDC provider."""
-        issuer = oidc.url.apply(lambda url: url.removeprefix("https://"))
-        policy = pulumi.Output.all(oidc.arn, issuer).apply(lambda a: json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Principal": {"Federated": a[0]},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {"StringEquals": {
-                    f"{a[1]}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                    f"{a[1]}:aud": "sts.amazonaws.com",
-                }},
-            }],
-        }))
+        policy = irsa_trust_policy(oidc.arn, oidc.url, namespace, service_account)
         return aws.iam.Role(f"{self._name}-{role_name}", assume_role_policy=policy, tags=self._tags,
                             opts=self._child())
 
@@ -416,6 +406,27 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child(),
         )
         return role.arn
+
+
+def irsa_trust_policy(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pulumi.Input[str], namespace: str,
+                      service_account: str) -> pulumi.Output[str]:
+    """An IAM trust policy that lets exactly one Kubernetes ServiceAccount assume the role (IRSA)."""
+    def render(arn: str, url: str) -> str:
+        issuer = url.removeprefix("https://")
+        return json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                    f"{issuer}:aud": "sts.amazonaws.com",
+                }},
+            }],
+        })
+
+    return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(lambda a: render(a[0], a[1]))
 
 
 def _validate(args: EksClusterArgs) -> None:

@@ -1,46 +1,39 @@
-"""The serving namespace and one :class:`ModelServer` per model of the stack's catalog."""
+"""The serving namespace, its shared pieces (PriorityClass, Hugging Face token, KEDA), and one
+:class:`ModelServer` per model of the stack's catalog."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
-from components.cluster.base import PoolFacts
-from components.k8s import namespace
-from components.serving.model_server import Engine, ModelServer, ModelServerArgs, ReadinessBudgets
+from components.k8s import PART_OF_VALUE, namespace
+from components.serving.keda import Keda, KedaArgs
+from components.serving.model_server import ModelServer, ModelServerArgs
 
 NAMESPACE = "neurodock-serving"
+PRIORITY = 100000
+"""Serving pods' priority: above ordinary workloads, far below system-cluster-critical (2e9)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class CatalogEntry:
     name: str
     """Kubernetes-safe id; prefix of the entry's resource names."""
-    served_name: str
-    """OpenAI ``model`` value."""
-    source: str
-    """Weights URI."""
-    engine: Engine
-    """Serving engine."""
-    pool: str
-    """Node pool name (must be one of ``ModelCatalogArgs.pools``)."""
-    gpus: int
-    """GPUs per replica."""
-    min_replicas: int
-    """Replicas at creation."""
-    readiness: ReadinessBudgets
-    """How long becoming ready may take."""
+    server: ModelServerArgs
+    """The model server; namespace, token, priority class, CRDs and KEDA are filled in here."""
+    shared_storage_class: str | None = None
+    """A ReadWriteMany class: one weights volume shared by all replicas (default: one per replica)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelCatalogArgs:
     entries: tuple[CatalogEntry, ...]
     """Models to serve."""
-    pools: tuple[PoolFacts, ...]
-    """The cluster's pools, for placement."""
+    system_node_selector: dict[str, str]
+    """Where KEDA runs."""
     hf_token: pulumi.Input[str] | None = None
     """Hugging Face token, stored in a Secret for gated models (default none)."""
     crds: pulumi.Resource | None = None
@@ -57,10 +50,6 @@ class ModelCatalog(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelCatalogArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:ModelCatalog", name, None, opts)
-        pools = {p.name: p for p in args.pools}
-        missing = sorted({e.pool for e in args.entries} - set(pools))
-        if missing:
-            raise ValueError(f"ModelCatalogArgs.entries name unknown pools: {', '.join(missing)}")
         ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="serving")
         token_secret = None
         if args.hf_token is not None:
@@ -71,27 +60,43 @@ class ModelCatalog(pulumi.ComponentResource):
                 string_data={"token": args.hf_token},
                 opts=pulumi.ResourceOptions(parent=self),
             ).metadata.name
+        priority = k8s.scheduling.v1.PriorityClass(
+            f"{name}-priority",
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels={labels.PART_OF: PART_OF_VALUE}),
+            value=PRIORITY,
+            global_default=False,
+            preemption_policy="PreemptLowerPriority",
+            description="NeuroDock model servers",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        keda = None
+        if any(e.server.autoscaling for e in args.entries):
+            keda = Keda(f"{name}-keda", KedaArgs(node_selector=args.system_node_selector),
+                        opts=pulumi.ResourceOptions(parent=self)).release
         self.urls = {}
         self.deployments = {}
         for entry in args.entries:
-            pool = pools[entry.pool]
+            shared = None
+            if entry.shared_storage_class:
+                shared = k8s.core.v1.PersistentVolumeClaim(
+                    f"{entry.name}-weights",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns.metadata.name),
+                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteMany"],
+                        storage_class_name=entry.shared_storage_class,
+                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                            requests={"storage": f"{entry.server.cache_gib}Gi"}),
+                    ),
+                    # Weights are re-downloadable, but a shared cache spares every replica the download.
+                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+                ).metadata.name
             server = ModelServer(
                 entry.name,
-                ModelServerArgs(
-                    namespace=ns.metadata.name,
-                    served_name=entry.served_name,
-                    source=entry.source,
-                    engine=entry.engine,
-                    gpus=entry.gpus,
-                    replicas=entry.min_replicas,
-                    node_selector={labels.POOL_LABEL: pool.name},
-                    tolerate_gpu_taint=any(t.key == labels.GPU_TAINT_KEY for t in pool.taints),
-                    hf_token_secret=token_secret,
-                    readiness=entry.readiness,
-                    crds=args.crds,
-                ),
+                replace(entry.server, namespace=ns.metadata.name, hf_token_secret=token_secret,
+                        priority_class=priority.metadata.name, crds=args.crds, keda=keda,
+                        shared_cache_claim=shared),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self.urls[entry.served_name] = server.url
-            self.deployments[entry.served_name] = server.deployment_name
+            self.urls[entry.server.served_name] = server.url
+            self.deployments[entry.server.served_name] = server.deployment_name
         self.register_outputs({"urls": self.urls})

@@ -1,7 +1,13 @@
-"""One model behind an OpenAI-compatible server: vLLM on GPUs, llama.cpp on CPUs."""
+"""One model behind an OpenAI-compatible server: vLLM on GPUs, llama.cpp on CPUs.
+
+Per model: a dedicated ServiceAccount (the only identity allowed to read its weights bucket), a
+weights cache filled before the engine starts, a hardened Deployment, a Service, a
+PodDisruptionBudget, a NetworkPolicy, a ServiceMonitor and a KEDA ScaledObject.
+"""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -15,10 +21,14 @@ from components.k8s import (
     restricted_pod_security_context,
 )
 from components.monitoring.resources import service_monitor
-from components.versions import LLAMACPP_IMAGE, VLLM_IMAGE
+from components.versions import AWS_CLI_IMAGE, GCLOUD_IMAGE, LLAMACPP_IMAGE, VLLM_IMAGE
 
 PORT = 8000
 """The port every engine serves the OpenAI API (and its metrics) on."""
+MODELS_DIR = "/models"
+COMPLETE_MARKER = ".neurodock-complete"
+"""Written last by the download step; its presence means the cache holds the whole model."""
+ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,35 +56,93 @@ class Engine(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EngineSettings:
+    """Engine flags NeuroDock derives from config."""
+
+    max_model_len: int = 8192
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    quantization: str | None = None
+    kv_cache_dtype: str = "auto"
+    max_num_seqs: int = 64
+    extra_args: tuple[str, ...] = ()
+    gguf_file: str | None = None
+    """llama.cpp: the GGUF file within the source."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Autoscaling:
+    """KEDA scaling on the model's queue: LLM signals, not CPU."""
+
+    min_replicas: int
+    max_replicas: int
+    prometheus_url: pulumi.Input[str]
+    query: str
+    """PromQL giving the model's waiting requests."""
+    target_per_replica: int
+    """Waiting requests per replica above which KEDA adds replicas."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelServerArgs:
     namespace: pulumi.Input[str]
     """Namespace of the workload."""
     served_name: str
     """The OpenAI ``model`` value that selects this model."""
     source: str
-    """Weights: ``hf://ORG/MODEL`` (``s3://`` and ``gs://`` arrive with the weight cache)."""
+    """Weights: ``hf://ORG/MODEL``, ``s3://BUCKET/PREFIX`` or ``gs://BUCKET/PREFIX``."""
     engine: Engine = Engine.VLLM
     """Serving engine (default vLLM)."""
+    settings: EngineSettings = EngineSettings()
+    """Engine flags (defaults as in EngineSettings)."""
     gpus: int = 1
     """GPUs per replica; vLLM's tensor-parallel size (default 1; 0 for CPU engines)."""
+    cpu: str = "4"
+    """CPU request per replica (default 4)."""
+    memory_gib: int = 32
+    """Memory request and limit per replica, shared memory included (default 32)."""
+    shm_gib: int = 2
+    """Size of /dev/shm, where NCCL and PyTorch workers exchange tensors (default 2)."""
     replicas: int = 1
     """Replicas at creation; the autoscaler owns the count afterwards (default 1)."""
     node_selector: dict[str, str] = field(default_factory=dict)
     """Labels of the pool the replicas run on (default none)."""
     tolerate_gpu_taint: bool = False
     """Tolerate the GPU pools' taint (default false)."""
+    priority_class: pulumi.Input[str] | None = None
+    """PriorityClass of the serving pods (default none)."""
     hf_token_secret: pulumi.Input[str] | None = None
     """Name of a Secret whose ``token`` key holds a Hugging Face token (default none)."""
-    image: str | None = None
-    """Override the engine's pinned image (default: the engine's pin in ``versions.py``)."""
+    service_account_annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Cloud identity of the weights reader: IRSA role or Workload Identity account (default none)."""
+    storage_class: str = "standard"
+    """Storage class of the per-replica weights volume."""
+    cache_gib: int = 50
+    """Size of the weights volume."""
+    shared_cache_claim: pulumi.Input[str] | None = None
+    """A ReadWriteMany claim shared by all replicas instead of one volume each (default none)."""
     readiness: ReadinessBudgets = ReadinessBudgets()
     """Readiness budgets (defaults: 600 s scale-up, 600 s image pull, 900 s model load)."""
+    drain_s: int = 30
+    """Time in-flight requests get when a replica stops (default 30)."""
+    max_surge: int = 1
+    """Rollout surge (default 1)."""
+    max_unavailable: int = 0
+    """Rollout unavailability (default 0)."""
+    allowed_namespaces: tuple[str, ...] = ()
+    """Namespaces allowed to reach the server (gateway, monitoring) (default none)."""
     crds: pulumi.Resource | None = None
-    """The monitoring release providing the ServiceMonitor CRD; no ServiceMonitor without it."""
+    """The monitoring release (ServiceMonitor CRD); no ServiceMonitor without it."""
+    autoscaling: Autoscaling | None = None
+    """KEDA scaling (default: a fixed replica count)."""
+    keda: pulumi.Resource | None = None
+    """The KEDA release (ScaledObject CRD); required with ``autoscaling``."""
+    image: str | None = None
+    """Override the engine's pinned image (default: the engine's pin in ``versions.py``)."""
 
 
 class ModelServer(pulumi.ComponentResource):
-    """A Deployment and a ClusterIP Service serving one model."""
+    """Everything that serves one model."""
 
     service_name: pulumi.Output[str]
     deployment_name: pulumi.Output[str]
@@ -84,38 +152,65 @@ class ModelServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:ModelServer", name, None, opts)
         _validate(args)
+        self._name = name
         match_labels = {labels.NAME: "model-server", labels.INSTANCE: name}
-        pod_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "serving",
-                      "neurodock.io/model": args.served_name.replace("/", "_")[:63]}
+        object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "serving",
+                         "neurodock.io/model": args.served_name.replace("/", "_")[:63]}
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            # A fixed name: the cloud identity that may read the weights names it.
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=service_account_name(name), namespace=args.namespace,
+                                                labels=object_labels,
+                                                annotations=args.service_account_annotations or None),
+            automount_service_account_token=False,
+            opts=self._child(),
+        )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-server",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=pod_labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=object_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=args.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                        max_surge=args.max_surge, max_unavailable=args.max_unavailable),
+                ),
                 # Longer than the startup window, so a slow but healthy start is not a failed rollout.
                 progress_deadline_seconds=args.readiness.total_s,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
-                    spec=_pod_spec(args),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
+                    spec=_pod_spec(name, args, account.metadata.name, match_labels),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(
+            opts=self._child(custom_timeouts=pulumi.CustomTimeouts(
                 create=f"{args.readiness.total_s}s", update=f"{args.readiness.total_s}s")),
         )
         service = k8s.core.v1.Service(
             f"{name}-svc",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=pod_labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=object_labels),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
                 selector=match_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http")],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+            opts=self._child(),
         )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=object_labels),
+            # One replica at a time may go for a node drain or upgrade: never blocks the drain, never
+            # takes the whole model down when it has more than one replica.
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels)),
+            opts=self._child(),
+        )
+        self._network_policy(args, object_labels, match_labels)
         if args.crds is not None:
             service_monitor(f"{name}-monitor", namespace=args.namespace, match_labels=match_labels, port="http",
                             parent=self, crds=args.crds)
+        if args.autoscaling is not None:
+            self._scaled_object(args, deployment, object_labels)
         self.service_name = service.metadata.name
         self.deployment_name = deployment.metadata.name
         self.url = pulumi.Output.format(
@@ -123,21 +218,153 @@ class ModelServer(pulumi.ComponentResource):
         )
         self.register_outputs({"serviceName": self.service_name, "url": self.url})
 
+    def _child(self, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _network_policy(self, args: ModelServerArgs, object_labels: dict, match_labels: dict) -> None:
+        """Only the gateway and monitoring reach the server; egress stays open for weight downloads."""
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-ingress",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=object_labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    from_=[k8s.networking.v1.NetworkPolicyPeerArgs(
+                        namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                            match_labels={"kubernetes.io/metadata.name": ns}))
+                        for ns in args.allowed_namespaces],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=PORT, protocol="TCP")],
+                )] if args.allowed_namespaces else [],
+            ),
+            opts=self._child(),
+        )
+
+    def _scaled_object(self, args: ModelServerArgs, deployment: k8s.apps.v1.Deployment, object_labels: dict) -> None:
+        scaling = args.autoscaling
+        assert scaling is not None
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-scaler",
+            api_version="keda.sh/v1alpha1",
+            kind="ScaledObject",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=object_labels),
+            spec={
+                "scaleTargetRef": {"name": deployment.metadata.name},
+                "minReplicaCount": scaling.min_replicas,
+                "maxReplicaCount": scaling.max_replicas,
+                "pollingInterval": 15,
+                # A GPU replica takes minutes to start: keep it a while once it is there.
+                "cooldownPeriod": 600,
+                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
+                    "scaleDown": {"stabilizationWindowSeconds": 600,
+                                  "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]},
+                }}},
+                "triggers": [{
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": scaling.prometheus_url,
+                        "query": scaling.query,
+                        "threshold": str(scaling.target_per_replica),
+                        "activationThreshold": "0",
+                    },
+                }],
+            },
+            opts=self._child(depends_on=[args.keda] if args.keda else None),
+        )
+
+
+def service_account_name(model: str) -> str:
+    """The ServiceAccount of a model's pods."""
+    return f"{model}-model"
+
 
 def _validate(args: ModelServerArgs) -> None:
+    problems = []
     if args.engine is Engine.VLLM and args.gpus < 1:
-        raise ValueError("ModelServerArgs.gpus must be at least 1 for vLLM")
+        problems.append("ModelServerArgs.gpus must be at least 1 for vLLM")
     if args.engine is Engine.LLAMACPP and args.gpus != 0:
-        raise ValueError("ModelServerArgs.gpus must be 0 for the llama.cpp CPU engine")
-    if not args.source.startswith("hf://"):
-        raise ValueError("ModelServerArgs.source: only hf:// sources are served until the weight cache lands")
+        problems.append("ModelServerArgs.gpus must be 0 for the llama.cpp CPU engine")
+    if args.engine is Engine.LLAMACPP and not args.settings.gguf_file:
+        problems.append("ModelServerArgs.settings.gguf_file is required for llama.cpp")
+    if not args.source.startswith(("hf://", "s3://", "gs://")):
+        problems.append("ModelServerArgs.source must be an hf://, s3:// or gs:// URI")
+    if args.autoscaling is not None and args.keda is None:
+        problems.append("ModelServerArgs.keda is required with autoscaling")
+    if args.max_surge == 0 and args.max_unavailable == 0:
+        problems.append("ModelServerArgs.max_surge and max_unavailable cannot both be 0")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
-def _pod_spec(args: ModelServerArgs) -> k8s.core.v1.PodSpecArgs:
-    repo = args.source.removeprefix("hf://")
+def _weights_dir(name: str) -> str:
+    return f"{MODELS_DIR}/{name}"
+
+
+def download_step(name: str, args: ModelServerArgs) -> tuple[str, list[str]] | None:
+    """The init container's (image, command) that fills the cache, or None when the engine fetches
+    the weights itself (llama.cpp from Hugging Face, into its own cache on the same volume).
+
+    Every step skips when the completion marker exists, and writes it last, so an interrupted
+    download is resumed, never served.
+    """
+    target = _weights_dir(name)
+    marker = f"{target}/{COMPLETE_MARKER}"
+    uri = args.source
+    if uri.startswith("hf://"):
+        if args.engine is Engine.LLAMACPP:
+            return None
+        repo = uri.removeprefix("hf://")
+        program = ("import sys; from huggingface_hub import snapshot_download; "
+                   "snapshot_download(repo_id=sys.argv[1], local_dir=sys.argv[2])")
+        fetch = f"python3 -c {shlex.quote(program)} {shlex.quote(repo)} {shlex.quote(target)}"
+        image = args.image or VLLM_IMAGE
+    elif uri.startswith("s3://"):
+        fetch = f"aws s3 sync --no-progress {shlex.quote(uri)} {shlex.quote(target)}"
+        image = AWS_CLI_IMAGE
+    else:
+        fetch = f"gcloud storage rsync --recursive {shlex.quote(uri)} {shlex.quote(target)}"
+        image = GCLOUD_IMAGE
+    script = (f"set -eu; if [ -f {marker} ]; then echo 'weights already cached'; exit 0; fi; "
+              f"mkdir -p {target}; {fetch}; touch {marker}")
+    return image, ["/bin/sh", "-c", script]
+
+
+def engine_command(name: str, args: ModelServerArgs) -> tuple[str, list[str]]:
+    """The engine container's (image, command + flags)."""
+    s = args.settings
+    if args.engine is Engine.VLLM:
+        command = [
+            "vllm", "serve", _weights_dir(name),
+            "--served-model-name", args.served_name,
+            "--host", "0.0.0.0", "--port", str(PORT),
+            "--tensor-parallel-size", str(args.gpus),
+            "--max-model-len", str(s.max_model_len),
+            "--gpu-memory-utilization", str(s.gpu_memory_utilization),
+            "--dtype", s.dtype,
+            "--kv-cache-dtype", s.kv_cache_dtype,
+            "--max-num-seqs", str(s.max_num_seqs),
+        ]
+        if s.quantization:
+            command += ["--quantization", s.quantization]
+        return args.image or VLLM_IMAGE, command + list(s.extra_args)
+    command = ["/app/llama-server", "--host", "0.0.0.0", "--port", str(PORT), "--alias", args.served_name,
+               "--ctx-size", str(s.max_model_len * s.max_num_seqs), "--parallel", str(s.max_num_seqs),
+               "--metrics"]
+    if args.source.startswith("hf://"):
+        command += ["--hf-repo", args.source.removeprefix("hf://"), "--hf-file", str(s.gguf_file)]
+    else:
+        command += ["-m", f"{_weights_dir(name)}/{s.gguf_file}"]
+    return args.image or LLAMACPP_IMAGE, command + list(s.extra_args)
+
+
+def _pod_spec(name: str, args: ModelServerArgs, service_account: pulumi.Input[str],
+              match_labels: dict[str, str]) -> k8s.core.v1.PodSpecArgs:
     env = [
         k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
-        k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/cache/huggingface"),
+        k8s.core.v1.EnvVarArgs(name="XDG_CACHE_HOME", value="/tmp/.cache"),
+        k8s.core.v1.EnvVarArgs(name="HF_HOME", value=f"{MODELS_DIR}/.huggingface"),
+        k8s.core.v1.EnvVarArgs(name="LLAMA_CACHE", value=f"{MODELS_DIR}/.llama"),
+        k8s.core.v1.EnvVarArgs(name="CLOUDSDK_CONFIG", value="/tmp/gcloud"),
     ]
     if args.hf_token_secret is not None:
         env.append(k8s.core.v1.EnvVarArgs(
@@ -145,65 +372,85 @@ def _pod_spec(args: ModelServerArgs) -> k8s.core.v1.PodSpecArgs:
             value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
                 name=args.hf_token_secret, key="token")),
         ))
-    if args.engine is Engine.VLLM:
-        image = args.image or VLLM_IMAGE
-        command = ["vllm", "serve", repo]
-        engine_args = ["--served-model-name", args.served_name, "--host", "0.0.0.0", "--port", str(PORT),
-                       "--tensor-parallel-size", str(args.gpus)]
-        resources = k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": str(4 * args.gpus), "memory": f"{24 * args.gpus}Gi", "nvidia.com/gpu": str(args.gpus)},
-            limits={"memory": f"{24 * args.gpus}Gi", "nvidia.com/gpu": str(args.gpus)},
-        )
-        health = "/health"
-    else:
-        image = args.image or LLAMACPP_IMAGE
-        command = ["/app/llama-server"]
-        engine_args = ["--hf-repo", repo, "--alias", args.served_name, "--host", "0.0.0.0", "--port", str(PORT),
-                       "--metrics"]
-        env.append(k8s.core.v1.EnvVarArgs(name="LLAMA_CACHE", value="/cache/llama"))
-        resources = k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": "2", "memory": "4Gi"}, limits={"cpu": "4", "memory": "4Gi"},
-        )
-        health = "/health"
-
+    mounts = [
+        k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        k8s.core.v1.VolumeMountArgs(name="weights", mount_path=MODELS_DIR),
+    ]
+    gpu = {"nvidia.com/gpu": str(args.gpus)} if args.gpus else {}
+    resources = k8s.core.v1.ResourceRequirementsArgs(
+        requests={"cpu": args.cpu, "memory": f"{args.memory_gib}Gi", **gpu},
+        limits={"memory": f"{args.memory_gib}Gi", **gpu},
+    )
+    image, command = engine_command(name, args)
+    health = k8s.core.v1.HTTPGetActionArgs(path="/health", port="http")
+    init = []
+    step = download_step(name, args)
+    if step is not None:
+        init.append(k8s.core.v1.ContainerArgs(
+            name="fetch-weights",
+            image=step[0],
+            command=step[1],
+            env=env,
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}),
+            security_context=restricted_container_security_context(),
+            volume_mounts=mounts,
+        ))
     tolerations = []
     if args.tolerate_gpu_taint:
         tolerations.append(k8s.core.v1.TolerationArgs(
             key=labels.GPU_TAINT_KEY, operator="Exists", effect=labels.GPU_TAINT_EFFECT))
+    if args.shared_cache_claim is not None:
+        weights = k8s.core.v1.VolumeArgs(name="weights", persistent_volume_claim=(
+            k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=args.shared_cache_claim)))
+    else:
+        # One volume per replica, created and deleted with its pod.
+        weights = k8s.core.v1.VolumeArgs(name="weights", ephemeral=k8s.core.v1.EphemeralVolumeSourceArgs(
+            volume_claim_template=k8s.core.v1.PersistentVolumeClaimTemplateArgs(
+                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                    access_modes=["ReadWriteOnce"],
+                    storage_class_name=args.storage_class,
+                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                        requests={"storage": f"{args.cache_gib}Gi"}),
+                ),
+            ),
+        ))
     return k8s.core.v1.PodSpecArgs(
+        service_account_name=service_account,
         automount_service_account_token=False,
         security_context=restricted_pod_security_context(),
+        priority_class_name=args.priority_class,
         node_selector=args.node_selector or None,
         tolerations=tolerations or None,
+        topology_spread_constraints=[k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1, topology_key=ZONE_LABEL, when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels))],
+        termination_grace_period_seconds=args.drain_s + 15,
+        init_containers=init or None,
         containers=[k8s.core.v1.ContainerArgs(
             name="server",
             image=image,
             command=command,
-            args=engine_args,
             env=env,
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
             resources=resources,
             security_context=restricted_container_security_context(),
             # Until the model is loaded only the startup probe runs; it allows the model-load budget.
             startup_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path=health, port="http"),
-                period_seconds=STARTUP_PROBE_PERIOD_S,
-                failure_threshold=-(-args.readiness.model_load_s // STARTUP_PROBE_PERIOD_S),
-            ),
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path=health, port="http"), period_seconds=10,
-            ),
-            volume_mounts=[
-                k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
-                k8s.core.v1.VolumeMountArgs(name="cache", mount_path="/cache"),
-                k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
-            ],
+                http_get=health, period_seconds=STARTUP_PROBE_PERIOD_S,
+                failure_threshold=-(-args.readiness.model_load_s // STARTUP_PROBE_PERIOD_S)),
+            readiness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=10, failure_threshold=3),
+            liveness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=15, failure_threshold=4,
+                                                 timeout_seconds=5),
+            # Leave the Service's endpoints first, then give in-flight requests time to finish.
+            lifecycle=k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                sleep=k8s.core.v1.SleepActionArgs(seconds=args.drain_s))) if args.drain_s else None,
+            volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm")],
         )],
         volumes=[
-            k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-            k8s.core.v1.VolumeArgs(name="cache", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="200Gi")),
-            # NCCL and PyTorch workers exchange tensors through shared memory.
+            k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="10Gi")),
+            weights,
             k8s.core.v1.VolumeArgs(name="dshm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                medium="Memory", size_limit="8Gi")),
+                medium="Memory", size_limit=f"{args.shm_gib}Gi")),
         ],
     )

@@ -1,0 +1,63 @@
+"""KEDA, which scales model servers on LLM signals (waiting requests, from Prometheus).
+
+Chosen over an HPA on custom metrics because it scales to and from zero, and reads Prometheus
+directly, with no prometheus-adapter to run and keep in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.k8s import namespace
+from components.versions import KEDA_CHART, KEDA_CHART_VERSION, KEDA_REPO
+
+NAMESPACE = "keda"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KedaArgs:
+    node_selector: dict[str, str]
+    """Where KEDA runs: the system pool."""
+    timeout_s: int = 600
+    """How long `pulumi up` waits for the release (default 600)."""
+
+
+class Keda(pulumi.ComponentResource):
+    """The KEDA operator and metrics server, in their own restricted namespace."""
+
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("neurodock:serving:Keda", name, None, opts)
+        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="autoscaling")
+        restricted = {
+            "podSecurityContext": {"operator": _pod_security(), "metricServer": _pod_security(),
+                                   "webhooks": _pod_security()},
+            "securityContext": {"operator": _container_security(), "metricServer": _container_security(),
+                                "webhooks": _container_security()},
+        }
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="keda",
+            chart=KEDA_CHART,
+            version=KEDA_CHART_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KEDA_REPO),
+            namespace=ns.metadata.name,
+            values={"nodeSelector": args.node_selector, **restricted},
+            atomic=True,
+            timeout=args.timeout_s,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})
+
+
+def _pod_security() -> dict:
+    return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _container_security() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}

@@ -1,0 +1,163 @@
+"""Config -> model-serving Args: engine flags, sizing from the model's architecture, weights cache,
+cloud identity for bucket sources, and autoscaling on queue depth."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import pulumi
+
+from components import labels
+from components.cluster.base import Cluster, PoolRole
+from components.cluster.eks import EksCluster
+from components.cluster.gke import GkeCluster
+from components.monitoring import metrics
+from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
+from components.serving import architectures
+from components.serving.catalog import NAMESPACE, CatalogEntry, ModelCatalog, ModelCatalogArgs
+from components.serving.model_server import (
+    Autoscaling,
+    Engine,
+    EngineSettings,
+    ModelServerArgs,
+    ReadinessBudgets,
+    service_account_name,
+)
+from components.serving.weights_access import (
+    GcsWeightsReader,
+    GcsWeightsReaderArgs,
+    S3WeightsReader,
+    S3WeightsReaderArgs,
+)
+from infra.config import ModelSpec, StackConfig, model_architecture
+from infra.secrets import StackSecrets
+
+GATEWAY_NAMESPACE = "neurodock-gateway"
+"""The gateway's namespace: with monitoring, the only one allowed to reach model servers."""
+
+
+def build_catalog(
+    config: StackConfig,
+    cluster: Cluster,
+    cloud_provider: pulumi.ProviderResource | None,
+    secrets: StackSecrets,
+    prometheus_url: pulumi.Input[str] | None,
+    crds: pulumi.Resource | None,
+    opts: pulumi.ResourceOptions,
+) -> ModelCatalog:
+    system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
+    entries = tuple(
+        CatalogEntry(
+            name=model.name,
+            server=server_args(config, model, cluster.storage_class, prometheus_url,
+                               _weights_identity(config, cluster, cloud_provider, model)),
+            shared_storage_class=model.cache.shared_storage_class,
+        )
+        for model in config.models
+    )
+    return ModelCatalog(
+        "models",
+        ModelCatalogArgs(entries=entries, system_node_selector={labels.POOL_LABEL: system.name},
+                         hf_token=secrets.hf_token, crds=crds),
+        opts=opts,
+    )
+
+
+def server_args(
+    config: StackConfig,
+    model: ModelSpec,
+    storage_class: str,
+    prometheus_url: pulumi.Input[str] | None,
+    service_account_annotations: dict[str, pulumi.Input[str]],
+) -> ModelServerArgs:
+    """The ModelServer of one catalog entry (pure but for Outputs passed in)."""
+    pool = config.pool(model.pool)
+    assert pool is not None  # validated
+    engine = Engine(model.engine)
+    e = model.engine_args
+    arch = model_architecture(model)
+    gpus = model.gpus_per_replica
+    if engine is Engine.VLLM:
+        assert arch is not None  # validated: vLLM models have a known size
+        need = architectures.estimate(arch, tensor_parallel=gpus, max_model_len=e.max_model_len,
+                                      sequences=model.concurrency, dtype=e.dtype, quantization=e.quantization,
+                                      kv_cache_dtype=e.kv_cache_dtype)
+        weights_gib = need.weights_gib
+        shm_gib = 2 if gpus == 1 else 16
+        memory_gib = architectures.host_memory_gib(weights_gib, gpus) + shm_gib
+        cpu = str(4 * gpus)
+    else:
+        # GGUF files are 4-bit quantised, about 0.56 bytes a parameter; unknown models get 4 GiB.
+        weights_gib = arch.parameters_b * 1e9 * 0.5625 / architectures.GIB if arch else 2.0
+        shm_gib = 1
+        memory_gib = math.ceil(weights_gib * 1.5) + 2 + shm_gib
+        cpu = "2"
+    budgets = model.readiness or config.readiness
+    scaling = None
+    if model.max_replicas > model.min_replicas and prometheus_url is not None:
+        scaling = Autoscaling(
+            min_replicas=model.min_replicas,
+            max_replicas=model.max_replicas,
+            prometheus_url=prometheus_url,
+            query=queue_query(model),
+            # Scale out at half the queue that the SLO alert fires on.
+            target_per_replica=max(1, model.slo.queue_depth // 2),
+        )
+    return ModelServerArgs(
+        namespace=NAMESPACE,
+        served_name=model.model_name,
+        source=model.source,
+        engine=engine,
+        settings=EngineSettings(
+            max_model_len=e.max_model_len, gpu_memory_utilization=e.gpu_memory_utilization, dtype=e.dtype,
+            quantization=e.quantization, kv_cache_dtype=e.kv_cache_dtype, max_num_seqs=e.max_num_seqs,
+            extra_args=tuple(e.extra_args), gguf_file=model.file,
+        ),
+        gpus=gpus,
+        cpu=cpu,
+        memory_gib=memory_gib,
+        shm_gib=shm_gib,
+        replicas=max(model.min_replicas, 1) if scaling is None else model.min_replicas,
+        node_selector={labels.POOL_LABEL: pool.name},
+        tolerate_gpu_taint=pool.role == "gpu",
+        service_account_annotations=service_account_annotations,
+        storage_class=storage_class,
+        cache_gib=model.cache.size_gib or math.ceil(weights_gib * 1.2) + 10,
+        readiness=ReadinessBudgets(node_scale_up_s=budgets.node_scale_up_seconds,
+                                   image_pull_s=budgets.image_pull_seconds,
+                                   model_load_s=budgets.model_load_seconds),
+        drain_s=model.drain_seconds,
+        max_surge=model.rollout.max_surge,
+        max_unavailable=model.rollout.max_unavailable,
+        allowed_namespaces=(GATEWAY_NAMESPACE, MONITORING_NAMESPACE),
+        autoscaling=scaling,
+    )
+
+
+def queue_query(model: ModelSpec) -> str:
+    """PromQL for the model's waiting requests: the signal KEDA scales on."""
+    if model.engine == "vllm":
+        return f'sum({metrics.VLLM_WAITING.name}{{model_name="{model.model_name}"}})'
+    return f'sum({metrics.LLAMACPP_DEFERRED.name}{{namespace="{NAMESPACE}", pod=~"{model.name}-server-.*"}})'
+
+
+def _weights_identity(config: StackConfig, cluster: Cluster, provider: pulumi.ProviderResource | None,
+                      model: ModelSpec) -> dict[str, pulumi.Input[str]]:
+    """Annotations binding the model's ServiceAccount to a cloud identity that can read its bucket."""
+    opts = pulumi.ResourceOptions(providers=[provider] if provider else None)
+    account = service_account_name(model.name)
+    if model.source.startswith("s3://"):
+        assert isinstance(cluster, EksCluster)  # validated
+        return S3WeightsReader(f"{model.name}-weights-reader", S3WeightsReaderArgs(
+            source=model.source, oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE, service_account=account,
+        ), opts=opts).annotations
+    if model.source.startswith("gs://"):
+        assert isinstance(cluster, GkeCluster)  # validated
+        suffix = hashlib.sha256(f"{config.environment}/{model.name}".encode()).hexdigest()[:6]
+        return GcsWeightsReader(f"{model.name}-weights-reader", GcsWeightsReaderArgs(
+            source=model.source, project=config.cloud.project, workload_pool=cluster.workload_pool,
+            namespace=NAMESPACE, service_account=account, account_id=f"{model.name[:21]}-{suffix}",
+        ), opts=opts).annotations
+    return {}
