@@ -14,6 +14,9 @@ from infra.plan.stackfile import load_stack_file
 from tests.conftest import SHIPPED_STACKS, stack_document
 from tests.pss import violations
 
+# A bucket source names no model: its size is stated in config.
+LLAMA_8B = {"parametersBillions": 8.03, "layers": 32, "attentionHeads": 32, "kvHeads": 8, "headDim": 128}
+
 
 def manifests(plan, kind):
     return [r.manifest for r in plan.manifests if r.manifest["kind"] == kind]
@@ -142,8 +145,7 @@ def test_llamacpp_serves_the_gguf_and_caches_it_itself(shipped_plans):
 def test_s3_weights_use_irsa_on_a_dedicated_service_account(write_stack):
     def mutate(c):
         c["neurodock:models"][0]["source"] = "s3://acme-models/llama-3.1-8b-instruct"
-        c["neurodock:models"][0]["architecture"] = {"parametersBillions": 8.03, "layers": 32, "attentionHeads": 32,
-                                                    "kvHeads": 8, "headDim": 128}
+        c["neurodock:models"][0]["architecture"] = LLAMA_8B
     plan = plan_with(write_stack, "staging", mutate)
     d = deployment_of(plan, "llama-3-1-8b")
     pod = d["spec"]["template"]["spec"]
@@ -159,8 +161,7 @@ def test_s3_weights_use_irsa_on_a_dedicated_service_account(write_stack):
 def test_gcs_weights_use_workload_identity(write_stack):
     def mutate(c):
         c["neurodock:models"][0]["source"] = "gs://acme-models/llama-3.1-8b"
-        c["neurodock:models"][0]["architecture"] = {"parametersBillions": 8.03, "layers": 32, "attentionHeads": 32,
-                                                    "kvHeads": 8, "headDim": 128}
+        c["neurodock:models"][0]["architecture"] = LLAMA_8B
     plan = plan_with(write_stack, "prod", mutate)
     pod = deployment_of(plan, "llama-3-1-8b")["spec"]["template"]["spec"]
     assert "gcloud storage rsync --recursive" in pod["initContainers"][0]["command"][2]
