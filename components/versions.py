@@ -44,3 +44,13 @@ GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:573.0.0-stable"
 KEDA_CHART = "keda"
 KEDA_CHART_VERSION = "2.17.2"
 KEDA_REPO = "https://kedacore.github.io/charts"
+
+# The gateway: Envoy Gateway (a Gateway API implementation; the chart brings the Gateway API
+# CRDs), and the body-based router of the Gateway API Inference Extension, which copies the
+# OpenAI request's `model` field into a header that HTTPRoutes match on.
+ENVOY_GATEWAY_CHART = "oci://docker.io/envoyproxy/gateway-helm"
+ENVOY_GATEWAY_CHART_VERSION = "v1.7.0"
+BODY_BASED_ROUTER_IMAGE = "registry.k8s.io/gateway-api-inference-extension/bbr:v1.4.0"
+
+# The post-deployment smoke test: the Python standard library is all it needs.
+SMOKE_TEST_IMAGE = "docker.io/library/python:3.13.9-alpine3.22"

@@ -44,6 +44,10 @@ NAMESPACE = "neurodock"
 SECRET_KEYS: dict[str, str] = {
     "hfToken": "Hugging Face access token, for gated models (optional)",
     "grafanaAdminPassword": "Grafana admin password (optional: generated when absent)",
+    "gatewayApiKeys": ('API keys of the gateway, a JSON object of client id to key, e.g. {"team-a": "sk-..."} '
+                       "(optional: no authentication when absent)"),
+    "gatewayTlsCert": "PEM certificate chain of the gateway (with gateway.tls)",
+    "gatewayTlsKey": "PEM private key of the gateway (with gateway.tls)",
 }
 """Keys that hold secrets. They must be set with ``pulumi config set --secret`` and never appear
 in the models: the program reads them as secret Outputs (see :mod:`infra.secrets`)."""
@@ -337,6 +341,50 @@ class WeightsCache(_Model):
     replica (default: a volume per replica, filled when the replica starts)."""
 
 
+class Variant(_Model):
+    """Another version of a model served beside the stable one: a different image, weights
+    revision or engine flags. Promotion and rollback are config changes: no image is rebuilt."""
+
+    image: str | None = None
+    """Engine image (default: the stable version's)."""
+    source: WeightsUri | None = None
+    """Weights (default: the stable version's)."""
+    extra_args: list[Annotated[str, StringConstraints(pattern=r"^\S+$")]] | None = None
+    """Engine flags beyond the managed ones (default: the stable version's)."""
+    replicas: int = Field(default=1, ge=1, le=100)
+    """Replicas of the variant (default 1)."""
+
+
+class Canary(Variant):
+    """A canary: takes ``weight`` percent of the model's requests."""
+
+    weight: int = Field(ge=0, le=100)
+    """Percent of the model's traffic sent to the canary (0-100)."""
+
+
+class Shadow(Variant):
+    """A shadow: receives a copy of the model's requests; its answers are discarded."""
+
+    percent: int = Field(default=100, ge=1, le=100)
+    """Percent of requests mirrored to the shadow (default 100)."""
+
+
+class Gateway(_Model):
+    """The single OpenAI-compatible entry point for every model."""
+
+    enabled: bool = True
+    """Install the gateway (default true)."""
+    public: bool = False
+    """Expose it through a cloud load balancer (default false: in-cluster only)."""
+    allowed_cidrs: list[Cidr] = []
+    """Sources allowed to a public gateway; required when ``public`` is true."""
+    tls: bool = False
+    """Serve HTTPS with the certificate in the secrets ``gatewayTlsCert``/``gatewayTlsKey`` (default false)."""
+    smoke_test: bool = True
+    """After each deployment, send a chat completion to every model; `pulumi up` fails if one does
+    not answer (default true)."""
+
+
 class ModelSpec(_Model):
     """One entry of the model catalog: a model served behind the stack's endpoint."""
 
@@ -372,6 +420,10 @@ class ModelSpec(_Model):
     """Where the weights are cached (default: a volume per replica on the cluster's storage class)."""
     slo: Slo = Slo()
     """Service-level objectives, alerted on (defaults: TTFT p95 2 s, queue 10, KV cache 0.9)."""
+    canary: Canary | None = None
+    """A canary version taking a share of the traffic (default none)."""
+    shadow: Shadow | None = None
+    """A shadow version receiving mirrored traffic (default none)."""
     readiness: Readiness | None = None
     """Readiness budgets for this model (default: the stack's ``readiness``)."""
 
@@ -399,6 +451,8 @@ class StackConfig(_Model):
     """The model catalog (default empty)."""
     readiness: Readiness = Readiness()
     """Default readiness budgets of every model."""
+    gateway: Gateway = Gateway()
+    """The OpenAI-compatible entry point."""
     tags: dict[str, str] = {}
     """Tags or labels put on every cloud resource that takes them (default none)."""
 
@@ -487,6 +541,13 @@ def parse_config(
         problems.extend(_structural_problems(exc, data))
         raise ConfigError(problems) from None
     problems.extend(_semantic_problems(config))
+    present = {k.partition(":")[2] for k in values if k.startswith(NAMESPACE + ":")}
+    if config.gateway.tls:
+        for key in ("gatewayTlsCert", "gatewayTlsKey"):
+            if key not in present:
+                problems.append(Problem(key_path(("gateway", "tls")), (
+                    f"TLS needs the secret {NAMESPACE}:{key}; set it with "
+                    f"`pulumi config set --secret {NAMESPACE}:{key} < FILE` or set gateway.tls to false")))
     if problems:
         raise ConfigError(problems)
     return config
@@ -711,6 +772,16 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
     if len(set(subnets)) != len(subnets):
         add(("cloud", "existingVpc", "privateSubnetIds"), "lists a subnet twice")
 
+    # Gateway.
+    if config.gateway.public and not config.gateway.allowed_cidrs:
+        add(("gateway", "allowedCidrs"), "a public gateway needs an allow-list of source CIDRs, or set gateway.public "
+            "to false")
+    for j, cidr in enumerate(config.gateway.allowed_cidrs):
+        problem = _cidr_problem(cidr)
+        if problem or cidr.endswith("/0"):
+            add(("gateway", "allowedCidrs", j), problem or "0.0.0.0/0 opens the models to the internet; list your "
+                "own CIDRs")
+
     # Models.
     names: dict[str, int] = {}
     served: dict[str, int] = {}
@@ -718,6 +789,17 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
         if model.name in names:
             add(("models", i, "name"), f"model name {model.name!r} is already used by models[{names[model.name]}]")
         names.setdefault(model.name, i)
+        for key in ("canary", "shadow"):
+            if getattr(model, key) is None:
+                continue
+            if not config.gateway.enabled:
+                add(("models", i, key), f"a {key} is reached through the gateway; set gateway.enabled to true or "
+                    f"remove the {key}")
+            variant_name = f"{model.name}-{key}"
+            if variant_name in names:
+                add(("models", i, key), f"its resources would be named {variant_name!r}, the name of "
+                    f"models[{names[variant_name]}]; rename one of the models")
+            names.setdefault(variant_name, i)
         if model.model_name in served:
             add(("models", i, "servedName"),
                 f"served name {model.model_name!r} is already used by models[{served[model.model_name]}]")
@@ -806,6 +888,26 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str, mon
             "enable monitoring or set maxReplicas equal to minReplicas")
     if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:
         add(("rollout",), "maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
+    if pool.gpu is not None and model.gpus_per_replica:
+        capacity = pool.max_nodes * pool.gpu.count
+        needed = model.gpus_per_replica * model.max_replicas
+        for key in ("canary", "shadow"):
+            variant = getattr(model, key)
+            if variant is None:
+                continue
+            needed += model.gpus_per_replica * variant.replicas
+            if needed > capacity:
+                add((key, "replicas"), (
+                    f"pool {pool.name!r} holds at most {capacity} GPUs ({pool.max_nodes} nodes x {pool.gpu.count}); "
+                    f"{model.model_name!r} at maxReplicas plus its {key} needs {needed}; raise the pool's maxNodes "
+                    "or lower the replicas"))
+    for key in ("canary", "shadow"):
+        variant = getattr(model, key)
+        if variant is not None and variant.source is not None:
+            scheme, stable_scheme = variant.source.split("://", 1)[0], model.source.split("://", 1)[0]
+            if scheme != stable_scheme:
+                add((key, "source"), f"must come from the same kind of store as the model's source ({stable_scheme}://"
+                    f"), whose identity the {key} reuses (got {scheme}://)")
     if model.engine == "llamacpp":
         if model.file is None:
             add(("file",), "engine 'llamacpp' needs the GGUF file to serve, e.g. qwen2.5-0.5b-instruct-q4_k_m.gguf")

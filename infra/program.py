@@ -38,6 +38,7 @@ from infra.config import (
     StackConfig,
     parse_config,
 )
+from infra.gateway import build_gateway
 from infra.secrets import StackSecrets
 from infra.serving import build_catalog
 
@@ -110,6 +111,9 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         catalog = build_catalog(config, cluster, cloud_provider, secrets,
                                 monitoring.prometheus_url if monitoring else None, crds, catalog_opts)
         outputs["models"] = catalog.urls
+        if config.gateway.enabled:
+            gateway = build_gateway(config, cluster, catalog, secrets, k8s_opts)
+            outputs["gatewayUrl"] = gateway.url
     if monitoring is not None:
         _alerts(config, monitoring, catalog, [agent for _, agent in agents], k8s_opts)
     return outputs

@@ -21,10 +21,18 @@ class StackSecrets:
     """Hugging Face token (``neurodock:hfToken``), when set."""
     grafana_admin_password: pulumi.Output[str] | None = None
     """Grafana admin password (``neurodock:grafanaAdminPassword``), when set."""
+    gateway_api_keys: pulumi.Output[str] | None = None
+    """API keys of the gateway (``neurodock:gatewayApiKeys``): a JSON object of client id to key."""
+    gateway_tls_cert: pulumi.Output[str] | None = None
+    """PEM certificate chain of the gateway (``neurodock:gatewayTlsCert``)."""
+    gateway_tls_key: pulumi.Output[str] | None = None
+    """PEM private key of the gateway (``neurodock:gatewayTlsKey``)."""
 
     @classmethod
     def from_pulumi_config(cls) -> StackSecrets:
-        return cls(hf_token=read_secret("hfToken"), grafana_admin_password=read_secret("grafanaAdminPassword"))
+        return cls(hf_token=read_secret("hfToken"), grafana_admin_password=read_secret("grafanaAdminPassword"),
+                   gateway_api_keys=read_secret("gatewayApiKeys"), gateway_tls_cert=read_secret("gatewayTlsCert"),
+                   gateway_tls_key=read_secret("gatewayTlsKey"))
 
 
 def read_secret(key: str) -> pulumi.Output[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 
 import pulumi
 
@@ -12,6 +13,7 @@ from components import labels
 from components.cluster.base import Cluster, PoolRole
 from components.cluster.eks import EksCluster
 from components.cluster.gke import GkeCluster
+from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
 from components.monitoring import metrics
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.serving import architectures
@@ -33,8 +35,7 @@ from components.serving.weights_access import (
 from infra.config import ModelSpec, StackConfig, model_architecture
 from infra.secrets import StackSecrets
 
-GATEWAY_NAMESPACE = "neurodock-gateway"
-"""The gateway's namespace: with monitoring, the only one allowed to reach model servers."""
+VARIANTS = ("canary", "shadow")
 
 
 def build_catalog(
@@ -47,21 +48,46 @@ def build_catalog(
     opts: pulumi.ResourceOptions,
 ) -> ModelCatalog:
     system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
-    entries = tuple(
-        CatalogEntry(
-            name=model.name,
-            server=server_args(config, model, cluster.storage_class, prometheus_url,
-                               _weights_identity(config, cluster, cloud_provider, model)),
-            shared_storage_class=model.cache.shared_storage_class,
-        )
-        for model in config.models
-    )
+    entries = []
+    for model in config.models:
+        for name, variant in (("stable", model), *((key, variant_spec(model, key)) for key in VARIANTS)):
+            if variant is None:
+                continue
+            server = server_args(config, variant, cluster.storage_class, prometheus_url,
+                                 _weights_identity(config, cluster, cloud_provider, variant))
+            if name != "stable":
+                image = getattr(model, name).image
+                server = replace(server, variant=name, image=image)
+            entries.append(CatalogEntry(name=variant.name, server=server,
+                                        shared_storage_class=variant.cache.shared_storage_class))
     return ModelCatalog(
         "models",
-        ModelCatalogArgs(entries=entries, system_node_selector={labels.POOL_LABEL: system.name},
+        ModelCatalogArgs(entries=tuple(entries), system_node_selector={labels.POOL_LABEL: system.name},
                          hf_token=secrets.hf_token, crds=crds),
         opts=opts,
     )
+
+
+def variant_spec(model: ModelSpec, key: str) -> ModelSpec | None:
+    """The model entry a canary or shadow is served from: the stable one with the variant's
+    weights, flags and replica count, a fixed size (the autoscaler follows the stable version only),
+    and resource names of its own."""
+    variant = getattr(model, key)
+    if variant is None:
+        return None
+    engine_args = model.engine_args
+    if variant.extra_args is not None:
+        engine_args = engine_args.model_copy(update={"extra_args": variant.extra_args})
+    return model.model_copy(update={
+        "name": f"{model.name}-{key}",
+        "served_name": model.model_name,
+        "source": variant.source or model.source,
+        "engine_args": engine_args,
+        "min_replicas": variant.replicas,
+        "max_replicas": variant.replicas,
+        "canary": None,
+        "shadow": None,
+    })
 
 
 def server_args(

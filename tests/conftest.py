@@ -66,3 +66,9 @@ def selectors(expr: str) -> set[str]:
 
     walk(promql_parser.parse(expr))
     return found
+
+
+def model_servers(plan: Plan, variant: str = "stable") -> list:
+    """Model-server Deployments of one variant (stable, canary or shadow)."""
+    return [r for r in of_type(plan, "kubernetes:apps/v1:Deployment")
+            if r.manifest["metadata"]["labels"].get("neurodock.io/variant") == variant]

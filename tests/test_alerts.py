@@ -79,7 +79,8 @@ def test_each_stack_installs_a_rule_for_each_model(shipped_plans, stack):
     downs = [r for r in alerts if r["alert"] == "NeuroDockModelServerDown"]
     assert {r["labels"]["model"] for r in downs} == {m.model_name for m in plan.config.models}
     # The rules name the real (generated) Deployment names.
-    deployments = {r.manifest["metadata"]["name"] for r in plan.manifests if r.manifest["kind"] == "Deployment"}
+    deployments = {r.manifest["metadata"]["name"] for r in plan.manifests if r.manifest["kind"] == "Deployment"
+                   and r.manifest["metadata"]["labels"].get("neurodock.io/variant") == "stable"}
     assert {re.search(r'deployment="([^"]+)"', r["expr"]).group(1) for r in downs} == deployments
 
 

@@ -30,7 +30,8 @@ def test_plan_dev_writes_all_four_outputs(tmp_path, capsys):
     assert {"Namespace", "Deployment", "Service"} <= kinds
     releases = yaml.safe_load((out / "helm-releases.yaml").read_text())
     assert ("kube-prometheus-stack", "monitoring") in [(r["chart"], r["namespace"]) for r in releases]
-    assert all(r["version"] and r["repository"].startswith("https://") for r in releases)
+    # Every chart is pinned to a version, from an HTTPS repository or an OCI registry.
+    assert all(r["version"] and (r["repository"] or r["chart"]).startswith(("https://", "oci://")) for r in releases)
 
 
 def test_plan_out_replaces_stale_manifests(tmp_path):

@@ -8,7 +8,7 @@ from components.cluster.base import GpuSharing, PoolFacts, PoolRole, SharingStra
 from components.gpu.device_plugin import plugin_configs
 from infra.plan.engine import run_plan
 from infra.plan.stackfile import load_stack_file
-from tests.conftest import of_type, stack_document
+from tests.conftest import model_servers, of_type, stack_document
 
 
 def manifests(plan, kind, namespace=None):
@@ -107,7 +107,7 @@ def test_readiness_budgets_set_probes_deadlines_and_await_timeouts(write_stack):
     document["config"]["neurodock:readiness"] = {"nodeScaleUpSeconds": 300, "imagePullSeconds": 200,
                                                  "modelLoadSeconds": 600}
     plan = run_plan(load_stack_file("test", write_stack(document)))
-    [deployment] = of_type(plan, "kubernetes:apps/v1:Deployment")
+    [deployment] = model_servers(plan)
     total = 300 + 200 + 600 + 120
     assert deployment.options["customTimeouts"] == {"create": f"{total}s", "update": f"{total}s"}
     spec = deployment.manifest["spec"]

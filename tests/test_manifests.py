@@ -9,8 +9,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from components.labels import NAME
 from infra.plan.render import manifest_files
-from tests.conftest import SHIPPED_STACKS
+from tests.conftest import SHIPPED_STACKS, model_servers
 from tests.crd_schemas import SCHEMAS
 
 
@@ -44,7 +45,7 @@ def test_custom_resource_schema_rejects_an_unknown_field(shipped_plans):
 
 def test_strict_validation_rejects_an_unknown_field(shipped_plans):
     """The check above can fail: a misspelt field is caught."""
-    [deployment] = [r for r in shipped_plans["dev"].manifests if r.type == "kubernetes:apps/v1:Deployment"]
+    [deployment] = model_servers(shipped_plans["dev"])
     broken = {**deployment.manifest, "spec": {**deployment.manifest["spec"], "replica": 2}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.33", strict=True)
@@ -80,7 +81,8 @@ def test_serving_pods_are_hardened(shipped_plans, stack):
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-        assert pod["automountServiceAccountToken"] is False
+        # Only the body-based router talks to the Kubernetes API (it watches its ConfigMaps).
+        assert pod["automountServiceAccountToken"] is (d["metadata"]["labels"][NAME] == "body-based-router")
         for c in pod["containers"]:
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False

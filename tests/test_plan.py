@@ -10,7 +10,7 @@ import pytest
 from infra.plan.engine import run_plan
 from infra.plan.mocks import SECRET
 from infra.plan.stackfile import load_stack_file
-from tests.conftest import SHIPPED_STACKS, stack_document
+from tests.conftest import SHIPPED_STACKS, model_servers, stack_document
 
 EXPECTED_TYPES = {
     "dev": {"command:local:Command", "kubernetes:apps/v1:Deployment", "kubernetes:helm.sh/v3:Release"},
@@ -26,8 +26,9 @@ def test_stack_plans_its_cloud_and_workloads(shipped_plans, stack):
     plan = shipped_plans[stack]
     types = {r.type for r in plan.resources}
     assert EXPECTED_TYPES[stack] <= types
-    deployments = [r for r in plan.resources if r.type == "kubernetes:apps/v1:Deployment"]
-    assert len(deployments) == len(plan.config.models) > 0
+    assert len(model_servers(plan)) == len(plan.config.models) > 0
+    for variant in ("canary", "shadow"):
+        assert len(model_servers(plan, variant)) == sum(getattr(m, variant) is not None for m in plan.config.models)
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
@@ -120,7 +121,7 @@ def test_secure_config_reaches_the_program_as_an_unknown_secret(write_stack):
     [secret] = [r for r in plan.resources if r.type == "kubernetes:core/v1:Secret" and r.name.endswith("hf-token")]
     # Never written in plaintext; an unknown secret map cannot even show its keys.
     assert secret.inputs["stringData"] in (SECRET, {"token": SECRET})
-    [deployment] = [r for r in plan.resources if r.type == "kubernetes:apps/v1:Deployment"]
+    [deployment] = model_servers(plan)
     env = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"key": "token", "name": secret.id}}} in env
 

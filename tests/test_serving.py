@@ -217,7 +217,7 @@ def test_probes_drain_and_rollout_fit_the_budgets(shipped_plans):
 
 def test_pdb_allows_a_voluntary_disruption_and_network_policy_admits_gateway_and_monitoring(shipped_plans):
     plan = shipped_plans["staging"]
-    [pdb] = manifests(plan, "PodDisruptionBudget")
+    [pdb] = [p for p in manifests(plan, "PodDisruptionBudget") if p["metadata"]["namespace"] == "neurodock-serving"]
     assert pdb["spec"]["maxUnavailable"] == 1
     [policy] = [p for p in manifests(plan, "NetworkPolicy") if p["metadata"]["namespace"] == "neurodock-serving"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]

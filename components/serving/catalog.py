@@ -47,6 +47,8 @@ class ModelCatalog(pulumi.ComponentResource):
     """In-cluster OpenAI base URL per served model name."""
     deployments: dict[str, pulumi.Output[str]]
     """Deployment name per served model name."""
+    services: dict[str, pulumi.Output[str]]
+    """Service name per entry name, variants included."""
 
     def __init__(self, name: str, args: ModelCatalogArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:ModelCatalog", name, None, opts)
@@ -75,6 +77,7 @@ class ModelCatalog(pulumi.ComponentResource):
                         opts=pulumi.ResourceOptions(parent=self)).release
         self.urls = {}
         self.deployments = {}
+        self.services = {}
         for entry in args.entries:
             shared = None
             if entry.shared_storage_class:
@@ -97,6 +100,8 @@ class ModelCatalog(pulumi.ComponentResource):
                         shared_cache_claim=shared),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self.urls[entry.server.served_name] = server.url
-            self.deployments[entry.server.served_name] = server.deployment_name
+            self.services[entry.name] = server.service_name
+            if entry.server.variant == "stable":
+                self.urls[entry.server.served_name] = server.url
+                self.deployments[entry.server.served_name] = server.deployment_name
         self.register_outputs({"urls": self.urls})

@@ -139,6 +139,8 @@ class ModelServerArgs:
     """The KEDA release (ScaledObject CRD); required with ``autoscaling``."""
     image: str | None = None
     """Override the engine's pinned image (default: the engine's pin in ``versions.py``)."""
+    variant: str = "stable"
+    """Which version of the model this is: ``stable``, ``canary`` or ``shadow`` (default stable)."""
 
 
 class ModelServer(pulumi.ComponentResource):
@@ -155,7 +157,8 @@ class ModelServer(pulumi.ComponentResource):
         self._name = name
         match_labels = {labels.NAME: "model-server", labels.INSTANCE: name}
         object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "serving",
-                         "neurodock.io/model": args.served_name.replace("/", "_")[:63]}
+                         "neurodock.io/model": args.served_name.replace("/", "_")[:63],
+                         "neurodock.io/variant": args.variant}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             # A fixed name: the cloud identity that may read the weights names it.

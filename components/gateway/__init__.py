@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway: routing by model, canaries, shadows and the smoke test."""

@@ -1,0 +1,425 @@
+"""The single OpenAI-compatible entry point of every model.
+
+Built from standard parts: Envoy Gateway implements the Kubernetes Gateway API; the body-based
+router (BBR) of the Gateway API Inference Extension runs as an Envoy external processor and copies
+the request's JSON ``model`` field into the ``X-Gateway-Model-Name`` header; plain Gateway API
+HTTPRoutes then match that header, split traffic by weight (canaries) and mirror it (shadows).
+Clients keep the OpenAI SDK unchanged: base URL, ``model``, and an API key as the bearer token.
+
+Exposure is in-cluster (a ClusterIP Service) unless the stack asks for a public load balancer with
+an allow-list of sources. TLS and API keys come from Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import labels
+from components.k8s import (
+    PART_OF_VALUE,
+    namespace,
+    restricted_container_security_context,
+    restricted_pod_security_context,
+)
+from components.versions import BODY_BASED_ROUTER_IMAGE, ENVOY_GATEWAY_CHART, ENVOY_GATEWAY_CHART_VERSION
+
+NAMESPACE = "neurodock-gateway"
+"""The controller, the Envoy proxies and the body-based router; with monitoring, the only
+namespace allowed to reach model servers."""
+GATEWAY_CLASS = "neurodock"
+GATEWAY_NAME = "neurodock"
+SERVICE_NAME = "neurodock-gateway"
+"""The proxies' Service: a fixed name, so clients and the smoke test have a stable address."""
+CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
+MODEL_HEADER = "X-Gateway-Model-Name"
+"""Set by the body-based router from the request's ``model`` field; routes match on it."""
+BBR_NAME = "body-based-router"
+BBR_PORT = 9004
+BBR_HEALTH_PORT = 9005
+SMOKE_TEST_CLIENT = "neurodock-smoke-test"
+"""Client id of the smoke test's own API key, so it needs none of the users' keys."""
+CLIENT_ID_HEADER = "x-neurodock-client"
+"""Carries the authenticated client id to model servers (the key itself is stripped)."""
+GATEWAY_API = "gateway.networking.k8s.io"
+ENVOY_API = "gateway.envoyproxy.io"
+BUFFER_LIMIT = "8Mi"
+"""Largest request body the router reads: long prompts exceed Envoy's 32 KiB default."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelGatewayArgs:
+    served_names: tuple[str, ...]
+    """OpenAI ``model`` values served, listed by ``GET /v1/models``."""
+    route_namespaces: tuple[str, ...]
+    """Namespaces whose HTTPRoutes may attach to the gateway (the serving namespace)."""
+    system_node_selector: dict[str, str]
+    """Where the controller, proxies and router run: the system pool."""
+    proxy_replicas: int = 2
+    """Envoy proxy replicas (default 2)."""
+    public: bool = False
+    """A cloud load balancer instead of a ClusterIP Service (default false)."""
+    allowed_cidrs: tuple[str, ...] = ()
+    """Sources allowed to a public load balancer."""
+    tls_cert: pulumi.Input[str] | None = None
+    """PEM certificate chain; with ``tls_key``, the gateway serves HTTPS only (default: HTTP)."""
+    tls_key: pulumi.Input[str] | None = None
+    """PEM private key."""
+    api_keys: pulumi.Input[str] | None = None
+    """JSON object of client id to API key; with it, every request needs a key (default: none)."""
+    smoke_test_key: pulumi.Input[str] | None = None
+    """The smoke test's own key, added to ``api_keys`` (required with ``api_keys``)."""
+    timeout_s: int = 600
+    """How long `pulumi up` waits for the controller release (default 600)."""
+
+
+class ModelGateway(pulumi.ComponentResource):
+    """Envoy Gateway, the body-based router, the Gateway and its policies."""
+
+    url: pulumi.Output[str]
+    """In-cluster base URL of the OpenAI API (``.../v1``)."""
+    scheme: str
+    port: int
+    gateway: k8s.apiextensions.CustomResource
+    tls_secret: pulumi.Output[str] | None
+    """Name of the Secret holding the certificate, with TLS."""
+    ready: list[pulumi.Resource]
+    """Resources a request through the gateway needs: routes and smoke tests depend on them."""
+
+    def __init__(self, name: str, args: ModelGatewayArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("neurodock:gateway:ModelGateway", name, None, opts)
+        _validate(args)
+        self._name = name
+        # Baseline is enforced, restricted audited and warned: the Envoy Gateway chart does not let
+        # every field restricted needs be set on its controller and certificate Job. What we run
+        # here ourselves (proxies, router, smoke test) is restricted, and tests check it.
+        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="gateway", pod_security="baseline")
+        release = k8s.helm.v3.Release(
+            f"{name}-controller",
+            name="envoy-gateway",
+            chart=ENVOY_GATEWAY_CHART,
+            version=ENVOY_GATEWAY_CHART_VERSION,
+            namespace=ns.metadata.name,
+            values={"deployment": {"pod": {"affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": k, "operator": "In", "values": [v]} for k, v in args.system_node_selector.items()]}]},
+            }}}}},
+            atomic=True,
+            timeout=args.timeout_s,
+            opts=self._child(),
+        )
+        crds = self._child(depends_on=[release])
+        proxy = self._envoy_proxy(args, crds)
+        gateway_class = k8s.apiextensions.CustomResource(
+            f"{name}-class",
+            api_version=f"{GATEWAY_API}/v1",
+            kind="GatewayClass",
+            metadata=_meta(name=GATEWAY_CLASS),
+            spec={
+                "controllerName": CONTROLLER_NAME,
+                "parametersRef": {"group": ENVOY_API, "kind": "EnvoyProxy", "name": proxy.metadata["name"],
+                                  "namespace": NAMESPACE},
+            },
+            opts=self._child(depends_on=[release, proxy]),
+        )
+        tls = args.tls_cert is not None
+        self.tls_secret = None
+        self.scheme, self.port = ("https", 443) if tls else ("http", 80)
+        listener: dict = {
+            "name": self.scheme,
+            "protocol": self.scheme.upper(),
+            "port": self.port,
+            "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name", "operator": "In",
+                "values": sorted({NAMESPACE, *args.route_namespaces})}]}}},
+        }
+        if tls:
+            certificate = k8s.core.v1.Secret(
+                f"{name}-tls",
+                metadata=_meta(namespace=NAMESPACE),
+                type="kubernetes.io/tls",
+                string_data={"tls.crt": args.tls_cert, "tls.key": args.tls_key},
+                opts=self._child(depends_on=[ns]),
+            )
+            self.tls_secret = certificate.metadata.name
+            listener["tls"] = {"mode": "Terminate",
+                               "certificateRefs": [{"kind": "Secret", "name": certificate.metadata.name}]}
+        self.gateway = k8s.apiextensions.CustomResource(
+            f"{name}-gateway",
+            api_version=f"{GATEWAY_API}/v1",
+            kind="Gateway",
+            metadata=_meta(name=GATEWAY_NAME, namespace=NAMESPACE),
+            spec={"gatewayClassName": gateway_class.metadata["name"], "listeners": [listener]},
+            opts=self._child(depends_on=[release, ns]),
+        )
+        target = [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME}]
+        k8s.apiextensions.CustomResource(
+            f"{name}-client-traffic",
+            api_version=f"{ENVOY_API}/v1alpha1",
+            kind="ClientTrafficPolicy",
+            metadata=_meta(namespace=NAMESPACE),
+            spec={"targetRefs": target, "connection": {"bufferLimit": BUFFER_LIMIT}},
+            opts=self._child(depends_on=[release, self.gateway]),
+        )
+        router = self._body_based_router(args, crds)
+        extension = k8s.apiextensions.CustomResource(
+            f"{name}-model-extraction",
+            api_version=f"{ENVOY_API}/v1alpha1",
+            kind="EnvoyExtensionPolicy",
+            metadata=_meta(namespace=NAMESPACE),
+            spec={
+                "targetRefs": target,
+                "extProc": [{
+                    "backendRefs": [{"group": "", "kind": "Service", "name": BBR_NAME, "port": BBR_PORT}],
+                    # The router reads the whole body to find `model`; it fails closed: a request
+                    # it cannot read is refused rather than sent to an arbitrary model.
+                    "processingMode": {"request": {"body": "Buffered"}},
+                    "failOpen": False,
+                    "messageTimeout": "5s",
+                }],
+            },
+            opts=self._child(depends_on=[release, self.gateway, router]),
+        )
+        self.ready = [self.gateway, extension, router]
+        if args.api_keys is not None:
+            self.ready.append(self._api_key_auth(args, target, crds))
+        self.ready.append(self._fallback_routes(args, crds))
+        self.url = pulumi.Output.concat(
+            self.scheme, "://", SERVICE_NAME, ".", NAMESPACE, ".svc.cluster.local:", str(self.port), "/v1")
+        self.register_outputs({"url": self.url})
+
+    def _child(self, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _envoy_proxy(self, args: ModelGatewayArgs, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+        """The proxies' Deployment and Service: restricted pods on the system pool, and a ClusterIP
+        Service unless a public load balancer with an allow-list is asked for."""
+        service: dict = {"name": SERVICE_NAME, "type": "ClusterIP"}
+        if args.public:
+            service = {"name": SERVICE_NAME, "type": "LoadBalancer",
+                       "loadBalancerSourceRanges": list(args.allowed_cidrs),
+                       # Keep the client's address, so the allow-list applies to it.
+                       "externalTrafficPolicy": "Local"}
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-proxy",
+            api_version=f"{ENVOY_API}/v1alpha1",
+            kind="EnvoyProxy",
+            metadata=_meta(namespace=NAMESPACE),
+            spec={"provider": {"type": "Kubernetes", "kubernetes": {
+                "envoyService": service,
+                "envoyDeployment": {
+                    "replicas": args.proxy_replicas,
+                    "pod": {
+                        "nodeSelector": args.system_node_selector,
+                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    },
+                    "container": {"securityContext": {
+                        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}},
+                },
+            }}},
+            opts=opts,
+        )
+
+    def _body_based_router(self, args: ModelGatewayArgs, opts: pulumi.ResourceOptions) -> k8s.apps.v1.Deployment:
+        """BBR: a gRPC external processor that copies the body's ``model`` into a header. Plain gRPC
+        inside the namespace (a NetworkPolicy admits only the proxies); it watches ConfigMaps of
+        its own namespace only."""
+        match_labels = {labels.NAME: BBR_NAME, labels.INSTANCE: self._name}
+        object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "gateway"}
+        account = k8s.core.v1.ServiceAccount(
+            f"{self._name}-bbr", metadata=_meta(namespace=NAMESPACE, labels=object_labels), opts=opts)
+        role = k8s.rbac.v1.Role(
+            f"{self._name}-bbr",
+            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"],
+                                              verbs=["get", "list", "watch"])],
+            opts=opts,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{self._name}-bbr",
+            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role",
+                                             name=role.metadata.name),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=account.metadata.name,
+                                              namespace=NAMESPACE)],
+            opts=opts,
+        )
+        grpc = k8s.core.v1.GRPCActionArgs(port=BBR_HEALTH_PORT)
+        deployment = k8s.apps.v1.Deployment(
+            f"{self._name}-bbr",
+            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=2,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        # It watches the ConfigMaps of its namespace (its Role allows no more).
+                        automount_service_account_token=True,
+                        security_context=restricted_pod_security_context(65532),
+                        node_selector=args.system_node_selector,
+                        topology_spread_constraints=[k8s.core.v1.TopologySpreadConstraintArgs(
+                            max_skew=1, topology_key="kubernetes.io/hostname", when_unsatisfiable="ScheduleAnyway",
+                            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels))],
+                        containers=[k8s.core.v1.ContainerArgs(
+                            name="bbr",
+                            image=BODY_BASED_ROUTER_IMAGE,
+                            args=[f"--grpc-port={BBR_PORT}", f"--grpc-health-port={BBR_HEALTH_PORT}",
+                                  "--secure-serving=false", "--enable-pprof=false", "--v=1"],
+                            env=[k8s.core.v1.EnvVarArgs(name="NAMESPACE", value_from=k8s.core.v1.EnvVarSourceArgs(
+                                field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="metadata.namespace")))],
+                            ports=[k8s.core.v1.ContainerPortArgs(name="grpc", container_port=BBR_PORT),
+                                   k8s.core.v1.ContainerPortArgs(name="health", container_port=BBR_HEALTH_PORT)],
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "512Mi"}),
+                            readiness_probe=k8s.core.v1.ProbeArgs(grpc=grpc, period_seconds=5),
+                            liveness_probe=k8s.core.v1.ProbeArgs(grpc=grpc, period_seconds=10, failure_threshold=3),
+                            security_context=restricted_container_security_context(),
+                        )],
+                    ),
+                ),
+            ),
+            opts=opts,
+        )
+        k8s.core.v1.Service(
+            f"{self._name}-bbr",
+            # The name the EnvoyExtensionPolicy refers to.
+            metadata=_meta(name=BBR_NAME, namespace=NAMESPACE, labels=object_labels),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP", selector=match_labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="grpc", port=BBR_PORT, target_port="grpc",
+                                                   app_protocol="kubernetes.io/h2c")]),
+            opts=opts,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-bbr",
+            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels)),
+            opts=opts,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-bbr",
+            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=BBR_PORT, protocol="TCP")],
+                )],
+            ),
+            opts=opts,
+        )
+        return deployment
+
+    def _api_key_auth(self, args: ModelGatewayArgs, target: list[dict], opts: pulumi.ResourceOptions
+                      ) -> pulumi.Resource:
+        """Every request needs a key, sent as OpenAI clients do (``Authorization: Bearer KEY``);
+        the key is stripped before the request reaches a model, which gets the client id instead."""
+        assert args.api_keys is not None and args.smoke_test_key is not None
+        keys = k8s.core.v1.Secret(
+            f"{self._name}-api-keys",
+            metadata=_meta(namespace=NAMESPACE),
+            type="Opaque",
+            string_data=pulumi.Output.all(args.api_keys, args.smoke_test_key).apply(
+                lambda values: {**parse_api_keys(values[0]), SMOKE_TEST_CLIENT: values[1]}),
+            opts=opts,
+        )
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-api-key-auth",
+            api_version=f"{ENVOY_API}/v1alpha1",
+            kind="SecurityPolicy",
+            metadata=_meta(namespace=NAMESPACE),
+            spec={"targetRefs": target, "apiKeyAuth": {
+                "credentialRefs": [{"group": "", "kind": "Secret", "name": keys.metadata.name}],
+                "extractFrom": [{"headers": ["authorization"]}],
+                "forwardClientIDHeader": CLIENT_ID_HEADER,
+                "sanitize": True,
+            }},
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.gateway])),
+        )
+
+    def _fallback_routes(self, args: ModelGatewayArgs, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        """What no model route matches: ``GET /v1/models`` lists the served models; anything else
+        gets an OpenAI-style 404. A route must match before the router runs, so this also makes
+        every request reach the router."""
+        models = {"object": "list", "data": [
+            {"id": served, "object": "model", "created": 0, "owned_by": "neurodock"} for served in args.served_names]}
+        not_found = {"error": {"message": "The model does not exist on this gateway; GET /v1/models lists them.",
+                               "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
+        filters = {}
+        for key, status, body in (("models", 200, models), ("not-found", 404, not_found)):
+            filters[key] = k8s.apiextensions.CustomResource(
+                f"{self._name}-{key}",
+                api_version=f"{ENVOY_API}/v1alpha1",
+                kind="HTTPRouteFilter",
+                metadata=_meta(namespace=NAMESPACE),
+                spec={"directResponse": {"statusCode": status, "contentType": "application/json",
+                                         "body": {"type": "Inline", "inline": json.dumps(body, sort_keys=True)}}},
+                opts=opts,
+            )
+
+        def answer(key: str) -> list[dict]:
+            return [{"type": "ExtensionRef", "extensionRef": {
+                "group": ENVOY_API, "kind": "HTTPRouteFilter", "name": filters[key].metadata["name"]}}]
+
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-fallback",
+            api_version=f"{GATEWAY_API}/v1",
+            kind="HTTPRoute",
+            metadata=_meta(namespace=NAMESPACE),
+            spec={
+                "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME,
+                                "namespace": NAMESPACE}],
+                "rules": [
+                    {"matches": [{"path": {"type": "Exact", "value": "/v1/models"}, "method": "GET"}],
+                     "filters": answer("models")},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "filters": answer("not-found")},
+                ],
+            },
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.gateway])),
+        )
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """``neurodock:gatewayApiKeys``: a JSON object of client id to key."""
+    try:
+        keys = json.loads(text)
+    except ValueError:
+        raise ValueError('neurodock:gatewayApiKeys must be a JSON object of client id to key, e.g. '
+                         '{"team-a": "sk-..."}; it is not JSON') from None
+    if not isinstance(keys, dict) or not keys or not all(
+            isinstance(k, str) and isinstance(v, str) and k and len(v) >= 16 for k, v in keys.items()):
+        raise ValueError('neurodock:gatewayApiKeys must be a non-empty JSON object of client id to key, with keys of '
+                         'at least 16 characters, e.g. {"team-a": "sk-..."}')
+    if SMOKE_TEST_CLIENT in keys:
+        raise ValueError(f"neurodock:gatewayApiKeys: the client id {SMOKE_TEST_CLIENT!r} is reserved for the "
+                         "smoke test; rename that client")
+    return keys
+
+
+def _meta(*, name: str | None = None, namespace: str | None = None,
+          labels: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name, namespace=namespace,
+        labels=labels or {"app.kubernetes.io/part-of": PART_OF_VALUE, "app.kubernetes.io/component": "gateway"})
+
+
+def _validate(args: ModelGatewayArgs) -> None:
+    problems = []
+    if args.public and not args.allowed_cidrs:
+        problems.append("ModelGatewayArgs.allowed_cidrs is required when public is true")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        problems.append("ModelGatewayArgs.tls_cert and tls_key go together")
+    if args.api_keys is not None and args.smoke_test_key is None:
+        problems.append("ModelGatewayArgs.smoke_test_key is required with api_keys")
+    if not args.served_names:
+        problems.append("ModelGatewayArgs.served_names must not be empty")
+    if problems:
+        raise ValueError("; ".join(problems))
