@@ -132,7 +132,7 @@ BAD_CONFIGS = [
     ("duplicate served name", "prod", _set(["neurodock:models", 1, "servedName"], "meta-llama/Llama-3.1-8B-Instruct"),
      "neurodock:models[1].servedName: served name 'meta-llama/Llama-3.1-8B-Instruct' is already used by models[0]"),
     ("replicas min above max", "prod", _set(["neurodock:models", 0, "minReplicas"], 20),
-     "neurodock:models[0].minReplicas: must be <= maxReplicas (20 > 8)"),
+     "neurodock:models[0].minReplicas: must be <= maxReplicas (20 > 6)"),
     ("bad retention", "dev", _set(["neurodock:monitoring", "retention"], "2 days"),
      "neurodock:monitoring.retention: must match the pattern"),
     ("unknown GPU instance type", "staging", _set(["neurodock:nodePools", 1, "instanceTypes"], ["g9.xlarge"]),
@@ -197,6 +197,37 @@ BAD_CONFIGS = [
      "neurodock:models[0].rollout: maxSurge and maxUnavailable cannot both be 0"),
     ("llama.cpp without its GGUF file", "dev", _delete(["neurodock:models", 0, "file"]),
      "neurodock:models[0].file: engine 'llamacpp' needs the GGUF file to serve"),
+    ("canary weight above 100", "prod", _set(["neurodock:models", 0, "canary", "weight"], 101),
+     "neurodock:models[0].canary.weight: must be less than or equal to 100 (got 101)"),
+    ("negative canary weight", "prod", _set(["neurodock:models", 0, "canary", "weight"], -1),
+     "neurodock:models[0].canary.weight: must be greater than or equal to 0 (got -1)"),
+    ("canary without a weight", "prod", _delete(["neurodock:models", 0, "canary", "weight"]),
+     "neurodock:models[0].canary.weight: is required but missing"),
+    ("shadow mirroring nothing", "prod", _set(["neurodock:models", 0, "shadow", "percent"], 0),
+     "neurodock:models[0].shadow.percent: must be greater than or equal to 1 (got 0)"),
+    ("canary beyond the pool's GPUs", "prod", _set(["neurodock:models", 0, "canary", "replicas"], 3),
+     "neurodock:models[0].canary.replicas: pool 'gpu-l4' holds at most 8 GPUs (8 nodes x 1); "
+     "'meta-llama/Llama-3.1-8B-Instruct' at maxReplicas plus its canary needs 9"),
+    ("shadow beyond the pool's GPUs", "prod", _set(["neurodock:models", 0, "maxReplicas"], 7),
+     "neurodock:models[0].shadow.replicas: pool 'gpu-l4' holds at most 8 GPUs (8 nodes x 1); "
+     "'meta-llama/Llama-3.1-8B-Instruct' at maxReplicas plus its shadow needs 9"),
+    ("canary without the gateway", "prod", _set(["neurodock:gateway"], {"enabled": False}),
+     "neurodock:models[0].canary: a canary is reached through the gateway; set gateway.enabled to true"),
+    ("variant named like another model", "prod", _set(["neurodock:models", 1, "name"], "llama-3-1-8b-shadow"),
+     "neurodock:models[1].name: model name 'llama-3-1-8b-shadow' is already used by models[0]"),
+    ("canary from another kind of store", "prod", _set(["neurodock:models", 0, "canary", "source"], "gs://b/llama"),
+     "neurodock:models[0].canary.source: must come from the same kind of store as the model's source (hf://)"),
+    ("duplicate model name", "prod", _set(["neurodock:models", 1, "name"], "llama-3-1-8b"),
+     "neurodock:models[1].name: model name 'llama-3-1-8b' is already used by models[0]"),
+    ("public gateway without allow-list", "dev", _set(["neurodock:gateway"], {"public": True}),
+     "neurodock:gateway.allowedCidrs: a public gateway needs an allow-list of source CIDRs"),
+    ("gateway open to the internet", "dev", _set(["neurodock:gateway"], {"public": True,
+                                                                         "allowedCidrs": ["0.0.0.0/0"]}),
+     "neurodock:gateway.allowedCidrs[0]: 0.0.0.0/0 opens the models to the internet"),
+    ("TLS without its certificate", "dev", _set(["neurodock:gateway"], {"tls": True}),
+     "neurodock:gateway.tls: TLS needs the secret neurodock:gatewayTlsCert"),
+    ("misspelt gateway key", "dev", _set(["neurodock:gateway"], {"smokeTests": False}),
+     "neurodock:gateway.smokeTests: unknown key; did you mean 'smokeTest'?"),
     ("string for a number", "dev", _set(["neurodock:monitoring", "storageGib"], "lots"),
      "neurodock:monitoring.storageGib: must be a valid integer"),
 ]
@@ -248,3 +279,17 @@ def test_keys_of_other_namespaces_are_left_alone():
     config["aws:region"] = "us-east-1"
     config["pulumi:disable-default-providers"] = '["*"]'
     parse_config(config)
+
+
+def test_tls_with_both_secrets_set_as_secrets_is_accepted():
+    config = config_of(stack_document("dev"))
+    config["neurodock:gateway"] = {"tls": True}
+    config["neurodock:gatewayTlsCert"] = config["neurodock:gatewayTlsKey"] = "[unknown]"
+    assert parse_config(config, ["neurodock:gatewayTlsCert", "neurodock:gatewayTlsKey"]).gateway.tls is True
+
+
+def test_api_keys_in_plaintext_are_rejected():
+    config = config_of(stack_document("dev"))
+    config["neurodock:gatewayApiKeys"] = '{"team-a": "sk-0123456789abcdef"}'
+    problems = problems_of(config)
+    assert any(p.startswith("neurodock:gatewayApiKeys: holds a secret but is stored in plaintext") for p in problems)

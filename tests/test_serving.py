@@ -167,11 +167,14 @@ def test_gcs_weights_use_workload_identity(write_stack):
     assert "gcloud storage rsync --recursive" in pod["initContainers"][0]["command"][2]
     [account] = [a for a in manifests(plan, "ServiceAccount") if a["metadata"]["name"] == pod["serviceAccountName"]]
     assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
-    [binding] = [r for r in plan.resources if r.type == "gcp:serviceaccount/iAMMember:IAMMember"]
-    assert binding.inputs["member"] == (
-        f"serviceAccount:neurodock-prod-4821.svc.id.goog[neurodock-serving/{pod['serviceAccountName']}]")
-    [read] = [r for r in plan.resources if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember"]
-    assert read.inputs["role"] == "roles/storage.objectViewer" and read.inputs["bucket"] == "acme-models"
+    # One identity per version of the model: prod's 8B model also runs a canary and a shadow.
+    members = {r.inputs["member"] for r in plan.resources if r.type == "gcp:serviceaccount/iAMMember:IAMMember"}
+    assert members == {f"serviceAccount:neurodock-prod-4821.svc.id.goog[neurodock-serving/{account}]"
+                       for account in (pod["serviceAccountName"], "llama-3-1-8b-canary-model",
+                                       "llama-3-1-8b-shadow-model")}
+    reads = [r for r in plan.resources if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember"]
+    assert len(reads) == 3
+    assert all(r.inputs["role"] == "roles/storage.objectViewer" and r.inputs["bucket"] == "acme-models" for r in reads)
 
 
 def test_a_shared_cache_is_one_retained_rwx_claim(write_stack):

@@ -1,0 +1,433 @@
+"""The gateway: one OpenAI endpoint routing on the request's model, weighted canaries, mirrored
+shadows, exposure and authentication from config, and the smoke test that runs after each
+deployment. Checked on the rendered objects of offline plans, and the smoke test's program against
+a local stand-in for the gateway."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from components.gateway import smoke_check
+from components.gateway.gateway import MODEL_HEADER, SMOKE_TEST_CLIENT, parse_api_keys
+from components.versions import ENVOY_GATEWAY_CHART, ENVOY_GATEWAY_CHART_VERSION
+from infra.plan.engine import run_plan
+from infra.plan.mocks import SECRET
+from infra.plan.stackfile import load_stack_file
+from tests.conftest import SHIPPED_STACKS, model_servers, of_type, stack_document
+from tests.pss import violations
+
+GATEWAY_NS = "neurodock-gateway"
+SERVING_NS = "neurodock-serving"
+LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def manifests(plan, kind: str, namespace: str | None = None) -> list[dict]:
+    return [r.manifest for r in plan.manifests if r.manifest["kind"] == kind
+            and (namespace is None or r.manifest["metadata"].get("namespace") == namespace)]
+
+
+def route_of(plan, served_name: str) -> dict:
+    [route] = [r for r in manifests(plan, "HTTPRoute", SERVING_NS)
+               if r["metadata"]["annotations"]["neurodock.io/served-name"] == served_name]
+    return route
+
+
+def service_selecting(plan, name: str) -> dict:
+    [service] = [s for s in manifests(plan, "Service", SERVING_NS) if s["metadata"]["name"] == name]
+    return service
+
+
+def variant_behind(plan, service_name: str) -> str:
+    """The variant label of the Deployment a Service sends to."""
+    selector = service_selecting(plan, service_name)["spec"]["selector"]
+    [deployment] = [d for d in manifests(plan, "Deployment", SERVING_NS)
+                    if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    return deployment["metadata"]["labels"]["neurodock.io/variant"]
+
+
+def plan_with(stack: str, write_stack, mutate) -> object:
+    document = stack_document(stack)
+    mutate(document["config"])
+    return run_plan(load_stack_file("test", write_stack(document)))
+
+
+# -- The gateway itself ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_stack_installs_a_pinned_gateway_reachable_in_cluster_only(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    [release] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == ENVOY_GATEWAY_CHART]
+    assert release.inputs["version"] == ENVOY_GATEWAY_CHART_VERSION and release.inputs["namespace"] == GATEWAY_NS
+    [gateway_class] = manifests(plan, "GatewayClass")
+    [proxy] = manifests(plan, "EnvoyProxy", GATEWAY_NS)
+    assert gateway_class["spec"]["parametersRef"]["name"] == proxy["metadata"]["name"]
+    # Envoy Gateway's default is a LoadBalancer: not exposed to the internet unless asked.
+    assert proxy["spec"]["provider"]["kubernetes"]["envoyService"]["type"] == "ClusterIP"
+    [gateway] = manifests(plan, "Gateway", GATEWAY_NS)
+    assert gateway["spec"]["gatewayClassName"] == gateway_class["metadata"]["name"]
+    [listener] = gateway["spec"]["listeners"]
+    assert (listener["protocol"], listener["port"]) == ("HTTP", 80)
+    allowed = listener["allowedRoutes"]["namespaces"]["selector"]["matchExpressions"][0]["values"]
+    assert set(allowed) == {GATEWAY_NS, SERVING_NS}
+    assert plan.outputs["gatewayUrl"] == "http://neurodock-gateway.neurodock-gateway.svc.cluster.local:80/v1"
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_the_body_based_router_feeds_the_model_header_to_routing(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    [policy] = manifests(plan, "EnvoyExtensionPolicy", GATEWAY_NS)
+    [ext] = policy["spec"]["extProc"]
+    [ref] = ext["backendRefs"]
+    [router_service] = [s for s in manifests(plan, "Service", GATEWAY_NS) if s["metadata"]["name"] == ref["name"]]
+    assert router_service["spec"]["ports"][0]["port"] == ref["port"]
+    assert ext["processingMode"]["request"]["body"] == "Buffered" and ext["failOpen"] is False
+    [router] = [d for d in manifests(plan, "Deployment", GATEWAY_NS)
+                if router_service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    assert "--secure-serving=false" in router["spec"]["template"]["spec"]["containers"][0]["args"]
+    # Long prompts fit the buffer the router reads.
+    [traffic] = manifests(plan, "ClientTrafficPolicy", GATEWAY_NS)
+    assert traffic["spec"]["connection"]["bufferLimit"] == "8Mi"
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_unmatched_requests_get_the_model_list_or_an_openai_404(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    [fallback] = manifests(plan, "HTTPRoute", GATEWAY_NS)
+    filters = {f["metadata"]["name"]: f["spec"]["directResponse"] for f in manifests(plan, "HTTPRouteFilter")}
+    listing, catch_all = fallback["spec"]["rules"]
+    assert listing["matches"] == [{"path": {"type": "Exact", "value": "/v1/models"}, "method": "GET"}]
+    models = filters[listing["filters"][0]["extensionRef"]["name"]]
+    assert models["statusCode"] == 200
+    assert [m["id"] for m in json.loads(models["body"]["inline"])["data"]] == [
+        m.model_name for m in plan.config.models]
+    missing = filters[catch_all["filters"][0]["extensionRef"]["name"]]
+    assert missing["statusCode"] == 404
+    assert json.loads(missing["body"]["inline"])["error"]["code"] == "model_not_found"
+
+
+# -- Routes, canaries, shadows -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_each_model_has_a_route_on_its_served_name(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    for model in plan.config.models:
+        route = route_of(plan, model.model_name)
+        assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                                "name": "neurodock", "namespace": GATEWAY_NS}]
+        [rule] = route["spec"]["rules"]
+        [match] = rule["matches"]
+        assert match["headers"] == [{"type": "Exact", "name": MODEL_HEADER, "value": model.model_name}]
+        assert variant_behind(plan, rule["backendRefs"][0]["name"]) == "stable"
+
+
+def test_prod_splits_the_8b_model_between_stable_and_canary_and_mirrors_to_the_shadow(shipped_plans):
+    plan = shipped_plans["prod"]
+    [rule] = route_of(plan, LLAMA_8B)["spec"]["rules"]
+    stable, canary = rule["backendRefs"]
+    assert (stable["weight"], canary["weight"]) == (90, 10)
+    assert variant_behind(plan, stable["name"]) == "stable" and variant_behind(plan, canary["name"]) == "canary"
+    [mirror] = rule["filters"]
+    assert mirror["type"] == "RequestMirror" and mirror["requestMirror"]["percent"] == 5
+    shadow = mirror["requestMirror"]["backendRef"]["name"]
+    assert variant_behind(plan, shadow) == "shadow"
+    # The shadow is never a backend: clients never see its answers.
+    assert shadow not in {ref["name"] for ref in rule["backendRefs"]}
+    # The 70B model has neither.
+    [rule_70b] = route_of(plan, "meta-llama/Llama-3.3-70B-Instruct")["spec"]["rules"]
+    assert "filters" not in rule_70b and len(rule_70b["backendRefs"]) == 1
+
+
+def test_prod_variants_run_their_own_flags_at_a_fixed_size_serving_the_same_name(shipped_plans):
+    plan = shipped_plans["prod"]
+    for variant, batch in (("canary", "16384"), ("shadow", "4096")):
+        [deployment] = model_servers(plan, variant)
+        assert deployment.manifest["spec"]["replicas"] == 1
+        command = deployment.manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+        assert command[command.index("--max-num-batched-tokens") + 1] == batch
+        # The same OpenAI model name, so the same requests are valid on every variant.
+        assert command[command.index("--served-model-name") + 1] == LLAMA_8B
+    # Only the stable version autoscales.
+    scaled = {s["spec"]["scaleTargetRef"]["name"] for s in manifests(plan, "ScaledObject")}
+    assert not scaled & {d.manifest["metadata"]["name"] for v in ("canary", "shadow") for d in model_servers(plan, v)}
+
+
+def test_rollback_is_a_weight_of_zero_and_promotion_removes_the_canary(write_stack):
+    def rollback(config):
+        config["neurodock:models"][0]["canary"]["weight"] = 0
+
+    plan = plan_with("prod", write_stack, rollback)
+    stable, canary = route_of(plan, LLAMA_8B)["spec"]["rules"][0]["backendRefs"]
+    assert (stable["weight"], canary["weight"]) == (100, 0)
+
+    def promote(config):
+        model = config["neurodock:models"][0]
+        model["engineArgs"] = {"extraArgs": model.pop("canary")["extraArgs"]}
+
+    plan = plan_with("prod", write_stack, promote)
+    [only] = route_of(plan, LLAMA_8B)["spec"]["rules"][0]["backendRefs"]
+    assert "weight" not in only and variant_behind(plan, only["name"]) == "stable"
+    assert model_servers(plan, "canary") == []
+    [stable] = [d for d in model_servers(plan) if d.manifest["metadata"]["labels"]["app.kubernetes.io/instance"]
+                == "llama-3-1-8b"]
+    assert "16384" in stable.manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_a_canary_may_run_another_image_without_touching_the_stable_one(write_stack):
+    def new_image(config):
+        config["neurodock:models"][0]["canary"]["image"] = "vllm/vllm-openai:v0.29.0"
+
+    plan = plan_with("prod", write_stack, new_image)
+    [canary] = model_servers(plan, "canary")
+    assert canary.manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.29.0"
+    stable_images = {d.manifest["spec"]["template"]["spec"]["containers"][0]["image"] for d in model_servers(plan)}
+    assert "vllm/vllm-openai:v0.29.0" not in stable_images
+
+
+# -- Exposure, TLS, API keys -------------------------------------------------------------------------
+
+
+def test_a_public_gateway_is_a_load_balancer_limited_to_its_allow_list(write_stack):
+    def public(config):
+        config["neurodock:gateway"] = {"public": True, "allowedCidrs": ["203.0.113.0/24"]}
+
+    plan = plan_with("dev", write_stack, public)
+    [proxy] = manifests(plan, "EnvoyProxy", GATEWAY_NS)
+    service = proxy["spec"]["provider"]["kubernetes"]["envoyService"]
+    assert service["type"] == "LoadBalancer"
+    assert service["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    assert service["externalTrafficPolicy"] == "Local"
+
+
+def secure(config: dict, *keys: str) -> None:
+    for key in keys:
+        config[f"neurodock:{key}"] = {"secure": "v1:AAAABBBB"}
+
+
+def test_api_keys_turn_on_key_authentication_and_the_smoke_test_gets_its_own_key(write_stack):
+    plan = plan_with("dev", write_stack, lambda c: secure(c, "gatewayApiKeys"))
+    [policy] = manifests(plan, "SecurityPolicy", GATEWAY_NS)
+    auth = policy["spec"]["apiKeyAuth"]
+    # OpenAI clients send `Authorization: Bearer KEY`; Envoy strips the Bearer prefix.
+    assert auth["extractFrom"] == [{"headers": ["authorization"]}]
+    assert auth["sanitize"] is True
+    [credentials] = auth["credentialRefs"]
+    [keys] = [r for r in of_type(plan, "kubernetes:core/v1:Secret") if r.id.endswith(credentials["name"])
+              or r.manifest["metadata"]["name"] == credentials["name"]]
+    assert keys.inputs["stringData"] == SECRET
+    [job] = manifests(plan, "Job", GATEWAY_NS)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "key"
+
+
+def test_without_api_keys_there_is_no_key_policy(shipped_plans):
+    assert manifests(shipped_plans["prod"], "SecurityPolicy") == []
+
+
+def test_tls_serves_https_with_the_certificate_from_secrets(write_stack):
+    def tls(config):
+        config["neurodock:gateway"] = {"tls": True}
+        secure(config, "gatewayTlsCert", "gatewayTlsKey")
+
+    plan = plan_with("dev", write_stack, tls)
+    [gateway] = manifests(plan, "Gateway", GATEWAY_NS)
+    [listener] = gateway["spec"]["listeners"]
+    assert (listener["protocol"], listener["port"], listener["tls"]["mode"]) == ("HTTPS", 443, "Terminate")
+    [ref] = listener["tls"]["certificateRefs"]
+    [certificate] = [s for s in manifests(plan, "Secret", GATEWAY_NS) if s["metadata"]["name"] == ref["name"]]
+    assert certificate["type"] == "kubernetes.io/tls"
+    assert plan.outputs["gatewayUrl"].startswith("https://")
+    [job] = manifests(plan, "Job", GATEWAY_NS)
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "CA_FILE", "value": "/tls/tls.crt"} in pod["containers"][0]["env"]
+    assert any(v.get("secret", {}).get("secretName") == ref["name"] for v in pod["volumes"])
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", "{}", '{"a": "short"}', '{"a": 5}',
+                                  json.dumps({SMOKE_TEST_CLIENT: "k" * 20})])
+def test_bad_api_key_documents_are_refused_with_the_config_key(text):
+    with pytest.raises(ValueError, match="neurodock:gatewayApiKeys"):
+        parse_api_keys(text)
+
+
+def test_api_key_document_maps_clients_to_keys():
+    assert parse_api_keys('{"team-a": "sk-0123456789abcdef"}') == {"team-a": "sk-0123456789abcdef"}
+
+
+def test_without_the_gateway_nothing_of_it_is_planned(write_stack):
+    plan = plan_with("dev", write_stack, lambda c: c.update({"neurodock:gateway": {"enabled": False}}))
+    kinds = {r.manifest["kind"] for r in plan.manifests}
+    assert not kinds & {"Gateway", "GatewayClass", "HTTPRoute", "Job", "EnvoyProxy"}
+    assert "gatewayUrl" not in plan.outputs
+
+
+# -- Smoke test ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_the_smoke_test_asks_every_model_through_the_gateway_and_is_awaited(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    [job] = of_type(plan, "kubernetes:batch/v1:Job")
+    spec = job.manifest["spec"]
+    pod = spec["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["GATEWAY_URL"] == plan.outputs["gatewayUrl"]
+    assert json.loads(env["MODELS"]) == [m.model_name for m in plan.config.models if m.min_replicas > 0]
+    # Pulumi waits for the Job to complete and fails the update if it fails.
+    assert spec["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
+    assert job.options["customTimeouts"]["create"] == f"{spec['activeDeadlineSeconds'] + 60}s"
+    assert job.manifest["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+    # It runs after the routes and the model servers exist.
+    routes = {r.urn for r in of_type(plan, "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")}
+    smoke = next(r for r in plan.resources if r.type == "neurodock:gateway:SmokeTest")
+    assert routes and routes <= set(smoke.options["dependsOn"])
+    # Depending on the catalog component means depending on every resource in it.
+    servers = {d.urn for v in ("stable", "canary", "shadow") for d in model_servers(plan, v)}
+    assert servers and servers <= set(smoke.options["dependsOn"])
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_gateway_pods_we_run_meet_pod_security_restricted(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    pods = [d["spec"]["template"]["spec"] for d in manifests(plan, "Deployment", GATEWAY_NS) + manifests(plan, "Job")]
+    assert len(pods) == 2
+    for pod in pods:
+        assert violations(pod, "restricted") == []
+
+
+def test_a_serving_change_runs_the_smoke_test_again_and_no_change_does_not(write_stack, shipped_plans):
+    def job_name(plan) -> str:
+        [job] = manifests(plan, "Job")
+        return job["metadata"]["name"]
+
+    same = plan_with("prod", write_stack, lambda c: None)
+    assert job_name(same) == job_name(shipped_plans["prod"])
+    moved = plan_with("prod", write_stack, lambda c: c["neurodock:models"][0]["canary"].update({"weight": 50}))
+    assert job_name(moved) != job_name(shipped_plans["prod"])
+
+
+def test_the_smoke_test_can_be_turned_off_and_skips_models_scaled_to_zero(write_stack):
+    plan = plan_with("dev", write_stack, lambda c: c.update({"neurodock:gateway": {"smokeTest": False}}))
+    assert manifests(plan, "Job") == []
+
+    def to_zero(config):
+        config["neurodock:models"][1]["minReplicas"] = 0
+
+    plan = plan_with("prod", write_stack, to_zero)
+    [job] = manifests(plan, "Job")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["MODELS"]) == [LLAMA_8B]
+
+
+def completion(model: str, content: str = "ready") -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}}
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (lambda a: a.update(object="text_completion"), "object is 'text_completion'"),
+    (lambda a: a.update(model="other"), "answered by model 'other'"),
+    (lambda a: a.update(choices=[]), "no choices"),
+    (lambda a: a["choices"][0]["message"].update(content="  "), "the assistant message is empty"),
+    (lambda a: a["choices"][0]["message"].update(role="user"), "the first choice has no assistant message"),
+    (lambda a: a.pop("usage"), "usage.completion_tokens is missing or zero"),
+])
+def test_the_smoke_check_refuses_malformed_answers(mutate, expected):
+    assert smoke_check.problem("m", 200, completion("m")) is None
+    answer = completion("m")
+    mutate(answer)
+    assert smoke_check.problem("m", 200, answer).startswith(expected)
+    assert smoke_check.problem("m", 503, {"error": "no healthy upstream"}).startswith("HTTP 503")
+
+
+class FakeGateway(BaseHTTPRequestHandler):
+    """Answers chat completions for the models it knows, like the gateway would."""
+
+    known: set[str] = set()
+    key: str | None = None
+    seen: list[dict] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeGateway.seen.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        if self.key and self.headers.get("Authorization") != f"Bearer {self.key}":
+            status, answer = 401, {"error": "Client authentication failed."}
+        elif body["model"] in self.known:
+            status, answer = 200, completion(body["model"])
+        else:
+            status, answer = 404, {"error": {"code": "model_not_found"}}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_gateway():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeGateway.seen = []
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_the_smoke_check_passes_when_every_model_answers(fake_gateway, capsys):
+    FakeGateway.known, FakeGateway.key = {"a", "b/c"}, "sk-smoke-test-key-0123"
+    env = {"GATEWAY_URL": fake_gateway, "MODELS": json.dumps(["a", "b/c"]), "API_KEY": "sk-smoke-test-key-0123"}
+    assert smoke_check.main(env, pause_s=0) == 0
+    assert [s["body"]["model"] for s in FakeGateway.seen] == ["a", "b/c"]
+    assert {s["path"] for s in FakeGateway.seen} == {"/v1/chat/completions"}
+    assert "all 2 models answered" in capsys.readouterr().out
+
+
+def test_the_smoke_check_fails_when_a_model_does_not_answer(fake_gateway, capsys):
+    FakeGateway.known, FakeGateway.key = {"a"}, None
+    env = {"GATEWAY_URL": fake_gateway, "MODELS": json.dumps(["a", "missing"]), "DEADLINE_SECONDS": "0"}
+    assert smoke_check.main(env, pause_s=0) == 1
+    out = capsys.readouterr().out
+    assert "ok   a" in out and "FAIL missing: HTTP 404" in out
+
+
+def test_the_smoke_check_fails_without_the_right_key(fake_gateway, capsys):
+    FakeGateway.known, FakeGateway.key = {"a"}, "sk-smoke-test-key-0123"
+    env = {"GATEWAY_URL": fake_gateway, "MODELS": '["a"]', "API_KEY": "wrong", "DEADLINE_SECONDS": "0"}
+    assert smoke_check.main(env, pause_s=0) == 1
+    assert "FAIL a: HTTP 401" in capsys.readouterr().out
+
+
+def test_the_smoke_check_reports_an_unreachable_gateway(capsys):
+    env = {"GATEWAY_URL": "http://127.0.0.1:9/v1", "MODELS": '["a"]', "DEADLINE_SECONDS": "0"}
+    assert smoke_check.main(env, pause_s=0) == 1
+    assert "FAIL a: URLError" in capsys.readouterr().out
+
+
+def test_gateway_schemas_catch_a_misspelt_field_and_an_out_of_range_mirror(shipped_plans):
+    import copy
+
+    import jsonschema
+
+    from tests.crd_schemas import SCHEMAS
+
+    schema = SCHEMAS[("gateway.networking.k8s.io/v1", "HTTPRoute")]
+    route = route_of(shipped_plans["prod"], LLAMA_8B)
+    jsonschema.validate(route, schema)
+    misspelt = copy.deepcopy(route)
+    misspelt["spec"]["rules"][0]["backendRef"] = misspelt["spec"]["rules"][0].pop("backendRefs")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(misspelt, schema)
+    too_much = copy.deepcopy(route)
+    too_much["spec"]["rules"][0]["filters"][0]["requestMirror"]["percent"] = 101
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(too_much, schema)
