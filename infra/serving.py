@@ -164,7 +164,10 @@ def server_args(
 def queue_query(model: ModelSpec) -> str:
     """PromQL for the model's waiting requests: the signal KEDA scales on."""
     if model.engine == "vllm":
-        return f'sum({metrics.VLLM_WAITING.name}{{model_name="{model.model_name}"}})'
+        # The stable version's pods only: a canary or shadow serves the same model name, and a
+        # shadow's mirrored queue must not scale the stable version out.
+        return (f'sum({metrics.VLLM_WAITING.name}{{model_name="{model.model_name}", namespace="{NAMESPACE}", '
+                f'pod=~"{model.name}-server-.*"}})')
     return f'sum({metrics.LLAMACPP_DEFERRED.name}{{namespace="{NAMESPACE}", pod=~"{model.name}-server-.*"}})'
 
 

@@ -152,9 +152,17 @@ def test_prod_variants_run_their_own_flags_at_a_fixed_size_serving_the_same_name
         assert command[command.index("--max-num-batched-tokens") + 1] == batch
         # The same OpenAI model name, so the same requests are valid on every variant.
         assert command[command.index("--served-model-name") + 1] == LLAMA_8B
-    # Only the stable version autoscales.
+    # Only the stable version autoscales, on its own queue: the variants' pods are outside the query.
     scaled = {s["spec"]["scaleTargetRef"]["name"] for s in manifests(plan, "ScaledObject")}
     assert not scaled & {d.manifest["metadata"]["name"] for v in ("canary", "shadow") for d in model_servers(plan, v)}
+    import re
+    [query] = [s["spec"]["triggers"][0]["metadata"]["query"] for s in manifests(plan, "ScaledObject")
+               if s["spec"]["scaleTargetRef"]["name"].startswith("llama-3-1-8b-")]
+    pods = re.compile(re.search(r'pod=~"([^"]+)"', query).group(1))
+    for variant in ("stable", "canary", "shadow"):
+        [d] = [d for d in model_servers(plan, variant) if "llama-3-1-8b" in d.manifest["metadata"]["name"]]
+        pod_name = d.manifest["metadata"]["name"] + "-5d9c7b8f6-x2x4q"
+        assert bool(pods.fullmatch(pod_name)) is (variant == "stable"), variant
 
 
 def test_rollback_is_a_weight_of_zero_and_promotion_removes_the_canary(write_stack):

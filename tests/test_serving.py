@@ -242,7 +242,8 @@ def test_models_scale_on_their_queue_with_keda(shipped_plans):
     [trigger] = spec["triggers"]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["query"] == (
-        'sum(vllm:num_requests_waiting{model_name="meta-llama/Llama-3.1-8B-Instruct"})')
+        'sum(vllm:num_requests_waiting{model_name="meta-llama/Llama-3.1-8B-Instruct", '
+        'namespace="neurodock-serving", pod=~"llama-3-1-8b-server-.*"})')
     assert trigger["metadata"]["threshold"] == "5"
     assert trigger["metadata"]["serverAddress"].endswith(":9090")
     keda = [r for r in plan.resources if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "keda"]
