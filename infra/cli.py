@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
                       help="write resources.json, outputs.json, manifests/ and helm-releases.yaml to DIR")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text")
     plan.set_defaults(run=_plan)
+
+    check = commands.add_parser(
+        "check",
+        help="run the policy pack on a stack offline: what reviewers run on a pull request",
+        description="Plan the stack offline (as `neurodock plan`) and run every policy of the CrossGuard pack "
+        "in policies/neurodock on it, in process. Exit 1 on a mandatory violation, 2 on invalid config.",
+    )
+    check.add_argument("stack", metavar="STACK", help="stack name: reads stacks/Pulumi.STACK.yaml")
+    check.add_argument("--stack-file", type=Path, metavar="PATH", help="read this stack file instead")
+    check.add_argument("--json", action="store_true", help="print the violations as JSON")
+    check.set_defaults(run=_check)
     return parser
 
 
@@ -88,6 +99,48 @@ def _plan(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"\nWrote {', '.join(str(p) for p in written.values())}")
     return EXIT_OK
+
+
+def _load_and_plan(args: argparse.Namespace):
+    """The stack's offline plan, or an exit code when it cannot be had."""
+    from infra.config import ConfigError
+    from infra.plan.engine import ProgramError, run_plan
+    from infra.plan.stackfile import StackFileError, load_stack_file
+
+    try:
+        stack = load_stack_file(args.stack, args.stack_file)
+    except StackFileError as exc:
+        print(f"neurodock: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run_plan(stack)
+    except ConfigError as exc:
+        _print_config_error(stack.path, exc)
+        return EXIT_USAGE
+    except ProgramError as exc:
+        print(f"neurodock: the stack program failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _check(args: argparse.Namespace) -> int:
+    from neurodock_policies import POLICIES
+
+    from infra.check import run_policies
+
+    plan = _load_and_plan(args)
+    if isinstance(plan, int):
+        return plan
+    violations = run_policies(plan, POLICIES)
+    mandatory = [v for v in violations if v.enforcement == "mandatory"]
+    if args.json:
+        print(json.dumps({"stack": args.stack, "policies": [p.name for p in POLICIES],
+                          "violations": [v.to_json() for v in violations]}, indent=2))
+    else:
+        for v in violations:
+            print(f"{v.enforcement:9}  {v.policy}\n  {v.urn}\n  {v.message}")
+        print(f"{args.stack}: {len(POLICIES)} policies, {len(mandatory)} mandatory and "
+              f"{len(violations) - len(mandatory)} advisory violations")
+    return EXIT_FAILURE if mandatory else EXIT_OK
 
 
 def _print_config_error(path: Path, exc: Exception) -> None:

@@ -110,6 +110,7 @@ def server_args(
                                       sequences=model.concurrency, dtype=e.dtype, quantization=e.quantization,
                                       kv_cache_dtype=e.kv_cache_dtype)
         weights_gib = need.weights_gib
+        gpu_need = need.per_gpu_gib
         shm_gib = 2 if gpus == 1 else 16
         memory_gib = architectures.host_memory_gib(weights_gib, gpus) + shm_gib
         cpu = str(4 * gpus)
@@ -119,6 +120,7 @@ def server_args(
         shm_gib = 1
         memory_gib = math.ceil(weights_gib * 1.5) + 2 + shm_gib
         cpu = "2"
+        gpu_need = None
     budgets = model.readiness or config.readiness
     scaling = None
     if model.max_replicas > model.min_replicas and prometheus_url is not None:
@@ -158,6 +160,7 @@ def server_args(
         max_unavailable=model.rollout.max_unavailable,
         allowed_namespaces=(GATEWAY_NAMESPACE, MONITORING_NAMESPACE),
         autoscaling=scaling,
+        gpu_memory_need_gib=gpu_need,
     )
 
 

@@ -139,6 +139,8 @@ class ModelServerArgs:
     """The KEDA release (ScaledObject CRD); required with ``autoscaling``."""
     image: str | None = None
     """Override the engine's pinned image (default: the engine's pin in ``versions.py``)."""
+    gpu_memory_need_gib: float | None = None
+    """Estimated memory per GPU (weights share + KV cache + runtime), stated for policy checks."""
     variant: str = "stable"
     """Which version of the model this is: ``stable``, ``canary`` or ``shadow`` (default stable)."""
 
@@ -170,7 +172,10 @@ class ModelServer(pulumi.ComponentResource):
         )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-server",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=args.namespace, labels=object_labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                namespace=args.namespace, labels=object_labels,
+                annotations={"neurodock.io/gpu-memory-need-gib": f"{args.gpu_memory_need_gib:.1f}"}
+                if args.gpu_memory_need_gib is not None else None),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=args.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),

@@ -1,0 +1,36 @@
+"""NeuroDock's CrossGuard policies for GPU/LLM stacks, one per module.
+
+``POLICIES`` builds them without starting a policy server; ``__main__.py`` of the pack hands them
+to ``PolicyPack``, and ``neurodock check`` runs them in process on an offline plan.
+"""
+
+from __future__ import annotations
+
+from neurodock_policies import (
+    container_resources,
+    eks_cluster_hardening,
+    eks_node_hardening,
+    gke_cluster_hardening,
+    gpu_node_pools_tainted,
+    gpu_workloads,
+    helm_charts_pinned,
+    images_pinned,
+    images_pinned_by_digest,
+    model_fits_gpu,
+    model_server_probes,
+    model_server_resilience,
+    no_plaintext_secrets,
+    no_public_exposure,
+    pod_security_restricted,
+    prod_gpu_pools_not_spot_only,
+    prod_stateful_resources_retained,
+)
+
+PACK_NAME = "neurodock"
+MODULES = (
+    pod_security_restricted, images_pinned, images_pinned_by_digest, container_resources, gpu_workloads,
+    gpu_node_pools_tainted, model_server_probes, model_server_resilience, no_public_exposure, eks_cluster_hardening,
+    eks_node_hardening, gke_cluster_hardening, no_plaintext_secrets, prod_gpu_pools_not_spot_only,
+    prod_stateful_resources_retained, helm_charts_pinned, model_fits_gpu,
+)
+POLICIES = [m.POLICY for m in MODULES]

@@ -1,0 +1,47 @@
+"""eks-cluster-hardening: EKS encrypts Secrets with KMS, keeps its API endpoint private or limited
+to an allow-list, and ships its control-plane logs."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+
+from neurodock_policies.support import dig, known
+
+NAME = "eks-cluster-hardening"
+REQUIRED_LOGS = ("api", "audit", "authenticator")
+
+
+def check(resource_type, props, name) -> list[str]:
+    if resource_type != "aws:eks/cluster:Cluster":
+        return []
+    what = f"EKS cluster '{name}'"
+    out = []
+    encryption = props.get("encryptionConfig")
+    if known(encryption) and ("secrets" not in (dig(encryption, "resources") or [])
+                              or not dig(encryption, "provider", "keyArn")):
+        out.append(f"{what} does not encrypt Secrets with a KMS key; set encryptionConfig with resources "
+                   "['secrets'] and a customer-managed key.")
+    vpc = props.get("vpcConfig") or {}
+    public, cidrs = vpc.get("endpointPublicAccess", True), vpc.get("publicAccessCidrs")
+    if known(public) and public is not False and known(cidrs) and (not cidrs or "0.0.0.0/0" in cidrs):
+        out.append(f"{what} has a public API endpoint open to the internet; set vpcConfig.endpointPublicAccess to "
+                   "false or list your CIDRs in vpcConfig.publicAccessCidrs.")
+    logs = props.get("enabledClusterLogTypes")
+    if known(logs):
+        missing = [t for t in REQUIRED_LOGS if t not in (logs or [])]
+        if missing:
+            out.append(f"{what} does not log {', '.join(missing)}; add them to enabledClusterLogTypes.")
+    return out
+
+
+def _validate(args: ResourceValidationArgs, report) -> None:
+    for message in check(args.resource_type, args.props, args.name):
+        report(message)
+
+
+POLICY = ResourceValidationPolicy(
+    name=NAME,
+    description="EKS: Secrets encryption, a private or allow-listed endpoint, control-plane logs.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate,
+)

@@ -1,0 +1,31 @@
+"""images-pinned-by-digest: advice to pin images by digest, which a registry cannot move."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+
+from neurodock_policies.support import all_containers, describe, known, pod_spec
+
+NAME = "images-pinned-by-digest"
+
+
+def check(resource_type, props, name) -> list[str]:
+    pod = pod_spec(resource_type, props)
+    if pod is None:
+        return []
+    return [f"{describe(resource_type, props, name)} container '{c.get('name')}' image '{c.get('image')}' is pinned "
+            "by tag only; add its digest (image:tag@sha256:...) so the registry cannot change what runs."
+            for c in all_containers(pod) if known(c.get("image")) and "@sha256:" not in str(c.get("image"))]
+
+
+def _validate(args: ResourceValidationArgs, report) -> None:
+    for message in check(args.resource_type, args.props, args.name):
+        report(message)
+
+
+POLICY = ResourceValidationPolicy(
+    name=NAME,
+    description="Container images are pinned by digest (advice).",
+    enforcement_level=EnforcementLevel.ADVISORY,
+    validate=_validate,
+)

@@ -1,0 +1,69 @@
+"""model-fits-gpu: every model server fits the GPU memory of the pool it is scheduled on. The
+server states its need per GPU (weights / tensor-parallel size + KV cache + runtime) in the
+``neurodock.io/gpu-memory-need-gib`` annotation; the pool's GPU type comes from its node labels."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
+
+from components.gpu.catalog import GPU_MODELS
+from neurodock_policies.support import describe, dig, is_model_server, known, pod_spec
+
+NAME = "model-fits-gpu"
+NEED_ANNOTATION = "neurodock.io/gpu-memory-need-gib"
+POOL_LABEL = "neurodock.io/pool"
+GPU_TYPE_LABEL = "neurodock.io/gpu-type"
+
+
+def _pool_gpu_types(resources) -> dict[str, str]:
+    types = {}
+    for r in resources:
+        if r.resource_type == "aws:eks/nodeGroup:NodeGroup":
+            labels = r.props.get("labels")
+        elif r.resource_type == "gcp:container/nodePool:NodePool":
+            labels = dig(r.props, "nodeConfig", "labels")
+        else:
+            continue
+        if isinstance(labels, dict) and known(labels.get(POOL_LABEL)) and known(labels.get(GPU_TYPE_LABEL)):
+            types[labels[POOL_LABEL]] = labels[GPU_TYPE_LABEL]
+    return types
+
+
+def _utilisation(command: list) -> float:
+    if "--gpu-memory-utilization" in command:
+        return float(command[command.index("--gpu-memory-utilization") + 1])
+    return 0.9
+
+
+def check(resources, config) -> list[tuple[str, str]]:
+    pools = _pool_gpu_types(resources)
+    out = []
+    for r in resources:
+        if not is_model_server(r.resource_type, r.props):
+            continue
+        need = dig(r.props, "metadata", "annotations", NEED_ANNOTATION)
+        pod = pod_spec(r.resource_type, r.props) or {}
+        pool = dig(pod, "nodeSelector", POOL_LABEL)
+        if not known(need) or not known(pool) or pool not in pools or pools[pool] not in GPU_MODELS:
+            continue
+        gpu = GPU_MODELS[pools[pool]]
+        engine = (pod.get("containers") or [{}])[0]
+        usable = gpu.memory_gib * _utilisation(list(engine.get("command") or []) + list(engine.get("args") or []))
+        if float(need) > usable:
+            out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} needs {float(need):.1f} GiB per GPU but "
+                               f"pool '{pool}' has {gpu.name} GPUs with {usable:.1f} GiB usable; use more GPUs per "
+                               "replica, a shorter context, quantization, or a pool with larger GPUs."))
+    return out
+
+
+def _validate(args: StackValidationArgs, report) -> None:
+    for urn, message in check(args.resources, args.get_config()):
+        report(message, urn)
+
+
+POLICY = StackValidationPolicy(
+    name=NAME,
+    description="Every model fits the GPU memory of its pool.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate,
+)

@@ -1,0 +1,52 @@
+"""pod-security-restricted: workloads meet Pod Security "restricted"; only allow-listed node-agent
+DaemonSets in namespaces labelled privileged are exempt."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, PolicyConfigSchema, StackValidationArgs, StackValidationPolicy
+
+from neurodock_policies.pss import violations
+from neurodock_policies.support import POD_SPEC_PATHS, describe, dig, known, pod_spec
+
+NAME = "pod-security-restricted"
+DEFAULT_NODE_AGENT_NAMESPACES = ["nvidia-device-plugin", "nvidia-dcgm-exporter"]
+
+
+def check(resources, config) -> list[tuple[str, str]]:
+    agents = set(config.get("nodeAgentNamespaces", DEFAULT_NODE_AGENT_NAMESPACES))
+    privileged = {dig(r.props, "metadata", "name") for r in resources
+                  if r.resource_type == "kubernetes:core/v1:Namespace"
+                  and dig(r.props, "metadata", "labels", "pod-security.kubernetes.io/enforce") == "privileged"}
+    out = []
+    for r in resources:
+        if r.resource_type not in POD_SPEC_PATHS:
+            continue
+        pod = pod_spec(r.resource_type, r.props)
+        if pod is None:
+            continue
+        namespace = dig(r.props, "metadata", "namespace")
+        if (r.resource_type == "kubernetes:apps/v1:DaemonSet" and known(namespace) and namespace in agents
+                and namespace in privileged):
+            continue
+        for problem in violations(dict(pod), "restricted"):
+            out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} breaks Pod Security 'restricted' "
+                               f"({problem}); fix its security context, or, for a node agent, run it as a "
+                               f"DaemonSet in a namespace labelled privileged and listed in nodeAgentNamespaces."))
+    return out
+
+
+def _validate(args: StackValidationArgs, report) -> None:
+    for urn, message in check(args.resources, args.get_config()):
+        report(message, urn)
+
+
+POLICY = StackValidationPolicy(
+    name=NAME,
+    description="Workloads meet Pod Security 'restricted'; only allow-listed node agents in privileged "
+                "namespaces are exempt.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate,
+    config_schema=PolicyConfigSchema(properties={
+        "nodeAgentNamespaces": {"type": "array", "items": {"type": "string"},
+                                "default": DEFAULT_NODE_AGENT_NAMESPACES}}),
+)

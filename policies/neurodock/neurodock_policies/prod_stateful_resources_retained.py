@@ -1,0 +1,47 @@
+"""prod-stateful-resources-retained: in prod, what holds data or keys (KMS keys, buckets, volumes
+claims) is protected or retained, so destroying or replacing the stack cannot lose it.
+
+CrossGuard shows ``protect`` but not ``retainOnDelete``; ``neurodock check`` sees both. Where the
+retain option cannot be seen, only ``protect`` counts."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
+
+from neurodock_policies.support import describe, environment_of
+
+NAME = "prod-stateful-resources-retained"
+STATEFUL = ("aws:kms/key:Key", "gcp:kms/cryptoKey:CryptoKey", "gcp:kms/keyRing:KeyRing", "aws:s3/bucket:Bucket",
+            "aws:s3/bucketV2:BucketV2", "gcp:storage/bucket:Bucket", "kubernetes:core/v1:PersistentVolumeClaim")
+
+
+def check(resources, config) -> list[tuple[str, str]]:
+    production = set(config.get("productionEnvironments", ["prod"]))
+    environments = {environment_of(r.props) for r in resources} - {None}
+    if not environments & production:
+        return []
+    out = []
+    for r in resources:
+        if r.resource_type not in STATEFUL:
+            continue
+        if r.resource_type == "kubernetes:core/v1:PersistentVolumeClaim" and \
+                (r.props.get("spec") or {}).get("accessModes") != ["ReadWriteMany"]:
+            continue  # per-replica caches are refilled from their source
+        if r.opts.protect or getattr(r.opts, "retain_on_delete", False):
+            continue
+        out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} holds data or keys in a production stack "
+                           "but is neither protected nor retained; set protect=True or retain_on_delete=True."))
+    return out
+
+
+def _validate(args: StackValidationArgs, report) -> None:
+    for urn, message in check(args.resources, args.get_config()):
+        report(message, urn)
+
+
+POLICY = StackValidationPolicy(
+    name=NAME,
+    description="Production stateful resources are protected or retained.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate,
+)

@@ -1,0 +1,106 @@
+"""What every policy needs: reading workload pod specs from resource inputs, naming resources in
+messages, and treating values not known at preview as unknown rather than as violations.
+
+Under CrossGuard, reading an unknown value raises ``UnknownValueError``, which the SDK reports as
+"cannot be validated yet"; in the offline plan an unknown value is the string ``"[unknown]"`` and
+a secret is ``"[secret]"``. ``known`` covers both, so a policy never fires on a value it cannot see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+UNKNOWN = "[unknown]"
+SECRET = "[secret]"
+
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "kubernetes:core/v1:Pod": ("spec",),
+}
+MODEL_SERVER = "model-server"
+"""``app.kubernetes.io/name`` of NeuroDock's model servers."""
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def known(value: Any) -> bool:
+    return value is not None and value not in (UNKNOWN, SECRET)
+
+
+def dig(props: Mapping[str, Any] | None, *path: str | int, default: Any = None) -> Any:
+    node: Any = props
+    for key in path:
+        in_list = isinstance(node, list) and isinstance(key, int) and key < len(node)
+        if (isinstance(node, Mapping) and key in node) or in_list:
+            node = node[key]
+        else:
+            return default
+    return node
+
+
+def kind_of(resource_type: str) -> str:
+    return resource_type.rsplit(":", 1)[-1]
+
+
+def describe(resource_type: str, props: Mapping[str, Any], name: str) -> str:
+    """``Deployment 'neurodock-serving/llama-server-1a2b'``: what a message calls the resource."""
+    metadata = props.get("metadata") if isinstance(props, Mapping) else None
+    if resource_type.startswith("kubernetes:") and isinstance(metadata, Mapping):
+        shown = metadata.get("name") if known(metadata.get("name")) else name
+        namespace = metadata.get("namespace")
+        return f"{kind_of(resource_type)} '{namespace + '/' if known(namespace) else ''}{shown}'"
+    return f"{kind_of(resource_type)} '{name}'"
+
+
+def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    path = POD_SPEC_PATHS.get(resource_type)
+    if path is None:
+        return None
+    spec = dig(props, *path)
+    return spec if isinstance(spec, Mapping) else None
+
+
+def pod_labels(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+    path = POD_SPEC_PATHS.get(resource_type)
+    if path is None:
+        return {}
+    labels = dig(props, *path[:-1], "metadata", "labels") if len(path) > 1 else dig(props, "metadata", "labels")
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def all_containers(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c for key in ("initContainers", "containers", "ephemeralContainers")
+            for c in (pod.get(key) or []) if isinstance(c, Mapping)]
+
+
+def is_model_server(resource_type: str, props: Mapping[str, Any]) -> bool:
+    return (resource_type == "kubernetes:apps/v1:Deployment"
+            and dig(props, "metadata", "labels", "app.kubernetes.io/name") == MODEL_SERVER)
+
+
+def gpu_count(container: Mapping[str, Any], where: str) -> int:
+    value = dig(container, "resources", where, GPU_RESOURCE)
+    try:
+        return int(value) if known(value) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def environment_of(props: Mapping[str, Any]) -> str | None:
+    """The NeuroDock environment a cloud resource belongs to, from its tags or labels."""
+    for key in ("tags", "resourceLabels", "labels"):
+        tags = props.get(key)
+        if isinstance(tags, Mapping):
+            for name in ("neurodock:environment", "neurodock-environment"):
+                if known(tags.get(name)):
+                    return str(tags[name])
+    for path in (("nodeConfig", "resourceLabels"),):
+        tags = dig(props, *path)
+        if isinstance(tags, Mapping) and known(tags.get("neurodock-environment")):
+            return str(tags["neurodock-environment"])
+    return None
