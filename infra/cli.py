@@ -71,25 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plan(args: argparse.Namespace) -> int:
     # Imported here so that `neurodock --help` stays instant.
-    from infra.config import ConfigError
     from infra.plan import render
-    from infra.plan.engine import ProgramError, run_plan
-    from infra.plan.stackfile import StackFileError, load_stack_file
 
-    try:
-        stack = load_stack_file(args.stack, args.stack_file)
-    except StackFileError as exc:
-        print(f"neurodock: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        plan = run_plan(stack)
-    except ConfigError as exc:
-        _print_config_error(stack.path, exc)
-        return EXIT_USAGE
-    except ProgramError as exc:
-        print(f"neurodock: the stack program failed: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-
+    plan = _load_and_plan(args)
+    if isinstance(plan, int):
+        return plan
     if args.json:
         print(json.dumps(render.as_json(plan), indent=2))
     else:
