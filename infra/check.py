@@ -79,24 +79,21 @@ def run_policies(plan: Plan, policies: list) -> list[Violation]:
 def run_on(resources: list[PolicyResource], policies: list) -> list[Violation]:
     """Every violation the policies report on these resources, in policy order."""
     found: list[Violation] = []
+
+    def reporter(policy, level: EnforcementLevel, default_urn: str | None):
+        def report(message: str, urn: str | None = None) -> None:
+            found.append(Violation(policy.name, level.value, urn or default_urn, message))
+        return report
+
     for policy in policies:
         level = policy.enforcement_level or EnforcementLevel.ADVISORY
         if level is EnforcementLevel.DISABLED:
             continue
         config = default_config(policy)
-
-        def report(message: str, urn: str | None = None, _policy=policy, _level=level) -> None:
-            found.append(Violation(_policy.name, _level.value, urn, message))
-
         if isinstance(policy, StackValidationPolicy):
-            policy.validate(StackValidationArgs(resources, config), report)
+            policy.validate(StackValidationArgs(resources, config), reporter(policy, level, None))
         elif isinstance(policy, ResourceValidationPolicy):
             for r in resources:
                 args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None, config)
-
-                def report_resource(message: str, urn: str | None = None, _urn=r.urn, _policy=policy,
-                                    _level=level) -> None:
-                    found.append(Violation(_policy.name, _level.value, urn or _urn, message))
-
-                policy.validate(args, report_resource)
+                policy.validate(args, reporter(policy, level, r.urn))
     return found

@@ -5,7 +5,7 @@ message. Compliant fixtures are the real resources of the shipped stacks' offlin
 from __future__ import annotations
 
 import copy
-import importlib
+import importlib.resources
 import re
 import subprocess
 import sys

@@ -3,15 +3,13 @@ not required: throttling a latency-bound server hurts more than it protects."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import all_containers, describe, dig, known, pod_spec
+from neurodock_policies.support import all_containers, describe, dig, known, pod_spec, resource_policy
 
 NAME = "container-resources"
 REQUIRED = (("requests", "cpu"), ("requests", "memory"), ("limits", "memory"))
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     pod = pod_spec(resource_type, props)
     if pod is None:
         return []
@@ -28,14 +26,8 @@ def check(resource_type, props, name) -> list[str]:
     return out
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="Every container requests CPU and memory and limits memory.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "Every container requests CPU and memory and limits memory.",
+    check,
 )

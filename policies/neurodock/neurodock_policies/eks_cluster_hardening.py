@@ -3,15 +3,13 @@ to an allow-list, and ships its control-plane logs."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import dig, known
+from neurodock_policies.support import dig, known, resource_policy
 
 NAME = "eks-cluster-hardening"
 REQUIRED_LOGS = ("api", "audit", "authenticator")
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     if resource_type != "aws:eks/cluster:Cluster":
         return []
     what = f"EKS cluster '{name}'"
@@ -34,14 +32,8 @@ def check(resource_type, props, name) -> list[str]:
     return out
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="EKS: Secrets encryption, a private or allow-listed endpoint, control-plane logs.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "EKS: Secrets encryption, a private or allow-listed endpoint, control-plane logs.",
+    check,
 )

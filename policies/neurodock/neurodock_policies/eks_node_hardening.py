@@ -3,14 +3,12 @@ borrow the node's role) and encrypt their volumes."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import dig, known
+from neurodock_policies.support import dig, known, resource_policy
 
 NAME = "eks-node-hardening"
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     if resource_type != "aws:ec2/launchTemplate:LaunchTemplate":
         return []
     what = f"LaunchTemplate '{name}'"
@@ -28,14 +26,8 @@ def check(resource_type, props, name) -> list[str]:
     return out
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="EKS nodes: IMDSv2 with hop limit 1, encrypted volumes.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "EKS nodes: IMDSv2 with hop limit 1, encrypted volumes.",
+    check,
 )

@@ -3,14 +3,12 @@ Secrets with Cloud KMS."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import dig, known
+from neurodock_policies.support import dig, known, resource_policy
 
 NAME = "gke-cluster-hardening"
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     if resource_type != "gcp:container/cluster:Cluster":
         return []
     what = f"GKE cluster '{name}'"
@@ -32,14 +30,8 @@ def check(resource_type, props, name) -> list[str]:
     return out
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="GKE: private nodes, Workload Identity, Shielded Nodes, Secrets encryption.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "GKE: private nodes, Workload Identity, Shielded Nodes, Secrets encryption.",
+    check,
 )

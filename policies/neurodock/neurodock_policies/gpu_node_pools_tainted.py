@@ -3,9 +3,7 @@ that ask for GPUs land on the most expensive nodes."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import GPU_RESOURCE, dig, known
+from neurodock_policies.support import GPU_RESOURCE, dig, known, resource_policy
 
 NAME = "gpu-node-pools-tainted"
 
@@ -17,7 +15,7 @@ def _is_gpu_pool(resource_type, props) -> bool:
             or bool(dig(props, "nodeConfig", "guestAccelerators")))
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     if resource_type not in ("aws:eks/nodeGroup:NodeGroup", "gcp:container/nodePool:NodePool"):
         return []
     if not _is_gpu_pool(resource_type, props):
@@ -32,14 +30,8 @@ def check(resource_type, props, name) -> list[str]:
             "workloads are scheduled there."]
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="GPU node pools are tainted nvidia.com/gpu:NoSchedule.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "GPU node pools are tainted nvidia.com/gpu:NoSchedule.",
+    check,
 )

@@ -3,14 +3,12 @@ scheduler only counts extended resources there), and its pod tolerates the GPU p
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import GPU_RESOURCE, all_containers, describe, gpu_count, pod_spec
+from neurodock_policies.support import GPU_RESOURCE, all_containers, describe, gpu_count, pod_spec, resource_policy
 
 NAME = "gpu-workloads"
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     pod = pod_spec(resource_type, props)
     if pod is None:
         return []
@@ -31,14 +29,8 @@ def check(resource_type, props, name) -> list[str]:
     return out
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="GPU containers set nvidia.com/gpu in limits and tolerate the GPU taint.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "GPU containers set nvidia.com/gpu in limits and tolerate the GPU taint.",
+    check,
 )

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import known
+from neurodock_policies.support import known, resource_policy
 
 NAME = "helm-charts-pinned"
 EXACT = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
 RELEASES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart")
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     if resource_type not in RELEASES:
         return []
     version = props.get("version")
@@ -26,14 +24,8 @@ def check(resource_type, props, name) -> list[str]:
             "(NeuroDock keeps them in components/versions.py)."]
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="Helm charts are pinned to an exact version.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "Helm charts are pinned to an exact version.",
+    check,
 )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import all_containers, describe, known, pod_spec
+from neurodock_policies.support import all_containers, describe, known, pod_spec, resource_policy
 
 NAME = "images-pinned"
 
@@ -21,7 +19,7 @@ def unpinned(image: str) -> str | None:
     return None
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     pod = pod_spec(resource_type, props)
     if pod is None:
         return []
@@ -37,14 +35,8 @@ def check(resource_type, props, name) -> list[str]:
     return out
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="Container images are pinned: no 'latest' and no missing tag (a digest is recommended).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "Container images are pinned: no 'latest' and no missing tag (a digest is recommended).",
+    check,
 )

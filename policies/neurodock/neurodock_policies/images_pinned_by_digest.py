@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import EnforcementLevel
 
-from neurodock_policies.support import all_containers, describe, known, pod_spec
+from neurodock_policies.support import all_containers, describe, known, pod_spec, resource_policy
 
 NAME = "images-pinned-by-digest"
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     pod = pod_spec(resource_type, props)
     if pod is None:
         return []
@@ -18,14 +18,9 @@ def check(resource_type, props, name) -> list[str]:
             for c in all_containers(pod) if known(c.get("image")) and "@sha256:" not in str(c.get("image"))]
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="Container images are pinned by digest (advice).",
-    enforcement_level=EnforcementLevel.ADVISORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "Container images are pinned by digest (advice).",
+    check,
+    level=EnforcementLevel.ADVISORY,
 )

@@ -4,10 +4,8 @@ server states its need per GPU (weights / tensor-parallel size + KV cache + runt
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
-
 from components.gpu.catalog import GPU_MODELS
-from neurodock_policies.support import describe, dig, is_model_server, known, pod_spec
+from neurodock_policies.support import describe, dig, is_model_server, known, pod_spec, stack_policy
 
 NAME = "model-fits-gpu"
 NEED_ANNOTATION = "neurodock.io/gpu-memory-need-gib"
@@ -56,14 +54,8 @@ def check(resources, config) -> list[tuple[str, str]]:
     return out
 
 
-def _validate(args: StackValidationArgs, report) -> None:
-    for urn, message in check(args.resources, args.get_config()):
-        report(message, urn)
-
-
-POLICY = StackValidationPolicy(
-    name=NAME,
-    description="Every model fits the GPU memory of its pool.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = stack_policy(
+    NAME,
+    "Every model fits the GPU memory of its pool.",
+    check,
 )

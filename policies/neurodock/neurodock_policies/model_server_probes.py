@@ -3,14 +3,12 @@ readiness probe (no traffic before it answers)."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import describe, is_model_server, pod_spec
+from neurodock_policies.support import describe, is_model_server, pod_spec, resource_policy
 
 NAME = "model-server-probes"
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     if not is_model_server(resource_type, props):
         return []
     pod = pod_spec(resource_type, props) or {}
@@ -24,14 +22,8 @@ def check(resource_type, props, name) -> list[str]:
     return out
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="Model servers have startup and readiness probes.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "Model servers have startup and readiness probes.",
+    check,
 )

@@ -4,9 +4,7 @@ CPU moves. KEDA ScaledObjects on LLM signals, or HPAs on custom metrics, are the
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
-
-from neurodock_policies.support import describe, dig, is_model_server, known, pod_labels
+from neurodock_policies.support import describe, dig, is_model_server, known, pod_labels, stack_policy
 
 NAME = "model-server-resilience"
 
@@ -43,14 +41,8 @@ def check(resources, config) -> list[tuple[str, str]]:
     return out
 
 
-def _validate(args: StackValidationArgs, report) -> None:
-    for urn, message in check(args.resources, args.get_config()):
-        report(message, urn)
-
-
-POLICY = StackValidationPolicy(
-    name=NAME,
-    description="Model servers have a PodDisruptionBudget and no CPU-only HPA.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = stack_policy(
+    NAME,
+    "Model servers have a PodDisruptionBudget and no CPU-only HPA.",
+    check,
 )

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
-
-from neurodock_policies.support import SECRET, all_containers, describe, known, pod_spec
+from neurodock_policies.support import SECRET, all_containers, describe, known, pod_spec, stack_policy
 
 NAME = "no-plaintext-secrets"
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|api[-_]?key|private[-_]?key|credentials?)$", re.I)
@@ -44,14 +42,8 @@ def check(resources, config) -> list[tuple[str, str]]:
     return out
 
 
-def _validate(args: StackValidationArgs, report) -> None:
-    for urn, message in check(args.resources, args.get_config()):
-        report(message, urn)
-
-
-POLICY = StackValidationPolicy(
-    name=NAME,
-    description="No plaintext secrets in env vars, ConfigMaps or stack outputs.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = stack_policy(
+    NAME,
+    "No plaintext secrets in env vars, ConfigMaps or stack outputs.",
+    check,
 )

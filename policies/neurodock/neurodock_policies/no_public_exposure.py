@@ -3,9 +3,7 @@ without an allow-list of sources that excludes the whole internet."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import describe, dig, known
+from neurodock_policies.support import describe, dig, known, resource_policy
 
 NAME = "no-public-exposure"
 OPEN = ("0.0.0.0/0", "::/0")
@@ -24,7 +22,7 @@ def _problem(service) -> str | None:
     return None
 
 
-def check(resource_type, props, name) -> list[str]:
+def check(resource_type, props, name, config) -> list[str]:
     if resource_type == "kubernetes:core/v1:Service":
         why = _problem(props.get("spec"))
     elif resource_type == "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy":
@@ -37,14 +35,8 @@ def check(resource_type, props, name) -> list[str]:
             "allowed in loadBalancerSourceRanges (NeuroDock: gateway.allowedCidrs), or keep it ClusterIP."]
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="No load balancer or public gateway without an allow-list of sources.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = resource_policy(
+    NAME,
+    "No load balancer or public gateway without an allow-list of sources.",
+    check,
 )

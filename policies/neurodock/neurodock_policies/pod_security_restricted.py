@@ -3,13 +3,15 @@ DaemonSets in namespaces labelled privileged are exempt."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, PolicyConfigSchema, StackValidationArgs, StackValidationPolicy
+from pulumi_policy import PolicyConfigSchema
 
 from neurodock_policies.pss import violations
-from neurodock_policies.support import POD_SPEC_PATHS, describe, dig, known, pod_spec
+from neurodock_policies.support import POD_SPEC_PATHS, describe, dig, known, pod_spec, stack_policy
 
 NAME = "pod-security-restricted"
 DEFAULT_NODE_AGENT_NAMESPACES = ["nvidia-device-plugin", "nvidia-dcgm-exporter"]
+CONFIG_SCHEMA = PolicyConfigSchema(properties={
+    "nodeAgentNamespaces": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_NODE_AGENT_NAMESPACES}})
 
 
 def check(resources, config) -> list[tuple[str, str]]:
@@ -35,18 +37,9 @@ def check(resources, config) -> list[tuple[str, str]]:
     return out
 
 
-def _validate(args: StackValidationArgs, report) -> None:
-    for urn, message in check(args.resources, args.get_config()):
-        report(message, urn)
-
-
-POLICY = StackValidationPolicy(
-    name=NAME,
-    description="Workloads meet Pod Security 'restricted'; only allow-listed node agents in privileged "
-                "namespaces are exempt.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
-    config_schema=PolicyConfigSchema(properties={
-        "nodeAgentNamespaces": {"type": "array", "items": {"type": "string"},
-                                "default": DEFAULT_NODE_AGENT_NAMESPACES}}),
+POLICY = stack_policy(
+    NAME,
+    "Workloads meet Pod Security 'restricted'; only allow-listed node agents in privileged namespaces are exempt.",
+    check,
+    config_schema=CONFIG_SCHEMA,
 )

@@ -3,15 +3,13 @@ reclaim must not take every replica of a model at once."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
-
-from neurodock_policies.support import dig, environment_of
+from neurodock_policies.support import PRODUCTION_ENVIRONMENTS, PRODUCTION_SCHEMA, dig, environment_of, resource_policy
 
 NAME = "prod-gpu-pools-not-spot-only"
 
 
 def check(resource_type, props, name, config) -> list[str]:
-    if environment_of(props) not in set(config.get("productionEnvironments", ["prod"])):
+    if environment_of(props) not in set(config.get("productionEnvironments", PRODUCTION_ENVIRONMENTS)):
         return []
     if resource_type == "aws:eks/nodeGroup:NodeGroup":
         spot = dig(props, "labels", "neurodock.io/role") == "gpu" and props.get("capacityType") == "SPOT"
@@ -26,15 +24,9 @@ def check(resource_type, props, name, config) -> list[str]:
             "(a spot pool may only add to an on-demand one)."]
 
 
-def _validate(args: ResourceValidationArgs, report) -> None:
-    for message in check(args.resource_type, args.props, args.name, args.get_config()):
-        report(message)
-
-
-POLICY = ResourceValidationPolicy(
-    name=NAME,
-    description="Production GPU serving pools are not spot-only.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
-    config_schema=None,
+POLICY = resource_policy(
+    NAME,
+    "Production GPU serving pools are not spot-only.",
+    check,
+    config_schema=PRODUCTION_SCHEMA,
 )

@@ -6,9 +6,13 @@ retain option cannot be seen, only ``protect`` counts."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
-
-from neurodock_policies.support import describe, environment_of
+from neurodock_policies.support import (
+    PRODUCTION_ENVIRONMENTS,
+    PRODUCTION_SCHEMA,
+    describe,
+    environment_of,
+    stack_policy,
+)
 
 NAME = "prod-stateful-resources-retained"
 STATEFUL = ("aws:kms/key:Key", "gcp:kms/cryptoKey:CryptoKey", "gcp:kms/keyRing:KeyRing", "aws:s3/bucket:Bucket",
@@ -16,7 +20,7 @@ STATEFUL = ("aws:kms/key:Key", "gcp:kms/cryptoKey:CryptoKey", "gcp:kms/keyRing:K
 
 
 def check(resources, config) -> list[tuple[str, str]]:
-    production = set(config.get("productionEnvironments", ["prod"]))
+    production = set(config.get("productionEnvironments", PRODUCTION_ENVIRONMENTS))
     environments = {environment_of(r.props) for r in resources} - {None}
     if not environments & production:
         return []
@@ -34,14 +38,9 @@ def check(resources, config) -> list[tuple[str, str]]:
     return out
 
 
-def _validate(args: StackValidationArgs, report) -> None:
-    for urn, message in check(args.resources, args.get_config()):
-        report(message, urn)
-
-
-POLICY = StackValidationPolicy(
-    name=NAME,
-    description="Production stateful resources are protected or retained.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
+POLICY = stack_policy(
+    NAME,
+    "Production stateful resources are protected or retained.",
+    check,
+    config_schema=PRODUCTION_SCHEMA,
 )

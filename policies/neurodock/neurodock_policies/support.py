@@ -8,8 +8,10 @@ a secret is ``"[secret]"``. ``known`` covers both, so a policy never fires on a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy, StackValidationPolicy
 
 UNKNOWN = "[unknown]"
 SECRET = "[secret]"
@@ -26,6 +28,41 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 MODEL_SERVER = "model-server"
 """``app.kubernetes.io/name`` of NeuroDock's model servers."""
 GPU_RESOURCE = "nvidia.com/gpu"
+PRODUCTION_ENVIRONMENTS = ["prod"]
+PRODUCTION_SCHEMA = PolicyConfigSchema(properties={
+    "productionEnvironments": {"type": "array", "items": {"type": "string"}, "default": PRODUCTION_ENVIRONMENTS}})
+"""Config of the prod-only policies: which ``neurodock:environment`` values are production."""
+
+ResourceCheck = Callable[[str, Mapping[str, Any], str, Mapping[str, Any]], Iterable[str]]
+"""``check(resource_type, props, name, config)``: one message per violation."""
+StackCheck = Callable[[list, Mapping[str, Any]], Iterable[tuple[str, str]]]
+"""``check(resources, config)``: ``(urn, message)`` per violation."""
+
+
+def resource_policy(name: str, description: str, check: ResourceCheck,
+                    level: EnforcementLevel = EnforcementLevel.MANDATORY,
+                    config_schema: PolicyConfigSchema | None = None) -> ResourceValidationPolicy:
+    """A CrossGuard resource policy reporting every message ``check`` returns for a resource."""
+
+    def validate(args, report) -> None:
+        for message in check(args.resource_type, args.props, args.name, args.get_config()):
+            report(message)
+
+    return ResourceValidationPolicy(name=name, description=description, enforcement_level=level,
+                                    validate=validate, config_schema=config_schema)
+
+
+def stack_policy(name: str, description: str, check: StackCheck,
+                 level: EnforcementLevel = EnforcementLevel.MANDATORY,
+                 config_schema: PolicyConfigSchema | None = None) -> StackValidationPolicy:
+    """A CrossGuard stack policy reporting every ``(urn, message)`` ``check`` returns."""
+
+    def validate(args, report) -> None:
+        for urn, message in check(args.resources, args.get_config()):
+            report(message, urn)
+
+    return StackValidationPolicy(name=name, description=description, enforcement_level=level,
+                                 validate=validate, config_schema=config_schema)
 
 
 def known(value: Any) -> bool:
@@ -93,14 +130,10 @@ def gpu_count(container: Mapping[str, Any], where: str) -> int:
 
 def environment_of(props: Mapping[str, Any]) -> str | None:
     """The NeuroDock environment a cloud resource belongs to, from its tags or labels."""
-    for key in ("tags", "resourceLabels", "labels"):
-        tags = props.get(key)
+    for tags in (props.get("tags"), props.get("resourceLabels"), props.get("labels"),
+                 dig(props, "nodeConfig", "resourceLabels")):
         if isinstance(tags, Mapping):
-            for name in ("neurodock:environment", "neurodock-environment"):
-                if known(tags.get(name)):
-                    return str(tags[name])
-    for path in (("nodeConfig", "resourceLabels"),):
-        tags = dig(props, *path)
-        if isinstance(tags, Mapping) and known(tags.get("neurodock-environment")):
-            return str(tags["neurodock-environment"])
+            for key in ("neurodock:environment", "neurodock-environment"):
+                if known(tags.get(key)):
+                    return str(tags[key])
     return None
