@@ -41,6 +41,9 @@ from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS, KIND_NODE_IMAGES
 NAMESPACE = "neurodock"
 """The Pulumi config namespace of every key modelled here."""
 
+VARIANTS = ("canary", "shadow")
+"""Versions a model may run beside its stable one (``models[].canary``, ``models[].shadow``)."""
+
 SECRET_KEYS: dict[str, str] = {
     "hfToken": "Hugging Face access token, for gated models (optional)",
     "grafanaAdminPassword": "Grafana admin password (optional: generated when absent)",
@@ -435,6 +438,10 @@ class ModelSpec(_Model):
         """The OpenAI ``model`` value clients send."""
         return self.served_name or self.name
 
+    def variant_name(self, key: str) -> str:
+        """Resource-name prefix of the model's ``canary`` or ``shadow``."""
+        return f"{self.name}-{key}"
+
 
 class StackConfig(_Model):
     """All of a stack's ``neurodock:*`` configuration."""
@@ -789,13 +796,13 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
         if model.name in names:
             add(("models", i, "name"), f"model name {model.name!r} is already used by models[{names[model.name]}]")
         names.setdefault(model.name, i)
-        for key in ("canary", "shadow"):
+        for key in VARIANTS:
             if getattr(model, key) is None:
                 continue
             if not config.gateway.enabled:
                 add(("models", i, key), f"a {key} is reached through the gateway; set gateway.enabled to true or "
                     f"remove the {key}")
-            variant_name = f"{model.name}-{key}"
+            variant_name = model.variant_name(key)
             if variant_name in names:
                 add(("models", i, key), f"its resources would be named {variant_name!r}, the name of "
                     f"models[{names[variant_name]}]; rename one of the models")
@@ -891,7 +898,7 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str, mon
     if pool.gpu is not None and model.gpus_per_replica:
         capacity = pool.max_nodes * pool.gpu.count
         needed = model.gpus_per_replica * model.max_replicas
-        for key in ("canary", "shadow"):
+        for key in VARIANTS:
             variant = getattr(model, key)
             if variant is None:
                 continue
@@ -901,7 +908,7 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str, mon
                     f"pool {pool.name!r} holds at most {capacity} GPUs ({pool.max_nodes} nodes x {pool.gpu.count}); "
                     f"{model.model_name!r} at maxReplicas plus its {key} needs {needed}; raise the pool's maxNodes "
                     "or lower the replicas"))
-    for key in ("canary", "shadow"):
+    for key in VARIANTS:
         variant = getattr(model, key)
         if variant is not None and variant.source is not None:
             scheme, stable_scheme = variant.source.split("://", 1)[0], model.source.split("://", 1)[0]

@@ -28,6 +28,7 @@ def build_gateway(
     cluster: Cluster,
     catalog: ModelCatalog,
     secrets: StackSecrets,
+    random_provider: pulumi.ProviderResource,
     opts: pulumi.ResourceOptions,
 ) -> ModelGateway:
     """The gateway, the routes of every model, and (unless turned off) the smoke test."""
@@ -38,8 +39,7 @@ def build_gateway(
     smoke_key = None
     if secrets.gateway_api_keys is not None:
         smoke_key = random.RandomPassword("gateway-smoke-test-key", length=48, special=False,
-                                          opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-                                              providers=[random.Provider("gateway-random")]))).result
+                                          opts=pulumi.ResourceOptions(provider=random_provider)).result
     gateway = ModelGateway(
         "gateway",
         ModelGatewayArgs(
@@ -65,9 +65,9 @@ def build_gateway(
             namespace=SERVING_NAMESPACE,
             served_name=model.model_name,
             stable=Backend(service=catalog.services[model.name], port=PORT),
-            canary=Backend(service=catalog.services[f"{model.name}-canary"], port=PORT) if model.canary else None,
+            canary=Backend(service=catalog.services[model.variant_name("canary")], port=PORT) if model.canary else None,
             canary_weight=model.canary.weight if model.canary else 0,
-            shadow=Backend(service=catalog.services[f"{model.name}-shadow"], port=PORT) if model.shadow else None,
+            shadow=Backend(service=catalog.services[model.variant_name("shadow")], port=PORT) if model.shadow else None,
             shadow_percent=model.shadow.percent if model.shadow else 100,
             request_timeout_s=max(600, budgets.model_load_seconds),
         ), route_opts))

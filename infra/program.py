@@ -81,6 +81,8 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
     if isinstance(cluster, KindCluster) and cluster.gpuless_pools:
         outputs["gpulessPools"] = list(cluster.gpuless_pools)
 
+    # Generated secrets (Grafana's password, the smoke test's API key) live in the stack's state.
+    rand = random.Provider("random")
     monitoring = None
     if config.monitoring.enabled:
         monitoring = MonitoringStack(
@@ -92,8 +94,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
                 grafana=config.monitoring.grafana,
                 grafana_admin_password=secrets.grafana_admin_password,
             ),
-            opts=pulumi.ResourceOptions.merge(
-                k8s_opts, pulumi.ResourceOptions(providers=[kube, random.Provider("random")])),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(providers=[kube, rand])),
         )
         outputs["prometheusUrl"] = monitoring.prometheus_url
         if monitoring.grafana_url is not None:
@@ -112,7 +113,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
                                 monitoring.prometheus_url if monitoring else None, crds, catalog_opts)
         outputs["models"] = catalog.urls
         if config.gateway.enabled:
-            gateway = build_gateway(config, cluster, catalog, secrets, k8s_opts)
+            gateway = build_gateway(config, cluster, catalog, secrets, rand, k8s_opts)
             outputs["gatewayUrl"] = gateway.url
     if monitoring is not None:
         _alerts(config, monitoring, catalog, [agent for _, agent in agents], k8s_opts)

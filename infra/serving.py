@@ -32,10 +32,8 @@ from components.serving.weights_access import (
     S3WeightsReader,
     S3WeightsReaderArgs,
 )
-from infra.config import ModelSpec, StackConfig, model_architecture
+from infra.config import VARIANTS, ModelSpec, StackConfig, model_architecture
 from infra.secrets import StackSecrets
-
-VARIANTS = ("canary", "shadow")
 
 
 def build_catalog(
@@ -79,7 +77,7 @@ def variant_spec(model: ModelSpec, key: str) -> ModelSpec | None:
     if variant.extra_args is not None:
         engine_args = engine_args.model_copy(update={"extra_args": variant.extra_args})
     return model.model_copy(update={
-        "name": f"{model.name}-{key}",
+        "name": model.variant_name(key),
         "served_name": model.model_name,
         "source": variant.source or model.source,
         "engine_args": engine_args,

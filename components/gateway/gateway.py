@@ -46,6 +46,7 @@ CLIENT_ID_HEADER = "x-neurodock-client"
 """Carries the authenticated client id to model servers (the key itself is stripped)."""
 GATEWAY_API = "gateway.networking.k8s.io"
 ENVOY_API = "gateway.envoyproxy.io"
+GATEWAY_LABELS = {labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "gateway"}
 BUFFER_LIMIT = "8Mi"
 """Largest request body the router reads: long prompts exceed Envoy's 32 KiB default."""
 
@@ -229,19 +230,19 @@ class ModelGateway(pulumi.ComponentResource):
         inside the namespace (a NetworkPolicy admits only the proxies); it watches ConfigMaps of
         its own namespace only."""
         match_labels = {labels.NAME: BBR_NAME, labels.INSTANCE: self._name}
-        object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "gateway"}
+        object_labels = {**match_labels, **GATEWAY_LABELS}
         account = k8s.core.v1.ServiceAccount(
-            f"{self._name}-bbr", metadata=_meta(namespace=NAMESPACE, labels=object_labels), opts=opts)
+            f"{self._name}-bbr", metadata=_meta(namespace=NAMESPACE, object_labels=object_labels), opts=opts)
         role = k8s.rbac.v1.Role(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
             rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"],
                                               verbs=["get", "list", "watch"])],
             opts=opts,
         )
         k8s.rbac.v1.RoleBinding(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role",
                                              name=role.metadata.name),
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=account.metadata.name,
@@ -251,7 +252,7 @@ class ModelGateway(pulumi.ComponentResource):
         grpc = k8s.core.v1.GRPCActionArgs(port=BBR_HEALTH_PORT)
         deployment = k8s.apps.v1.Deployment(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=2,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
@@ -289,7 +290,7 @@ class ModelGateway(pulumi.ComponentResource):
         k8s.core.v1.Service(
             f"{self._name}-bbr",
             # The name the EnvoyExtensionPolicy refers to.
-            metadata=_meta(name=BBR_NAME, namespace=NAMESPACE, labels=object_labels),
+            metadata=_meta(name=BBR_NAME, namespace=NAMESPACE, object_labels=object_labels),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP", selector=match_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="grpc", port=BBR_PORT, target_port="grpc",
@@ -298,14 +299,14 @@ class ModelGateway(pulumi.ComponentResource):
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
                 max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels)),
             opts=opts,
         )
         k8s.networking.v1.NetworkPolicy(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, labels=object_labels),
+            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
                 policy_types=["Ingress"],
@@ -405,10 +406,10 @@ def parse_api_keys(text: str) -> dict[str, str]:
 
 
 def _meta(*, name: str | None = None, namespace: str | None = None,
-          labels: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+          object_labels: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(
         name=name, namespace=namespace,
-        labels=labels or {"app.kubernetes.io/part-of": PART_OF_VALUE, "app.kubernetes.io/component": "gateway"})
+        labels=object_labels or GATEWAY_LABELS)
 
 
 def _validate(args: ModelGatewayArgs) -> None:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gateway.gateway import GATEWAY_API, GATEWAY_NAME, MODEL_HEADER, NAMESPACE
-from components.k8s import PART_OF_VALUE
+from components.gateway.gateway import GATEWAY_API, GATEWAY_LABELS, GATEWAY_NAME, MODEL_HEADER, NAMESPACE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +62,7 @@ def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -
         kind="HTTPRoute",
         metadata=k8s.meta.v1.ObjectMetaArgs(
             namespace=args.namespace,
-            labels={"app.kubernetes.io/part-of": PART_OF_VALUE, "app.kubernetes.io/component": "gateway"},
+            labels=GATEWAY_LABELS,
             annotations={"neurodock.io/served-name": args.served_name},
         ),
         spec={

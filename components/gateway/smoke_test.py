@@ -16,8 +16,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
-from components.gateway.gateway import NAMESPACE
-from components.k8s import PART_OF_VALUE, restricted_container_security_context, restricted_pod_security_context
+from components.gateway.gateway import GATEWAY_LABELS, NAMESPACE
+from components.k8s import restricted_container_security_context, restricted_pod_security_context
 from components.versions import SMOKE_TEST_IMAGE
 
 SCRIPT = Path(__file__).with_name("smoke_check.py")
@@ -52,8 +52,7 @@ class SmokeTest(pulumi.ComponentResource):
         super().__init__("neurodock:gateway:SmokeTest", name, None, opts)
         if not args.served_names:
             raise ValueError("SmokeTestArgs.served_names must not be empty")
-        object_labels = {labels.NAME: "smoke-test", labels.INSTANCE: name, labels.PART_OF: PART_OF_VALUE,
-                         labels.COMPONENT: "gateway"}
+        object_labels = {labels.NAME: "smoke-test", labels.INSTANCE: name, **GATEWAY_LABELS}
         script = k8s.core.v1.ConfigMap(
             f"{name}-script",
             metadata=k8s.meta.v1.ObjectMetaArgs(namespace=NAMESPACE, labels=object_labels),
