@@ -21,6 +21,8 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.k8s import (
     PART_OF_VALUE,
+    RESTRICTED_CONTAINER_SECURITY,
+    RESTRICTED_POD_SECURITY,
     namespace,
     restricted_container_security_context,
     restricted_pod_security_context,
@@ -80,7 +82,7 @@ class ModelGatewayArgs:
 class ModelGateway(pulumi.ComponentResource):
     """Envoy Gateway, the body-based router, the Gateway and its policies."""
 
-    url: pulumi.Output[str]
+    url: str
     """In-cluster base URL of the OpenAI API (``.../v1``)."""
     scheme: str
     port: int
@@ -188,8 +190,7 @@ class ModelGateway(pulumi.ComponentResource):
         if args.api_keys is not None:
             self.ready.append(self._api_key_auth(args, target, crds))
         self.ready.append(self._fallback_routes(args, crds))
-        self.url = pulumi.Output.concat(
-            self.scheme, "://", SERVICE_NAME, ".", NAMESPACE, ".svc.cluster.local:", str(self.port), "/v1")
+        self.url = f"{self.scheme}://{SERVICE_NAME}.{NAMESPACE}.svc.cluster.local:{self.port}/v1"
         self.register_outputs({"url": self.url})
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
@@ -215,11 +216,9 @@ class ModelGateway(pulumi.ComponentResource):
                     "replicas": args.proxy_replicas,
                     "pod": {
                         "nodeSelector": args.system_node_selector,
-                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "securityContext": RESTRICTED_POD_SECURITY,
                     },
-                    "container": {"securityContext": {
-                        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}},
+                    "container": {"securityContext": {**RESTRICTED_CONTAINER_SECURITY, "runAsNonRoot": True}},
                 },
             }}},
             opts=opts,

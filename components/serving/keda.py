@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.k8s import namespace
+from components.k8s import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, namespace
 from components.versions import KEDA_CHART, KEDA_CHART_VERSION, KEDA_REPO
 
 NAMESPACE = "keda"
@@ -34,10 +34,9 @@ class Keda(pulumi.ComponentResource):
         super().__init__("neurodock:serving:Keda", name, None, opts)
         ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="autoscaling")
         restricted = {
-            "podSecurityContext": {"operator": _pod_security(), "metricServer": _pod_security(),
-                                   "webhooks": _pod_security()},
-            "securityContext": {"operator": _container_security(), "metricServer": _container_security(),
-                                "webhooks": _container_security()},
+            "podSecurityContext": {part: RESTRICTED_POD_SECURITY for part in ("operator", "metricServer", "webhooks")},
+            "securityContext": {part: RESTRICTED_CONTAINER_SECURITY
+                                for part in ("operator", "metricServer", "webhooks")},
         }
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
@@ -53,11 +52,3 @@ class Keda(pulumi.ComponentResource):
         )
         self.register_outputs({})
 
-
-def _pod_security() -> dict:
-    return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-
-
-def _container_security() -> dict:
-    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
