@@ -9,8 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import labels
-from components.cluster.base import Cluster, PoolRole
+from components.cluster.base import Cluster, system_node_selector
 from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
 from components.gateway.gateway import ModelGateway, ModelGatewayArgs
 from components.gateway.routes import Backend, ModelRouteArgs, model_route
@@ -32,8 +31,7 @@ def build_gateway(
     opts: pulumi.ResourceOptions,
 ) -> ModelGateway:
     """The gateway, the routes of every model, and (unless turned off) the smoke test."""
-    system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
-    system_selector = {labels.POOL_LABEL: system.name}
+    system_selector = system_node_selector(cluster)
     gw = config.gateway
     served = tuple(m.model_name for m in config.models)
     smoke_key = None

@@ -14,7 +14,15 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.cluster.base import Capacity, Cluster, GpuSharing, NodePoolArgs, PoolRole, SharingStrategy
+from components.cluster.base import (
+    Capacity,
+    Cluster,
+    GpuSharing,
+    NodePoolArgs,
+    PoolRole,
+    SharingStrategy,
+    system_node_selector,
+)
 from components.cluster.eks import EksCluster, EksClusterArgs
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
 from components.cluster.gke import GkeCluster, GkeClusterArgs
@@ -23,7 +31,6 @@ from components.gpu.dcgm import NAMESPACE as DCGM_NAMESPACE
 from components.gpu.dcgm import DcgmExporter, DcgmExporterArgs, DriverLayout
 from components.gpu.device_plugin import NAMESPACE as DEVICE_PLUGIN_NAMESPACE
 from components.gpu.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
-from components.labels import POOL_LABEL
 from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuThresholds, ModelTarget
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring.stack import MonitoringStack, MonitoringStackArgs
@@ -245,7 +252,6 @@ def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.Resource
     if not isinstance(cluster, EksCluster):
         # GKE runs its own autoscaler and storage classes; kind ships local-path storage.
         return []
-    system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
     return [EksAddons(
         "cluster-addons",
         EksAddonsArgs(
@@ -253,7 +259,7 @@ def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.Resource
             region=config.cloud.region,
             kubernetes_version=config.cloud.kubernetes_version,
             autoscaler_role_arn=cluster.autoscaler_role_arn,
-            system_node_selector={POOL_LABEL: system.name},
+            system_node_selector=system_node_selector(cluster),
         ),
         opts=opts,
     )]

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pulumi
 
 from components import labels
-from components.cluster.base import Cluster, PoolRole
+from components.cluster.base import Cluster, system_node_selector
 from components.cluster.eks import EksCluster
 from components.cluster.gke import GkeCluster
 from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
@@ -45,7 +45,6 @@ def build_catalog(
     crds: pulumi.Resource | None,
     opts: pulumi.ResourceOptions,
 ) -> ModelCatalog:
-    system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
     entries = []
     for model in config.models:
         for name, variant in (("stable", model), *((key, variant_spec(model, key)) for key in VARIANTS)):
@@ -60,7 +59,7 @@ def build_catalog(
                                         shared_storage_class=variant.cache.shared_storage_class))
     return ModelCatalog(
         "models",
-        ModelCatalogArgs(entries=tuple(entries), system_node_selector={labels.POOL_LABEL: system.name},
+        ModelCatalogArgs(entries=tuple(entries), system_node_selector=system_node_selector(cluster),
                          hf_token=secrets.hf_token, crds=crds),
         opts=opts,
     )

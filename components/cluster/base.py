@@ -144,3 +144,9 @@ class Cluster(Protocol):
     pools: tuple[PoolFacts, ...]
     storage_class: str
     """Storage class for model-weight caches."""
+
+
+def system_node_selector(cluster: Cluster) -> dict[str, str]:
+    """Node selector of the cluster's system pool, where controllers and small services run."""
+    system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
+    return {labels.POOL_LABEL: system.name}
