@@ -45,7 +45,7 @@ def resource_policy(name: str, description: str, check: ResourceCheck,
     """A CrossGuard resource policy reporting every message ``check`` returns for a resource."""
 
     def validate(args, report) -> None:
-        for message in check(args.resource_type, args.props, args.name, args.get_config()):
+        for message in check(args.resource_type, args.props, args.name, args.get_config() or {}):
             report(message)
 
     return ResourceValidationPolicy(name=name, description=description, enforcement_level=level,
@@ -58,7 +58,7 @@ def stack_policy(name: str, description: str, check: StackCheck,
     """A CrossGuard stack policy reporting every ``(urn, message)`` ``check`` returns."""
 
     def validate(args, report) -> None:
-        for urn, message in check(args.resources, args.get_config()):
+        for urn, message in check(args.resources, args.get_config() or {}):
             report(message, urn)
 
     return StackValidationPolicy(name=name, description=description, enforcement_level=level,
