@@ -7,9 +7,13 @@ one more resource, ``pulumi:pulumi:Stack``, as in the engine. No credentials, no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -24,6 +28,23 @@ from pulumi_policy import (
 from infra.plan.engine import Plan
 
 STACK_TYPE = "pulumi:pulumi:Stack"
+LEVELS = {level.value: level for level in EnforcementLevel}
+
+
+class PolicyConfigError(Exception):
+    """A policy config file that does not fit the pack; ``problems`` name each key and its fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """One policy's settings from a policy config file: its level and its config properties."""
+
+    level: EnforcementLevel | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,12 +93,71 @@ def default_config(policy) -> dict[str, Any]:
     return {k: v["default"] for k, v in properties.items() if isinstance(v, dict) and "default" in v}
 
 
-def run_policies(plan: Plan, policies: list) -> list[Violation]:
-    return run_on(policy_resources(plan), policies)
+def load_policy_config(path: Path, policies: list) -> dict[str, PolicySettings]:
+    """Read a policy config file in the format of ``pulumi preview --policy-pack-config``.
+
+    ``{"all": "advisory", "policy-name": "disabled", "other": {"enforcementLevel": "mandatory",
+    "someProperty": 1}}``: levels apply to every policy (``all``) or one, and properties are checked
+    against the policy's config schema, so a typo fails here rather than being silently ignored.
+    """
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PolicyConfigError([f"{path}: cannot read it as JSON ({exc}); pass a JSON object file."]) from None
+    if not isinstance(document, dict):
+        raise PolicyConfigError([f"{path}: must be a JSON object of policy names to settings."])
+    by_name = {p.name: p for p in policies}
+    problems: list[str] = []
+    settings: dict[str, PolicySettings] = {}
+    for key, value in document.items():
+        if key != "all" and key not in by_name:
+            problems.append(f"{key}: no such policy in the pack; use 'all' or one of: {', '.join(by_name)}.")
+            continue
+        raw = value if isinstance(value, Mapping) else {"enforcementLevel": value}
+        level_name = raw.get("enforcementLevel")
+        if level_name is not None and level_name not in LEVELS:
+            problems.append(f"{key}.enforcementLevel: '{level_name}' is not a level; use one of: "
+                            f"{', '.join(LEVELS)}.")
+            continue
+        properties = {k: v for k, v in raw.items() if k != "enforcementLevel"}
+        if key == "all" and properties:
+            problems.append("all: takes only an enforcement level; set properties under a policy's name.")
+            continue
+        if key != "all":
+            problems += _schema_problems(key, by_name[key], properties)
+        settings[key] = PolicySettings(LEVELS.get(level_name) if level_name else None, properties)
+    if problems:
+        raise PolicyConfigError(problems)
+    return settings
 
 
-def run_on(resources: list[PolicyResource], policies: list) -> list[Violation]:
-    """Every violation the policies report on these resources, in policy order."""
+def _schema_problems(name: str, policy, properties: dict[str, Any]) -> list[str]:
+    declared = getattr(getattr(policy, "config_schema", None), "properties", None) or {}
+    schema = {"type": "object", "properties": declared, "additionalProperties": False}
+    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    problems = []
+    for error in sorted(validator.iter_errors(properties), key=lambda e: list(e.path)):
+        where = ".".join([name, *(str(p) for p in error.path)])
+        if error.validator == "additionalProperties":
+            known_keys = ", ".join(declared) or "none"
+            problems.append(f"{where}: {error.message}; this policy's properties: {known_keys}.")
+        else:
+            problems.append(f"{where}: {error.message}; see the policy's config schema in policies/README.md.")
+    return problems
+
+
+def run_policies(plan: Plan, policies: list, settings: Mapping[str, PolicySettings] | None = None) -> list[Violation]:
+    return run_on(policy_resources(plan), policies, settings)
+
+
+def run_on(resources: list[PolicyResource], policies: list,
+           settings: Mapping[str, PolicySettings] | None = None) -> list[Violation]:
+    """Every violation the policies report on these resources, in policy order.
+
+    Levels resolve as in the Pulumi engine: a policy's own setting, else ``all``, else the level the
+    policy declares. Properties are the schema's defaults overlaid with the configured ones.
+    """
+    settings = settings or {}
     found: list[Violation] = []
 
     def reporter(policy, level: EnforcementLevel, default_urn: str | None):
@@ -85,11 +165,15 @@ def run_on(resources: list[PolicyResource], policies: list) -> list[Violation]:
             found.append(Violation(policy.name, level.value, urn or default_urn, message))
         return report
 
+    everyone = settings.get("all", PolicySettings())
     for policy in policies:
-        level = policy.enforcement_level or EnforcementLevel.ADVISORY
+        own = settings.get(policy.name, PolicySettings())
+        level = own.level or everyone.level or policy.enforcement_level or EnforcementLevel.ADVISORY
+        if level is EnforcementLevel.REMEDIATE:  # nothing in the pack remediates; the engine reports it so
+            level = EnforcementLevel.MANDATORY
         if level is EnforcementLevel.DISABLED:
             continue
-        config = default_config(policy)
+        config = {**default_config(policy), **own.properties}
         if isinstance(policy, StackValidationPolicy):
             policy.validate(StackValidationArgs(resources, config), reporter(policy, level, None))
         elif isinstance(policy, ResourceValidationPolicy):

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("stack", metavar="STACK", help="stack name: reads stacks/Pulumi.STACK.yaml")
     check.add_argument("--stack-file", type=Path, metavar="PATH", help="read this stack file instead")
+    check.add_argument("--policy-config", type=Path, metavar="PATH",
+                       help="policy config JSON, the file `pulumi preview --policy-pack-config` takes: "
+                       "enforcement levels and policy properties")
     check.add_argument("--json", action="store_true", help="print the violations as JSON")
     check.set_defaults(run=_check)
     return parser
@@ -111,12 +114,22 @@ def _load_and_plan(args: argparse.Namespace):
 def _check(args: argparse.Namespace) -> int:
     from neurodock_policies import POLICIES
 
-    from infra.check import run_policies
+    from infra.check import PolicyConfigError, load_policy_config, run_policies
 
+    settings = {}
+    if args.policy_config:
+        # Before planning, so a typo in the file costs nothing.
+        try:
+            settings = load_policy_config(args.policy_config, POLICIES)
+        except PolicyConfigError as exc:
+            print(f"neurodock: --policy-config {args.policy_config}: {len(exc.problems)} problem(s):", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return EXIT_USAGE
     plan = _load_and_plan(args)
     if isinstance(plan, int):
         return plan
-    violations = run_policies(plan, POLICIES)
+    violations = run_policies(plan, POLICIES, settings)
     mandatory = [v for v in violations if v.enforcement == "mandatory"]
     if args.json:
         print(json.dumps({"stack": args.stack, "policies": [p.name for p in POLICIES],

@@ -14,7 +14,7 @@ import pytest
 from neurodock_policies import MODULES, POLICIES
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
-from infra.check import policy_resources, run_on, run_policies
+from infra.check import PolicyConfigError, PolicySettings, load_policy_config, policy_resources, run_on, run_policies
 from tests.conftest import SHIPPED_STACKS, stack_document
 
 
@@ -94,8 +94,8 @@ CASES = [
      None),  # message checked in its own test: it names the Deployment
     ("no-public-exposure", "dev", "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy", lambda r: True,
      lambda r: r.props["spec"]["provider"]["kubernetes"]["envoyService"].update(type="LoadBalancer"),
-     "EnvoyProxy 'neurodock-gateway/{name}' is a public load balancer that has no loadBalancerSourceRanges; list "
-     "the client CIDRs allowed in loadBalancerSourceRanges (NeuroDock: gateway.allowedCidrs), or keep it ClusterIP."),
+     "EnvoyProxy 'neurodock-gateway/{name}' is reachable from the internet and has no source ranges; list the "
+     "client CIDRs allowed (loadBalancerSourceRanges; NeuroDock: gateway.allowedCidrs), or keep it internal."),
     ("eks-cluster-hardening", "staging", "aws:eks/cluster:Cluster", lambda r: True,
      lambda r: r.props["vpcConfig"].update(publicAccessCidrs=["0.0.0.0/0"]),
      "EKS cluster '{name}' has a public API endpoint open to the internet; set vpcConfig.endpointPublicAccess to "
@@ -235,3 +235,94 @@ def test_check_exits_1_on_a_mandatory_violation_and_2_on_bad_config(write_stack)
     result = run_cli("check", "prod", "--stack-file", str(write_stack(document)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "neurodock:nodePools[1].gpu.count" in result.stderr
+
+
+def only(name):
+    return [p for p in POLICIES if p.name == name]
+
+
+def test_public_exposure_thresholds_and_internal_load_balancers(shipped_plans):
+    resources = resources_of(shipped_plans, "dev")
+    proxy = pick(resources, "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy")
+    service = proxy.props["spec"]["provider"]["kubernetes"]["envoyService"]
+    service.update(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8"])
+    policy = only("no-public-exposure")
+    assert run_on([proxy], policy) == []
+    [v] = run_on([proxy], policy, {"no-public-exposure": PolicySettings(properties={"minIpv4PrefixLength": 16})})
+    assert "is reachable from the internet and allows 10.0.0.0/8, wider than /16;" in v.message
+    service["loadBalancerSourceRanges"] = ["0.0.0.0/1"]
+    [v] = run_on([proxy], policy)
+    assert "allows 0.0.0.0/1, wider than /8;" in v.message
+    service["annotations"] = {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}
+    assert run_on([proxy], policy) == []
+
+
+def test_an_ingress_without_an_allow_list_is_public(shipped_plans):
+    from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions
+
+    annotations = {}
+    ingress = PolicyResource(
+        "kubernetes:networking.k8s.io/v1:Ingress",
+        {"metadata": {"name": "chat", "namespace": "neurodock-gateway", "annotations": annotations}, "spec": {}},
+        "urn:ingress", "chat", PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
+        None, None, [], {})
+    [v] = run_on([ingress], only("no-public-exposure"))
+    assert v.message == ("Ingress 'neurodock-gateway/chat' is reachable from the internet and has neither an "
+                         "internal scheme nor a source allow-list annotation; list the client CIDRs allowed "
+                         "(loadBalancerSourceRanges; NeuroDock: gateway.allowedCidrs), or keep it internal.")
+    annotations["nginx.ingress.kubernetes.io/whitelist-source-range"] = "198.51.100.0/24, 203.0.113.0/24"
+    assert run_on([ingress], only("no-public-exposure")) == []
+    annotations["nginx.ingress.kubernetes.io/whitelist-source-range"] = "0.0.0.0/0"
+    assert len(run_on([ingress], only("no-public-exposure"))) == 1
+    annotations.clear()
+    annotations["alb.ingress.kubernetes.io/scheme"] = "internal"
+    assert run_on([ingress], only("no-public-exposure")) == []
+
+
+def test_secret_name_pattern_is_configurable(shipped_plans):
+    resources = resources_of(shipped_plans, "staging")
+    engine(pick(resources, DEPLOYMENT, model_server)).setdefault("env", []).append(
+        {"name": "HF_READ_CRED", "value": "not-a-known-token-shape"})
+    assert run_on(resources, only("no-plaintext-secrets")) == []
+    settings = {"no-plaintext-secrets": PolicySettings(properties={"secretNamePattern": r"_cred$"})}
+    [v] = run_on(resources, only("no-plaintext-secrets"), settings)
+    assert "puts a secret in plain text in env 'HF_READ_CRED'" in v.message
+
+
+def test_gpu_headroom_is_configurable(shipped_plans):
+    resources = resources_of(shipped_plans, "prod")
+    assert run_on(resources, only("model-fits-gpu")) == []
+    found = run_on(resources, only("model-fits-gpu"), {"model-fits-gpu": PolicySettings(properties={"minFreeGib": 5})})
+    # The 8B model needs 18 GiB of an L4's 19.8 usable: stable, canary and shadow all lose their headroom.
+    assert len(found) == 3 and all("needs 18.0 GiB per GPU and 5 GiB must stay free but pool 'gpu-l4'" in v.message
+                                   for v in found)
+
+
+def test_policy_config_levels_resolve_as_in_the_engine(shipped_plans, tmp_path):
+    path = tmp_path / "policy-config.json"
+    path.write_text('{"all": "advisory", "model-fits-gpu": {"enforcementLevel": "mandatory", "minFreeGib": 5},'
+                    ' "images-pinned-by-digest": "disabled"}')
+    settings = load_policy_config(path, POLICIES)
+    found = run_policies(shipped_plans["prod"], POLICIES, settings)
+    assert {v.policy for v in found if v.enforcement == "mandatory"} == {"model-fits-gpu"}
+    assert "images-pinned-by-digest" not in {v.policy for v in found}
+
+
+def test_a_bad_policy_config_names_each_key_and_exits_2(tmp_path):
+    path = tmp_path / "policy-config.json"
+    path.write_text('{"no-such-policy": "mandatory", "model-fits-gpu": {"enforcementLevel": "strict"},'
+                    ' "no-public-exposure": {"minIpv4PrefixLength": 40, "minPrefix": 8},'
+                    ' "no-plaintext-secrets": {"secretNamePattern": "("}}')
+    with pytest.raises(PolicyConfigError) as caught:
+        load_policy_config(path, POLICIES)
+    problems = caught.value.problems
+    assert problems[0].startswith("no-such-policy: no such policy in the pack; use 'all' or one of: ")
+    assert problems[1] == ("model-fits-gpu.enforcementLevel: 'strict' is not a level; use one of: advisory, "
+                           "mandatory, remediate, disabled.")
+    assert problems[2].startswith("no-public-exposure: Additional properties are not allowed ('minPrefix' was "
+                                  "unexpected); this policy's properties: minIpv4PrefixLength, minIpv6PrefixLength.")
+    assert problems[3].startswith("no-public-exposure.minIpv4PrefixLength: 40 is greater than the maximum of 32")
+    assert problems[4].startswith("no-plaintext-secrets.secretNamePattern: '(' is not a 'regex'")
+    result = run_cli("check", "dev", "--policy-config", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model-fits-gpu.enforcementLevel" in result.stderr and result.stdout == ""

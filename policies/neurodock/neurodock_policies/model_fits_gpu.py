@@ -4,6 +4,8 @@ server states its need per GPU (weights / tensor-parallel size + KV cache + runt
 
 from __future__ import annotations
 
+from pulumi_policy import PolicyConfigSchema
+
 from components.gpu.catalog import GPU_MODELS
 from neurodock_policies.support import describe, dig, is_model_server, known, pod_spec, stack_policy
 
@@ -11,6 +13,10 @@ NAME = "model-fits-gpu"
 NEED_ANNOTATION = "neurodock.io/gpu-memory-need-gib"
 POOL_LABEL = "neurodock.io/pool"
 GPU_TYPE_LABEL = "neurodock.io/gpu-type"
+CONFIG_SCHEMA = PolicyConfigSchema(properties={
+    "minFreeGib": {"type": "number", "minimum": 0, "default": 0,
+                   "description": "GiB per GPU that must stay free beyond the model's need (fragmentation, "
+                                  "CUDA graphs, a longer context later)."}})
 
 
 def _pool_gpu_types(resources) -> dict[str, str]:
@@ -35,6 +41,7 @@ def _utilisation(command: list) -> float:
 
 def check(resources, config) -> list[tuple[str, str]]:
     pools = _pool_gpu_types(resources)
+    free = float(config.get("minFreeGib", 0))
     out = []
     for r in resources:
         if not is_model_server(r.resource_type, r.props):
@@ -47,10 +54,12 @@ def check(resources, config) -> list[tuple[str, str]]:
         gpu = GPU_MODELS[pools[pool]]
         engine = (pod.get("containers") or [{}])[0]
         usable = gpu.memory_gib * _utilisation(list(engine.get("command") or []) + list(engine.get("args") or []))
-        if float(need) > usable:
-            out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} needs {float(need):.1f} GiB per GPU but "
-                               f"pool '{pool}' has {gpu.name} GPUs with {usable:.1f} GiB usable; use more GPUs per "
-                               "replica, a shorter context, quantization, or a pool with larger GPUs."))
+        if float(need) + free > usable:
+            spare = f" and {free:g} GiB must stay free" if free else ""
+            what = describe(r.resource_type, r.props, r.name)
+            out.append((r.urn, f"{what} needs {float(need):.1f} GiB per GPU{spare} but pool '{pool}' has "
+                               f"{gpu.name} GPUs with {usable:.1f} GiB usable; use more GPUs per replica, a shorter "
+                               "context, quantization, or a pool with larger GPUs."))
     return out
 
 
@@ -58,4 +67,5 @@ POLICY = stack_policy(
     NAME,
     "Every model fits the GPU memory of its pool.",
     check,
+    config_schema=CONFIG_SCHEMA,
 )

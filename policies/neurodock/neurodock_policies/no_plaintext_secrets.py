@@ -6,21 +6,29 @@ from __future__ import annotations
 
 import re
 
+from pulumi_policy import PolicyConfigSchema
+
 from neurodock_policies.support import SECRET, all_containers, describe, known, pod_spec, stack_policy
 
 NAME = "no-plaintext-secrets"
-SECRET_NAME = re.compile(r"(password|passwd|secret|token|api[-_]?key|private[-_]?key|credentials?)$", re.I)
+DEFAULT_SECRET_NAME_PATTERN = r"(password|passwd|secret|token|api[-_]?key|private[-_]?key|credentials?)$"
+CONFIG_SCHEMA = PolicyConfigSchema(properties={
+    "secretNamePattern": {
+        "type": "string", "format": "regex", "default": DEFAULT_SECRET_NAME_PATTERN,
+        "description": "Env vars, ConfigMap keys and outputs whose names match this (case-insensitive) "
+                       "hold secrets."}})
 SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\bhf_[A-Za-z0-9]{30,}|\bsk-[A-Za-z0-9_-]{20,}"
                           r"|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}")
 
 
-def _looks_secret(name: str, value: object) -> bool:
-    if not known(value) or not isinstance(value, str) or not value:
-        return False
-    return bool(SECRET_NAME.search(name)) or bool(SECRET_VALUE.search(value))
-
-
 def check(resources, config) -> list[tuple[str, str]]:
+    secret_name = re.compile(config.get("secretNamePattern", DEFAULT_SECRET_NAME_PATTERN), re.I)
+
+    def _looks_secret(name: str, value: object) -> bool:
+        if not known(value) or not isinstance(value, str) or not value:
+            return False
+        return bool(secret_name.search(name)) or bool(SECRET_VALUE.search(value))
+
     out = []
     for r in resources:
         what = describe(r.resource_type, r.props, r.name)
@@ -46,4 +54,5 @@ POLICY = stack_policy(
     NAME,
     "No plaintext secrets in env vars, ConfigMaps or stack outputs.",
     check,
+    config_schema=CONFIG_SCHEMA,
 )
