@@ -69,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
                        "enforcement levels and policy properties")
     check.add_argument("--json", action="store_true", help="print the violations as JSON")
     check.set_defaults(run=_check)
+
+    stacks = commands.add_parser(
+        "stacks",
+        help="list the shipped stacks with their cloud, region and environment",
+        description="Validate every stacks/Pulumi.*.yaml and list it. CI builds its per-stack jobs from "
+        "`neurodock stacks --json`, so a new stack file is previewed without editing a workflow.",
+    )
+    stacks.add_argument("--json", action="store_true", help="print a JSON list")
+    stacks.set_defaults(run=_stacks)
     return parser
 
 
@@ -140,6 +149,33 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{args.stack}: {len(POLICIES)} policies, {len(mandatory)} mandatory and "
               f"{len(violations) - len(mandatory)} advisory violations")
     return EXIT_FAILURE if mandatory else EXIT_OK
+
+
+def _stacks(args: argparse.Namespace) -> int:
+    from infra.config import ConfigError
+    from infra.plan.engine import validate
+    from infra.plan.stackfile import StackFileError, load_stack_file, stack_names
+
+    rows = []
+    for name in stack_names():
+        try:
+            stack = load_stack_file(name)
+            config = validate(stack)
+        except StackFileError as exc:
+            print(f"neurodock: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except ConfigError as exc:
+            _print_config_error(stack.path, exc)
+            return EXIT_USAGE
+        rows.append({"stack": name, "provider": str(config.cloud.provider),
+                     "region": getattr(config.cloud, "region", None), "environment": config.environment,
+                     "file": str(stack.path.relative_to(stack.path.parents[1]))})
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['stack']:12} {row['provider']:5} {row['region'] or '-':16} {row['environment']}")
+    return EXIT_OK
 
 
 def _print_config_error(path: Path, exc: Exception) -> None:
