@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, metavar="DIR",
                       help="write resources.json, outputs.json, manifests/ and helm-releases.yaml to DIR")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text")
+    plan.add_argument("--bootstrap", action="store_true",
+                      help="the state-backend project (infra/bootstrap): STACK is aws or gcp")
     plan.set_defaults(run=_plan)
 
     check = commands.add_parser(
@@ -68,7 +70,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="policy config JSON, the file `pulumi preview --policy-pack-config` takes: "
                        "enforcement levels and policy properties")
     check.add_argument("--json", action="store_true", help="print the violations as JSON")
+    check.add_argument("--bootstrap", action="store_true",
+                       help="the state-backend project (infra/bootstrap): STACK is aws or gcp")
     check.set_defaults(run=_check)
+
+    diff = commands.add_parser(
+        "diff",
+        help="compare two stacks' offline plans resource by resource",
+        description="Plan stacks A and B offline and list the resources added, removed and changed, with each "
+        "changed value and whether stack B's location (region, zones, project) explains it.",
+    )
+    diff.add_argument("a", metavar="A", help="first stack (stacks/Pulumi.A.yaml)")
+    diff.add_argument("b", metavar="B", help="second stack (stacks/Pulumi.B.yaml)")
+    diff.add_argument("--stack-file", action="append", default=[], metavar="STACK=PATH",
+                      help="read this file for STACK instead of stacks/Pulumi.STACK.yaml (repeatable); when A and "
+                      "B are the same stack, the file is B: what would this edit change?")
+    diff.add_argument("--location-only", action="store_true",
+                      help="exit 1 unless every difference is explained by the location (a DR stack's check)")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    diff.set_defaults(run=_diff)
 
     stacks = commands.add_parser(
         "stacks",
@@ -102,11 +122,12 @@ def _plan(args: argparse.Namespace) -> int:
 def _load_and_plan(args: argparse.Namespace):
     """The stack's offline plan, or an exit code when it cannot be had."""
     from infra.config import ConfigError
-    from infra.plan.engine import ProgramError, run_plan
-    from infra.plan.stackfile import StackFileError, load_stack_file
+    from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
+    from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file
 
     try:
-        stack = load_stack_file(args.stack, args.stack_file)
+        root = BOOTSTRAP_DIR if getattr(args, "bootstrap", False) else REPO_ROOT
+        stack = load_stack_file(args.stack, args.stack_file, root=root)
     except StackFileError as exc:
         print(f"neurodock: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -149,6 +170,33 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{args.stack}: {len(POLICIES)} policies, {len(mandatory)} mandatory and "
               f"{len(violations) - len(mandatory)} advisory violations")
     return EXIT_FAILURE if mandatory else EXIT_OK
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from infra.diff import diff_plans, render
+
+    files: dict[str, Path] = {}
+    for item in args.stack_file:
+        stack, sep, path = item.partition("=")
+        if not sep or stack not in (args.a, args.b) or not path:
+            print(f"neurodock: --stack-file {item!r}: write it as STACK=PATH with STACK one of "
+                  f"{args.a!r}, {args.b!r}", file=sys.stderr)
+            return EXIT_USAGE
+        files[stack] = Path(path)
+    plans = []
+    for side, stack in (("a", args.a), ("b", args.b)):
+        # `neurodock diff prod prod --stack-file prod=edited.yaml`: the file is the B side.
+        file = None if side == "a" and args.a == args.b else files.get(stack)
+        plan = _load_and_plan(argparse.Namespace(stack=stack, stack_file=file))
+        if isinstance(plan, int):
+            return plan
+        plans.append(plan)
+    result = diff_plans(*plans)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        sys.stdout.write(render(result))
+    return EXIT_FAILURE if args.location_only and result.other else EXIT_OK
 
 
 def _stacks(args: argparse.Namespace) -> int:

@@ -66,8 +66,10 @@ def test_every_child_has_a_registered_parent(shipped_plans, stack):
 def test_kubeconfig_is_a_secret_output(shipped_plans, stack):
     outputs = shipped_plans[stack].outputs
     assert outputs["kubeconfig"] == SECRET
-    assert outputs["environment"] == stack
-    assert outputs["clusterName"] == f"neurodock-{stack}"
+    # A DR stack is its primary's environment in another place: same names, other location.
+    environment = stack.removesuffix("-dr")
+    assert outputs["environment"] == environment
+    assert outputs["clusterName"] == f"neurodock-{environment}"
 
 
 def test_eks_outputs_look_like_eks(shipped_plans):

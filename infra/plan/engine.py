@@ -13,18 +13,23 @@ import pulumi
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from infra.bootstrap.config import NAMESPACE as BOOTSTRAP_PROJECT
+from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
 from infra.plan.mocks import SECRET, UNKNOWN, PlanMocks, RecordingMonitor, Registration
 from infra.plan.stackfile import StackFile
 
 PROGRAM_DIR = Path(__file__).resolve().parents[1]
 """``infra/``, the directory Pulumi.yaml's ``main`` names."""
+BOOTSTRAP_DIR = PROGRAM_DIR / "bootstrap"
+"""``infra/bootstrap/``: the state-backend project, with its own Pulumi.yaml and stacks."""
 
 
 @dataclass(frozen=True)
 class Plan:
     stack: StackFile
-    config: StackConfig
+    config: Any
+    """The validated config: a ``StackConfig``, or a ``BootstrapConfig`` for the bootstrap project."""
     resources: list[Registration]
     outputs: dict[str, Any]
     """Stack outputs, secrets as ``[secret]``, unknown values as ``[unknown]``."""
@@ -46,15 +51,19 @@ class ProgramError(Exception):
 
 def validate(stack: StackFile) -> StackConfig:
     """The stack's configuration, validated (raises ``ConfigError``)."""
+    if stack.project == BOOTSTRAP_PROJECT:
+        return parse_bootstrap_config(stack.config)
     return parse_config(stack.config, stack.secret_keys)
 
 
 def run_plan(stack: StackFile) -> Plan:
-    """Validate the stack's config, then run ``infra/__main__.py`` under mocks.
+    """Validate the stack's config, then run its project's program under mocks (``infra/__main__.py``,
+    or ``infra/bootstrap/__main__.py`` for the bootstrap project).
 
     Configuration errors surface before the program starts, so nothing is ever half-registered.
     """
     config = validate(stack)
+    program = BOOTSTRAP_DIR if stack.project == BOOTSTRAP_PROJECT else PROGRAM_DIR
     mocks = PlanMocks()
     monitor = RecordingMonitor(mocks)
     log = _CollectingLogger()
@@ -67,7 +76,7 @@ def run_plan(stack: StackFile) -> Plan:
                                  logger=log)
         try:
             # The same call the Python language host makes for `main: infra/`.
-            loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM_DIR), run_name="__main__")))
+            loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
         except pulumi.RunError as exc:
             raise ProgramError(str(exc)) from None
         root = pulumi_settings.get_root_resource()

@@ -37,6 +37,11 @@ def digest(*parts: str, length: int = 16) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
+def gcp_project_number(project: str) -> str:
+    """The mock's project number of a project id: 12 digits, stable per project."""
+    return str(int(digest(project, length=10), 16) % 10**12).rjust(12, "1")
+
+
 def is_k8s_object(type_: str) -> bool:
     return type_.startswith("kubernetes:") and not type_.startswith(_K8S_NON_OBJECTS)
 
@@ -193,8 +198,13 @@ class PlanMocks(pulumi.runtime.Mocks):
         a = wire_to_json(args.args, redact=False)
         if args.token == "gcp:organizations/getProject:getProject":
             project = a.get("projectId", "project")
-            number = str(int(digest(project, length=10), 16) % 10**12).rjust(12, "1")
-            return {"projectId": project, "number": number, "name": project, "id": f"projects/{project}"}
+            return {"projectId": project, "number": gcp_project_number(project), "name": project,
+                    "id": f"projects/{project}"}
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+            project = a.get("project", "project")
+            email = f"service-{gcp_project_number(project)}@gs-project-accounts.iam.gserviceaccount.com"
+            return {"project": project, "emailAddress": email, "member": f"serviceAccount:{email}",
+                    "id": email}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": AWS_ACCOUNT_ID, "arn": f"arn:aws:iam::{AWS_ACCOUNT_ID}:user/neurodock",
                     "userId": "AIDA" + digest("user").upper(), "id": AWS_ACCOUNT_ID}
@@ -242,8 +252,23 @@ def _aws_named(service: str, kind: str, *, regional: bool):
 
 def _kms_key(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
     key_id = _uuid(typ, name)
-    region = provider.get("region", "us-east-1")
+    region = inputs.get("region") or provider.get("region", "us-east-1")
     return key_id, {**inputs, "keyId": key_id, "arn": f"arn:aws:kms:{region}:{AWS_ACCOUNT_ID}:key/{key_id}"}
+
+
+def _s3_bucket(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    # Auto-named like the provider: the prefix and 26 characters of time-ordered id.
+    bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', name + '-')}{digest(typ, name, length=26)}"
+    region = inputs.get("region") or provider.get("region", "us-east-1")
+    return bucket, {**inputs, "bucket": bucket, "arn": f"arn:aws:s3:::{bucket}", "region": region,
+                    "bucketRegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com"}
+
+
+def _gcs_bucket(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    bucket = inputs.get("name") or f"{name}-{digest(typ, name, length=7)}"
+    project = inputs.get("project") or provider.get("project", "project")
+    return bucket, {**inputs, "name": bucket, "project": project, "url": f"gs://{bucket}",
+                    "selfLink": f"https://www.googleapis.com/storage/v1/b/{bucket}"}
 
 
 def _eks_cluster(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
@@ -405,6 +430,9 @@ _HANDLERS = {
     "aws:iam/policy:Policy": _aws_named("iam", "policy", regional=False),
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
     "aws:kms/key:Key": _kms_key,
+    "aws:kms/alias:Alias": _aws_named("kms", "alias", regional=True),
+    "aws:s3/bucket:Bucket": _s3_bucket,
+    "gcp:storage/bucket:Bucket": _gcs_bucket,
     "aws:cloudwatch/logGroup:LogGroup": _aws_named("logs", "log-group", regional=True),
     "aws:eks/cluster:Cluster": _eks_cluster,
     "aws:eks/nodeGroup:NodeGroup": _node_group,

@@ -25,10 +25,16 @@ def counts_by_type(plan: Plan) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def cloud_of(plan: Plan) -> str:
+    """``kind``/``eks``/``gke`` for a NeuroDock stack, ``aws``/``gcp`` for a bootstrap stack."""
+    cloud = plan.config.cloud
+    return str(getattr(cloud, "provider", cloud))
+
+
 def text(plan: Plan) -> str:
     custom = [r for r in plan.resources if r.custom]
     lines = [
-        f"Plan of stack '{plan.stack.stack}' ({plan.config.cloud.provider}) from {plan.stack.path}",
+        f"Plan of stack '{plan.stack.stack}' ({cloud_of(plan)}) from {plan.stack.path}",
         "Offline, under mocks: nothing was created and no credentials were used.",
         "",
         "Component tree",
@@ -75,7 +81,7 @@ def as_json(plan: Plan) -> dict[str, Any]:
     return {
         "stack": plan.stack.stack,
         "project": plan.stack.project,
-        "cloud": plan.config.cloud.provider,
+        "cloud": cloud_of(plan),
         "resourceCount": sum(1 for r in plan.resources if r.custom),
         "countsByType": counts_by_type(plan),
         "outputs": plan.outputs,

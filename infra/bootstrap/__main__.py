@@ -1,0 +1,34 @@
+"""The bootstrap program: the state backend every NeuroDock stack logs in to.
+
+``pulumi up -s aws`` (or ``gcp``) in ``infra/bootstrap``. Run once per organisation and cloud,
+before any stack; it holds no cluster and is never destroyed (everything in it is protected).
+"""
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+
+from components.state import Cloud, StateBackend, StateBackendArgs
+from infra.bootstrap.config import parse_bootstrap_config
+from infra.config import ConfigError
+
+try:
+    config = parse_bootstrap_config({**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()})
+except ConfigError as error:
+    raise pulumi.RunError(f"invalid stack configuration:\n{error}") from None
+
+labels = {**config.tags, "managed-by": "neurodock-bootstrap"}
+if config.cloud == "aws":
+    provider = aws.Provider("aws", region=config.location)
+else:
+    provider = gcp.Provider("gcp", project=config.project)
+backend = StateBackend(
+    "neurodock",
+    StateBackendArgs(cloud=Cloud(config.cloud), location=config.location, project=config.project,
+                     replica_region=config.replica_region, noncurrent_version_days=config.noncurrent_version_days,
+                     labels=labels),
+    opts=pulumi.ResourceOptions(providers=[provider]),
+)
+pulumi.export("backendUrl", backend.backend_url)
+pulumi.export("secretsProvider", backend.secrets_provider)
+pulumi.export("weightsUrl", backend.weights_url)

@@ -1,0 +1,197 @@
+"""``neurodock diff A B``: two stacks' offline plans compared resource by resource.
+
+Resources are matched by their URN without the stack part (type chain and name), so the same
+program on two stacks lines up. Kubernetes objects are compared as the provider would send them,
+cloud resources by their inputs, and both by the options that decide what survives a destroy
+(``protect``, ``retainOnDelete``). Stack outputs are compared as one more entry.
+
+Each changed value is classed as *location* when substituting stack A's location (zones, region,
+project) by stack B's turns A's value into B's: that is what moving a stack to another region is
+expected to change, and nothing else. A disaster-recovery stack must differ from its primary only
+so (``--location-only``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.plan.engine import Plan
+from infra.plan.mocks import gcp_project_number
+
+OPTIONS_COMPARED = ("protect", "retainOnDelete")
+OUTPUTS_KEY = "pulumi:pulumi:Stack::outputs"
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    """Where in the resource: ``inputs.location``, ``manifest.spec.replicas``, ``options.protect``."""
+    old: Any
+    new: Any
+    location: bool
+    """True when the difference is only the stacks' location (region, zones, project)."""
+
+
+@dataclass(frozen=True)
+class ResourceDiff:
+    key: str
+    """The URN without its stack part: ``<type chain>::<name>``."""
+    status: str
+    """``added`` (only in B), ``removed`` (only in A) or ``changed``."""
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def location_only(self) -> bool:
+        return self.status == "changed" and all(c.location for c in self.changes)
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    a: str
+    b: str
+    compared: int
+    """Resources present in both plans."""
+    location_pairs: list[tuple[str, str]]
+    """The location settings that differ (A's value, B's value). Cloud ids of matched resources
+    count as location too: the same resource, created in the other place."""
+    resources: list[ResourceDiff]
+
+    @property
+    def other(self) -> list[ResourceDiff]:
+        """Every difference that is not explained by the location."""
+        return [r for r in self.resources if not r.location_only]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "a": self.a, "b": self.b, "compared": self.compared,
+            "locationSubstitutions": [{"a": x, "b": y} for x, y in self.location_pairs],
+            "resources": [{"key": r.key, "status": r.status, "locationOnly": r.location_only,
+                           "changes": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location}
+                                       for c in r.changes]} for r in self.resources],
+        }
+
+
+def location_pairs(a: Plan, b: Plan) -> list[tuple[str, str]]:
+    """(A's value, B's value) for each location setting that differs, longest A value first so a
+    zone (``europe-west4-a``) is substituted before the region it contains."""
+    pairs: list[tuple[str, str]] = []
+    ca, cb = a.config.cloud, b.config.cloud
+    for attr in ("project", "region"):
+        x, y = getattr(ca, attr, None), getattr(cb, attr, None)
+        if isinstance(x, str) and isinstance(y, str) and x != y:
+            pairs.append((x, y))
+            if attr == "project":
+                # Service agents are named by project number, which a real preview looks up.
+                pairs.append((gcp_project_number(x), gcp_project_number(y)))
+    za, zb = list(getattr(ca, "zones", []) or []), list(getattr(cb, "zones", []) or [])
+    if len(za) == len(zb):
+        pairs += [(x, y) for x, y in zip(za, zb, strict=True) if x != y]
+    return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
+
+
+def diff_plans(a: Plan, b: Plan) -> PlanDiff:
+    pairs = location_pairs(a, b)
+    # Logical names may carry a zone (one subnet per zone): match A's names as they read in B's location.
+    left = {_relocated(key, pairs): body for key, body in _index(a).items()}
+    right = _index(b)
+    # A matched resource has its own cloud id on each side; a reference to it is the same reference.
+    ids_a, ids_b = _ids(a, pairs), _ids(b, [])
+    pairs = sorted(pairs + [(ids_a[k], ids_b[k]) for k in ids_a.keys() & ids_b.keys() if ids_a[k] != ids_b[k]],
+                   key=lambda p: len(p[0]), reverse=True)
+    out: list[ResourceDiff] = []
+    for key in sorted(left.keys() | right.keys()):
+        if key not in right:
+            out.append(ResourceDiff(key, "removed"))
+        elif key not in left:
+            out.append(ResourceDiff(key, "added"))
+        else:
+            changes = [Change(path, x, y, _relocated(x, pairs) == y)
+                       for path, x, y in _leaf_diffs(left[key], right[key], "")]
+            if changes:
+                out.append(ResourceDiff(key, "changed", changes))
+    return PlanDiff(a.stack.stack, b.stack.stack, len(left.keys() & right.keys()), location_pairs(a, b), out)
+
+
+def _ids(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, str]:
+    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+    return {_relocated(r.urn.removeprefix(prefix), pairs): r.id for r in plan.resources
+            if isinstance(r.id, str) and len(r.id) >= 8}
+
+
+def _index(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Each resource's comparable content under its stack-independent key."""
+    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+    out: dict[str, dict[str, Any]] = {}
+    for r in plan.resources:
+        if r.type == "pulumi:pulumi:Stack":
+            continue
+        key = r.urn.removeprefix(prefix)
+        body = {"manifest": r.manifest} if r.manifest is not None else {"inputs": r.inputs}
+        body["options"] = {k: bool(r.options.get(k)) for k in OPTIONS_COMPARED}
+        out[key] = _strip_stack(body, prefix)
+    out[OUTPUTS_KEY] = {"outputs": plan.outputs}
+    return out
+
+
+def _strip_stack(value: Any, prefix: str) -> Any:
+    """URNs inside values (dependencies, parents) name the stack: make them comparable."""
+    if isinstance(value, str):
+        return value.replace(prefix, "urn:pulumi:STACK::PROJECT::")
+    if isinstance(value, dict):
+        return {k: _strip_stack(v, prefix) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_stack(v, prefix) for v in value]
+    return value
+
+
+def _leaf_diffs(x: Any, y: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
+    if isinstance(x, dict) and isinstance(y, dict):
+        for k in sorted(x.keys() | y.keys(), key=str):
+            yield from _leaf_diffs(x.get(k), y.get(k), f"{path}.{k}" if path else str(k))
+    elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
+            yield from _leaf_diffs(u, v, f"{path}[{i}]")
+    elif x != y:
+        yield path, x, y
+
+
+def _relocated(value: Any, pairs: list[tuple[str, str]]) -> Any:
+    """``value`` as it would read in stack B's location."""
+    if isinstance(value, str):
+        for old, new in pairs:
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        return {k: _relocated(v, pairs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relocated(v, pairs) for v in value]
+    return value
+
+
+def render(diff: PlanDiff) -> str:
+    marks = {"added": "+", "removed": "-", "changed": "~"}
+    lines = [f"neurodock diff {diff.a} {diff.b}"]
+    if diff.location_pairs:
+        lines.append("location: " + ", ".join(f"{x} -> {y}" for x, y in diff.location_pairs))
+    for r in diff.resources:
+        tag = "  (location only)" if r.location_only else ""
+        lines.append(f"{marks[r.status]} {r.key}{tag}")
+        for c in r.changes:
+            why = "location" if c.location else "OTHER"
+            lines.append(f"    {c.path}: {_short(c.old)} -> {_short(c.new)}  [{why}]")
+    changed = [r for r in diff.resources if r.status == "changed"]
+    lines.append(
+        f"{diff.compared} resources in both; {len(changed)} changed "
+        f"({sum(r.location_only for r in changed)} only by location), "
+        f"{sum(r.status == 'added' for r in diff.resources)} added, "
+        f"{sum(r.status == 'removed' for r in diff.resources)} removed; "
+        f"{len(diff.other)} differences not explained by location")
+    return "\n".join(lines) + "\n"
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
