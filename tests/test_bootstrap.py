@@ -37,9 +37,12 @@ def test_aws_buckets_are_versioned_encrypted_private_tls_only_and_replicated(pla
     assert sorted(b.name for b in buckets) == ["neurodock-state", "neurodock-state-replica", "neurodock-weights",
                                                "neurodock-weights-replica"]
     by_name = {b.name: b for b in buckets}
-    keys = {k.name: k for k in of_type(plan, "aws:kms/key:Key")}
+    keys = {k.name: k for k in of_type(plan, "aws:kms/key:Key") + of_type(plan, "aws:kms/replicaKey:ReplicaKey")}
     assert {k.name: k.inputs["region"] for k in keys.values()} == {"neurodock-key": "us-west-2",
                                                                     "neurodock-replica-key": "us-east-2"}
+    # One multi-Region key: the replica region can decrypt stack secrets when the primary is down.
+    assert keys["neurodock-key"].inputs["multiRegion"] is True
+    assert keys["neurodock-replica-key"].id == keys["neurodock-key"].id and keys["neurodock-key"].id.startswith("mrk-")
     for b in buckets:
         assert kept(b) and b.inputs["forceDestroy"] is False
         replica = b.name.endswith("-replica")
@@ -61,7 +64,8 @@ def test_aws_buckets_are_versioned_encrypted_private_tls_only_and_replicated(pla
         [deny] = json.loads(policy.inputs["policy"])["Statement"]
         assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     for key in keys.values():
-        assert kept(key) and key.inputs["enableKeyRotation"] is True and key.inputs["deletionWindowInDays"] == 30
+        assert kept(key) and key.inputs["deletionWindowInDays"] == 30
+    assert keys["neurodock-key"].inputs["enableKeyRotation"] is True
     replications = of_type(plan, "aws:s3/bucketReplicationConfig:BucketReplicationConfig")
     assert sorted(r.inputs["rules"][0]["destination"]["bucket"] for r in replications) == sorted(
         f"arn:aws:s3:::{by_name[n].id}" for n in ("neurodock-state-replica", "neurodock-weights-replica"))

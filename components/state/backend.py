@@ -95,7 +95,17 @@ class StateBackend(pulumi.ComponentResource):
                       region=a.location, opts=self._child())
         buckets = {purpose: self._aws_bucket(purpose, a.location, key) for purpose in BUCKET_ROLES}
         if a.replica_region:
-            replica_key = self._aws_key("replica-key", a.replica_region, "replicas of the state and weights buckets")
+            # The same multi-Region key, usable in the replica region when the primary one is down:
+            # stack secrets stay decryptable (awskms://KEY?region=REPLICA) and replicas stay readable.
+            replica_key = aws.kms.ReplicaKey(
+                f"{self._name}-replica-key",
+                primary_key_arn=key.arn,
+                description="NeuroDock: Pulumi state, secrets and model weights (replica)",
+                deletion_window_in_days=30,
+                region=a.replica_region,
+                tags=self._args.labels,
+                opts=self._keep(),
+            )
             replicas = {p: self._aws_bucket(f"{p}-replica", a.replica_region, replica_key) for p in BUCKET_ROLES}
             role = self._aws_replication_role(key, replica_key, list(buckets.values()), list(replicas.values()))
             for purpose in BUCKET_ROLES:
@@ -121,6 +131,7 @@ class StateBackend(pulumi.ComponentResource):
             f"{self._name}-{role}",
             description=f"NeuroDock: {purpose}",
             enable_key_rotation=True,
+            multi_region=True,
             # The longest wait: a scheduled deletion can be cancelled for 30 days.
             deletion_window_in_days=30,
             region=region,
@@ -128,7 +139,7 @@ class StateBackend(pulumi.ComponentResource):
             opts=self._keep(),
         )
 
-    def _aws_bucket(self, purpose: str, region: str | None, key: aws.kms.Key) -> aws.s3.Bucket:
+    def _aws_bucket(self, purpose: str, region: str | None, key: aws.kms.Key | aws.kms.ReplicaKey) -> aws.s3.Bucket:
         n = f"{self._name}-{purpose}"
         bucket = aws.s3.Bucket(n, bucket_prefix=f"neurodock-{purpose}-", force_destroy=False, region=region,
                                tags={**self._args.labels, "neurodock:purpose": purpose}, opts=self._keep())
@@ -155,7 +166,7 @@ class StateBackend(pulumi.ComponentResource):
                             opts=self._child())
         return bucket
 
-    def _aws_replication_role(self, key: aws.kms.Key, replica_key: aws.kms.Key, sources: list[aws.s3.Bucket],
+    def _aws_replication_role(self, key: aws.kms.Key, replica_key: aws.kms.ReplicaKey, sources: list[aws.s3.Bucket],
                               replicas: list[aws.s3.Bucket]) -> aws.iam.Role:
         role = aws.iam.Role(
             f"{self._name}-replication",

@@ -252,6 +252,11 @@ def _aws_named(service: str, kind: str, *, regional: bool):
 
 def _kms_key(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
     key_id = _uuid(typ, name)
+    if typ == "aws:kms/replicaKey:ReplicaKey":
+        # A multi-Region key and its replicas share one id.
+        key_id = str(inputs.get("primaryKeyArn", "")).rsplit("/", 1)[-1]
+    elif inputs.get("multiRegion"):
+        key_id = "mrk-" + digest(typ, name, length=32)
     region = inputs.get("region") or provider.get("region", "us-east-1")
     return key_id, {**inputs, "keyId": key_id, "arn": f"arn:aws:kms:{region}:{AWS_ACCOUNT_ID}:key/{key_id}"}
 
@@ -430,6 +435,7 @@ _HANDLERS = {
     "aws:iam/policy:Policy": _aws_named("iam", "policy", regional=False),
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
     "aws:kms/key:Key": _kms_key,
+    "aws:kms/replicaKey:ReplicaKey": _kms_key,
     "aws:kms/alias:Alias": _aws_named("kms", "alias", regional=True),
     "aws:s3/bucket:Bucket": _s3_bucket,
     "gcp:storage/bucket:Bucket": _gcs_bucket,
