@@ -15,8 +15,16 @@ from neurodock_policies.support import (
 )
 
 NAME = "prod-stateful-resources-retained"
-STATEFUL = ("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey", "gcp:kms/cryptoKey:CryptoKey", "gcp:kms/keyRing:KeyRing", "aws:s3/bucket:Bucket",
-            "aws:s3/bucketV2:BucketV2", "gcp:storage/bucket:Bucket", "kubernetes:core/v1:PersistentVolumeClaim")
+STATEFUL = (
+    "aws:kms/key:Key",
+    "aws:kms/replicaKey:ReplicaKey",
+    "gcp:kms/cryptoKey:CryptoKey",
+    "gcp:kms/keyRing:KeyRing",
+    "aws:s3/bucket:Bucket",
+    "aws:s3/bucketV2:BucketV2",
+    "gcp:storage/bucket:Bucket",
+    "kubernetes:core/v1:PersistentVolumeClaim",
+)
 
 
 def check(resources, config) -> list[tuple[str, str]]:
