@@ -73,3 +73,24 @@ def test_config_that_is_not_a_mapping_is_rejected(tmp_path):
     path.write_text("config: [1, 2]\n")
     with pytest.raises(StackFileError, match="'config' must be a mapping"):
         load_stack_file("bad", path)
+
+
+def test_a_stack_initialised_with_a_kms_secrets_provider_still_loads(write_stack):
+    # `pulumi stack init prod --secrets-provider gcpkms://...` writes these keys next to `config`.
+    document = stack_document("prod")
+    document["secretsprovider"] = "gcpkms://projects/p/locations/europe/keyRings/neurodock-state/cryptoKeys/pulumi-state"
+    document["encryptedkey"] = "CiQAbc123=="
+    stack = load_stack_file("prod", write_stack(document, name="prod"))
+    assert stack.config["neurodock:environment"] == "prod"
+    assert not any(key.startswith(("secretsprovider", "encryptedkey")) for key in stack.config)
+
+
+def test_the_bootstrap_project_reads_its_own_stacks():
+    import yaml
+
+    from infra.plan.engine import BOOTSTRAP_DIR
+
+    project = yaml.safe_load((BOOTSTRAP_DIR / "Pulumi.yaml").read_text())
+    assert project["name"] == "neurodock-bootstrap" and project["config"]["pulumi:disable-default-providers"]
+    assert stack_names(BOOTSTRAP_DIR) == ["aws", "gcp"]
+    assert load_stack_file("aws", root=BOOTSTRAP_DIR).config["neurodock-bootstrap:location"] == "us-west-2"
