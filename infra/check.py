@@ -87,12 +87,6 @@ def policy_resources(plan: Plan) -> list[PolicyResource]:
     return out
 
 
-def default_config(policy) -> dict[str, Any]:
-    schema = getattr(policy, "config_schema", None)
-    properties = getattr(schema, "properties", None) or {}
-    return {k: v["default"] for k, v in properties.items() if isinstance(v, dict) and "default" in v}
-
-
 def load_policy_config(path: Path, policies: list) -> dict[str, PolicySettings]:
     """Read a policy config file in the format of ``pulumi preview --policy-pack-config``.
 
@@ -173,7 +167,8 @@ def run_on(resources: list[PolicyResource], policies: list,
             level = EnforcementLevel.MANDATORY
         if level is EnforcementLevel.DISABLED:
             continue
-        config = {**default_config(policy), **own.properties}
+        # The policy fills in its schema's defaults, as it does under the engine.
+        config = dict(own.properties)
         if isinstance(policy, StackValidationPolicy):
             policy.validate(StackValidationArgs(resources, config), reporter(policy, level, None))
         elif isinstance(policy, ResourceValidationPolicy):

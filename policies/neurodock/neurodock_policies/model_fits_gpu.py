@@ -41,7 +41,7 @@ def _utilisation(command: list) -> float:
 
 def check(resources, config) -> list[tuple[str, str]]:
     pools = _pool_gpu_types(resources)
-    free = float(config.get("minFreeGib", 0))
+    free = float(config["minFreeGib"])
     out = []
     for r in resources:
         if not is_model_server(r.resource_type, r.props):

@@ -22,7 +22,7 @@ SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\bhf_[A-Za-z0-9]{
 
 
 def check(resources, config) -> list[tuple[str, str]]:
-    secret_name = re.compile(config.get("secretNamePattern", DEFAULT_SECRET_NAME_PATTERN), re.I)
+    secret_name = re.compile(config["secretNamePattern"], re.I)
 
     def _looks_secret(name: str, value: object) -> bool:
         if not known(value) or not isinstance(value, str) or not value:

@@ -52,7 +52,7 @@ def _range_problem(ranges: list, config: Mapping) -> str | None:
     """Why these source ranges do not restrict who can connect, or None when they do."""
     if not ranges:
         return "has no source ranges"
-    limits = {4: config.get("minIpv4PrefixLength", 8), 6: config.get("minIpv6PrefixLength", 32)}
+    limits = {4: config["minIpv4PrefixLength"], 6: config["minIpv6PrefixLength"]}
     for text in ranges:
         if not known(text):
             continue

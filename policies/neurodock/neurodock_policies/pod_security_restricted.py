@@ -15,7 +15,7 @@ CONFIG_SCHEMA = PolicyConfigSchema(properties={
 
 
 def check(resources, config) -> list[tuple[str, str]]:
-    agents = set(config.get("nodeAgentNamespaces", DEFAULT_NODE_AGENT_NAMESPACES))
+    agents = set(config["nodeAgentNamespaces"])
     privileged = {dig(r.props, "metadata", "name") for r in resources
                   if r.resource_type == "kubernetes:core/v1:Namespace"
                   and dig(r.props, "metadata", "labels", "pod-security.kubernetes.io/enforce") == "privileged"}

@@ -3,13 +3,13 @@ reclaim must not take every replica of a model at once."""
 
 from __future__ import annotations
 
-from neurodock_policies.support import PRODUCTION_ENVIRONMENTS, PRODUCTION_SCHEMA, dig, environment_of, resource_policy
+from neurodock_policies.support import PRODUCTION_SCHEMA, dig, environment_of, resource_policy
 
 NAME = "prod-gpu-pools-not-spot-only"
 
 
 def check(resource_type, props, name, config) -> list[str]:
-    if environment_of(props) not in set(config.get("productionEnvironments", PRODUCTION_ENVIRONMENTS)):
+    if environment_of(props) not in set(config["productionEnvironments"]):
         return []
     if resource_type == "aws:eks/nodeGroup:NodeGroup":
         spot = dig(props, "labels", "neurodock.io/role") == "gpu" and props.get("capacityType") == "SPOT"

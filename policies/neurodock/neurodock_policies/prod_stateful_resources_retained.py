@@ -7,7 +7,6 @@ retain option cannot be seen, only ``protect`` counts."""
 from __future__ import annotations
 
 from neurodock_policies.support import (
-    PRODUCTION_ENVIRONMENTS,
     PRODUCTION_SCHEMA,
     describe,
     environment_of,
@@ -28,7 +27,7 @@ STATEFUL = (
 
 
 def check(resources, config) -> list[tuple[str, str]]:
-    production = set(config.get("productionEnvironments", PRODUCTION_ENVIRONMENTS))
+    production = set(config["productionEnvironments"])
     environments = {environment_of(r.props) for r in resources} - {None}
     if not environments & production:
         return []

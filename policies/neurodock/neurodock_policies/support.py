@@ -45,7 +45,7 @@ def resource_policy(name: str, description: str, check: ResourceCheck,
     """A CrossGuard resource policy reporting every message ``check`` returns for a resource."""
 
     def validate(args, report) -> None:
-        for message in check(args.resource_type, args.props, args.name, args.get_config() or {}):
+        for message in check(args.resource_type, args.props, args.name, with_defaults(config_schema, args)):
             report(message)
 
     return ResourceValidationPolicy(name=name, description=description, enforcement_level=level,
@@ -58,11 +58,23 @@ def stack_policy(name: str, description: str, check: StackCheck,
     """A CrossGuard stack policy reporting every ``(urn, message)`` ``check`` returns."""
 
     def validate(args, report) -> None:
-        for urn, message in check(args.resources, args.get_config() or {}):
+        for urn, message in check(args.resources, with_defaults(config_schema, args)):
             report(message, urn)
 
     return StackValidationPolicy(name=name, description=description, enforcement_level=level,
                                  validate=validate, config_schema=config_schema)
+
+
+def schema_defaults(schema: PolicyConfigSchema | None) -> dict[str, Any]:
+    """The ``default`` of each property the schema declares."""
+    properties = getattr(schema, "properties", None) or {}
+    return {k: v["default"] for k, v in properties.items() if isinstance(v, dict) and "default" in v}
+
+
+def with_defaults(schema: PolicyConfigSchema | None, args) -> dict[str, Any]:
+    """The policy's config with the schema's defaults filled in: the engine sends none at all for
+    a policy nobody configured, so checks never carry defaults of their own."""
+    return {**schema_defaults(schema), **(args.get_config() or {})}
 
 
 def known(value: Any) -> bool:
