@@ -74,7 +74,8 @@ KubernetesVersion = Annotated[
     Field(description="a Kubernetes minor version such as '1.33'"),
 ]
 
-Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,}(-[a-z]+)+-?[0-9]+$")]
+REGION_PATTERN = r"^[a-z]{2,}(-[a-z]+)+-?[0-9]+$"
+Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
 Cidr = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")]
 Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(h|d|w|y)$")]
 WeightsUri = Annotated[
@@ -84,7 +85,7 @@ WeightsUri = Annotated[
 ]
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     """Base of every config model: strict keys, camelCase aliases, immutable."""
 
     model_config = ConfigDict(
@@ -100,7 +101,7 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------------------------
 
 
-class EndpointAccess(_Model):
+class EndpointAccess(Model):
     """Who may reach the Kubernetes API server."""
 
     public: bool = False
@@ -109,7 +110,7 @@ class EndpointAccess(_Model):
     """CIDRs allowed to reach a public endpoint; required when ``public`` is true."""
 
 
-class KindCloud(_Model):
+class KindCloud(Model):
     """A local kind cluster: for laptops and CI, no cloud account."""
 
     provider: Literal["kind"]
@@ -121,7 +122,7 @@ class KindCloud(_Model):
     """Use this kubeconfig context instead of creating a cluster (default: create one)."""
 
 
-class ExistingVpc(_Model):
+class ExistingVpc(Model):
     """A VPC the stack uses instead of creating one."""
 
     vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")]
@@ -131,7 +132,7 @@ class ExistingVpc(_Model):
     """Private subnets (with a route to a NAT) in at least two zones, for the cluster and nodes."""
 
 
-class EksCloud(_Model):
+class EksCloud(Model):
     """Amazon EKS."""
 
     provider: Literal["eks"]
@@ -151,7 +152,7 @@ class EksCloud(_Model):
     """IAM roles granted cluster-admin through EKS access entries (default none)."""
 
 
-class GkeCloud(_Model):
+class GkeCloud(Model):
     """Google Kubernetes Engine (Standard)."""
 
     provider: Literal["gke"]
@@ -185,7 +186,7 @@ Cloud = Annotated[Union[KindCloud, EksCloud, GkeCloud], Field(discriminator="pro
 # --------------------------------------------------------------------------------------------
 
 
-class GpuSharing(_Model):
+class GpuSharing(Model):
     """Several pods on one GPU."""
 
     strategy: Literal["timeSharing", "mig"]
@@ -196,7 +197,7 @@ class GpuSharing(_Model):
     """mig: the slice size, for example ``1g.10gb``; required with ``mig``."""
 
 
-class GpuSpec(_Model):
+class GpuSpec(Model):
     """The GPUs of each node of a pool."""
 
     type: str
@@ -207,7 +208,7 @@ class GpuSpec(_Model):
     """Share each GPU between pods (default: one pod per GPU)."""
 
 
-class NodePool(_Model):
+class NodePool(Model):
     """A group of identical nodes."""
 
     name: Name
@@ -238,7 +239,7 @@ class NodePool(_Model):
 Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
-class AlertThresholds(_Model):
+class AlertThresholds(Model):
     """Cluster-wide GPU alert thresholds."""
 
     gpu_memory_usage: Fraction = 0.95
@@ -249,7 +250,7 @@ class AlertThresholds(_Model):
     """Alert when a model's GPUs are idle this long while it runs above its minimum replicas (default 30)."""
 
 
-class Slo(_Model):
+class Slo(Model):
     """A model's service-level objectives; each one becomes an alert."""
 
     ttft_p95_seconds: float = Field(default=2.0, gt=0, le=600)
@@ -260,7 +261,7 @@ class Slo(_Model):
     """KV-cache usage fraction above which requests start to be preempted (default 0.9)."""
 
 
-class Readiness(_Model):
+class Readiness(Model):
     """Time budgets of a model becoming ready; they set await timeouts, startup probes and rollout deadlines."""
 
     node_scale_up_seconds: int = Field(default=600, gt=0, le=7200)
@@ -271,7 +272,7 @@ class Readiness(_Model):
     """Downloading and loading weights until the engine answers health checks (default 900)."""
 
 
-class Monitoring(_Model):
+class Monitoring(Model):
     """Prometheus and Grafana (kube-prometheus-stack)."""
 
     enabled: bool = True
@@ -286,7 +287,7 @@ class Monitoring(_Model):
     """Thresholds of the cluster-wide GPU alerts."""
 
 
-class ModelArchitecture(_Model):
+class ModelArchitecture(Model):
     """The size of a model that is not in the built-in catalogue (see its config.json)."""
 
     parameters_billions: float = Field(gt=0, le=10000)
@@ -306,7 +307,7 @@ MANAGED_ENGINE_FLAGS = frozenset({
 """Flags NeuroDock sets from config; ``extraArgs`` may not set them again."""
 
 
-class EngineArgs(_Model):
+class EngineArgs(Model):
     """Engine settings; NeuroDock turns them into the engine's flags."""
 
     max_model_len: int = Field(default=8192, ge=256, le=1048576)
@@ -325,7 +326,7 @@ class EngineArgs(_Model):
     """More engine flags, one token per item (default none); flags NeuroDock manages are refused."""
 
 
-class Rollout(_Model):
+class Rollout(Model):
     """How a new version replaces the old under GPU scarcity."""
 
     max_surge: int = Field(default=1, ge=0, le=100)
@@ -334,7 +335,7 @@ class Rollout(_Model):
     """Replicas that may be down during a rollout (default 0: never lose capacity)."""
 
 
-class WeightsCache(_Model):
+class WeightsCache(Model):
     """The volume model weights are downloaded to before the engine starts."""
 
     size_gib: int | None = Field(default=None, ge=1, le=65536)
@@ -344,7 +345,7 @@ class WeightsCache(_Model):
     replica (default: a volume per replica, filled when the replica starts)."""
 
 
-class Variant(_Model):
+class Variant(Model):
     """Another version of a model served beside the stable one: a different image, weights
     revision or engine flags. Promotion and rollback are config changes: no image is rebuilt."""
 
@@ -372,7 +373,7 @@ class Shadow(Variant):
     """Percent of requests mirrored to the shadow (default 100)."""
 
 
-class Gateway(_Model):
+class Gateway(Model):
     """The single OpenAI-compatible entry point for every model."""
 
     enabled: bool = True
@@ -388,7 +389,7 @@ class Gateway(_Model):
     not answer (default true)."""
 
 
-class ModelSpec(_Model):
+class ModelSpec(Model):
     """One entry of the model catalog: a model served behind the stack's endpoint."""
 
     name: Name
@@ -443,7 +444,7 @@ class ModelSpec(_Model):
         return f"{self.name}-{key}"
 
 
-class StackConfig(_Model):
+class StackConfig(Model):
     """All of a stack's ``neurodock:*`` configuration."""
 
     environment: Name
@@ -499,9 +500,9 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-def key_path(loc: Iterable[str | int]) -> str:
+def key_path(loc: Iterable[str | int], namespace: str = NAMESPACE) -> str:
     """``("nodePools", 1, "gpu")`` -> ``neurodock:nodePools[1].gpu``."""
-    out = NAMESPACE + ":"
+    out = namespace + ":"
     first = True
     for part in loc:
         if isinstance(part, int):
@@ -540,12 +541,12 @@ def parse_config(
                     "holds a secret but is stored in plaintext; remove it from the stack file and set "
                     f"it with `pulumi config set --secret {full_key}`")))
             continue
-        data[key] = _decode(value)
+        data[key] = decode(value)
 
     try:
         config = StackConfig.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_structural_problems(exc, data))
+        problems.extend(structural_problems(exc, data))
         raise ConfigError(problems) from None
     problems.extend(_semantic_problems(config))
     present = {k.partition(":")[2] for k in values if k.startswith(NAMESPACE + ":")}
@@ -560,7 +561,7 @@ def parse_config(
     return config
 
 
-def _decode(value: Any) -> Any:
+def decode(value: Any) -> Any:
     """Pulumi passes structured config values to programs as JSON text."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
@@ -575,7 +576,10 @@ def _decode(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _structural_problems(exc: ValidationError, data: Any) -> list[Problem]:
+def structural_problems(exc: ValidationError, data: Any, root: type[BaseModel] | None = None,
+                        namespace: str = NAMESPACE) -> list[Problem]:
+    """One problem per pydantic error, each naming the key as written (``namespace:a.b[1].c``).
+    ``root`` is the model validated (default ``StackConfig``), for "did you mean" hints."""
     problems = []
     for error in exc.errors(include_url=False):
         loc = _user_loc(error["loc"], data)
@@ -587,14 +591,14 @@ def _structural_problems(exc: ValidationError, data: Any) -> list[Problem]:
             loc = (*loc, tag)
             message = f"must be one of {allowed}" + (f" (got {got!r})" if got is not None else "")
         elif kind == "extra_forbidden":
-            message = _unknown_key_message(loc, data)
+            message = _unknown_key_message(loc, data, root or StackConfig)
         elif kind == "missing":
             message = "is required but missing"
         else:
             message = _sentence(error["msg"])
             if "input" in error and not isinstance(error["input"], (dict, list)):
                 message += f" (got {error['input']!r})"
-        problems.append(Problem(key_path(loc), message))
+        problems.append(Problem(key_path(loc, namespace), message))
     return problems
 
 
@@ -622,8 +626,8 @@ def _user_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-def _unknown_key_message(loc: tuple[str | int, ...], data: Any) -> str:
-    allowed = _allowed_keys(loc[:-1], data)
+def _unknown_key_message(loc: tuple[str | int, ...], data: Any, root: type[BaseModel]) -> str:
+    allowed = _allowed_keys(loc[:-1], data, root)
     key = str(loc[-1])
     if not allowed:
         return "unknown key"
@@ -632,9 +636,9 @@ def _unknown_key_message(loc: tuple[str | int, ...], data: Any) -> str:
     return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
 
 
-def _allowed_keys(loc: tuple[str | int, ...], data: Any) -> list[str]:
+def _allowed_keys(loc: tuple[str | int, ...], data: Any, root: type[BaseModel]) -> list[str]:
     """The camelCase keys of the model found at ``loc`` (walking the input alongside)."""
-    annotation: Any = StackConfig
+    annotation: Any = root
     node = data
     for part in loc:
         annotation = _resolve(annotation, node)

@@ -99,7 +99,7 @@ def test_outputs_are_what_pulumi_login_and_stack_init_take(plans, cloud):
     ({"neurodock-bootstrap:project": None}, "neurodock-bootstrap:project: is required with cloud gcp"),
     ({"neurodock-bootstrap:replicaRegion": "europe-west1"}, "neurodock-bootstrap:replicaRegion: is for aws only"),
     ({"neurodock-bootstrap:locaton": "EU"}, "neurodock-bootstrap:locaton: unknown key; did you mean 'location'?"),
-    ({"neurodock-bootstrap:noncurrentVersionDays": 0}, "neurodock-bootstrap:noncurrentVersionDays: input should be "
+    ({"neurodock-bootstrap:noncurrentVersionDays": 0}, "neurodock-bootstrap:noncurrentVersionDays: must be "
                                                         "greater than or equal to 1"),
 ])
 def test_bad_bootstrap_config_names_the_key_and_creates_nothing(tmp_path, change, message):

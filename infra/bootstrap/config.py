@@ -3,19 +3,18 @@ resource exists, with errors that name the key and the fix."""
 
 from __future__ import annotations
 
-import difflib
-import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from infra.config import ConfigError, Problem, Region, _Model
+from infra.config import REGION_PATTERN, ConfigError, Model, Problem, Region, decode, structural_problems
 
 NAMESPACE = "neurodock-bootstrap"
 
 
-class BootstrapConfig(_Model):
+class BootstrapConfig(Model):
     """Where the state backend lives. See README, "State backend"."""
 
     cloud: Literal["aws", "gcp"]
@@ -34,22 +33,19 @@ class BootstrapConfig(_Model):
 
 def parse_bootstrap_config(values: Mapping[str, Any]) -> BootstrapConfig:
     """Validate ``neurodock-bootstrap:*`` values (as Pulumi passes them) or raise ``ConfigError``."""
-    data = {}
-    for full_key, value in values.items():
-        namespace, _, key = full_key.partition(":")
-        if namespace == NAMESPACE and key:
-            data[key] = json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+    data = {key: decode(value) for full_key, value in values.items()
+            for namespace, _, key in [full_key.partition(":")] if namespace == NAMESPACE and key}
     try:
         config = BootstrapConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_problem(error) for error in exc.errors(include_url=False)]) from None
+        raise ConfigError(structural_problems(exc, data, BootstrapConfig, NAMESPACE)) from None
     problems = []
     if config.cloud == "gcp" and not config.project:
         problems.append(Problem(f"{NAMESPACE}:project", "is required with cloud gcp; set the GCP project id"))
     if config.cloud == "gcp" and config.replica_region:
         problems.append(Problem(f"{NAMESPACE}:replicaRegion", (
             "is for aws only; on gcp set location to a multi-region (EU, US) or dual-region (EUR4) instead")))
-    if config.cloud == "aws" and not _is_region(config.location):
+    if config.cloud == "aws" and not re.fullmatch(REGION_PATTERN, config.location):
         problems.append(Problem(f"{NAMESPACE}:location", f"must be an AWS region such as us-west-2 "
                                 f"(got {config.location!r})"))
     if config.replica_region and config.replica_region == config.location:
@@ -58,29 +54,3 @@ def parse_bootstrap_config(values: Mapping[str, Any]) -> BootstrapConfig:
     if problems:
         raise ConfigError(problems)
     return config
-
-
-def _is_region(value: str) -> bool:
-    from pydantic import TypeAdapter
-
-    try:
-        TypeAdapter(Region).validate_python(value)
-    except ValidationError:
-        return False
-    return True
-
-
-def _problem(error: Mapping[str, Any]) -> Problem:
-    path = ".".join(str(p) for p in error["loc"])
-    key = f"{NAMESPACE}:{path}"
-    if error["type"] == "extra_forbidden":
-        allowed = sorted(f.alias or n for n, f in BootstrapConfig.model_fields.items())
-        close = difflib.get_close_matches(str(error["loc"][-1]), allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return Problem(key, f"unknown key; {hint}allowed keys: {', '.join(allowed)}")
-    if error["type"] == "missing":
-        return Problem(key, "is required but missing")
-    message = error["msg"][0].lower() + error["msg"][1:]
-    if "input" in error and not isinstance(error["input"], dict | list):
-        message += f" (got {error['input']!r})"
-    return Problem(key, message)
