@@ -93,14 +93,13 @@ def location_pairs(a: Plan, b: Plan) -> list[tuple[str, str]]:
 
 
 def diff_plans(a: Plan, b: Plan) -> PlanDiff:
-    pairs = location_pairs(a, b)
-    # Logical names may carry a zone (one subnet per zone): match A's names as they read in B's location.
-    left = {_relocated(key, pairs): body for key, body in _index(a).items()}
-    right = _index(b)
+    location = location_pairs(a, b)
+    # Logical names may carry a zone (one subnet per zone): read A's keys in B's location.
+    left, right = _index(a, location), _index(b, [])
     # A matched resource has its own cloud id on each side; a reference to it is the same reference.
-    ids_a, ids_b = _ids(a, pairs), _ids(b, [])
-    pairs = sorted(pairs + [(ids_a[k], ids_b[k]) for k in ids_a.keys() & ids_b.keys() if ids_a[k] != ids_b[k]],
-                   key=lambda p: len(p[0]), reverse=True)
+    ids = [(left[k][1], right[k][1]) for k in left.keys() & right.keys()
+           if left[k][1] and right[k][1] and left[k][1] != right[k][1]]
+    pairs = sorted(location + ids, key=lambda p: len(p[0]), reverse=True)
     out: list[ResourceDiff] = []
     for key in sorted(left.keys() | right.keys()):
         if key not in right:
@@ -109,42 +108,28 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
             out.append(ResourceDiff(key, "added"))
         else:
             changes = [Change(path, x, y, _relocated(x, pairs) == y)
-                       for path, x, y in _leaf_diffs(left[key], right[key], "")]
+                       for path, x, y in _leaf_diffs(left[key][0], right[key][0], "")]
             if changes:
                 out.append(ResourceDiff(key, "changed", changes))
-    return PlanDiff(a.stack.stack, b.stack.stack, len(left.keys() & right.keys()), location_pairs(a, b), out)
+    return PlanDiff(a.stack.stack, b.stack.stack, len(left.keys() & right.keys()), location, out)
 
 
-def _ids(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, str]:
+def _index(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, tuple[dict[str, Any], str | None]]:
+    """Each resource's comparable content and cloud id, under its stack-independent key as it reads
+    after the ``pairs`` substitutions."""
     prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
-    return {_relocated(r.urn.removeprefix(prefix), pairs): r.id for r in plan.resources
-            if isinstance(r.id, str) and len(r.id) >= 8}
-
-
-def _index(plan: Plan) -> dict[str, dict[str, Any]]:
-    """Each resource's comparable content under its stack-independent key."""
-    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
-    out: dict[str, dict[str, Any]] = {}
+    # URNs inside values (dependencies, parents) name the stack: make them comparable.
+    anonymous = [(prefix, "urn:pulumi:STACK::PROJECT::")]
+    out: dict[str, tuple[dict[str, Any], str | None]] = {}
     for r in plan.resources:
         if r.type == "pulumi:pulumi:Stack":
             continue
-        key = r.urn.removeprefix(prefix)
         body = {"manifest": r.manifest} if r.manifest is not None else {"inputs": r.inputs}
         body["options"] = {k: bool(r.options.get(k)) for k in OPTIONS_COMPARED}
-        out[key] = _strip_stack(body, prefix)
-    out[OUTPUTS_KEY] = {"outputs": plan.outputs}
+        cloud_id = r.id if isinstance(r.id, str) and len(r.id) >= 8 else None
+        out[_relocated(r.urn.removeprefix(prefix), pairs)] = (_relocated(body, anonymous), cloud_id)
+    out[OUTPUTS_KEY] = ({"outputs": plan.outputs}, None)
     return out
-
-
-def _strip_stack(value: Any, prefix: str) -> Any:
-    """URNs inside values (dependencies, parents) name the stack: make them comparable."""
-    if isinstance(value, str):
-        return value.replace(prefix, "urn:pulumi:STACK::PROJECT::")
-    if isinstance(value, dict):
-        return {k: _strip_stack(v, prefix) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_stack(v, prefix) for v in value]
-    return value
 
 
 def _leaf_diffs(x: Any, y: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
@@ -159,7 +144,7 @@ def _leaf_diffs(x: Any, y: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
 
 
 def _relocated(value: Any, pairs: list[tuple[str, str]]) -> Any:
-    """``value`` as it would read in stack B's location."""
+    """``value`` with every string's substrings replaced, pair by pair (A's location by B's)."""
     if isinstance(value, str):
         for old, new in pairs:
             value = value.replace(old, new)
