@@ -202,7 +202,7 @@ def _diff(args: argparse.Namespace) -> int:
 def _stacks(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
     from infra.plan.engine import validate
-    from infra.plan.stackfile import StackFileError, load_stack_file, stack_names
+    from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file, stack_names
 
     rows = []
     for name in stack_names():
@@ -217,7 +217,7 @@ def _stacks(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         rows.append({"stack": name, "provider": str(config.cloud.provider),
                      "region": getattr(config.cloud, "region", None), "environment": config.environment,
-                     "file": str(stack.path.relative_to(stack.path.parents[1]))})
+                     "file": str(stack.path.relative_to(REPO_ROOT))})
     if args.json:
         print(json.dumps(rows))
     else:

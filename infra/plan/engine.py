@@ -51,9 +51,14 @@ class ProgramError(Exception):
 
 def validate(stack: StackFile) -> StackConfig:
     """The stack's configuration, validated (raises ``ConfigError``)."""
-    if stack.project == BOOTSTRAP_PROJECT:
+    if _is_bootstrap(stack):
         return parse_bootstrap_config(stack.config)
     return parse_config(stack.config, stack.secret_keys)
+
+
+def _is_bootstrap(stack: StackFile) -> bool:
+    """A stack of the state-backend project (infra/bootstrap) rather than of NeuroDock itself."""
+    return stack.project == BOOTSTRAP_PROJECT
 
 
 def run_plan(stack: StackFile) -> Plan:
@@ -63,7 +68,7 @@ def run_plan(stack: StackFile) -> Plan:
     Configuration errors surface before the program starts, so nothing is ever half-registered.
     """
     config = validate(stack)
-    program = BOOTSTRAP_DIR if stack.project == BOOTSTRAP_PROJECT else PROGRAM_DIR
+    program = BOOTSTRAP_DIR if _is_bootstrap(stack) else PROGRAM_DIR
     mocks = PlanMocks()
     monitor = RecordingMonitor(mocks)
     log = _CollectingLogger()
