@@ -49,13 +49,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate stacks/Pulumi.STACK.yaml and run the stack program in process under Pulumi's "
         "mocks. Needs no credentials and no Pulumi CLI; creates nothing.",
     )
-    plan.add_argument("stack", metavar="STACK", help="stack name: reads stacks/Pulumi.STACK.yaml")
-    plan.add_argument("--stack-file", type=Path, metavar="PATH", help="read this stack file instead")
+    _stack_arguments(plan)
     plan.add_argument("--out", type=Path, metavar="DIR",
                       help="write resources.json, outputs.json, manifests/ and helm-releases.yaml to DIR")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text")
-    plan.add_argument("--bootstrap", action="store_true",
-                      help="the state-backend project (infra/bootstrap): STACK is aws or gcp")
     plan.set_defaults(run=_plan)
 
     check = commands.add_parser(
@@ -64,14 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Plan the stack offline (as `neurodock plan`) and run every policy of the CrossGuard pack "
         "in policies/neurodock on it, in process. Exit 1 on a mandatory violation, 2 on invalid config.",
     )
-    check.add_argument("stack", metavar="STACK", help="stack name: reads stacks/Pulumi.STACK.yaml")
-    check.add_argument("--stack-file", type=Path, metavar="PATH", help="read this stack file instead")
+    _stack_arguments(check)
     check.add_argument("--policy-config", type=Path, metavar="PATH",
                        help="policy config JSON, the file `pulumi preview --policy-pack-config` takes: "
                        "enforcement levels and policy properties")
     check.add_argument("--json", action="store_true", help="print the violations as JSON")
-    check.add_argument("--bootstrap", action="store_true",
-                       help="the state-backend project (infra/bootstrap): STACK is aws or gcp")
     check.set_defaults(run=_check)
 
     diff = commands.add_parser(
@@ -99,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     stacks.add_argument("--json", action="store_true", help="print a JSON list")
     stacks.set_defaults(run=_stacks)
     return parser
+
+
+def _stack_arguments(command: argparse.ArgumentParser) -> None:
+    """The arguments that name one stack, as ``_load_and_plan`` reads them."""
+    command.add_argument("stack", metavar="STACK", help="stack name: reads stacks/Pulumi.STACK.yaml")
+    command.add_argument("--stack-file", type=Path, metavar="PATH", help="read this stack file instead")
+    command.add_argument("--bootstrap", action="store_true",
+                         help="the state-backend project (infra/bootstrap): STACK is aws or gcp")
 
 
 def _plan(args: argparse.Namespace) -> int:
