@@ -66,6 +66,14 @@ def test_aws_buckets_are_versioned_encrypted_private_tls_only_and_replicated(pla
     for key in keys.values():
         assert kept(key) and key.inputs["deletionWindowInDays"] == 30
     assert keys["neurodock-key"].inputs["enableKeyRotation"] is True
+    [alias] = of_type(plan, "aws:kms/alias:Alias")
+    assert alias.inputs["targetKeyId"] == keys["neurodock-key"].id and alias.inputs["name"].startswith("alias/")
+    # Replication may read the sources and write only the replicas, with each side's key.
+    [policy] = of_type(plan, "aws:iam/rolePolicy:RolePolicy")
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    writes = next(st for st in statements if "s3:ReplicateObject" in st["Action"])
+    assert writes["Resource"] == [f"arn:aws:s3:::{by_name[n].id}/*" for n in ("neurodock-state-replica",
+                                                                              "neurodock-weights-replica")]
     replications = of_type(plan, "aws:s3/bucketReplicationConfig:BucketReplicationConfig")
     assert sorted(r.inputs["rules"][0]["destination"]["bucket"] for r in replications) == sorted(
         f"arn:aws:s3:::{by_name[n].id}" for n in ("neurodock-state-replica", "neurodock-weights-replica"))
