@@ -5,6 +5,8 @@ Images are pinned by tag, and by digest where we have verified one; charts by ex
 
 from __future__ import annotations
 
+from components.charts import ChartRef
+
 # kind node images, by Kubernetes minor version (from the kind v0.29.0 release notes). kind
 # needs the digest: the same tag is rebuilt for each kind release.
 KIND_NODE_IMAGES: dict[str, str] = {
@@ -12,9 +14,7 @@ KIND_NODE_IMAGES: dict[str, str] = {
 }
 
 # kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana, kube-state-metrics).
-KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
-KUBE_PROMETHEUS_STACK_VERSION = "82.6.0"
-PROMETHEUS_COMMUNITY_REPO = "https://prometheus-community.github.io/helm-charts"
+KUBE_PROMETHEUS_STACK = ChartRef("kube-prometheus-stack", "82.6.0", "https://prometheus-community.github.io/helm-charts")
 
 # Model servers.
 VLLM_IMAGE = "vllm/vllm-openai:v0.28.0"
@@ -22,9 +22,7 @@ LLAMACPP_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-b11176"
 
 # Cluster Autoscaler (EKS): the chart, and the image matching each Kubernetes minor version, as
 # the autoscaler project requires.
-CLUSTER_AUTOSCALER_CHART = "cluster-autoscaler"
-CLUSTER_AUTOSCALER_CHART_VERSION = "9.59.0"
-CLUSTER_AUTOSCALER_REPO = "https://kubernetes.github.io/autoscaler"
+CLUSTER_AUTOSCALER = ChartRef("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler")
 CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
     "1.33": "v1.33.0",
 }
@@ -41,16 +39,16 @@ AWS_CLI_IMAGE = (
 GCLOUD_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:573.0.0-stable"
 
 # KEDA: scales model servers on their queue (Prometheus scaler), to and from zero.
-KEDA_CHART = "keda"
-KEDA_CHART_VERSION = "2.17.2"
-KEDA_REPO = "https://kedacore.github.io/charts"
+KEDA = ChartRef("keda", "2.17.2", "https://kedacore.github.io/charts")
 
 # The gateway: Envoy Gateway (a Gateway API implementation; the chart brings the Gateway API
 # CRDs), and the body-based router of the Gateway API Inference Extension, which copies the
 # OpenAI request's `model` field into a header that HTTPRoutes match on.
-ENVOY_GATEWAY_CHART = "oci://docker.io/envoyproxy/gateway-helm"
-ENVOY_GATEWAY_CHART_VERSION = "v1.7.0"
+ENVOY_GATEWAY = ChartRef("gateway-helm", "v1.7.0", "oci://docker.io/envoyproxy")
 BODY_BASED_ROUTER_IMAGE = "registry.k8s.io/gateway-api-inference-extension/bbr:v1.4.0"
 
 # The post-deployment smoke test: the Python standard library is all it needs.
 SMOKE_TEST_IMAGE = "docker.io/library/python:3.13.9-alpine3.22"
+
+CHARTS: tuple[ChartRef, ...] = (KUBE_PROMETHEUS_STACK, KEDA, ENVOY_GATEWAY, CLUSTER_AUTOSCALER)
+"""Every chart a stack may install: what `neurodock charts pull` fetches."""

@@ -16,6 +16,8 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+CHART_CACHE_ENV = "NEURODOCK_CHART_CACHE"
+"""Kept equal to ``infra.charts.CACHE_ENV`` (a test says so): importing that here would slow ``--help``."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _stack_arguments(plan)
     plan.add_argument("--out", type=Path, metavar="DIR",
-                      help="write resources.json, outputs.json, manifests/ and helm-releases.yaml to DIR")
+                      help="write resources.json, outputs.json, manifests/ (with manifests/RELEASE/ per Helm "
+                      "release) and helm-releases.yaml to DIR")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text")
     plan.set_defaults(run=_plan)
 
@@ -82,7 +85,30 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--location-only", action="store_true",
                       help="exit 1 unless every difference is explained by the location (a DR stack's check)")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    _chart_arguments(diff)
     diff.set_defaults(run=_diff)
+
+    chart_command = commands.add_parser(
+        "charts",
+        help="the chart cache: what each stack's Helm releases need, and fetching it",
+        description="Helm charts are rendered offline from a cache of packaged charts (<chart>-<version>.tgz), "
+        f"and `pulumi up` installs those same files. The cache is ${CHART_CACHE_ENV}, else charts/ in your "
+        "user cache directory.",
+    )
+    chart_actions = chart_command.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = chart_actions.add_parser("list", help="each pinned chart: which stacks need it, and whether it is cached")
+    listing.add_argument("stacks", nargs="*", metavar="STACK", help="only these stacks (default: every shipped stack)")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    _chart_cache_argument(listing)
+    listing.set_defaults(run=_charts_list)
+    pull = chart_actions.add_parser("pull", help="fetch the charts the stacks need into the cache (needs network)")
+    pull.add_argument("stacks", nargs="*", metavar="STACK", help="only the charts of these stacks (default: every "
+                      "pinned chart)")
+    pull.add_argument("--mirror", metavar="URL", help="an HTTP chart repository that mirrors the upstream charts, "
+                      "used instead of each chart's own repository")
+    pull.add_argument("--force", action="store_true", help="fetch again even when a package is cached")
+    _chart_cache_argument(pull)
+    pull.set_defaults(run=_charts_pull)
 
     stacks = commands.add_parser(
         "stacks",
@@ -101,6 +127,21 @@ def _stack_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--stack-file", type=Path, metavar="PATH", help="read this stack file instead")
     command.add_argument("--bootstrap", action="store_true",
                          help="the state-backend project (infra/bootstrap): STACK is aws or gcp")
+    _chart_arguments(command)
+
+
+def _chart_cache_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--chart-cache", type=Path, metavar="DIR",
+                         help=f"the chart cache directory (default: ${CHART_CACHE_ENV}, else charts/ in your user "
+                         "cache directory)")
+
+
+def _chart_arguments(command: argparse.ArgumentParser) -> None:
+    """The arguments that say where charts come from, as ``_load_and_plan`` reads them."""
+    _chart_cache_argument(command)
+    command.add_argument("--require-charts", action="store_true",
+                         help="exit 2 when a Helm release's chart is not cached (by default the plan warns and leaves "
+                         "that release's objects out)")
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -121,12 +162,28 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _use_chart_cache(args: argparse.Namespace) -> int | None:
+    """Point the program and the renderer at ``--chart-cache``; an exit code when it is unusable."""
+    directory = getattr(args, "chart_cache", None)
+    if directory is None:
+        return None
+    if not directory.is_dir():
+        print(f"neurodock: --chart-cache {directory}: no such directory; create it, or fill it with "
+              f"`neurodock charts pull --chart-cache {directory}`", file=sys.stderr)
+        return EXIT_USAGE
+    # The stack program reads the cache from the environment, as it does under `pulumi up`.
+    os.environ[CHART_CACHE_ENV] = str(directory.resolve())
+    return None
+
+
 def _load_and_plan(args: argparse.Namespace):
     """The stack's offline plan, or an exit code when it cannot be had."""
     from infra.config import ConfigError
     from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
     from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file
 
+    if (code := _use_chart_cache(args)) is not None:
+        return code
     try:
         root = BOOTSTRAP_DIR if getattr(args, "bootstrap", False) else REPO_ROOT
         stack = load_stack_file(args.stack, args.stack_file, root=root)
@@ -134,13 +191,26 @@ def _load_and_plan(args: argparse.Namespace):
         print(f"neurodock: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return run_plan(stack)
+        plan = run_plan(stack, render_charts=getattr(args, "render", True))
     except ConfigError as exc:
         _print_config_error(stack.path, exc)
         return EXIT_USAGE
     except ProgramError as exc:
         print(f"neurodock: the stack program failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if getattr(args, "require_charts", False) and plan.missing_charts:
+        from infra import charts
+
+        noun = "chart is" if len(plan.missing_charts) == 1 else "charts are"
+        print(f"neurodock: {stack.stack}: {len(plan.missing_charts)} {noun} not in the chart cache "
+              f"{charts.cache_dir()} (--require-charts):", file=sys.stderr)
+        for missing in plan.missing_charts:
+            what = f"{missing.ref.name} {missing.ref.version}" if missing.ref else f"{missing.chart} {missing.version}"
+            print(f"  release '{missing.release}': chart {what}", file=sys.stderr)
+        print(f"neurodock: fetch them with `{charts.PULL_HINT}`, or point --chart-cache (or {CHART_CACHE_ENV}) at a "
+              "directory that holds them", file=sys.stderr)
+        return EXIT_USAGE
+    return plan
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -189,7 +259,8 @@ def _diff(args: argparse.Namespace) -> int:
     for side, stack in (("a", args.a), ("b", args.b)):
         # `neurodock diff prod prod --stack-file prod=edited.yaml`: the file is the B side.
         file = None if side == "a" and args.a == args.b else files.get(stack)
-        plan = _load_and_plan(argparse.Namespace(stack=stack, stack_file=file))
+        plan = _load_and_plan(argparse.Namespace(stack=stack, stack_file=file, chart_cache=args.chart_cache,
+                                                 require_charts=args.require_charts))
         if isinstance(plan, int):
             return plan
         plans.append(plan)
@@ -225,6 +296,81 @@ def _stacks(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(f"{row['stack']:12} {row['provider']:5} {row['region'] or '-':16} {row['environment']}")
+    return EXIT_OK
+
+
+def _stack_charts(names: Sequence[str]) -> dict[str, list[str]] | int:
+    """Chart package -> the stacks whose releases install it, from each stack's offline plan (charts
+    not rendered); an exit code when a stack cannot be planned."""
+    from infra import charts
+    from infra.plan.stackfile import stack_names
+
+    needs: dict[str, list[str]] = {}
+    for name in names or stack_names():
+        plan = _load_and_plan(argparse.Namespace(stack=name, stack_file=None, render=False))
+        if isinstance(plan, int):
+            return plan
+        for release in plan.helm_releases:
+            ref = charts.ref_of(str(release.inputs.get("chart")), release.inputs.get("version"))
+            if ref is not None:
+                needs.setdefault(ref.package, []).append(name)
+    return needs
+
+
+def _charts_list(args: argparse.Namespace) -> int:
+    from components.versions import CHARTS
+    from infra import charts
+
+    if (code := _use_chart_cache(args)) is not None:
+        return code
+    needs = _stack_charts(args.stacks)
+    if isinstance(needs, int):
+        return needs
+    directory = charts.cache_dir()
+    rows = [{"chart": ref.name, "version": ref.version, "repository": ref.repository,
+             "stacks": needs.get(ref.package, []),
+             "cached": str(path) if (path := charts.cached(ref, directory)) else None} for ref in CHARTS]
+    if args.json:
+        print(json.dumps({"cache": str(directory), "charts": rows}, indent=2))
+        return EXIT_OK
+    print(f"chart cache: {directory}")
+    for row in rows:
+        state = "cached" if row["cached"] else "MISSING"
+        print(f"  {row['chart']:24} {row['version']:9} {state:8} stacks: {', '.join(row['stacks']) or '-'}")
+    missing = [r for r in rows if r["stacks"] and not r["cached"]]
+    if missing:
+        print(f"{len(missing)} needed chart(s) missing: run `{charts.PULL_HINT}`")
+    return EXIT_OK
+
+
+def _charts_pull(args: argparse.Namespace) -> int:
+    from components.versions import CHARTS
+    from infra import charts
+
+    if args.chart_cache is not None:
+        args.chart_cache.mkdir(parents=True, exist_ok=True)
+    if (code := _use_chart_cache(args)) is not None:
+        return code
+    wanted = CHARTS
+    if args.stacks:
+        needs = _stack_charts(args.stacks)
+        if isinstance(needs, int):
+            return needs
+        wanted = tuple(ref for ref in CHARTS if ref.package in needs)
+    directory = charts.cache_dir()
+    failed = 0
+    for ref in wanted:
+        try:
+            pulled = charts.pull(ref, directory, mirror=args.mirror, force=args.force)
+        except charts.PullError as exc:
+            failed += 1
+            print(f"neurodock: cannot fetch {exc}", file=sys.stderr)
+            continue
+        print(f"{'fetched' if pulled.fetched else 'cached '}  {ref}  {pulled.path}")
+    if failed:
+        print(f"neurodock: {failed} of {len(wanted)} chart(s) not fetched; the cache {directory} holds the rest",
+              file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -17,7 +17,8 @@ from components.gateway.smoke_test import SmokeTest, SmokeTestArgs
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
 from components.serving.model_server import PORT
-from components.versions import LLAMACPP_IMAGE, VLLM_IMAGE
+from components.versions import ENVOY_GATEWAY, LLAMACPP_IMAGE, VLLM_IMAGE
+from infra import charts
 from infra.config import StackConfig
 from infra.secrets import StackSecrets
 
@@ -41,6 +42,7 @@ def build_gateway(
     gateway = ModelGateway(
         "gateway",
         ModelGatewayArgs(
+            chart=charts.source(ENVOY_GATEWAY),
             served_names=served,
             route_namespaces=(SERVING_NAMESPACE,),
             system_node_selector=system_selector,

@@ -36,6 +36,8 @@ from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring.stack import MonitoringStack, MonitoringStackArgs
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
+from components.versions import CLUSTER_AUTOSCALER, KUBE_PROMETHEUS_STACK
+from infra import charts
 from infra.config import (
     NAMESPACE,
     EksCloud,
@@ -95,6 +97,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         monitoring = MonitoringStack(
             "monitoring",
             MonitoringStackArgs(
+                chart=charts.source(KUBE_PROMETHEUS_STACK),
                 storage_class=cluster.storage_class,
                 retention=config.monitoring.retention,
                 storage_gib=config.monitoring.storage_gib,
@@ -255,6 +258,7 @@ def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.Resource
     return [EksAddons(
         "cluster-addons",
         EksAddonsArgs(
+            autoscaler_chart=charts.source(CLUSTER_AUTOSCALER),
             cluster_name=cluster.cluster_name,
             region=config.cloud.region,
             kubernetes_version=config.cloud.kubernetes_version,

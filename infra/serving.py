@@ -32,6 +32,8 @@ from components.serving.weights_access import (
     S3WeightsReader,
     S3WeightsReaderArgs,
 )
+from components.versions import KEDA
+from infra import charts
 from infra.config import VARIANTS, ModelSpec, StackConfig, model_architecture
 from infra.secrets import StackSecrets
 
@@ -60,6 +62,7 @@ def build_catalog(
     return ModelCatalog(
         "models",
         ModelCatalogArgs(entries=tuple(entries), system_node_selector=system_node_selector(cluster),
+                         keda_chart=charts.source(KEDA),
                          hf_token=secrets.hf_token, crds=crds),
         opts=opts,
     )

@@ -9,13 +9,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.charts import ChartSource
 from components.k8s import PART_OF_VALUE
-from components.versions import (
-    CLUSTER_AUTOSCALER_CHART,
-    CLUSTER_AUTOSCALER_CHART_VERSION,
-    CLUSTER_AUTOSCALER_IMAGE_TAGS,
-    CLUSTER_AUTOSCALER_REPO,
-)
+from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS
 
 STORAGE_CLASS = "gp3"
 """The default StorageClass this component creates (EBS gp3, encrypted)."""
@@ -23,6 +19,8 @@ STORAGE_CLASS = "gp3"
 
 @dataclass(frozen=True, kw_only=True)
 class EksAddonsArgs:
+    autoscaler_chart: ChartSource
+    """Where the Cluster Autoscaler's release reads its chart (``versions.CLUSTER_AUTOSCALER``)."""
     cluster_name: pulumi.Input[str]
     """EKS cluster name, for the autoscaler's ASG auto-discovery."""
     region: str
@@ -64,9 +62,7 @@ class EksAddons(pulumi.ComponentResource):
         k8s.helm.v3.Release(
             f"{name}-autoscaler",
             name="cluster-autoscaler",
-            chart=CLUSTER_AUTOSCALER_CHART,
-            version=CLUSTER_AUTOSCALER_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CLUSTER_AUTOSCALER_REPO),
+            **args.autoscaler_chart.release_args(),
             namespace="kube-system",
             values={
                 "cloudProvider": "aws",

@@ -19,6 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.charts import ChartSource
 from components.k8s import (
     PART_OF_VALUE,
     RESTRICTED_CONTAINER_SECURITY,
@@ -27,7 +28,7 @@ from components.k8s import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
-from components.versions import BODY_BASED_ROUTER_IMAGE, ENVOY_GATEWAY_CHART, ENVOY_GATEWAY_CHART_VERSION
+from components.versions import BODY_BASED_ROUTER_IMAGE
 
 NAMESPACE = "neurodock-gateway"
 """The controller, the Envoy proxies and the body-based router; with monitoring, the only
@@ -55,6 +56,8 @@ BUFFER_LIMIT = "8Mi"
 
 @dataclass(frozen=True, kw_only=True)
 class ModelGatewayArgs:
+    chart: ChartSource
+    """Where the controller's release reads Envoy Gateway's chart (``versions.ENVOY_GATEWAY``)."""
     served_names: tuple[str, ...]
     """OpenAI ``model`` values served, listed by ``GET /v1/models``."""
     route_namespaces: tuple[str, ...]
@@ -103,8 +106,7 @@ class ModelGateway(pulumi.ComponentResource):
         release = k8s.helm.v3.Release(
             f"{name}-controller",
             name="envoy-gateway",
-            chart=ENVOY_GATEWAY_CHART,
-            version=ENVOY_GATEWAY_CHART_VERSION,
+            **args.chart.release_args(),
             namespace=ns.metadata.name,
             values={"deployment": {"pod": {"affinity": {"nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [

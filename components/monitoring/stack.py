@@ -10,13 +10,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import labels
+from components.charts import ChartSource
 from components.k8s import PART_OF_VALUE, namespace
 from components.monitoring.dashboards import DASHBOARDS
-from components.versions import (
-    KUBE_PROMETHEUS_STACK_CHART,
-    KUBE_PROMETHEUS_STACK_VERSION,
-    PROMETHEUS_COMMUNITY_REPO,
-)
 
 NAMESPACE = "monitoring"
 RELEASE = "kps"
@@ -24,6 +20,8 @@ RELEASE = "kps"
 
 @dataclass(frozen=True, kw_only=True)
 class MonitoringStackArgs:
+    chart: ChartSource
+    """Where the release reads kube-prometheus-stack (``versions.KUBE_PROMETHEUS_STACK``)."""
     storage_class: str
     """Storage class of Prometheus' volume."""
     retention: str = "15d"
@@ -61,9 +59,7 @@ class MonitoringStack(pulumi.ComponentResource):
         release = k8s.helm.v3.Release(
             f"{name}-kps",
             name=RELEASE,
-            chart=KUBE_PROMETHEUS_STACK_CHART,
-            version=KUBE_PROMETHEUS_STACK_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
+            **args.chart.release_args(),
             namespace=ns.metadata.name,
             values=_values(args, admin_secret),
             timeout=args.timeout_s,

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.charts import ChartSource
 from components.k8s import PART_OF_VALUE, namespace
 from components.serving.keda import Keda, KedaArgs
 from components.serving.model_server import ModelServer, ModelServerArgs
@@ -34,6 +35,8 @@ class ModelCatalogArgs:
     """Models to serve."""
     system_node_selector: dict[str, str]
     """Where KEDA runs."""
+    keda_chart: ChartSource
+    """Where KEDA's release reads its chart (``versions.KEDA``)."""
     hf_token: pulumi.Input[str] | None = None
     """Hugging Face token, stored in a Secret for gated models (default none)."""
     crds: pulumi.Resource | None = None
@@ -73,7 +76,7 @@ class ModelCatalog(pulumi.ComponentResource):
         )
         keda = None
         if any(e.server.autoscaling for e in args.entries):
-            keda = Keda(f"{name}-keda", KedaArgs(node_selector=args.system_node_selector),
+            keda = Keda(f"{name}-keda", KedaArgs(chart=args.keda_chart, node_selector=args.system_node_selector),
                         opts=pulumi.ResourceOptions(parent=self)).release
         self.urls = {}
         self.deployments = {}

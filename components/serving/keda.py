@@ -11,14 +11,16 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.charts import ChartSource
 from components.k8s import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, namespace
-from components.versions import KEDA_CHART, KEDA_CHART_VERSION, KEDA_REPO
 
 NAMESPACE = "keda"
 
 
 @dataclass(frozen=True, kw_only=True)
 class KedaArgs:
+    chart: ChartSource
+    """Where the release reads the KEDA chart (``versions.KEDA``)."""
     node_selector: dict[str, str]
     """Where KEDA runs: the system pool."""
     timeout_s: int = 600
@@ -41,9 +43,7 @@ class Keda(pulumi.ComponentResource):
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             name="keda",
-            chart=KEDA_CHART,
-            version=KEDA_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KEDA_REPO),
+            **args.chart.release_args(),
             namespace=ns.metadata.name,
             values={"nodeSelector": args.node_selector, **restricted},
             atomic=True,

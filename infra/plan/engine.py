@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import runpy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,11 @@ import pulumi
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from infra import charts
 from infra.bootstrap.config import NAMESPACE as BOOTSTRAP_PROJECT
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
+from infra.plan.helm import ChartObject, MissingChart, RenderedRelease, RenderError, render_releases
 from infra.plan.mocks import SECRET, UNKNOWN, PlanMocks, RecordingMonitor, Registration
 from infra.plan.stackfile import StackFile
 
@@ -34,7 +36,11 @@ class Plan:
     outputs: dict[str, Any]
     """Stack outputs, secrets as ``[secret]``, unknown values as ``[unknown]``."""
     warnings: list[str]
-    """Warnings the program logged (``pulumi.log.warn``)."""
+    """Warnings the program logged (``pulumi.log.warn``), then one per chart that was not rendered."""
+    releases: list[RenderedRelease] = field(default_factory=list)
+    """Each Helm release rendered from its cached chart, with the objects it installs."""
+    missing_charts: list[MissingChart] = field(default_factory=list)
+    """Releases whose chart is not cached: their objects are unknown to this plan."""
 
     @property
     def manifests(self) -> list[Registration]:
@@ -43,6 +49,11 @@ class Plan:
     @property
     def helm_releases(self) -> list[Registration]:
         return [r for r in self.resources if r.type == "kubernetes:helm.sh/v3:Release"]
+
+    @property
+    def chart_objects(self) -> list[ChartObject]:
+        """Every object the Helm releases install, release by release."""
+        return [o for release in self.releases for o in release.objects]
 
 
 class ProgramError(Exception):
@@ -61,9 +72,10 @@ def _is_bootstrap(stack: StackFile) -> bool:
     return stack.project == BOOTSTRAP_PROJECT
 
 
-def run_plan(stack: StackFile) -> Plan:
+def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
     """Validate the stack's config, then run its project's program under mocks (``infra/__main__.py``,
-    or ``infra/bootstrap/__main__.py`` for the bootstrap project).
+    or ``infra/bootstrap/__main__.py`` for the bootstrap project), then render its Helm releases from
+    the chart cache (unless ``render_charts`` is false).
 
     Configuration errors surface before the program starts, so nothing is ever half-registered.
     """
@@ -90,8 +102,17 @@ def run_plan(stack: StackFile) -> Plan:
         pulumi_settings.ROOT.set(None)
         loop.close()
         asyncio.set_event_loop(None)
-    return Plan(stack=stack, config=config, resources=tree_order(monitor.registrations), outputs=outputs,
-                warnings=log.warnings)
+    resources = tree_order(monitor.registrations)
+    releases: list[RenderedRelease] = []
+    missing: list[MissingChart] = []
+    if render_charts:
+        try:
+            releases, missing = render_releases(resources)
+        except RenderError as exc:
+            raise ProgramError(f"Helm could not render a release: {exc}") from None
+    cache = charts.cache_dir()
+    return Plan(stack=stack, config=config, resources=resources, outputs=outputs,
+                warnings=log.warnings + [m.message(cache) for m in missing], releases=releases, missing_charts=missing)
 
 
 class _CollectingLogger(logging.Logger):

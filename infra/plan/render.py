@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from infra.plan.engine import Plan
+from infra.plan.helm import RenderedRelease
 from infra.plan.mocks import Registration, digest
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -46,6 +48,7 @@ def text(plan: Plan) -> str:
     counts = counts_by_type(plan)
     width = max((len(str(n)) for n in counts.values()), default=1)
     lines += [f"  {n:>{width}}  {t}" for t, n in counts.items()]
+    lines += _releases_text(plan)
     lines += ["", "Outputs"]
     key_width = max((len(k) for k in plan.outputs), default=0)
     for key, value in plan.outputs.items():
@@ -55,6 +58,30 @@ def text(plan: Plan) -> str:
     if plan.warnings:
         lines += ["", "Warnings", *(f"  {w}" for w in plan.warnings)]
     return "\n".join(lines) + "\n"
+
+
+def _releases_text(plan: Plan) -> list[str]:
+    """Per Helm release: its chart and the objects it installs, by kind."""
+    if not plan.helm_releases:
+        return []
+    lines = ["", f"Helm releases ({len(plan.releases)} of {len(plan.helm_releases)} rendered with Helm from the "
+                 f"chart cache: {len(plan.chart_objects)} objects)"]
+    for release in plan.releases:
+        lines.append(f"  {release.name}: {release.chart} in namespace {release.namespace}, "
+                     f"{len(release.objects)} objects")
+        counts = Counter(o.kind for o in release.objects)
+        width = max((len(str(n)) for n in counts.values()), default=1)
+        lines += [f"    {n:>{width}}  {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    for missing in plan.missing_charts:
+        lines.append(f"  {missing.release}: not rendered (chart {missing.ref or missing.chart} is not cached)")
+    return lines
+
+
+def release_json(release: RenderedRelease) -> dict[str, Any]:
+    counts = Counter(o.kind for o in release.objects)
+    return {"urn": release.urn, "name": release.name, "namespace": release.namespace, "chart": release.chart.name,
+            "version": release.chart.version, "package": str(release.package), "objectCount": len(release.objects),
+            "countsByKind": dict(sorted(counts.items()))}
 
 
 def _tree(resources: list[Registration]) -> list[str]:
@@ -84,29 +111,45 @@ def as_json(plan: Plan) -> dict[str, Any]:
         "cloud": cloud_of(plan),
         "resourceCount": sum(1 for r in plan.resources if r.custom),
         "countsByType": counts_by_type(plan),
+        "chartObjectCount": len(plan.chart_objects),
+        "helmReleases": [release_json(r) for r in plan.releases],
+        "missingCharts": [{"urn": m.urn, "release": m.release, "chart": m.chart, "version": m.version}
+                          for m in plan.missing_charts],
         "outputs": plan.outputs,
         "warnings": plan.warnings,
-        "resources": [r.to_json() for r in plan.resources],
+        "resources": resources_json(plan),
     }
+
+
+def resources_json(plan: Plan) -> list[dict[str, Any]]:
+    """The program's resources, then each object the Helm releases install (with ``release``)."""
+    return [r.to_json() for r in plan.resources] + [o.to_json() for o in plan.chart_objects]
 
 
 def write_out(plan: Plan, directory: Path) -> dict[str, Path]:
     """Write resources.json, outputs.json, manifests/ and helm-releases.yaml under ``directory``.
 
-    ``manifests/`` is emptied first, so it never holds objects of an earlier plan.
+    ``manifests/`` holds NeuroDock's own objects, and one folder per rendered Helm release,
+    ``manifests/<release>/``, with the objects that release installs. It is emptied first, so it
+    never holds objects of an earlier plan.
     """
     directory.mkdir(parents=True, exist_ok=True)
     resources = directory / "resources.json"
-    resources.write_text(json.dumps([r.to_json() for r in plan.resources], indent=2) + "\n")
+    resources.write_text(json.dumps(resources_json(plan), indent=2) + "\n")
     outputs = directory / "outputs.json"
     outputs.write_text(json.dumps(plan.outputs, indent=2, sort_keys=True) + "\n")
 
     manifests = directory / "manifests"
-    manifests.mkdir(exist_ok=True)
-    for stale in manifests.glob("*.yaml"):
-        stale.unlink()
+    if manifests.is_dir():
+        shutil.rmtree(manifests)
+    manifests.mkdir()
     for name, obj in manifest_files(plan).items():
         (manifests / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+    for release in plan.releases:
+        folder = manifests / _safe(release.name)
+        folder.mkdir()
+        for name, text in chart_object_files(release).items():
+            (folder / name).write_text(text)
 
     helm = directory / "helm-releases.yaml"
     helm.write_text(yaml.safe_dump(helm_releases(plan), sort_keys=False))
@@ -129,6 +172,17 @@ def manifest_files(plan: Plan) -> dict[str, dict[str, Any]]:
     return files
 
 
+def chart_object_files(release: RenderedRelease) -> dict[str, str]:
+    """File name -> YAML of each object a release installs, named like ``manifest_files``."""
+    files: dict[str, str] = {}
+    for o in release.objects:
+        name = ".".join(_safe(p) for p in (o.namespace or "cluster", o.kind, o.object_name)) + ".yaml"
+        if name in files:
+            name = name.removesuffix(".yaml") + f".{digest(o.urn, length=8)}.yaml"
+        files[name] = o.text
+    return files
+
+
 def helm_releases(plan: Plan) -> list[dict[str, Any]]:
     releases = []
     for r in plan.helm_releases:
@@ -141,6 +195,7 @@ def helm_releases(plan: Plan) -> list[dict[str, Any]]:
             "version": inputs.get("version"),
             "namespace": inputs.get("namespace"),
             "values": inputs.get("values") or {},
+            "rendered": next((release_json(x) for x in plan.releases if x.urn == r.urn), None),
         })
     return releases
 

@@ -1,0 +1,210 @@
+"""Render the plan's Helm releases with Helm itself, offline: every object a release installs.
+
+Each ``kubernetes:helm.sh/v3:Release`` the program registered is rendered from its cached chart
+package (``infra.charts``) with the exact values, name and namespace it was given, by Helm's Go SDK
+(``helm_python``), as the provider's own dry run does before an install: templates (hooks included)
+plus the CRDs of the chart's ``crds/`` directories. Test hooks are left out: only ``helm test`` runs
+them. A release whose chart is not cached is reported, not guessed at.
+
+Rendering uses Helm's default capabilities (the Kubernetes version of its SDK, built-in APIs only),
+not the target cluster's: a template that branches on ``.Capabilities`` may differ on a cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.charts import ChartRef
+from infra import charts
+from infra.plan.mocks import Registration
+
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+
+# Kinds the API server keeps outside namespaces: Helm leaves their namespace empty, and so do we.
+CLUSTER_SCOPED = frozenset({
+    "APIService", "CertificateSigningRequest", "ClusterRole", "ClusterRoleBinding", "CSIDriver", "CSINode",
+    "CustomResourceDefinition", "FlowSchema", "IngressClass", "MutatingWebhookConfiguration", "Namespace", "Node",
+    "PersistentVolume", "PriorityClass", "PriorityLevelConfiguration", "RuntimeClass", "StorageClass",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+    # Custom resources of the pinned charts' CRDs with `scope: Cluster`.
+    "GatewayClass", "ClusterTriggerAuthentication", "ClusterCloudEventSource",
+})
+
+
+class _Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
+    """YAML as Helm reads it: a plain ``=`` is a string (PyYAML alone reads it as the obsolete
+    'value' tag, which some CRDs' enums contain)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", yaml.constructor.SafeConstructor.construct_yaml_str)
+
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
+
+
+_CRD_NAME = re.compile(r"^metadata:\s*\n(?:[ \t]+.*\n|\s*\n)*?[ \t]+name:[ \t]*['\"]?([^'\"\s]+)", re.MULTILINE)
+_DOCUMENT_SPLIT = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
+
+
+@dataclass(eq=False)
+class ChartObject:
+    """One Kubernetes object a release installs, named as Pulumi's own chart resources name theirs:
+    ``<release>:<namespace>/<name>`` under the release."""
+
+    release_urn: str
+    release: str
+    """The Helm release's name."""
+    template: str
+    """The chart file it came from (``chart/templates/x.yaml`` or ``chart/crds/x.yaml``)."""
+    kind: str
+    api_version: str
+    object_name: str
+    namespace: str | None
+    _manifest: dict[str, Any] | None = field(default=None, repr=False)
+    _text: str | None = field(default=None, repr=False)
+    """CRDs keep their YAML and are parsed on first use: kube-prometheus-stack's alone are 4 MB."""
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is not None:
+            return self._manifest
+        [document] = load_documents(self._text or "")
+        return document
+
+    @property
+    def text(self) -> str:
+        """The object as YAML."""
+        if self._text is not None:
+            return self._text
+        return yaml.safe_dump(self.manifest, sort_keys=False)
+
+    @property
+    def type(self) -> str:
+        """The Pulumi type token of the object's kind, as ``kubernetes:apps/v1:Deployment``."""
+        group, _, version = self.api_version.rpartition("/")
+        return f"kubernetes:{group or 'core'}/{version}:{self.kind}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.release}:{self.namespace}/{self.object_name}" if self.namespace else \
+            f"{self.release}:{self.object_name}"
+
+    @property
+    def urn(self) -> str:
+        head = self.release_urn.rpartition("::")[0]
+        return f"{head}${self.type}::{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.release_urn,
+                "custom": True, "provider": None, "release": self.release, "template": self.template,
+                "inputs": self.manifest}
+
+
+@dataclass(frozen=True)
+class RenderedRelease:
+    urn: str
+    name: str
+    namespace: str
+    chart: ChartRef
+    package: Path
+    objects: list[ChartObject]
+
+
+@dataclass(frozen=True)
+class MissingChart:
+    """A release whose chart is not in the cache (or not one NeuroDock pins)."""
+
+    urn: str
+    release: str
+    chart: str
+    version: str | None
+    ref: ChartRef | None
+
+    def message(self, cache: Path) -> str:
+        if self.ref is None:
+            return (f"Helm release '{self.release}' uses chart '{self.chart}' {self.version or '(no version)'}, which "
+                    "NeuroDock does not pin (components/versions.py): its objects are not rendered or checked.")
+        return (f"Helm release '{self.release}': chart {self.ref} is not in the chart cache {cache}, so its objects "
+                f"are not rendered or checked; fetch it with `{charts.PULL_HINT}` (or set {charts.CACHE_ENV}).")
+
+
+class RenderError(Exception):
+    """Helm refused to render a release: its values or templates are wrong."""
+
+
+def render_releases(registrations: list[Registration], cache: Path | None = None
+                    ) -> tuple[list[RenderedRelease], list[MissingChart]]:
+    cache = cache or charts.cache_dir()
+    rendered: list[RenderedRelease] = []
+    missing: list[MissingChart] = []
+    for r in registrations:
+        if r.type != RELEASE_TYPE:
+            continue
+        chart, version = str(r.inputs.get("chart") or ""), r.inputs.get("version")
+        ref = charts.ref_of(chart, version)
+        package = charts.cached(ref, cache) if ref else None
+        if ref is None or package is None:
+            missing.append(MissingChart(r.urn, str(r.inputs.get("name") or r.name), chart, version, ref))
+            continue
+        rendered.append(render_release(r, ref, package))
+    return rendered, missing
+
+
+def render_release(release: Registration, ref: ChartRef, package: Path) -> RenderedRelease:
+    """The objects ``release`` installs from ``package``, rendered as the provider renders them."""
+    import helm_python  # the Go SDK: loaded only when a plan renders charts
+
+    name = str(release.inputs.get("name") or release.name)
+    namespace = str(release.inputs.get("namespace") or "default")
+    # The provider drops null values before Helm sees them (allowNullValues is off).
+    values = _without_nulls(release.inputs.get("values") or {})
+    try:
+        with helm_python.Chart.load(package) as chart:
+            files = chart.render(values, name=name, namespace=namespace, is_install=True)
+            crds = [] if release.inputs.get("skipCrds") else chart.crds
+    except helm_python.HelmError as exc:
+        raise RenderError(f"Helm release '{name}' ({ref}): {exc}") from None
+    objects: list[ChartObject] = []
+    for template, text in sorted(files.items()):
+        if not template.endswith((".yaml", ".yml", ".json")):
+            continue  # NOTES.txt
+        for document in load_documents(text):
+            hook = str(((document.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", ""))
+            if any(h.strip().startswith("test") for h in hook.split(",") if h):
+                continue
+            objects.append(_object(release.urn, name, namespace, template, document))
+    for crd in crds:
+        for text in _DOCUMENT_SPLIT.split(crd["data"]):
+            match = _CRD_NAME.search(text)
+            if match is None:
+                continue  # an empty or comment-only document
+            objects.append(ChartObject(release.urn, name, crd["filename"], "CustomResourceDefinition",
+                                       "apiextensions.k8s.io/v1", match.group(1), None, _text=text.strip() + "\n"))
+    return RenderedRelease(release.urn, name, namespace, ref, package, objects)
+
+
+def _object(urn: str, release: str, namespace: str, template: str, document: dict[str, Any]) -> ChartObject:
+    kind = str(document.get("kind", ""))
+    metadata = document.setdefault("metadata", {}) or {}
+    if kind not in CLUSTER_SCOPED and not metadata.get("namespace"):
+        # Helm applies namespaced objects without a namespace to the release's namespace.
+        metadata["namespace"] = namespace
+    return ChartObject(urn, release, template, kind, str(document.get("apiVersion", "")),
+                       str(metadata.get("name", "")), metadata.get("namespace") if kind not in CLUSTER_SCOPED else None,
+                       _manifest=document)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
