@@ -9,6 +9,7 @@ planned once per session and shared, read-only.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,25 @@ from infra.plan.engine import Plan, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file, stack_names
 
 SHIPPED_STACKS = stack_names()
+SHARED_CHARTS = REPO_ROOT.parent / "shared" / "charts"
+"""The pinned chart packages every developer and CI have beside the repository."""
+
+# Plans render Helm releases from the chart cache; tests use the pinned packages unless told otherwise.
+os.environ.setdefault("NEURODOCK_CHART_CACHE", str(SHARED_CHARTS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chart_cache() -> Path:
+    """The chart cache the tests render from; it must hold every pinned chart, or the tests that read
+    rendered chart objects would judge nothing."""
+    from components.versions import CHARTS
+    from infra import charts
+
+    missing = [ref.package for ref in CHARTS if charts.cached(ref) is None]
+    if missing:
+        pytest.fail(f"chart cache {charts.cache_dir()} lacks {', '.join(missing)}: set NEURODOCK_CHART_CACHE to "
+                    f"a directory holding the pinned charts ({SHARED_CHARTS}), or run `neurodock charts pull`")
+    return charts.cache_dir()
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +67,15 @@ def write_stack(tmp_path: Path):
 def of_type(plan: Plan, type_: str) -> list:
     """The plan's registrations of one resource type."""
     return [r for r in plan.resources if r.type == type_]
+
+
+def release_of(plan: Plan, ref) -> Any:
+    """The plan's one Helm release of a pinned chart (``versions.KEDA``...), whatever its source."""
+    from infra import charts
+
+    [release] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release")
+                 if charts.ref_of(str(r.inputs["chart"]), r.inputs.get("version")) == ref]
+    return release
 
 
 def selectors(expr: str) -> set[str]:

@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from infra.cli import main
+from infra.plan.helm import load_documents
 from tests.conftest import stack_document
 
 
@@ -29,9 +30,17 @@ def test_plan_dev_writes_all_four_outputs(tmp_path, capsys):
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in manifests}
     assert {"Namespace", "Deployment", "Service"} <= kinds
     releases = yaml.safe_load((out / "helm-releases.yaml").read_text())
-    assert ("kube-prometheus-stack", "monitoring") in [(r["chart"], r["namespace"]) for r in releases]
-    # Every chart is pinned to a version, from an HTTPS repository or an OCI registry.
-    assert all(r["version"] and (r["repository"] or r["chart"]).startswith(("https://", "oci://")) for r in releases)
+    assert ("kube-prometheus-stack", "monitoring") in [(r["rendered"]["chart"], r["namespace"]) for r in releases]
+    # With the chart cached, each release installs the cached package it was rendered from.
+    assert all(r["chart"] == r["rendered"]["package"] and r["chart"].endswith(f"-{r['version']}.tgz")
+               for r in releases)
+    # The objects each release installs, in a folder per release, and listed with their release.
+    kps = sorted((out / "manifests" / "kps").glob("*.yaml"))
+    assert {"Prometheus", "Alertmanager", "DaemonSet", "CustomResourceDefinition"} <= {
+        load_documents(p.read_text())[0]["kind"] for p in kps}
+    from_chart = [r for r in resources if r.get("release") == "kps"]
+    assert len(from_chart) == len(kps) and all(r["parent"].endswith("::monitoring-kps") for r in from_chart)
+    assert "kps: kube-prometheus-stack 82.6.0 in namespace monitoring" in text
 
 
 def test_plan_out_replaces_stale_manifests(tmp_path):

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from components.versions import CLUSTER_AUTOSCALER, KUBE_PROMETHEUS_STACK
 from infra.plan.engine import run_plan
 from infra.plan.stackfile import load_stack_file
-from tests.conftest import of_type, stack_document
+from tests.conftest import of_type, release_of, stack_document
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_autoscaler_sees_gpu_labels_taints_and_capacity_of_an_empty_pool(plan):
 
 
 def test_autoscaler_is_installed_pinned_with_a_least_privilege_irsa_role(plan):
-    [release] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "cluster-autoscaler"]
+    release = release_of(plan, CLUSTER_AUTOSCALER)
     assert release.inputs["version"] == "9.59.0"
     values = release.inputs["values"]
     assert values["autoDiscovery"]["clusterName"] == "neurodock-staging"
@@ -129,7 +130,7 @@ def test_ebs_csi_driver_and_encrypted_default_storage_class(plan):
     assert storage["metadata"]["name"] == "gp3"
     assert storage["provisioner"] == "ebs.csi.aws.com"
     assert storage["parameters"]["encrypted"] == "true"
-    [kps] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "kube-prometheus-stack"]
+    kps = release_of(plan, KUBE_PROMETHEUS_STACK)
     claim = kps.inputs["values"]["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
     assert claim["storageClassName"] == "gp3"
     # Monitoring waits for the add-ons (the SDK expands a component dependency into its children).

@@ -13,7 +13,7 @@ import pytest
 
 from components.gateway import smoke_check
 from components.gateway.gateway import MODEL_HEADER, SMOKE_TEST_CLIENT, parse_api_keys
-from components.versions import ENVOY_GATEWAY_CHART, ENVOY_GATEWAY_CHART_VERSION
+from components.versions import ENVOY_GATEWAY
 from infra.plan.engine import run_plan
 from infra.plan.mocks import SECRET
 from infra.plan.stackfile import load_stack_file
@@ -61,8 +61,8 @@ def plan_with(stack: str, write_stack, mutate) -> object:
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_every_stack_installs_a_pinned_gateway_reachable_in_cluster_only(shipped_plans, stack):
     plan = shipped_plans[stack]
-    [release] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == ENVOY_GATEWAY_CHART]
-    assert release.inputs["version"] == ENVOY_GATEWAY_CHART_VERSION and release.inputs["namespace"] == GATEWAY_NS
+    [release] = [r for r in plan.releases if r.chart == ENVOY_GATEWAY]
+    assert release.namespace == GATEWAY_NS
     [gateway_class] = manifests(plan, "GatewayClass")
     [proxy] = manifests(plan, "EnvoyProxy", GATEWAY_NS)
     assert gateway_class["spec"]["parametersRef"]["name"] == proxy["metadata"]["name"]

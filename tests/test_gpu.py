@@ -6,9 +6,10 @@ import pytest
 
 from components.cluster.base import GpuSharing, PoolFacts, PoolRole, SharingStrategy
 from components.gpu.device_plugin import plugin_configs
+from components.versions import KUBE_PROMETHEUS_STACK
 from infra.plan.engine import run_plan
 from infra.plan.stackfile import load_stack_file
-from tests.conftest import model_servers, of_type, stack_document
+from tests.conftest import model_servers, of_type, release_of, stack_document
 
 
 def manifests(plan, kind, namespace=None):
@@ -120,8 +121,7 @@ def test_grafana_admin_password_is_generated_and_kept_secret(shipped_plans):
     plan = shipped_plans["staging"]
     assert of_type(plan, "random:index/randomPassword:RandomPassword")
     assert plan.outputs["grafanaAdminPassword"] == "[secret]"
-    [release] = [r for r in of_type(plan, "kubernetes:helm.sh/v3:Release")
-                 if r.inputs["chart"] == "kube-prometheus-stack"]
+    release = release_of(plan, KUBE_PROMETHEUS_STACK)
     admin = release.inputs["values"]["grafana"]["admin"]
     [secret] = [m for m in manifests(plan, "Secret", "monitoring")]
     assert admin["existingSecret"] == secret["metadata"]["name"]

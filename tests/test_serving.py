@@ -9,9 +9,10 @@ import shlex
 import pytest
 
 from components.serving import architectures
+from components.versions import KEDA
 from infra.plan.engine import run_plan
 from infra.plan.stackfile import load_stack_file
-from tests.conftest import SHIPPED_STACKS, stack_document
+from tests.conftest import SHIPPED_STACKS, release_of, stack_document
 from tests.pss import violations
 
 # A bucket source names no model: its size is stated in config.
@@ -246,8 +247,7 @@ def test_models_scale_on_their_queue_with_keda(shipped_plans):
         'namespace="neurodock-serving", pod=~"llama-3-1-8b-server-.*"})')
     assert trigger["metadata"]["threshold"] == "5"
     assert trigger["metadata"]["serverAddress"].endswith(":9090")
-    keda = [r for r in plan.resources if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "keda"]
-    assert keda and keda[0].inputs["version"]
+    assert release_of(plan, KEDA).inputs["version"] == KEDA.version
     assert not [h for h in manifests(plan, "HorizontalPodAutoscaler")], "no CPU HPA on model servers"
 
 
