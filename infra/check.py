@@ -59,8 +59,17 @@ class Violation:
         return {"policy": self.policy, "enforcement": self.enforcement, "urn": self.urn, "message": self.message}
 
 
+def _no_options(parent: str | None = None) -> PolicyResourceOptions:
+    return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], parent=parent)
+
+
 def policy_resources(plan: Plan) -> list[PolicyResource]:
-    """The plan's resources as CrossGuard shows them to policies, the stack's outputs included."""
+    """The plan's resources as CrossGuard shows them to policies, the stack's outputs included, and
+    each object the Helm releases install, as a child of its release.
+
+    Under ``pulumi preview --policy-pack`` CrossGuard sees a release as one resource; only this offline
+    check sees what it installs, rendered by Helm from the cached chart.
+    """
     out = []
     for r in plan.resources:
         if r.type.startswith("pulumi:providers:") or r.type == STACK_TYPE:
@@ -79,11 +88,11 @@ def policy_resources(plan: Plan) -> list[PolicyResource]:
         # Kubernetes objects as the provider checks them: with the names it generates.
         props = r.manifest if r.manifest is not None else r.inputs
         out.append(PolicyResource(r.type, props, r.urn, r.name, options, None, None, [], {}))
+    for o in plan.chart_objects:
+        out.append(PolicyResource(o.type, o.manifest, o.urn, o.name, _no_options(o.release_urn), None, None, [], {}))
     stack_name = f"{plan.stack.project}-{plan.stack.stack}"
     stack_urn = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::{STACK_TYPE}::{stack_name}"
-    out.append(PolicyResource(STACK_TYPE, dict(plan.outputs), stack_urn, stack_name,
-                              PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
-                              None, None, [], {}))
+    out.append(PolicyResource(STACK_TYPE, dict(plan.outputs), stack_urn, stack_name, _no_options(), None, None, [], {}))
     return out
 
 

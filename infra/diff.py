@@ -1,7 +1,8 @@
 """``neurodock diff A B``: two stacks' offline plans compared resource by resource.
 
 Resources are matched by their URN without the stack part (type chain and name), so the same
-program on two stacks lines up. Kubernetes objects are compared as the provider would send them,
+program on two stacks lines up; so are the objects each Helm release installs, rendered from the
+cached chart (``<release URN>$<kind>::<release>:<namespace>/<name>``). Kubernetes objects are compared as the provider would send them,
 cloud resources by their inputs, and both by the options that decide what survives a destroy
 (``protect``, ``retainOnDelete``). Stack outputs are compared as one more entry.
 
@@ -128,6 +129,9 @@ def _index(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, tuple[dict[str
         body["options"] = {k: bool(r.options.get(k)) for k in OPTIONS_COMPARED}
         cloud_id = r.id if isinstance(r.id, str) and len(r.id) >= 8 else None
         out[_relocated(r.urn.removeprefix(prefix), pairs)] = (_relocated(body, anonymous), cloud_id)
+    # What each Helm release installs, as Helm renders it: a chart bump shows its object changes.
+    for o in plan.chart_objects:
+        out[_relocated(o.urn.removeprefix(prefix), pairs)] = (_relocated({"manifest": o.manifest}, anonymous), None)
     out[OUTPUTS_KEY] = ({"outputs": plan.outputs}, None)
     return out
 

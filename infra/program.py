@@ -33,7 +33,7 @@ from components.gpu.device_plugin import NAMESPACE as DEVICE_PLUGIN_NAMESPACE
 from components.gpu.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuThresholds, ModelTarget
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
-from components.monitoring.stack import MonitoringStack, MonitoringStackArgs
+from components.monitoring.stack import MonitoringStack, MonitoringStackArgs, Platform
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
 from components.versions import CLUSTER_AUTOSCALER, KUBE_PROMETHEUS_STACK
@@ -98,6 +98,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
             "monitoring",
             MonitoringStackArgs(
                 chart=charts.source(KUBE_PROMETHEUS_STACK),
+                platform=Platform(config.cloud.provider),
                 storage_class=cluster.storage_class,
                 retention=config.monitoring.retention,
                 storage_gib=config.monitoring.storage_gib,

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.charts import ChartSource
-from components.k8s import PART_OF_VALUE
+from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS
 
 STORAGE_CLASS = "gp3"
@@ -74,6 +74,12 @@ class EksAddons(pulumi.ComponentResource):
                     "annotations": {"eks.amazonaws.com/role-arn": args.autoscaler_role_arn},
                 }},
                 "priorityClassName": "system-cluster-critical",
+                # Pod Security "restricted": the chart sets no security context of its own. The image
+                # is distroless and needs no root (uid 65534 as the chart's own example).
+                "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": 65534, "runAsGroup": 65534},
+                "containerSecurityContext": RESTRICTED_CONTAINER_SECURITY,
+                # Its memory grows with the cluster's nodes and pods; 600Mi holds a few hundred nodes.
+                "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"memory": "600Mi"}},
                 "nodeSelector": args.system_node_selector,
                 "extraArgs": {
                     "balance-similar-node-groups": "true",

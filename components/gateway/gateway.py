@@ -108,10 +108,15 @@ class ModelGateway(pulumi.ComponentResource):
             name="envoy-gateway",
             **args.chart.release_args(),
             namespace=ns.metadata.name,
-            values={"deployment": {"pod": {"affinity": {"nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": k, "operator": "In", "values": [v]} for k, v in args.system_node_selector.items()]}]},
-            }}}}},
+            values={
+                "deployment": {"pod": {"affinity": {"nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": k, "operator": "In", "values": [v]} for k, v in args.system_node_selector.items()]}]},
+                }}}},
+                # The certificate Job runs once per install or upgrade; the chart leaves it unbounded.
+                "certgen": {"job": {"resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                                  "limits": {"memory": "64Mi"}}}},
+            },
             atomic=True,
             timeout=args.timeout_s,
             opts=self._child(),

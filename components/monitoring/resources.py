@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.k8s import PART_OF_VALUE
+from components.monitoring.stack import SELECTED
 
 API_VERSION = "monitoring.coreos.com/v1"
 
@@ -35,7 +36,7 @@ def service_monitor(
         resource_name,
         api_version=API_VERSION,
         kind="ServiceMonitor",
-        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels={labels.PART_OF: PART_OF_VALUE}),
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels={labels.PART_OF: PART_OF_VALUE, **SELECTED}),
         spec={
             "selector": {"matchLabels": match_labels},
             "namespaceSelector": {"matchNames": [namespace]},
@@ -57,7 +58,7 @@ def prometheus_rule(
         resource_name,
         api_version=API_VERSION,
         kind="PrometheusRule",
-        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels={labels.PART_OF: PART_OF_VALUE}),
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels={labels.PART_OF: PART_OF_VALUE, **SELECTED}),
         spec={"groups": groups},
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[crds]),
     )

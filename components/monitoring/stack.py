@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,17 +12,30 @@ import pulumi_random as random
 
 from components import labels
 from components.charts import ChartSource
-from components.k8s import PART_OF_VALUE, namespace
+from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, namespace
 from components.monitoring.dashboards import DASHBOARDS
 
 NAMESPACE = "monitoring"
 RELEASE = "kps"
+SELECTED = {"release": RELEASE}
+"""The label Prometheus selects ServiceMonitors, PodMonitors and PrometheusRules on: the chart's own
+carry it (its ``release`` label), and so must every monitoring resource NeuroDock creates."""
+
+
+class Platform(StrEnum):
+    """Where the cluster runs, which decides what of the control plane can be scraped."""
+
+    EKS = "eks"
+    GKE = "gke"
+    KIND = "kind"
 
 
 @dataclass(frozen=True, kw_only=True)
 class MonitoringStackArgs:
     chart: ChartSource
     """Where the release reads kube-prometheus-stack (``versions.KUBE_PROMETHEUS_STACK``)."""
+    platform: Platform
+    """The cluster's platform: what of its control plane Prometheus can reach."""
     storage_class: str
     """Storage class of Prometheus' volume."""
     retention: str = "15d"
@@ -111,15 +125,35 @@ class MonitoringStack(pulumi.ComponentResource):
             )
 
 
+def _resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict:
+    """Requests, and a memory limit (no CPU limit: throttling a collector loses samples)."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit or memory}}
+
+
 def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -> dict:
+    selected = {"matchLabels": dict(SELECTED)}
     return {
+        **_control_plane(args.platform),
+        "prometheusOperator": {
+            "resources": _resources("100m", "128Mi", "256Mi"),
+            "admissionWebhooks": {"patch": {"resources": _resources("10m", "32Mi", "64Mi")}},
+        },
+        "kube-state-metrics": {"resources": _resources("50m", "128Mi", "256Mi")},
+        "prometheus-node-exporter": {
+            "resources": _resources("50m", "32Mi", "64Mi"),
+            # Host access (hostNetwork, hostPID, /proc, /sys, /) is what a node exporter is for: the
+            # monitoring namespace is privileged for it alone (see the pod-security-restricted
+            # policy's nodeAgentNamespaces). Everything else is as locked down as restricted asks.
+            "containerSecurityContext": RESTRICTED_CONTAINER_SECURITY,
+        },
         "prometheus": {
             "prometheusSpec": {
                 "retention": args.retention,
-                # Select every ServiceMonitor and PrometheusRule, not only the chart's own.
-                "serviceMonitorSelectorNilUsesHelmValues": False,
-                "podMonitorSelectorNilUsesHelmValues": False,
-                "ruleSelectorNilUsesHelmValues": False,
+                # Explicit, so the Prometheus object shows what it scrapes: the chart's monitors and
+                # NeuroDock's, both labelled `release: kps` (resources.py), in every namespace.
+                "serviceMonitorSelector": selected,
+                "podMonitorSelector": selected,
+                "ruleSelector": selected,
                 "storageSpec": {"volumeClaimTemplate": {"spec": {
                     "storageClassName": args.storage_class,
                     "accessModes": ["ReadWriteOnce"],
@@ -131,6 +165,13 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -
             "enabled": args.grafana,
             "service": {"type": "ClusterIP"},
             "admin": {"existingSecret": admin_secret, "userKey": "admin-user", "passwordKey": "admin-password"},
-            "sidecar": {"dashboards": {"enabled": True, "searchNamespace": "ALL"}},
+            "resources": _resources("100m", "256Mi", "512Mi"),
+            "sidecar": {"dashboards": {"enabled": True, "searchNamespace": "ALL"},
+                        "resources": _resources("10m", "64Mi", "128Mi")},
         },
     }
+
+
+def _control_plane(platform: Platform) -> dict:
+    """Scrape only control-plane parts this platform lets a pod reach; see docs/upstream.md."""
+    return {}

@@ -1,5 +1,16 @@
 """pod-security-restricted: workloads meet Pod Security "restricted"; only allow-listed node-agent
-DaemonSets in namespaces labelled privileged are exempt."""
+DaemonSets in namespaces labelled privileged are exempt.
+
+An entry of ``nodeAgentNamespaces`` is a namespace (every DaemonSet in it) or ``namespace/name`` (that
+DaemonSet alone). The defaults, and why each needs the host:
+
+- ``nvidia-device-plugin``: the device plugin registers GPUs with the kubelet through its socket
+  under /var/lib/kubelet (hostPath);
+- ``nvidia-dcgm-exporter``: DCGM reads the GPUs through the driver's devices and libraries on the host;
+- ``monitoring/kps-prometheus-node-exporter``: kube-prometheus-stack's node exporter reads the node's
+  /proc, /sys and root filesystem with hostNetwork and hostPID. The rest of the monitoring namespace
+  (operator, Prometheus, Grafana...) is held to "restricted".
+"""
 
 from __future__ import annotations
 
@@ -9,7 +20,7 @@ from neurodock_policies.pss import violations
 from neurodock_policies.support import POD_SPEC_PATHS, describe, dig, known, pod_spec, stack_policy
 
 NAME = "pod-security-restricted"
-DEFAULT_NODE_AGENT_NAMESPACES = ["nvidia-device-plugin", "nvidia-dcgm-exporter"]
+DEFAULT_NODE_AGENT_NAMESPACES = ["nvidia-device-plugin", "nvidia-dcgm-exporter", "monitoring/kps-prometheus-node-exporter"]
 CONFIG_SCHEMA = PolicyConfigSchema(properties={
     "nodeAgentNamespaces": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_NODE_AGENT_NAMESPACES}})
 
@@ -26,9 +37,9 @@ def check(resources, config) -> list[tuple[str, str]]:
         pod = pod_spec(r.resource_type, r.props)
         if pod is None:
             continue
-        namespace = dig(r.props, "metadata", "namespace")
-        if (r.resource_type == "kubernetes:apps/v1:DaemonSet" and known(namespace) and namespace in agents
-                and namespace in privileged):
+        namespace, name = dig(r.props, "metadata", "namespace"), dig(r.props, "metadata", "name")
+        if (r.resource_type == "kubernetes:apps/v1:DaemonSet" and known(namespace) and namespace in privileged
+                and (namespace in agents or f"{namespace}/{name}" in agents)):
             continue
         for problem in violations(dict(pod), "restricted"):
             out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} breaks Pod Security 'restricted' "
