@@ -47,6 +47,17 @@ def shipped_plans() -> dict[str, Plan]:
     return {name: run_plan(load_stack_file(name)) for name in SHIPPED_STACKS}
 
 
+@pytest.fixture(scope="session")
+def crd_schemas(shipped_plans) -> dict[tuple[str, str], dict[str, Any]]:
+    """Strict schemas of every custom resource kind, from the CRDs the pinned charts install (as Helm
+    renders them in the shipped stacks' plans) and the pinned upstream CRDs beside the charts."""
+    from tests.crds import schemas, shared_crds
+
+    rendered = {o.object_name: o.manifest for plan in shipped_plans.values() for o in plan.chart_objects
+                if o.kind == "CustomResourceDefinition"}
+    return schemas([*rendered.values(), *shared_crds()])
+
+
 def stack_document(name: str) -> dict[str, Any]:
     """A shipped stack file's document, as a deep copy to mutate."""
     return copy.deepcopy(yaml.safe_load((REPO_ROOT / "stacks" / f"Pulumi.{name}.yaml").read_text()))

@@ -421,14 +421,12 @@ def test_the_smoke_check_reports_an_unreachable_gateway(capsys):
     assert "FAIL a: URLError" in capsys.readouterr().out
 
 
-def test_gateway_schemas_catch_a_misspelt_field_and_an_out_of_range_mirror(shipped_plans):
+def test_gateway_schemas_catch_a_misspelt_field_and_an_out_of_range_mirror(shipped_plans, crd_schemas):
     import copy
 
     import jsonschema
 
-    from tests.crd_schemas import SCHEMAS
-
-    schema = SCHEMAS[("gateway.networking.k8s.io/v1", "HTTPRoute")]
+    schema = crd_schemas[("gateway.networking.k8s.io/v1", "HTTPRoute")]
     route = route_of(shipped_plans["prod"], LLAMA_8B)
     jsonschema.validate(route, schema)
     misspelt = copy.deepcopy(route)

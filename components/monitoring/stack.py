@@ -173,5 +173,20 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -
 
 
 def _control_plane(platform: Platform) -> dict:
-    """Scrape only control-plane parts this platform lets a pod reach; see docs/upstream.md."""
-    return {}
+    """Scrape only the control-plane parts a pod on this platform can reach (docs/upstream.md).
+
+    etcd, the scheduler and the controller manager are out of reach everywhere: EKS and GKE manage
+    them, and kind's kubeadm binds them to 127.0.0.1. kube-proxy does not run under GKE Dataplane V2
+    and listens on 127.0.0.1 on kind. GKE's DNS is kube-dns, not CoreDNS. Each scrape left on where
+    nothing answers would page forever (TargetDown, KubeSchedulerDown...), so the component and its
+    rules go together: the chart gates each rule group on both.
+    """
+    unreachable = {"kubeEtcd": ["etcd"], "kubeScheduler": ["kubeSchedulerAlerting", "kubeSchedulerRecording"],
+                   "kubeControllerManager": ["kubeControllerManager"]}
+    if platform in (Platform.GKE, Platform.KIND):
+        unreachable["kubeProxy"] = ["kubeProxy"]
+    values: dict = {component: {"enabled": False} for component in unreachable}
+    values["defaultRules"] = {"rules": {rule: False for rules in unreachable.values() for rule in rules}}
+    if platform is Platform.GKE:
+        values |= {"coreDns": {"enabled": False}, "kubeDns": {"enabled": True}}
+    return values
