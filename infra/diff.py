@@ -2,9 +2,9 @@
 
 Resources are matched by their URN without the stack part (type chain and name), so the same
 program on two stacks lines up; so are the objects each Helm release installs, rendered from the
-cached chart (``<release URN>$<kind>::<release>:<namespace>/<name>``). Kubernetes objects are compared as the provider would send them,
-cloud resources by their inputs, and both by the options that decide what survives a destroy
-(``protect``, ``retainOnDelete``). Stack outputs are compared as one more entry.
+cached chart (``<release URN>$<kind>::<release>:<namespace>/<name>``). Kubernetes objects are
+compared as the provider would send them, cloud resources by their inputs, and both by the options
+that decide what survives a destroy (``protect``, ``retainOnDelete``). Stack outputs are compared as one more entry.
 
 Each changed value is classed as *location* when substituting stack A's location (zones, region,
 project) by stack B's turns A's value into B's: that is what moving a stack to another region is

@@ -7,6 +7,7 @@ to ``PolicyPack``, and ``neurodock check`` runs them in process on an offline pl
 from __future__ import annotations
 
 from neurodock_policies import (
+    alerts_reach_a_receiver,
     container_resources,
     eks_cluster_hardening,
     eks_node_hardening,
@@ -16,6 +17,7 @@ from neurodock_policies import (
     helm_charts_pinned,
     images_pinned,
     images_pinned_by_digest,
+    in_cluster_wiring,
     model_fits_gpu,
     model_server_probes,
     model_server_resilience,
@@ -31,6 +33,6 @@ MODULES = (
     pod_security_restricted, images_pinned, images_pinned_by_digest, container_resources, gpu_workloads,
     gpu_node_pools_tainted, model_server_probes, model_server_resilience, no_public_exposure, eks_cluster_hardening,
     eks_node_hardening, gke_cluster_hardening, no_plaintext_secrets, prod_gpu_pools_not_spot_only,
-    prod_stateful_resources_retained, helm_charts_pinned, model_fits_gpu,
+    prod_stateful_resources_retained, helm_charts_pinned, model_fits_gpu, in_cluster_wiring, alerts_reach_a_receiver,
 )
 POLICIES = [m.POLICY for m in MODULES]

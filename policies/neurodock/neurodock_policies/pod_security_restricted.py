@@ -20,7 +20,8 @@ from neurodock_policies.pss import violations
 from neurodock_policies.support import POD_SPEC_PATHS, describe, dig, known, pod_spec, stack_policy
 
 NAME = "pod-security-restricted"
-DEFAULT_NODE_AGENT_NAMESPACES = ["nvidia-device-plugin", "nvidia-dcgm-exporter", "monitoring/kps-prometheus-node-exporter"]
+DEFAULT_NODE_AGENT_NAMESPACES = ["nvidia-device-plugin", "nvidia-dcgm-exporter",
+                                 "monitoring/kps-prometheus-node-exporter"]
 CONFIG_SCHEMA = PolicyConfigSchema(properties={
     "nodeAgentNamespaces": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_NODE_AGENT_NAMESPACES}})
 

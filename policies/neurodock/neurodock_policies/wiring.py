@@ -1,0 +1,282 @@
+"""What ties the stack together inside the cluster, judged on the objects the Helm releases install
+as well as NeuroDock's own. Shape is not semantics: each object can be valid and the stack still
+blind (a ServiceMonitor Prometheus never selects), mute (alerts routed nowhere) or broken (a URL
+naming a Service or port that does not exist).
+
+The checks need the releases' rendered objects, which only ``neurodock check`` has (CrossGuard sees a
+release as one resource): each check judges only what it can see, and says nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from neurodock_policies.support import describe, dig, kind_of, known
+
+RELEASE_CHILD = "$kubernetes:helm.sh/v3:Release$"
+"""In the URN of every object a Helm release installs (``infra/plan/helm.py``)."""
+MONITOR_SELECTORS = {
+    "ServiceMonitor": ("serviceMonitorSelector", "serviceMonitorNamespaceSelector"),
+    "PodMonitor": ("podMonitorSelector", "podMonitorNamespaceSelector"),
+    "PrometheusRule": ("ruleSelector", "ruleNamespaceSelector"),
+}
+DASHBOARD_SIDECAR = "grafana-sc-dashboard"
+"""The Grafana chart's dashboard-loading sidecar container (grafana chart, templates/_pod.tpl)."""
+CONTROL_PLANE_COMPONENTS = {"etcd", "kube-scheduler", "kube-controller-manager"}
+"""``component`` labels of the control-plane pods kube-prometheus-stack's Services select."""
+
+
+def from_chart(resource) -> bool:
+    return RELEASE_CHILD in resource.urn
+
+
+def objects(resources: Sequence, kind: str) -> list:
+    return [r for r in resources if r.resource_type.startswith("kubernetes:") and kind_of(r.resource_type) == kind]
+
+
+def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, Any] | None) -> bool:
+    """A Kubernetes label selector: ``None`` selects nothing, ``{}`` everything."""
+    if selector is None:
+        return False
+    labels = labels or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        present = key in labels
+        if ((operator == "In" and labels.get(key) not in values) or (operator == "NotIn" and labels.get(key) in values)
+                or (operator == "Exists" and not present) or (operator == "DoesNotExist" and present)):
+            return False
+    return True
+
+
+def namespace_labels(resources: Sequence, name: str) -> dict[str, Any]:
+    """A namespace's labels, with the one the API server always sets."""
+    for ns in objects(resources, "Namespace"):
+        if dig(ns.props, "metadata", "name") == name:
+            return {**(dig(ns.props, "metadata", "labels") or {}), "kubernetes.io/metadata.name": name}
+    return {"kubernetes.io/metadata.name": name}
+
+
+def unselected_monitors(resources: Sequence) -> list[tuple[str, str]]:
+    """NeuroDock's ServiceMonitors, PodMonitors and PrometheusRules that no Prometheus selects."""
+    prometheuses = objects(resources, "Prometheus")
+    if not prometheuses:
+        return []  # the monitoring release was not rendered: nothing to judge against
+    out = []
+    for kind, (selector_key, namespace_key) in MONITOR_SELECTORS.items():
+        for monitor in objects(resources, kind):
+            if from_chart(monitor):
+                continue
+            labels = dig(monitor.props, "metadata", "labels") or {}
+            namespace = dig(monitor.props, "metadata", "namespace")
+            chosen = [p for p in prometheuses if selects(dig(p.props, "spec", selector_key), labels)
+                      and _namespace_selected(resources, p, namespace_key, namespace)]
+            if not chosen:
+                wanted = "; ".join(f"{describe(p.resource_type, p.props, p.name)} selects "
+                                   f"{dig(p.props, 'spec', selector_key)}" for p in prometheuses)
+                out.append((monitor.urn, f"{describe(monitor.resource_type, monitor.props, monitor.name)} is not "
+                                         f"selected by any Prometheus, so it is ignored: its labels are {labels} and "
+                                         f"{wanted}; give it those labels (components/monitoring/resources.py)."))
+    return out
+
+
+def _namespace_selected(resources: Sequence, prometheus, key: str, namespace: Any) -> bool:
+    selector = dig(prometheus.props, "spec", key)
+    if selector is None:  # unset: the Prometheus object's own namespace only
+        return namespace == dig(prometheus.props, "metadata", "namespace")
+    return selects(selector, namespace_labels(resources, str(namespace)))
+
+
+def unloaded_dashboards(resources: Sequence) -> list[tuple[str, str]]:
+    """NeuroDock's dashboard ConfigMaps that Grafana's sidecar does not load."""
+    sidecars = [(d, c) for d in objects(resources, "Deployment") if from_chart(d)
+                for c in dig(d.props, "spec", "template", "spec", "containers", default=[]) or []
+                if c.get("name") == DASHBOARD_SIDECAR]
+    if not sidecars:
+        return []
+    out = []
+    for cm in objects(resources, "ConfigMap"):
+        data = dig(cm.props, "data") or {}
+        if from_chart(cm) or not any(str(k).endswith(".json") for k in data):
+            continue
+        labels = dig(cm.props, "metadata", "labels") or {}
+        namespace = dig(cm.props, "metadata", "namespace")
+        loaded = False
+        for _, container in sidecars:
+            env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+            label, value, where = env.get("LABEL"), env.get("LABEL_VALUE"), env.get("NAMESPACE")
+            in_scope = where in (None, "ALL") or namespace in str(where).split(",")
+            if in_scope and label in labels and (value is None or str(labels[label]) == str(value)):
+                loaded = True
+        if not loaded:
+            env = {e.get("name"): e.get("value") for e in sidecars[0][1].get("env") or []}
+            out.append((cm.urn, f"{describe(cm.resource_type, cm.props, cm.name)} holds a dashboard but Grafana's "
+                                f"sidecar loads ConfigMaps labelled {env.get('LABEL')}={env.get('LABEL_VALUE')!r} in "
+                                f"{env.get('NAMESPACE') or 'its own namespace'}; label it so."))
+    return out
+
+
+_SERVICE_HOST = re.compile(r"^(?P<name>[a-z0-9-]+)\.(?P<namespace>[a-z0-9-]+)\.svc(\.cluster\.local)?$")
+
+
+def in_cluster_urls(resources: Sequence) -> list[tuple[str, str, str]]:
+    """``(urn, what, url)`` for every in-cluster URL the stack configures: its outputs and KEDA's
+    Prometheus addresses."""
+    urls = []
+    for stack in (r for r in resources if r.resource_type == "pulumi:pulumi:Stack"):
+        for key in ("prometheusUrl", "grafanaUrl", "gatewayUrl"):
+            if known(stack.props.get(key)):
+                urls.append((stack.urn, f"stack output {key}", str(stack.props[key])))
+    for scaled in objects(resources, "ScaledObject"):
+        for trigger in dig(scaled.props, "spec", "triggers", default=[]) or []:
+            address = dig(trigger, "metadata", "serverAddress")
+            if known(address):
+                urls.append((scaled.urn, f"{describe(scaled.resource_type, scaled.props, scaled.name)} trigger "
+                                         "serverAddress", str(address)))
+    return urls
+
+
+def dangling_urls(resources: Sequence) -> list[tuple[str, str]]:
+    """In-cluster URLs that name no Service, or a port that Service does not expose."""
+    rendered = {dig(r.props, "metadata", "namespace") for r in resources if from_chart(r)}
+    if not rendered:
+        return []
+    releases = {r.props.get("namespace") for r in resources if r.resource_type == "kubernetes:helm.sh/v3:Release"}
+    services = {(dig(s.props, "metadata", "namespace"), dig(s.props, "metadata", "name")):
+                {p.get("port") for p in dig(s.props, "spec", "ports", default=[]) or []}
+                for s in objects(resources, "Service")}
+    services.update(_envoy_services(resources))
+    out = []
+    for urn, what, url in in_cluster_urls(resources):
+        parts = urlsplit(url)
+        match = _SERVICE_HOST.match(parts.hostname or "")
+        if match is None:
+            continue  # not an in-cluster Service address
+        key = (match["namespace"], match["name"])
+        if key[0] in releases - rendered:
+            continue  # a release in that namespace was not rendered: its Services are unknown here
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if key not in services:
+            out.append((urn, f"{what} {url} names Service '{key[0]}/{key[1]}', which nothing creates; "
+                             "point it at a Service the stack installs."))
+        elif port not in services[key]:
+            out.append((urn, f"{what} {url} uses port {port}, but Service '{key[0]}/{key[1]}' exposes "
+                             f"{sorted(services[key])}; use one of those."))
+    return out
+
+
+def _envoy_services(resources: Sequence) -> dict[tuple[str, str], set[int]]:
+    """The proxies' Services Envoy Gateway creates at run time: named by the EnvoyProxy a GatewayClass
+    refers to, with a port per listener of each Gateway of that class."""
+    out: dict[tuple[str, str], set[int]] = {}
+    proxies = {(dig(p.props, "metadata", "namespace"), dig(p.props, "metadata", "name")): p
+               for p in objects(resources, "EnvoyProxy")}
+    classes = {dig(c.props, "metadata", "name"): c for c in objects(resources, "GatewayClass")}
+    for gateway in objects(resources, "Gateway"):
+        gateway_class = classes.get(dig(gateway.props, "spec", "gatewayClassName"))
+        ref = dig(gateway_class.props, "spec", "parametersRef") if gateway_class else None
+        proxy = proxies.get((dig(ref, "namespace"), dig(ref, "name"))) if ref else None
+        name = dig(proxy.props, "spec", "provider", "kubernetes", "envoyService", "name") if proxy else None
+        if known(name):
+            ports = {listener.get("port") for listener in dig(gateway.props, "spec", "listeners", default=[]) or []}
+            out.setdefault((dig(gateway.props, "metadata", "namespace"), name), set()).update(ports)
+    return out
+
+
+def managed_control_plane_scrapes(resources: Sequence) -> list[tuple[str, str]]:
+    """Services the monitoring chart creates to scrape control-plane pods no pod can reach here."""
+    out = []
+    for service in objects(resources, "Service"):
+        component = dig(service.props, "spec", "selector", "component")
+        if from_chart(service) and component in CONTROL_PLANE_COMPONENTS:
+            out.append((service.urn, f"{describe(service.resource_type, service.props, service.name)} scrapes "
+                                     f"{component}, which runs out of reach of pods (managed by the cloud, or bound "
+                                     "to 127.0.0.1 on kind): its target is always down and its alerts fire forever; "
+                                     "turn it off in the monitoring values (components/monitoring/stack.py)."))
+    return out
+
+
+def alertmanager_config(resources: Sequence) -> tuple[Any, dict[str, Any]] | None:
+    """The Alertmanager configuration the monitoring chart installs, and the Secret holding it."""
+    for secret in objects(resources, "Secret"):
+        if not from_chart(secret):
+            continue
+        for field in ("stringData", "data"):
+            text = dig(secret.props, field, "alertmanager.yaml")
+            if known(text):
+                if field == "data":
+                    text = base64.b64decode(str(text)).decode()
+                return secret, yaml.safe_load(text) or {}
+    return None
+
+
+def route_for(route: Mapping[str, Any], labels: Mapping[str, str]) -> str | None:
+    """The receiver Alertmanager's routing tree gives an alert with these labels (first matching
+    child wins unless it says ``continue``; a node no child matches keeps the alert)."""
+    for child in route.get("routes") or []:
+        if _route_matches(child, labels):
+            receiver = route_for(child, labels) or child.get("receiver") or route.get("receiver")
+            if not child.get("continue"):
+                return receiver
+    return route.get("receiver")
+
+
+_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
+
+
+def _route_matches(route: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    for key, value in (route.get("match") or {}).items():
+        if labels.get(key, "") != value:
+            return False
+    for key, value in (route.get("match_re") or {}).items():
+        if not re.fullmatch(str(value), labels.get(key, "")):
+            return False
+    for matcher in route.get("matchers") or []:
+        parsed = _MATCHER.match(str(matcher))
+        if parsed is None:
+            return False
+        key, op, value = parsed.groups()
+        actual = labels.get(key, "")
+        ok = {"=": actual == value, "!=": actual != value, "=~": re.fullmatch(value, actual) is not None,
+              "!~": re.fullmatch(value, actual) is None}[op]
+        if not ok:
+            return False
+    return True
+
+
+def neurodock_alerts(resources: Sequence) -> list[tuple[Any, dict[str, str]]]:
+    """``(rule object, labels)`` of every alert of NeuroDock's own PrometheusRules."""
+    out = []
+    for rule in objects(resources, "PrometheusRule"):
+        if from_chart(rule):
+            continue
+        for group in dig(rule.props, "spec", "groups", default=[]) or []:
+            for r in group.get("rules") or []:
+                if r.get("alert"):
+                    out.append((rule, {"alertname": r["alert"], **(r.get("labels") or {})}))
+    return out
+
+
+def unrouted_alerts(resources: Sequence) -> list[tuple[str, str]]:
+    """NeuroDock alerts Alertmanager routes to a receiver that notifies nobody."""
+    found = alertmanager_config(resources)
+    if found is None:
+        return []
+    secret, config = found
+    receivers = {r.get("name"): r for r in config.get("receivers") or []}
+    mute: dict[str, list[str]] = {}
+    for _, labels in neurodock_alerts(resources):
+        receiver = route_for(config.get("route") or {}, labels)
+        settings = receivers.get(receiver) or {}
+        if not any(k.endswith("_configs") and v for k, v in settings.items()):
+            mute.setdefault(str(receiver), []).append(labels["alertname"])
+    return [(secret.urn, f"Alertmanager routes NeuroDock's alerts {', '.join(sorted(set(names)))} to receiver "
+                         f"'{receiver}', which notifies nobody; configure a receiver for them.")
+            for receiver, names in sorted(mute.items())]
