@@ -111,8 +111,9 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
         except RenderError as exc:
             raise ProgramError(f"Helm could not render a release: {exc}") from None
     cache = charts.cache_dir()
-    return Plan(stack=stack, config=config, resources=resources, outputs=outputs,
-                warnings=log.warnings + [m.message(cache) for m in missing], releases=releases, missing_charts=missing)
+    warnings = [*log.warnings, *(w for r in releases for w in r.warnings()), *(m.message(cache) for m in missing)]
+    return Plan(stack=stack, config=config, resources=resources, outputs=outputs, warnings=warnings,
+                releases=releases, missing_charts=missing)
 
 
 class _CollectingLogger(logging.Logger):

@@ -116,6 +116,46 @@ class RenderedRelease:
     chart: ChartRef
     package: Path
     objects: list[ChartObject]
+    unknown_values: list[str] = field(default_factory=list)
+    """Value keys the chart does not declare: Helm ignores them, so each is most likely a typo."""
+
+    def warnings(self) -> list[str]:
+        return [f"Helm release '{self.name}': value '{key}' is not a value of chart {self.chart}, so Helm ignores "
+                "it; check its spelling against the chart's values.yaml." for key in self.unknown_values]
+
+
+FREE_FORM_VALUES: dict[str, frozenset[str]] = {
+    # Maps whose keys are the chart user's own, though the chart's defaults list a few.
+    "cluster-autoscaler": frozenset({"extraArgs"}),
+}
+"""Per chart, value paths whose keys are free-form although the chart's defaults are not empty."""
+KUBERNETES_TYPED = re.compile(r"(?i).*(securityContext|resources|affinity)$")
+"""Values that charts copy into an object verbatim (``toYaml``): any field of that Kubernetes type goes."""
+
+
+def unknown_value_keys(defaults: Any, values: Any, free_form: frozenset[str] = frozenset(),
+                       path: str = "") -> list[str]:
+    """Dotted paths of ``values`` the chart's defaults do not declare. A default that is empty, null or
+    not a map takes anything (``nodeSelector: {}``), and so does a Kubernetes-typed value."""
+    if (not isinstance(defaults, dict) or not defaults or not isinstance(values, dict) or path in free_form
+            or KUBERNETES_TYPED.match(path.rsplit(".", 1)[-1])):
+        return []
+    out = []
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in defaults:
+            out.append(where)
+        else:
+            out += unknown_value_keys(defaults[key], value, free_form, where)
+    return out
+
+
+def _declared(raw: Any, merged: Any) -> Any:
+    """The chart's own values.yaml (which keeps keys declared as null) over the merged defaults
+    (which add the subcharts')."""
+    if isinstance(raw, dict) and isinstance(merged, dict):
+        return {**merged, **{k: _declared(v, merged.get(k)) for k, v in raw.items()}}
+    return raw if raw is not None else merged
 
 
 @dataclass(frozen=True)
@@ -168,8 +208,11 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
     values = _without_nulls(release.inputs.get("values") or {})
     try:
         with helm_python.Chart.load(package) as chart:
+            # Helm validates the values against the chart's values.schema.json, where it ships one.
             files = chart.render(values, name=name, namespace=namespace, is_install=True)
             crds = [] if release.inputs.get("skipCrds") else chart.crds
+            declared = _declared(chart.values, chart.merge_values({}))
+            unknown = unknown_value_keys(declared, values, FREE_FORM_VALUES.get(ref.name, frozenset()))
     except helm_python.HelmError as exc:
         raise RenderError(f"Helm release '{name}' ({ref}): {exc}") from None
     objects: list[ChartObject] = []
@@ -188,7 +231,7 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
                 continue  # an empty or comment-only document
             objects.append(ChartObject(release.urn, name, crd["filename"], "CustomResourceDefinition",
                                        "apiextensions.k8s.io/v1", match.group(1), None, _text=text.strip() + "\n"))
-    return RenderedRelease(release.urn, name, namespace, ref, package, objects)
+    return RenderedRelease(release.urn, name, namespace, ref, package, objects, unknown)
 
 
 def _object(urn: str, release: str, namespace: str, template: str, document: dict[str, Any]) -> ChartObject:
