@@ -23,7 +23,7 @@ from components.cluster.base import (
     SharingStrategy,
     system_node_selector,
 )
-from components.cluster.eks import EksCluster, EksClusterArgs
+from components.cluster.eks import EksCluster, EksClusterArgs, autoscaler_discovery_tags
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
 from components.cluster.gke import GkeCluster, GkeClusterArgs
 from components.cluster.kind import KindCluster, KindClusterArgs
@@ -260,7 +260,8 @@ def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.Resource
         "cluster-addons",
         EksAddonsArgs(
             autoscaler_chart=charts.source(CLUSTER_AUTOSCALER),
-            cluster_name=cluster.cluster_name,
+            cluster_name=config.cluster_name,
+            discovery_tags=tuple(autoscaler_discovery_tags(config.cluster_name)),
             region=config.cloud.region,
             kubernetes_version=config.cloud.kubernetes_version,
             autoscaler_role_arn=cluster.autoscaler_role_arn,

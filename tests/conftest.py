@@ -42,6 +42,13 @@ def chart_cache() -> Path:
     return charts.cache_dir()
 
 
+@pytest.fixture(autouse=True)
+def _restore_chart_cache(monkeypatch):
+    """`neurodock ... --chart-cache DIR` points this process's environment at DIR, as it must for the
+    stack program; each test starts from, and gets back, the suite's own cache."""
+    monkeypatch.setenv("NEURODOCK_CHART_CACHE", os.environ["NEURODOCK_CHART_CACHE"])
+
+
 @pytest.fixture(scope="session")
 def shipped_plans() -> dict[str, Plan]:
     return {name: run_plan(load_stack_file(name)) for name in SHIPPED_STACKS}

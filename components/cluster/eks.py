@@ -374,8 +374,9 @@ class EksCluster(pulumi.ComponentResource):
         )
 
     def _create_autoscaler_role(self, oidc: aws.iam.OpenIdConnectProvider) -> pulumi.Output[str]:
-        name = self._args.cluster_name
         role = self._irsa_role("autoscaler", oidc, "kube-system", "cluster-autoscaler")
+        owned = {f"aws:ResourceTag/{k}": v for k, v in autoscaler_discovery_tags(self._args.cluster_name).items()
+                 if v == "owned"}
         # Least privilege, as the autoscaler's AWS guide lists it: read everything it needs to
         # simulate scale-ups, change only the ASGs of this cluster.
         aws.iam.RolePolicy(
@@ -399,13 +400,19 @@ class EksCluster(pulumi.ComponentResource):
                     {"Effect": "Allow", "Resource": "*", "Action": [
                         "autoscaling:SetDesiredCapacity",
                         "autoscaling:TerminateInstanceInAutoScalingGroup",
-                    ], "Condition": {"StringEquals": {
-                        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{name}": "owned"}}},
+                    ], "Condition": {"StringEquals": owned}},
                 ],
             }),
             opts=self._child(),
         )
         return role.arn
+
+
+def autoscaler_discovery_tags(cluster_name: str) -> dict[str, str]:
+    """The tags EKS puts on every managed node group's Auto Scaling group for the Cluster Autoscaler's
+    auto-discovery (EKS User Guide, "Managed node groups": "tagged for auto-discovery by the Kubernetes
+    Cluster Autoscaler"; values as in the autoscaler's AWS README, "Auto-discovery setup")."""
+    return {"k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
 
 
 def irsa_trust_policy(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pulumi.Input[str], namespace: str,

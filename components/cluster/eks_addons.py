@@ -21,8 +21,10 @@ STORAGE_CLASS = "gp3"
 class EksAddonsArgs:
     autoscaler_chart: ChartSource
     """Where the Cluster Autoscaler's release reads its chart (``versions.CLUSTER_AUTOSCALER``)."""
-    cluster_name: pulumi.Input[str]
+    cluster_name: str
     """EKS cluster name, for the autoscaler's ASG auto-discovery."""
+    discovery_tags: tuple[str, ...]
+    """Tag keys of the ASGs the autoscaler manages (``eks.autoscaler_discovery_tags``)."""
     region: str
     """AWS region."""
     kubernetes_version: str
@@ -67,7 +69,9 @@ class EksAddons(pulumi.ComponentResource):
             values={
                 "cloudProvider": "aws",
                 "awsRegion": args.region,
-                "autoDiscovery": {"clusterName": args.cluster_name},
+                # Explicit rather than the chart's template of the same tags: the IAM condition and
+                # the node groups read them from the same function.
+                "autoDiscovery": {"clusterName": args.cluster_name, "tags": list(args.discovery_tags)},
                 "image": {"tag": tag},
                 "rbac": {"serviceAccount": {
                     "name": "cluster-autoscaler",
