@@ -7,7 +7,6 @@ byte-for-byte reproducible and two plans of the same program can be diffed.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import json
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 import pulumi
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
 AWS_ACCOUNT_ID = "123456789012"  # AWS's documented example account
@@ -51,13 +51,22 @@ def k8s_checked(type_: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
     ``metadata.name`` (logical name + 8 characters) when none is given, with the annotation saying
     so, and the ``app.kubernetes.io/managed-by: pulumi`` label."""
     head = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
-    obj = copy.deepcopy({**head, **obj})
+    obj = _copy({**head, **obj})
     metadata = obj.setdefault("metadata", {})
     if not metadata.get("name"):
         metadata["name"] = f"{name}-{digest(type_, name, length=8)}"
         metadata.setdefault("annotations", {})["pulumi.com/autonamed"] = "true"
     metadata.setdefault("labels", {})["app.kubernetes.io/managed-by"] = "pulumi"
     return obj
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of plain JSON data (several times faster than ``copy.deepcopy``)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def wire_to_json(value: Any, *, redact: bool = True) -> Any:
@@ -134,6 +143,10 @@ class RecordingMonitor(MockMonitor):
         return super().make_urn(parent, type_, name)
 
     def RegisterResource(self, request):
+        """Record the registration and answer it from ``PlanMocks``, as the SDK's mock monitor does,
+        without its round trip through the SDK's own (async) property (de)serialisation: our mocks
+        read and return plain JSON, which converts to and from the wire's ``Struct`` directly. That
+        round trip was over half of a plan's time per resource."""
         urn = self.make_urn(request.parent, request.type, request.name)
         wire = json_format.MessageToDict(request.object) if request.HasField("object") else {}
         timeouts = None
@@ -159,8 +172,16 @@ class RecordingMonitor(MockMonitor):
         )
         if request.custom and is_k8s_object(request.type):
             registration.manifest = k8s_checked(request.type, request.name, registration.inputs)
-        response = super().RegisterResource(request)
-        registration.id = getattr(response, "id", None) or None
+        response = resource_pb2.RegisterResourceResponse(urn=urn)
+        if request.type != "pulumi:pulumi:Stack":
+            args = MockResourceArgs(typ=request.type, name=request.name, inputs=wire_to_json(wire, redact=False),
+                                    provider=request.provider, resource_id=request.importId,
+                                    custom=request.custom or False)
+            resource_id, state = self.mocks.new_resource(args)
+            response.id = resource_id or ""
+            response.object.update(state)
+            self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
+        registration.id = response.id or None
         with self._lock:
             self.registrations.append(registration)
         return response
@@ -175,7 +196,8 @@ class PlanMocks(pulumi.runtime.Mocks):
     # -- resources ---------------------------------------------------------------------------
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
-        inputs = wire_to_json(args.inputs, redact=False)
+        """``args.inputs`` is plain JSON, secrets revealed (``RecordingMonitor`` converts it once)."""
+        inputs = args.inputs
         typ, name = args.typ, args.name
         if typ.startswith("pulumi:providers:"):
             provider_id = _uuid(typ, name)
