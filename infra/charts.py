@@ -38,8 +38,15 @@ def cached(ref: ChartRef, directory: Path | None = None) -> Path | None:
 
 
 def source(ref: ChartRef) -> ChartSource:
-    """Where a release of ``ref`` reads its chart: the cached package if there is one."""
+    """Where a release of ``ref`` reads its chart: the cached package if there is one. Otherwise the
+    release downloads it at deploy time, unseen by any offline check, and the program says so."""
     path = cached(ref)
+    if path is None:
+        import pulumi
+
+        pulumi.log.warn(f"chart {ref} is not in the chart cache {cache_dir()}: its release downloads it from "
+                        f"{ref.repository} at deploy time, and no offline plan renders or checks it; fetch it with "
+                        f"`{PULL_HINT}` (or set {CACHE_ENV}).")
     return ChartSource(ref, str(path) if path else None)
 
 

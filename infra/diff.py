@@ -59,6 +59,9 @@ class PlanDiff:
     """The location settings that differ (A's value, B's value). Cloud ids of matched resources
     count as location too: the same resource, created in the other place."""
     resources: list[ResourceDiff]
+    install_only: frozenset[str] = frozenset()
+    """Keys of CRDs from charts' ``crds/``: Helm creates them on the first install only, so a change
+    shown here does not reach an existing cluster by `pulumi up`."""
 
     @property
     def other(self) -> list[ResourceDiff]:
@@ -70,6 +73,7 @@ class PlanDiff:
             "a": self.a, "b": self.b, "compared": self.compared,
             "locationSubstitutions": [{"a": x, "b": y} for x, y in self.location_pairs],
             "resources": [{"key": r.key, "status": r.status, "locationOnly": r.location_only,
+                           "installOnly": r.key in self.install_only,
                            "changes": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location}
                                        for c in r.changes]} for r in self.resources],
         }
@@ -112,7 +116,9 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
                        for path, x, y in _leaf_diffs(left[key][0], right[key][0], "")]
             if changes:
                 out.append(ResourceDiff(key, "changed", changes))
-    return PlanDiff(a.stack.stack, b.stack.stack, len(left.keys() & right.keys()), location, out)
+    prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
+    install_only = frozenset(o.urn.removeprefix(prefix) for o in b.chart_objects if o.install_only)
+    return PlanDiff(a.stack.stack, b.stack.stack, len(left.keys() & right.keys()), location, out, install_only)
 
 
 def _index(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, tuple[dict[str, Any], str | None]]:
@@ -167,6 +173,8 @@ def render(diff: PlanDiff) -> str:
         lines.append("location: " + ", ".join(f"{x} -> {y}" for x, y in diff.location_pairs))
     for r in diff.resources:
         tag = "  (location only)" if r.location_only else ""
+        if r.key in diff.install_only and r.status != "removed":
+            tag += "  (a chart's crds/ CRD: Helm creates it on first install only; an existing cluster keeps its own)"
         lines.append(f"{marks[r.status]} {r.key}{tag}")
         for c in r.changes:
             why = "location" if c.location else "OTHER"

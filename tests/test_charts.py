@@ -83,9 +83,10 @@ def test_without_a_cached_chart_the_release_downloads_it_and_the_plan_warns(tmp_
     empty.mkdir()
     assert main(["plan", "dev", "--chart-cache", str(empty)]) == 0
     printed = capsys.readouterr().out
-    assert (f"Helm release 'kps': chart kube-prometheus-stack 82.6.0 is not in the chart cache {empty}, so its "
-            "objects are not rendered or checked; fetch it with `neurodock charts pull`") in printed
-    assert "kps: not rendered (chart kube-prometheus-stack 82.6.0 is not cached)" in printed
+    assert (f"chart kube-prometheus-stack 82.6.0 is not in the chart cache {empty}: its release downloads it from "
+            "https://prometheus-community.github.io/helm-charts at deploy time, and no offline plan renders or checks "
+            "it; fetch it with `neurodock charts pull`") in printed
+    assert "kps: not rendered (chart kube-prometheus-stack 82.6.0 is not cached" in printed
 
 
 def test_require_charts_makes_a_missing_chart_an_error(tmp_path, capsys):
@@ -230,6 +231,34 @@ def test_a_control_plane_scrape_turned_back_on_is_reported(shipped_plans):
     assert len(found) == 1 and "scrapes kube-scheduler" in found[0][1]
 
 
+def test_crds_of_a_disabled_subchart_are_not_installed_and_crds_dir_ones_are_install_only(shipped_plans):
+    plan = shipped_plans["prod"]
+    kps = next(r for r in plan.releases if r.name == "kps")
+    crds = [o for o in kps.objects if o.kind == "CustomResourceDefinition"]
+    assert len(crds) == 10 and all(o.install_only for o in crds)
+    assert not any(o.install_only for o in kps.objects if o.kind != "CustomResourceDefinition")
+    # KEDA's CRDs are templates: Helm upgrades them with the release.
+    keda = next(r for r in plan.releases if r.name == "keda")
+    assert [o.install_only for o in keda.objects if o.kind == "CustomResourceDefinition"] == [False] * 6
+    rendered = rerender(plan, KUBE_PROMETHEUS_STACK, lambda v: v.update(crds={"enabled": False}))
+    assert not [o for o in rendered.objects if o.kind == "CustomResourceDefinition"]
+
+
+def test_a_kube_proxy_scrape_is_reported_where_no_pod_can_reach_kube_proxy(shipped_plans):
+    plan = shipped_plans["prod"]
+    rendered = rerender(plan, KUBE_PROMETHEUS_STACK, lambda v: v.update(kubeProxy={"enabled": True}))
+    from pulumi_policy import PolicyResource
+
+    service = next(o for o in rendered.objects if o.kind == "Service" and "kube-proxy" in o.object_name)
+    stack = next(r for r in policy_resources(plan) if r.resource_type == "pulumi:pulumi:Stack")
+    as_policy = PolicyResource(service.type, service.manifest, service.urn, service.name, None, None, None, [], {})
+    assert stack.props["cloud"] == "gke"
+    assert len(wiring.managed_control_plane_scrapes([stack, as_policy])) == 1
+    eks_stack = copy.deepcopy(stack)
+    eks_stack.props["cloud"] = "eks"
+    assert wiring.managed_control_plane_scrapes([eks_stack, as_policy]) == []
+
+
 def test_a_misspelt_value_key_is_reported_and_a_correct_one_is_not(shipped_plans):
     plan = shipped_plans["prod"]
     assert not [w for w in plan.warnings if "is not a value of chart" in w]
@@ -271,14 +300,19 @@ def test_neurodock_alerts_reach_a_real_receiver(shipped_plans, stack):
 
 
 def test_alertmanager_routing_follows_the_tree():
-    config = {"route": {"receiver": "null", "routes": [
+    route = {"receiver": "null", "routes": [
         {"matchers": ['alertname = "Watchdog"'], "receiver": "null"},
-        {"matchers": ["severity =~ critical|page"], "receiver": "pager", "continue": False},
-        {"match": {"team": "ml"}, "receiver": "ml-chat"}]}}
-    assert wiring.route_for(config["route"], {"alertname": "X", "severity": "critical"}) == "pager"
-    assert wiring.route_for(config["route"], {"alertname": "X", "severity": "warning", "team": "ml"}) == "ml-chat"
-    assert wiring.route_for(config["route"], {"alertname": "Watchdog", "severity": "critical"}) == "null"
-    assert wiring.route_for(config["route"], {"alertname": "X", "severity": "info"}) == "null"
+        {"matchers": ["severity =~ critical|page"], "receiver": "pager", "continue": True},
+        {"match": {"team": "ml"}, "receiver": "ml-chat"},
+        {"match_re": {"model": "llama.*"}, "routes": [{"match": {"variant": "canary"}, "receiver": "canary"}]}]}
+    assert wiring.receivers_for(route, {"alertname": "X", "severity": "critical"}) == ["pager"]
+    # `continue`: the alert goes on to the next matching route too.
+    assert wiring.receivers_for(route, {"alertname": "X", "severity": "critical", "team": "ml"}) == ["pager", "ml-chat"]
+    assert wiring.receivers_for(route, {"alertname": "Watchdog", "severity": "critical"}) == ["null"]
+    assert wiring.receivers_for(route, {"alertname": "X", "severity": "info"}) == ["null"]
+    # A matching route that names no receiver inherits its parent's; its own children come first.
+    assert wiring.receivers_for(route, {"alertname": "X", "model": "llama-8b"}) == ["null"]
+    assert wiring.receivers_for(route, {"alertname": "X", "model": "llama-8b", "variant": "canary"}) == ["canary"]
 
 
 # -- The chart cache --------------------------------------------------------------------------------

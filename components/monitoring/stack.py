@@ -134,13 +134,16 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -
     selected = {"matchLabels": dict(SELECTED)}
     return {
         **_control_plane(args.platform),
+        "alertmanager": {"alertmanagerSpec": {"resources": _resources("10m", "64Mi", "256Mi")}},
         "prometheusOperator": {
             "resources": _resources("100m", "128Mi", "256Mi"),
             "admissionWebhooks": {"patch": {"resources": _resources("10m", "32Mi", "64Mi")}},
         },
-        "kube-state-metrics": {"resources": _resources("50m", "128Mi", "256Mi")},
+        # kube-state-metrics grows with the number of objects; the node exporter with the node's
+        # devices (kube-prometheus's own manifests give it 180Mi).
+        "kube-state-metrics": {"resources": _resources("50m", "128Mi", "512Mi")},
         "prometheus-node-exporter": {
-            "resources": _resources("50m", "32Mi", "64Mi"),
+            "resources": _resources("50m", "64Mi", "180Mi"),
             # Host access (hostNetwork, hostPID, /proc, /sys, /) is what a node exporter is for: the
             # monitoring namespace is privileged for it alone (see the pod-security-restricted
             # policy's nodeAgentNamespaces). Everything else is as locked down as restricted asks.
@@ -154,6 +157,8 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -
                 "serviceMonitorSelector": selected,
                 "podMonitorSelector": selected,
                 "ruleSelector": selected,
+                # Memory follows the active series: a few GPU nodes and models stay well inside.
+                "resources": _resources("250m", "1Gi", "4Gi"),
                 "storageSpec": {"volumeClaimTemplate": {"spec": {
                     "storageClassName": args.storage_class,
                     "accessModes": ["ReadWriteOnce"],

@@ -13,7 +13,6 @@ import pulumi
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
-from infra import charts
 from infra.bootstrap.config import NAMESPACE as BOOTSTRAP_PROJECT
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
@@ -36,7 +35,8 @@ class Plan:
     outputs: dict[str, Any]
     """Stack outputs, secrets as ``[secret]``, unknown values as ``[unknown]``."""
     warnings: list[str]
-    """Warnings the program logged (``pulumi.log.warn``), then one per chart that was not rendered."""
+    """Warnings the program logged (``pulumi.log.warn``: an uncached chart among them), then one per
+    value a rendered chart does not declare."""
     releases: list[RenderedRelease] = field(default_factory=list)
     """Each Helm release rendered from its cached chart, with the objects it installs."""
     missing_charts: list[MissingChart] = field(default_factory=list)
@@ -110,8 +110,8 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
             releases, missing = render_releases(resources)
         except RenderError as exc:
             raise ProgramError(f"Helm could not render a release: {exc}") from None
-    cache = charts.cache_dir()
-    warnings = [*log.warnings, *(w for r in releases for w in r.warnings()), *(m.message(cache) for m in missing)]
+    # A chart missing from the cache is the program's own warning (infra/charts.py), as under `pulumi up`.
+    warnings = [*log.warnings, *(w for r in releases for w in r.warnings())]
     return Plan(stack=stack, config=config, resources=resources, outputs=outputs, warnings=warnings,
                 releases=releases, missing_charts=missing)
 

@@ -68,6 +68,9 @@ class ChartObject:
     api_version: str
     object_name: str
     namespace: str | None
+    install_only: bool = False
+    """A CRD of a chart's ``crds/`` directory: Helm creates it on the first install and never
+    upgrades or deletes it, so a chart bump does not change it on an existing cluster."""
     _manifest: dict[str, Any] | None = field(default=None, repr=False)
     _text: str | None = field(default=None, repr=False)
     """CRDs keep their YAML and are parsed on first use: kube-prometheus-stack's alone are 4 MB."""
@@ -105,7 +108,7 @@ class ChartObject:
     def to_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.release_urn,
                 "custom": True, "provider": None, "release": self.release, "template": self.template,
-                "inputs": self.manifest}
+                "installOnly": self.install_only, "inputs": self.manifest}
 
 
 @dataclass(frozen=True)
@@ -168,13 +171,6 @@ class MissingChart:
     version: str | None
     ref: ChartRef | None
 
-    def message(self, cache: Path) -> str:
-        if self.ref is None:
-            return (f"Helm release '{self.release}' uses chart '{self.chart}' {self.version or '(no version)'}, which "
-                    "NeuroDock does not pin (components/versions.py): its objects are not rendered or checked.")
-        return (f"Helm release '{self.release}': chart {self.ref} is not in the chart cache {cache}, so its objects "
-                f"are not rendered or checked; fetch it with `{charts.PULL_HINT}` (or set {charts.CACHE_ENV}).")
-
 
 class RenderError(Exception):
     """Helm refused to render a release: its values or templates are wrong."""
@@ -204,13 +200,13 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
 
     name = str(release.inputs.get("name") or release.name)
     namespace = str(release.inputs.get("namespace") or "default")
-    # The provider drops null values before Helm sees them (allowNullValues is off).
-    values = _without_nulls(release.inputs.get("values") or {})
+    values = release.inputs.get("values") or {}
     try:
         with helm_python.Chart.load(package) as chart:
             # Helm validates the values against the chart's values.schema.json, where it ships one.
             files = chart.render(values, name=name, namespace=namespace, is_install=True)
-            crds = [] if release.inputs.get("skipCrds") else chart.crds
+            merged = chart.merge_values(values)
+            crds = [] if release.inputs.get("skipCrds") else [c for c in chart.crds if _enabled(chart, c, merged)]
             declared = _declared(chart.values, chart.merge_values({}))
             unknown = unknown_value_keys(declared, values, FREE_FORM_VALUES.get(ref.name, frozenset()))
     except helm_python.HelmError as exc:
@@ -230,8 +226,25 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
             if match is None:
                 continue  # an empty or comment-only document
             objects.append(ChartObject(release.urn, name, crd["filename"], "CustomResourceDefinition",
-                                       "apiextensions.k8s.io/v1", match.group(1), None, _text=text.strip() + "\n"))
+                                       "apiextensions.k8s.io/v1", match.group(1), None, install_only=True,
+                                       _text=text.strip() + "\n"))
     return RenderedRelease(release.urn, name, namespace, ref, package, objects, unknown)
+
+
+def _enabled(chart: Any, crd: dict[str, str], values: dict[str, Any]) -> bool:
+    """Whether a CRD's subchart is enabled: Helm drops a dependency whose ``condition`` is false, and
+    its ``crds/`` with it (kube-prometheus-stack's CRDs come from its ``crds`` subchart)."""
+    for dependency in chart.metadata.get("dependencies") or []:
+        if f"charts/{dependency.get('name')}/" not in crd["filename"] or not dependency.get("condition"):
+            continue
+        # Helm takes the first condition path that resolves to a boolean.
+        for condition in str(dependency["condition"]).split(","):
+            node: Any = values
+            for key in condition.strip().split("."):
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, bool):
+                return node
+    return True
 
 
 def _object(urn: str, release: str, namespace: str, template: str, document: dict[str, Any]) -> ChartObject:
@@ -244,10 +257,3 @@ def _object(urn: str, release: str, namespace: str, template: str, document: dic
                        str(metadata.get("name", "")), metadata.get("namespace") if kind not in CLUSTER_SCOPED else None,
                        _manifest=document)
 
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value if v is not None]
-    return value

@@ -67,13 +67,17 @@ def _releases_text(plan: Plan) -> list[str]:
     lines = ["", f"Helm releases ({len(plan.releases)} of {len(plan.helm_releases)} rendered with Helm from the "
                  f"chart cache: {len(plan.chart_objects)} objects)"]
     for release in plan.releases:
+        install_only = sum(o.install_only for o in release.objects)
         lines.append(f"  {release.name}: {release.chart} in namespace {release.namespace}, "
-                     f"{len(release.objects)} objects")
+                     f"{len(release.objects)} objects" + (f" ({install_only} CRDs from crds/: created on the first "
+                                                          "install only, never upgraded by Helm)" if install_only
+                                                          else ""))
         counts = Counter(o.kind for o in release.objects)
         width = max((len(str(n)) for n in counts.values()), default=1)
         lines += [f"    {n:>{width}}  {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     for missing in plan.missing_charts:
-        lines.append(f"  {missing.release}: not rendered (chart {missing.ref or missing.chart} is not cached)")
+        what = missing.ref or f"{missing.chart} {missing.version or ''}".strip()
+        lines.append(f"  {missing.release}: not rendered (chart {what} is not cached, or not pinned by NeuroDock)")
     return lines
 
 

@@ -30,6 +30,9 @@ DASHBOARD_SIDECAR = "grafana-sc-dashboard"
 """The Grafana chart's dashboard-loading sidecar container (grafana chart, templates/_pod.tpl)."""
 CONTROL_PLANE_COMPONENTS = {"etcd", "kube-scheduler", "kube-controller-manager"}
 """``component`` labels of the control-plane pods kube-prometheus-stack's Services select."""
+NO_REACHABLE_KUBE_PROXY = {"gke", "kind"}
+"""Clouds (stack output ``cloud``) where no pod can scrape kube-proxy: GKE Dataplane V2 runs none,
+kind's listens on 127.0.0.1 (docs/upstream.md)."""
 
 
 def from_chart(resource) -> bool:
@@ -65,15 +68,14 @@ def namespace_labels(resources: Sequence, name: str) -> dict[str, Any]:
 
 
 def unselected_monitors(resources: Sequence) -> list[tuple[str, str]]:
-    """NeuroDock's ServiceMonitors, PodMonitors and PrometheusRules that no Prometheus selects."""
+    """ServiceMonitors, PodMonitors and PrometheusRules, NeuroDock's and the charts', that no
+    Prometheus selects."""
     prometheuses = objects(resources, "Prometheus")
     if not prometheuses:
         return []  # the monitoring release was not rendered: nothing to judge against
     out = []
     for kind, (selector_key, namespace_key) in MONITOR_SELECTORS.items():
         for monitor in objects(resources, kind):
-            if from_chart(monitor):
-                continue
             labels = dig(monitor.props, "metadata", "labels") or {}
             namespace = dig(monitor.props, "metadata", "namespace")
             chosen = [p for p in prometheuses if selects(dig(p.props, "spec", selector_key), labels)
@@ -192,10 +194,13 @@ def _envoy_services(resources: Sequence) -> dict[tuple[str, str], set[int]]:
 
 def managed_control_plane_scrapes(resources: Sequence) -> list[tuple[str, str]]:
     """Services the monitoring chart creates to scrape control-plane pods no pod can reach here."""
+    clouds = {r.props.get("cloud") for r in resources if r.resource_type == "pulumi:pulumi:Stack"}
     out = []
     for service in objects(resources, "Service"):
         component = dig(service.props, "spec", "selector", "component")
-        if from_chart(service) and component in CONTROL_PLANE_COMPONENTS:
+        if dig(service.props, "spec", "selector", "k8s-app") == "kube-proxy" and clouds & NO_REACHABLE_KUBE_PROXY:
+            component = "kube-proxy"
+        if from_chart(service) and (component in CONTROL_PLANE_COMPONENTS or component == "kube-proxy"):
             out.append((service.urn, f"{describe(service.resource_type, service.props, service.name)} scrapes "
                                      f"{component}, which runs out of reach of pods (managed by the cloud, or bound "
                                      "to 127.0.0.1 on kind): its target is always down and its alerts fire forever; "
@@ -217,15 +222,18 @@ def alertmanager_config(resources: Sequence) -> tuple[Any, dict[str, Any]] | Non
     return None
 
 
-def route_for(route: Mapping[str, Any], labels: Mapping[str, str]) -> str | None:
-    """The receiver Alertmanager's routing tree gives an alert with these labels (first matching
-    child wins unless it says ``continue``; a node no child matches keeps the alert)."""
+def receivers_for(route: Mapping[str, Any], labels: Mapping[str, str], inherited: str | None = None) -> list[str]:
+    """The receivers Alertmanager's routing tree sends an alert with these labels to: children in
+    order, each matching one taking the alert (and its receiver, inherited when it names none), the
+    search going on past it only if it says ``continue``; a node no child takes keeps the alert."""
+    receiver = route.get("receiver") or inherited
+    found: list[str] = []
     for child in route.get("routes") or []:
         if _route_matches(child, labels):
-            receiver = route_for(child, labels) or child.get("receiver") or route.get("receiver")
+            found += receivers_for(child, labels, receiver)
             if not child.get("continue"):
-                return receiver
-    return route.get("receiver")
+                break
+    return found or ([receiver] if receiver else [])
 
 
 _MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
@@ -273,10 +281,9 @@ def unrouted_alerts(resources: Sequence) -> list[tuple[str, str]]:
     receivers = {r.get("name"): r for r in config.get("receivers") or []}
     mute: dict[str, list[str]] = {}
     for _, labels in neurodock_alerts(resources):
-        receiver = route_for(config.get("route") or {}, labels)
-        settings = receivers.get(receiver) or {}
-        if not any(k.endswith("_configs") and v for k, v in settings.items()):
-            mute.setdefault(str(receiver), []).append(labels["alertname"])
+        chosen = receivers_for(config.get("route") or {}, labels)
+        if not any(k.endswith("_configs") and v for name in chosen for k, v in (receivers.get(name) or {}).items()):
+            mute.setdefault(", ".join(chosen) or "none", []).append(labels["alertname"])
     return [(secret.urn, f"Alertmanager routes NeuroDock's alerts {', '.join(sorted(set(names)))} to receiver "
                          f"'{receiver}', which notifies nobody; configure a receiver for them.")
             for receiver, names in sorted(mute.items())]
