@@ -385,3 +385,20 @@ def test_a_cached_file_that_is_not_the_pinned_chart_is_refused(tmp_path, chart_m
     with pytest.raises(charts.PullError, match=r"keda 2\.17\.1"):
         charts.pull(wrong, tmp_path, mirror=site_index)
     assert not any(Path(tmp_path).glob("*.tgz"))
+
+
+def test_diff_shows_what_a_values_change_does_to_the_charts_objects(shipped_plans, write_stack):
+    from infra.diff import diff_plans
+    from infra.plan.engine import run_plan
+    from infra.plan.stackfile import load_stack_file
+    from tests.conftest import stack_document
+
+    document = stack_document("staging")
+    document["config"]["neurodock:monitoring"] = {**document["config"].get("neurodock:monitoring", {}),
+                                                  "retention": "30d"}
+    edited = run_plan(load_stack_file("staging", write_stack(document, "staging")))
+    diff = diff_plans(shipped_plans["staging"], edited)
+    changed = {r.key: r for r in diff.resources if r.status == "changed"}
+    prometheus = next(k for k in changed if "monitoring.coreos.com/v1:Prometheus::" in k)
+    assert [(c.path, c.new) for c in changed[prometheus].changes] == [("manifest.spec.retention", "30d")]
+    assert not any(c.location for c in changed[prometheus].changes)
