@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
@@ -58,6 +58,18 @@ def k8s_checked(type_: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
         metadata.setdefault("annotations", {})["pulumi.com/autonamed"] = "true"
     metadata.setdefault("labels", {})["app.kubernetes.io/managed-by"] = "pulumi"
     return obj
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    """A protobuf ``Value`` as plain Python (what ``json_format.MessageToDict`` gives, faster)."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: _value(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    if kind == "null_value" or kind is None:
+        return None
+    return getattr(value, kind)
 
 
 def _copy(value: Any) -> Any:
@@ -148,7 +160,7 @@ class RecordingMonitor(MockMonitor):
         read and return plain JSON, which converts to and from the wire's ``Struct`` directly. That
         round trip was over half of a plan's time per resource."""
         urn = self.make_urn(request.parent, request.type, request.name)
-        wire = json_format.MessageToDict(request.object) if request.HasField("object") else {}
+        wire = {k: _value(v) for k, v in request.object.fields.items()} if request.HasField("object") else {}
         timeouts = None
         if request.HasField("customTimeouts"):
             t = request.customTimeouts
