@@ -176,7 +176,7 @@ def _use_chart_cache(args: argparse.Namespace) -> int | None:
     return None
 
 
-def _load_and_plan(args: argparse.Namespace):
+def _load_and_plan(args: argparse.Namespace, *, render_charts: bool = True):
     """The stack's offline plan, or an exit code when it cannot be had."""
     from infra.config import ConfigError
     from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
@@ -191,7 +191,7 @@ def _load_and_plan(args: argparse.Namespace):
         print(f"neurodock: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        plan = run_plan(stack, render_charts=getattr(args, "render", True))
+        plan = run_plan(stack, render_charts=render_charts)
     except ConfigError as exc:
         _print_config_error(stack.path, exc)
         return EXIT_USAGE
@@ -307,7 +307,8 @@ def _stack_charts(names: Sequence[str]) -> dict[str, list[str]] | int:
 
     needs: dict[str, list[str]] = {}
     for name in names or stack_names():
-        plan = _load_and_plan(argparse.Namespace(stack=name, stack_file=None, render=False))
+        # The releases' chart inputs say which charts; no need to render them.
+        plan = _load_and_plan(argparse.Namespace(stack=name, stack_file=None), render_charts=False)
         if isinstance(plan, int):
             return plan
         for release in plan.helm_releases:

@@ -259,8 +259,8 @@ def _route_matches(route: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     return True
 
 
-def neurodock_alerts(resources: Sequence) -> list[tuple[Any, dict[str, str]]]:
-    """``(rule object, labels)`` of every alert of NeuroDock's own PrometheusRules."""
+def neurodock_alerts(resources: Sequence) -> list[dict[str, str]]:
+    """The labels of every alert of NeuroDock's own PrometheusRules, ``alertname`` included."""
     out = []
     for rule in objects(resources, "PrometheusRule"):
         if from_chart(rule):
@@ -268,7 +268,7 @@ def neurodock_alerts(resources: Sequence) -> list[tuple[Any, dict[str, str]]]:
         for group in dig(rule.props, "spec", "groups", default=[]) or []:
             for r in group.get("rules") or []:
                 if r.get("alert"):
-                    out.append((rule, {"alertname": r["alert"], **(r.get("labels") or {})}))
+                    out.append({"alertname": r["alert"], **(r.get("labels") or {})})
     return out
 
 
@@ -280,7 +280,7 @@ def unrouted_alerts(resources: Sequence) -> list[tuple[str, str]]:
     secret, config = found
     receivers = {r.get("name"): r for r in config.get("receivers") or []}
     mute: dict[str, list[str]] = {}
-    for _, labels in neurodock_alerts(resources):
+    for labels in neurodock_alerts(resources):
         chosen = receivers_for(config.get("route") or {}, labels)
         if not any(k.endswith("_configs") and v for name in chosen for k, v in (receivers.get(name) or {}).items()):
             mute.setdefault(", ".join(chosen) or "none", []).append(labels["alertname"])
