@@ -24,7 +24,9 @@ LLAMACPP_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-b11176"
 # the autoscaler project requires.
 CLUSTER_AUTOSCALER = ChartRef("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler")
 CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
-    "1.33": "v1.33.0",
+    "1.33": "v1.33.5",
+    "1.34": "v1.34.4",
+    "1.35": "v1.35.1",
 }
 
 # GPU node agents.

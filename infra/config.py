@@ -105,9 +105,46 @@ class EndpointAccess(Model):
     """Who may reach the Kubernetes API server."""
 
     public: bool = False
-    """Expose the API endpoint on the internet (default false: private endpoint only)."""
+    """Expose the API endpoint's IP on the internet (default false: private endpoint only)."""
     allowed_cidrs: list[Cidr] = []
     """CIDRs allowed to reach a public endpoint; required when ``public`` is true."""
+
+
+class GkeEndpointAccess(EndpointAccess):
+    """Who may reach GKE's API server, and how."""
+
+    dns: bool = True
+    """Serve the API on GKE's DNS-based endpoint: reachable from any network, every request
+    authorised by IAM (``container.clusters.connect``) before it reaches the cluster; the kubeconfig
+    uses it. With false, the deploy must reach the IP endpoint (default true)."""
+
+
+class MaintenanceWindow(Model):
+    """When GKE may upgrade the control plane and the nodes (a recurring window)."""
+
+    start_time: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")] = \
+        "2026-01-03T01:00:00Z"
+    """First window's start, RFC 3339 UTC (default a Saturday, 01:00 UTC)."""
+    end_time: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")] = \
+        "2026-01-03T07:00:00Z"
+    """First window's end, RFC 3339 UTC (default 07:00 UTC the same day: six hours)."""
+    recurrence: str = "FREQ=WEEKLY;BYDAY=SA,SU"
+    """RFC 5545 RRULE repeating the window (default every Saturday and Sunday)."""
+
+
+class Deploy(Model):
+    """Where `pulumi up` and `pulumi preview` of this stack run: ``neurodock check`` proves that place can
+    reach the API server, and the workflows run there."""
+
+    runs_on: list[str] = ["ubuntu-24.04"]
+    """GitHub Actions runner labels of the stack's deploy and preview jobs (default ``[ubuntu-24.04]``,
+    a GitHub-hosted runner: any egress address, no way into a VPC)."""
+    in_vpc: bool = False
+    """The runner sits in the cluster's network (or one routed to it) and reaches a private endpoint
+    (default false)."""
+    egress_cidrs: list[Cidr] = []
+    """The runner's fixed public egress addresses (a self-hosted runner behind NAT, a larger runner with
+    static IPs), to be allow-listed on a public endpoint (default none)."""
 
 
 class KindCloud(Model):
@@ -140,8 +177,11 @@ class EksCloud(Model):
     """AWS region, for example ``us-west-2``."""
     zones: list[str] = Field(min_length=2)
     """Availability zones for subnets and node groups: at least two, all in ``region``."""
-    kubernetes_version: KubernetesVersion = "1.33"
-    """EKS Kubernetes version (default 1.33)."""
+    kubernetes_version: KubernetesVersion = "1.34"
+    """EKS Kubernetes version, one in EKS standard support (default 1.34; see README, "Kubernetes versions")."""
+    support_type: Literal["STANDARD", "EXTENDED"] = "STANDARD"
+    """At the end of standard support, ``STANDARD`` lets EKS upgrade the control plane; ``EXTENDED`` keeps the
+    version for up to 12 more months at an extra hourly charge (default STANDARD)."""
     vpc_cidr: Cidr = "10.0.0.0/16"
     """CIDR of the VPC the stack creates (default 10.0.0.0/16)."""
     existing_vpc: ExistingVpc | None = None
@@ -162,8 +202,9 @@ class GkeCloud(Model):
     """GCP region, for example ``europe-west4``; the cluster is regional."""
     zones: list[str] = Field(min_length=1)
     """Zones for node pools, all in ``region``."""
-    kubernetes_version: KubernetesVersion = "1.33"
-    """Minimum GKE master version (default 1.33); patches follow the release channel."""
+    kubernetes_version: KubernetesVersion | None = None
+    """Minimum GKE master version; it must still be offered by the release channel (default: the
+    channel's default version, which GKE then keeps in support)."""
     release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
     """GKE release channel (default REGULAR)."""
     subnet_cidr: Cidr = "10.10.0.0/20"
@@ -174,8 +215,13 @@ class GkeCloud(Model):
     """Secondary range for services (default 10.20.0.0/20)."""
     master_cidr: Cidr = "172.16.0.0/28"
     """/28 range of the private control plane (default 172.16.0.0/28)."""
-    endpoint: EndpointAccess = EndpointAccess()
-    """API server access (default: private only)."""
+    endpoint: GkeEndpointAccess = GkeEndpointAccess()
+    """API server access (default: the IAM-gated DNS endpoint, and a private IP endpoint)."""
+    deletion_protection: bool = True
+    """GKE refuses to delete the cluster, so `pulumi destroy` stops at it; set false (and `pulumi up`)
+    before a planned destroy such as a DR drill's teardown (default true)."""
+    maintenance_window: MaintenanceWindow = MaintenanceWindow()
+    """When GKE may upgrade the cluster and its pools (default weekends, 01:00-07:00 UTC)."""
 
 
 Cloud = Annotated[Union[KindCloud, EksCloud, GkeCloud], Field(discriminator="provider")]  # noqa: UP007
@@ -463,6 +509,8 @@ class StackConfig(Model):
     """The OpenAI-compatible entry point."""
     tags: dict[str, str] = {}
     """Tags or labels put on every cloud resource that takes them (default none)."""
+    deploy: Deploy = Deploy()
+    """Where the stack's `pulumi up` runs (default a GitHub-hosted runner)."""
 
     @property
     def cluster_name(self) -> str:
@@ -777,6 +825,15 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             add(("nodePools", i, "instanceTypes"), f"is required on {provider}: list {what}")
         if provider == "gke" and len(pool.instance_types) > 1:
             add(("nodePools", i, "instanceTypes"), "GKE node pools take exactly one machine type")
+        if provider == "eks":
+            for j, machine in enumerate(pool.instance_types[1:], start=1):
+                first = pool.instance_types[0]
+                if _ec2_shape(machine) != _ec2_shape(first):
+                    add(("nodePools", i, "instanceTypes", j),
+                        f"{machine} is not the same shape as {first}: the Cluster Autoscaler sizes a node group "
+                        "by its first instance type and needs every type to have the same vCPUs and memory "
+                        "(cluster-autoscaler cloudprovider/aws README); list types of one size and family class "
+                        "(e.g. m7i.xlarge with m6i.xlarge), or make another pool")
     if not any(p.role == "system" for p in config.node_pools):
         add(("nodePools",), "needs a pool with role 'system' for cluster add-ons")
     subnets = cloud.existing_vpc.private_subnet_ids if isinstance(cloud, EksCloud) and cloud.existing_vpc else []
@@ -837,6 +894,18 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             add(("models", i, "gpusPerReplica"), f"engine {model.engine!r} runs on CPU; set it to 0")
         problems.extend(_model_problems(i, model, pool, provider, config.monitoring.enabled))
     return problems
+
+
+def _ec2_shape(instance_type: str) -> tuple[str, bool, str]:
+    """What fixes an EC2 type's vCPUs and memory: the family's class letters (m: 4 GiB per vCPU, c: 2,
+    r: 8, g/p: per GPU model), its processor (Graviton families carry a ``g`` after the generation
+    and need another AMI) and the size (``2xlarge``). Same shape means the autoscaler's first-type
+    assumption holds."""
+    family, _, size = instance_type.partition(".")
+    match = re.fullmatch(r"(?P<cls>[a-z]+)(?P<gen>[0-9]+)(?P<attrs>[a-z-]*)", family)
+    if match is None:
+        return family, False, size
+    return match["cls"], "g" in match["attrs"] and match["cls"] not in ("g", "p"), size
 
 
 def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:

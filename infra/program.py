@@ -25,8 +25,9 @@ from components.cluster.base import (
 )
 from components.cluster.eks import EksCluster, EksClusterArgs, autoscaler_discovery_tags
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
-from components.cluster.gke import GkeCluster, GkeClusterArgs
+from components.cluster.gke import GkeCluster, GkeClusterArgs, MaintenanceWindow
 from components.cluster.kind import KindCluster, KindClusterArgs
+from components.gateway.gateway import CONTROL_PLANE_PORTS as GATEWAY_CONTROL_PLANE_PORTS
 from components.gpu.dcgm import NAMESPACE as DCGM_NAMESPACE
 from components.gpu.dcgm import DcgmExporter, DcgmExporterArgs, DriverLayout
 from components.gpu.device_plugin import NAMESPACE as DEVICE_PLUGIN_NAMESPACE
@@ -36,8 +37,9 @@ from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring.stack import MonitoringStack, MonitoringStackArgs, Platform
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
+from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
 from components.versions import CLUSTER_AUTOSCALER, KUBE_PROMETHEUS_STACK
-from infra import charts
+from infra import charts, live
 from infra.config import (
     NAMESPACE,
     EksCloud,
@@ -86,6 +88,9 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         "clusterName": cluster.cluster_name,
         "clusterEndpoint": cluster.endpoint,
         "kubeconfig": cluster.kubeconfig,
+        # Where `pulumi up` runs: the policy deploy-reaches-api proves it can reach the endpoint.
+        "deploy": {"runsOn": config.deploy.runs_on, "inVpc": config.deploy.in_vpc,
+                   "egressCidrs": config.deploy.egress_cidrs},
     }
     if isinstance(cluster, KindCluster) and cluster.gpuless_pools:
         outputs["gpulessPools"] = list(cluster.gpuless_pools)
@@ -185,6 +190,18 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
     )
 
 
+def control_plane_ports(config: StackConfig) -> tuple[int, ...]:
+    """Pod ports the API server will call into (webhooks, aggregated APIs) given what the stack
+    installs. ``neurodock check`` proves them against the rendered objects (policy
+    ``gke-control-plane-reaches-webhooks``)."""
+    ports: set[int] = set()
+    if config.monitoring.enabled and any(m.max_replicas > m.min_replicas for m in config.models):
+        ports.update(KEDA_CONTROL_PLANE_PORTS)
+    if config.models and config.gateway.enabled:
+        ports.update(GATEWAY_CONTROL_PLANE_PORTS)
+    return tuple(sorted(ports))
+
+
 def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | None]:
     """The cluster, and the cloud provider later cloud resources (weights readers) use."""
     cloud = config.cloud
@@ -223,6 +240,8 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                 public_access_cidrs=tuple(cloud.endpoint.allowed_cidrs),
                 admin_role_arns=tuple(cloud.admin_role_arns),
                 node_pools=pools,
+                support_type=cloud.support_type,
+                live_sizes=live.eks_group_sizes(config.cluster_name, cloud.region, provider),
                 tags=tags,
             ),
             opts=pulumi.ResourceOptions(providers=[provider]),
@@ -243,9 +262,16 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             pods_cidr=cloud.pods_cidr,
             services_cidr=cloud.services_cidr,
             master_cidr=cloud.master_cidr,
+            dns_endpoint=cloud.endpoint.dns,
             public_endpoint=cloud.endpoint.public,
             authorized_cidrs=tuple(cloud.endpoint.allowed_cidrs),
             node_pools=pools,
+            control_plane_ports=control_plane_ports(config),
+            deletion_protection=cloud.deletion_protection,
+            maintenance_window=MaintenanceWindow(start_time=cloud.maintenance_window.start_time,
+                                                 end_time=cloud.maintenance_window.end_time,
+                                                 recurrence=cloud.maintenance_window.recurrence),
+            adopt=live.gke_retained_keys(cloud.project, cloud.region, config.cluster_name, provider),
             labels=labels,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),

@@ -7,6 +7,7 @@ Plain resources rather than the pulumi-eks component: every child is then visibl
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -16,6 +17,12 @@ from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole,
 from components.cluster.eks_addons import STORAGE_CLASS
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+POOL_TAG = "neurodock:pool"
+"""On each node group (and its instances and volumes): the pool it serves."""
+AUTOSCALER_GPU_LABEL = "k8s.amazonaws.com/accelerator"
+"""The Cluster Autoscaler's AWS GPU label (cloudprovider/aws/aws_cloud_provider.go, ``GPULabel``): a
+node carrying it counts as not ready until its GPUs are allocatable, so a scale-up is not undone
+while the device plugin starts."""
 
 _AMI_TYPES = {
     # AL2023 images: the NVIDIA variant ships the driver, the container toolkit and EFA support.
@@ -33,8 +40,11 @@ class EksClusterArgs:
     """AWS region, used in the kubeconfig's token command."""
     zones: tuple[str, ...]
     """Availability zones: one public and one private subnet in each (at least two)."""
-    kubernetes_version: str = "1.33"
-    """EKS version (default 1.33)."""
+    kubernetes_version: str = "1.35"
+    """EKS version (default 1.35)."""
+    support_type: str = "STANDARD"
+    """``STANDARD``: EKS upgrades the control plane at the end of standard support; ``EXTENDED``: keep the
+    version longer, at a charge (default STANDARD)."""
     vpc_cidr: str = "10.0.0.0/16"
     """VPC range; split into /20 subnets (default 10.0.0.0/16)."""
     existing_private_subnet_ids: tuple[str, ...] = ()
@@ -47,6 +57,8 @@ class EksClusterArgs:
     """IAM roles given cluster-admin through access entries (default none)."""
     node_pools: tuple[NodePoolArgs, ...] = ()
     """Managed node groups to create."""
+    live_sizes: Mapping[str, int] = field(default_factory=dict)
+    """Each existing pool's current desired size (``infra.live``); none on a first `pulumi up`."""
     tags: dict[str, str] = field(default_factory=dict)
     """Tags for every taggable resource (default none)."""
 
@@ -222,6 +234,7 @@ class EksCluster(pulumi.ComponentResource):
                 resources=["secrets"],
             ),
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type=args.support_type),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
                 # The identity running `pulumi up` needs access to deploy the workloads.
@@ -270,7 +283,8 @@ class EksCluster(pulumi.ComponentResource):
             template = aws.ec2.LaunchTemplate(
                 f"{self._name}-{pool.name}",
                 description=f"{self._args.cluster_name} pool {pool.name}",
-                # IMDSv2 only, one hop: pods cannot reach the node's credentials through IMDS.
+                # IMDSv2 only, one hop: pods cannot reach the node's credentials through IMDS. The
+                # one node agent that needs IMDS (EBS CSI, for attach limits) runs on the host network.
                 metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                     http_endpoint="enabled",
                     http_tokens="required",
@@ -286,11 +300,15 @@ class EksCluster(pulumi.ComponentResource):
                     ),
                 )],
                 tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
-                    resource_type=kind, tags={**self._tags, "neurodock:pool": pool.name},
+                    resource_type=kind, tags={**self._tags, POOL_TAG: pool.name},
                 ) for kind in ("instance", "volume")],
                 tags=self._tags,
                 opts=self._child(),
             )
+            live = self._args.live_sizes.get(pool.name)
+            # The autoscaler owns the desired size once the group exists; but EKS rejects a minimum
+            # above the desired size, so a minNodes raised above the live size raises it too.
+            raise_desired = live is not None and live < pool.min_nodes
             group = aws.eks.NodeGroup(
                 f"{self._name}-{pool.name}",
                 cluster_name=cluster.name,
@@ -300,21 +318,24 @@ class EksCluster(pulumi.ComponentResource):
                 ami_type=_AMI_TYPES[pool.role],
                 instance_types=list(pool.instance_types),
                 capacity_type="SPOT" if pool.capacity is Capacity.SPOT else "ON_DEMAND",
+                # Follows the control plane: a version bump rolls the nodes too (UpdateNodegroupVersion,
+                # max_unavailable at a time), after the control plane is upgraded.
+                version=cluster.version,
                 scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                    min_size=pool.min_nodes, max_size=pool.max_nodes, desired_size=max(pool.min_nodes, 0),
+                    min_size=pool.min_nodes, max_size=pool.max_nodes,
+                    desired_size=pool.min_nodes if live is None or raise_desired else min(live, pool.max_nodes),
                 ),
-                labels=pool.node_labels(),
+                labels=eks_node_labels(pool),
                 taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=t.cloud_effect)
                         for t in pool.taints()],
                 launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                     id=template.id, version=template.latest_version.apply(str),
                 ),
                 update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-                tags={**self._tags, "neurodock:pool": pool.name},
-                # The autoscaler owns the node count once the group exists.
+                tags={**self._tags, POOL_TAG: pool.name},
                 opts=self._child(
                     depends_on=attachments,
-                    ignore_changes=["scalingConfig.desiredSize"],
+                    ignore_changes=[] if raise_desired else ["scalingConfig.desiredSize"],
                 ),
             )
             self._tag_for_scale_from_zero(pool, group)
@@ -331,7 +352,7 @@ class EksCluster(pulumi.ComponentResource):
         """
         asg = group.resources[0].autoscaling_groups[0].name
         template = "k8s.io/cluster-autoscaler/node-template"
-        tags = {f"{template}/label/{k}": v for k, v in pool.node_labels().items()}
+        tags = {f"{template}/label/{k}": v for k, v in eks_node_labels(pool).items()}
         tags.update({f"{template}/taint/{t.key}": f"{t.value}:{t.effect}" for t in pool.taints()})
         if pool.gpu_count:
             tags[f"{template}/resources/nvidia.com/gpu"] = str(pool.gpu_count)
@@ -366,6 +387,12 @@ class EksCluster(pulumi.ComponentResource):
             cluster_name=cluster.name,
             addon_name="aws-ebs-csi-driver",
             service_account_role_arn=role.arn,
+            # The driver reads the attached ENIs and volumes from IMDS to compute each node's attach
+            # limit; with IMDS' hop limit 1 a pod-network container cannot reach it, and the
+            # Kubernetes fallback assumes one ENI and no volume, over-counting free attachments. Host
+            # networking is the driver's documented alternative to raising the hop limit for every pod
+            # (aws-ebs-csi-driver v1.64.0 docs/install.md, metadata section; docs/upstream.md).
+            configuration_values=json.dumps({"node": {"hostNetwork": True}}),
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             tags=self._tags,
@@ -406,6 +433,14 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child(),
         )
         return role.arn
+
+
+def eks_node_labels(pool: NodePoolArgs) -> dict[str, str]:
+    """The pool's labels, plus the autoscaler's GPU label on GPU pools."""
+    labels = pool.node_labels()
+    if pool.gpu_type:
+        labels[AUTOSCALER_GPU_LABEL] = pool.gpu_type
+    return labels
 
 
 def autoscaler_discovery_tags(cluster_name: str) -> dict[str, str]:

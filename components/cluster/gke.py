@@ -8,8 +8,21 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, SharingStrategy, pool_facts
+from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole, SharingStrategy, pool_facts
 from components.gpu.catalog import GPU_MODELS
+
+REQUIRED_APIS = (
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "cloudkms.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+)
+"""Services the cluster, its network, its Secrets key and its nodes' service account use."""
+GKE_CONTROL_PLANE_TO_NODE_PORTS = (443, 10250)
+"""Ports GKE's own firewall rule opens from a private cluster's control plane to its nodes (docs/upstream.md)."""
+CRYPTO_KEY_NAME = "etcd-secrets"
 
 # Least privilege for nodes: write logs and metrics, pull images. Nothing else.
 NODE_SERVICE_ACCOUNT_ROLES = (
@@ -31,8 +44,8 @@ class GkeClusterArgs:
     """Region of the (regional) cluster."""
     zones: tuple[str, ...]
     """Zones of the node pools."""
-    kubernetes_version: str = "1.33"
-    """Minimum master version (default 1.33)."""
+    kubernetes_version: str | None = None
+    """Minimum master version (default: the release channel's default)."""
     release_channel: str = "REGULAR"
     """RAPID, REGULAR or STABLE (default REGULAR)."""
     subnet_cidr: str = "10.10.0.0/20"
@@ -43,16 +56,44 @@ class GkeClusterArgs:
     """Services' secondary range (default 10.20.0.0/20)."""
     master_cidr: str = "172.16.0.0/28"
     """Control plane /28 (default 172.16.0.0/28)."""
+    dns_endpoint: bool = True
+    """Serve the API on GKE's DNS-based endpoint, reachable from anywhere but only with IAM permission
+    ``container.clusters.connect``; the kubeconfig then points at it (default true)."""
     public_endpoint: bool = False
-    """Expose the API server publicly (default false: private endpoint)."""
+    """Expose the API server's IP publicly (default false: private IP endpoint)."""
     authorized_cidrs: tuple[str, ...] = ()
     """Master authorised networks (required with a public endpoint)."""
     node_pools: tuple[NodePoolArgs, ...] = ()
     """Node pools to create."""
+    control_plane_ports: tuple[int, ...] = ()
+    """Pod ports the API server calls (webhooks, aggregated APIs) beyond the 443 and 10250 GKE's own
+    firewall rules open; a firewall rule lets the control plane reach them (default none)."""
     deletion_protection: bool = True
     """Refuse `pulumi destroy` of the cluster (default true)."""
+    maintenance_window: MaintenanceWindow | None = None
+    """When GKE may upgrade the control plane and nodes (default: any time)."""
+    adopt: Retained = field(default_factory=lambda: Retained())
+    """Retained resources with fixed names found in the project: adopted instead of created."""
     labels: dict[str, str] = field(default_factory=dict)
     """Resource labels (default none)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaintenanceWindow:
+    """A GKE recurring maintenance window (RFC 3339 times and an RFC 5545 RRULE)."""
+
+    start_time: str
+    end_time: str
+    recurrence: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retained:
+    """Ids of resources a destroyed stack left behind on purpose (``retainOnDelete``) and that cannot be
+    created again under the same name: Cloud KMS key rings and keys are never deleted."""
+
+    key_ring_id: str | None = None
+    crypto_key_id: str | None = None
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -63,7 +104,7 @@ class GkeCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     kube_context: str | None = None
     node_service_account: pulumi.Output[str]
-    workload_pool: str
+    workload_pool: pulumi.Output[str]
     pools: tuple[PoolFacts, ...]
     storage_class: str = "premium-rwo"
 
@@ -74,21 +115,26 @@ class GkeCluster(pulumi.ComponentResource):
         self._args = args
         self._labels = {**args.labels, "neurodock-cluster": args.cluster_name}
         self.pools = tuple(pool_facts(p, real_gpus=True) for p in args.node_pools)
-        self.workload_pool = f"{args.project}.svc.id.goog"
 
-        service_account = self._create_node_service_account()
-        key = self._create_kms_key()
-        network, subnet = self._create_network()
-        cluster = self._create_control_plane(network, subnet, key)
+        apis = self._enable_apis()
+        service_account = self._create_node_service_account(apis)
+        key, grant = self._create_kms_key(apis)
+        network, subnet = self._create_network(apis)
+        cluster = self._create_control_plane(network, subnet, key, depends_on=[*apis, grant])
+        self._allow_control_plane_calls(network, service_account)
         for pool in args.node_pools:
             self._create_node_pool(cluster, pool, service_account)
 
         self.node_service_account = service_account.email
+        # Taken from the cluster, not built from the project id: whatever binds a Kubernetes
+        # ServiceAccount into the pool (weights readers) then waits for the pool to exist.
+        self.workload_pool = cluster.workload_identity_config.apply(lambda c: c.workload_pool)
         self.cluster_name = cluster.name
-        self.endpoint = cluster.endpoint.apply(lambda host: f"https://{host}")
+        host = _api_host(cluster) if args.dns_endpoint else cluster.endpoint
+        self.endpoint = host.apply(lambda h: f"https://{h}")
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
-                lambda a: _kubeconfig(a[0], a[1], a[2])
+            pulumi.Output.all(cluster.name, host, cluster.master_auth.cluster_ca_certificate).apply(
+                lambda a: _kubeconfig(a[0], a[1], None if args.dns_endpoint else a[2])
             )
         )
         self.register_outputs({
@@ -101,14 +147,35 @@ class GkeCluster(pulumi.ComponentResource):
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
 
-    def _create_node_service_account(self) -> gcp.serviceaccount.Account:
+    def _enable_apis(self) -> list[pulumi.Resource]:
+        """The APIs the cluster needs, enabled before anything uses them. Left enabled on destroy:
+        other stacks in the project may use them, and disabling one deletes its resources."""
+        args = self._args
+        services = {api: gcp.projects.Service(
+            f"{self._name}-api-{api.split('.')[0]}",
+            project=args.project,
+            service=api,
+            disable_on_destroy=False,
+            opts=self._child(),
+        ) for api in REQUIRED_APIS}
+        # GKE's service agent exists only once GKE's API is enabled, and must exist before the
+        # KMS key can be granted to it: create it explicitly rather than wait for it to appear.
+        agent = gcp.projects.ServiceIdentity(
+            f"{self._name}-gke-agent",
+            project=args.project,
+            service="container.googleapis.com",
+            opts=self._child(depends_on=[services["container.googleapis.com"]]),
+        )
+        return [*services.values(), agent]
+
+    def _create_node_service_account(self, apis: list[pulumi.Resource]) -> gcp.serviceaccount.Account:
         args = self._args
         account = gcp.serviceaccount.Account(
             f"{self._name}-nodes",
             account_id=f"{args.cluster_name}-nodes"[:30],
             display_name=f"GKE nodes of {args.cluster_name}",
             project=args.project,
-            opts=self._child(),
+            opts=self._child(depends_on=apis),
         )
         for role in NODE_SERVICE_ACCOUNT_ROLES:
             gcp.projects.IAMMember(
@@ -120,45 +187,48 @@ class GkeCluster(pulumi.ComponentResource):
             )
         return account
 
-    def _create_kms_key(self) -> gcp.kms.CryptoKey:
+    def _create_kms_key(self, apis: list[pulumi.Resource]) -> tuple[gcp.kms.CryptoKey, gcp.kms.CryptoKeyIAMMember]:
         args = self._args
-        # Key rings cannot be deleted in GCP; the key outlives the cluster on purpose.
+        # Key rings and keys cannot be deleted in GCP: both outlive the stack on purpose, and a
+        # re-created stack adopts them (``import_``) instead of failing with 409 on their fixed names.
         ring = gcp.kms.KeyRing(
             f"{self._name}-keyring",
-            name=f"{args.cluster_name}-secrets",
+            name=key_ring_name(args.cluster_name),
             location=args.region,
             project=args.project,
-            opts=self._child(retain_on_delete=True),
+            opts=self._child(retain_on_delete=True, depends_on=apis, import_=args.adopt.key_ring_id),
         )
         key = gcp.kms.CryptoKey(
             f"{self._name}-secrets",
-            name="etcd-secrets",
+            name=CRYPTO_KEY_NAME,
             key_ring=ring.id,
             rotation_period=f"{90 * 24 * 3600}s",
             labels=self._labels,
-            opts=self._child(retain_on_delete=True),
+            opts=self._child(retain_on_delete=True, import_=args.adopt.crypto_key_id),
         )
         project = gcp.organizations.get_project_output(
             project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
-        gcp.kms.CryptoKeyIAMMember(
+        # GKE's service agent encrypts and decrypts Secrets with the key: the cluster cannot be
+        # created before the grant exists (GKE docs, "Encrypt secrets at the application layer").
+        grant = gcp.kms.CryptoKeyIAMMember(
             f"{self._name}-secrets-gke",
             crypto_key_id=key.id,
             role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
             member=project.number.apply(
                 lambda number: f"serviceAccount:service-{number}@container-engine-robot.iam.gserviceaccount.com"
             ),
-            opts=self._child(),
+            opts=self._child(depends_on=apis),
         )
-        return key
+        return key, grant
 
-    def _create_network(self) -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
+    def _create_network(self, apis: list[pulumi.Resource]) -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
         args = self._args
         network = gcp.compute.Network(
             f"{self._name}-net",
             name=args.cluster_name,
             project=args.project,
             auto_create_subnetworks=False,
-            opts=self._child(),
+            opts=self._child(depends_on=apis),
         )
         subnet = gcp.compute.Subnetwork(
             f"{self._name}-nodes",
@@ -194,10 +264,33 @@ class GkeCluster(pulumi.ComponentResource):
         )
         return network, subnet
 
+    def _allow_control_plane_calls(self, network: gcp.compute.Network, nodes: gcp.serviceaccount.Account) -> None:
+        """GKE's own firewall rules let the control plane reach nodes on 443 and 10250 only; admission
+        webhooks and aggregated APIs listening elsewhere (KEDA's metrics server on 6443, webhooks on
+        9443) are otherwise cut off, and every object they guard fails to apply."""
+        args = self._args
+        ports = sorted(set(args.control_plane_ports) - set(GKE_CONTROL_PLANE_TO_NODE_PORTS))
+        if not ports:
+            return
+        gcp.compute.Firewall(
+            f"{self._name}-control-plane-webhooks",
+            name=f"{args.cluster_name}-control-plane-webhooks",
+            project=args.project,
+            network=network.id,
+            description="GKE control plane to the webhook and aggregated-API ports of pods on the nodes",
+            direction="INGRESS",
+            source_ranges=[args.master_cidr],
+            target_service_accounts=[nodes.email],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(p) for p in ports])],
+            opts=self._child(),
+        )
+
     def _create_control_plane(
-        self, network: gcp.compute.Network, subnet: gcp.compute.Subnetwork, key: gcp.kms.CryptoKey
+        self, network: gcp.compute.Network, subnet: gcp.compute.Subnetwork, key: gcp.kms.CryptoKey,
+        depends_on: list[pulumi.Resource],
     ) -> gcp.container.Cluster:
         args = self._args
+        window = args.maintenance_window
         return gcp.container.Cluster(
             f"{self._name}-gke",
             name=args.cluster_name,
@@ -219,12 +312,23 @@ class GkeCluster(pulumi.ComponentResource):
                 enable_private_endpoint=not args.public_endpoint,
                 master_ipv4_cidr_block=args.master_cidr,
             ),
+            # The DNS-based endpoint: every request is authorised by IAM before it reaches the API
+            # server, from any network, with no IP exposed or allow-listed.
+            control_plane_endpoints_config=gcp.container.ClusterControlPlaneEndpointsConfigArgs(
+                dns_endpoint_config=gcp.container.ClusterControlPlaneEndpointsConfigDnsEndpointConfigArgs(
+                    allow_external_traffic=args.dns_endpoint,
+                ),
+            ),
+            maintenance_policy=gcp.container.ClusterMaintenancePolicyArgs(
+                recurring_window=gcp.container.ClusterMaintenancePolicyRecurringWindowArgs(
+                    start_time=window.start_time, end_time=window.end_time, recurrence=window.recurrence),
+            ) if window else None,
             master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
                 cidr_blocks=[gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
                     cidr_block=cidr, display_name=f"allowed-{i}") for i, cidr in enumerate(args.authorized_cidrs)],
             ),
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
-                workload_pool=self.workload_pool,
+                workload_pool=f"{args.project}.svc.id.goog",
             ),
             database_encryption=gcp.container.ClusterDatabaseEncryptionArgs(state="ENCRYPTED", key_name=key.id),
             enable_shielded_nodes=True,
@@ -241,7 +345,7 @@ class GkeCluster(pulumi.ComponentResource):
             ),
             resource_labels=self._labels,
             deletion_protection=args.deletion_protection,
-            opts=self._child(ignore_changes=["nodeConfig", "initialNodeCount"]),
+            opts=self._child(ignore_changes=["nodeConfig", "initialNodeCount"], depends_on=depends_on),
         )
 
     def _create_node_pool(
@@ -261,7 +365,9 @@ class GkeCluster(pulumi.ComponentResource):
             ))
         return gcp.container.NodePool(
             f"{self._name}-{pool.name}",
-            name=pool.name,
+            # A prefix, not a fixed name: a change that replaces the pool (machine type, GPUs, disk)
+            # creates the new pool before deleting the old one, so its pods move instead of stopping.
+            name_prefix=f"{pool.name}-",
             project=args.project,
             cluster=cluster.id,
             location=args.region,
@@ -274,6 +380,7 @@ class GkeCluster(pulumi.ComponentResource):
                 location_policy="ANY",
             ),
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+            upgrade_settings=_upgrade_settings(pool),
             node_config=gcp.container.NodePoolNodeConfigArgs(
                 machine_type=pool.instance_types[0],
                 disk_size_gb=pool.disk_size_gib,
@@ -297,6 +404,24 @@ class GkeCluster(pulumi.ComponentResource):
             ),
             opts=self._child(ignore_changes=["initialNodeCount"]),
         )
+
+
+def _upgrade_settings(pool: NodePoolArgs) -> gcp.container.NodePoolUpgradeSettingsArgs:
+    """Surge upgrades, one node at a time. GPU pools take no surge node: a spare GPU machine is rarely
+    available at upgrade time (and counts against quota), so a GPU node is drained before its
+    replacement comes; the models' PodDisruptionBudgets keep the serving replicas up."""
+    if pool.role is PoolRole.GPU:
+        return gcp.container.NodePoolUpgradeSettingsArgs(strategy="SURGE", max_surge=0, max_unavailable=1)
+    return gcp.container.NodePoolUpgradeSettingsArgs(strategy="SURGE", max_surge=1, max_unavailable=0)
+
+
+def _api_host(cluster: gcp.container.Cluster) -> pulumi.Output[str]:
+    return cluster.control_plane_endpoints_config.apply(
+        lambda c: c.dns_endpoint_config.endpoint if c and c.dns_endpoint_config else None)
+
+
+def key_ring_name(cluster_name: str) -> str:
+    return f"{cluster_name}-secrets"
 
 
 def _sharing(pool: NodePoolArgs) -> dict:
@@ -324,13 +449,17 @@ def _validate(args: GkeClusterArgs) -> None:
         raise ValueError("; ".join(problems))
 
 
-def _kubeconfig(name: str, host: str, ca_data: str) -> str:
+def _kubeconfig(name: str, host: str, ca_data: str | None) -> str:
     """A kubeconfig that gets tokens from ``gke-gcloud-auth-plugin``: no credential inside, and
-    byte-identical across runs so the Kubernetes provider is never replaced."""
+    byte-identical across runs so the Kubernetes provider is never replaced. The DNS endpoint serves
+    a publicly trusted certificate, so it takes no cluster CA (``ca_data`` None)."""
+    cluster = {"server": f"https://{host}"}
+    if ca_data is not None:
+        cluster["certificate-authority-data"] = ca_data
     return json.dumps({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": f"https://{host}", "certificate-authority-data": ca_data}}],
+        "clusters": [{"name": name, "cluster": cluster}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
         "users": [{"name": name, "user": {"exec": {

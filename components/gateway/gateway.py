@@ -43,6 +43,9 @@ MODEL_HEADER = "X-Gateway-Model-Name"
 BBR_NAME = "body-based-router"
 BBR_PORT = 9004
 BBR_HEALTH_PORT = 9005
+CONTROL_PLANE_PORTS = (9443,)
+"""Envoy Gateway's webhook port in its pod, which the API server calls (fixed in the gateway-helm chart,
+templates/envoy-gateway-deployment.yaml): a private GKE cluster needs it opened to its control plane."""
 SMOKE_TEST_CLIENT = "neurodock-smoke-test"
 """Client id of the smoke test's own API key, so it needs none of the users' keys."""
 CLIENT_ID_HEADER = "x-neurodock-client"

@@ -159,6 +159,10 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -
                 "ruleSelector": selected,
                 # Memory follows the active series: a few GPU nodes and models stay well inside.
                 "resources": _resources("250m", "1Gi", "4Gi"),
+                # The claim goes with the StatefulSet (Kubernetes 1.27+), so `pulumi destroy` leaves no
+                # orphaned disk; scaling down keeps it. Metrics history is not precious here: it is
+                # rebuilt, and long-term metrics belong in a remote store (docs/disaster-recovery.md).
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
                 "storageSpec": {"volumeClaimTemplate": {"spec": {
                     "storageClassName": args.storage_class,
                     "accessModes": ["ReadWriteOnce"],

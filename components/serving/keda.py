@@ -15,6 +15,13 @@ from components.charts import ChartSource
 from components.k8s import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, namespace
 
 NAMESPACE = "keda"
+METRICS_SERVER_PORT = 6443
+"""The metrics server's HTTPS port in its pod (chart value ``service.portHttpsTarget``), which the API
+server calls for ``external.metrics.k8s.io``."""
+WEBHOOK_PORT = 9443
+"""The admission webhooks' port in their pod (chart value ``webhooks.port``)."""
+CONTROL_PLANE_PORTS = (METRICS_SERVER_PORT, WEBHOOK_PORT)
+"""Pod ports the API server calls: a private GKE cluster needs them opened to its control plane."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +52,9 @@ class Keda(pulumi.ComponentResource):
             name="keda",
             **args.chart.release_args(),
             namespace=ns.metadata.name,
-            values={"nodeSelector": args.node_selector, **restricted},
+            # The ports are set, not left to the chart's defaults: the control plane's firewall opens them.
+            values={"nodeSelector": args.node_selector, **restricted,
+                    "service": {"portHttpsTarget": METRICS_SERVER_PORT}, "webhooks": {"port": WEBHOOK_PORT}},
             atomic=True,
             timeout=args.timeout_s,
             opts=pulumi.ResourceOptions(parent=self),

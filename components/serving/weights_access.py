@@ -69,8 +69,8 @@ class GcsWeightsReaderArgs:
     source: str
     """``gs://BUCKET/PREFIX``."""
     project: str
-    workload_pool: str
-    """``PROJECT.svc.id.goog``."""
+    workload_pool: pulumi.Input[str]
+    """``PROJECT.svc.id.goog``, taken from the cluster so the binding waits for the pool to exist."""
     namespace: str
     service_account: str
     """The model's ServiceAccount (fixed name: the IAM binding names it)."""
@@ -98,7 +98,8 @@ class GcsWeightsReader(pulumi.ComponentResource):
         )
         gcp.serviceaccount.IAMMember(
             f"{name}-wi", service_account_id=account.name, role="roles/iam.workloadIdentityUser",
-            member=f"serviceAccount:{args.workload_pool}[{args.namespace}/{args.service_account}]",
+            member=pulumi.Output.from_input(args.workload_pool).apply(
+                lambda pool: f"serviceAccount:{pool}[{args.namespace}/{args.service_account}]"),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.annotations = {"iam.gke.io/gcp-service-account": account.email}

@@ -199,6 +199,12 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
+LIVE: dict[str, Any] = {}
+"""What the cloud already holds, for the lookups of ``infra.live``: empty (a first `pulumi up`) unless a
+test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "desiredSize"}}}),
+``gcpKeyRings`` ({"projects/P/locations/L": [ring ids]}), ``gcpCryptoKeys`` ({ring id: [key ids]})."""
+
+
 class PlanMocks(pulumi.runtime.Mocks):
     """Provider outputs shaped like real ones."""
 
@@ -228,7 +234,7 @@ class PlanMocks(pulumi.runtime.Mocks):
 
     # -- invokes -----------------------------------------------------------------------------
 
-    def call(self, args: MockCallArgs) -> dict:
+    def call(self, args: MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]]]:
         a = wire_to_json(args.args, redact=False)
         if args.token == "gcp:organizations/getProject:getProject":
             project = a.get("projectId", "project")
@@ -239,6 +245,28 @@ class PlanMocks(pulumi.runtime.Mocks):
             email = f"service-{gcp_project_number(project)}@gs-project-accounts.iam.gserviceaccount.com"
             return {"project": project, "emailAddress": email, "member": f"serviceAccount:{email}",
                     "id": email}
+        if args.token == "aws:eks/getNodeGroups:getNodeGroups":
+            groups = LIVE.get("eksNodeGroups", {}).get(a.get("clusterName"))
+            if groups is None:  # as the provider answers: a failed invoke the program may catch
+                return {}, [("clusterName", f"ResourceNotFoundException: No cluster found for name: "
+                                            f"{a.get('clusterName')}.")]
+            return {"clusterName": a["clusterName"], "names": sorted(groups), "id": a["clusterName"]}
+        if args.token == "aws:eks/getNodeGroup:getNodeGroup":
+            group = LIVE["eksNodeGroups"][a["clusterName"]][a["nodeGroupName"]]
+            size = group["desiredSize"]
+            return {"clusterName": a["clusterName"], "nodeGroupName": a["nodeGroupName"], "tags": group["tags"],
+                    "scalingConfigs": [{"desiredSize": size, "minSize": group.get("minSize", 0),
+                                        "maxSize": group.get("maxSize", size)}],
+                    "id": f"{a['clusterName']}:{a['nodeGroupName']}"}
+        if args.token == "gcp:kms/getKeyRings:getKeyRings":
+            parent = f"projects/{a.get('project')}/locations/{a.get('location')}"
+            rings = LIVE.get("gcpKeyRings", {}).get(parent, [])
+            return {"project": a.get("project"), "location": a.get("location"), "id": parent,
+                    "keyRings": [{"id": r, "name": r.rsplit("/", 1)[-1]} for r in rings]}
+        if args.token == "gcp:kms/getCryptoKeys:getCryptoKeys":
+            keys = LIVE.get("gcpCryptoKeys", {}).get(a.get("keyRing"), [])
+            return {"keyRing": a.get("keyRing"), "id": a.get("keyRing"),
+                    "keys": [{"id": k, "name": k.rsplit("/", 1)[-1]} for k in keys]}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": AWS_ACCOUNT_ID, "arn": f"arn:aws:iam::{AWS_ACCOUNT_ID}:user/neurodock",
                     "userId": "AIDA" + digest("user").upper(), "id": AWS_ACCOUNT_ID}
@@ -378,9 +406,15 @@ def _gke_cluster(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str
     h = bytes.fromhex(digest(typ, name, length=8))
     private = (inputs.get("privateClusterConfig") or {}).get("enablePrivateEndpoint")
     endpoint = f"172.16.0.{2 + h[3] % 10}" if private else f"34.{h[0]}.{h[1]}.{h[2] or 1}"
+    project_number = gcp_project_number(state["project"])
+    dns = (f"gke-{digest(typ, name, length=32)}-{project_number}."
+           f"{inputs.get('location', 'us-central1')}.gke.goog")
+    endpoints = inputs.get("controlPlaneEndpointsConfig") or {}
     return rid, {
         **state,
         "endpoint": endpoint,
+        "controlPlaneEndpointsConfig": {**endpoints, "dnsEndpointConfig": {
+            **(endpoints.get("dnsEndpointConfig") or {}), "endpoint": dns}},
         "masterAuth": {"clusterCaCertificate": _fake_pem(typ, name)},
         "masterVersion": f"{inputs.get('minMasterVersion', '1.33')}.5-gke.1308000",
         "selfLink": f"https://container.googleapis.com/v1/{rid}",
@@ -390,9 +424,24 @@ def _gke_cluster(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str
 
 def _gke_node_pool(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
     cluster = inputs.get("cluster", "cluster")
-    physical = inputs.get("name") or f"{name}-{digest(typ, name, length=7)}"
+    # name_prefix: GKE-side the provider appends a timestamp and a counter.
+    physical = inputs.get("name") or (f"{inputs['namePrefix']}{digest(typ, name, length=16)}"
+                                      if inputs.get("namePrefix") else f"{name}-{digest(typ, name, length=7)}")
     return f"{cluster}/nodePools/{physical}", {**inputs, "name": physical,
                                                "instanceGroupUrls": [f"{cluster}/instanceGroups/{physical}"]}
+
+
+def _project_service(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    project = inputs.get("project") or provider.get("project", "project")
+    return f"{project}/{inputs.get('service')}", {**inputs, "project": project}
+
+
+def _service_identity(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
+    project = inputs.get("project") or provider.get("project", "project")
+    robot = {"container.googleapis.com": "container-engine-robot"}.get(inputs.get("service", ""), "gcp-sa-unknown")
+    email = f"service-{gcp_project_number(project)}@{robot}.iam.gserviceaccount.com"
+    return f"projects/{project}/services/{inputs.get('service')}", {**inputs, "project": project, "email": email,
+                                                                    "member": f"serviceAccount:{email}"}
 
 
 def _service_account(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, dict]:
@@ -479,6 +528,9 @@ _HANDLERS = {
     "gcp:compute/network:Network": _gcp_path("networks", scope="global"),
     "gcp:compute/subnetwork:Subnetwork": _gcp_path("subnetworks", scope="region"),
     "gcp:compute/router:Router": _gcp_path("routers", scope="region"),
+    "gcp:compute/firewall:Firewall": _gcp_path("firewalls", scope="global"),
+    "gcp:projects/service:Service": _project_service,
+    "gcp:projects/serviceIdentity:ServiceIdentity": _service_identity,
     "gcp:container/cluster:Cluster": _gke_cluster,
     "gcp:container/nodePool:NodePool": _gke_node_pool,
     "gcp:serviceaccount/account:Account": _service_account,

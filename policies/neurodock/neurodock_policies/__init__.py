@@ -9,9 +9,11 @@ from __future__ import annotations
 from neurodock_policies import (
     alerts_reach_a_receiver,
     container_resources,
+    deploy_reaches_api,
     eks_cluster_hardening,
     eks_node_hardening,
     gke_cluster_hardening,
+    gke_control_plane_reaches_webhooks,
     gpu_node_pools_tainted,
     gpu_workloads,
     helm_charts_pinned,
@@ -34,5 +36,6 @@ MODULES = (
     gpu_node_pools_tainted, model_server_probes, model_server_resilience, no_public_exposure, eks_cluster_hardening,
     eks_node_hardening, gke_cluster_hardening, no_plaintext_secrets, prod_gpu_pools_not_spot_only,
     prod_stateful_resources_retained, helm_charts_pinned, model_fits_gpu, in_cluster_wiring, alerts_reach_a_receiver,
+    gke_control_plane_reaches_webhooks, deploy_reaches_api,
 )
 POLICIES = [m.POLICY for m in MODULES]

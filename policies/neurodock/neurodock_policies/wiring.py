@@ -287,3 +287,62 @@ def unrouted_alerts(resources: Sequence) -> list[tuple[str, str]]:
     return [(secret.urn, f"Alertmanager routes NeuroDock's alerts {', '.join(sorted(set(names)))} to receiver "
                          f"'{receiver}', which notifies nobody; configure a receiver for them.")
             for receiver, names in sorted(mute.items())]
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+KUBE_API_DEFAULT_SERVICE_PORT = 443
+"""A webhook's or APIService's ``service.port`` when unset (admissionregistration.k8s.io/v1
+ServiceReference, apiregistration.k8s.io/v1 ServiceReference: "Defaults to 443")."""
+
+
+def control_plane_callbacks(resources: Sequence) -> list[tuple[str, str, int | None]]:
+    """``(urn, what, pod port)`` for every call the API server makes into a pod: admission webhooks,
+    aggregated APIs (APIService) and CRD conversion webhooks, NeuroDock's and the charts'. The pod
+    port is the Service's ``targetPort`` resolved through the pods it selects (``None`` when it cannot
+    be resolved: the Service or its pods are not in the plan). The API server dials the pod directly,
+    so it is the pod port a firewall between the control plane and the nodes must let through."""
+    out = []
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        for config in objects(resources, kind):
+            for hook in dig(config.props, "webhooks", default=[]) or []:
+                service = dig(hook, "clientConfig", "service")
+                if service:
+                    what = f"{describe(config.resource_type, config.props, config.name)} webhook {hook.get('name')!r}"
+                    out.append((config.urn, what, _pod_port(resources, service)))
+    for api in objects(resources, "APIService"):
+        service = dig(api.props, "spec", "service")
+        if service:
+            out.append((api.urn, describe(api.resource_type, api.props, api.name), _pod_port(resources, service)))
+    for crd in objects(resources, "CustomResourceDefinition"):
+        service = dig(crd.props, "spec", "conversion", "webhook", "clientConfig", "service")
+        if service:
+            what = f"{describe(crd.resource_type, crd.props, crd.name)} conversion webhook"
+            out.append((crd.urn, what, _pod_port(resources, service)))
+    return out
+
+
+def _pod_port(resources: Sequence, ref: Mapping[str, Any]) -> int | None:
+    namespace, name = ref.get("namespace"), ref.get("name")
+    port = ref.get("port") or KUBE_API_DEFAULT_SERVICE_PORT
+    service = next((s for s in objects(resources, "Service") if dig(s.props, "metadata", "namespace") == namespace
+                    and dig(s.props, "metadata", "name") == name), None)
+    if service is None:
+        return None
+    entry = next((p for p in dig(service.props, "spec", "ports", default=[]) or [] if p.get("port") == port), None)
+    if entry is None:
+        return None
+    target = entry.get("targetPort", port)
+    if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+        return int(target)
+    selector = dig(service.props, "spec", "selector") or {}
+    for kind in WORKLOAD_KINDS:
+        for workload in objects(resources, kind):
+            template = dig(workload.props, "spec", "template") or {}
+            if dig(workload.props, "metadata", "namespace") != namespace or not selector or not selects(
+                    {"matchLabels": selector}, dig(template, "metadata", "labels")):
+                continue
+            for container in dig(template, "spec", "containers", default=[]) or []:
+                for named in container.get("ports") or []:
+                    if named.get("name") == target:
+                        return int(named["containerPort"])
+    return None

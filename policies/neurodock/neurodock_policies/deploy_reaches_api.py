@@ -1,0 +1,89 @@
+"""deploy-reaches-api: the place the stack says `pulumi up` runs from (stack output ``deploy``, from
+``neurodock:deploy``) can reach the cluster's API server. Otherwise the cluster is created and the
+update fails at the first Kubernetes object, twenty minutes in.
+
+- GKE with the DNS-based endpoint open to external traffic: reachable from anywhere (IAM decides).
+- A public endpoint with an allow-list (EKS ``publicAccessCidrs``, GKE master authorised networks):
+  every runner egress address must be inside it. A GitHub-hosted runner has no fixed address.
+- A private endpoint only: the runner must sit in the cluster's network (``deploy.inVpc``), which a
+  stack that creates its own VPC cannot offer on its first `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from neurodock_policies.support import describe, dig, known, stack_policy
+
+NAME = "deploy-reaches-api"
+GITHUB_HOSTED_PREFIXES = ("ubuntu-", "windows-", "macos-")
+"""Labels of GitHub-hosted runners, whose egress addresses are Azure's, change and cannot be
+allow-listed (GitHub docs, "About GitHub-hosted runners", IP addresses)."""
+
+
+def _within(cidrs: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    nets = [ipaddress.ip_network(a, strict=False) for a in allowed if known(a)]
+    return [c for c in cidrs if not any(ipaddress.ip_network(c, strict=False).subnet_of(n) for n in nets)]
+
+
+def _reach(public: bool, allowed: list[str], private_only_in_vpc: bool, deploy: dict, creates_vpc: bool,
+           what: str) -> str | None:
+    runs_on = deploy.get("runsOn") or []
+    hosted = any(str(label).startswith(GITHUB_HOSTED_PREFIXES) for label in runs_on)
+    egress = deploy.get("egressCidrs") or []
+    if deploy.get("inVpc"):
+        if private_only_in_vpc and creates_vpc:
+            return (f"{what} is private and the deploy runner is declared inside the VPC, but this stack creates "
+                    "that VPC: no runner can be in it on the first `pulumi up`. Set cloud.existingVpc to the "
+                    "runner's VPC, or make the endpoint public with the runner's egress allow-listed.")
+        return None
+    if not public:
+        return (f"{what} has a private endpoint only, and the deploy runner ({', '.join(runs_on)}) is not in the "
+                "VPC (neurodock:deploy.inVpc false): `pulumi up` cannot reach it. Run the deploy inside the VPC "
+                "(deploy.inVpc, deploy.runsOn), or allow-list its egress on a public endpoint.")
+    if hosted and not egress:
+        return (f"{what} allows {allowed} only, and the deploy runs on a GitHub-hosted runner ({', '.join(runs_on)}), "
+                "whose egress addresses are not fixed: `pulumi up` cannot reach it. Run the deploy on a runner "
+                "with fixed egress (neurodock:deploy.runsOn, deploy.egressCidrs) and allow-list that.")
+    if not egress:
+        return (f"{what} allows {allowed} only, and neurodock:deploy.egressCidrs does not say where the deploy "
+                "runner comes from; list its egress addresses.")
+    outside = _within(egress, allowed)
+    if outside:
+        return (f"{what} allows {allowed}, but the deploy runner's egress {outside} is outside it: add it to "
+                "cloud.endpoint.allowedCidrs.")
+    return None
+
+
+def check(resources, config) -> list[tuple[str, str]]:
+    stack = next((r for r in resources if r.resource_type == "pulumi:pulumi:Stack"), None)
+    deploy = stack.props.get("deploy") if stack is not None else None
+    if not isinstance(deploy, dict):
+        return []
+    creates_vpc = any(r.resource_type == "aws:ec2/vpc:Vpc" for r in resources)
+    out = []
+    for r in resources:
+        what = describe(r.resource_type, r.props, r.name) + "'s API endpoint"
+        problem = None
+        if r.resource_type == "aws:eks/cluster:Cluster":
+            public = dig(r.props, "vpcConfig", "endpointPublicAccess") is True
+            allowed = dig(r.props, "vpcConfig", "publicAccessCidrs") or ["0.0.0.0/0"]
+            problem = _reach(public, list(allowed), True, deploy, creates_vpc, what)
+        elif r.resource_type == "gcp:container/cluster:Cluster":
+            if dig(r.props, "controlPlaneEndpointsConfig", "dnsEndpointConfig", "allowExternalTraffic") is True:
+                continue
+            public = dig(r.props, "privateClusterConfig", "enablePrivateEndpoint") is not True
+            blocks = dig(r.props, "masterAuthorizedNetworksConfig", "cidrBlocks") or []
+            allowed = [b.get("cidrBlock") for b in blocks] if blocks else ["0.0.0.0/0"]
+            problem = _reach(public, allowed, True, deploy, creates_vpc, what)
+        if problem:
+            out.append((r.urn, problem))
+    return out
+
+
+POLICY = stack_policy(
+    NAME,
+    "The stack's deploy runner (neurodock:deploy) can reach the cluster's API server.",
+    check,
+)
