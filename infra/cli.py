@@ -290,7 +290,7 @@ def _stacks(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         rows.append({"stack": name, "provider": str(config.cloud.provider),
                      "region": getattr(config.cloud, "region", None), "environment": config.environment,
-                     "file": str(stack.path.relative_to(REPO_ROOT))})
+                     "runsOn": config.deploy.runs_on, "file": str(stack.path.relative_to(REPO_ROOT))})
     if args.json:
         print(json.dumps(rows))
     else:

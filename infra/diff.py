@@ -23,6 +23,26 @@ from infra.plan.engine import Plan
 from infra.plan.mocks import gcp_project_number
 
 OPTIONS_COMPARED = ("protect", "retainOnDelete")
+REPLACED_BY = {
+    # Input paths whose change makes the provider replace the resource (ForceNew in the bridged
+    # Terraform providers; docs/upstream.md). Node pools and groups are named by prefix, so their
+    # replacement creates the new one before deleting the old.
+    "aws:eks/nodeGroup:NodeGroup": ("inputs.amiType", "inputs.capacityType", "inputs.diskSize",
+                                    "inputs.instanceTypes", "inputs.subnetIds", "inputs.nodeGroupNamePrefix",
+                                    "inputs.nodeRoleArn", "inputs.launchTemplate.id"),
+    "aws:eks/cluster:Cluster": ("inputs.name", "inputs.roleArn", "inputs.vpcConfig.subnetIds",
+                                "inputs.encryptionConfig",
+                                "inputs.accessConfig.bootstrapClusterCreatorAdminPermissions"),
+    "gcp:container/nodePool:NodePool": ("inputs.namePrefix", "inputs.nodeConfig.guestAccelerators",
+                                        "inputs.nodeConfig.spot", "inputs.nodeConfig.serviceAccount",
+                                        "inputs.nodeConfig.oauthScopes", "inputs.nodeConfig.metadata",
+                                        "inputs.cluster", "inputs.location"),
+    "gcp:container/cluster:Cluster": ("inputs.name", "inputs.location", "inputs.network", "inputs.subnetwork",
+                                      "inputs.privateClusterConfig.masterIpv4CidrBlock",
+                                      "inputs.privateClusterConfig.enablePrivateNodes"),
+}
+"""What `neurodock diff` marks ``[replace]``: the rest updates in place (a node pool's nodes may still be
+recreated by a rolling update: README, "Editing a running stack")."""
 OUTPUTS_KEY = "pulumi:pulumi:Stack::outputs"
 
 
@@ -34,6 +54,8 @@ class Change:
     new: Any
     location: bool
     """True when the difference is only the stacks' location (region, zones, project)."""
+    replaces: bool = False
+    """True when the provider replaces the resource for this change (``REPLACED_BY``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,10 @@ class ResourceDiff:
     @property
     def location_only(self) -> bool:
         return self.status == "changed" and all(c.location for c in self.changes)
+
+    @property
+    def replaced(self) -> bool:
+        return any(c.replaces for c in self.changes)
 
 
 @dataclass(frozen=True)
@@ -73,8 +99,9 @@ class PlanDiff:
             "a": self.a, "b": self.b, "compared": self.compared,
             "locationSubstitutions": [{"a": x, "b": y} for x, y in self.location_pairs],
             "resources": [{"key": r.key, "status": r.status, "locationOnly": r.location_only,
-                           "installOnly": r.key in self.install_only,
-                           "changes": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location}
+                           "installOnly": r.key in self.install_only, "replaced": r.replaced,
+                           "changes": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location,
+                                        "replaces": c.replaces}
                                        for c in r.changes]} for r in self.resources],
         }
 
@@ -112,7 +139,9 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
         elif key not in left:
             out.append(ResourceDiff(key, "added"))
         else:
-            changes = [Change(path, x, y, _relocated(x, pairs) == y)
+            forcing = REPLACED_BY.get(key.split("::", 1)[0].rsplit("$", 1)[-1], ())
+            changes = [Change(path, x, y, _relocated(x, pairs) == y,
+                              any(path == f or path.startswith(f + ".") or path.startswith(f + "[") for f in forcing))
                        for path, x, y in _leaf_diffs(left[key][0], right[key][0], "")]
             if changes:
                 out.append(ResourceDiff(key, "changed", changes))
@@ -173,11 +202,14 @@ def render(diff: PlanDiff) -> str:
         lines.append("location: " + ", ".join(f"{x} -> {y}" for x, y in diff.location_pairs))
     for r in diff.resources:
         tag = "  (location only)" if r.location_only else ""
+        if r.replaced and not r.location_only:
+            tag += "  [replace]"
         if r.key in diff.install_only and r.status != "removed":
             tag += "  (a chart's crds/ CRD: Helm creates it on first install only; an existing cluster keeps its own)"
         lines.append(f"{marks[r.status]} {r.key}{tag}")
         for c in r.changes:
             why = "location" if c.location else "OTHER"
+            why += ", forces replacement" if c.replaces and not c.location else ""
             lines.append(f"    {c.path}: {_short(c.old)} -> {_short(c.new)}  [{why}]")
     changed = [r for r in diff.resources if r.status == "changed"]
     lines.append(

@@ -49,7 +49,7 @@ def test_pull_requests_run_the_offline_gate_and_a_policy_enforced_preview_per_cl
     test = pr["jobs"]["test"]
     assert any(s.get("run") == "bash .ci/run" for s in steps(test))
     preview = pr["jobs"]["preview"]
-    assert preview["needs"] == "test"
+    assert preview["needs"] == ["test", "gate"]
     assert preview["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.test.outputs.stacks) }}"
     pulumi = uses(preview, "pulumi/actions")["with"]
     assert pulumi["command"] == "preview" and pulumi["policyPacks"] == "policies/neurodock"

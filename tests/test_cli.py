@@ -23,7 +23,7 @@ def test_plan_dev_writes_all_four_outputs(tmp_path, capsys):
     resources = json.loads((out / "resources.json").read_text())
     assert {"urn", "type", "name", "parent", "custom", "provider", "inputs", "options"} <= set(resources[0])
     assert {"protect", "retainOnDelete", "dependsOn", "deleteBeforeReplace", "ignoreChanges",
-            "customTimeouts"} == set(resources[0]["options"])
+            "customTimeouts", "import"} == set(resources[0]["options"])
     outputs = json.loads((out / "outputs.json").read_text())
     assert outputs["kubeconfig"] == "[secret]"
     manifests = sorted((out / "manifests").glob("*.yaml"))

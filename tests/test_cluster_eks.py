@@ -42,7 +42,7 @@ def test_endpoint_is_private_with_a_public_allow_list(plan):
     vpc = cluster.inputs["vpcConfig"]
     assert vpc["endpointPrivateAccess"] is True
     assert vpc["endpointPublicAccess"] is True
-    assert vpc["publicAccessCidrs"] == ["203.0.113.0/24"]
+    assert vpc["publicAccessCidrs"] == ["198.51.100.10/32", "203.0.113.0/24"]
     assert cluster.inputs["accessConfig"]["authenticationMode"] == "API"
 
 
@@ -85,7 +85,7 @@ def test_gpu_pool_is_tainted_labelled_spot_and_can_scale_to_zero(plan):
     assert gpu.inputs["labels"]["neurodock.io/gpu-type"] == "nvidia-l4"
     assert gpu.inputs["labels"]["neurodock.io/gpu-count"] == "1"
     assert gpu.inputs["capacityType"] == "SPOT"
-    assert gpu.inputs["instanceTypes"] == ["g6.2xlarge", "g6.4xlarge"]
+    assert gpu.inputs["instanceTypes"] == ["g6.2xlarge"]
     assert gpu.inputs["scalingConfig"]["minSize"] == 0
     system = next(g for g in of_type(plan, "aws:eks/nodeGroup:NodeGroup") if g.name.endswith("system"))
     assert system.inputs["amiType"] == "AL2023_x86_64_STANDARD"

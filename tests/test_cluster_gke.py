@@ -66,7 +66,7 @@ def test_nodes_use_a_least_privilege_service_account(plan):
 
 
 def test_gpu_pools_have_accelerators_managed_drivers_taints_and_autoscaling(plan):
-    pools = {p.inputs["name"]: p.inputs for p in of_type(plan, "gcp:container/nodePool:NodePool")}
+    pools = {p.inputs["namePrefix"].rstrip("-"): p.inputs for p in of_type(plan, "gcp:container/nodePool:NodePool")}
     h100 = pools["gpu-h100"]
     [accelerator] = h100["nodeConfig"]["guestAccelerators"]
     assert accelerator["type"] == "nvidia-h100-80gb" and accelerator["count"] == 4
@@ -83,7 +83,7 @@ def test_gpu_pool_can_scale_from_zero_on_spot(write_stack):
     pool = document["config"]["neurodock:nodePools"][1]
     pool.update(minNodes=0, capacity="spot")
     plan = run_plan(load_stack_file("test", write_stack(document)))
-    l4 = next(p.inputs for p in of_type(plan, "gcp:container/nodePool:NodePool") if p.inputs["name"] == "gpu-l4")
+    l4 = next(p.inputs for p in of_type(plan, "gcp:container/nodePool:NodePool") if p.inputs["namePrefix"] == "gpu-l4-")
     assert l4["autoscaling"]["totalMinNodeCount"] == 0
     assert l4["nodeConfig"]["spot"] is True
 
@@ -94,7 +94,7 @@ def test_gpu_time_sharing_and_mig_are_configured_on_the_accelerator(write_stack)
     pools[1]["gpu"]["sharing"] = {"strategy": "timeSharing", "maxSharedClients": 4}
     pools[2]["gpu"]["sharing"] = {"strategy": "mig", "partitionSize": "3g.40gb"}
     plan = run_plan(load_stack_file("test", write_stack(document)))
-    pools = {p.inputs["name"]: p.inputs for p in of_type(plan, "gcp:container/nodePool:NodePool")}
+    pools = {p.inputs["namePrefix"].rstrip("-"): p.inputs for p in of_type(plan, "gcp:container/nodePool:NodePool")}
     [l4] = pools["gpu-l4"]["nodeConfig"]["guestAccelerators"]
     assert l4["gpuSharingConfig"] == {"gpuSharingStrategy": "TIME_SHARING", "maxSharedClientsPerGpu": 4}
     [h100] = pools["gpu-h100"]["nodeConfig"]["guestAccelerators"]

@@ -87,7 +87,8 @@ def test_eks_outputs_look_like_eks(shipped_plans):
 
 def test_gke_outputs_look_like_gke(shipped_plans):
     plan = shipped_plans["prod"]
-    assert re.fullmatch(r"https://\d+\.\d+\.\d+\.\d+", plan.outputs["clusterEndpoint"])
+    # GKE's DNS endpoint: gke-<hash>-<project number>.<region>.gke.goog.
+    assert re.fullmatch(r"https://gke-[0-9a-f]{32}-\d{12}\.europe-west4\.gke\.goog", plan.outputs["clusterEndpoint"])
     pools = [r for r in plan.resources if r.type == "gcp:container/nodePool:NodePool"]
     assert {p.inputs["cluster"] for p in pools} == {
         "projects/neurodock-prod-4821/locations/europe-west4/clusters/neurodock-prod"}

@@ -219,7 +219,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_check_exits_0_on_a_clean_stack_and_lists_advice():
     result = run_cli("check", "dev")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"dev: 19 policies, 0 mandatory and \d+ advisory violations", result.stdout)
+    assert re.search(r"dev: 21 policies, 0 mandatory and \d+ advisory violations", result.stdout)
 
 
 def test_check_exits_1_on_a_mandatory_violation_and_2_on_bad_config(write_stack):

@@ -180,6 +180,7 @@ class RecordingMonitor(MockMonitor):
                 "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                 "ignoreChanges": list(request.ignoreChanges),
                 "customTimeouts": timeouts,
+                "import": request.importId or None,
             },
         )
         if request.custom and is_k8s_object(request.type):

@@ -56,6 +56,20 @@ def _reach(public: bool, allowed: list[str], private_only_in_vpc: bool, deploy: 
     return None
 
 
+def _all_known(*values) -> bool:
+    """Nothing unknown at preview in these values (lists and dicts looked into): else no verdict."""
+    for value in values:
+        if isinstance(value, list):
+            if not _all_known(*value):
+                return False
+        elif isinstance(value, dict):
+            if not _all_known(*value.values()):
+                return False
+        elif isinstance(value, str) and not known(value):
+            return False
+    return True
+
+
 def check(resources, config) -> list[tuple[str, str]]:
     stack = next((r for r in resources if r.resource_type == "pulumi:pulumi:Stack"), None)
     deploy = stack.props.get("deploy") if stack is not None else None
@@ -67,15 +81,21 @@ def check(resources, config) -> list[tuple[str, str]]:
         what = describe(r.resource_type, r.props, r.name) + "'s API endpoint"
         problem = None
         if r.resource_type == "aws:eks/cluster:Cluster":
-            public = dig(r.props, "vpcConfig", "endpointPublicAccess") is True
+            public = dig(r.props, "vpcConfig", "endpointPublicAccess")
             allowed = dig(r.props, "vpcConfig", "publicAccessCidrs") or ["0.0.0.0/0"]
-            problem = _reach(public, list(allowed), True, deploy, creates_vpc, what)
+            if not _all_known(public, allowed, deploy):
+                continue
+            problem = _reach(public is True, list(allowed), True, deploy, creates_vpc, what)
         elif r.resource_type == "gcp:container/cluster:Cluster":
             if dig(r.props, "controlPlaneEndpointsConfig", "dnsEndpointConfig", "allowExternalTraffic") is True:
                 continue
             public = dig(r.props, "privateClusterConfig", "enablePrivateEndpoint") is not True
             blocks = dig(r.props, "masterAuthorizedNetworksConfig", "cidrBlocks") or []
+            if not _all_known(blocks, deploy) or not all(isinstance(b, dict) for b in blocks):
+                continue
             allowed = [b.get("cidrBlock") for b in blocks] if blocks else ["0.0.0.0/0"]
+            if not _all_known(allowed):
+                continue
             problem = _reach(public, allowed, True, deploy, creates_vpc, what)
         if problem:
             out.append((r.urn, problem))
