@@ -1,4 +1,5 @@
-"""End to end: the real `pulumi` CLI brings the dev stack up on kind, then destroys it.
+"""End to end: the real `pulumi` CLI brings the dev stack up on kind, edits it (adds a pool), destroys it
+and re-creates it from its config, then destroys it.
 
 It needs the Pulumi CLI, kind and a running Docker engine, none of which CI has: there it is
 skipped, saying which is missing. Run it on a workstation with `pytest -m e2e`.
@@ -56,4 +57,26 @@ def test_dev_stack_comes_up_on_kind_and_serves_its_model(dev_stack):
     assert up.returncode == 0, up.stdout + up.stderr
     outputs = json.loads(dev_stack("stack", "output", "--json").stdout)
     assert outputs["cloud"] == "kind"
+    assert set(outputs["models"]) == {"qwen2.5-0.5b-instruct"}
+
+
+def test_an_edit_adds_a_pool_without_breaking_the_stack(dev_stack):
+    # Runs after the first test brought the stack up (pytest keeps file order).
+    for key, value in (("name", "extra"), ("role", "cpu"), ("minNodes", "1"), ("maxNodes", "1")):
+        result = dev_stack("config", "set", "--path", f"neurodock:nodePools[3].{key}", value)
+        assert result.returncode == 0, result.stderr
+    up = dev_stack("up", "--yes", "--skip-preview")
+    assert up.returncode == 0, up.stdout + up.stderr
+    outputs = json.loads(dev_stack("stack", "output", "--json").stdout)
+    assert set(outputs["models"]) == {"qwen2.5-0.5b-instruct"}
+
+
+def test_destroy_then_recreate_from_config(dev_stack):
+    destroy = dev_stack("destroy", "--yes", "--skip-preview")
+    assert destroy.returncode == 0, destroy.stdout + destroy.stderr
+    resources = json.loads(dev_stack("stack", "export").stdout)["deployment"].get("resources") or []
+    assert [r for r in resources if r["type"] != "pulumi:pulumi:Stack"] == []
+    up = dev_stack("up", "--yes", "--skip-preview")
+    assert up.returncode == 0, up.stdout + up.stderr
+    outputs = json.loads(dev_stack("stack", "output", "--json").stdout)
     assert set(outputs["models"]) == {"qwen2.5-0.5b-instruct"}
