@@ -15,5 +15,10 @@ except ConfigError as error:
     # RunError ends the program with the message alone, without a traceback.
     raise pulumi.RunError(f"invalid stack configuration:\n{error}") from None
 
-for name, value in build(config, StackSecrets.from_pulumi_config()).items():
+try:
+    # The program also refuses what only the running cloud can show (an EKS version jump).
+    outputs = build(config, StackSecrets.from_pulumi_config())
+except ConfigError as error:
+    raise pulumi.RunError(f"invalid stack configuration:\n{error}") from None
+for name, value in outputs.items():
     pulumi.export(name, value)

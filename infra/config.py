@@ -126,8 +126,9 @@ class MaintenanceWindow(Model):
         "2026-01-03T01:00:00Z"
     """First window's start, RFC 3339 UTC (default a Saturday, 01:00 UTC)."""
     end_time: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")] = \
-        "2026-01-03T07:00:00Z"
-    """First window's end, RFC 3339 UTC (default 07:00 UTC the same day: six hours)."""
+        "2026-01-03T09:00:00Z"
+    """First window's end, RFC 3339 UTC (default 09:00 UTC the same day: eight hours, so any 32 days hold at
+    least GKE's minimum 48 hours)."""
     recurrence: str = "FREQ=WEEKLY;BYDAY=SA,SU"
     """RFC 5545 RRULE repeating the window (default every Saturday and Sunday)."""
 
@@ -221,7 +222,7 @@ class GkeCloud(Model):
     """GKE refuses to delete the cluster, so `pulumi destroy` stops at it; set false (and `pulumi up`)
     before a planned destroy such as a DR drill's teardown (default true)."""
     maintenance_window: MaintenanceWindow = MaintenanceWindow()
-    """When GKE may upgrade the cluster and its pools (default weekends, 01:00-07:00 UTC)."""
+    """When GKE may upgrade the cluster and its pools (default weekends, 01:00-09:00 UTC)."""
 
 
 Cloud = Annotated[Union[KindCloud, EksCloud, GkeCloud], Field(discriminator="provider")]  # noqa: UP007

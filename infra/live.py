@@ -23,22 +23,36 @@ from components.cluster.eks import POOL_TAG
 from components.cluster.gke import CRYPTO_KEY_NAME, Retained, key_ring_name
 
 
-def eks_group_sizes(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> dict[str, int]:
+def eks_group_sizes(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> dict[str, int] | None:
     """Each pool's current desired size, by pool name (the largest, mid-replacement), from the tag
-    the program puts on its node group."""
+    the program puts on its node group: ``{}`` when the cluster does not exist, ``None`` when the
+    groups could not be read (the program then leaves the desired size alone)."""
     opts = pulumi.InvokeOptions(provider=provider)
+    sizes: dict[str, int] = {}
     try:
         names = aws.eks.get_node_groups(cluster_name=cluster_name, region=region, opts=opts).names
+        for name in names:
+            group = aws.eks.get_node_group(cluster_name=cluster_name, node_group_name=name, region=region, opts=opts)
+            pool = (group.tags or {}).get(POOL_TAG)
+            if pool and group.scaling_configs:
+                sizes[pool] = max(sizes.get(pool, 0), group.scaling_configs[0].desired_size)
     except Exception as error:
-        _nothing(f"EKS node groups of {cluster_name}", error)
-        return {}
-    sizes: dict[str, int] = {}
-    for name in names:
-        group = aws.eks.get_node_group(cluster_name=cluster_name, node_group_name=name, region=region, opts=opts)
-        pool = (group.tags or {}).get(POOL_TAG)
-        if pool and group.scaling_configs:
-            sizes[pool] = max(sizes.get(pool, 0), group.scaling_configs[0].desired_size)
+        if "ResourceNotFoundException" in str(error):
+            return {}  # no cluster yet: every group is new
+        pulumi.log.warn(f"could not read the node groups of {cluster_name} ({_first_line(error)}); "
+                        "their desired sizes are left as they are")
+        return None
     return sizes
+
+
+def eks_cluster_version(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> str | None:
+    """The running cluster's Kubernetes minor version, or None when there is none (or it cannot be read)."""
+    try:
+        cluster = aws.eks.get_cluster(name=cluster_name, region=region, opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        _nothing(f"EKS cluster {cluster_name}", error)
+        return None
+    return cluster.version
 
 
 def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pulumi.ProviderResource) -> Retained:
@@ -59,5 +73,9 @@ def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pu
     return Retained(key_ring_id=ring, crypto_key_id=key)
 
 
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def _nothing(what: str, error: Exception) -> None:
-    pulumi.log.debug(f"{what}: none found ({str(error).splitlines()[0] if str(error) else type(error).__name__})")
+    pulumi.log.debug(f"{what}: none found ({_first_line(error)})")

@@ -42,10 +42,12 @@ from components.versions import CLUSTER_AUTOSCALER, KUBE_PROMETHEUS_STACK
 from infra import charts, live
 from infra.config import (
     NAMESPACE,
+    ConfigError,
     EksCloud,
     GkeCloud,
     KindCloud,
     NodePool,
+    Problem,
     StackConfig,
     parse_config,
 )
@@ -71,6 +73,8 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         "k8s",
         kubeconfig=None if cluster.kube_context else cluster.kubeconfig,
         context=cluster.kube_context,
+        # Replaced only when the cluster is: endpoint or kubeconfig changes update it in place.
+        cluster_identifier=getattr(cluster, "cluster_identifier", None),
         # Server-side apply lets controllers (autoscalers) own fields we set once, like replicas.
         enable_server_side_apply=True,
         # Workloads wait for the whole cluster, node groups included, not only its endpoint.
@@ -202,6 +206,20 @@ def control_plane_ports(config: StackConfig) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
+def _one_minor_at_a_time(running: str | None, wanted: str) -> None:
+    """EKS upgrades the control plane one minor version at a time and never downgrades: refuse
+    anything else before an update fails half-way."""
+    if running is None or running == wanted:
+        return
+    (a, b), (c, d) = (map(int, running.split(".")[:2]), map(int, wanted.split(".")[:2]))
+    if (c, d) < (a, b) or (c, d) > (a, b + 1):
+        step = f"{a}.{b + 1}"
+        raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
+            f"the cluster runs {running} and EKS upgrades one minor version at a time, never down: set {step}, "
+            f"`pulumi up`, then the next" if (c, d) > (a, b) else
+            f"the cluster runs {running} and EKS cannot downgrade it to {wanted}; set {running} or later"))])
+
+
 def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | None]:
     """The cluster, and the cloud provider later cloud resources (weights readers) use."""
     cloud = config.cloud
@@ -227,6 +245,8 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             # Tag everything taggable, including resources of components we do not write.
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
         )
+        _one_minor_at_a_time(live.eks_cluster_version(config.cluster_name, cloud.region, provider),
+                             cloud.kubernetes_version)
         return EksCluster(
             "cluster",
             EksClusterArgs(

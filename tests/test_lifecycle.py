@@ -13,7 +13,7 @@ from infra.check import policy_resources
 from infra.config import ConfigError
 from infra.diff import diff_plans
 from infra.plan import mocks
-from infra.plan.engine import run_plan
+from infra.plan.engine import ProgramError, run_plan
 from infra.plan.stackfile import load_stack_file
 from infra.program import control_plane_ports
 from tests.conftest import of_type, stack_document
@@ -203,10 +203,44 @@ def _groups(plan):
     return {g.inputs["nodeGroupNamePrefix"].rstrip("-"): g for g in of_type(plan, "aws:eks/nodeGroup:NodeGroup")}
 
 
-def test_a_new_eks_group_starts_at_min_and_the_autoscaler_owns_its_size(shipped_plans):
+def test_a_new_eks_group_starts_at_min(shipped_plans):
     for group in _groups(shipped_plans["staging"]).values():
-        assert group.options["ignoreChanges"] == ["scalingConfig.desiredSize"]
+        assert group.options["ignoreChanges"] == []
         assert group.inputs["scalingConfig"]["desiredSize"] == group.inputs["scalingConfig"]["minSize"]
+
+
+def test_the_live_size_is_sent_back_so_a_scaling_edit_never_resets_the_autoscalers_nodes(write_stack, monkeypatch):
+    document = stack_document("staging")
+    document["config"]["neurodock:environment"] = "test"
+    document["config"]["neurodock:nodePools"][1]["maxNodes"] = 6   # an edit of the GPU group's bounds
+    _live_groups(monkeypatch, {"system": 2, "gpu-l4": 3})
+    groups = _groups(plan_of(write_stack, document))
+    assert groups["gpu-l4"].inputs["scalingConfig"] == {"minSize": 0, "maxSize": 6, "desiredSize": 3}
+    document["config"]["neurodock:nodePools"][1]["maxNodes"] = 2   # lowering max below the live size
+    assert _groups(plan_of(write_stack, document))["gpu-l4"].inputs["scalingConfig"]["desiredSize"] == 2
+
+
+def test_an_unreadable_group_keeps_its_size(write_stack, monkeypatch):
+    monkeypatch.setitem(mocks.LIVE, "eksError", "AccessDeniedException: not authorized: eks:ListNodegroups")
+    plan = plan_of(write_stack, stack_document("staging"))
+    assert all(g.options["ignoreChanges"] == ["scalingConfig.desiredSize"] for g in _groups(plan).values())
+    assert any("could not read the node groups" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize(("running", "error"), [("1.33", "set 1.34"), ("1.36", "cannot downgrade")])
+def test_eks_version_moves_one_minor_at_a_time(write_stack, monkeypatch, running, error):
+    monkeypatch.setitem(mocks.LIVE, "eksClusters", {"neurodock-staging": running})
+    with pytest.raises(ProgramError, match=error):
+        plan_of(write_stack, stack_document("staging"))
+    monkeypatch.setitem(mocks.LIVE, "eksClusters", {"neurodock-staging": "1.34"})
+    assert plan_of(write_stack, stack_document("staging")).resources
+
+
+def test_the_kubernetes_provider_is_replaced_only_with_the_cluster(shipped_plans):
+    for stack, prefix in (("staging", "eks:https://oidc.eks.us-west-2.amazonaws.com/id/"),
+                          ("prod", "gke:projects/neurodock-prod-4821/locations/europe-west4/clusters/neurodock-prod:")):
+        [provider] = [r for r in shipped_plans[stack].resources if r.type == "pulumi:providers:kubernetes"]
+        assert provider.inputs["clusterIdentifier"].startswith(prefix)
 
 
 def _live_groups(monkeypatch, sizes):
@@ -223,8 +257,7 @@ def test_raising_min_nodes_above_the_live_size_raises_the_desired_size(write_sta
     system = groups["system"]
     assert system.inputs["scalingConfig"] == {"minSize": 3, "maxSize": 4, "desiredSize": 3}
     assert system.options["ignoreChanges"] == []
-    # Control: a pool whose minimum is below its live size stays with the autoscaler.
-    assert groups["gpu-l4"].options["ignoreChanges"] == ["scalingConfig.desiredSize"]
+    # Control: a pool whose minimum is below its live size keeps the size the autoscaler gave it.
     assert groups["gpu-l4"].inputs["scalingConfig"]["desiredSize"] == 3
 
 
@@ -260,7 +293,7 @@ def test_gke_pools_are_named_by_prefix_with_upgrade_settings_and_a_maintenance_w
     assert pools["gpu-h100-"].inputs["upgradeSettings"] == {"strategy": "SURGE", "maxSurge": 0, "maxUnavailable": 1}
     assert pools["system-"].inputs["upgradeSettings"] == {"strategy": "SURGE", "maxSurge": 1, "maxUnavailable": 0}
     window = one(plan, "gcp:container/cluster:Cluster").inputs["maintenancePolicy"]["recurringWindow"]
-    assert window == {"startTime": "2026-01-03T01:00:00Z", "endTime": "2026-01-03T07:00:00Z",
+    assert window == {"startTime": "2026-01-03T01:00:00Z", "endTime": "2026-01-03T09:00:00Z",
                       "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}
 
 
@@ -341,8 +374,8 @@ def test_prod_edit_sequence(write_stack):
     # raise minNodes: the pool's autoscaling changes in place.
     document["config"]["neurodock:nodePools"][1]["minNodes"] = 3
     [pool] = diff_plans(added, _edit(write_stack, document, "raised")).resources
-    assert not pool.replaced and {c.path for c in pool.changes} == {"inputs.autoscaling.totalMinNodeCount",
-                                                                    "inputs.initialNodeCount"}
+    # initialNodeCount is per zone (ceil(3 / 3 zones) = 1, as before): only the total minimum moves.
+    assert not pool.replaced and {c.path for c in pool.changes} == {"inputs.autoscaling.totalMinNodeCount"}
     # a different GPU count per node replaces the pool, by prefix: the new pool comes up first.
     document["config"]["neurodock:nodePools"][2]["gpu"]["count"] = 8
     document["config"]["neurodock:nodePools"][2]["instanceTypes"] = ["a3-highgpu-8g"]

@@ -57,8 +57,9 @@ class EksClusterArgs:
     """IAM roles given cluster-admin through access entries (default none)."""
     node_pools: tuple[NodePoolArgs, ...] = ()
     """Managed node groups to create."""
-    live_sizes: Mapping[str, int] = field(default_factory=dict)
-    """Each existing pool's current desired size (``infra.live``); none on a first `pulumi up`."""
+    live_sizes: Mapping[str, int] | None = field(default_factory=dict)
+    """Each existing pool's current desired size (``infra.live``): empty on a first `pulumi up`; None
+    when it could not be read."""
     tags: dict[str, str] = field(default_factory=dict)
     """Tags for every taggable resource (default none)."""
 
@@ -70,6 +71,7 @@ class EksCluster(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kube_context: str | None = None
+    cluster_identifier: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
     autoscaler_role_arn: pulumi.Output[str]
@@ -104,6 +106,9 @@ class EksCluster(pulumi.ComponentResource):
         self.autoscaler_role_arn = self._create_autoscaler_role(oidc)
 
         self.cluster_name = cluster.name
+        # Unique to this cluster (a replacement of the same name gets another issuer id): the
+        # Kubernetes provider is replaced exactly when the cluster is.
+        self.cluster_identifier = cluster.identities[0].oidcs[0].issuer.apply(lambda url: f"eks:{url}")
         self.endpoint = cluster.endpoint
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority.data).apply(
@@ -305,10 +310,7 @@ class EksCluster(pulumi.ComponentResource):
                 tags=self._tags,
                 opts=self._child(),
             )
-            live = self._args.live_sizes.get(pool.name)
-            # The autoscaler owns the desired size once the group exists; but EKS rejects a minimum
-            # above the desired size, so a minNodes raised above the live size raises it too.
-            raise_desired = live is not None and live < pool.min_nodes
+            desired, ignore = _desired_size(pool, self._args.live_sizes)
             group = aws.eks.NodeGroup(
                 f"{self._name}-{pool.name}",
                 cluster_name=cluster.name,
@@ -323,7 +325,7 @@ class EksCluster(pulumi.ComponentResource):
                 version=cluster.version,
                 scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                     min_size=pool.min_nodes, max_size=pool.max_nodes,
-                    desired_size=pool.min_nodes if live is None or raise_desired else min(live, pool.max_nodes),
+                    desired_size=desired,
                 ),
                 labels=eks_node_labels(pool),
                 taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=t.cloud_effect)
@@ -335,7 +337,7 @@ class EksCluster(pulumi.ComponentResource):
                 tags={**self._tags, POOL_TAG: pool.name},
                 opts=self._child(
                     depends_on=attachments,
-                    ignore_changes=[] if raise_desired else ["scalingConfig.desiredSize"],
+                    ignore_changes=ignore,
                 ),
             )
             self._tag_for_scale_from_zero(pool, group)
@@ -433,6 +435,22 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child(),
         )
         return role.arn
+
+
+def _desired_size(pool: NodePoolArgs, live: Mapping[str, int] | None) -> tuple[int, list[str]]:
+    """The group's desired size, and whether to leave it to the autoscaler.
+
+    The autoscaler owns the desired size, but the AWS provider sends min, max and desired together on
+    any scaling change, and EKS rejects a minimum above the desired size. So the program reads the
+    live size each run and sends it back, clamped into the new bounds: raising minNodes raises it,
+    lowering maxNodes lowers it, and nothing else moves it. A new group starts at minNodes. Only when
+    the live size could not be read is the desired size left as it is (``ignoreChanges``)."""
+    if live is None:
+        return pool.min_nodes, ["scalingConfig.desiredSize"]
+    current = live.get(pool.name)
+    if current is None:
+        return pool.min_nodes, []
+    return min(max(current, pool.min_nodes), pool.max_nodes), []
 
 
 def eks_node_labels(pool: NodePoolArgs) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 import pulumi
@@ -103,6 +105,7 @@ class GkeCluster(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kube_context: str | None = None
+    cluster_identifier: pulumi.Output[str]
     node_service_account: pulumi.Output[str]
     workload_pool: pulumi.Output[str]
     pools: tuple[PoolFacts, ...]
@@ -137,6 +140,11 @@ class GkeCluster(pulumi.ComponentResource):
                 lambda a: _kubeconfig(a[0], a[1], None if args.dns_endpoint else a[2])
             )
         )
+        # The Kubernetes provider's identity of this cluster: its path and its CA, which a new cluster
+        # of the same name does not share. Moving between the IP and the DNS endpoint then updates the
+        # provider instead of replacing it (and with it every Kubernetes object).
+        self.cluster_identifier = pulumi.Output.all(cluster.id, cluster.master_auth.cluster_ca_certificate).apply(
+            lambda a: f"gke:{a[0]}:{hashlib.sha256(a[1].encode()).hexdigest()[:16]}")
         self.register_outputs({
             "clusterName": self.cluster_name,
             "endpoint": self.endpoint,
@@ -372,7 +380,8 @@ class GkeCluster(pulumi.ComponentResource):
             cluster=cluster.id,
             location=args.region,
             node_locations=list(args.zones),
-            initial_node_count=pool.min_nodes,
+            # Per zone on a regional pool: enough for the pool's total minimum, not that many in each zone.
+            initial_node_count=math.ceil(pool.min_nodes / len(args.zones)),
             autoscaling=gcp.container.NodePoolAutoscalingArgs(
                 total_min_node_count=pool.min_nodes,
                 total_max_node_count=pool.max_nodes,

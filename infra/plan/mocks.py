@@ -203,6 +203,7 @@ class RecordingMonitor(MockMonitor):
 LIVE: dict[str, Any] = {}
 """What the cloud already holds, for the lookups of ``infra.live``: empty (a first `pulumi up`) unless a
 test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "desiredSize"}}}),
+``eksClusters`` ({cluster: version}), ``eksError`` (a failure message for the node-group lookup),
 ``gcpKeyRings`` ({"projects/P/locations/L": [ring ids]}), ``gcpCryptoKeys`` ({ring id: [key ids]})."""
 
 
@@ -246,7 +247,14 @@ class PlanMocks(pulumi.runtime.Mocks):
             email = f"service-{gcp_project_number(project)}@gs-project-accounts.iam.gserviceaccount.com"
             return {"project": project, "emailAddress": email, "member": f"serviceAccount:{email}",
                     "id": email}
+        if args.token == "aws:eks/getCluster:getCluster":
+            version = LIVE.get("eksClusters", {}).get(a.get("name"))
+            if version is None:
+                return {}, [("name", f"ResourceNotFoundException: No cluster found for name: {a.get('name')}.")]
+            return {"name": a["name"], "version": version, "id": a["name"]}
         if args.token == "aws:eks/getNodeGroups:getNodeGroups":
+            if LIVE.get("eksError"):
+                return {}, [("clusterName", LIVE["eksError"])]
             groups = LIVE.get("eksNodeGroups", {}).get(a.get("clusterName"))
             if groups is None:  # as the provider answers: a failed invoke the program may catch
                 return {}, [("clusterName", f"ResourceNotFoundException: No cluster found for name: "
