@@ -138,8 +138,10 @@ def test_resource_options_are_recorded(shipped_plans):
     plan = shipped_plans["staging"]
     [key] = [r for r in plan.resources if r.type == "aws:kms/key:Key"]
     assert key.options["retainOnDelete"] is True
-    groups = [r for r in plan.resources if r.type == "aws:eks/nodeGroup:NodeGroup"]
-    assert all(g.options["ignoreChanges"] == ["scalingConfig.desiredSize"] for g in groups)
+    [grant] = [r for r in shipped_plans["prod"].resources if r.type == "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"]
+    [cluster] = [r for r in shipped_plans["prod"].resources if r.type == "gcp:container/cluster:Cluster"]
+    assert grant.urn in cluster.options["dependsOn"]
+    assert cluster.options["ignoreChanges"] == ["nodeConfig", "initialNodeCount"]
     [cluster] = [r for r in plan.resources if r.type == "aws:eks/cluster:Cluster"]
     [logs] = [r for r in plan.resources if r.type == "aws:cloudwatch/logGroup:LogGroup"]
     assert logs.urn in cluster.options["dependsOn"]
