@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -129,7 +130,8 @@ class MaintenanceWindow(Model):
         "2026-01-03T09:00:00Z"
     """First window's end, RFC 3339 UTC (default 09:00 UTC the same day: eight hours, so any 32 days hold at
     least GKE's minimum 48 hours)."""
-    recurrence: str = "FREQ=WEEKLY;BYDAY=SA,SU"
+    recurrence: Annotated[str, StringConstraints(pattern=r"^FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[A-Z0-9,+-]+)*$")] = \
+        "FREQ=WEEKLY;BYDAY=SA,SU"
     """RFC 5545 RRULE repeating the window (default every Saturday and Sunday)."""
 
 
@@ -137,7 +139,7 @@ class Deploy(Model):
     """Where `pulumi up` and `pulumi preview` of this stack run: ``neurodock check`` proves that place can
     reach the API server, and the workflows run there."""
 
-    runs_on: list[str] = ["ubuntu-24.04"]
+    runs_on: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default=["ubuntu-24.04"], min_length=1)
     """GitHub Actions runner labels of the stack's deploy and preview jobs (default ``[ubuntu-24.04]``,
     a GitHub-hosted runner: any egress address, no way into a VPC)."""
     in_vpc: bool = False
@@ -792,6 +794,18 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
                 add(("cloud", key), problem)
         if isinstance(cloud, GkeCloud) and not cloud.master_cidr.endswith("/28"):
             add(("cloud", "masterCidr"), "must be a /28 range (GKE requires it for private clusters)")
+        if isinstance(cloud, GkeCloud):
+            window = cloud.maintenance_window
+            length = datetime.fromisoformat(window.end_time) - datetime.fromisoformat(window.start_time)
+            hours = length.total_seconds() / 3600
+            if hours < 4:
+                add(("cloud", "maintenanceWindow", "endTime"),
+                    f"must be at least 4 hours after startTime (got {hours:g} h): GKE counts only windows of 4 hours "
+                    "or more towards the 48 hours it needs in any 32 days")
+    for i, cidr in enumerate(config.deploy.egress_cidrs):
+        problem = _cidr_problem(cidr)
+        if problem:
+            add(("deploy", "egressCidrs", i), problem)
 
     # Node pools.
     seen: dict[str, int] = {}

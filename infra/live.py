@@ -64,13 +64,17 @@ def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pu
     except Exception as error:
         _nothing(f"Cloud KMS key rings of {project}/{region}", error)
         return Retained()
-    ring = next((r.id for r in rings if r.id.rsplit("/", 1)[-1] == ring_name or r.name == ring_name), None)
+    ring = _named(rings, ring_name)
     if ring is None:
         return Retained()
-    keys = gcp.kms.get_crypto_keys(key_ring=ring, opts=opts).keys
-    key = next((k.id for k in keys if k.id.rsplit("/", 1)[-1] == CRYPTO_KEY_NAME or k.name == CRYPTO_KEY_NAME), None)
+    key = _named(gcp.kms.get_crypto_keys(key_ring=ring, opts=opts).keys, CRYPTO_KEY_NAME)
     pulumi.log.info(f"adopting the retained Secrets key ring {ring}" + (f" and key {key}" if key else ""))
     return Retained(key_ring_id=ring, crypto_key_id=key)
+
+
+def _named(items, name: str) -> str | None:
+    """The id of the KMS object called ``name`` (its id is a path ending in the name)."""
+    return next((i.id for i in items if i.id.rsplit("/", 1)[-1] == name or i.name == name), None)
 
 
 def _first_line(error: Exception) -> str:

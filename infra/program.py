@@ -53,7 +53,7 @@ from infra.config import (
 )
 from infra.gateway import build_gateway
 from infra.secrets import StackSecrets
-from infra.serving import build_catalog
+from infra.serving import autoscaled, build_catalog
 
 
 def load_stack_config() -> StackConfig:
@@ -74,7 +74,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         kubeconfig=None if cluster.kube_context else cluster.kubeconfig,
         context=cluster.kube_context,
         # Replaced only when the cluster is: endpoint or kubeconfig changes update it in place.
-        cluster_identifier=getattr(cluster, "cluster_identifier", None),
+        cluster_identifier=cluster.cluster_identifier,
         # Server-side apply lets controllers (autoscalers) own fields we set once, like replicas.
         enable_server_side_apply=True,
         # Workloads wait for the whole cluster, node groups included, not only its endpoint.
@@ -199,7 +199,7 @@ def control_plane_ports(config: StackConfig) -> tuple[int, ...]:
     installs. ``neurodock check`` proves them against the rendered objects (policy
     ``gke-control-plane-reaches-webhooks``)."""
     ports: set[int] = set()
-    if config.monitoring.enabled and any(m.max_replicas > m.min_replicas for m in config.models):
+    if any(autoscaled(m, monitoring=config.monitoring.enabled) for m in config.models):
         ports.update(KEDA_CONTROL_PLANE_PORTS)
     if config.models and config.gateway.enabled:
         ports.update(GATEWAY_CONTROL_PLANE_PORTS)

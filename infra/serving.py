@@ -68,6 +68,11 @@ def build_catalog(
     )
 
 
+def autoscaled(model: ModelSpec, *, monitoring: bool) -> bool:
+    """KEDA scales the model: it has room between its bounds, and Prometheus to read the queue from."""
+    return model.max_replicas > model.min_replicas and monitoring
+
+
 def variant_spec(model: ModelSpec, key: str) -> ModelSpec | None:
     """The model entry a canary or shadow is served from: the stable one with the variant's
     weights, flags and replica count, a fixed size (the autoscaler follows the stable version only),
@@ -123,7 +128,7 @@ def server_args(
         gpu_need = None
     budgets = model.readiness or config.readiness
     scaling = None
-    if model.max_replicas > model.min_replicas and prometheus_url is not None:
+    if autoscaled(model, monitoring=prometheus_url is not None):
         scaling = Autoscaling(
             min_replicas=model.min_replicas,
             max_replicas=model.max_replicas,

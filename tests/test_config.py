@@ -230,6 +230,21 @@ BAD_CONFIGS = [
      "neurodock:gateway.smokeTests: unknown key; did you mean 'smokeTest'?"),
     ("string for a number", "dev", _set(["neurodock:monitoring", "storageGib"], "lots"),
      "neurodock:monitoring.storageGib: must be a valid integer"),
+    ("maintenance window under four hours", "prod",
+     _set(["neurodock:cloud", "maintenanceWindow"], {"endTime": "2026-01-03T03:00:00Z"}),
+     "neurodock:cloud.maintenanceWindow.endTime: must be at least 4 hours after startTime (got 2 h)"),
+    ("maintenance recurrence that is not an RRULE", "prod",
+     _set(["neurodock:cloud", "maintenanceWindow"], {"recurrence": "weekends"}),
+     "neurodock:cloud.maintenanceWindow.recurrence:"),
+    ("deploy with no runner", "staging", _set(["neurodock:deploy", "runsOn"], []),
+     "neurodock:deploy.runsOn:"),
+    ("deploy egress that is not a network", "staging", _set(["neurodock:deploy", "egressCidrs"], ["198.51.100.10/24"]),
+     "neurodock:deploy.egressCidrs[0]:"),
+    ("mixed instance sizes in one EKS group", "staging",
+     _set(["neurodock:nodePools", 1, "instanceTypes"], ["g6.2xlarge", "g6.4xlarge"]),
+     "neurodock:nodePools[1].instanceTypes[1]: g6.4xlarge is not the same shape as g6.2xlarge"),
+    ("a DNS endpoint on EKS", "staging", _set(["neurodock:cloud", "endpoint", "dns"], True),
+     "neurodock:cloud.endpoint.dns: unknown key"),
 ]
 
 

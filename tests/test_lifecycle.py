@@ -317,69 +317,70 @@ def test_ebs_csi_node_reads_imds_on_the_host_network_with_hop_limit_one(shipped_
 # -- The edit sequence a platform team walks, through `neurodock diff` -----------------------------
 
 
-def _edit(write_stack, document, name):
-    return plan_of(write_stack, document, name)
+class EditSequence:
+    """A stack file edited step by step, each step planned and diffed against the one before, as
+    `neurodock diff` shows it to a reviewer."""
+
+    def __init__(self, write_stack, stack: str, start=lambda config: None):
+        self.write_stack, self.document, self.steps = write_stack, stack_document(stack), 0
+        start(self.document["config"])
+        self.plan = plan_of(write_stack, self.document, "step0")
+
+    def edit(self, change):
+        change(self.document["config"])
+        self.steps += 1
+        plan = plan_of(self.write_stack, self.document, f"step{self.steps}")
+        diff, self.plan = diff_plans(self.plan, plan), plan
+        return diff
 
 
-def _changed(diff):
-    return {r.key.split("::", 1)[0].rsplit("$", 1)[-1] + "::" + r.key.rsplit("::", 1)[-1]: r
-            for r in diff.resources}
+def resource(diff, type_: str, name: str):
+    [found] = [r for r in diff.resources if r.key.endswith(f"{type_}::{name}")]
+    return found
 
 
 def test_staging_edit_sequence(write_stack):
-    document = stack_document("staging")
-    before = _edit(write_stack, document, "before")
+    steps = EditSequence(write_stack, "staging",
+                         start=lambda c: c["neurodock:cloud"].update(kubernetesVersion="1.34"))
     # 1. add a CPU pool: only its group, launch template and autoscaler tags are added.
-    document["config"]["neurodock:nodePools"].append(
-        {"name": "cpu", "role": "cpu", "instanceTypes": ["m7i.2xlarge"], "minNodes": 0, "maxNodes": 3})
-    added = _edit(write_stack, document, "added")
-    diff = diff_plans(before, added)
+    diff = steps.edit(lambda c: c["neurodock:nodePools"].append(
+        {"name": "cpu", "role": "cpu", "instanceTypes": ["m7i.2xlarge"], "minNodes": 0, "maxNodes": 3}))
     assert {r.status for r in diff.resources} == {"added"}
-    assert {"aws:eks/nodeGroup:NodeGroup::cluster-cpu", "aws:ec2/launchTemplate:LaunchTemplate::cluster-cpu"} <= set(
-        _changed(diff))
+    resource(diff, "aws:eks/nodeGroup:NodeGroup", "cluster-cpu")
+    resource(diff, "aws:ec2/launchTemplate:LaunchTemplate", "cluster-cpu")
     # 2. raise minNodes: the group's scaling config changes in place.
-    document["config"]["neurodock:nodePools"][0]["minNodes"] = 3
-    raised = _edit(write_stack, document, "raised")
-    [group] = [r for r in diff_plans(added, raised).resources]
+    diff = steps.edit(lambda c: c["neurodock:nodePools"][0].update(minNodes=3))
+    [group] = diff.resources
     assert group.key.endswith("::cluster-system") and not group.replaced
     assert {c.path for c in group.changes} == {"inputs.scalingConfig.minSize", "inputs.scalingConfig.desiredSize"}
     # 3. change a tag: every tagged resource updates, nothing is replaced.
-    document["config"]["neurodock:tags"]["cost-center"] = "inference-2"
-    tagged = diff_plans(raised, _edit(write_stack, document, "tagged"))
-    assert tagged.resources and not any(r.replaced for r in tagged.resources)
+    diff = steps.edit(lambda c: c["neurodock:tags"].update({"cost-center": "inference-2"}))
+    assert diff.resources and not any(r.replaced for r in diff.resources)
     # 4. bump Kubernetes: the control plane and every group upgrade in place, the autoscaler image follows.
-    document["config"]["neurodock:cloud"]["kubernetesVersion"] = "1.34"
-    bumped = diff_plans(_edit(write_stack, document, "tagged2"), raised)
-    kinds = _changed(bumped)
-    assert not any(r.replaced for r in bumped.resources)
-    assert "aws:eks/cluster:Cluster::cluster-eks" in kinds
+    diff = steps.edit(lambda c: c["neurodock:cloud"].update(kubernetesVersion="1.35"))
+    assert not any(r.replaced for r in diff.resources)
+    assert [c.path for c in resource(diff, "aws:eks/cluster:Cluster", "cluster-eks").changes] == ["inputs.version"]
     # 5. a new instance type replaces the group: created before the old one is deleted (name prefix).
-    document["config"]["neurodock:nodePools"][1]["instanceTypes"] = ["g6.xlarge"]
-    replaced = diff_plans(raised, _edit(write_stack, document, "replaced"))
-    [gpu] = [r for r in replaced.resources if r.key.endswith("::cluster-gpu-l4")
-             and "nodeGroup" in r.key]
-    assert gpu.replaced
+    diff = steps.edit(lambda c: c["neurodock:nodePools"][1].update(instanceTypes=["g6.xlarge"]))
+    assert resource(diff, "aws:eks/nodeGroup:NodeGroup", "cluster-gpu-l4").replaced
 
 
 def test_prod_edit_sequence(write_stack):
-    document = stack_document("prod")
-    before = _edit(write_stack, document, "before")
+    steps = EditSequence(write_stack, "prod")
     # add a pool: only the pool is added.
-    document["config"]["neurodock:nodePools"].append(
-        {"name": "cpu", "role": "cpu", "instanceTypes": ["n2-standard-8"], "minNodes": 0, "maxNodes": 3})
-    added = _edit(write_stack, document, "added")
-    diff = diff_plans(before, added)
-    assert [r.key.rsplit("::", 1)[-1] for r in diff.resources] == ["cluster-cpu"]
-    assert diff.resources[0].status == "added"
+    diff = steps.edit(lambda c: c["neurodock:nodePools"].append(
+        {"name": "cpu", "role": "cpu", "instanceTypes": ["n2-standard-8"], "minNodes": 0, "maxNodes": 3}))
+    assert [(r.key.rsplit("::", 1)[-1], r.status) for r in diff.resources] == [("cluster-cpu", "added")]
     # raise minNodes: the pool's autoscaling changes in place.
-    document["config"]["neurodock:nodePools"][1]["minNodes"] = 3
-    [pool] = diff_plans(added, _edit(write_stack, document, "raised")).resources
+    [pool] = steps.edit(lambda c: c["neurodock:nodePools"][1].update(minNodes=3)).resources
     # initialNodeCount is per zone (ceil(3 / 3 zones) = 1, as before): only the total minimum moves.
     assert not pool.replaced and {c.path for c in pool.changes} == {"inputs.autoscaling.totalMinNodeCount"}
+
     # a different GPU count per node replaces the pool, by prefix: the new pool comes up first.
-    document["config"]["neurodock:nodePools"][2]["gpu"]["count"] = 8
-    document["config"]["neurodock:nodePools"][2]["instanceTypes"] = ["a3-highgpu-8g"]
-    document["config"]["neurodock:models"][1]["gpusPerReplica"] = 8
-    changed = diff_plans(added, _edit(write_stack, document, "h100x8"))
-    [h100] = [r for r in changed.resources if r.key.endswith("$gcp:container/nodePool:NodePool::cluster-gpu-h100")]
-    assert h100.replaced
+    def eight_gpus(config):
+        config["neurodock:nodePools"][2]["gpu"]["count"] = 8
+        config["neurodock:nodePools"][2]["instanceTypes"] = ["a3-highgpu-8g"]
+        config["neurodock:models"][1]["gpusPerReplica"] = 8
+
+    diff = steps.edit(eight_gpus)
+    assert resource(diff, "gcp:container/nodePool:NodePool", "cluster-gpu-h100").replaced

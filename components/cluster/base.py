@@ -141,6 +141,9 @@ class Cluster(Protocol):
     """A kubeconfig (secret) holding no long-lived credential where the cloud allows it."""
     kube_context: str | None
     """A kubeconfig context to use instead of ``kubeconfig`` (existing kind clusters)."""
+    cluster_identifier: pulumi.Output[str] | None
+    """What the Kubernetes provider replaces itself on: unique to one cluster's life (None: the provider's
+    own kubeconfig heuristics)."""
     pools: tuple[PoolFacts, ...]
     storage_class: str
     """Storage class for model-weight caches."""

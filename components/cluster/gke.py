@@ -37,6 +37,24 @@ NODE_SERVICE_ACCOUNT_ROLES = (
 
 
 @dataclass(frozen=True, kw_only=True)
+class MaintenanceWindow:
+    """A GKE recurring maintenance window (RFC 3339 times and an RFC 5545 RRULE)."""
+
+    start_time: str
+    end_time: str
+    recurrence: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retained:
+    """Ids of resources a destroyed stack left behind on purpose (``retainOnDelete``) and that cannot be
+    created again under the same name: Cloud KMS key rings and keys are never deleted."""
+
+    key_ring_id: str | None = None
+    crypto_key_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class GkeClusterArgs:
     cluster_name: str
     """GKE cluster name; fixed, because kubeconfigs and IAM bindings refer to it."""
@@ -74,28 +92,10 @@ class GkeClusterArgs:
     """Refuse `pulumi destroy` of the cluster (default true)."""
     maintenance_window: MaintenanceWindow | None = None
     """When GKE may upgrade the control plane and nodes (default: any time)."""
-    adopt: Retained = field(default_factory=lambda: Retained())
+    adopt: Retained = field(default_factory=Retained)
     """Retained resources with fixed names found in the project: adopted instead of created."""
     labels: dict[str, str] = field(default_factory=dict)
     """Resource labels (default none)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class MaintenanceWindow:
-    """A GKE recurring maintenance window (RFC 3339 times and an RFC 5545 RRULE)."""
-
-    start_time: str
-    end_time: str
-    recurrence: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Retained:
-    """Ids of resources a destroyed stack left behind on purpose (``retainOnDelete``) and that cannot be
-    created again under the same name: Cloud KMS key rings and keys are never deleted."""
-
-    key_ring_id: str | None = None
-    crypto_key_id: str | None = None
 
 
 class GkeCluster(pulumi.ComponentResource):

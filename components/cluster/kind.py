@@ -40,6 +40,7 @@ class KindCluster(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kube_context: str | None
+    cluster_identifier = None
     pools: tuple[PoolFacts, ...]
     storage_class: str
     gpuless_pools: tuple[str, ...]

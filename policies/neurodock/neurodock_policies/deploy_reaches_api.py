@@ -22,18 +22,17 @@ GITHUB_HOSTED_PREFIXES = ("ubuntu-", "windows-", "macos-")
 allow-listed (GitHub docs, "About GitHub-hosted runners", IP addresses)."""
 
 
-def _within(cidrs: Sequence[str], allowed: Sequence[str]) -> list[str]:
+def _outside(cidrs: Sequence[str], allowed: Sequence[str]) -> list[str]:
     nets = [ipaddress.ip_network(a, strict=False) for a in allowed if known(a)]
     return [c for c in cidrs if not any(ipaddress.ip_network(c, strict=False).subnet_of(n) for n in nets)]
 
 
-def _reach(public: bool, allowed: list[str], private_only_in_vpc: bool, deploy: dict, creates_vpc: bool,
-           what: str) -> str | None:
+def _reach(public: bool, allowed: list[str], deploy: dict, creates_vpc: bool, what: str) -> str | None:
     runs_on = deploy.get("runsOn") or []
     hosted = any(str(label).startswith(GITHUB_HOSTED_PREFIXES) for label in runs_on)
     egress = deploy.get("egressCidrs") or []
     if deploy.get("inVpc"):
-        if private_only_in_vpc and creates_vpc:
+        if creates_vpc:
             return (f"{what} is private and the deploy runner is declared inside the VPC, but this stack creates "
                     "that VPC: no runner can be in it on the first `pulumi up`. Set cloud.existingVpc to the "
                     "runner's VPC, or make the endpoint public with the runner's egress allow-listed.")
@@ -49,7 +48,7 @@ def _reach(public: bool, allowed: list[str], private_only_in_vpc: bool, deploy: 
     if not egress:
         return (f"{what} allows {allowed} only, and neurodock:deploy.egressCidrs does not say where the deploy "
                 "runner comes from; list its egress addresses.")
-    outside = _within(egress, allowed)
+    outside = _outside(egress, allowed)
     if outside:
         return (f"{what} allows {allowed}, but the deploy runner's egress {outside} is outside it: add it to "
                 "cloud.endpoint.allowedCidrs.")
@@ -85,7 +84,7 @@ def check(resources, config) -> list[tuple[str, str]]:
             allowed = dig(r.props, "vpcConfig", "publicAccessCidrs") or ["0.0.0.0/0"]
             if not _all_known(public, allowed, deploy):
                 continue
-            problem = _reach(public is True, list(allowed), True, deploy, creates_vpc, what)
+            problem = _reach(public is True, list(allowed), deploy, creates_vpc, what)
         elif r.resource_type == "gcp:container/cluster:Cluster":
             if dig(r.props, "controlPlaneEndpointsConfig", "dnsEndpointConfig", "allowExternalTraffic") is True:
                 continue
@@ -96,7 +95,7 @@ def check(resources, config) -> list[tuple[str, str]]:
             allowed = [b.get("cidrBlock") for b in blocks] if blocks else ["0.0.0.0/0"]
             if not _all_known(allowed):
                 continue
-            problem = _reach(public, allowed, True, deploy, creates_vpc, what)
+            problem = _reach(public, allowed, deploy, creates_vpc, what)
         if problem:
             out.append((r.urn, problem))
     return out

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 
+from components.cluster.gke import GKE_CONTROL_PLANE_TO_NODE_PORTS
 from neurodock_policies import wiring
 from neurodock_policies.support import describe, dig, known, stack_policy
 
 NAME = "gke-control-plane-reaches-webhooks"
-GKE_OPEN_PORTS = {443, 10250}
-"""What GKE's automatic ``gke-<cluster>-<id>-master`` rule allows from the control plane (docs/upstream.md)."""
 
 
 def _opened(firewall, master_cidr: str) -> set[int]:
@@ -50,7 +49,7 @@ def check(resources, config) -> list[tuple[str, str]]:
         master = dig(cluster.props, "privateClusterConfig", "masterIpv4CidrBlock")
         if not known(master):
             continue
-        opened = set(GKE_OPEN_PORTS)
+        opened = set(GKE_CONTROL_PLANE_TO_NODE_PORTS)
         for firewall in (r for r in resources if r.resource_type == "gcp:compute/firewall:Firewall"):
             opened |= _opened(firewall, master)
         for urn, what, port in callbacks:
