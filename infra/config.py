@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -52,6 +53,9 @@ SECRET_KEYS: dict[str, str] = {
                        "(optional: no authentication when absent)"),
     "gatewayTlsCert": "PEM certificate chain of the gateway (with gateway.tls)",
     "gatewayTlsKey": "PEM private key of the gateway (with gateway.tls)",
+    "alertReceiverSecrets": ('credentials of the alert receivers, a JSON object of receiver name to its Slack or '
+                             'webhook URL, PagerDuty integration key or SMTP password, e.g. {"oncall": "<key>"} '
+                             "(with monitoring.alerting.receivers)"),
 }
 """Keys that hold secrets. They must be set with ``pulumi config set --secret`` and never appear
 in the models: the program reads them as secret Outputs (see :mod:`infra.secrets`)."""
@@ -321,6 +325,103 @@ class Readiness(Model):
     """Downloading and loading weights until the engine answers health checks (default 900)."""
 
 
+Severity = Literal["critical", "warning", "info"]
+
+
+class Receiver(Model):
+    """Where Alertmanager sends notifications. Its credential (webhook URL, routing key, SMTP
+    password) is never in the stack file: it is the receiver's entry in the secret
+    ``neurodock:alertReceiverSecrets``."""
+
+    name: Name
+    """Receiver name, used by ``routes`` and ``defaultReceiver``."""
+    send_resolved: bool = True
+    """Also notify when the alert resolves (default true)."""
+
+    def needs_secret(self) -> bool:
+        return True
+
+
+class SlackReceiver(Receiver):
+    """A Slack channel, through an incoming webhook (its URL is the secret)."""
+
+    type: Literal["slack"]
+    channel: Annotated[str, StringConstraints(pattern=r"^[#@]?[A-Za-z0-9][-_.A-Za-z0-9]{0,79}$")]
+    """Channel, for example ``#ml-alerts``."""
+
+
+class PagerDutyReceiver(Receiver):
+    """A PagerDuty service, through Events API v2 (its integration key is the secret)."""
+
+    type: Literal["pagerduty"]
+
+
+class WebhookReceiver(Receiver):
+    """Any HTTP endpoint that takes Alertmanager's webhook payload."""
+
+    type: Literal["webhook"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    """Where to POST; keep tokens out of it and use ``bearerToken``."""
+    bearer_token: bool = False
+    """Send the receiver's secret as an ``Authorization: Bearer`` header (default false: no secret)."""
+
+    def needs_secret(self) -> bool:
+        return self.bearer_token
+
+
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class EmailReceiver(Receiver):
+    """E-mail through an SMTP relay; with ``authUsername``, its password is the secret."""
+
+    type: Literal["email"]
+    to: list[Email] = Field(min_length=1)
+    """Recipients."""
+    from_: Email = Field(alias="from")
+    """Sender address."""
+    smarthost: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-.A-Za-z0-9]*:[0-9]{1,5}$")]
+    """SMTP relay as host:port, for example smtp.example.com:587."""
+    auth_username: str | None = None
+    """SMTP user (default none: no authentication, and no secret)."""
+    require_tls: bool = True
+    """Refuse to send without STARTTLS (default true)."""
+
+    def needs_secret(self) -> bool:
+        return self.auth_username is not None
+
+
+AnyReceiver = Annotated[Union[SlackReceiver, PagerDutyReceiver, WebhookReceiver, EmailReceiver],  # noqa: UP007
+                        Field(discriminator="type")]
+
+
+class Route(Model):
+    """Alerts matching every condition given go to ``receiver``; routes are tried in order."""
+
+    receiver: Name
+    """The receiver's name."""
+    severities: list[Severity] = []
+    """Only alerts of these severities (default any)."""
+    models: list[str] = []
+    """Only alerts about these models, by served name (default any)."""
+    continue_: bool = Field(default=False, alias="continue")
+    """Go on to the next routes after this one matches (default false: stop here)."""
+
+
+class Alerting(Model):
+    """Who hears about alerts (Alertmanager's receivers and routing tree)."""
+
+    receivers: list[AnyReceiver] = []
+    """Receivers (default none: alerts reach nobody, which `neurodock plan` warns about and the
+    policy alerts-reach-a-receiver refuses in production)."""
+    routes: list[Route] = []
+    """Routes, tried in order (default none: everything goes to ``defaultReceiver``)."""
+    default_receiver: Name | None = None
+    """Receiver of alerts no route takes; required once there are receivers."""
+    repeat_interval: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(m|h|d|w)$")] = "4h"
+    """How often a still-firing alert is sent again (default 4h)."""
+
+
 class Monitoring(Model):
     """Prometheus and Grafana (kube-prometheus-stack)."""
 
@@ -334,6 +435,8 @@ class Monitoring(Model):
     """Install Grafana (default true); it is never exposed outside the cluster."""
     alerts: AlertThresholds = AlertThresholds()
     """Thresholds of the cluster-wide GPU alerts."""
+    alerting: Alerting = Alerting()
+    """Receivers and routes of the alerts (default: none, see ``receivers``)."""
 
 
 class ModelArchitecture(Model):
@@ -601,6 +704,8 @@ def parse_config(
         raise ConfigError(problems) from None
     problems.extend(_semantic_problems(config))
     present = {k.partition(":")[2] for k in values if k.startswith(NAMESPACE + ":")}
+    raw = values.get(f"{NAMESPACE}:alertReceiverSecrets")
+    problems.extend(receiver_secret_problems(config, None if raw == UNKNOWN_MARKER else raw))
     if config.gateway.tls:
         for key in ("gatewayTlsCert", "gatewayTlsKey"):
             if key not in present:
@@ -907,8 +1012,72 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
                     f"{pool.gpu.count}; a replica cannot span nodes")
         elif model.gpus_per_replica != 0:
             add(("models", i, "gpusPerReplica"), f"engine {model.engine!r} runs on CPU; set it to 0")
-        problems.extend(_model_problems(i, model, pool, provider, config.monitoring.enabled))
+        problems.extend(_model_problems(i, model, pool, provider, config.monitoring))
+    problems.extend(_alerting_problems(config))
     return problems
+
+
+GPU_MEMORY_ALERT_HEADROOM = 0.02
+"""How far below ``monitoring.alerts.gpuMemoryUsage`` vLLM's ``gpuMemoryUtilization`` must stay: vLLM
+takes its fraction of each GPU's memory at start and holds it, so without headroom the GPU-memory
+alert would fire for as long as the model runs."""
+
+
+def _alerting_problems(config: StackConfig) -> list[Problem]:
+    alerting = config.monitoring.alerting
+    out: list[Problem] = []
+
+    def add(loc: tuple[str | int, ...], message: str) -> None:
+        out.append(Problem(key_path(("monitoring", "alerting", *loc)), message))
+
+    names: dict[str, int] = {}
+    for i, receiver in enumerate(alerting.receivers):
+        if receiver.name in names:
+            add(("receivers", i, "name"), f"receivers[{names[receiver.name]}] is also named {receiver.name!r}")
+        names.setdefault(receiver.name, i)
+    known = ", ".join(names) or "none"
+    if not alerting.receivers:
+        if alerting.routes or alerting.default_receiver:
+            add(("receivers",), "routes and defaultReceiver name receivers; define them here")
+        return out
+    if alerting.default_receiver is not None and alerting.default_receiver not in names:
+        add(("defaultReceiver",), f"no receiver named {alerting.default_receiver!r}; receivers: {known}")
+    served = {m.model_name for m in config.models}
+    for i, route in enumerate(alerting.routes):
+        if route.receiver not in names:
+            add(("routes", i, "receiver"), f"no receiver named {route.receiver!r}; receivers: {known}")
+        for j, model in enumerate(route.models):
+            if model not in served:
+                add(("routes", i, "models", j), f"no model serves {model!r}; models: "
+                    f"{', '.join(sorted(served)) or 'none'} (use the served name, as clients send it)")
+    return out
+
+
+def missing_receiver_credentials(config: StackConfig) -> Problem:
+    """The problem of receivers whose credentials are not set."""
+    key = f"{NAMESPACE}:alertReceiverSecrets"
+    needed = sorted(r.name for r in config.monitoring.alerting.receivers if r.needs_secret())
+    example = ", ".join(f'"{name}": "..."' for name in needed)
+    return Problem(key, f"receivers {', '.join(needed)} need their credentials here, and it is not set; set it with "
+                        f"`pulumi config set --secret {key} '{{{example}}}'`")
+
+
+def receiver_secret_problems(config: StackConfig, raw: Any) -> list[Problem]:
+    """``neurodock:alertReceiverSecrets`` against the receivers that need one, when the program can
+    read it (``raw``: its plaintext; None when it is unset or cannot be decrypted, as in an offline
+    plan). Never quotes the values. A missing secret is the program's to report (``missing_receiver_credentials``)."""
+    key = f"{NAMESPACE}:alertReceiverSecrets"
+    needed = {r.name for r in config.monitoring.alerting.receivers if r.needs_secret()}
+    if raw is None:
+        return []
+    secrets = decode(raw)
+    if not isinstance(secrets, dict) or not all(isinstance(v, str) and v for v in secrets.values()):
+        return [Problem(key, 'must be a JSON object of receiver name to its credential, e.g. {"oncall": "<key>"}')]
+    out = [Problem(key, f"has no entry for receiver {name!r}, which needs its credential")
+           for name in sorted(needed - set(secrets))]
+    out += [Problem(key, f"has an entry {name!r} that no receiver needs; receivers needing one: "
+                         f"{', '.join(sorted(needed)) or 'none'}") for name in sorted(set(secrets) - needed)]
+    return out
 
 
 def _ec2_shape(instance_type: str) -> tuple[str, bool, str]:
@@ -963,7 +1132,8 @@ def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:
     return out
 
 
-def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str, monitoring: bool) -> list[Problem]:
+def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
+                    monitoring: Monitoring) -> list[Problem]:
     """Engine flags, rollout, and capacity: the model fits its pool's GPUs before anything exists."""
     out: list[Problem] = []
 
@@ -978,7 +1148,14 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str, mon
     if cloud_for and cloud_for != provider:
         add(("source",), f"{model.source.split('://', 1)[0]}:// weights are read with {cloud_for} workload identity; "
             f"this stack runs on {provider}: use hf:// or a {provider} bucket")
-    if model.max_replicas > model.min_replicas and not monitoring:
+    threshold = monitoring.alerts.gpu_memory_usage
+    if (monitoring.enabled and model.engine == "vllm"
+            and model.engine_args.gpu_memory_utilization > threshold - GPU_MEMORY_ALERT_HEADROOM):
+        add(("engineArgs", "gpuMemoryUtilization"), (
+            f"vLLM holds {model.engine_args.gpu_memory_utilization} of each GPU's memory while it runs, so the alert "
+            f"on GPU memory above monitoring.alerts.gpuMemoryUsage ({threshold}) would fire for as long as it does; "
+            f"set it to at most {threshold - GPU_MEMORY_ALERT_HEADROOM:.2f} or raise gpuMemoryUsage"))
+    if model.max_replicas > model.min_replicas and not monitoring.enabled:
         add(("maxReplicas",), "autoscaling between minReplicas and maxReplicas reads the queue from Prometheus; "
             "enable monitoring or set maxReplicas equal to minReplicas")
     if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:

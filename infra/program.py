@@ -32,14 +32,15 @@ from components.gpu.dcgm import NAMESPACE as DCGM_NAMESPACE
 from components.gpu.dcgm import DcgmExporter, DcgmExporterArgs, DriverLayout
 from components.gpu.device_plugin import NAMESPACE as DEVICE_PLUGIN_NAMESPACE
 from components.gpu.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.monitoring import alertmanager
 from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuThresholds, ModelTarget
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
-from components.monitoring.stack import MonitoringStack, MonitoringStackArgs, Platform
+from components.monitoring.stack import Alerting, MonitoringStack, MonitoringStackArgs, Platform
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
 from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
 from components.versions import CLUSTER_AUTOSCALER, KUBE_PROMETHEUS_STACK
-from infra import charts, live
+from infra import charts, live, plan
 from infra.config import (
     NAMESPACE,
     ConfigError,
@@ -49,6 +50,7 @@ from infra.config import (
     NodePool,
     Problem,
     StackConfig,
+    missing_receiver_credentials,
     parse_config,
 )
 from infra.gateway import build_gateway
@@ -68,6 +70,7 @@ def load_stack_config() -> StackConfig:
 
 def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
     """Create every resource of the stack; return the stack outputs."""
+    _require_receiver_credentials(config, secrets)
     cluster, cloud_provider = _cluster(config)
     kube = k8s.Provider(
         "k8s",
@@ -113,6 +116,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
                 storage_gib=config.monitoring.storage_gib,
                 grafana=config.monitoring.grafana,
                 grafana_admin_password=secrets.grafana_admin_password,
+                alerting=_alerting(config, secrets),
             ),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(providers=[kube, rand])),
         )
@@ -138,6 +142,39 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
     if monitoring is not None:
         _alerts(config, monitoring, catalog, [agent for _, agent in agents], k8s_opts)
     return outputs
+
+
+def _require_receiver_credentials(config: StackConfig, secrets: StackSecrets) -> None:
+    """Receivers without their credentials could not deliver a single alert: a preview (or an offline
+    plan, where the secret is in the stack file or not at all) warns, and `pulumi up` refuses before
+    it creates anything."""
+    if secrets.alert_receiver_secrets is not None or not any(
+            r.needs_secret() for r in config.monitoring.alerting.receivers):
+        return
+    problem = missing_receiver_credentials(config)
+    if not plan.previewing():
+        raise ConfigError([problem])
+    pulumi.log.warn(f"{problem}; `pulumi up` refuses to run without it")
+
+
+def _alerting(config: StackConfig, secrets: StackSecrets) -> Alerting:
+    alerting = config.monitoring.alerting
+    if not alerting.receivers:
+        pulumi.log.warn("monitoring.alerting has no receivers: every alert goes to Alertmanager's 'null' receiver and "
+                        "reaches nobody; add receivers and routes (README, \"Alerts\")")
+    return Alerting(
+        receivers=tuple(
+            alertmanager.Receiver(
+                name=r.name, kind=r.type, send_resolved=r.send_resolved, has_secret=r.needs_secret(),
+                # Field names as Alertmanager spells them (``from_`` is ``from``).
+                settings={k.rstrip("_"): v for k, v in r.model_dump(exclude={"name", "type", "send_resolved"}).items()},
+            ) for r in alerting.receivers),
+        routes=tuple(alertmanager.Route(receiver=r.receiver, severities=tuple(r.severities), models=tuple(r.models),
+                                        continue_=r.continue_) for r in alerting.routes),
+        default_receiver=alerting.default_receiver,
+        repeat_interval=alerting.repeat_interval,
+        credentials=secrets.alert_receiver_secrets,
+    )
 
 
 def _gpu_enablement(

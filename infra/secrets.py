@@ -27,12 +27,16 @@ class StackSecrets:
     """PEM certificate chain of the gateway (``neurodock:gatewayTlsCert``)."""
     gateway_tls_key: pulumi.Output[str] | None = None
     """PEM private key of the gateway (``neurodock:gatewayTlsKey``)."""
+    alert_receiver_secrets: pulumi.Output[str] | None = None
+    """Credentials of the alert receivers (``neurodock:alertReceiverSecrets``): a JSON object of
+    receiver name to credential."""
 
     @classmethod
     def from_pulumi_config(cls) -> StackSecrets:
         return cls(hf_token=read_secret("hfToken"), grafana_admin_password=read_secret("grafanaAdminPassword"),
                    gateway_api_keys=read_secret("gatewayApiKeys"), gateway_tls_cert=read_secret("gatewayTlsCert"),
-                   gateway_tls_key=read_secret("gatewayTlsKey"))
+                   gateway_tls_key=read_secret("gatewayTlsKey"),
+                   alert_receiver_secrets=read_secret("alertReceiverSecrets"))
 
 
 def read_secret(key: str) -> pulumi.Output[str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,13 @@ def write_stack(tmp_path: Path):
         return path
 
     return write
+
+
+def plan_with(write_stack, stack: str, mutate: Callable[[dict[str, Any]], None]) -> Plan:
+    """The plan of a shipped stack after ``mutate`` edits its ``config`` mapping."""
+    document = stack_document(stack)
+    mutate(document["config"])
+    return run_plan(load_stack_file("test", write_stack(document)))
 
 
 def of_type(plan: Plan, type_: str) -> list:

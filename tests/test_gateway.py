@@ -14,10 +14,8 @@ import pytest
 from components.gateway import smoke_check
 from components.gateway.gateway import MODEL_HEADER, SMOKE_TEST_CLIENT, parse_api_keys
 from components.versions import ENVOY_GATEWAY
-from infra.plan.engine import run_plan
 from infra.plan.mocks import SECRET
-from infra.plan.stackfile import load_stack_file
-from tests.conftest import SHIPPED_STACKS, model_servers, of_type, stack_document
+from tests.conftest import SHIPPED_STACKS, model_servers, of_type, plan_with
 from tests.pss import violations
 
 GATEWAY_NS = "neurodock-gateway"
@@ -47,12 +45,6 @@ def variant_behind(plan, service_name: str) -> str:
     [deployment] = [d for d in manifests(plan, "Deployment", SERVING_NS)
                     if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
     return deployment["metadata"]["labels"]["neurodock.io/variant"]
-
-
-def plan_with(stack: str, write_stack, mutate) -> object:
-    document = stack_document(stack)
-    mutate(document["config"])
-    return run_plan(load_stack_file("test", write_stack(document)))
 
 
 # -- The gateway itself ----------------------------------------------------------------------------
@@ -169,7 +161,7 @@ def test_rollback_is_a_weight_of_zero_and_promotion_removes_the_canary(write_sta
     def rollback(config):
         config["neurodock:models"][0]["canary"]["weight"] = 0
 
-    plan = plan_with("prod", write_stack, rollback)
+    plan = plan_with(write_stack, "prod", rollback)
     stable, canary = route_of(plan, LLAMA_8B)["spec"]["rules"][0]["backendRefs"]
     assert (stable["weight"], canary["weight"]) == (100, 0)
 
@@ -177,7 +169,7 @@ def test_rollback_is_a_weight_of_zero_and_promotion_removes_the_canary(write_sta
         model = config["neurodock:models"][0]
         model["engineArgs"] = {"extraArgs": model.pop("canary")["extraArgs"]}
 
-    plan = plan_with("prod", write_stack, promote)
+    plan = plan_with(write_stack, "prod", promote)
     [only] = route_of(plan, LLAMA_8B)["spec"]["rules"][0]["backendRefs"]
     assert "weight" not in only and variant_behind(plan, only["name"]) == "stable"
     assert model_servers(plan, "canary") == []
@@ -190,7 +182,7 @@ def test_a_canary_may_run_another_image_without_touching_the_stable_one(write_st
     def new_image(config):
         config["neurodock:models"][0]["canary"]["image"] = "vllm/vllm-openai:v0.29.0"
 
-    plan = plan_with("prod", write_stack, new_image)
+    plan = plan_with(write_stack, "prod", new_image)
     [canary] = model_servers(plan, "canary")
     assert canary.manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.29.0"
     stable_images = {d.manifest["spec"]["template"]["spec"]["containers"][0]["image"] for d in model_servers(plan)}
@@ -204,7 +196,7 @@ def test_a_public_gateway_is_a_load_balancer_limited_to_its_allow_list(write_sta
     def public(config):
         config["neurodock:gateway"] = {"public": True, "allowedCidrs": ["203.0.113.0/24"]}
 
-    plan = plan_with("dev", write_stack, public)
+    plan = plan_with(write_stack, "dev", public)
     [proxy] = manifests(plan, "EnvoyProxy", GATEWAY_NS)
     service = proxy["spec"]["provider"]["kubernetes"]["envoyService"]
     assert service["type"] == "LoadBalancer"
@@ -218,7 +210,7 @@ def secure(config: dict, *keys: str) -> None:
 
 
 def test_api_keys_turn_on_key_authentication_and_the_smoke_test_gets_its_own_key(write_stack):
-    plan = plan_with("dev", write_stack, lambda c: secure(c, "gatewayApiKeys"))
+    plan = plan_with(write_stack, "dev", lambda c: secure(c, "gatewayApiKeys"))
     [policy] = manifests(plan, "SecurityPolicy", GATEWAY_NS)
     auth = policy["spec"]["apiKeyAuth"]
     # OpenAI clients send `Authorization: Bearer KEY`; Envoy strips the Bearer prefix.
@@ -242,7 +234,7 @@ def test_tls_serves_https_with_the_certificate_from_secrets(write_stack):
         config["neurodock:gateway"] = {"tls": True}
         secure(config, "gatewayTlsCert", "gatewayTlsKey")
 
-    plan = plan_with("dev", write_stack, tls)
+    plan = plan_with(write_stack, "dev", tls)
     [gateway] = manifests(plan, "Gateway", GATEWAY_NS)
     [listener] = gateway["spec"]["listeners"]
     assert (listener["protocol"], listener["port"], listener["tls"]["mode"]) == ("HTTPS", 443, "Terminate")
@@ -268,7 +260,7 @@ def test_api_key_document_maps_clients_to_keys():
 
 
 def test_without_the_gateway_nothing_of_it_is_planned(write_stack):
-    plan = plan_with("dev", write_stack, lambda c: c.update({"neurodock:gateway": {"enabled": False}}))
+    plan = plan_with(write_stack, "dev", lambda c: c.update({"neurodock:gateway": {"enabled": False}}))
     kinds = {r.manifest["kind"] for r in plan.manifests}
     assert not kinds & {"Gateway", "GatewayClass", "HTTPRoute", "Job", "EnvoyProxy"}
     assert "gatewayUrl" not in plan.outputs
@@ -313,20 +305,20 @@ def test_a_serving_change_runs_the_smoke_test_again_and_no_change_does_not(write
         [job] = manifests(plan, "Job")
         return job["metadata"]["name"]
 
-    same = plan_with("prod", write_stack, lambda c: None)
+    same = plan_with(write_stack, "prod", lambda c: None)
     assert job_name(same) == job_name(shipped_plans["prod"])
-    moved = plan_with("prod", write_stack, lambda c: c["neurodock:models"][0]["canary"].update({"weight": 50}))
+    moved = plan_with(write_stack, "prod", lambda c: c["neurodock:models"][0]["canary"].update({"weight": 50}))
     assert job_name(moved) != job_name(shipped_plans["prod"])
 
 
 def test_the_smoke_test_can_be_turned_off_and_skips_models_scaled_to_zero(write_stack):
-    plan = plan_with("dev", write_stack, lambda c: c.update({"neurodock:gateway": {"smokeTest": False}}))
+    plan = plan_with(write_stack, "dev", lambda c: c.update({"neurodock:gateway": {"smokeTest": False}}))
     assert manifests(plan, "Job") == []
 
     def to_zero(config):
         config["neurodock:models"][1]["minReplicas"] = 0
 
-    plan = plan_with("prod", write_stack, to_zero)
+    plan = plan_with(write_stack, "prod", to_zero)
     [job] = manifests(plan, "Job")
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert json.loads(env["MODELS"]) == [LLAMA_8B]

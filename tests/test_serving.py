@@ -10,9 +10,7 @@ import pytest
 
 from components.serving import architectures
 from components.versions import KEDA
-from infra.plan.engine import run_plan
-from infra.plan.stackfile import load_stack_file
-from tests.conftest import SHIPPED_STACKS, release_of, stack_document
+from tests.conftest import SHIPPED_STACKS, plan_with, release_of
 from tests.pss import violations
 
 # A bucket source names no model: its size is stated in config.
@@ -35,12 +33,6 @@ def server(deployment: dict) -> dict:
 
 def flag(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
-
-
-def plan_with(write_stack, stack: str, mutate):
-    document = stack_document(stack)
-    mutate(document["config"])
-    return run_plan(load_stack_file("test", write_stack(document)))
 
 
 # -- Pod Security ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pulumi_random as random
 from components import labels
 from components.charts import ChartSource
 from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, namespace
+from components.monitoring.alertmanager import SECRET_NAME, Receiver, Route, alertmanager_config
 from components.monitoring.dashboards import DASHBOARDS
 
 NAMESPACE = "monitoring"
@@ -20,6 +21,19 @@ RELEASE = "kps"
 SELECTED = {"release": RELEASE}
 """The label Prometheus selects ServiceMonitors, PodMonitors and PrometheusRules on: the chart's own
 carry it (its ``release`` label), and so must every monitoring resource NeuroDock creates."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alerting:
+    """Alertmanager's receivers and routes (see :mod:`components.monitoring.alertmanager`)."""
+
+    receivers: tuple[Receiver, ...] = ()
+    routes: tuple[Route, ...] = ()
+    default_receiver: str | None = None
+    """Receiver of what no route takes (default: the first receiver; ``null`` with none)."""
+    repeat_interval: str = "4h"
+    credentials: pulumi.Input[str] | None = None
+    """Secret JSON object of receiver name to credential (a receiver with one cannot deliver without it)."""
 
 
 class Platform(StrEnum):
@@ -48,6 +62,8 @@ class MonitoringStackArgs:
     """How long `pulumi up` waits for the release to become ready, in seconds (default 900)."""
     grafana_admin_password: pulumi.Input[str] | None = None
     """Grafana's admin password (default: a generated one, kept in the stack's state as a secret)."""
+    alerting: Alerting = Alerting()
+    """Who hears about alerts (default nobody: the chart's ``null`` receiver)."""
 
 
 class MonitoringStack(pulumi.ComponentResource):
@@ -70,12 +86,13 @@ class MonitoringStack(pulumi.ComponentResource):
         # labelled privileged; the workloads themselves stay as locked down as the chart allows.
         ns = namespace(f"{name}-ns", NAMESPACE, parent=self, pod_security="privileged", component="monitoring")
         admin_secret = self._grafana_admin(name, ns, args) if args.grafana else None
+        receiver_secret = self._receiver_credentials(name, ns, args.alerting)
         release = k8s.helm.v3.Release(
             f"{name}-kps",
             name=RELEASE,
             **args.chart.release_args(),
             namespace=ns.metadata.name,
-            values=_values(args, admin_secret),
+            values=_values(args, admin_secret, receiver_secret),
             timeout=args.timeout_s,
             # Roll back a failed upgrade instead of leaving a half-applied release.
             atomic=True,
@@ -111,6 +128,21 @@ class MonitoringStack(pulumi.ComponentResource):
         )
         return secret.metadata.name
 
+    def _receiver_credentials(self, name: str, ns: k8s.core.v1.Namespace,
+                              alerting: Alerting) -> pulumi.Output[str] | None:
+        """The Secret Alertmanager reads each receiver's credential from, one key per receiver."""
+        if alerting.credentials is None or not any(r.has_secret for r in alerting.receivers):
+            return None
+        secret = k8s.core.v1.Secret(
+            f"{name}-alert-receivers",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRET_NAME, namespace=ns.metadata.name,
+                                                labels={labels.PART_OF: PART_OF_VALUE}),
+            type="Opaque",
+            string_data=pulumi.Output.secret(alerting.credentials).apply(json.loads),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return secret.metadata.name
+
     def _dashboards(self, name: str, ns: k8s.core.v1.Namespace) -> None:
         """One ConfigMap per dashboard; Grafana's sidecar loads every ConfigMap with the label."""
         for file_name, build in DASHBOARDS.items():
@@ -130,11 +162,23 @@ def _resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict:
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit or memory}}
 
 
-def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None) -> dict:
+def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
+            receiver_secret: pulumi.Input[str] | None) -> dict:
     selected = {"matchLabels": dict(SELECTED)}
+    alerting = args.alerting
     return {
         **_control_plane(args.platform),
-        "alertmanager": {"alertmanagerSpec": {"resources": _resources("10m", "64Mi", "256Mi")}},
+        "alertmanager": {
+            # Merged over the chart's default config: its global settings, inhibition rules and
+            # templates stay; the routing tree and receivers are NeuroDock's.
+            "config": alertmanager_config(alerting.receivers, alerting.routes, alerting.default_receiver,
+                                          alerting.repeat_interval),
+            "alertmanagerSpec": {
+                "resources": _resources("10m", "64Mi", "256Mi"),
+                # Mounted at /etc/alertmanager/secrets/<name>/, where the receivers' *_file settings point.
+                "secrets": [receiver_secret] if receiver_secret is not None else [],
+            },
+        },
         "prometheusOperator": {
             "resources": _resources("100m", "128Mi", "256Mi"),
             "admissionWebhooks": {"patch": {"resources": _resources("10m", "32Mi", "64Mi")}},

@@ -13,6 +13,7 @@ import pulumi
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
+import infra.plan
 from infra.bootstrap.config import NAMESPACE as BOOTSTRAP_PROJECT
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
@@ -86,6 +87,7 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
     log = _CollectingLogger()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    infra.plan._offline = True
     try:
         pulumi_settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(stack.config), sorted(stack.secret_keys))
@@ -99,6 +101,7 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
         root = pulumi_settings.get_root_resource()
         outputs = loop.run_until_complete(_resolve_outputs(getattr(root, "outputs", {}) or {}))
     finally:
+        infra.plan._offline = False
         pulumi_settings.ROOT.set(None)
         loop.close()
         asyncio.set_event_loop(None)

@@ -1,26 +1,29 @@
-"""alerts-reach-a-receiver: Alertmanager routes every NeuroDock alert to a receiver that notifies
-someone (kube-prometheus-stack's default route ends at the receiver ``null``).
+"""alerts-reach-a-receiver: in production, Alertmanager routes every NeuroDock alert to a receiver
+that notifies someone (kube-prometheus-stack's default route ends at the receiver ``null``, and so
+does a stack with no ``monitoring.alerting.receivers``). Other environments get a plan warning.
 
-Advisory until the stack config can name receivers (the observability work); judged on the
-Alertmanager configuration the monitoring release installs, which only ``neurodock check`` renders."""
+Judged on the Alertmanager configuration the monitoring chart renders (``neurodock check``), else on
+the release's values (``pulumi preview``)."""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel
-
 from neurodock_policies import wiring
-from neurodock_policies.support import stack_policy
+from neurodock_policies.support import PRODUCTION_SCHEMA, stack_policy
 
 NAME = "alerts-reach-a-receiver"
 
 
 def check(resources, config) -> list[tuple[str, str]]:
+    stack = next((r for r in resources if r.resource_type == "pulumi:pulumi:Stack"), None)
+    environment = stack.props.get("environment") if stack is not None else None
+    if environment not in set(config["productionEnvironments"]):
+        return []
     return wiring.unrouted_alerts(resources)
 
 
 POLICY = stack_policy(
     NAME,
-    "Every NeuroDock alert is routed to an Alertmanager receiver that notifies someone.",
+    "In production, every NeuroDock alert is routed to an Alertmanager receiver that notifies someone.",
     check,
-    level=EnforcementLevel.ADVISORY,
+    config_schema=PRODUCTION_SCHEMA,
 )

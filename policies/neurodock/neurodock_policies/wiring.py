@@ -208,8 +208,15 @@ def managed_control_plane_scrapes(resources: Sequence) -> list[tuple[str, str]]:
     return out
 
 
+MONITORING_CHART = "kube-prometheus-stack"
+CHART_DEFAULT_ROUTE = {"receiver": "null"}
+"""kube-prometheus-stack's default Alertmanager route (values.yaml ``alertmanager.config``)."""
+
+
 def alertmanager_config(resources: Sequence) -> tuple[Any, dict[str, Any]] | None:
-    """The Alertmanager configuration the monitoring chart installs, and the Secret holding it."""
+    """The Alertmanager configuration the monitoring chart installs, and the resource holding it:
+    the Secret the chart renders (``neurodock check``), else the release's own values (CrossGuard
+    under ``pulumi preview``, which sees the release but not what it renders)."""
     for secret in objects(resources, "Secret"):
         if not from_chart(secret):
             continue
@@ -219,6 +226,17 @@ def alertmanager_config(resources: Sequence) -> tuple[Any, dict[str, Any]] | Non
                 if field == "data":
                     text = base64.b64decode(str(text)).decode()
                 return secret, yaml.safe_load(text) or {}
+    for release in resources:
+        # The chart is a name, a repository reference or a cached package path (components/charts.py).
+        chart = str(release.props.get("chart", "")).rsplit("/", 1)[-1]
+        if release.resource_type != "kubernetes:helm.sh/v3:Release" or not chart.startswith(MONITORING_CHART):
+            continue
+        if dig(release.props, "values", "alertmanager", "enabled") is False:
+            return None
+        config = dig(release.props, "values", "alertmanager", "config")
+        config = config if isinstance(config, Mapping) else {}
+        return release, {"route": config.get("route") or CHART_DEFAULT_ROUTE,
+                         "receivers": config.get("receivers") or [{"name": "null"}]}
     return None
 
 
