@@ -64,3 +64,28 @@ def restricted_container_security_context() -> k8s.core.v1.SecurityContextArgs:
 RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                  "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+"""Priority classes GKE admits only in a namespace with a ResourceQuota scoped to them."""
+
+
+def critical_pods_quota(resource_name: str, namespace_name: pulumi.Input[str], *,
+                        parent: pulumi.Resource) -> k8s.core.v1.ResourceQuota:
+    """The ResourceQuota GKE requires before it admits a ``system-node-critical`` or
+    ``system-cluster-critical`` pod outside kube-system: its API server lists pods of those classes as
+    a limited resource, and refuses them ("insufficient quota to match these scopes") in a namespace
+    without a quota matching them (docs/upstream.md). The quota admits rather than limits: like GKE's
+    own ``gcp-critical-pods`` in kube-system, its ceiling is never reached."""
+    return k8s.core.v1.ResourceQuota(
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name="critical-pods", namespace=namespace_name,
+                                            labels={labels.PART_OF: PART_OF_VALUE}),
+        spec=k8s.core.v1.ResourceQuotaSpecArgs(
+            hard={"pods": "1G"},
+            scope_selector=k8s.core.v1.ScopeSelectorArgs(match_expressions=[
+                k8s.core.v1.ScopedResourceSelectorRequirementArgs(
+                    scope_name="PriorityClass", operator="In", values=list(CRITICAL_PRIORITY_CLASSES))]),
+        ),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

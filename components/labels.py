@@ -14,6 +14,10 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "present"
 GPU_TAINT_EFFECT = "NoSchedule"
 
+# The version of a model a model server runs: stable, canary or shadow. Its scrape copies it into
+# the `variant` label of every metric.
+VARIANT_LABEL = "neurodock.io/variant"
+
 # Recommended Kubernetes labels on objects NeuroDock creates.
 PART_OF = "app.kubernetes.io/part-of"
 COMPONENT = "app.kubernetes.io/component"

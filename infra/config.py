@@ -37,6 +37,7 @@ from components.gpu.catalog import (
     GpuMachine,
     machine_gpus,
 )
+from components.monitoring.metrics import VLLM_TTFT_BUCKETS
 from components.serving.architectures import RUNTIME_OVERHEAD_GIB, Architecture, estimate, lookup
 from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS, KIND_NODE_IMAGES
 
@@ -304,10 +305,13 @@ class AlertThresholds(Model):
 
 
 class Slo(Model):
-    """A model's service-level objectives; each one becomes an alert."""
+    """A model's service-level objectives over 30 days; each one becomes multi-window burn-rate alerts."""
 
-    ttft_p95_seconds: float = Field(default=2.0, gt=0, le=600)
-    """Time to first token, 95th percentile, in seconds (default 2)."""
+    ttft_p95_seconds: float = Field(default=2.5, gt=0, le=600)
+    """95% of requests get their first token within this many seconds: a bucket bound of vLLM's TTFT
+    histogram (default 2.5)."""
+    availability: float = Field(default=0.99, ge=0.9, le=0.9999)
+    """Share of requests the gateway answers without a 5xx (default 0.99)."""
     queue_depth: int = Field(default=10, gt=0, le=100000)
     """Requests waiting per model above which it is overloaded (default 10)."""
     kv_cache_usage: Fraction = 0.9
@@ -1148,6 +1152,12 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     if cloud_for and cloud_for != provider:
         add(("source",), f"{model.source.split('://', 1)[0]}:// weights are read with {cloud_for} workload identity; "
             f"this stack runs on {provider}: use hf:// or a {provider} bucket")
+    if model.engine == "vllm" and model.slo.ttft_p95_seconds not in VLLM_TTFT_BUCKETS:
+        near = min(VLLM_TTFT_BUCKETS, key=lambda b: abs(b - model.slo.ttft_p95_seconds))
+        add(("slo", "ttftP95Seconds"), (
+            f"{model.slo.ttft_p95_seconds} is not a bucket bound of vLLM's time-to-first-token histogram, so "
+            f"the share of requests meeting it cannot be counted; use {near:g} or another bound: "
+            f"{', '.join(f'{b:g}' for b in VLLM_TTFT_BUCKETS)}"))
     threshold = monitoring.alerts.gpu_memory_usage
     if (monitoring.enabled and model.engine == "vllm"
             and model.engine_args.gpu_memory_utilization > threshold - GPU_MEMORY_ALERT_HEADROOM):

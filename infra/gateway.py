@@ -29,6 +29,7 @@ def build_gateway(
     catalog: ModelCatalog,
     secrets: StackSecrets,
     random_provider: pulumi.ProviderResource,
+    crds: pulumi.Resource | None,
     opts: pulumi.ResourceOptions,
 ) -> ModelGateway:
     """The gateway, the routes of every model, and (unless turned off) the smoke test."""
@@ -54,6 +55,7 @@ def build_gateway(
             tls_key=secrets.gateway_tls_key if gw.tls else None,
             api_keys=secrets.gateway_api_keys,
             smoke_test_key=smoke_key,
+            monitoring_crds=crds,
         ),
         opts=opts,
     )
@@ -62,6 +64,7 @@ def build_gateway(
     for model in config.models:
         budgets = model.readiness or config.readiness
         routes.append(model_route(f"{model.name}-route", ModelRouteArgs(
+            name=model.name,
             namespace=SERVING_NAMESPACE,
             served_name=model.model_name,
             stable=Backend(service=catalog.services[model.name], port=PORT),

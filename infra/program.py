@@ -19,6 +19,7 @@ from components.cluster.base import (
     Cluster,
     GpuSharing,
     NodePoolArgs,
+    PoolFacts,
     PoolRole,
     SharingStrategy,
     system_node_selector,
@@ -33,7 +34,7 @@ from components.gpu.dcgm import DcgmExporter, DcgmExporterArgs, DriverLayout
 from components.gpu.device_plugin import NAMESPACE as DEVICE_PLUGIN_NAMESPACE
 from components.gpu.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.monitoring import alertmanager
-from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuThresholds, ModelTarget
+from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuPool, GpuThresholds, ModelTarget
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring.stack import Alerting, MonitoringStack, MonitoringStackArgs, Platform
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
@@ -137,10 +138,10 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
                                 monitoring.prometheus_url if monitoring else None, crds, catalog_opts)
         outputs["models"] = catalog.urls
         if config.gateway.enabled:
-            gateway = build_gateway(config, cluster, catalog, secrets, rand, k8s_opts)
+            gateway = build_gateway(config, cluster, catalog, secrets, rand, crds, k8s_opts)
             outputs["gatewayUrl"] = gateway.url
     if monitoring is not None:
-        _alerts(config, monitoring, catalog, [agent for _, agent in agents], k8s_opts)
+        _alerts(config, monitoring, catalog, [agent for _, agent in agents], cluster.pools, k8s_opts)
     return outputs
 
 
@@ -200,7 +201,7 @@ def _gpu_enablement(
 
 
 def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCatalog | None,
-            agents: list[Agent], opts: pulumi.ResourceOptions) -> AlertRules:
+            agents: list[Agent], pools: tuple[PoolFacts, ...], opts: pulumi.ResourceOptions) -> AlertRules:
     thresholds = config.monitoring.alerts
     return AlertRules(
         "alerts",
@@ -214,13 +215,19 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
                     namespace=SERVING_NAMESPACE,
                     deployment=catalog.deployments[model.model_name],
                     min_replicas=model.min_replicas,
-                    ttft_p95_seconds=model.slo.ttft_p95_seconds,
+                    ttft_seconds=model.slo.ttft_p95_seconds,
+                    availability=model.slo.availability,
                     queue_depth=model.slo.queue_depth,
                     kv_cache_usage=model.slo.kv_cache_usage,
+                    # The gateway's route (infra/gateway.py names it after the model) counts its errors.
+                    route=model.name if config.gateway.enabled else None,
                 )
                 for model in (config.models if catalog else [])
             ),
             agents=tuple(agents),
+            pools=tuple(
+                GpuPool(name=p.name, expected=p.gpu_count * (p.gpu_sharing.devices_per_gpu() if p.gpu_sharing else 1))
+                for p in pools if p.real_gpus),
             gpu=GpuThresholds(
                 memory_usage=thresholds.gpu_memory_usage,
                 idle_utilisation_percent=thresholds.gpu_idle_utilisation_percent,

@@ -245,6 +245,27 @@ BAD_CONFIGS = [
      "neurodock:nodePools[1].instanceTypes[1]: g6.4xlarge is not the same shape as g6.2xlarge"),
     ("a DNS endpoint on EKS", "staging", _set(["neurodock:cloud", "endpoint", "dns"], True),
      "neurodock:cloud.endpoint.dns: unknown key"),
+    ("vLLM holding more GPU memory than the alert allows", "staging",
+     _set(["neurodock:models", 0, "engineArgs"], {"gpuMemoryUtilization": 0.96}),
+     "neurodock:models[0].engineArgs.gpuMemoryUtilization: vLLM holds 0.96 of each GPU's memory while it runs"),
+    ("a TTFT objective between vLLM's buckets", "staging", _set(["neurodock:models", 0, "slo"], {"ttftP95Seconds": 2}),
+     "neurodock:models[0].slo.ttftP95Seconds: 2.0 is not a bucket bound of vLLM's time-to-first-token histogram, "
+     "so the share of requests meeting it cannot be counted; use 2.5"),
+    ("an unknown receiver type", "prod", _set(["neurodock:monitoring", "alerting", "receivers", 0, "type"], "sms"),
+     "neurodock:monitoring.alerting.receivers[0].type: must be one of 'slack', 'pagerduty', 'webhook', 'email'"),
+    ("a route to no receiver", "prod", _set(["neurodock:monitoring", "alerting", "routes", 0, "receiver"], "pager"),
+     "neurodock:monitoring.alerting.routes[0].receiver: no receiver named 'pager'; receivers: oncall, ml-alerts"),
+    ("a route by a model's id instead of its served name", "prod",
+     _set(["neurodock:monitoring", "alerting", "routes", 0, "models"], ["llama-3-1-8b"]),
+     "neurodock:monitoring.alerting.routes[0].models[0]: no model serves 'llama-3-1-8b'"),
+    ("two receivers of one name", "prod", _set(["neurodock:monitoring", "alerting", "receivers", 1, "name"], "oncall"),
+     "neurodock:monitoring.alerting.receivers[1].name: receivers[0] is also named 'oncall'"),
+    ("a default receiver that does not exist", "prod",
+     _set(["neurodock:monitoring", "alerting", "defaultReceiver"], "ops"),
+     "neurodock:monitoring.alerting.defaultReceiver: no receiver named 'ops'"),
+    ("a Slack channel with a space", "staging",
+     _set(["neurodock:monitoring", "alerting", "receivers", 0, "channel"], "#ml alerts"),
+     "neurodock:monitoring.alerting.receivers[0].channel: must match the pattern"),
 ]
 
 
@@ -308,3 +329,27 @@ def test_api_keys_in_plaintext_are_rejected():
     config["neurodock:gatewayApiKeys"] = '{"team-a": "sk-0123456789abcdef"}'
     problems = problems_of(config)
     assert any(p.startswith("neurodock:gatewayApiKeys: holds a secret but is stored in plaintext") for p in problems)
+
+
+def test_receiver_credentials_are_checked_when_pulumi_can_read_them():
+    config = config_of(stack_document("prod"))
+    key = "neurodock:alertReceiverSecrets"
+    config[key] = '{"oncall": "k", "ml-alerts": "https://hooks.slack.com/x"}'
+    parse_config(config, secret_keys=[key])
+    config[key] = '{"oncall": "k", "ml-alert": "https://hooks.slack.com/x"}'
+    problems = problems_of(config, secret_keys=[key])
+    # Names the missing and the stray entry; never the values.
+    assert problems == [
+        f"{key}: has an entry 'ml-alert' that no receiver needs; receivers needing one: ml-alerts, oncall",
+        f"{key}: has no entry for receiver 'ml-alerts', which needs its credential"]
+    assert not any("hooks.slack.com" in p for p in problems)
+    config[key] = "https://hooks.slack.com/x"
+    assert problems_of(config, secret_keys=[key]) == [
+        f'{key}: must be a JSON object of receiver name to its credential, e.g. {{"oncall": "<key>"}}']
+
+
+def test_receiver_credentials_in_plaintext_are_rejected():
+    config = config_of(stack_document("prod"))
+    config["neurodock:alertReceiverSecrets"] = '{"oncall": "k", "ml-alerts": "u"}'
+    assert problems_of(config)[0].startswith(
+        "neurodock:alertReceiverSecrets: holds a secret but is stored in plaintext")

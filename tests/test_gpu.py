@@ -59,7 +59,8 @@ def test_time_sliced_pools_get_their_own_plugin_config():
     document, pools = variants["shared-b"]
     assert pools == ("b",)
     assert document["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
-    assert document["flags"]["failOnInitError"] is False
+    # A plugin that cannot initialise exits (and its DaemonSet turns unready) instead of advertising nothing.
+    assert document["flags"]["failOnInitError"] is True
 
 
 def test_time_slicing_config_reaches_the_cluster(write_stack):
@@ -81,18 +82,57 @@ def test_dcgm_attributes_metrics_to_pods_and_is_scraped_with_its_labels(shipped_
     [container] = pod["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["DCGM_EXPORTER_KUBERNETES"] == "true"
+    assert "DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE" not in env  # uid: what the NVIDIA plugin hands out
     assert {"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True} \
         in container["volumeMounts"]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    [monitor] = manifests(plan, "ServiceMonitor", "nvidia-dcgm-exporter")
-    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    [endpoint] = manifests(plan, "ServiceMonitor", "nvidia-dcgm-exporter")[0]["spec"]["endpoints"]
+    # The exporter's own pod labels are dropped: an idle GPU is never attributed to the exporter, and a
+    # busy GPU's pod keeps its name instead of becoming exported_pod.
+    assert endpoint["honorLabels"] is False
+    assert {"action": "labeldrop", "regex": "pod|namespace|container"} in endpoint["relabelings"]
 
 
-def test_dcgm_on_gke_reads_the_host_driver(shipped_plans):
-    [ds] = manifests(shipped_plans["prod"], "DaemonSet", "nvidia-dcgm-exporter")
+def test_dcgm_collects_its_counters_file_and_no_profiling_field(shipped_plans):
+    from components.gpu.dcgm import COUNTERS, counters_csv
+    from components.monitoring import metrics
+
+    plan = shipped_plans["staging"]
+    [ds] = manifests(plan, "DaemonSet", "nvidia-dcgm-exporter")
+    [container] = ds["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    [counters] = [m for m in manifests(plan, "ConfigMap", "nvidia-dcgm-exporter") if "counters.csv" in m["data"]]
+    assert counters["data"]["counters.csv"] == counters_csv()
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "counters")
+    assert env["DCGM_EXPORTER_COLLECTORS"] == f"{mount['mountPath']}/counters.csv"
+    # Exactly the DCGM fields the dashboards and alerts read, the XID counter among them.
+    assert {f for f, _, _ in COUNTERS} == {m.name for m in metrics.REGISTRY.values() if m.source == "dcgm"}
+    # Profiling fields need SYS_ADMIN, which the exporter does not get.
+    assert not any(f.startswith("DCGM_FI_PROF_") for f, _, _ in COUNTERS)
+    assert "SYS_ADMIN" not in str(container["securityContext"])
+
+
+def test_dcgm_on_gke_reads_the_host_driver_is_admitted_and_matches_gpus_by_device_name(shipped_plans):
+    plan = shipped_plans["prod"]
+    [ds] = manifests(plan, "DaemonSet", "nvidia-dcgm-exporter")
     pod = ds["spec"]["template"]["spec"]
     assert {"name": "nvidia", "hostPath": {"path": "/home/kubernetes/bin/nvidia", "type": "Directory"}} \
         in pod["volumes"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE"] == "device-name"
+    # GKE admits a system-node-critical pod outside kube-system only under a quota scoped to it.
+    assert pod["priorityClassName"] == "system-node-critical"
+    [quota] = manifests(plan, "ResourceQuota", "nvidia-dcgm-exporter")
+    [scope] = quota["spec"]["scopeSelector"]["matchExpressions"]
+    assert scope["scopeName"] == "PriorityClass" and scope["operator"] == "In"
+    assert pod["priorityClassName"] in scope["values"]
+    # No quota where none is needed.
+    assert manifests(shipped_plans["staging"], "ResourceQuota", "nvidia-dcgm-exporter") == []
+
+
+def test_gke_runs_one_dcgm_collector(shipped_plans):
+    [cluster] = of_type(shipped_plans["prod"], "gcp:container/cluster:Cluster")
+    assert cluster.inputs["monitoringConfig"]["enableComponents"] == ["SYSTEM_COMPONENTS"]
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])

@@ -348,6 +348,11 @@ class GkeCluster(pulumi.ComponentResource):
                     enable_secure_boot=True, enable_integrity_monitoring=True),
                 workload_metadata_config=gcp.container.ClusterNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
             ),
+            # One DCGM collector per GPU node: GKE's managed DCGM metrics (on by default for clusters
+            # created at 1.32.1-gke.1357000 or later, sent to Managed Prometheus) would run a second DCGM
+            # host engine beside NeuroDock's exporter, which feeds the in-cluster Prometheus, its
+            # dashboards and alerts. The list replaces GKE's default: without DCGM it is off.
+            monitoring_config=gcp.container.ClusterMonitoringConfigArgs(enable_components=["SYSTEM_COMPONENTS"]),
             logging_config=gcp.container.ClusterLoggingConfigArgs(
                 enable_components=["SYSTEM_COMPONENTS", "APISERVER", "CONTROLLER_MANAGER", "SCHEDULER", "WORKLOADS"],
             ),

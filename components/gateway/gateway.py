@@ -28,6 +28,7 @@ from components.k8s import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
+from components.monitoring.resources import service_monitor
 from components.versions import BODY_BASED_ROUTER_IMAGE
 
 NAMESPACE = "neurodock-gateway"
@@ -35,6 +36,14 @@ NAMESPACE = "neurodock-gateway"
 namespace allowed to reach model servers."""
 GATEWAY_CLASS = "neurodock"
 GATEWAY_NAME = "neurodock"
+PROXY_POD_LABELS = {"app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway",
+                    "gateway.envoyproxy.io/owning-gateway-name": GATEWAY_NAME}
+"""Labels Envoy Gateway puts on the proxy pods of a Gateway (v1.7.0,
+internal/infrastructure/kubernetes/proxy/resource.go)."""
+PROXY_METRICS_PORT = "metrics"
+"""The proxies' Prometheus port (19001, /stats/prometheus), on by default; their Service does not expose it."""
+PROXY_METRICS_KEPT = "envoy_cluster_upstream_rq_xx|envoy_cluster_upstream_rq_total"
+"""Envoy exports thousands of series; the dashboards and alerts read these."""
 SERVICE_NAME = "neurodock-gateway"
 """The proxies' Service: a fixed name, so clients and the smoke test have a stable address."""
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
@@ -83,6 +92,8 @@ class ModelGatewayArgs:
     """The smoke test's own key, added to ``api_keys`` (required with ``api_keys``)."""
     timeout_s: int = 600
     """How long `pulumi up` waits for the controller release (default 600)."""
+    monitoring_crds: pulumi.Resource | None = None
+    """The monitoring release (PodMonitor CRD); without it the proxies are not scraped."""
 
 
 class ModelGateway(pulumi.ComponentResource):
@@ -126,6 +137,12 @@ class ModelGateway(pulumi.ComponentResource):
         )
         crds = self._child(depends_on=[release])
         proxy = self._envoy_proxy(args, crds)
+        if args.monitoring_crds is not None:
+            # The proxies' response codes per route backend are the models' error rates: vLLM itself
+            # never counts a failed request (docs/upstream.md).
+            service_monitor(f"{name}-proxy-monitor", namespace=NAMESPACE, match_labels=PROXY_POD_LABELS,
+                            port=PROXY_METRICS_PORT, path="/stats/prometheus", parent=self,
+                            crds=args.monitoring_crds, keep_metrics=PROXY_METRICS_KEPT, kind="PodMonitor")
         gateway_class = k8s.apiextensions.CustomResource(
             f"{name}-class",
             api_version=f"{GATEWAY_API}/v1",

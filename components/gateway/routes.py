@@ -24,6 +24,8 @@ class Backend:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelRouteArgs:
+    name: str
+    """The HTTPRoute's name: alerts and dashboards find its Envoy statistics by it (``cluster_name``)."""
     namespace: pulumi.Input[str]
     """Namespace of the route and of every backend Service."""
     served_name: str
@@ -39,11 +41,28 @@ class ModelRouteArgs:
     """Longest request, streaming included (default 600 s): long generations must not be cut."""
 
 
+VARIANT_HEADER = "x-neurodock-variant"
+"""Request header naming the version a request was routed to (stable, canary)."""
+
+
+def cluster_name(namespace: str, route: str, backend: int | None = None, mirror: bool = False) -> str:
+    """The Envoy cluster Envoy Gateway builds for the route's only rule, the ``envoy_cluster_name`` of
+    its statistics: ``httproute/<namespace>/<name>/rule/0``, ``.../backend/<i>`` per backendRef when
+    the backends have filters of their own, ``...-mirror-<filter index>`` for a mirror (gateway v1.7.0
+    ``internal/gatewayapi/helpers.go``, ``filters.go``; docs/upstream.md)."""
+    base = f"httproute/{namespace}/{route}/rule/0"
+    if mirror:
+        return f"{base}-mirror-0"
+    return base if backend is None else f"{base}/backend/{backend}"
+
+
 def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
     _validate(args)
-    backends = [_ref(args.stable, 100 - args.canary_weight if args.canary else None)]
+    # Each backend's own filter also gives it its own Envoy cluster (backend/0 stable, backend/1
+    # canary), so the gateway's response codes tell the versions apart, whatever their health.
+    backends = [_ref(args.stable, 100 - args.canary_weight if args.canary else None, "stable")]
     if args.canary is not None:
-        backends.append(_ref(args.canary, args.canary_weight))
+        backends.append(_ref(args.canary, args.canary_weight, "canary"))
     rule: dict = {
         "matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
                      "headers": [{"type": "Exact", "name": MODEL_HEADER, "value": args.served_name}]}],
@@ -61,6 +80,7 @@ def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -
         api_version=f"{GATEWAY_API}/v1",
         kind="HTTPRoute",
         metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=args.name,
             namespace=args.namespace,
             labels=GATEWAY_LABELS,
             annotations={"neurodock.io/served-name": args.served_name},
@@ -73,8 +93,10 @@ def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -
     )
 
 
-def _ref(backend: Backend, weight: int | None) -> dict:
-    ref = {"group": "", "kind": "Service", "name": backend.service, "port": backend.port}
+def _ref(backend: Backend, weight: int | None, variant: str) -> dict:
+    ref = {"group": "", "kind": "Service", "name": backend.service, "port": backend.port,
+           "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+               "set": [{"name": VARIANT_HEADER, "value": variant}]}}]}
     if weight is not None:
         ref["weight"] = weight
     return ref

@@ -4,7 +4,13 @@ pod and namespace of the workload using each GPU (read from the kubelet's pod-re
 Pod Security: the exporter reads the kubelet's pod-resources socket (a hostPath) as root, so its
 namespace is labelled ``privileged``. On GKE the NVIDIA driver lives under /home/kubernetes/bin/nvidia
 on the host and the exporter needs the GPU device files, so there it runs privileged; elsewhere the
-NVIDIA container runtime hands it the GPUs and it drops every capability.
+NVIDIA container runtime hands it the GPUs and it drops every capability. Without ``SYS_ADMIN`` DCGM's
+profiling fields (``DCGM_FI_PROF_*``) are unavailable, so the counters file NeuroDock ships has none.
+
+Labels (exporter 4.8.4, docs/upstream.md): ``gpu``, ``UUID``, ``pci_bus_id``, ``device``, ``modelName``,
+``hostname`` (the node name, from ``NODE_NAME``), and ``pod``/``namespace``/``container`` only on series of
+a GPU a pod holds. The scrape drops the exporter's own ``pod``/``namespace``/``container`` target labels,
+so an idle GPU's series carry no pod at all rather than the exporter's.
 """
 
 from __future__ import annotations
@@ -17,12 +23,31 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.gpu.affinity import gpu_node_affinity, gpu_tolerations
-from components.k8s import PART_OF_VALUE, namespace
+from components.k8s import PART_OF_VALUE, critical_pods_quota, namespace
 from components.monitoring.resources import service_monitor
 from components.versions import DCGM_EXPORTER_IMAGE
 
 NAMESPACE = "nvidia-dcgm-exporter"
 PORT = 9400
+COUNTERS_DIR = "/etc/neurodock-dcgm"
+
+COUNTERS: tuple[tuple[str, str, str], ...] = (
+    # field, Prometheus type, help (the exporter's own, etc/default-counters.csv)
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
+    # A true counter per (GPU, XID) since the exporter started (4.8.3+): what increase() alerts need.
+    ("DCGM_EXP_XID_ERRORS_TOTAL", "counter", "Total XID errors observed since exporter start."),
+)
+"""The fields the exporter collects: what the registry (components/monitoring/metrics.py) uses, and no
+``DCGM_FI_PROF_*`` (profiling needs SYS_ADMIN)."""
+
+
+def counters_csv() -> str:
+    """The counters file, in the exporter's CSV format (field, type, help)."""
+    return "".join(f"{field}, {kind}, {help_}\n" for field, kind, help_ in COUNTERS)
 
 
 class DriverLayout(StrEnum):
@@ -52,6 +77,16 @@ class DcgmExporter(pulumi.ComponentResource):
         ns = namespace(f"{name}-ns", NAMESPACE, parent=self, pod_security="privileged", component="gpu")
         match = {labels.NAME: "dcgm-exporter"}
         object_labels = {**match, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "gpu"}
+        counters = k8s.core.v1.ConfigMap(
+            f"{name}-counters",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns.metadata.name, labels=object_labels),
+            data={"counters.csv": counters_csv()},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        admitted = []
+        if args.driver_layout is DriverLayout.GKE:
+            # GKE refuses system-node-critical pods outside kube-system without this quota.
+            admitted.append(critical_pods_quota(f"{name}-critical-pods", ns.metadata.name, parent=self))
         daemon_set = k8s.apps.v1.DaemonSet(
             f"{name}-ds",
             metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns.metadata.name, labels=object_labels),
@@ -59,10 +94,10 @@ class DcgmExporter(pulumi.ComponentResource):
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=match),
-                    spec=_pod_spec(args),
+                    spec=_pod_spec(args, counters.metadata.name),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=admitted),
         )
         k8s.core.v1.Service(
             f"{name}-svc",
@@ -76,26 +111,45 @@ class DcgmExporter(pulumi.ComponentResource):
         )
         if args.crds is not None:
             service_monitor(f"{name}-monitor", namespace=ns.metadata.name, match_labels=match, port="metrics",
-                            parent=self, crds=args.crds, honor_labels=True)
+                            parent=self, crds=args.crds, relabelings=SCRAPE_RELABELINGS)
         self.daemon_set_name = daemon_set.metadata.name
         self.register_outputs({"daemonSetName": self.daemon_set_name})
 
 
-def _pod_spec(args: DcgmExporterArgs) -> k8s.core.v1.PodSpecArgs:
+SCRAPE_RELABELINGS = [
+    # The exporter's own pod, namespace and container are target labels; they would stand in for the
+    # missing pod labels of idle GPUs, or push a GPU's real ones aside to exported_*. Drop them, and
+    # keep the node (also in the exporter's `hostname` label) and the exporter pod under other names.
+    {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"},
+    {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "exporter_pod"},
+    {"action": "labeldrop", "regex": "pod|namespace|container"},
+]
+
+
+def _pod_spec(args: DcgmExporterArgs, counters: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgs:
     gke = args.driver_layout is DriverLayout.GKE
     env = [
         k8s.core.v1.EnvVarArgs(name="DCGM_EXPORTER_LISTEN", value=f":{PORT}"),
+        k8s.core.v1.EnvVarArgs(name="DCGM_EXPORTER_COLLECTORS", value=f"{COUNTERS_DIR}/counters.csv"),
         # Attribute each GPU's metrics to the pod and namespace using it.
         k8s.core.v1.EnvVarArgs(name="DCGM_EXPORTER_KUBERNETES", value="true"),
+        # The `hostname` label: the node's name, not the pod's.
         k8s.core.v1.EnvVarArgs(name="NODE_NAME", value_from=k8s.core.v1.EnvVarSourceArgs(
             field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="spec.nodeName"))),
     ]
     mounts = [k8s.core.v1.VolumeMountArgs(name="pod-resources", mount_path="/var/lib/kubelet/pod-resources",
-                                          read_only=True)]
+                                          read_only=True),
+              k8s.core.v1.VolumeMountArgs(name="counters", mount_path=COUNTERS_DIR, read_only=True)]
     volumes = [k8s.core.v1.VolumeArgs(name="pod-resources", host_path=k8s.core.v1.HostPathVolumeSourceArgs(
-        path="/var/lib/kubelet/pod-resources", type="Directory"))]
+        path="/var/lib/kubelet/pod-resources", type="Directory")),
+               k8s.core.v1.VolumeArgs(name="counters", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=counters))]
     if gke:
-        env.append(k8s.core.v1.EnvVarArgs(name="LD_LIBRARY_PATH", value="/usr/local/nvidia/lib64"))
+        env += [
+            k8s.core.v1.EnvVarArgs(name="LD_LIBRARY_PATH", value="/usr/local/nvidia/lib64"),
+            # GKE's device plugin hands pods GPUs by device name (nvidia0...), not UUID: without this
+            # no GPU is ever matched to the pod holding it.
+            k8s.core.v1.EnvVarArgs(name="DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE", value="device-name"),
+        ]
         mounts.append(k8s.core.v1.VolumeMountArgs(name="nvidia", mount_path="/usr/local/nvidia", read_only=True))
         volumes.append(k8s.core.v1.VolumeArgs(name="nvidia", host_path=k8s.core.v1.HostPathVolumeSourceArgs(
             path="/home/kubernetes/bin/nvidia", type="Directory")))

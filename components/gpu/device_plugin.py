@@ -83,8 +83,10 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
                             image=image,
                             env=[
                                 k8s.core.v1.EnvVarArgs(name="CONFIG_FILE", value=f"{CONFIG_PATH}/{variant}.yaml"),
-                                # A node whose driver is not up yet retries instead of crash-looping.
-                                k8s.core.v1.EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="false"),
+                                # A plugin that cannot reach the driver exits and restarts (with back-off)
+                                # instead of running Ready with no GPU advertised: its DaemonSet's
+                                # readiness is then what NeuroDockNVIDIAdevicepluginDown watches.
+                                k8s.core.v1.EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="true"),
                             ],
                             security_context=k8s.core.v1.SecurityContextArgs(
                                 allow_privilege_escalation=False,
@@ -116,7 +118,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
 
 def plugin_configs(gpu_pools: list[PoolFacts]) -> dict[str, tuple[dict, tuple[str, ...]]]:
     """Config variant name -> (plugin config document, pools using it). Pure, for tests."""
-    base_flags = {"migStrategy": "none", "failOnInitError": False}
+    base_flags = {"migStrategy": "none", "failOnInitError": True}
     exclusive = tuple(p.name for p in gpu_pools
                       if not p.gpu_sharing or p.gpu_sharing.strategy is not SharingStrategy.TIME_SHARING)
     variants: dict[str, tuple[dict, tuple[str, ...]]] = {}

@@ -11,11 +11,33 @@ from dataclasses import dataclass, replace
 
 import pulumi
 
+from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
 from components.monitoring.resources import prometheus_rule
 
 RUNBOOK_BASE = "https://github.com/neurodock/neurodock/blob/main/docs/runbooks.md"
 """Where docs/runbooks.md of this repository is published; each alert links to its section."""
+
+
+HARDWARE_XIDS = ("48", "63", "64", "74", "79", "92", "94", "95")
+"""XIDs of the GPU itself: double-bit ECC (48), row remapping (63, 64), NVLink (74), fallen off the bus
+(79), high single-bit ECC rate (92), contained and uncontained ECC (94, 95) (dcgm-exporter
+``internal/pkg/collector/xid_errors.go``; NVIDIA's XID catalogue). The others come from applications
+(13, 31, 43, 45: a faulting or killed CUDA process) and end with it."""
+
+XID_WINDOW = "10m"
+"""An XID pages for this long after it happens, then resolves: the exporter's counter never falls."""
+
+BURN_RATES = (
+    # severity, long window, short window, burn rate: 2% of a 30-day budget in 1 hour, 5% in 6 hours
+    # (page); 10% in 3 days... (ticket). The Site Reliability Workbook, "Alerting on SLOs", table 5-8.
+    ("critical", "1h", "5m", 14.4),
+    ("critical", "6h", "30m", 6.0),
+    ("warning", "1d", "2h", 3.0),
+    ("warning", "3d", "6h", 1.0),
+)
+"""Multi-window, multi-burn-rate alerting: an alert fires while the error budget burns this fast over
+both windows; the short window makes it resolve soon after the burn stops."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,11 +48,28 @@ class ModelTarget:
     """``vllm`` or ``llamacpp``."""
     namespace: str
     deployment: pulumi.Input[str]
-    """The model server's Deployment name."""
+    """The stable model server's Deployment name."""
     min_replicas: int
-    ttft_p95_seconds: float
+    ttft_seconds: float
+    """TTFT objective: 95% of requests get their first token within this (a bound of vLLM's histogram)."""
+    availability: float
+    """Availability objective: the share of requests the gateway answers without a 5xx."""
     queue_depth: int
     kv_cache_usage: float
+    route: str | None = None
+    """The model's HTTPRoute name, whose gateway statistics give its error rate (None: no gateway)."""
+
+
+TTFT_OBJECTIVE = 0.95
+"""Share of requests that must meet ``ttft_seconds`` (the objective is a 95th percentile)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuPool:
+    """A GPU pool whose nodes must advertise ``expected`` ``nvidia.com/gpu`` each."""
+
+    name: str
+    expected: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,25 +103,64 @@ def _rule(alert: str, expr: str, for_: str, severity: str, summary: str, descrip
     }
 
 
-def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agent]) -> list[dict]:
-    """Prometheus rule groups; every ``deployment`` and ``daemon_set`` must be a plain string."""
-    gpu_rules = [
+def le_matcher(bound: float) -> str:
+    """A matcher of a histogram bucket's ``le``, however the bound is written: ``2.5``, or ``10`` and
+    ``10.0`` (Prometheus 3 writes whole bounds with ``.0`` on ingestion; older ones keep the exporter's)."""
+    text = repr(float(bound))
+    if text.endswith(".0"):
+        return f'le=~"{text[:-2]}|{text[:-2]}[.]0"'
+    return f'le="{text}"'
+
+
+def _burn_rules(alert: str, bad_ratio, budget: float, summary: str, description: str, runbook: str,
+                labels: dict[str, str]) -> list[dict]:
+    """One rule per severity: the budget burns at a page's (or a ticket's) rate over both windows."""
+    out = []
+    for severity in ("critical", "warning"):
+        windows = [(long_, short, rate) for sev, long_, short, rate in BURN_RATES if sev == severity]
+        expr = " or ".join(f"({bad_ratio(long_)} > {rate * budget:g} and {bad_ratio(short)} > {rate * budget:g})"
+                           for long_, short, rate in windows)
+        out.append(_rule(alert, expr, "2m" if severity == "critical" else "15m", severity, summary,
+                         description, runbook, labels))
+    return out
+
+
+def _xids(matcher: str) -> str:
+    """XID errors of the last ``XID_WINDOW``. The exporter creates a (GPU, xid) series at its first
+    error, already at 1, where ``increase`` sees nothing: a series absent a window ago counts whole."""
+    total = f"{m.DCGM_XID_TOTAL.name}{{{matcher}}}"
+    return f"({total} unless {total} offset {XID_WINDOW}) or increase({total}[{XID_WINDOW}])"
+
+
+def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) -> list[dict]:
+    gpu_labels = "hostname, gpu, modelName"
+    hardware_xid = f'xid=~"{"|".join(HARDWARE_XIDS)}"'
+    application_xid = f'xid!~"{"|".join(HARDWARE_XIDS)}"'
+    rules = [
         _rule("NeuroDockGpuXidError",
-              f"max by (Hostname, gpu, modelName) ({m.DCGM_XID.name}) > 0", "0m", "critical",
-              "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID error {{ $value }}",
-              "The NVIDIA driver reported an XID error: the GPU may have faulted or fallen off the bus. "
-              "Pods on it may hang or return garbage.", "gpu-xid-error"),
+              f"sum by ({gpu_labels}, xid) ({_xids(hardware_xid)}) > 0",
+              "0m", "critical",
+              "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported hardware XID {{ $labels.xid }}",
+              "The GPU reported a hardware fault (ECC, NVLink, fallen off the bus): pods on it may hang or "
+              "return garbage until the node is replaced.", "gpu-xid-error"),
+        _rule("NeuroDockGpuXidApplicationError",
+              f"sum by ({gpu_labels}, xid) ({_xids(application_xid)}) > 0",
+              "0m", "info",
+              "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID {{ $labels.xid }}",
+              "A CUDA process on this GPU faulted or was killed; the GPU itself is fine. Repeats point at "
+              "the application.", "gpu-xid-application-error"),
         _rule("NeuroDockGpuMemoryNearFull",
-              f"{m.DCGM_FB_USED.name} / ({m.DCGM_FB_USED.name} + {m.DCGM_FB_FREE.name}) > {gpu.memory_usage}",
+              f"max by ({gpu_labels}) ({m.DCGM_FB_USED.name} / ({m.DCGM_FB_USED.name} + {m.DCGM_FB_FREE.name})) "
+              f"> {gpu.memory_usage}",
               "10m", "warning",
-              "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} memory above "
+              "GPU {{ $labels.gpu }} on {{ $labels.hostname }} memory above "
               f"{gpu.memory_usage:.0%}",
               "The framebuffer is nearly full; new requests or a second process on this GPU can fail with "
               "out-of-memory errors.", "gpu-memory-near-full"),
     ]
     for agent in agents:
         slug = agent.title.lower().replace(" ", "-")
-        gpu_rules.append(_rule(
+        rules.append(_rule(
             f"NeuroDock{agent.title.replace(' ', '')}Down",
             f'{m.KSM_DAEMONSET_READY.name}{{namespace="{agent.namespace}", daemonset="{agent.daemon_set}"}} '
             f'< {m.KSM_DAEMONSET_DESIRED.name}{{namespace="{agent.namespace}", daemonset="{agent.daemon_set}"}}',
@@ -90,54 +168,94 @@ def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agen
             f"{agent.title} is not ready on every GPU node",
             f"Some GPU nodes have no ready {agent.title} pod: their GPUs are not advertised or not "
             "monitored, so model servers cannot start there or run unobserved.", f"{slug}-down"))
+    for pool in pools:
+        node = f'max by (node) ({m.KSM_NODE_LABELS.name}{{label_neurodock_io_pool="{pool.name}"}})'
+        allocatable = f'sum by (node) ({m.KSM_NODE_ALLOCATABLE.name}{{resource="nvidia_com_gpu"}})'
+        rules.append(_rule(
+            "NeuroDockGpusNotAdvertised",
+            # A node advertising none has no allocatable series at all: it counts as 0.
+            f"({allocatable} or on (node) {node} * 0) < on (node) {node} * {pool.expected}",
+            "15m", "critical",
+            "Node {{ $labels.node }} advertises {{ $value }} of its " f"{pool.expected} GPUs",
+            f"Nodes of pool {pool.name} should advertise {pool.expected} nvidia.com/gpu; this one has fewer, so "
+            "GPU pods cannot use them: the device plugin failed or a GPU fell off the bus.",
+            "gpus-not-advertised", {"pool": pool.name}))
+    return rules
 
-    model_rules = []
-    for t in models:
-        who = {"model": t.served_name}
-        sel = f'model_name="{t.served_name}"'
-        dep = f'namespace="{t.namespace}", deployment="{t.deployment}"'
-        model_rules.append(_rule(
-            "NeuroDockModelServerDown",
-            f"{m.KSM_DEPLOYMENT_AVAILABLE.name}{{{dep}}} == 0 and {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > 0",
-            "5m", "critical", f"Model {t.served_name} has no available replica",
-            "Every replica of the model server is down or not ready: requests for this model fail.",
-            "model-server-down", who))
-        if t.engine == "vllm":
-            model_rules += [
-                _rule("NeuroDockTtftOverSlo",
-                      f"histogram_quantile(0.95, sum by (le) (rate({m.VLLM_TTFT.name}_bucket{{{sel}}}[5m]))) "
-                      f"> {t.ttft_p95_seconds}", "10m", "warning",
-                      f"Model {t.served_name}: p95 time to first token above {t.ttft_p95_seconds}s",
-                      "Users wait too long for the first token: the model is overloaded (see queue depth) "
-                      "or prompts got longer.", "ttft-over-slo", who),
-                _rule("NeuroDockQueueDepthHigh",
-                      f"sum({m.VLLM_WAITING.name}{{{sel}}}) > {t.queue_depth}", "5m", "warning",
-                      f"Model {t.served_name}: more than {t.queue_depth} requests waiting",
-                      "Requests queue faster than replicas serve them; the autoscaler should add replicas "
-                      "unless the pool is at its maximum.", "queue-depth-high", who),
-                _rule("NeuroDockKvCacheNearFull",
-                      f"max({m.VLLM_KV_CACHE.name}{{{sel}}}) > {t.kv_cache_usage}", "10m", "warning",
-                      f"Model {t.served_name}: KV cache above {t.kv_cache_usage:.0%}",
-                      "A full KV cache makes vLLM preempt and recompute requests, raising latency.",
-                      "kv-cache-near-full", who),
-                _rule("NeuroDockGpusIdleAboveMinReplicas",
-                      f'avg(avg_over_time({m.DCGM_GPU_UTIL.name}{{namespace="{t.namespace}", '
-                      f'pod=~"{t.deployment}-.*"}}[{gpu.idle_minutes}m])) < {gpu.idle_utilisation_percent} '
-                      f"and on() {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > {t.min_replicas}",
-                      "15m", "info",
-                      f"Model {t.served_name}: GPUs idle while above its minimum of {t.min_replicas} replicas",
-                      f"The model's GPUs averaged under {gpu.idle_utilisation_percent}% for "
-                      f"{gpu.idle_minutes} minutes with more replicas than its minimum: capacity is paid for "
-                      "and unused.", "gpus-idle", who),
-            ]
-        else:
-            model_rules.append(_rule(
-                "NeuroDockQueueDepthHigh",
-                f'sum({m.LLAMACPP_DEFERRED.name}{{namespace="{t.namespace}", pod=~"{t.deployment}-.*"}}) '
-                f"> {t.queue_depth}", "5m", "warning",
-                f"Model {t.served_name}: more than {t.queue_depth} requests waiting",
-                "Requests queue faster than replicas serve them.", "queue-depth-high", who))
-    groups = [{"name": "neurodock-gpu", "rules": gpu_rules}]
+
+def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
+    who = {"model": t.served_name}
+    dep = f'namespace="{t.namespace}", deployment="{t.deployment}"'
+    rules = [_rule(
+        "NeuroDockModelServerDown",
+        f"{m.KSM_DEPLOYMENT_AVAILABLE.name}{{{dep}}} == 0 and {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > 0",
+        "5m", "critical", f"Model {t.served_name} has no available replica",
+        "Every replica of the model server is down or not ready: requests for this model fail.",
+        "model-server-down", who)]
+    if t.route is not None:
+        clusters = f'envoy_cluster_name=~"{cluster_name(t.namespace, t.route)}(/backend/0)?"'
+
+        def errors(window: str) -> str:
+            codes = m.ENVOY_UPSTREAM_RQ_XX.name
+            return (f'(sum(rate({codes}{{{clusters}, envoy_response_code_class="5"}}[{window}])) '
+                    f"/ sum(rate({codes}{{{clusters}}}[{window}])))")
+
+        rules += _burn_rules(
+            "NeuroDockErrorBudgetBurn", errors, 1 - t.availability,
+            f"Model {t.served_name}: errors burn its {t.availability:.2%} availability budget",
+            "The gateway answers too many of this model's requests with a 5xx (its replicas fail, time out or "
+            "are all unready): at this rate the month's error budget runs out early.",
+            "error-budget-burn", {**who, "slo": "availability", "variant": "stable"})
+    if t.engine != "vllm":
+        rules.append(_rule(
+            "NeuroDockQueueDepthHigh",
+            f'sum({m.LLAMACPP_DEFERRED.name}{{namespace="{t.namespace}", pod=~"{t.deployment}-.*"}}) '
+            f"> {t.queue_depth}", "5m", "warning",
+            f"Model {t.served_name}: more than {t.queue_depth} requests waiting",
+            "Requests queue faster than replicas serve them.", "queue-depth-high", who))
+        return rules
+    sel = f'model_name="{t.served_name}", variant="stable"'
+
+    def slow(window: str) -> str:
+        ttft = m.VLLM_TTFT.name
+        return (f"(1 - sum(rate({ttft}_bucket{{{sel}, {le_matcher(t.ttft_seconds)}}}[{window}])) "
+                f"/ sum(rate({ttft}_count{{{sel}}}[{window}])))")
+
+    rules += _burn_rules(
+        "NeuroDockTtftBudgetBurn", slow, 1 - TTFT_OBJECTIVE,
+        f"Model {t.served_name}: too many requests wait over {t.ttft_seconds:g}s for the first token",
+        f"More than {1 - TTFT_OBJECTIVE:.0%} of requests should not wait over {t.ttft_seconds:g}s for their first "
+        "token; at this rate the month's budget runs out early. The model is overloaded (see queue depth) or "
+        "prompts got longer.", "ttft-budget-burn", {**who, "slo": "ttft", "variant": "stable"})
+    rules += [
+        _rule("NeuroDockQueueDepthHigh",
+              f"sum({m.VLLM_WAITING.name}{{{sel}}}) > {t.queue_depth}", "5m", "warning",
+              f"Model {t.served_name}: more than {t.queue_depth} requests waiting",
+              "Requests queue faster than replicas serve them; the autoscaler should add replicas "
+              "unless the pool is at its maximum.", "queue-depth-high", who),
+        _rule("NeuroDockKvCacheNearFull",
+              f"max({m.VLLM_KV_CACHE.name}{{{sel}}}) > {t.kv_cache_usage}", "10m", "warning",
+              f"Model {t.served_name}: KV cache above {t.kv_cache_usage:.0%}",
+              "A full KV cache makes vLLM preempt and recompute requests, raising latency.",
+              "kv-cache-near-full", who),
+        _rule("NeuroDockGpusIdleAboveMinReplicas",
+              f'avg(avg_over_time({m.DCGM_GPU_UTIL.name}{{namespace="{t.namespace}", '
+              f'pod=~"{t.deployment}-.*"}}[{gpu.idle_minutes}m])) < {gpu.idle_utilisation_percent} '
+              f"and on() {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > {t.min_replicas}",
+              "15m", "info",
+              f"Model {t.served_name}: GPUs idle while above its minimum of {t.min_replicas} replicas",
+              f"The model's GPUs averaged under {gpu.idle_utilisation_percent}% for "
+              f"{gpu.idle_minutes} minutes with more replicas than its minimum: capacity is paid for "
+              "and unused.", "gpus-idle", who),
+    ]
+    return rules
+
+
+def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agent],
+                pools: list[GpuPool] = ()) -> list[dict]:
+    """Prometheus rule groups; every ``deployment`` and ``daemon_set`` must be a plain string."""
+    groups = [{"name": "neurodock-gpu", "rules": _gpu_rules(gpu, agents, list(pools))}]
+    model_rules = [rule for t in models for rule in _model_rules(t, gpu)]
     if model_rules:
         groups.append({"name": "neurodock-models", "rules": model_rules})
     return groups
@@ -155,6 +273,8 @@ class AlertRulesArgs:
     """GPU node agents to alert on."""
     gpu: GpuThresholds = GpuThresholds()
     """GPU thresholds."""
+    pools: tuple[GpuPool, ...] = ()
+    """GPU pools whose nodes must advertise their GPUs."""
 
 
 class AlertRules(pulumi.ComponentResource):
@@ -169,6 +289,7 @@ class AlertRules(pulumi.ComponentResource):
             [replace(t, deployment=d) for t, d in zip(args.models, n[0], strict=True)],
             args.gpu,
             [replace(a, daemon_set=d) for a, d in zip(args.agents, n[1], strict=True)],
+            list(args.pools),
         ))
         prometheus_rule(f"{name}-rules", namespace=args.namespace, groups=groups, parent=self, crds=args.crds)
         self.register_outputs({})

@@ -68,61 +68,101 @@ def _quantiles(metric: m.Metric, sel: str, by: str) -> list[Query]:
 
 
 def gpu_dashboard() -> dict[str, Any]:
-    node = 'Hostname=~"$node"'
+    node = 'hostname=~"$node"'
     used = f"{m.DCGM_FB_USED.name}{{{node}}}"
     free = f"{m.DCGM_FB_FREE.name}{{{node}}}"
     return _dashboard("neurodock-gpu", "NeuroDock / GPUs", [
-        ("GPU utilisation by node", [Query(f"avg by (Hostname) ({m.DCGM_GPU_UTIL.name}{{{node}}})", "{{Hostname}}")],
+        ("GPU utilisation by node", [Query(f"avg by (hostname) ({m.DCGM_GPU_UTIL.name}{{{node}}})", "{{hostname}}")],
          "percent", "Average utilisation of the node's GPUs."),
         ("GPU utilisation by pod", [Query(
             f'avg by (namespace, pod) ({m.DCGM_GPU_UTIL.name}{{{node}, pod!=""}})', "{{namespace}}/{{pod}}")],
-         "percent", "Attributed through the kubelet's pod-resources API."),
-        ("GPU memory used", [Query(f"{used} / ({used} + {free})", "{{Hostname}} gpu {{gpu}}")],
+         "percent", "Attributed through the kubelet's pod-resources API; idle GPUs have no pod."),
+        ("GPU memory used", [Query(f"{used} / ({used} + {free})", "{{hostname}} gpu {{gpu}}")],
          "percentunit", "Framebuffer in use; vLLM reserves most of it up front."),
         ("GPU memory by pod", [Query(
             f'sum by (namespace, pod) ({m.DCGM_FB_USED.name}{{{node}, pod!=""}})', "{{namespace}}/{{pod}}")],
          "decmbytes", ""),
-        ("Power", [Query(f"sum by (Hostname) ({m.DCGM_POWER.name}{{{node}}})", "{{Hostname}}")], "watt", ""),
-        ("Temperature", [Query(f"max by (Hostname, gpu) ({m.DCGM_TEMP.name}{{{node}}})",
-                               "{{Hostname}} gpu {{gpu}}")], "celsius", ""),
-        ("XID errors (last value)", [Query(f"max by (Hostname, gpu) ({m.DCGM_XID.name}{{{node}}})",
-                                           "{{Hostname}} gpu {{gpu}}")], "none",
-         "Non-zero means the driver reported an XID error; see the runbook."),
-    ], [_variable("node", "Node", f"label_values({m.DCGM_GPU_UTIL.name}, Hostname)")])
+        ("Power", [Query(f"sum by (hostname) ({m.DCGM_POWER.name}{{{node}}})", "{{hostname}}")], "watt", ""),
+        ("Temperature", [Query(f"max by (hostname, gpu) ({m.DCGM_TEMP.name}{{{node}}})",
+                               "{{hostname}} gpu {{gpu}}")], "celsius", ""),
+        ("XID errors", [Query(f"sum by (hostname, gpu, xid) (increase({m.DCGM_XID_TOTAL.name}{{{node}}}[10m]))",
+                              "{{hostname}} gpu {{gpu}} xid {{xid}}")], "none",
+         "XID errors in the last 10 minutes, by XID; see the runbook for hardware and application XIDs."),
+    ], [_variable("node", "Node", f"label_values({m.DCGM_GPU_UTIL.name}, hostname)")])
+
+
+GATEWAY_CLUSTERS = 'envoy_cluster_name=~"httproute/neurodock-serving/.+"'
+"""Envoy clusters of the models' routes: ``.../rule/0/backend/0`` stable, ``/backend/1`` canary,
+``-mirror-0`` shadow (components/gateway/routes.py ``cluster_name``)."""
 
 
 def llm_dashboard() -> dict[str, Any]:
-    sel = 'model_name=~"$model"'
+    sel = 'model_name=~"$model", variant=~"$variant"'
+    by = "model_name, variant"
+    legend = "{{model_name}} {{variant}}"
+    codes = m.ENVOY_UPSTREAM_RQ_XX.name
     return _dashboard("neurodock-llm", "NeuroDock / LLM serving", [
-        ("Request rate", [Query(f"sum by (model_name) (rate({m.VLLM_REQUEST_SUCCESS.name}{{{sel}}}[5m]))",
-                                "{{model_name}}")], "reqps", "Finished requests per second."),
-        ("Errors (aborted requests)", [Query(
-            f'sum by (model_name) (rate({m.VLLM_REQUEST_SUCCESS.name}{{{sel}, finished_reason="abort"}}[5m]))',
-            "{{model_name}}")], "reqps", "Requests that ended aborted."),
-        ("Time to first token", _quantiles(m.VLLM_TTFT, sel, "model_name"), "s", ""),
-        ("Inter-token latency", _quantiles(m.VLLM_ITL, sel, "model_name"), "s", ""),
-        ("End-to-end latency", _quantiles(m.VLLM_E2E, sel, "model_name"), "s", ""),
+        ("Request rate", [Query(f"sum by ({by}) (rate({m.VLLM_REQUEST_SUCCESS.name}{{{sel}}}[5m]))", legend)],
+         "reqps", "Finished requests per second, by version (stable, canary, shadow)."),
+        ("Gateway error ratio (5xx)", [Query(
+            f'sum by (envoy_cluster_name) (rate({codes}{{{GATEWAY_CLUSTERS}, envoy_response_code_class="5"}}[5m])) '
+            f"/ sum by (envoy_cluster_name) (rate({codes}{{{GATEWAY_CLUSTERS}}}[5m]))", "{{envoy_cluster_name}}")],
+         "percentunit", "Share of each model's requests the gateway answered with a 5xx, local replies (no "
+         "healthy replica, timeout) included: route/rule/0/backend/0 is the stable version, backend/1 the canary, "
+         "-mirror-0 the shadow."),
+        ("Time to first token", _quantiles(m.VLLM_TTFT, sel, by), "s", ""),
+        ("Inter-token latency", _quantiles(m.VLLM_ITL, sel, by), "s", ""),
+        ("End-to-end latency", _quantiles(m.VLLM_E2E, sel, by), "s", ""),
         ("Queue depth", [
-            Query(f"sum by (model_name) ({m.VLLM_WAITING.name}{{{sel}}})", "waiting {{model_name}}"),
-            Query(f"sum by (model_name) ({m.VLLM_RUNNING.name}{{{sel}}})", "running {{model_name}}"),
+            Query(f"sum by ({by}) ({m.VLLM_WAITING.name}{{{sel}}})", f"waiting {legend}"),
+            Query(f"sum by ({by}) ({m.VLLM_RUNNING.name}{{{sel}}})", f"running {legend}"),
         ], "short", "Waiting requests drive the autoscaler."),
-        ("KV-cache usage", [Query(f"max by (model_name) ({m.VLLM_KV_CACHE.name}{{{sel}}})", "{{model_name}}")],
+        ("KV-cache usage", [Query(f"max by ({by}) ({m.VLLM_KV_CACHE.name}{{{sel}}})", legend)],
          "percentunit", "Above 90% vLLM starts preempting requests."),
         ("Tokens per second", [
-            Query(f"sum by (model_name) (rate({m.VLLM_GENERATION_TOKENS.name}{{{sel}}}[5m]))",
-                  "generated {{model_name}}"),
-            Query(f"sum by (model_name) (rate({m.VLLM_PROMPT_TOKENS.name}{{{sel}}}[5m]))", "prompt {{model_name}}"),
+            Query(f"sum by ({by}) (rate({m.VLLM_GENERATION_TOKENS.name}{{{sel}}}[5m]))", f"generated {legend}"),
+            Query(f"sum by ({by}) (rate({m.VLLM_PROMPT_TOKENS.name}{{{sel}}}[5m]))", f"prompt {legend}"),
         ], "short", ""),
+        ("Requests per pod", [Query(f"sum by (pod, variant) ({m.VLLM_RUNNING.name}{{{sel}}})", "{{pod}} {{variant}}")],
+         "short", "Uneven load across replicas of one version points at a slow or sick pod."),
+        ("Time to first token p95 per pod", _quantiles(m.VLLM_TTFT, sel, "pod, variant")[1:2], "s", ""),
+        ("KV-cache usage per pod", [Query(f"max by (pod, variant) ({m.VLLM_KV_CACHE.name}{{{sel}}})",
+                                          "{{pod}} {{variant}}")], "percentunit", ""),
         ("CPU engine (llama.cpp) requests", [
             Query(f"sum by (pod) ({m.LLAMACPP_PROCESSING.name})", "processing {{pod}}"),
             Query(f"sum by (pod) ({m.LLAMACPP_DEFERRED.name})", "waiting {{pod}}"),
         ], "short", "llama.cpp exposes no model label; one series per pod."),
         ("CPU engine (llama.cpp) tokens per second", [
             Query(f"sum by (pod) (rate({m.LLAMACPP_PREDICTED.name}[5m]))", "{{pod}}")], "short", ""),
-    ], [_variable("model", "Model", f"label_values({m.VLLM_RUNNING.name}, model_name)")])
+    ], [_variable("model", "Model", f"label_values({m.VLLM_RUNNING.name}, model_name)"),
+        _variable("variant", "Version", f"label_values({m.VLLM_RUNNING.name}, variant)")])
 
 
-DASHBOARDS = {"neurodock-gpu.json": gpu_dashboard, "neurodock-llm.json": llm_dashboard}
+def capacity_dashboard() -> dict[str, Any]:
+    serving = 'namespace="neurodock-serving"'
+    gpus = 'resource="nvidia_com_gpu"'
+    pool = "label_neurodock_io_pool"
+    to_pool = f"* on (node) group_left ({pool}) {m.KSM_NODE_LABELS.name}"
+    return _dashboard("neurodock-capacity", "NeuroDock / Serving capacity", [
+        ("Model server replicas: ready vs desired", [
+            Query(f"sum by (deployment) ({m.KSM_DEPLOYMENT_READY.name}{{{serving}}})", "ready {{deployment}}"),
+            Query(f"sum by (deployment) ({m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{serving}}})",
+                  "desired {{deployment}}"),
+        ], "short", "Desired replicas are what the autoscaler asks for; the gap is replicas still starting or "
+           "waiting for a GPU node."),
+        ("GPUs per pool: allocatable vs requested", [
+            Query(f"sum by ({pool}) ({m.KSM_NODE_ALLOCATABLE.name}{{{gpus}}} {to_pool})",
+                  f"allocatable {{{{{pool}}}}}"),
+            Query(f"sum by ({pool}) ({m.KSM_POD_REQUESTS.name}{{{gpus}}} {to_pool})", f"requested {{{{{pool}}}}}"),
+        ], "short", "nvidia.com/gpu the pool's nodes advertise, and what scheduled pods request of it."),
+        ("GPUs requested by pods waiting for a node", [
+            Query(f'sum({m.KSM_POD_REQUESTS.name}{{{gpus}, node=""}})', "pending")], "short",
+         "Requests of pods no node took yet: the autoscaler should be adding GPU nodes."),
+    ], [])
+
+
+DASHBOARDS = {"neurodock-gpu.json": gpu_dashboard, "neurodock-llm.json": llm_dashboard,
+              "neurodock-capacity.json": capacity_dashboard}
 """File name in the ConfigMap -> dashboard builder."""
 
 

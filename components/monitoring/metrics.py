@@ -2,14 +2,10 @@
 them. Dashboards and rules take names from here only, and tests check every PromQL expression
 against it, so an upstream rename breaks a test instead of silently emptying a panel.
 
-Sources (checked against the exporters' code):
-- vLLM V1 engine, ``vllm/v1/metrics/loggers.py`` (label ``model_name``; ``vllm:kv_cache_usage_perc``
-  replaced ``vllm:gpu_cache_usage_perc``, ``vllm:inter_token_latency_seconds`` replaced
-  ``vllm:time_per_output_token_seconds``);
-- llama.cpp server with ``--metrics``, ``tools/server/server-context.cpp`` (no labels; no KV-cache metric);
-- NVIDIA dcgm-exporter ``etc/default-counters.csv`` (labels ``gpu``, ``UUID``, ``Hostname``,
-  ``modelName``, and ``pod``/``namespace``/``container`` with Kubernetes mapping on);
-- kube-state-metrics ``docs/metrics/workload``.
+Names and labels are those of the golden scrape fixtures in ``tests/fixtures/metrics/`` (one per
+exporter, written from its source at the pinned version, cited in each file's header); the tests check
+every metric here, and every label a rule or panel selects, against them. Scrape-time labels added by
+NeuroDock's monitors: ``variant`` on model servers, ``node`` on the DCGM exporter.
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from typing import Literal
 class Metric:
     name: str
     kind: Literal["counter", "gauge", "histogram"]
-    source: Literal["vllm", "llamacpp", "dcgm", "kube-state-metrics", "prometheus"]
+    source: Literal["vllm", "llamacpp", "dcgm", "kube-state-metrics", "envoy"]
     help: str
 
     def series(self) -> set[str]:
@@ -44,6 +40,11 @@ VLLM_GENERATION_TOKENS = Metric("vllm:generation_tokens_total", "counter", "vllm
 VLLM_REQUEST_SUCCESS = Metric("vllm:request_success_total", "counter", "vllm",
                               "Finished requests, by finished_reason (stop, length, abort, ...)")
 
+VLLM_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+"""Bucket bounds of ``vllm:time_to_first_token_seconds`` (vLLM v0.28.0 ``vllm/v1/metrics/loggers.py``): a
+TTFT objective must be one of them, for the share of requests meeting it to be counted exactly."""
+
 # llama.cpp
 LLAMACPP_PROCESSING = Metric("llamacpp:requests_processing", "gauge", "llamacpp", "Requests being processed")
 LLAMACPP_DEFERRED = Metric("llamacpp:requests_deferred", "gauge", "llamacpp", "Requests waiting")
@@ -55,7 +56,7 @@ DCGM_FB_USED = Metric("DCGM_FI_DEV_FB_USED", "gauge", "dcgm", "Framebuffer memor
 DCGM_FB_FREE = Metric("DCGM_FI_DEV_FB_FREE", "gauge", "dcgm", "Framebuffer memory free, MiB")
 DCGM_POWER = Metric("DCGM_FI_DEV_POWER_USAGE", "gauge", "dcgm", "Power draw, W")
 DCGM_TEMP = Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", "dcgm", "GPU temperature, C")
-DCGM_XID = Metric("DCGM_FI_DEV_XID_ERRORS", "gauge", "dcgm", "Value of the last XID error")
+DCGM_XID_TOTAL = Metric("DCGM_EXP_XID_ERRORS_TOTAL", "counter", "dcgm", "XID errors since the exporter started, by xid")
 
 # kube-state-metrics
 KSM_DEPLOYMENT_SPEC_REPLICAS = Metric("kube_deployment_spec_replicas", "gauge", "kube-state-metrics",
@@ -66,6 +67,18 @@ KSM_DAEMONSET_DESIRED = Metric("kube_daemonset_status_desired_number_scheduled",
                                "Nodes that should run the DaemonSet's pod")
 KSM_DAEMONSET_READY = Metric("kube_daemonset_status_number_ready", "gauge", "kube-state-metrics",
                              "Nodes running a ready pod of the DaemonSet")
+KSM_DEPLOYMENT_READY = Metric("kube_deployment_status_replicas_ready", "gauge", "kube-state-metrics",
+                              "Ready replicas of a Deployment")
+KSM_NODE_LABELS = Metric("kube_node_labels", "gauge", "kube-state-metrics",
+                         "A node's allow-listed labels, as label_<name>")
+KSM_NODE_ALLOCATABLE = Metric("kube_node_status_allocatable", "gauge", "kube-state-metrics",
+                              "A node's allocatable resources (nvidia.com/gpu as nvidia_com_gpu)")
+KSM_POD_REQUESTS = Metric("kube_pod_container_resource_requests", "gauge", "kube-state-metrics",
+                          "Resources a container requests")
+
+# Envoy (the gateway's proxies), per Envoy cluster: one per route backend (components/gateway/routes.py)
+ENVOY_UPSTREAM_RQ_XX = Metric("envoy_cluster_upstream_rq_xx", "counter", "envoy",
+                              "Responses by class (envoy_response_code_class 2, 4, 5...), local replies included")
 
 REGISTRY: dict[str, Metric] = {
     m.name: m for m in globals().values() if isinstance(m, Metric)

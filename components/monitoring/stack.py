@@ -36,6 +36,10 @@ class Alerting:
     """Secret JSON object of receiver name to credential (a receiver with one cannot deliver without it)."""
 
 
+NODE_LABELS_EXPORTED = (labels.POOL_LABEL, labels.ROLE_LABEL, labels.GPU_TYPE_LABEL)
+"""Node labels kube-state-metrics exports on ``kube_node_labels``."""
+
+
 class Platform(StrEnum):
     """Where the cluster runs, which decides what of the control plane can be scraped."""
 
@@ -157,6 +161,15 @@ class MonitoringStack(pulumi.ComponentResource):
             )
 
 
+RETENTION_SIZE_FRACTION = 0.8
+"""Share of Prometheus' volume its blocks may fill (Prometheus docs/storage.md: at most 80-85%)."""
+
+
+def retention_size(storage_gib: int) -> str:
+    """Size retention for a volume of ``storage_gib`` GiB, in the operator's ByteSize (base 2)."""
+    return f"{max(1, int(storage_gib * RETENTION_SIZE_FRACTION * 1024))}MiB"
+
+
 def _resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict:
     """Requests, and a memory limit (no CPU limit: throttling a collector loses samples)."""
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit or memory}}
@@ -185,7 +198,12 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
         },
         # kube-state-metrics grows with the number of objects; the node exporter with the node's
         # devices (kube-prometheus's own manifests give it 180Mi).
-        "kube-state-metrics": {"resources": _resources("50m", "128Mi", "512Mi")},
+        "kube-state-metrics": {
+            "resources": _resources("50m", "128Mi", "512Mi"),
+            # kube_node_labels carries only allow-listed labels (as label_neurodock_io_pool...): the
+            # GPU alerts and capacity panels join nodes to their pool with it.
+            "metricLabelsAllowlist": [f"nodes=[{','.join(NODE_LABELS_EXPORTED)}]"],
+        },
         "prometheus-node-exporter": {
             "resources": _resources("50m", "64Mi", "180Mi"),
             # Host access (hostNetwork, hostPID, /proc, /sys, /) is what a node exporter is for: the
@@ -196,6 +214,10 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
         "prometheus": {
             "prometheusSpec": {
                 "retention": args.retention,
+                # Whichever of time and size triggers first: a full volume drops the oldest blocks
+                # instead of stopping ingestion. WAL and head chunks count and are never dropped, hence
+                # Prometheus' advice of at most 80-85% of the disk (docs/storage.md).
+                "retentionSize": retention_size(args.storage_gib),
                 # Explicit, so the Prometheus object shows what it scrapes: the chart's monitors and
                 # NeuroDock's, both labelled `release: kps` (resources.py), in every namespace.
                 "serviceMonitorSelector": selected,

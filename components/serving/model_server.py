@@ -20,7 +20,7 @@ from components.k8s import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
-from components.monitoring.resources import service_monitor
+from components.monitoring.resources import pod_label, service_monitor
 from components.versions import AWS_CLI_IMAGE, GCLOUD_IMAGE, LLAMACPP_IMAGE, VLLM_IMAGE
 
 PORT = 8000
@@ -160,7 +160,7 @@ class ModelServer(pulumi.ComponentResource):
         match_labels = {labels.NAME: "model-server", labels.INSTANCE: name}
         object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "serving",
                          "neurodock.io/model": args.served_name.replace("/", "_")[:63],
-                         "neurodock.io/variant": args.variant}
+                         labels.VARIANT_LABEL: args.variant}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             # A fixed name: the cloud identity that may read the weights names it.
@@ -215,8 +215,12 @@ class ModelServer(pulumi.ComponentResource):
         )
         self._network_policy(args, object_labels, match_labels)
         if args.crds is not None:
+            # Canary and shadow serve the same model name as the stable version: the pod's variant label
+            # becomes a metric label, so SLOs judge the stable version and dashboards split by variant.
             service_monitor(f"{name}-monitor", namespace=args.namespace, match_labels=match_labels, port="http",
-                            parent=self, crds=args.crds)
+                            parent=self, crds=args.crds, relabelings=[
+                                {"sourceLabels": [pod_label(labels.VARIANT_LABEL)],
+                                 "targetLabel": "variant"}])
         if args.autoscaling is not None:
             self._scaled_object(args, deployment, object_labels)
         self.service_name = service.metadata.name
