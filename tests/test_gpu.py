@@ -174,3 +174,32 @@ def test_a_configured_grafana_password_replaces_the_generated_one(write_stack):
     document["config"]["neurodock:grafanaAdminPassword"] = {"secure": "v1:AAAA"}
     plan = run_plan(load_stack_file("test", write_stack(document)))
     assert not of_type(plan, "random:index/randomPassword:RandomPassword")
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_prometheus_retains_by_size_within_its_volume(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    [prometheus] = [o.manifest["spec"] for o in plan.chart_objects if o.kind == "Prometheus"]
+    size_mib = int(prometheus["retentionSize"].removesuffix("MiB"))
+    volume_gib = int(prometheus["storage"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
+                     .removesuffix("Gi"))
+    assert volume_gib == plan.config.monitoring.storage_gib
+    # At most 80% of the volume: WAL and head chunks count towards it and are never dropped.
+    assert 0.7 * volume_gib * 1024 <= size_mib <= 0.8 * volume_gib * 1024
+    assert prometheus["retention"] == plan.config.monitoring.retention
+
+
+def test_policy_finds_critical_pods_gke_would_refuse(shipped_plans):
+    from neurodock_policies import wiring
+
+    from infra.check import policy_resources
+
+    resources = policy_resources(shipped_plans["prod"])
+    assert wiring.unadmitted_critical_pods(resources) == []
+    # Control: without the quota, GKE refuses the exporter's pods, and the policy says so.
+    without = [r for r in resources if not r.resource_type.endswith("ResourceQuota")]
+    [(urn, message)] = wiring.unadmitted_critical_pods(without)
+    assert "DaemonSet" in urn and "system-node-critical pods in namespace nvidia-dcgm-exporter" in message
+    # Off GKE there is no such admission rule.
+    assert wiring.unadmitted_critical_pods(
+        [r for r in policy_resources(shipped_plans["staging"]) if not r.resource_type.endswith("ResourceQuota")]) == []

@@ -364,3 +364,30 @@ def _pod_port(resources: Sequence, ref: Mapping[str, Any]) -> int | None:
                     if named.get("name") == target:
                         return int(named["containerPort"])
     return None
+
+
+CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+
+
+def unadmitted_critical_pods(resources: Sequence) -> list[tuple[str, str]]:
+    """On GKE, workloads of a critical priority class outside kube-system whose namespace has no
+    ResourceQuota scoped to that class: GKE's API server refuses their pods ("insufficient quota to
+    match these scopes"), so the DaemonSet exists and never runs a pod."""
+    if not any(r.resource_type == "gcp:container/cluster:Cluster" for r in resources):
+        return []
+    admitted: set[tuple[str, str]] = set()
+    for quota in objects(resources, "ResourceQuota"):
+        for expression in dig(quota.props, "spec", "scopeSelector", "matchExpressions", default=[]) or []:
+            if expression.get("scopeName") == "PriorityClass" and expression.get("operator") == "In":
+                admitted |= {(dig(quota.props, "metadata", "namespace"), v) for v in expression.get("values") or []}
+    out = []
+    for kind in WORKLOAD_KINDS:
+        for workload in objects(resources, kind):
+            namespace = dig(workload.props, "metadata", "namespace")
+            priority = dig(workload.props, "spec", "template", "spec", "priorityClassName")
+            if (priority in CRITICAL_PRIORITY_CLASSES and known(namespace) and namespace != "kube-system"
+                    and (namespace, priority) not in admitted):
+                out.append((workload.urn, f"{describe(workload.resource_type, workload.props, workload.name)} runs "
+                            f"{priority} pods in namespace {namespace}, which has no ResourceQuota scoped to that "
+                            "PriorityClass: GKE refuses its pods; add one (components/k8s.py critical_pods_quota)."))
+    return out
