@@ -226,7 +226,8 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
             ),
             agents=tuple(agents),
             pools=tuple(
-                GpuPool(name=p.name, expected=p.gpu_count * (p.gpu_sharing.devices_per_gpu() if p.gpu_sharing else 1))
+                GpuPool(name=p.name,
+                        expected=p.gpu_count * (p.gpu_sharing.devices_per_gpu(p.gpu_type) if p.gpu_sharing else 1))
                 for p in pools if p.real_gpus),
             gpu=GpuThresholds(
                 memory_usage=thresholds.gpu_memory_usage,

@@ -68,6 +68,28 @@ def test_amtool_accepts_each_stacks_rendered_config(shipped_plans, stack, tmp_pa
 
 
 @needs_amtool
+def test_amtool_accepts_every_receiver_type(write_stack, tmp_path):
+    def every_type(config):
+        config["neurodock:monitoring"]["alerting"]["receivers"] += [
+            {"name": "ops-mail", "type": "email", "to": ["ops@example.com", "ml@example.com"],
+             "from": "alerts@example.com", "smarthost": "smtp.example.com:587", "authUsername": "alerts"},
+            {"name": "relay", "type": "email", "to": ["ops@example.com"], "from": "alerts@example.com",
+             "smarthost": "smtp-relay.example.com:25", "requireTls": False},
+            {"name": "hook", "type": "webhook", "url": "https://alerts.example.com/hook", "bearerToken": True},
+            {"name": "open-hook", "type": "webhook", "url": "http://router.ops.svc:9095/", "sendResolved": False}]
+
+    config = rendered_config(plan_with(write_stack, "prod", every_type))
+    kinds = {k for r in config["receivers"] for k in r if k.endswith("_configs")}
+    assert kinds == {"pagerduty_configs", "slack_configs", "email_configs", "webhook_configs"}
+    result = amtool("check-config", config=config, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    hook = next(r for r in config["receivers"] if r["name"] == "hook")["webhook_configs"][0]
+    assert hook["http_config"]["authorization"]["credentials_file"] == f"{SECRETS_DIR}/hook"
+    relay = next(r for r in config["receivers"] if r["name"] == "relay")["email_configs"][0]
+    assert "auth_password_file" not in relay and relay["require_tls"] is False
+
+
+@needs_amtool
 def test_prod_pages_critical_alerts_and_sends_everything_to_the_channel(shipped_plans, tmp_path):
     config = rendered_config(shipped_plans["prod"])
     critical = {"alertname": "NeuroDockModelServerDown", "severity": "critical", "model": LLAMA_8B}

@@ -67,6 +67,8 @@ def test_the_required_alerts_exist():
         "NeuroDockModelServerDown", "NeuroDockTtftBudgetBurn", "NeuroDockErrorBudgetBurn", "NeuroDockQueueDepthHigh",
         "NeuroDockKvCacheNearFull", "NeuroDockGpusIdleAboveMinReplicas",
     }
+    # No info alert: the chart's InfoInhibitor mutes them wherever nothing worse fires.
+    assert {r["labels"]["severity"] for rules in rules_by_alert().values() for r in rules} == {"critical", "warning"}
     # Burn-rate alerts page (critical) on a fast burn and open a ticket (warning) on a slow one.
     assert {r["labels"]["severity"] for r in rules_by_alert()["NeuroDockTtftBudgetBurn"]} == {"critical", "warning"}
     # Only a model behind the gateway has an error-rate SLO: the gateway counts its errors.
@@ -221,6 +223,19 @@ def _unit_tests() -> list[dict]:
                 {"eval_time": "29m", "alertname": "NeuroDockGpuXidApplicationError", "exp_alerts": []},
             ],
         },
+        {   # An old XID stays history when the GPU's pod changes (the series' pod labels change) and
+            # after a scrape gap of 8 minutes.
+            "interval": "1m",
+            "input_series": [
+                {"series": fixture("dcgm", xid_total, {"gpu": "0"}, xid="79"), "values": "1x20"},
+                {"series": fixture("dcgm", xid_total, {"gpu": "0"}, xid="79", pod="llama-3-1-8b-server-new-a1"),
+                 "values": "_x20 1x5 _x8 1x10"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "24m", "alertname": "NeuroDockGpuXidError", "exp_alerts": []},
+                {"eval_time": "40m", "alertname": "NeuroDockGpuXidError", "exp_alerts": []},
+            ],
+        },
         {   # Memory: GPU 0 98% full for over 10 minutes fires; GPU 1 (idle) does not.
             "interval": "1m",
             "input_series": [
@@ -368,7 +383,7 @@ def _unit_tests() -> list[dict]:
             "alert_rule_test": [
                 {"eval_time": "10m", "alertname": "NeuroDockGpusIdleAboveMinReplicas", "exp_alerts": []},
                 {"eval_time": "60m", "alertname": "NeuroDockGpusIdleAboveMinReplicas",
-                 "exp_alerts": [_alert(by_model["NeuroDockGpusIdleAboveMinReplicas"]["org/slow", "info"], {})]},
+                 "exp_alerts": [_alert(by_model["NeuroDockGpusIdleAboveMinReplicas"]["org/slow", "warning"], {})]},
             ],
         },
     ]

@@ -246,8 +246,8 @@ BAD_CONFIGS = [
     ("a DNS endpoint on EKS", "staging", _set(["neurodock:cloud", "endpoint", "dns"], True),
      "neurodock:cloud.endpoint.dns: unknown key"),
     ("vLLM holding more GPU memory than the alert allows", "staging",
-     _set(["neurodock:models", 0, "engineArgs"], {"gpuMemoryUtilization": 0.96}),
-     "neurodock:models[0].engineArgs.gpuMemoryUtilization: vLLM holds 0.96 of each GPU's memory while it runs"),
+     _set(["neurodock:models", 0, "engineArgs"], {"gpuMemoryUtilization": 0.92}),
+     "neurodock:models[0].engineArgs.gpuMemoryUtilization: vLLM holds 0.92 of each GPU's memory while it runs"),
     ("a TTFT objective between vLLM's buckets", "staging", _set(["neurodock:models", 0, "slo"], {"ttftP95Seconds": 2}),
      "neurodock:models[0].slo.ttftP95Seconds: 2.0 is not a bucket bound of vLLM's time-to-first-token histogram, "
      "so the share of requests meeting it cannot be counted; use 2.5"),

@@ -58,7 +58,7 @@ def test_dashboards_cover_what_operators_need():
     assert {"GPU utilisation by node", "GPU utilisation by pod", "GPU memory used", "Power", "Temperature",
             "XID errors", "Request rate", "Time to first token", "Inter-token latency",
             "End-to-end latency", "Queue depth", "KV-cache usage", "Tokens per second",
-            "Gateway error ratio (5xx)", "Requests per pod", "Model server replicas: ready vs desired",
+            "Gateway error ratio (5xx)", "Running requests per pod", "Model server replicas: ready vs desired",
             "GPUs per pool: allocatable vs requested"} <= titles
     # Variants side by side: every vLLM panel of the LLM dashboard splits by the `variant` label.
     for panel in DASHBOARDS["neurodock-llm.json"]()["panels"]:

@@ -203,3 +203,15 @@ def test_policy_finds_critical_pods_gke_would_refuse(shipped_plans):
     # Off GKE there is no such admission rule.
     assert wiring.unadmitted_critical_pods(
         [r for r in policy_resources(shipped_plans["staging"]) if not r.resource_type.endswith("ResourceQuota")]) == []
+
+
+@pytest.mark.parametrize(("gpu", "sharing", "expected"), [
+    ("nvidia-l4", GpuSharing(strategy=SharingStrategy.TIME_SHARING, max_shared_clients=4), 4),
+    ("nvidia-h100-80gb", GpuSharing(strategy=SharingStrategy.MIG, partition_size="1g.10gb"), 7),
+    # Not 7 // 1: GKE makes four 1g.20gb partitions of an H100 (mig.go gpuPartitionSizeMaxCount).
+    ("nvidia-h100-80gb", GpuSharing(strategy=SharingStrategy.MIG, partition_size="1g.20gb"), 4),
+    ("nvidia-h200-141gb", GpuSharing(strategy=SharingStrategy.MIG, partition_size="1g.35gb"), 4),
+    ("nvidia-a100-40gb", GpuSharing(strategy=SharingStrategy.MIG, partition_size="3g.20gb"), 2),
+])
+def test_gpus_a_node_advertises_per_gpu(gpu, sharing, expected):
+    assert sharing.devices_per_gpu(gpu) == expected

@@ -15,7 +15,7 @@ from typing import Protocol
 import pulumi
 
 from components import labels
-from components.gpu.catalog import GPU_MODELS
+from components.gpu.catalog import GPU_MODELS, MIG_PROFILES
 
 
 class PoolRole(StrEnum):
@@ -55,14 +55,12 @@ class GpuSharing:
     partition_size: str | None = None
     """MIG: slice size such as ``1g.10gb``."""
 
-    def devices_per_gpu(self) -> int:
+    def devices_per_gpu(self, gpu_type: str | None) -> int:
         """``nvidia.com/gpu`` a node advertises per physical GPU: one per time-slicing client, or one
-        per MIG partition (7 compute slices, a ``Ng`` partition taking N; 3g gives 2) (GKE docs,
-        "Time-sharing GPUs" and "Multi-instance GPUs")."""
+        per MIG partition (GKE docs, "Time-sharing GPUs" and "Multi-instance GPUs")."""
         if self.strategy is SharingStrategy.TIME_SHARING:
             return self.max_shared_clients
-        slices = int((self.partition_size or "7g").split("g", 1)[0])
-        return 7 // slices
+        return MIG_PROFILES[gpu_type or ""][self.partition_size or ""]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -90,13 +90,15 @@ GKE_ATTACHABLE: dict[str, tuple[str, frozenset[int]]] = {
 }
 """GCE machine families to which GPUs are attached by count: prefix -> (GPU type, allowed counts)."""
 
-MIG_PROFILES: dict[str, frozenset[str]] = {
-    "nvidia-a100-40gb": frozenset({"1g.5gb", "2g.10gb", "3g.20gb", "7g.40gb"}),
-    "nvidia-a100-80gb": frozenset({"1g.10gb", "2g.20gb", "3g.40gb", "7g.80gb"}),
-    "nvidia-h100-80gb": frozenset({"1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "7g.80gb"}),
-    "nvidia-h200-141gb": frozenset({"1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "7g.141gb"}),
+MIG_PROFILES: dict[str, dict[str, int]] = {
+    "nvidia-a100-40gb": {"1g.5gb": 7, "2g.10gb": 3, "3g.20gb": 2, "7g.40gb": 1},
+    "nvidia-a100-80gb": {"1g.10gb": 7, "2g.20gb": 3, "3g.40gb": 2, "7g.80gb": 1},
+    "nvidia-h100-80gb": {"1g.10gb": 7, "1g.20gb": 4, "2g.20gb": 3, "3g.40gb": 2, "7g.80gb": 1},
+    "nvidia-h200-141gb": {"1g.18gb": 7, "1g.35gb": 4, "2g.35gb": 3, "3g.71gb": 2, "7g.141gb": 1},
 }
-"""MIG partition sizes GKE accepts per GPU type (only these GPUs support MIG)."""
+"""MIG partition sizes GKE accepts per GPU type (only these GPUs support MIG), and how many partitions
+of that size it makes of one GPU (GoogleCloudPlatform/container-engine-accelerators
+``pkg/gpu/nvidia/mig/mig.go`` ``gpuPartitionSizeMaxCount``)."""
 
 
 def machine_gpus(cloud: str, machine: str, attached: GpuMachine | None = None) -> GpuMachine | None:

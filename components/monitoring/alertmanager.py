@@ -23,8 +23,13 @@ SECRETS_DIR = f"/etc/alertmanager/secrets/{SECRET_NAME}"
 SILENT_ALERTS = ("Watchdog", "InfoInhibitor")
 """The chart's own alerts that are meant to notify nobody: Watchdog always fires (a dead man's switch
 for an external checker), InfoInhibitor only mutes info alerts."""
-GROUP_BY = ("alertname", "namespace", "model")
-"""One notification per alert, namespace and model: a page about one model never hides another."""
+GROUP_BY = ("alertname", "namespace", "model", "hostname")
+"""One notification per alert, namespace, model and GPU node: a page about one model or node never
+hides another."""
+INHIBIT_EQUAL = ("namespace", "alertname", "model")
+"""What a firing alert must share with a lower-severity one to mute it. The chart's rules compare
+namespace and alert name only; NeuroDock's model alerts share both, so one model's page would mute
+another model's ticket."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +66,8 @@ def _receiver(r: Receiver) -> dict[str, Any]:
                 "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.description }}\n"
                         "Runbook: {{ .Annotations.runbook_url }}\n{{ end }}"}
     elif r.kind == "pagerduty":
-        body = {"routing_key_file": secret, "description": '{{ .CommonAnnotations.summary }}'}
+        # Alertmanager's default description: never empty, unlike a summary grouped alerts do not share.
+        body = {"routing_key_file": secret}
     elif r.kind == "webhook":
         body = {"url": r.settings["url"]}
         if r.has_secret:
@@ -76,8 +82,8 @@ def _receiver(r: Receiver) -> dict[str, Any]:
 
 def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[Route], default_receiver: str | None,
                         repeat_interval: str) -> dict[str, Any]:
-    """The ``route`` and ``receivers`` of Alertmanager's configuration. With no receiver every alert
-    goes to ``null``, as the chart's own default does; the program warns about it."""
+    """The ``inhibit_rules``, ``route`` and ``receivers`` of Alertmanager's configuration. With no
+    receiver every alert goes to ``null``, as the chart's own default does; the program warns about it."""
     children: list[dict[str, Any]] = [
         {"receiver": NULL_RECEIVER, "matchers": [f'alertname = "{name}"']} for name in SILENT_ALERTS]
     for route in routes:
@@ -93,6 +99,16 @@ def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[Route], 
         # route took reaches the default receiver through this last, catch-all child.
         children.append({"receiver": root})
     return {
+        "inhibit_rules": [
+            {"source_matchers": ['severity = "critical"'], "target_matchers": ['severity =~ "warning|info"'],
+             "equal": list(INHIBIT_EQUAL)},
+            {"source_matchers": ['severity = "warning"'], "target_matchers": ['severity = "info"'],
+             "equal": list(INHIBIT_EQUAL)},
+            # The chart's InfoInhibitor mutes info alerts of a namespace where nothing worse fires.
+            {"source_matchers": ['alertname = "InfoInhibitor"'], "target_matchers": ['severity = "info"'],
+             "equal": ["namespace"]},
+            {"target_matchers": ['alertname = "InfoInhibitor"']},
+        ],
         "route": {
             "receiver": root,
             "group_by": list(GROUP_BY),

@@ -13,20 +13,19 @@ import pulumi
 
 from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
+from components.monitoring.queries import xid_errors
 from components.monitoring.resources import prometheus_rule
 
 RUNBOOK_BASE = "https://github.com/neurodock/neurodock/blob/main/docs/runbooks.md"
 """Where docs/runbooks.md of this repository is published; each alert links to its section."""
 
 
-HARDWARE_XIDS = ("48", "63", "64", "74", "79", "92", "94", "95")
-"""XIDs of the GPU itself: double-bit ECC (48), row remapping (63, 64), NVLink (74), fallen off the bus
-(79), high single-bit ECC rate (92), contained and uncontained ECC (94, 95) (dcgm-exporter
-``internal/pkg/collector/xid_errors.go``; NVIDIA's XID catalogue). The others come from applications
-(13, 31, 43, 45: a faulting or killed CUDA process) and end with it."""
-
-XID_WINDOW = "10m"
-"""An XID pages for this long after it happens, then resolves: the exporter's counter never falls."""
+HARDWARE_XIDS = ("48", "61", "62", "63", "64", "74", "79", "92", "94", "95", "119", "120", "140", "154")
+"""XIDs that need the GPU reset or the node replaced: double-bit ECC (48), micro-controller breakpoint
+and halt (61, 62), row remapping (63, 64), NVLink (74), fallen off the bus (79), high single-bit ECC
+rate (92), contained and uncontained ECC (94, 95), GSP timeout and error (119, 120), unrecovered ECC
+(140), GPU reset required (154) (NVIDIA's XID catalogue, "Resolution Bucket"). The others come from
+applications (13, 31, 43, 45: a faulting or killed CUDA process) and end with it."""
 
 BURN_RATES = (
     # severity, long window, short window, burn rate: 2% of a 30-day budget in 1 hour, 5% in 6 hours
@@ -125,27 +124,20 @@ def _burn_rules(alert: str, bad_ratio, budget: float, summary: str, description:
     return out
 
 
-def _xids(matcher: str) -> str:
-    """XID errors of the last ``XID_WINDOW``. The exporter creates a (GPU, xid) series at its first
-    error, already at 1, where ``increase`` sees nothing: a series absent a window ago counts whole."""
-    total = f"{m.DCGM_XID_TOTAL.name}{{{matcher}}}"
-    return f"({total} unless {total} offset {XID_WINDOW}) or increase({total}[{XID_WINDOW}])"
-
-
 def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) -> list[dict]:
     gpu_labels = "hostname, gpu, modelName"
     hardware_xid = f'xid=~"{"|".join(HARDWARE_XIDS)}"'
     application_xid = f'xid!~"{"|".join(HARDWARE_XIDS)}"'
     rules = [
         _rule("NeuroDockGpuXidError",
-              f"sum by ({gpu_labels}, xid) ({_xids(hardware_xid)}) > 0",
+              xid_errors(hardware_xid),
               "0m", "critical",
               "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported hardware XID {{ $labels.xid }}",
               "The GPU reported a hardware fault (ECC, NVLink, fallen off the bus): pods on it may hang or "
               "return garbage until the node is replaced.", "gpu-xid-error"),
         _rule("NeuroDockGpuXidApplicationError",
-              f"sum by ({gpu_labels}, xid) ({_xids(application_xid)}) > 0",
-              "0m", "info",
+              xid_errors(application_xid),
+              "0m", "warning",
               "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID {{ $labels.xid }}",
               "A CUDA process on this GPU faulted or was killed; the GPU itself is fine. Repeats point at "
               "the application.", "gpu-xid-application-error"),
@@ -242,7 +234,7 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
               f'avg(avg_over_time({m.DCGM_GPU_UTIL.name}{{namespace="{t.namespace}", '
               f'pod=~"{t.deployment}-.*"}}[{gpu.idle_minutes}m])) < {gpu.idle_utilisation_percent} '
               f"and on() {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > {t.min_replicas}",
-              "15m", "info",
+              "15m", "warning",
               f"Model {t.served_name}: GPUs idle while above its minimum of {t.min_replicas} replicas",
               f"The model's GPUs averaged under {gpu.idle_utilisation_percent}% for "
               f"{gpu.idle_minutes} minutes with more replicas than its minimum: capacity is paid for "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.monitoring import metrics as m
+from components.monitoring.queries import xid_errors
 
 _DS = {"type": "prometheus", "uid": "${datasource}"}
 _QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
@@ -85,8 +86,7 @@ def gpu_dashboard() -> dict[str, Any]:
         ("Power", [Query(f"sum by (hostname) ({m.DCGM_POWER.name}{{{node}}})", "{{hostname}}")], "watt", ""),
         ("Temperature", [Query(f"max by (hostname, gpu) ({m.DCGM_TEMP.name}{{{node}}})",
                                "{{hostname}} gpu {{gpu}}")], "celsius", ""),
-        ("XID errors", [Query(f"sum by (hostname, gpu, xid) (increase({m.DCGM_XID_TOTAL.name}{{{node}}}[10m]))",
-                              "{{hostname}} gpu {{gpu}} xid {{xid}}")], "none",
+        ("XID errors", [Query(xid_errors(node), "{{hostname}} gpu {{gpu}} xid {{xid}}")], "none",
          "XID errors in the last 10 minutes, by XID; see the runbook for hardware and application XIDs."),
     ], [_variable("node", "Node", f"label_values({m.DCGM_GPU_UTIL.name}, hostname)")])
 
@@ -123,9 +123,12 @@ def llm_dashboard() -> dict[str, Any]:
             Query(f"sum by ({by}) (rate({m.VLLM_GENERATION_TOKENS.name}{{{sel}}}[5m]))", f"generated {legend}"),
             Query(f"sum by ({by}) (rate({m.VLLM_PROMPT_TOKENS.name}{{{sel}}}[5m]))", f"prompt {legend}"),
         ], "short", ""),
-        ("Requests per pod", [Query(f"sum by (pod, variant) ({m.VLLM_RUNNING.name}{{{sel}}})", "{{pod}} {{variant}}")],
+        ("Running requests per pod", [Query(f"sum by (pod, variant) ({m.VLLM_RUNNING.name}{{{sel}}})",
+                                             "{{pod}} {{variant}}")],
          "short", "Uneven load across replicas of one version points at a slow or sick pod."),
-        ("Time to first token p95 per pod", _quantiles(m.VLLM_TTFT, sel, "pod, variant")[1:2], "s", ""),
+        ("Time to first token p95 per pod", [Query(
+            f"histogram_quantile(0.95, sum by (le, pod, variant) (rate({m.VLLM_TTFT.name}_bucket{{{sel}}}[5m])))",
+            "{{pod}} {{variant}}")], "s", ""),
         ("KV-cache usage per pod", [Query(f"max by (pod, variant) ({m.VLLM_KV_CACHE.name}{{{sel}}})",
                                           "{{pod}} {{variant}}")], "percentunit", ""),
         ("CPU engine (llama.cpp) requests", [

@@ -182,8 +182,8 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
     return {
         **_control_plane(args.platform),
         "alertmanager": {
-            # Merged over the chart's default config: its global settings, inhibition rules and
-            # templates stay; the routing tree and receivers are NeuroDock's.
+            # Merged over the chart's default config: its global settings and templates stay; the
+            # inhibition rules, routing tree and receivers are NeuroDock's.
             "config": alertmanager_config(alerting.receivers, alerting.routes, alerting.default_receiver,
                                           alerting.repeat_interval),
             "alertmanagerSpec": {

@@ -16,7 +16,8 @@ NAME = "alerts-reach-a-receiver"
 def check(resources, config) -> list[tuple[str, str]]:
     stack = next((r for r in resources if r.resource_type == "pulumi:pulumi:Stack"), None)
     environment = stack.props.get("environment") if stack is not None else None
-    if environment not in set(config["productionEnvironments"]):
+    # Fails closed: a stack that does not say its environment is judged as production.
+    if isinstance(environment, str) and environment not in set(config["productionEnvironments"]):
         return []
     return wiring.unrouted_alerts(resources)
 
