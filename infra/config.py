@@ -425,6 +425,10 @@ class Alerting(Model):
     repeat_interval: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(m|h|d|w)$")] = "4h"
     """How often a still-firing alert is sent again (default 4h)."""
 
+    def credentialed(self) -> list[str]:
+        """Names of the receivers that need a credential in ``alertReceiverSecrets``, sorted."""
+        return sorted(r.name for r in self.receivers if r.needs_secret())
+
 
 class Monitoring(Model):
     """Prometheus and Grafana (kube-prometheus-stack)."""
@@ -1062,7 +1066,7 @@ def _alerting_problems(config: StackConfig) -> list[Problem]:
 def missing_receiver_credentials(config: StackConfig) -> Problem:
     """The problem of receivers whose credentials are not set."""
     key = f"{NAMESPACE}:alertReceiverSecrets"
-    needed = sorted(r.name for r in config.monitoring.alerting.receivers if r.needs_secret())
+    needed = config.monitoring.alerting.credentialed()
     example = ", ".join(f'"{name}": "..."' for name in needed)
     return Problem(key, f"receivers {', '.join(needed)} need their credentials here, and it is not set; set it with "
                         f"`pulumi config set --secret {key} '{{{example}}}'`")
@@ -1073,7 +1077,7 @@ def receiver_secret_problems(config: StackConfig, raw: Any) -> list[Problem]:
     read it (``raw``: its plaintext; None when it is unset or cannot be decrypted, as in an offline
     plan). Never quotes the values. A missing secret is the program's to report (``missing_receiver_credentials``)."""
     key = f"{NAMESPACE}:alertReceiverSecrets"
-    needed = {r.name for r in config.monitoring.alerting.receivers if r.needs_secret()}
+    needed = set(config.monitoring.alerting.credentialed())
     if raw is None:
         return []
     secrets = decode(raw)

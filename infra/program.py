@@ -149,8 +149,7 @@ def _require_receiver_credentials(config: StackConfig, secrets: StackSecrets) ->
     """Receivers without their credentials could not deliver a single alert: a preview (or an offline
     plan, where the secret is in the stack file or not at all) warns, and `pulumi up` refuses before
     it creates anything."""
-    if secrets.alert_receiver_secrets is not None or not any(
-            r.needs_secret() for r in config.monitoring.alerting.receivers):
+    if secrets.alert_receiver_secrets is not None or not config.monitoring.alerting.credentialed():
         return
     problem = missing_receiver_credentials(config)
     if not plan.previewing():

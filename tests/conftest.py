@@ -20,6 +20,7 @@ import yaml
 
 from infra.plan.engine import Plan, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file, stack_names
+from tests.scrape import promql_nodes
 
 SHIPPED_STACKS = stack_names()
 SHARED_CHARTS = REPO_ROOT.parent / "shared" / "charts"
@@ -106,21 +107,7 @@ def release_of(plan: Plan, ref) -> Any:
 
 def selectors(expr: str) -> set[str]:
     """Names of every series an expression selects."""
-    found: set[str] = set()
-
-    def walk(node) -> None:
-        if isinstance(node, promql_parser.VectorSelector):
-            found.add(node.name)
-            return
-        for attr in ("lhs", "rhs", "expr", "vector_selector", "param"):
-            child = getattr(node, attr, None)
-            if child is not None and not isinstance(child, (str, int, float)):
-                walk(child)
-        for child in getattr(node, "args", None) or []:
-            walk(child)
-
-    walk(promql_parser.parse(expr))
-    return found
+    return {node.name for node in promql_nodes(expr) if isinstance(node, promql_parser.VectorSelector)}
 
 
 def model_servers(plan: Plan, variant: str = "stable") -> list:

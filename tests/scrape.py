@@ -98,32 +98,33 @@ def exposed(series: str) -> bool:
     return source is not None and any(s.name == series for s in samples(source))
 
 
+def promql_nodes(expr: str):
+    """Every node of an expression's syntax tree, parents before children."""
+    stack = [promql_parser.parse(expr)]
+    while stack:
+        node = stack.pop()
+        yield node
+        children = [getattr(node, attr, None) for attr in ("lhs", "rhs", "expr", "vector_selector", "param")]
+        stack += [c for c in (*children, *(getattr(node, "args", None) or [])) if c is not None
+                  and not isinstance(c, (str, int, float))]
+
+
 def problems(expr: str, extra_labels: frozenset[str] = frozenset()) -> list[str]:
     """What the expression asks of the exporters that their fixtures do not have: a metric no fixture
     exposes, a matcher on a label its metric does not carry, a grouping label none of its metrics do.
     ``extra_labels`` are labels the expression itself creates (label_replace)."""
     selected: list[tuple[str, list[str]]] = []
     grouping: set[str] = set()
-
-    def walk(node) -> None:
+    for node in promql_nodes(expr):
+        modifier = getattr(node, "modifier", None)
         if isinstance(node, promql_parser.VectorSelector):
             selected.append((node.name, [m.name for m in node.matchers.matchers]))
-            return
-        modifier = getattr(node, "modifier", None)
-        if isinstance(node, promql_parser.AggregateExpr) and modifier is not None:
+        elif isinstance(node, promql_parser.AggregateExpr) and modifier is not None:
             grouping.update(modifier.labels)
-        if isinstance(node, promql_parser.BinaryExpr) and modifier is not None:
+        elif isinstance(node, promql_parser.BinaryExpr) and modifier is not None:
             if modifier.matching is not None:
                 grouping.update(modifier.matching.labels)
             grouping.update(modifier.group_labels or [])
-        for attr in ("lhs", "rhs", "expr", "vector_selector", "param"):
-            child = getattr(node, attr, None)
-            if child is not None and not isinstance(child, (str, int, float)):
-                walk(child)
-        for child in getattr(node, "args", None) or []:
-            walk(child)
-
-    walk(promql_parser.parse(expr))
     out = []
     available: set[str] = set(extra_labels)
     for name, matchers in selected:

@@ -45,15 +45,12 @@ VARIANT_HEADER = "x-neurodock-variant"
 """Request header naming the version a request was routed to (stable, canary)."""
 
 
-def cluster_name(namespace: str, route: str, backend: int | None = None, mirror: bool = False) -> str:
+def cluster_name(namespace: str, route: str) -> str:
     """The Envoy cluster Envoy Gateway builds for the route's only rule, the ``envoy_cluster_name`` of
-    its statistics: ``httproute/<namespace>/<name>/rule/0``, ``.../backend/<i>`` per backendRef when
-    the backends have filters of their own, ``...-mirror-<filter index>`` for a mirror (gateway v1.7.0
+    its statistics: ``httproute/<namespace>/<name>/rule/0``, then ``/backend/<i>`` per backendRef when
+    the backends have filters of their own, and ``-mirror-<filter index>`` for a mirror (gateway v1.7.0
     ``internal/gatewayapi/helpers.go``, ``filters.go``; docs/upstream.md)."""
-    base = f"httproute/{namespace}/{route}/rule/0"
-    if mirror:
-        return f"{base}-mirror-0"
-    return base if backend is None else f"{base}/backend/{backend}"
+    return f"httproute/{namespace}/{route}/rule/0"
 
 
 def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:

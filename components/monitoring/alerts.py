@@ -13,7 +13,7 @@ import pulumi
 
 from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
-from components.monitoring.queries import xid_errors
+from components.monitoring.queries import GPU_LABELS, xid_errors
 from components.monitoring.resources import prometheus_rule
 
 RUNBOOK_BASE = "https://github.com/neurodock/neurodock/blob/main/docs/runbooks.md"
@@ -111,6 +111,15 @@ def le_matcher(bound: float) -> str:
     return f'le="{text}"'
 
 
+def _ratio(part: str, whole: str, *, complement: bool = False):
+    """``window -> PromQL`` of the share of ``whole``'s rate that ``part``'s rate is (or the rest of it,
+    with ``complement``): the bad-event ratio of an SLI, per window."""
+    def ratio(window: str) -> str:
+        share = f"sum(rate({part}[{window}])) / sum(rate({whole}[{window}]))"
+        return f"(1 - {share})" if complement else f"({share})"
+    return ratio
+
+
 def _burn_rules(alert: str, bad_ratio, budget: float, summary: str, description: str, runbook: str,
                 labels: dict[str, str]) -> list[dict]:
     """One rule per severity: the budget burns at a page's (or a ticket's) rate over both windows."""
@@ -125,7 +134,6 @@ def _burn_rules(alert: str, bad_ratio, budget: float, summary: str, description:
 
 
 def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) -> list[dict]:
-    gpu_labels = "hostname, gpu, modelName"
     hardware_xid = f'xid=~"{"|".join(HARDWARE_XIDS)}"'
     application_xid = f'xid!~"{"|".join(HARDWARE_XIDS)}"'
     rules = [
@@ -142,7 +150,7 @@ def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) ->
               "A CUDA process on this GPU faulted or was killed; the GPU itself is fine. Repeats point at "
               "the application.", "gpu-xid-application-error"),
         _rule("NeuroDockGpuMemoryNearFull",
-              f"max by ({gpu_labels}) ({m.DCGM_FB_USED.name} / ({m.DCGM_FB_USED.name} + {m.DCGM_FB_FREE.name})) "
+              f"max by ({GPU_LABELS}) ({m.DCGM_FB_USED.name} / ({m.DCGM_FB_USED.name} + {m.DCGM_FB_FREE.name})) "
               f"> {gpu.memory_usage}",
               "10m", "warning",
               "GPU {{ $labels.gpu }} on {{ $labels.hostname }} memory above "
@@ -185,13 +193,10 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
         "Every replica of the model server is down or not ready: requests for this model fail.",
         "model-server-down", who)]
     if t.route is not None:
+        # The stable backend's cluster, named per backend or not (docs/upstream.md).
         clusters = f'envoy_cluster_name=~"{cluster_name(t.namespace, t.route)}(/backend/0)?"'
-
-        def errors(window: str) -> str:
-            codes = m.ENVOY_UPSTREAM_RQ_XX.name
-            return (f'(sum(rate({codes}{{{clusters}, envoy_response_code_class="5"}}[{window}])) '
-                    f"/ sum(rate({codes}{{{clusters}}}[{window}])))")
-
+        codes = m.ENVOY_UPSTREAM_RQ_XX.name
+        errors = _ratio(f'{codes}{{{clusters}, envoy_response_code_class="5"}}', f"{codes}{{{clusters}}}")
         rules += _burn_rules(
             "NeuroDockErrorBudgetBurn", errors, 1 - t.availability,
             f"Model {t.served_name}: errors burn its {t.availability:.2%} availability budget",
@@ -208,11 +213,8 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
         return rules
     sel = f'model_name="{t.served_name}", variant="stable"'
 
-    def slow(window: str) -> str:
-        ttft = m.VLLM_TTFT.name
-        return (f"(1 - sum(rate({ttft}_bucket{{{sel}, {le_matcher(t.ttft_seconds)}}}[{window}])) "
-                f"/ sum(rate({ttft}_count{{{sel}}}[{window}])))")
-
+    ttft = m.VLLM_TTFT.name
+    slow = _ratio(f"{ttft}_bucket{{{sel}, {le_matcher(t.ttft_seconds)}}}", f"{ttft}_count{{{sel}}}", complement=True)
     rules += _burn_rules(
         "NeuroDockTtftBudgetBurn", slow, 1 - TTFT_OBJECTIVE,
         f"Model {t.served_name}: too many requests wait over {t.ttft_seconds:g}s for the first token",

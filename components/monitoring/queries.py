@@ -7,7 +7,9 @@ from components.monitoring import metrics as m
 XID_WINDOW = "10m"
 """An XID pages for this long after it happens, then resolves: the exporter's counter never falls."""
 
-XID_LABELS = "hostname, gpu, modelName, xid"
+GPU_LABELS = "hostname, gpu, modelName"
+"""What identifies a GPU in the DCGM exporter's series, whichever pod holds it."""
+XID_LABELS = f"{GPU_LABELS}, xid"
 """What identifies an XID: the GPU and the code, not the pod that held the GPU then."""
 
 
