@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--stack-file", action="append", default=[], metavar="STACK=PATH",
                       help="read this file for STACK instead of stacks/Pulumi.STACK.yaml (repeatable); when A and "
                       "B are the same stack, the file is B: what would this edit change?")
+    diff.add_argument("--a-plan", type=Path, metavar="FILE",
+                      help="read side A from FILE, the output of `neurodock plan A --json` saved earlier (on the "
+                      "main branch, say): what does this code change do to stack A? Resources B keeps under an "
+                      "alias show as moved")
     diff.add_argument("--location-only", action="store_true",
                       help="exit 1 unless every difference is explained by the location (a DR stack's check)")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
@@ -245,7 +249,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from infra.diff import diff_plans, render
+    from infra.diff import SavedPlanError, diff_plans, render, saved_plan
 
     files: dict[str, Path] = {}
     for item in args.stack_file:
@@ -264,6 +268,12 @@ def _diff(args: argparse.Namespace) -> int:
         if isinstance(plan, int):
             return plan
         plans.append(plan)
+    if args.a_plan is not None:
+        try:
+            plans[0] = saved_plan(json.loads(args.a_plan.read_text()), plans[0])
+        except (OSError, ValueError, SavedPlanError) as exc:
+            print(f"neurodock: --a-plan {args.a_plan}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     result = diff_plans(*plans)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

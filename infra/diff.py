@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.plan.engine import Plan
-from infra.plan.mocks import gcp_project_number
+from infra.plan.helm import ChartObject
+from infra.plan.mocks import Registration, gcp_project_number, is_k8s_object, k8s_checked
 
 OPTIONS_COMPARED = ("protect", "retainOnDelete")
 REPLACED_BY = {
@@ -65,6 +66,9 @@ class ResourceDiff:
     status: str
     """``added`` (only in B), ``removed`` (only in A) or ``changed``."""
     changes: list[Change] = field(default_factory=list)
+    moved_from: str | None = None
+    """A's key of a resource B reaches through an alias (a new parent or name): the engine moves its
+    state, it is neither deleted nor created."""
 
     @property
     def location_only(self) -> bool:
@@ -98,12 +102,54 @@ class PlanDiff:
         return {
             "a": self.a, "b": self.b, "compared": self.compared,
             "locationSubstitutions": [{"a": x, "b": y} for x, y in self.location_pairs],
-            "resources": [{"key": r.key, "status": r.status, "locationOnly": r.location_only,
+            "resources": [{"key": r.key, "status": r.status, "movedFrom": r.moved_from,
+                           "locationOnly": r.location_only,
                            "installOnly": r.key in self.install_only, "replaced": r.replaced,
                            "changes": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location,
                                         "replaces": c.replaces}
                                        for c in r.changes]} for r in self.resources],
         }
+
+
+class SavedPlanError(Exception):
+    """A file that is not a plan `neurodock plan --json` wrote."""
+
+
+def saved_plan(document: dict[str, Any], like: Plan) -> Plan:
+    """The plan `neurodock plan STACK --json` printed (on another commit, say), for stack ``like``:
+    its resources, the objects its releases installed and its outputs, with ``like``'s config."""
+    try:
+        if document["stack"] != like.stack.stack or document["project"] != like.stack.project:
+            raise SavedPlanError(f"it is a plan of stack {document['stack']!r} of project {document['project']!r}, "
+                                 f"not of {like.stack.stack!r} of {like.stack.project!r}")
+        resources, objects = [], []
+        for r in document["resources"]:
+            if "release" in r:
+                namespace, _, name = r["name"].removeprefix(r["release"] + ":").rpartition("/")
+                objects.append(ChartObject(
+                    release_urn=r["parent"], release=r["release"], template=r["template"], kind=r["inputs"]["kind"],
+                    api_version=r["inputs"]["apiVersion"], object_name=name, namespace=namespace or None,
+                    install_only=r["installOnly"], _manifest=r["inputs"]))
+                continue
+            registration = Registration(urn=r["urn"], type=r["type"], name=r["name"], parent=r["parent"],
+                                        custom=r["custom"], provider=r["provider"], inputs=r["inputs"],
+                                        options=r["options"], id=r.get("id"), aliases=r.get("aliases", []))
+            if r["custom"] and is_k8s_object(r["type"]):
+                registration.manifest = k8s_checked(r["type"], r["name"], r["inputs"])
+            resources.append(registration)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SavedPlanError(f"it is not the output of `neurodock plan --json` (no {exc})") from None
+    objects_urns = {o.urn for o in objects}
+    # ChartObject derives its URN; a saved one must read back as it was written.
+    if objects_urns != {r["urn"] for r in document["resources"] if "release" in r}:
+        raise SavedPlanError("its Helm releases' objects do not read back under the URNs it names")
+    return Plan(stack=like.stack, config=like.config, resources=resources, outputs=document.get("outputs", {}),
+                warnings=[], releases=[_Release(objects)])
+
+
+@dataclass(frozen=True)
+class _Release:
+    objects: list[ChartObject]
 
 
 def location_pairs(a: Plan, b: Plan) -> list[tuple[str, str]]:
@@ -132,22 +178,40 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
     ids = [(left[k][1], right[k][1]) for k in left.keys() & right.keys()
            if left[k][1] and right[k][1] and left[k][1] != right[k][1]]
     pairs = sorted(location + ids, key=lambda p: len(p[0]), reverse=True)
+    moved = _moves(b, left.keys(), right.keys())
     out: list[ResourceDiff] = []
-    for key in sorted(left.keys() | right.keys()):
+    for key in sorted((left.keys() - moved.values()) | right.keys()):
+        old = moved.get(key, key)
         if key not in right:
             out.append(ResourceDiff(key, "removed"))
-        elif key not in left:
+        elif old not in left:
             out.append(ResourceDiff(key, "added"))
         else:
             forcing = REPLACED_BY.get(key.split("::", 1)[0].rsplit("$", 1)[-1], ())
             changes = [Change(path, x, y, _relocated(x, pairs) == y,
                               any(path == f or path.startswith(f + ".") or path.startswith(f + "[") for f in forcing))
-                       for path, x, y in _leaf_diffs(left[key][0], right[key][0], "")]
-            if changes:
-                out.append(ResourceDiff(key, "changed", changes))
+                       for path, x, y in _leaf_diffs(left[old][0], right[key][0], "")]
+            if changes or old != key:
+                out.append(ResourceDiff(key, "moved" if old != key else "changed", changes,
+                                        moved_from=old if old != key else None))
     prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
     install_only = frozenset(o.urn.removeprefix(prefix) for o in b.chart_objects if o.install_only)
-    return PlanDiff(a.stack.stack, b.stack.stack, len(left.keys() & right.keys()), location, out, install_only)
+    compared = len(left.keys() & right.keys()) + len(moved)
+    return PlanDiff(a.stack.stack, b.stack.stack, compared, location, out, install_only)
+
+
+def _moves(b: Plan, left: set[str], right: set[str]) -> dict[str, str]:
+    """B's key -> A's key, for each resource of B that only A has under one of B's aliases."""
+    prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
+    out: dict[str, str] = {}
+    for r in b.resources:
+        key = r.urn.removeprefix(prefix)
+        if key in left:
+            continue
+        former = [a.removeprefix(prefix) for a in r.aliases if a.removeprefix(prefix) in left - right]
+        if former:
+            out[key] = former[0]
+    return out
 
 
 def _index(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, tuple[dict[str, Any], str | None]]:
@@ -196,7 +260,7 @@ def _relocated(value: Any, pairs: list[tuple[str, str]]) -> Any:
 
 
 def render(diff: PlanDiff) -> str:
-    marks = {"added": "+", "removed": "-", "changed": "~"}
+    marks = {"added": "+", "removed": "-", "changed": "~", "moved": ">"}
     lines = [f"neurodock diff {diff.a} {diff.b}"]
     if diff.location_pairs:
         lines.append("location: " + ", ".join(f"{x} -> {y}" for x, y in diff.location_pairs))
@@ -206,17 +270,21 @@ def render(diff: PlanDiff) -> str:
             tag += "  [replace]"
         if r.key in diff.install_only and r.status != "removed":
             tag += "  (a chart's crds/ CRD: Helm creates it on first install only; an existing cluster keeps its own)"
+        if r.moved_from:
+            tag += f"  (moved from {r.moved_from} by an alias: kept, not replaced)"
         lines.append(f"{marks[r.status]} {r.key}{tag}")
         for c in r.changes:
             why = "location" if c.location else "OTHER"
             why += ", forces replacement" if c.replaces and not c.location else ""
             lines.append(f"    {c.path}: {_short(c.old)} -> {_short(c.new)}  [{why}]")
-    changed = [r for r in diff.resources if r.status == "changed"]
+    changed = [r for r in diff.resources if r.status == "changed" or r.changes]
     lines.append(
         f"{diff.compared} resources in both; {len(changed)} changed "
         f"({sum(r.location_only for r in changed)} only by location), "
         f"{sum(r.status == 'added' for r in diff.resources)} added, "
-        f"{sum(r.status == 'removed' for r in diff.resources)} removed; "
+        f"{sum(r.status == 'removed' for r in diff.resources)} removed, "
+        f"{sum(r.status == 'moved' for r in diff.resources)} moved, {sum(r.replaced for r in diff.resources)} "
+        "replaced; "
         f"{len(diff.other)} differences not explained by location")
     return "\n".join(lines) + "\n"
 

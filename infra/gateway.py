@@ -1,4 +1,4 @@
-"""Config -> the gateway, one route per model, and the smoke test that runs after each deployment."""
+"""Config -> the gateway, and the smoke test that runs after each deployment."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ import pulumi_random as random
 from components.cluster.base import Cluster, system_node_selector
 from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
 from components.gateway.gateway import ModelGateway, ModelGatewayArgs
-from components.gateway.routes import Backend, ModelRouteArgs, model_route
 from components.gateway.smoke_test import SmokeTest, SmokeTestArgs
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
-from components.serving.model_server import PORT
 from components.versions import ENVOY_GATEWAY, LLAMACPP_IMAGE, VLLM_IMAGE
 from infra import charts
 from infra.config import StackConfig
@@ -26,13 +24,13 @@ from infra.secrets import StackSecrets
 def build_gateway(
     config: StackConfig,
     cluster: Cluster,
-    catalog: ModelCatalog,
     secrets: StackSecrets,
     random_provider: pulumi.ProviderResource,
     crds: pulumi.Resource | None,
     opts: pulumi.ResourceOptions,
-) -> ModelGateway:
-    """The gateway, the routes of every model, and (unless turned off) the smoke test."""
+) -> tuple[ModelGateway, pulumi.Output[str] | None]:
+    """The gateway, and the smoke test's API key (None when the gateway takes no keys). Each model's
+    route is its ``ServedModel``'s."""
     system_selector = system_node_selector(cluster)
     gw = config.gateway
     served = tuple(m.model_name for m in config.models)
@@ -59,47 +57,38 @@ def build_gateway(
         ),
         opts=opts,
     )
-    route_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gateway, catalog]))
-    routes = []
-    for model in config.models:
-        budgets = model.readiness or config.readiness
-        routes.append(model_route(f"{model.name}-route", ModelRouteArgs(
-            name=model.name,
-            namespace=SERVING_NAMESPACE,
-            served_name=model.model_name,
-            stable=Backend(service=catalog.services[model.name], port=PORT),
-            canary=Backend(service=catalog.services[model.variant_name("canary")], port=PORT) if model.canary else None,
-            canary_weight=model.canary.weight if model.canary else 0,
-            shadow=Backend(service=catalog.services[model.variant_name("shadow")], port=PORT) if model.shadow else None,
-            shadow_percent=model.shadow.percent if model.shadow else 100,
-            request_timeout_s=max(600, budgets.model_load_seconds),
-        ), route_opts))
+    return gateway, smoke_key
+
+
+def build_smoke_test(config: StackConfig, cluster: Cluster, gateway: ModelGateway, smoke_key: pulumi.Output[str] | None,
+                     catalog: ModelCatalog, opts: pulumi.ResourceOptions) -> None:
+    """After each change to serving, a chat completion to every model through the gateway."""
     # A model scaled to zero has no replica to answer until traffic wakes it: it is not asked.
     awake = tuple(m.model_name for m in config.models if m.min_replicas > 0)
-    if gw.smoke_test and awake:
-        key_secret = None
-        if smoke_key is not None:
-            key_secret = k8s.core.v1.Secret(
-                "gateway-smoke-test-key",
-                metadata=k8s.meta.v1.ObjectMetaArgs(namespace=GATEWAY_NAMESPACE),
-                type="Opaque",
-                string_data={"key": smoke_key},
-                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gateway])),
-            ).metadata.name
-        SmokeTest(
-            "smoke-test",
-            SmokeTestArgs(
-                gateway_url=gateway.url,
-                served_names=awake,
-                revision=serving_revision(config),
-                node_selector=system_selector,
-                api_key_secret=key_secret,
-                ca_secret=gateway.tls_secret,
-            ),
-            opts=pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(depends_on=[gateway, catalog, *gateway.ready, *routes])),
-        )
-    return gateway
+    if not config.gateway.smoke_test or not awake:
+        return
+    key_secret = None
+    if smoke_key is not None:
+        key_secret = k8s.core.v1.Secret(
+            "gateway-smoke-test-key",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=GATEWAY_NAMESPACE),
+            type="Opaque",
+            string_data={"key": smoke_key},
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gateway])),
+        ).metadata.name
+    SmokeTest(
+        "smoke-test",
+        SmokeTestArgs(
+            gateway_url=gateway.url,
+            served_names=awake,
+            revision=serving_revision(config),
+            node_selector=system_node_selector(cluster),
+            api_key_secret=key_secret,
+            ca_secret=gateway.tls_secret,
+        ),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[gateway, catalog, *gateway.ready, *catalog.routes])),
+    )
 
 
 def serving_revision(config: StackConfig) -> str:

@@ -54,7 +54,7 @@ from infra.config import (
     missing_receiver_credentials,
     parse_config,
 )
-from infra.gateway import build_gateway
+from infra.gateway import build_gateway, build_smoke_test
 from infra.secrets import StackSecrets
 from infra.serving import autoscaled, build_catalog
 
@@ -130,16 +130,19 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
     agents = _gpu_enablement(config, cluster, crds, k8s_opts)
     catalog = None
     if config.models:
+        gateway = None
+        if config.gateway.enabled:
+            gateway, smoke_key = build_gateway(config, cluster, secrets, rand, crds, k8s_opts)
+            outputs["gatewayUrl"] = gateway.url
         # GPU readiness: model servers start once the GPU agents are rolled out, so their GPUs
         # are advertised; their own probes and timeouts come from the readiness budgets.
         catalog_opts = pulumi.ResourceOptions.merge(
             k8s_opts, pulumi.ResourceOptions(depends_on=[c for c, _ in agents]))
         catalog = build_catalog(config, cluster, cloud_provider, secrets,
-                                monitoring.prometheus_url if monitoring else None, crds, catalog_opts)
+                                monitoring.prometheus_url if monitoring else None, crds, gateway, catalog_opts)
         outputs["models"] = catalog.urls
-        if config.gateway.enabled:
-            gateway = build_gateway(config, cluster, catalog, secrets, rand, crds, k8s_opts)
-            outputs["gatewayUrl"] = gateway.url
+        if gateway is not None:
+            build_smoke_test(config, cluster, gateway, smoke_key, catalog, k8s_opts)
     if monitoring is not None:
         _alerts(config, monitoring, catalog, [agent for _, agent in agents], cluster.pools, k8s_opts)
     return outputs

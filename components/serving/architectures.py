@@ -102,7 +102,47 @@ def estimate(arch: Architecture, *, tensor_parallel: int, max_model_len: int, se
     return MemoryEstimate(weights_gib=weights, kv_cache_gib=kv, per_gpu_gib=per_gpu)
 
 
-def host_memory_gib(weights_gib: float, gpus: int) -> int:
-    """Host memory for a replica: the weights pass through page cache while loading, plus 8 GiB per
-    GPU worker process."""
-    return math.ceil(weights_gib) + 8 * max(gpus, 1)
+GGUF_BYTES_PER_PARAMETER = 0.5625
+"""GGUF files served on CPU are 4-bit quantised (Q4_K_M): about 0.56 bytes a parameter."""
+UNKNOWN_GGUF_GIB = 2.0
+"""Weights assumed for a GGUF model whose size is unknown."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaSize:
+    """What one replica of a model needs: the one place sizes are computed, for the capacity check
+    of the config and for the servers alike."""
+
+    weights_gib: float
+    memory: MemoryEstimate | None
+    """Per-GPU memory (vLLM); None on CPU."""
+    cpu: int
+    memory_gib: int
+    """Host memory request and limit, shared memory included."""
+    shm_gib: int
+    volume_gib: int
+    """A weights volume with room for the weights and the engine's own files."""
+
+
+def replica_size(arch: Architecture | None, *, gpus: int, max_model_len: int, sequences: int, dtype: str = "auto",
+                 quantization: str | None = None, kv_cache_dtype: str = "auto") -> ReplicaSize:
+    """A vLLM replica on ``gpus`` GPUs (``arch`` required), or a llama.cpp replica on CPU (``gpus`` 0)."""
+    if gpus:
+        if arch is None:
+            raise ValueError("a GPU replica's size needs the model's architecture")
+        memory = estimate(arch, tensor_parallel=gpus, max_model_len=max_model_len, sequences=sequences,
+                          dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
+        weights = memory.weights_gib
+        # NCCL and PyTorch workers exchange tensors through /dev/shm once there is more than one GPU.
+        shm = 2 if gpus == 1 else 16
+        # The weights pass through page cache while loading, plus 8 GiB per GPU worker process.
+        host = math.ceil(weights) + 8 * gpus
+        cpu = 4 * gpus
+    else:
+        memory = None
+        weights = arch.parameters_b * 1e9 * GGUF_BYTES_PER_PARAMETER / GIB if arch else UNKNOWN_GGUF_GIB
+        shm = 1
+        host = math.ceil(weights * 1.5) + 2
+        cpu = 2
+    return ReplicaSize(weights_gib=weights, memory=memory, cpu=cpu, memory_gib=host + shm, shm_gib=shm,
+                       volume_gib=math.ceil(weights * 1.2) + 10)

@@ -1,5 +1,5 @@
 """The serving namespace, its shared pieces (PriorityClass, Hugging Face token, KEDA), and one
-:class:`ModelServer` per model of the stack's catalog."""
+:class:`ServedModel` per model of the stack's catalog."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from components import labels
 from components.charts import ChartSource
 from components.k8s import PART_OF_VALUE, namespace
 from components.serving.keda import Keda, KedaArgs
-from components.serving.model_server import ModelServer, ModelServerArgs
+from components.serving.served_model import ServedModel, ServedModelArgs, Version
 
 NAMESPACE = "neurodock-serving"
 PRIORITY = 100000
@@ -20,19 +20,9 @@ PRIORITY = 100000
 
 
 @dataclass(frozen=True, kw_only=True)
-class CatalogEntry:
-    name: str
-    """Kubernetes-safe id; prefix of the entry's resource names."""
-    server: ModelServerArgs
-    """The model server; namespace, token, priority class, CRDs and KEDA are filled in here."""
-    shared_storage_class: str | None = None
-    """A ReadWriteMany class: one weights volume shared by all replicas (default: one per replica)."""
-
-
-@dataclass(frozen=True, kw_only=True)
 class ModelCatalogArgs:
-    entries: tuple[CatalogEntry, ...]
-    """Models to serve."""
+    models: tuple[ServedModelArgs, ...]
+    """Models to serve; their servers' namespace, token, priority class, CRDs and KEDA are filled in here."""
     system_node_selector: dict[str, str]
     """Where KEDA runs."""
     keda_chart: ChartSource
@@ -49,9 +39,9 @@ class ModelCatalog(pulumi.ComponentResource):
     urls: dict[str, pulumi.Output[str]]
     """In-cluster OpenAI base URL per served model name."""
     deployments: dict[str, pulumi.Output[str]]
-    """Deployment name per served model name."""
-    services: dict[str, pulumi.Output[str]]
-    """Service name per entry name, variants included."""
+    """The stable version's Deployment name per served model name."""
+    routes: list[pulumi.Resource]
+    """The models' gateway routes."""
 
     def __init__(self, name: str, args: ModelCatalogArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:ModelCatalog", name, None, opts)
@@ -75,36 +65,27 @@ class ModelCatalog(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         keda = None
-        if any(e.server.autoscaling for e in args.entries):
+        versions = [v for m in args.models for v in (m.stable, m.canary, m.shadow) if v is not None]
+        if any(v.server.autoscaling for v in versions):
             keda = Keda(f"{name}-keda", KedaArgs(chart=args.keda_chart, node_selector=args.system_node_selector),
                         opts=pulumi.ResourceOptions(parent=self)).release
+
+        def complete(version: Version | None) -> Version | None:
+            if version is None:
+                return None
+            return replace(version, server=replace(
+                version.server, namespace=ns.metadata.name, hf_token_secret=token_secret,
+                priority_class=priority.metadata.name, crds=args.crds, keda=keda))
+
         self.urls = {}
         self.deployments = {}
-        self.services = {}
-        for entry in args.entries:
-            shared = None
-            if entry.shared_storage_class:
-                shared = k8s.core.v1.PersistentVolumeClaim(
-                    f"{entry.name}-weights",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns.metadata.name),
-                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                        access_modes=["ReadWriteMany"],
-                        storage_class_name=entry.shared_storage_class,
-                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                            requests={"storage": f"{entry.server.cache_gib}Gi"}),
-                    ),
-                    # Weights are re-downloadable, but a shared cache spares every replica the download.
-                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-                ).metadata.name
-            server = ModelServer(
-                entry.name,
-                replace(entry.server, namespace=ns.metadata.name, hf_token_secret=token_secret,
-                        priority_class=priority.metadata.name, crds=args.crds, keda=keda,
-                        shared_cache_claim=shared),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.services[entry.name] = server.service_name
-            if entry.server.variant == "stable":
-                self.urls[entry.server.served_name] = server.url
-                self.deployments[entry.server.served_name] = server.deployment_name
+        self.routes: list[pulumi.Resource] = []
+        for model in args.models:
+            model = replace(model, stable=complete(model.stable), canary=complete(model.canary),
+                            shadow=complete(model.shadow))
+            served = ServedModel(model.name, model, opts=pulumi.ResourceOptions(parent=self))
+            self.urls[model.stable.server.served_name] = served.url
+            self.deployments[model.stable.server.served_name] = served.deployment_name
+            if served.route is not None:
+                self.routes.append(served.route)
         self.register_outputs({"urls": self.urls})

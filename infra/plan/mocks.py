@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -131,11 +131,14 @@ class Registration:
     id: str | None = None
     manifest: dict[str, Any] | None = None
     """For Kubernetes objects: the object the provider would send."""
+    aliases: list[str] = field(default_factory=list)
+    """URNs the resource had before (its own ``aliases`` and those it inherits from its parents'): the
+    engine moves state from one of them instead of creating the resource anew."""
 
     def to_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "custom": self.custom, "provider": self.provider, "inputs": self.inputs,
-                "options": self.options}
+                "custom": self.custom, "provider": self.provider, "id": self.id, "inputs": self.inputs,
+                "options": self.options, **({"aliases": self.aliases} if self.aliases else {})}
 
 
 class RecordingMonitor(MockMonitor):
@@ -152,7 +155,28 @@ class RecordingMonitor(MockMonitor):
         # The engine leaves the root stack out of its children's URNs; the SDK's mock does not.
         if parent and parent.split("::")[2].split("$")[-1] == "pulumi:pulumi:Stack":
             parent = ""
-        return super().make_urn(parent, type_, name)
+        # The engine qualifies a type by its parent's whole type chain (the SDK's mock keeps only the
+        # parent's own type), so moving a component under another changes its children's URNs too.
+        if parent:
+            type_ = parent.split("::")[2] + "$" + type_
+        return super().make_urn("", type_, name)
+
+    def _alias_urns(self, request, urn: str) -> list[str]:
+        """The URNs ``request``'s aliases name, and its own type and name under each former URN of its
+        parent, as the engine derives them."""
+        out: set[str] = set()
+        for alias in request.aliases:
+            if alias.urn:
+                out.add(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            out.add(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        with self._lock:
+            former_parents = next((r.aliases for r in reversed(self.registrations) if r.urn == request.parent), [])
+        out.update(self.make_urn(p, request.type, request.name) for p in former_parents)
+        out.discard(urn)
+        return sorted(out)
 
     def RegisterResource(self, request):
         """Record the registration and answer it from ``PlanMocks``, as the SDK's mock monitor does,
@@ -183,6 +207,7 @@ class RecordingMonitor(MockMonitor):
                 "import": request.importId or None,
             },
         )
+        registration.aliases = self._alias_urns(request, urn)
         if request.custom and is_k8s_object(request.type):
             registration.manifest = k8s_checked(request.type, request.name, registration.inputs)
         response = resource_pb2.RegisterResourceResponse(urn=urn)

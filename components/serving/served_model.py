@@ -1,0 +1,132 @@
+"""One served model: its versions (stable, and optionally a canary and a shadow), the cloud identity
+each reads its weights with, and the gateway route that selects it by the request's ``model``.
+
+Everything about a model lives here, resolved once by the caller: a version's servers, sizes and
+readiness budgets arrive complete in its :class:`ModelServerArgs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gateway.routes import Backend, ModelRouteArgs, model_route
+from components.serving.model_server import PORT, ModelServer, ModelServerArgs
+from components.serving.weights_access import (
+    GcsWeightsReader,
+    GcsWeightsReaderArgs,
+    S3WeightsReader,
+    S3WeightsReaderArgs,
+)
+
+ReaderArgs = S3WeightsReaderArgs | GcsWeightsReaderArgs
+
+
+@dataclass(frozen=True, kw_only=True)
+class Version:
+    """One version of the model: its server, and who may read its weights."""
+
+    name: str
+    """Resource-name prefix (``<model>``, ``<model>-canary``, ``<model>-shadow``)."""
+    server: ModelServerArgs
+    reader: ReaderArgs | None
+    """The cloud identity of a bucket source; None for Hugging Face sources."""
+    shared_storage_class: str | None
+    """A ReadWriteMany class: one weights volume for every replica; None: a volume per replica."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    """How the gateway reaches the model."""
+
+    gateway: pulumi.Resource
+    """The gateway the route attaches to; the route waits for it."""
+    request_timeout_s: int
+    """Longest request, streaming included."""
+    canary_weight: int
+    """Percent of requests sent to the canary."""
+    shadow_percent: int
+    """Percent of requests mirrored to the shadow."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServedModelArgs:
+    name: str
+    """Kubernetes-safe id of the model; the route's name and the stable version's resource prefix."""
+    stable: Version
+    canary: Version | None
+    shadow: Version | None
+    route: Route | None
+    """None without a gateway."""
+    cloud_provider: pulumi.ProviderResource | None
+    """The provider of the weights readers' cloud resources."""
+
+
+class ServedModel(pulumi.ComponentResource):
+    """The servers, weights identities and route of one model."""
+
+    deployment_name: pulumi.Output[str]
+    """The stable version's Deployment."""
+    url: pulumi.Output[str]
+    """In-cluster OpenAI base URL of the stable version."""
+    route: pulumi.Resource | None
+
+    def __init__(self, name: str, args: ServedModelArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("neurodock:serving:ServedModel", name, None, opts)
+        # Before this component existed, readers and routes were created at the stack's root and servers
+        # under the catalog (this component's parent): aliases keep a running stack's resources in place.
+        at_root = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
+        under_catalog = [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else None
+        servers: dict[str, ModelServer] = {}
+        for key, version in (("stable", args.stable), ("canary", args.canary), ("shadow", args.shadow)):
+            if version is None:
+                continue
+            server = version.server
+            if version.reader is not None:
+                reader = _reader(version.name, version.reader, pulumi.ResourceOptions(
+                    parent=self, providers=[args.cloud_provider] if args.cloud_provider else None, aliases=at_root))
+                server = replace(server, service_account_annotations=reader.annotations)
+            if version.shared_storage_class:
+                server = replace(server, shared_cache_claim=self._shared_claim(version, under_catalog))
+            servers[key] = ModelServer(version.name, server, opts=pulumi.ResourceOptions(
+                parent=self, aliases=under_catalog))
+        stable = servers["stable"]
+        self.deployment_name = stable.deployment_name
+        self.url = stable.url
+        self.route = None
+        if args.route is not None:
+            self.route = model_route(f"{name}-route", ModelRouteArgs(
+                name=name,
+                namespace=args.stable.server.namespace,
+                served_name=args.stable.server.served_name,
+                stable=Backend(service=stable.service_name, port=PORT),
+                canary=Backend(service=servers["canary"].service_name, port=PORT) if "canary" in servers else None,
+                canary_weight=args.route.canary_weight,
+                shadow=Backend(service=servers["shadow"].service_name, port=PORT) if "shadow" in servers else None,
+                shadow_percent=args.route.shadow_percent,
+                request_timeout_s=args.route.request_timeout_s,
+            ), pulumi.ResourceOptions(parent=self, depends_on=[args.route.gateway, *servers.values()],
+                                      aliases=at_root))
+        self.register_outputs({"url": self.url})
+
+    def _shared_claim(self, version: Version, aliases: list[pulumi.Alias] | None) -> pulumi.Output[str]:
+        return k8s.core.v1.PersistentVolumeClaim(
+            f"{version.name}-weights",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=version.server.namespace),
+            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteMany"],
+                storage_class_name=version.shared_storage_class,
+                resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                    requests={"storage": f"{version.server.cache_gib}Gi"}),
+            ),
+            # Weights are re-downloadable, but a shared cache spares every replica the download.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, aliases=aliases),
+        ).metadata.name
+
+
+def _reader(name: str, args: ReaderArgs, opts: pulumi.ResourceOptions) -> S3WeightsReader | GcsWeightsReader:
+    if isinstance(args, S3WeightsReaderArgs):
+        return S3WeightsReader(f"{name}-weights-reader", args, opts=opts)
+    return GcsWeightsReader(f"{name}-weights-reader", args, opts=opts)
