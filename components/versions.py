@@ -19,6 +19,10 @@ KUBE_PROMETHEUS_STACK = ChartRef("kube-prometheus-stack", "82.6.0", "https://pro
 # Model servers.
 VLLM_IMAGE = "vllm/vllm-openai:v0.28.0"
 LLAMACPP_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-b11176"
+# Compressed sizes, for the time-to-ready estimate (docs/upstream.md): vLLM's CUDA image is quoted at
+# 9-12 GB; llama.cpp's CPU server image is a small fraction of a GB.
+VLLM_IMAGE_GB = 12.0
+LLAMACPP_IMAGE_GB = 0.2
 
 # Cluster Autoscaler (EKS): the chart, and the image matching each Kubernetes minor version, as
 # the autoscaler project requires.

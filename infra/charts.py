@@ -50,6 +50,25 @@ def source(ref: ChartRef) -> ChartSource:
     return ChartSource(ref, str(path) if path else None)
 
 
+def crds(source: ChartSource) -> tuple[dict, ...]:
+    """The CustomResourceDefinitions of a cached chart's ``crds/`` directory (none when the chart is not
+    cached: its release then installs them, once)."""
+    if source.package_path is None:
+        return ()
+    import tarfile
+
+    import yaml
+
+    out = []
+    with tarfile.open(source.package_path) as package:
+        for member in sorted(package.getmembers(), key=lambda m: m.name):
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) > 2 and parts[1] == "crds" and member.name.endswith((".yaml", ".yml")):
+                text = package.extractfile(member).read().decode()
+                out += [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "CustomResourceDefinition"]
+    return tuple(out)
+
+
 def ref_of(chart: str, version: str | None) -> ChartRef | None:
     """The pinned chart a release's ``chart`` and ``version`` inputs name: a cached package's path,
     an OCI reference, or a chart name; None for a chart NeuroDock does not pin."""

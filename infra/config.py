@@ -38,7 +38,8 @@ from components.gpu.catalog import (
     machine_gpus,
 )
 from components.monitoring.metrics import VLLM_TTFT_BUCKETS
-from components.serving.architectures import RUNTIME_OVERHEAD_GIB, Architecture, estimate, lookup
+from components.serving.architectures import CUDA_CONTEXT_GIB, Architecture, ReplicaSize, lookup
+from components.serving.architectures import replica_size as architectures_replica_size
 from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS, KIND_NODE_IMAGES
 
 NAMESPACE = "neurodock"
@@ -318,15 +319,39 @@ class Slo(Model):
     """KV-cache usage fraction above which requests start to be preempted (default 0.9)."""
 
 
-class Readiness(Model):
-    """Time budgets of a model becoming ready; they set await timeouts, startup probes and rollout deadlines."""
+class Throughput(Model):
+    """What the time-to-ready estimate assumes; each default's source is in docs/upstream.md."""
 
-    node_scale_up_seconds: int = Field(default=600, gt=0, le=7200)
-    """A GPU node joining and its GPUs being advertised (default 600)."""
-    image_pull_seconds: int = Field(default=600, gt=0, le=7200)
-    """Pulling the engine image, often over 10 GB for vLLM (default 600)."""
-    model_load_seconds: int = Field(default=900, gt=0, le=14400)
-    """Downloading and loading weights until the engine answers health checks (default 900)."""
+    node_start_seconds: int = Field(default=300, gt=0, le=7200)
+    """A new GPU node joins and advertises its GPUs (default 300: 4-6 minutes reported on EKS)."""
+    image_pull_mb_per_second: float = Field(default=50, gt=0, le=100000)
+    """Image pull and unpack on a node (default 50: 15-20 GB images take 4-6 minutes, AWS)."""
+    hugging_face_mb_per_second: float = Field(default=100, gt=0, le=100000)
+    """Download from the Hugging Face Hub (default 100: about 40 per file, 300+ across files)."""
+    bucket_mb_per_second: float = Field(default=1000, gt=0, le=100000)
+    """Reads from a bucket in the cluster's region, streamed or copied (default 1000: the Run:ai streamer
+    read 15 GB from S3 in 4.9-8.5 s in its benchmark)."""
+    volume_mb_per_second: float = Field(default=125, gt=0, le=100000)
+    """Reads from a weights volume (default 125: an EBS gp3 volume's baseline)."""
+    engine_start_seconds: int = Field(default=120, gt=0, le=7200)
+    """vLLM's work after loading: profiling, compilation and CUDA graphs (default 120)."""
+    margin: float = Field(default=2.0, ge=1, le=10)
+    """Budgets are the estimate times this (default 2)."""
+
+
+class Readiness(Model):
+    """Time budgets of a model becoming ready; they set await timeouts, startup probes and rollout
+    deadlines. Each defaults to the time-to-ready estimate (``neurodock plan`` shows it) times
+    ``throughput.margin``."""
+
+    node_scale_up_seconds: int | None = Field(default=None, gt=0, le=7200)
+    """A GPU node joining and its GPUs being advertised."""
+    image_pull_seconds: int | None = Field(default=None, gt=0, le=7200)
+    """Pulling the engine image."""
+    model_load_seconds: int | None = Field(default=None, gt=0, le=14400)
+    """Fetching and loading the weights until the engine answers health checks (the first replica's)."""
+    throughput: Throughput = Throughput()
+    """What the estimate assumes."""
 
 
 Severity = Literal["critical", "warning", "info"]
@@ -558,6 +583,9 @@ class ModelSpec(Model):
     """Value of the OpenAI ``model`` field that selects this model (default: ``name``)."""
     source: WeightsUri
     """Where the weights come from."""
+    revision: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,99}$")] | None = None
+    """Hugging Face sources: the commit (or tag, or branch) to serve (default: the repository's main
+    branch when first mirrored or downloaded); a commit pins what every replica serves."""
     engine: Literal["vllm", "llamacpp"] = "vllm"
     """``vllm`` on GPU pools; ``llamacpp`` serves small GGUF models on CPU (default vllm)."""
     pool: Name
@@ -565,7 +593,7 @@ class ModelSpec(Model):
     gpus_per_replica: int = Field(default=1, ge=0, le=16)
     """GPUs per replica, the tensor-parallel size for vLLM; 0 for CPU engines (default 1)."""
     min_replicas: int = Field(default=1, ge=0, le=1000)
-    """Fewest replicas; 0 allows scale to zero (default 1)."""
+    """Fewest replicas (default 1); at least 1 until a request can wake a model at zero."""
     max_replicas: int = Field(default=1, ge=1, le=1000)
     """Most replicas (default 1)."""
     file: Annotated[str, StringConstraints(pattern=r"^[^/\s][^\s]*\.gguf$")] | None = None
@@ -574,12 +602,16 @@ class ModelSpec(Model):
     """The model's size, for the capacity check; required for models not in the built-in catalogue."""
     engine_args: EngineArgs = EngineArgs()
     """Engine settings."""
-    concurrency: int = Field(default=1, ge=1, le=4096)
-    """Full-length sequences that must fit in the KV cache at once, for the capacity check (default 1)."""
+    concurrency: int | None = Field(default=None, ge=1, le=4096)
+    """Full-length sequences (``maxModelLen`` tokens each) the KV cache must hold at once, for the
+    capacity check (default: ``engineArgs.maxNumSeqs``, every sequence vLLM batches at its longest)."""
     rollout: Rollout = Rollout()
     """Rollout surge and unavailability (defaults: surge 1, unavailable 0)."""
-    drain_seconds: int = Field(default=30, ge=0, le=3600)
-    """Time in-flight requests get to finish when a replica stops (default 30)."""
+    request_timeout_seconds: int = Field(default=600, ge=10, le=3600)
+    """Longest request the gateway lets run, streaming included (default 600)."""
+    drain_seconds: int | None = Field(default=None, ge=0, le=3600)
+    """Time in-flight requests get to finish when a replica stops (default: requestTimeoutSeconds, so
+    no generation the gateway allows is cut)."""
     cache: WeightsCache = WeightsCache()
     """Where the weights are cached (default: a volume per replica on the cluster's storage class)."""
     slo: Slo = Slo()
@@ -591,8 +623,15 @@ class ModelSpec(Model):
     readiness: Readiness | None = None
     """Readiness budgets for this model (default: the stack's ``readiness``)."""
 
-    def budgets(self, stack: StackConfig) -> Readiness:
-        return self.readiness or stack.readiness
+    @property
+    def sequences(self) -> int:
+        """Full-length sequences the KV cache must hold."""
+        return self.engine_args.max_num_seqs if self.concurrency is None else self.concurrency
+
+    @property
+    def drain(self) -> int:
+        """Seconds a stopping replica gives in-flight requests."""
+        return self.request_timeout_seconds if self.drain_seconds is None else self.drain_seconds
 
     @property
     def model_name(self) -> str:
@@ -618,7 +657,7 @@ class StackConfig(Model):
     models: list[ModelSpec] = []
     """The model catalog (default empty)."""
     readiness: Readiness = Readiness()
-    """Default readiness budgets of every model."""
+    """Readiness budgets of every model, and what their estimate assumes (default: from the estimate)."""
     gateway: Gateway = Gateway()
     """The OpenAI-compatible entry point."""
     tags: dict[str, str] = {}
@@ -1000,6 +1039,10 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             add(("models", i, "servedName"),
                 f"served name {model.model_name!r} is already used by models[{served[model.model_name]}]")
         served.setdefault(model.model_name, i)
+        if model.min_replicas == 0:
+            add(("models", i, "minReplicas"), (
+                "scale from zero cannot wake this model: with no replica there is no queue to read, so the "
+                "autoscaler never adds one and every request gets a 503; set minReplicas to 1 or more"))
         if model.min_replicas > model.max_replicas:
             add(("models", i, "minReplicas"),
                 f"must be <= maxReplicas ({model.min_replicas} > {model.max_replicas})")
@@ -1196,7 +1239,12 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
             if scheme != stable_scheme:
                 add((key, "source"), f"must come from the same kind of store as the model's source ({stable_scheme}://"
                     f"), whose identity the {key} reuses (got {scheme}://)")
+    if model.revision is not None and not model.source.startswith("hf://"):
+        add(("revision",), "applies to hf:// sources; a bucket prefix is its own version: point source at it")
     if model.engine == "llamacpp":
+        if model.revision is not None:
+            add(("revision",), "llama.cpp downloads the GGUF file from the repository's main branch itself; "
+                "remove revision, or serve a bucket copy of the file")
         if model.file is None:
             add(("file",), "engine 'llamacpp' needs the GGUF file to serve, e.g. qwen2.5-0.5b-instruct-q4_k_m.gguf")
         return out
@@ -1222,18 +1270,38 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     gpu = GPU_MODELS.get(pool.gpu.type)
     if gpu is None:
         return out
-    need = estimate(arch, tensor_parallel=tp, max_model_len=engine.max_model_len, sequences=model.concurrency,
-                    dtype=engine.dtype, quantization=engine.quantization, kv_cache_dtype=engine.kv_cache_dtype)
+    size = replica_size(model, pool)
+    assert size is not None and size.memory is not None
+    need = size.memory
     have = gpu.memory_gib * engine.gpu_memory_utilization
     if need.per_gpu_gib > have:
-        add(("gpusPerReplica",), (
+        add(("concurrency",) if model.concurrency is None else ("gpusPerReplica",), (
             f"model {model.model_name!r} does not fit pool {pool.name!r}: each of its {tp} {pool.gpu.type} GPUs "
             f"needs {need.per_gpu_gib:.1f} GiB (weights {need.weights_gib:.1f} GiB / {tp}, KV cache "
-            f"{need.kv_cache_gib:.1f} GiB for {model.concurrency} x {engine.max_model_len} tokens, runtime "
-            f"{RUNTIME_OVERHEAD_GIB:.0f} GiB) but may use {have:.1f} GiB ({gpu.memory_gib} GiB x "
-            f"{engine.gpu_memory_utilization}); use more GPUs per replica, a larger GPU, quantization or a "
+            f"{need.kv_cache_gib:.1f} GiB for {model.sequences} x {engine.max_model_len} tokens, runtime "
+            f"{need.overhead_gib:.1f} GiB) but may use {have:.1f} GiB ({gpu.memory_gib} GiB x "
+            f"{engine.gpu_memory_utilization}); set concurrency to the full-length sequences it must hold (it "
+            f"defaults to engineArgs.maxNumSeqs), or use more GPUs per replica, a larger GPU, quantization or a "
             "shorter maxModelLen"))
+    if gpu.memory_gib * (1 - engine.gpu_memory_utilization) < CUDA_CONTEXT_GIB:
+        add(("engineArgs", "gpuMemoryUtilization"), (
+            f"{engine.gpu_memory_utilization} of a {gpu.memory_gib} GiB {pool.gpu.type} leaves "
+            f"{gpu.memory_gib * (1 - engine.gpu_memory_utilization):.1f} GiB for the CUDA context, which vLLM "
+            f"allocates outside that budget (about {CUDA_CONTEXT_GIB:.0f} GiB): it would refuse to start; lower it"))
     return out
+
+
+def replica_size(model: ModelSpec, pool: NodePool) -> ReplicaSize | None:
+    """What one replica of ``model`` on ``pool`` needs: the capacity check's numbers and the servers'
+    resources (None for a vLLM model of unknown size, refused above)."""
+    arch = model_architecture(model)
+    if model.gpus_per_replica and arch is None:
+        return None
+    gpu = GPU_MODELS.get(pool.gpu.type) if pool.gpu else None
+    e = model.engine_args
+    return architectures_replica_size(arch, gpus=model.gpus_per_replica, max_model_len=e.max_model_len,
+                                      sequences=model.sequences, gpu_memory_gib=gpu.memory_gib if gpu else 0,
+                                      dtype=e.dtype, quantization=e.quantization, kv_cache_dtype=e.kv_cache_dtype)
 
 
 def model_architecture(model: ModelSpec) -> Architecture | None:

@@ -33,6 +33,7 @@ def build_gateway(
     route is its ``ServedModel``'s."""
     system_selector = system_node_selector(cluster)
     gw = config.gateway
+    chart = charts.source(ENVOY_GATEWAY)
     served = tuple(m.model_name for m in config.models)
     smoke_key = None
     if secrets.gateway_api_keys is not None:
@@ -41,7 +42,8 @@ def build_gateway(
     gateway = ModelGateway(
         "gateway",
         ModelGatewayArgs(
-            chart=charts.source(ENVOY_GATEWAY),
+            chart=chart,
+            chart_crds=charts.crds(chart),
             served_names=served,
             route_namespaces=(SERVING_NAMESPACE,),
             system_node_selector=system_selector,
@@ -63,9 +65,7 @@ def build_gateway(
 def build_smoke_test(config: StackConfig, cluster: Cluster, gateway: ModelGateway, smoke_key: pulumi.Output[str] | None,
                      catalog: ModelCatalog, opts: pulumi.ResourceOptions) -> None:
     """After each change to serving, a chat completion to every model through the gateway."""
-    # A model scaled to zero has no replica to answer until traffic wakes it: it is not asked.
-    awake = tuple(m.model_name for m in config.models if m.min_replicas > 0)
-    if not config.gateway.smoke_test or not awake:
+    if not config.gateway.smoke_test:
         return
     key_secret = None
     if smoke_key is not None:
@@ -80,7 +80,7 @@ def build_smoke_test(config: StackConfig, cluster: Cluster, gateway: ModelGatewa
         "smoke-test",
         SmokeTestArgs(
             gateway_url=gateway.url,
-            served_names=awake,
+            served_names=tuple(m.model_name for m in config.models),
             revision=serving_revision(config),
             node_selector=system_node_selector(cluster),
             api_key_secret=key_secret,

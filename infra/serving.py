@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pulumi
+import pulumi_aws as aws
 
 from components import labels
 from components.cluster.base import Cluster, system_node_selector
@@ -24,11 +25,14 @@ from components.serving.model_server import (
     ReadinessBudgets,
     service_account_name,
 )
-from components.serving.served_model import ReaderArgs, Route, ServedModelArgs, Version
+from components.serving.served_model import Mirror, ReaderArgs, Route, ServedModelArgs, Version
 from components.serving.weights_access import GcsWeightsReaderArgs, S3WeightsReaderArgs
+from components.serving.weights_mirror import MirrorBucket, MirrorBucketArgs, mirror_prefix
 from components.versions import KEDA
 from infra import charts
-from infra.config import ModelSpec, StackConfig, Variant, model_architecture
+from infra.config import EksCloud, GkeCloud, ModelSpec, StackConfig, Variant
+from infra.config import replica_size as config_replica_size
+from infra.readiness import budgets, mirror_budget, mirrored
 from infra.secrets import StackSecrets
 
 
@@ -42,15 +46,52 @@ def build_catalog(
     gateway: pulumi.Resource | None,
     opts: pulumi.ResourceOptions,
 ) -> ModelCatalog:
+    bucket = mirror_bucket(config, cluster, cloud_provider)
     return ModelCatalog(
         "models",
-        ModelCatalogArgs(models=tuple(served_model(config, cluster, cloud_provider, model, prometheus_url, gateway)
+        ModelCatalogArgs(models=tuple(served_model(config, cluster, cloud_provider, model, prometheus_url, gateway,
+                                                   bucket.uri if bucket else None)
                                       for model in config.models),
                          system_node_selector=system_node_selector(cluster),
                          keda_chart=charts.source(KEDA),
-                         hf_token=secrets.hf_token, crds=crds),
+                         hf_token=secrets.hf_token, crds=crds,
+                         mirror_writer=bucket.writer_annotations if bucket else None),
         opts=opts,
     )
+
+
+def mirror_bucket(config: StackConfig, cluster: Cluster,
+                  provider: pulumi.ProviderResource | None) -> MirrorBucket | None:
+    """The stack's weights bucket, when a model is mirrored. Its name is fixed, so models know their
+    weights URI before it exists: GCS names are global, so it starts with the (globally unique)
+    project; S3 names too, so it carries the account and region."""
+    sources = [(m, v.source or m.source) for m in config.models for v in (m.canary, m.shadow) if v]
+    if not any(mirrored(config, m, source) for m, source in [*((m, m.source) for m in config.models), *sources]):
+        return None
+    cloud = config.cloud
+    opts = pulumi.ResourceOptions(providers=[provider] if provider else None)
+    account = "weights-mirror"
+    if isinstance(cloud, EksCloud):
+        assert isinstance(cluster, EksCluster)
+        account_id = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
+        name = f"neurodock-{config.environment}-weights-{account_id}-{cloud.region}"[:63].rstrip("-")
+        writer: ReaderArgs = S3WeightsReaderArgs(
+            source=f"s3://{name}", oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
+            namespace=NAMESPACE, service_account=account, write=True)
+        labels_ = {}
+        project = None
+    else:
+        assert isinstance(cloud, GkeCloud) and isinstance(cluster, GkeCluster)
+        name = f"{cloud.project}-neurodock-{config.environment}-weights"[:63].rstrip("-")
+        suffix = hashlib.sha256(f"{config.environment}/{account}".encode()).hexdigest()[:6]
+        writer = GcsWeightsReaderArgs(source=f"gs://{name}", project=cloud.project, workload_pool=cluster.workload_pool,
+                                      namespace=NAMESPACE, service_account=account, account_id=f"{account}-{suffix}",
+                                      write=True)
+        labels_ = {"neurodock-purpose": "weights-mirror"}
+        project = cloud.project
+    return MirrorBucket("weights-mirror", MirrorBucketArgs(
+        cloud=cloud.provider, name=name, location=cloud.region, project=project, labels=labels_, writer=writer),
+        opts=opts)
 
 
 def autoscaled(model: ModelSpec, *, monitoring: bool) -> bool:
@@ -60,26 +101,32 @@ def autoscaled(model: ModelSpec, *, monitoring: bool) -> bool:
 
 def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.ProviderResource | None,
                  model: ModelSpec, prometheus_url: pulumi.Input[str] | None,
-                 gateway: pulumi.Resource | None) -> ServedModelArgs:
+                 gateway: pulumi.Resource | None, bucket: str | None) -> ServedModelArgs:
     """Everything one model is served with, resolved once: its versions' servers and weights identities,
     and its route."""
-    budgets = model.readiness or config.readiness
-    readiness = ReadinessBudgets(node_scale_up_s=budgets.node_scale_up_seconds,
-                                 image_pull_s=budgets.image_pull_seconds, model_load_s=budgets.model_load_seconds)
+    readiness = budgets(config, model)
 
     def version(key: str) -> Version | None:
         variant = None if key == "stable" else getattr(model, key)
         if key != "stable" and variant is None:
             return None
         name = model.name if variant is None else model.variant_name(key)
-        server = server_args(config, model, key, name=name, storage_class=cluster.storage_class, readiness=readiness,
-                             prometheus_url=prometheus_url)
-        return Version(name=name, server=server, reader=_reader_args(config, cluster, name, server.source),
-                       shared_storage_class=model.cache.shared_storage_class)
+        source = (variant.source if variant else None) or model.source
+        mirror = None
+        if mirrored(config, model, source):
+            repo, revision = source.removeprefix("hf://"), model.revision or "main"
+            mirror = Mirror(repo=repo, revision=revision, target=mirror_prefix(f"{bucket}", repo, revision),
+                            volume_gib=replica_size(config, model).volume_gib, storage_class=cluster.storage_class,
+                            node_selector=system_node_selector(cluster), deadline_s=mirror_budget(config, model))
+            source = mirror.target
+        server = server_args(config, model, key, name=name, source=source, storage_class=cluster.storage_class,
+                             readiness=readiness, prometheus_url=prometheus_url)
+        return Version(name=name, server=server, reader=_reader_args(config, cluster, name, source),
+                       shared_storage_class=model.cache.shared_storage_class, mirror=mirror)
 
     route = None
     if gateway is not None:
-        route = Route(gateway=gateway, request_timeout_s=max(600, readiness.model_load_s),
+        route = Route(gateway=gateway, request_timeout_s=model.request_timeout_seconds,
                       canary_weight=model.canary.weight if model.canary else 0,
                       shadow_percent=model.shadow.percent if model.shadow else 100)
     return ServedModelArgs(name=model.name, stable=version("stable"), canary=version("canary"),
@@ -92,6 +139,7 @@ def server_args(
     key: str,
     *,
     name: str,
+    source: str,
     storage_class: str,
     readiness: ReadinessBudgets,
     prometheus_url: pulumi.Input[str] | None,
@@ -123,7 +171,8 @@ def server_args(
     return ModelServerArgs(
         namespace=NAMESPACE,
         served_name=model.model_name,
-        source=(variant.source if variant else None) or model.source,
+        source=source,
+        revision=model.revision if source.startswith("hf://") else None,
         engine=engine,
         settings=EngineSettings(
             max_model_len=e.max_model_len, gpu_memory_utilization=e.gpu_memory_utilization, dtype=e.dtype,
@@ -140,7 +189,7 @@ def server_args(
         storage_class=storage_class,
         cache_gib=model.cache.size_gib or size.volume_gib,
         readiness=readiness,
-        drain_s=model.drain_seconds,
+        drain_s=model.drain,
         max_surge=model.rollout.max_surge,
         max_unavailable=model.rollout.max_unavailable,
         allowed_namespaces=(GATEWAY_NAMESPACE, MONITORING_NAMESPACE),
@@ -152,11 +201,11 @@ def server_args(
 
 
 def replica_size(config: StackConfig, model: ModelSpec) -> architectures.ReplicaSize:
-    """What one replica of ``model`` needs (the same numbers the config's capacity check uses)."""
-    e = model.engine_args
-    return architectures.replica_size(model_architecture(model), gpus=model.gpus_per_replica,
-                                      max_model_len=e.max_model_len, sequences=model.concurrency, dtype=e.dtype,
-                                      quantization=e.quantization, kv_cache_dtype=e.kv_cache_dtype)
+    """What one replica of ``model`` needs: the numbers the config's capacity check used."""
+    pool = config.pool(model.pool)
+    size = config_replica_size(model, pool) if pool else None
+    assert size is not None  # validated
+    return size
 
 
 def queue_query(model: ModelSpec) -> str:

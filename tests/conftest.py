@@ -64,6 +64,9 @@ def crd_schemas(shipped_plans) -> dict[tuple[str, str], dict[str, Any]]:
 
     rendered = {o.object_name: o.manifest for plan in shipped_plans.values() for o in plan.chart_objects
                 if o.kind == "CustomResourceDefinition"}
+    # A chart's crds/ that the program applies itself (Envoy Gateway's), ahead of a release that skips them.
+    rendered |= {r.manifest["metadata"]["name"]: r.manifest for plan in shipped_plans.values() for r in plan.manifests
+                 if r.manifest["kind"] == "CustomResourceDefinition"}
     return schemas([*rendered.values(), *shared_crds()])
 
 

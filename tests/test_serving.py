@@ -10,6 +10,7 @@ import pytest
 
 from components.serving import architectures
 from components.versions import KEDA
+from infra.config import ConfigError
 from tests.conftest import SHIPPED_STACKS, plan_with, release_of
 from tests.pss import violations
 
@@ -243,11 +244,15 @@ def test_models_scale_on_their_queue_with_keda(shipped_plans):
     assert not [h for h in manifests(plan, "HorizontalPodAutoscaler")], "no CPU HPA on model servers"
 
 
-def test_scale_to_zero_is_opt_in(write_stack, shipped_plans):
-    assert all(s["spec"]["minReplicaCount"] >= 1 for s in manifests(shipped_plans["prod"], "ScaledObject"))
-    plan = plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(minReplicas=0))
+def test_min_replicas_zero_is_refused_until_a_request_can_wake_a_model(write_stack):
+    # With no replica there is no queue metric: KEDA would never scale up, clients would get 503s.
+    with pytest.raises(ConfigError) as error:
+        plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(minReplicas=0))
+    [problem] = error.value.problems
+    assert problem.path == "neurodock:models[0].minReplicas" and "set minReplicas to 1" in problem.message
+    plan = plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(minReplicas=1))
     [scaler] = manifests(plan, "ScaledObject")
-    assert scaler["spec"]["minReplicaCount"] == 0
+    assert scaler["spec"]["minReplicaCount"] == 1
 
 
 def test_a_fixed_size_model_gets_no_scaler(write_stack):

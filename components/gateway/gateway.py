@@ -48,6 +48,8 @@ SERVICE_NAME = "neurodock-gateway"
 """The proxies' Service: a fixed name, so clients and the smoke test have a stable address."""
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
 MODEL_HEADER = "X-Gateway-Model-Name"
+ROUTER_HEADERS = (MODEL_HEADER, "X-Gateway-Base-Model-Name")
+"""The headers the body-based router sets from the body (bbr v1.4.0 pkg/bbr/handlers/request.go)."""
 """Set by the body-based router from the request's ``model`` field; routes match on it."""
 BBR_NAME = "body-based-router"
 BBR_PORT = 9004
@@ -92,6 +94,10 @@ class ModelGatewayArgs:
     """The smoke test's own key, added to ``api_keys`` (required with ``api_keys``)."""
     timeout_s: int = 600
     """How long `pulumi up` waits for the controller release (default 600)."""
+    chart_crds: tuple[dict, ...] = ()
+    """The chart's CRDs (its ``crds/``), applied here ahead of the release, which skips them: Helm
+    installs a chart's ``crds/`` on the first install only and never upgrades them, so a chart bump
+    would otherwise leave the old CRDs in place. Empty: the release installs them, once."""
     monitoring_crds: pulumi.Resource | None = None
     """The monitoring release (PodMonitor CRD); without it the proxies are not scraped."""
 
@@ -117,10 +123,21 @@ class ModelGateway(pulumi.ComponentResource):
         # every field restricted needs be set on its controller and certificate Job. What we run
         # here ourselves (proxies, router, smoke test) is restricted, and tests check it.
         ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="gateway", pod_security="baseline")
+        # Server-side apply, forced over the fields Helm set at the first install: what Envoy Gateway's
+        # upgrade guide does with `kubectl apply --server-side --force-conflicts` (docs/upstream.md).
+        # Patch resources create a CRD that is missing and take over one that exists.
+        chart_crds = [k8s.apiextensions.v1.CustomResourceDefinitionPatch(
+            f"{name}-crd-{crd['metadata']['name']}",
+            metadata={**crd["metadata"], "annotations": {**crd["metadata"].get("annotations", {}),
+                                                         "pulumi.com/patchForce": "true"}},
+            spec=crd["spec"],
+            opts=self._child(),
+        ) for crd in args.chart_crds]
         release = k8s.helm.v3.Release(
             f"{name}-controller",
             name="envoy-gateway",
             **args.chart.release_args(),
+            skip_crds=bool(chart_crds),
             namespace=ns.metadata.name,
             values={
                 "deployment": {"pod": {"affinity": {"nodeAffinity": {
@@ -133,7 +150,7 @@ class ModelGateway(pulumi.ComponentResource):
             },
             atomic=True,
             timeout=args.timeout_s,
-            opts=self._child(),
+            opts=self._child(depends_on=chart_crds),
         )
         crds = self._child(depends_on=[release])
         proxy = self._envoy_proxy(args, crds)
@@ -191,7 +208,10 @@ class ModelGateway(pulumi.ComponentResource):
             api_version=f"{ENVOY_API}/v1alpha1",
             kind="ClientTrafficPolicy",
             metadata=_meta(namespace=NAMESPACE),
-            spec={"targetRefs": target, "connection": {"bufferLimit": BUFFER_LIMIT}},
+            spec={"targetRefs": target, "connection": {"bufferLimit": BUFFER_LIMIT},
+                  # Before any filter: routing reads these headers, which only the router may set. When
+                  # a body has no `model`, the router sets nothing, and a client's header must not route.
+                  "headers": {"earlyRequestHeaders": {"remove": list(ROUTER_HEADERS)}}},
             opts=self._child(depends_on=[release, self.gateway]),
         )
         router = self._body_based_router(args, crds)

@@ -12,9 +12,38 @@ from dataclasses import dataclass
 
 GIB = 1024**3
 
-# Per-GPU memory vLLM needs beyond weights and KV cache: CUDA context, NCCL buffers, activations
-# of a profiling batch. An estimate on the safe side, so a model that passes fits in practice.
-RUNTIME_OVERHEAD_GIB = 2.0
+# Per-GPU memory vLLM takes from its gpuMemoryUtilization budget beyond weights and KV cache
+# (v0.28.0 vllm/v1/worker/gpu_worker.py determine_available_memory; docs/upstream.md): memory that
+# grows outside PyTorch while it profiles (NCCL buffers, cuBLAS workspaces), the activation peak of
+# a profiling batch of max_num_batched_tokens tokens, and its CUDA graphs' estimate. vLLM measures
+# them at start; these are on the safe side of what it reports, so a model that passes fits.
+NON_TORCH_GIB = 1.0
+"""Non-PyTorch memory that grows during profiling; more with tensor parallelism (NCCL)."""
+TENSOR_PARALLEL_NCCL_GIB = 0.5
+CUDA_GRAPHS_GIB = 1.5
+"""CUDA graphs for capture sizes up to 512 (vLLM logs 0.4-1.4 GiB for dense 8B-70B models)."""
+ACTIVATION_BYTES_PER_TOKEN_AND_WIDTH = 16
+"""Activation peak per batched token and unit of model width: bf16 hidden states, attention and MLP
+intermediates (about 8 live tensors of the model's width)."""
+CUDA_CONTEXT_GIB = 1.0
+"""The CUDA context and NCCL communicators, allocated before vLLM's budget is measured: they must fit
+in the memory gpuMemoryUtilization leaves free."""
+LARGE_GPU_GIB = 70
+"""vLLM's `vllm serve` batches 8192 tokens per step on GPUs of at least this memory (but A100), else
+2048 (v0.28.0 vllm/engine/arg_utils.py get_batch_defaults)."""
+
+
+def batched_tokens(gpu_memory_gib: float) -> int:
+    """vLLM's default max_num_batched_tokens for `vllm serve` on a GPU of this memory."""
+    return 8192 if gpu_memory_gib >= LARGE_GPU_GIB else 2048
+
+
+def runtime_overhead_gib(arch: Architecture, *, tensor_parallel: int, gpu_memory_gib: float) -> float:
+    """Per-GPU memory vLLM needs besides weights and KV cache, within its utilisation budget."""
+    width = arch.attention_heads * arch.head_dim / tensor_parallel
+    activations = batched_tokens(gpu_memory_gib) * width * ACTIVATION_BYTES_PER_TOKEN_AND_WIDTH / GIB
+    nccl = TENSOR_PARALLEL_NCCL_GIB if tensor_parallel > 1 else 0.0
+    return NON_TORCH_GIB + nccl + CUDA_GRAPHS_GIB + activations
 
 BYTES_PER_PARAMETER = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "float32": 4.0}
 """Weights by dtype, when not quantised."""
@@ -85,21 +114,25 @@ class MemoryEstimate:
     """All weights."""
     kv_cache_gib: float
     """KV cache per GPU for the configured sequences."""
+    overhead_gib: float
+    """Per GPU: profiling growth, activation peak and CUDA graphs (``runtime_overhead_gib``)."""
     per_gpu_gib: float
     """What one GPU must hold: its weight shard, its KV cache and the runtime overhead."""
 
 
-def estimate(arch: Architecture, *, tensor_parallel: int, max_model_len: int, sequences: int,
+def estimate(arch: Architecture, *, tensor_parallel: int, max_model_len: int, sequences: int, gpu_memory_gib: float,
              dtype: str = "auto", quantization: str | None = None, kv_cache_dtype: str = "auto") -> MemoryEstimate:
-    """Memory one vLLM replica needs per GPU to hold the weights and ``sequences`` full-length sequences."""
+    """Memory one vLLM replica needs per GPU (of ``gpu_memory_gib``) to hold the weights and ``sequences``
+    full-length sequences."""
     per_param = QUANTIZED_BYTES_PER_PARAMETER[quantization] if quantization else BYTES_PER_PARAMETER[dtype]
     weights = arch.parameters_b * 1e9 * per_param / GIB
     # KV heads are split across tensor-parallel ranks, or replicated when there are fewer than ranks.
     kv_heads_per_gpu = max(arch.kv_heads // tensor_parallel, 1)
     kv_per_token = 2 * arch.layers * kv_heads_per_gpu * arch.head_dim * KV_BYTES[kv_cache_dtype]
     kv = kv_per_token * max_model_len * sequences / GIB
-    per_gpu = weights / tensor_parallel + kv + RUNTIME_OVERHEAD_GIB
-    return MemoryEstimate(weights_gib=weights, kv_cache_gib=kv, per_gpu_gib=per_gpu)
+    overhead = runtime_overhead_gib(arch, tensor_parallel=tensor_parallel, gpu_memory_gib=gpu_memory_gib)
+    per_gpu = weights / tensor_parallel + kv + overhead
+    return MemoryEstimate(weights_gib=weights, kv_cache_gib=kv, overhead_gib=overhead, per_gpu_gib=per_gpu)
 
 
 GGUF_BYTES_PER_PARAMETER = 0.5625
@@ -124,14 +157,15 @@ class ReplicaSize:
     """A weights volume with room for the weights and the engine's own files."""
 
 
-def replica_size(arch: Architecture | None, *, gpus: int, max_model_len: int, sequences: int, dtype: str = "auto",
-                 quantization: str | None = None, kv_cache_dtype: str = "auto") -> ReplicaSize:
+def replica_size(arch: Architecture | None, *, gpus: int, max_model_len: int, sequences: int, gpu_memory_gib: float,
+                 dtype: str = "auto", quantization: str | None = None, kv_cache_dtype: str = "auto") -> ReplicaSize:
     """A vLLM replica on ``gpus`` GPUs (``arch`` required), or a llama.cpp replica on CPU (``gpus`` 0)."""
     if gpus:
         if arch is None:
             raise ValueError("a GPU replica's size needs the model's architecture")
         memory = estimate(arch, tensor_parallel=gpus, max_model_len=max_model_len, sequences=sequences,
-                          dtype=dtype, quantization=quantization, kv_cache_dtype=kv_cache_dtype)
+                          gpu_memory_gib=gpu_memory_gib, dtype=dtype, quantization=quantization,
+                          kv_cache_dtype=kv_cache_dtype)
         weights = memory.weights_gib
         # NCCL and PyTorch workers exchange tensors through /dev/shm once there is more than one GPU.
         shm = 2 if gpus == 1 else 16

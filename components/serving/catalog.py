@@ -13,6 +13,7 @@ from components.charts import ChartSource
 from components.k8s import PART_OF_VALUE, namespace
 from components.serving.keda import Keda, KedaArgs
 from components.serving.served_model import ServedModel, ServedModelArgs, Version
+from components.serving.weights_mirror import MIRROR_ACCOUNT
 
 NAMESPACE = "neurodock-serving"
 PRIORITY = 100000
@@ -31,6 +32,9 @@ class ModelCatalogArgs:
     """Hugging Face token, stored in a Secret for gated models (default none)."""
     crds: pulumi.Resource | None = None
     """The monitoring release (ServiceMonitor CRD); no ServiceMonitors without it (default none)."""
+    mirror_writer: dict[str, pulumi.Input[str]] | None = None
+    """Annotations binding the mirror Jobs' ServiceAccount to the identity that writes the stack's
+    weights bucket; None when no model is mirrored (default none)."""
 
 
 class ModelCatalog(pulumi.ComponentResource):
@@ -64,6 +68,15 @@ class ModelCatalog(pulumi.ComponentResource):
             description="NeuroDock model servers",
             opts=pulumi.ResourceOptions(parent=self),
         )
+        mirror_account = None
+        if args.mirror_writer is not None:
+            mirror_account = k8s.core.v1.ServiceAccount(
+                f"{name}-weights-mirror",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=MIRROR_ACCOUNT, namespace=ns.metadata.name,
+                                                    annotations=args.mirror_writer),
+                automount_service_account_token=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         keda = None
         versions = [v for m in args.models for v in (m.stable, m.canary, m.shadow) if v is not None]
         if any(v.server.autoscaling for v in versions):
@@ -75,7 +88,8 @@ class ModelCatalog(pulumi.ComponentResource):
                 return None
             return replace(version, server=replace(
                 version.server, namespace=ns.metadata.name, hf_token_secret=token_secret,
-                priority_class=priority.metadata.name, crds=args.crds, keda=keda))
+                priority_class=priority.metadata.name, crds=args.crds, keda=keda),
+                mirror=replace(version.mirror, account=mirror_account) if version.mirror else None)
 
         self.urls = {}
         self.deployments = {}

@@ -7,6 +7,7 @@ PodDisruptionBudget, a NetworkPolicy, a ServiceMonitor and a KEDA ScaledObject.
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,13 +22,18 @@ from components.k8s import (
     restricted_pod_security_context,
 )
 from components.monitoring.resources import pod_label, service_monitor
+from components.serving.weights_mirror import COMPLETE_MARKER, HF_FILES, HF_SKIP
 from components.versions import AWS_CLI_IMAGE, GCLOUD_IMAGE, LLAMACPP_IMAGE, VLLM_IMAGE
 
 PORT = 8000
 """The port every engine serves the OpenAI API (and its metrics) on."""
 MODELS_DIR = "/models"
-COMPLETE_MARKER = ".neurodock-complete"
-"""Written last by the download step; its presence means the cache holds the whole model."""
+BUCKET_SCHEMES = ("s3://", "gs://")
+STREAMER_CONCURRENCY = 16
+"""Concurrent reads of the Run:ai Model Streamer (its default for object stores is 8; its published
+S3 benchmark loads an 8B model 1.7x faster at 16)."""
+STREAMER_BUFFER_GIB = 4
+"""Host memory the streamer may buffer (its default is 40 GB, more than a replica's memory limit)."""
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
@@ -48,6 +54,15 @@ class ReadinessBudgets:
 
 AWAIT_MARGIN_S = 120
 STARTUP_PROBE_PERIOD_S = 10
+DEREGISTRATION_S = 10
+"""How long a stopping replica keeps serving before it is told to stop: the time the gateway takes
+to drop it from its endpoints, so no new request reaches a server that would refuse it."""
+TERMINATION_MARGIN_S = 15
+VLLM_UID = 2000
+"""The vLLM image's own non-root user ``vllm`` (uid 2000, home /home/vllm; docker/Dockerfile of the
+pinned version): it has a passwd entry, so ``getpass.getuser()`` (PyTorch's cache directories)
+resolves. The image runs as root unless told otherwise."""
+LLAMACPP_UID = 1000
 
 
 class Engine(StrEnum):
@@ -90,7 +105,12 @@ class ModelServerArgs:
     served_name: str
     """The OpenAI ``model`` value that selects this model."""
     source: str
-    """Weights: ``hf://ORG/MODEL``, ``s3://BUCKET/PREFIX`` or ``gs://BUCKET/PREFIX``."""
+    """Weights: ``hf://ORG/MODEL``, ``s3://BUCKET/PREFIX`` or ``gs://BUCKET/PREFIX``. vLLM streams a
+    bucket's safetensors into GPU memory (Run:ai Model Streamer); the rest is downloaded to a volume."""
+    revision: str | None
+    """Hugging Face revision (commit, tag or branch) of an ``hf://`` source; None: the default branch."""
+    weights_ready: pulumi.Resource | None = None
+    """What must finish before replicas start: the Job mirroring the weights into ``source`` (default none)."""
     engine: Engine = Engine.VLLM
     """Serving engine (default vLLM)."""
     settings: EngineSettings = EngineSettings()
@@ -104,7 +124,8 @@ class ModelServerArgs:
     shm_gib: int = 2
     """Size of /dev/shm, where NCCL and PyTorch workers exchange tensors (default 2)."""
     replicas: int = 1
-    """Replicas at creation; the autoscaler owns the count afterwards (default 1)."""
+    """Replicas of a fixed-size Deployment (default 1); an autoscaled one starts at 1 and KEDA owns
+    the count."""
     node_selector: dict[str, str] = field(default_factory=dict)
     """Labels of the pool the replicas run on (default none)."""
     tolerate_gpu_taint: bool = False
@@ -177,7 +198,9 @@ class ModelServer(pulumi.ComponentResource):
                 annotations={"neurodock.io/gpu-memory-need-gib": f"{args.gpu_memory_need_gib:.1f}"}
                 if args.gpu_memory_need_gib is not None else None),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
+                # An autoscaled Deployment leaves the count to KEDA: a count of ours would conflict
+                # with the autoscaler's under server-side apply on the next `pulumi up`, or reset it.
+                replicas=None if args.autoscaling else args.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
@@ -192,7 +215,8 @@ class ModelServer(pulumi.ComponentResource):
                 ),
             ),
             opts=self._child(custom_timeouts=pulumi.CustomTimeouts(
-                create=f"{args.readiness.total_s}s", update=f"{args.readiness.total_s}s")),
+                create=f"{args.readiness.total_s}s", update=f"{args.readiness.total_s}s"),
+                depends_on=[args.weights_ready] if args.weights_ready else None),
         )
         service = k8s.core.v1.Service(
             f"{name}-svc",
@@ -265,8 +289,8 @@ class ModelServer(pulumi.ComponentResource):
                 "minReplicaCount": scaling.min_replicas,
                 "maxReplicaCount": scaling.max_replicas,
                 "pollingInterval": 15,
-                # A GPU replica takes minutes to start: keep it a while once it is there.
-                "cooldownPeriod": 600,
+                # No cooldownPeriod: KEDA reads it only when scaling to zero; between 1 and N the
+                # HPA's behaviour below decides (keda v2.17 scale_scaledobjects.go).
                 "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
                     "scaleDown": {"stabilizationWindowSeconds": 600,
                                   "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]},
@@ -308,27 +332,48 @@ def _validate(args: ModelServerArgs) -> None:
         raise ValueError("; ".join(problems))
 
 
+def _pre_stop_s(args: ModelServerArgs) -> int:
+    if args.engine is Engine.VLLM:
+        return min(DEREGISTRATION_S, args.drain_s) if args.drain_s else 0
+    return args.drain_s
+
+
+def _stop_s(args: ModelServerArgs) -> int:
+    """From the stop signal to the last in-flight request: the pre-stop wait, then the engine's drain."""
+    return _pre_stop_s(args) + (args.drain_s if args.engine is Engine.VLLM else 0)
+
+
 def _weights_dir(name: str) -> str:
     return f"{MODELS_DIR}/{name}"
 
 
+def streams(args: ModelServerArgs) -> bool:
+    """vLLM loads a bucket's weights straight into GPU memory: no volume, no download step."""
+    return args.engine is Engine.VLLM and args.source.startswith(BUCKET_SCHEMES)
+
+
 def download_step(name: str, args: ModelServerArgs) -> tuple[str, list[str]] | None:
     """The init container's (image, command) that fills the cache, or None when the engine fetches
-    the weights itself (llama.cpp from Hugging Face, into its own cache on the same volume).
+    the weights itself (llama.cpp from Hugging Face, into its own cache on the same volume; vLLM
+    streaming from a bucket).
 
-    Every step skips when the completion marker exists, and writes it last, so an interrupted
-    download is resumed, never served.
+    The cache is keyed by source and revision: the marker, written last, names them, and a step
+    whose marker names anything else downloads again. With a shared volume, one replica downloads
+    while the others wait for the marker.
     """
+    if streams(args) or (args.engine is Engine.LLAMACPP and args.source.startswith("hf://")):
+        return None
     target = _weights_dir(name)
     marker = f"{target}/{COMPLETE_MARKER}"
+    key = f"{args.source}@{args.revision or 'default'}"
     uri = args.source
     if uri.startswith("hf://"):
-        if args.engine is Engine.LLAMACPP:
-            return None
         repo = uri.removeprefix("hf://")
         program = ("import sys; from huggingface_hub import snapshot_download; "
-                   "snapshot_download(repo_id=sys.argv[1], local_dir=sys.argv[2])")
-        fetch = f"python3 -c {shlex.quote(program)} {shlex.quote(repo)} {shlex.quote(target)}"
+                   "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2] or None, local_dir=sys.argv[3], "
+                   f"allow_patterns={list(HF_FILES)!r}, ignore_patterns={list(HF_SKIP)!r})")
+        fetch = (f"python3 -c {shlex.quote(program)} {shlex.quote(repo)} {shlex.quote(args.revision or '')} "
+                 f"{shlex.quote(target)}")
         image = args.image or VLLM_IMAGE
     elif uri.startswith("s3://"):
         fetch = f"aws s3 sync --no-progress {shlex.quote(uri)} {shlex.quote(target)}"
@@ -336,8 +381,16 @@ def download_step(name: str, args: ModelServerArgs) -> tuple[str, list[str]] | N
     else:
         fetch = f"gcloud storage rsync --recursive {shlex.quote(uri)} {shlex.quote(target)}"
         image = GCLOUD_IMAGE
-    script = (f"set -eu; if [ -f {marker} ]; then echo 'weights already cached'; exit 0; fi; "
-              f"mkdir -p {target}; {fetch}; touch {marker}")
+    lock = f"{target}.lock"
+    q = shlex.quote
+    script = (f"set -eu; key={q(key)}; "
+              f"cached() {{ [ -f {marker} ] && [ \"$(cat {marker})\" = \"$key\" ]; }}; "
+              f"if cached; then echo 'weights already cached'; exit 0; fi; "
+              # mkdir is atomic, on NFS too: one replica downloads, the others wait for its marker.
+              f"until mkdir {lock} 2>/dev/null; do "
+              f"if cached; then exit 0; fi; echo 'another replica is downloading'; sleep 10; done; "
+              f"trap 'rmdir {lock}' EXIT; if cached; then exit 0; fi; "
+              f"rm -rf {target}; mkdir -p {target}; {fetch}; printf '%s' \"$key\" > {marker}")
     return image, ["/bin/sh", "-c", script]
 
 
@@ -346,7 +399,7 @@ def engine_command(name: str, args: ModelServerArgs) -> tuple[str, list[str]]:
     s = args.settings
     if args.engine is Engine.VLLM:
         command = [
-            "vllm", "serve", _weights_dir(name),
+            "vllm", "serve", args.source if streams(args) else _weights_dir(name),
             "--served-model-name", args.served_name,
             "--host", "0.0.0.0", "--port", str(PORT),
             "--tensor-parallel-size", str(args.gpus),
@@ -355,7 +408,14 @@ def engine_command(name: str, args: ModelServerArgs) -> tuple[str, list[str]]:
             "--dtype", s.dtype,
             "--kv-cache-dtype", s.kv_cache_dtype,
             "--max-num-seqs", str(s.max_num_seqs),
+            # On SIGTERM, finish running requests for up to the drain time (the default 0 aborts them).
+            "--shutdown-timeout", str(args.drain_s),
         ]
+        if streams(args):
+            # Config and tokenizer go to vLLM's assets cache (under XDG_CACHE_HOME); the streamer
+            # reads the safetensors with 16 concurrent requests and buffers at most STREAMER_BUFFER_GIB.
+            command += ["--load-format", "runai_streamer", "--model-loader-extra-config",
+                        json.dumps({"concurrency": STREAMER_CONCURRENCY, "memory_limit": STREAMER_BUFFER_GIB * 2**30})]
         if s.quantization:
             command += ["--quantization", s.quantization]
         return args.image or VLLM_IMAGE, command + list(s.extra_args)
@@ -372,7 +432,10 @@ def engine_command(name: str, args: ModelServerArgs) -> tuple[str, list[str]]:
 def _pod_spec(name: str, args: ModelServerArgs, service_account: pulumi.Input[str],
               match_labels: dict[str, str]) -> k8s.core.v1.PodSpecArgs:
     env = [
+        # The root filesystem is read-only: home and caches live on /tmp. USER spares PyTorch a passwd
+        # lookup whatever the uid.
         k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
+        k8s.core.v1.EnvVarArgs(name="USER", value="vllm" if args.engine is Engine.VLLM else "llama"),
         k8s.core.v1.EnvVarArgs(name="XDG_CACHE_HOME", value="/tmp/.cache"),
         k8s.core.v1.EnvVarArgs(name="HF_HOME", value=f"{MODELS_DIR}/.huggingface"),
         k8s.core.v1.EnvVarArgs(name="LLAMA_CACHE", value=f"{MODELS_DIR}/.llama"),
@@ -384,10 +447,9 @@ def _pod_spec(name: str, args: ModelServerArgs, service_account: pulumi.Input[st
             value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
                 name=args.hf_token_secret, key="token")),
         ))
-    mounts = [
-        k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
-        k8s.core.v1.VolumeMountArgs(name="weights", mount_path=MODELS_DIR),
-    ]
+    mounts = [k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")]
+    if not streams(args):
+        mounts.append(k8s.core.v1.VolumeMountArgs(name="weights", mount_path=MODELS_DIR))
     gpu = {"nvidia.com/gpu": str(args.gpus)} if args.gpus else {}
     resources = k8s.core.v1.ResourceRequirementsArgs(
         requests={"cpu": args.cpu, "memory": f"{args.memory_gib}Gi", **gpu},
@@ -412,7 +474,9 @@ def _pod_spec(name: str, args: ModelServerArgs, service_account: pulumi.Input[st
     if args.tolerate_gpu_taint:
         tolerations.append(k8s.core.v1.TolerationArgs(
             key=labels.GPU_TAINT_KEY, operator="Exists", effect=labels.GPU_TAINT_EFFECT))
-    if args.shared_cache_claim is not None:
+    if streams(args):
+        weights = None
+    elif args.shared_cache_claim is not None:
         weights = k8s.core.v1.VolumeArgs(name="weights", persistent_volume_claim=(
             k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=args.shared_cache_claim)))
     else:
@@ -430,14 +494,14 @@ def _pod_spec(name: str, args: ModelServerArgs, service_account: pulumi.Input[st
     return k8s.core.v1.PodSpecArgs(
         service_account_name=service_account,
         automount_service_account_token=False,
-        security_context=restricted_pod_security_context(),
+        security_context=restricted_pod_security_context(VLLM_UID if args.engine is Engine.VLLM else LLAMACPP_UID),
         priority_class_name=args.priority_class,
         node_selector=args.node_selector or None,
         tolerations=tolerations or None,
         topology_spread_constraints=[k8s.core.v1.TopologySpreadConstraintArgs(
             max_skew=1, topology_key=ZONE_LABEL, when_unsatisfiable="ScheduleAnyway",
             label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels))],
-        termination_grace_period_seconds=args.drain_s + 15,
+        termination_grace_period_seconds=_stop_s(args) + TERMINATION_MARGIN_S,
         init_containers=init or None,
         containers=[k8s.core.v1.ContainerArgs(
             name="server",
@@ -454,15 +518,16 @@ def _pod_spec(name: str, args: ModelServerArgs, service_account: pulumi.Input[st
             readiness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=10, failure_threshold=3),
             liveness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=15, failure_threshold=4,
                                                  timeout_seconds=5),
-            # Leave the Service's endpoints first, then give in-flight requests time to finish.
+            # Leave the gateway's endpoints first; then vLLM drains on SIGTERM (--shutdown-timeout),
+            # while llama.cpp, which stops at once, gets the whole drain time here.
             lifecycle=k8s.core.v1.LifecycleArgs(pre_stop=k8s.core.v1.LifecycleHandlerArgs(
-                sleep=k8s.core.v1.SleepActionArgs(seconds=args.drain_s))) if args.drain_s else None,
+                sleep=k8s.core.v1.SleepActionArgs(seconds=_pre_stop_s(args)))) if _pre_stop_s(args) else None,
             volume_mounts=[*mounts, k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm")],
         )],
-        volumes=[
+        volumes=[v for v in (
             k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="10Gi")),
             weights,
             k8s.core.v1.VolumeArgs(name="dshm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
                 medium="Memory", size_limit=f"{args.shm_gib}Gi")),
-        ],
+        ) if v is not None],
     )

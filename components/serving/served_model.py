@@ -7,6 +7,7 @@ readiness budgets arrive complete in its :class:`ModelServerArgs`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import pulumi
@@ -20,8 +21,29 @@ from components.serving.weights_access import (
     S3WeightsReader,
     S3WeightsReaderArgs,
 )
+from components.serving.weights_mirror import mirror_job
+from components.versions import VLLM_IMAGE
 
 ReaderArgs = S3WeightsReaderArgs | GcsWeightsReaderArgs
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mirror:
+    """Hugging Face weights to mirror into the stack's bucket before the version's replicas start."""
+
+    repo: str
+    revision: str
+    target: str
+    """The bucket prefix the version's server reads (its ``source``)."""
+    volume_gib: int
+    """Scratch space for the download."""
+    storage_class: str
+    node_selector: dict[str, str]
+    """Where the Job runs: the system pool."""
+    deadline_s: int
+    """How long the mirror may take."""
+    account: pulumi.Resource | None = None
+    """The Job's ServiceAccount, filled in by the catalog that creates it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +57,8 @@ class Version:
     """The cloud identity of a bucket source; None for Hugging Face sources."""
     shared_storage_class: str | None
     """A ReadWriteMany class: one weights volume for every replica; None: a volume per replica."""
+    mirror: Mirror | None
+    """Mirror Hugging Face weights into the stack's bucket first; None: the source is read as it is."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +104,7 @@ class ServedModel(pulumi.ComponentResource):
         at_root = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
         under_catalog = [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else None
         servers: dict[str, ModelServer] = {}
+        jobs: dict[str, pulumi.Resource] = {}
         for key, version in (("stable", args.stable), ("canary", args.canary), ("shadow", args.shadow)):
             if version is None:
                 continue
@@ -88,6 +113,16 @@ class ServedModel(pulumi.ComponentResource):
                 reader = _reader(version.name, version.reader, pulumi.ResourceOptions(
                     parent=self, providers=[args.cloud_provider] if args.cloud_provider else None, aliases=at_root))
                 server = replace(server, service_account_annotations=reader.annotations)
+            if version.mirror is not None:
+                m = version.mirror
+                jobs[m.target] = jobs.get(m.target) or mirror_job(
+                    f"{version.name}-mirror-{hashlib.sha256(m.target.encode()).hexdigest()[:8]}",
+                    namespace=server.namespace, repo=m.repo, revision=m.revision, target=m.target,
+                    image=server.image or VLLM_IMAGE, hf_token_secret=server.hf_token_secret,
+                    volume_gib=m.volume_gib, storage_class=m.storage_class, node_selector=m.node_selector,
+                    deadline_s=m.deadline_s, opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[m.account] if m.account else None))
+                server = replace(server, weights_ready=jobs[m.target])
             if version.shared_storage_class:
                 server = replace(server, shared_cache_claim=self._shared_claim(version, under_catalog))
             servers[key] = ModelServer(version.name, server, opts=pulumi.ResourceOptions(

@@ -1,4 +1,5 @@
-"""Read access to a model's weights bucket for exactly one Kubernetes ServiceAccount.
+"""Access to a model's weights bucket for exactly one Kubernetes ServiceAccount: read, or read and
+write for the Job that mirrors Hugging Face weights into the stack's bucket.
 
 EKS: an IAM role assumable by that ServiceAccount only (IRSA), allowed to list and read the bucket
 prefix. GKE: a Google service account bound to that ServiceAccount (Workload Identity), allowed to
@@ -32,6 +33,8 @@ class S3WeightsReaderArgs:
     namespace: str
     service_account: str
     """The model's ServiceAccount (fixed name: the trust policy names it)."""
+    write: bool = False
+    """Also upload and overwrite objects: the weights mirror's identity (default: read only)."""
 
 
 class S3WeightsReader(pulumi.ComponentResource):
@@ -56,7 +59,8 @@ class S3WeightsReader(pulumi.ComponentResource):
             policy=json.dumps({"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
                  **({"Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}} if prefix else {})},
-                {"Effect": "Allow", "Action": "s3:GetObject", "Resource": objects},
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+                 if args.write else "s3:GetObject", "Resource": objects},
             ]}),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -76,6 +80,8 @@ class GcsWeightsReaderArgs:
     """The model's ServiceAccount (fixed name: the IAM binding names it)."""
     account_id: str
     """Google service account id (6-30 characters)."""
+    write: bool = False
+    """Also upload and overwrite objects: the weights mirror's identity (default: read only)."""
 
 
 class GcsWeightsReader(pulumi.ComponentResource):
@@ -92,7 +98,8 @@ class GcsWeightsReader(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         gcp.storage.BucketIAMMember(
-            f"{name}-read", bucket=bucket, role="roles/storage.objectViewer",
+            f"{name}-read", bucket=bucket,
+            role="roles/storage.objectUser" if args.write else "roles/storage.objectViewer",
             member=account.email.apply(lambda e: f"serviceAccount:{e}"),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def text(plan: Plan) -> str:
     width = max((len(str(n)) for n in counts.values()), default=1)
     lines += [f"  {n:>{width}}  {t}" for t, n in counts.items()]
     lines += _releases_text(plan)
+    lines += _readiness_text(plan)
     lines += ["", "Outputs"]
     key_width = max((len(k) for k in plan.outputs), default=0)
     for key, value in plan.outputs.items():
@@ -78,6 +80,42 @@ def _releases_text(plan: Plan) -> list[str]:
     for missing in plan.missing_charts:
         what = missing.ref or f"{missing.chart} {missing.version or ''}".strip()
         lines.append(f"  {missing.release}: not rendered (chart {what} is not cached, or not pinned by NeuroDock)")
+    return lines
+
+
+def time_to_ready(plan: Plan) -> list[dict[str, Any]]:
+    """Per model: the time-to-ready estimate of its first replica and of a scale-out replica, in
+    seconds by phase, and the readiness budgets it sets."""
+    from infra.config import StackConfig
+    from infra.readiness import budgets
+    from infra.readiness import time_to_ready as estimate
+
+    if not isinstance(plan.config, StackConfig):
+        return []
+    out = []
+    for model in plan.config.models:
+        e, b = estimate(plan.config, model), budgets(plan.config, model)
+        out.append({"model": model.name, "weights": e.path, "weightsGb": round(e.weights_gb, 1),
+                    "firstReplica": {**asdict(e.first), "totalS": e.first.total_s},
+                    "scaleOutReplica": {**asdict(e.scale_out), "totalS": e.scale_out.total_s},
+                    "budgets": asdict(b)})
+    return out
+
+
+def _readiness_text(plan: Plan) -> list[str]:
+    rows = time_to_ready(plan)
+    if not rows:
+        return []
+    lines = ["", "Time to ready, estimated (node + image + weights + load = total; readiness.throughput assumes)"]
+    for row in rows:
+        lines.append(f"  {row['model']}: {row['weightsGb']} GB, {row['weights']}")
+        for label, key in (("first replica", "firstReplica"), ("scale-out", "scaleOutReplica")):
+            p = row[key]
+            lines.append(f"    {label:<14} {p['node_s']:>5} + {p['image_s']:>4} + {p['weights_s']:>5} + "
+                         f"{p['load_s']:>4} = {p['totalS']:>5} s")
+        b = row["budgets"]
+        lines.append(f"    budgets        node {b['node_scale_up_s']} s, image {b['image_pull_s']} s, "
+                     f"load {b['model_load_s']} s")
     return lines
 
 
@@ -119,6 +157,7 @@ def as_json(plan: Plan) -> dict[str, Any]:
         "helmReleases": [release_json(r) for r in plan.releases],
         "missingCharts": [{"urn": m.urn, "release": m.release, "chart": m.chart, "version": m.version}
                           for m in plan.missing_charts],
+        "timeToReady": time_to_ready(plan),
         "outputs": plan.outputs,
         "warnings": plan.warnings,
         "resources": resources_json(plan),
