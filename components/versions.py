@@ -19,8 +19,9 @@ KUBE_PROMETHEUS_STACK = ChartRef("kube-prometheus-stack", "82.6.0", "https://pro
 # Model servers.
 VLLM_IMAGE = "vllm/vllm-openai:v0.28.0"
 LLAMACPP_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-b11176"
-# Compressed sizes, for the time-to-ready estimate (docs/upstream.md): vLLM's CUDA image is quoted at
-# 9-12 GB; llama.cpp's CPU server image is a small fraction of a GB.
+# Image sizes for the time-to-ready estimate (docs/upstream.md): vLLM's CUDA image is quoted at
+# 9-12 GB (compressed or not, the sources do not say); llama.cpp's CPU server image is a small
+# fraction of a GB.
 VLLM_IMAGE_GB = 12.0
 LLAMACPP_IMAGE_GB = 0.2
 
@@ -37,8 +38,10 @@ CLUSTER_AUTOSCALER_IMAGE_TAGS: dict[str, str] = {
 NVIDIA_DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless"
 
-# Weight downloaders (init containers of model servers): object stores. Hugging Face sources use
-# the engine image itself (huggingface_hub ships with vLLM).
+# Weight downloaders (init containers of model servers, mirror Jobs): object stores. Hugging Face
+# sources use a vLLM image (huggingface_hub ships with it); the mirror Jobs' is pinned apart from the
+# engine's, so an engine bump does not replace (and re-run) every model's mirror.
+MIRROR_DOWNLOAD_IMAGE = "vllm/vllm-openai:v0.28.0"
 AWS_CLI_IMAGE = (
     "public.ecr.aws/aws-cli/aws-cli:2.27.22@sha256:1d5753647df57828762601f4d82790f3441060dbc8671cd01c52df05cfd3b2c7"
 )

@@ -530,6 +530,9 @@ class WeightsCache(Model):
     replica (default: a volume per replica, filled when the replica starts)."""
 
 
+Revision = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,99}$")]
+
+
 class Variant(Model):
     """Another version of a model served beside the stable one: a different image, weights
     revision or engine flags. Promotion and rollback are config changes: no image is rebuilt."""
@@ -538,6 +541,8 @@ class Variant(Model):
     """Engine image (default: the stable version's)."""
     source: WeightsUri | None = None
     """Weights (default: the stable version's)."""
+    revision: Revision | None = None
+    """Hugging Face commit of the weights (default: the stable version's)."""
     extra_args: list[Annotated[str, StringConstraints(pattern=r"^\S+$")]] | None = None
     """Engine flags beyond the managed ones (default: the stable version's)."""
     replicas: int = Field(default=1, ge=1, le=100)
@@ -574,6 +579,11 @@ class Gateway(Model):
     not answer (default true)."""
 
 
+MAX_DEFAULT_DRAIN_S = 575
+"""The Cluster Autoscaler gives an evicted pod at most 600 s (``--max-graceful-termination-sec``), less
+the 10 s pre-stop wait and 15 s margin of a model server's grace period."""
+
+
 class ModelSpec(Model):
     """One entry of the model catalog: a model served behind the stack's endpoint."""
 
@@ -583,7 +593,7 @@ class ModelSpec(Model):
     """Value of the OpenAI ``model`` field that selects this model (default: ``name``)."""
     source: WeightsUri
     """Where the weights come from."""
-    revision: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,99}$")] | None = None
+    revision: Revision | None = None
     """Hugging Face sources: the commit (or tag, or branch) to serve (default: the repository's main
     branch when first mirrored or downloaded); a commit pins what every replica serves."""
     engine: Literal["vllm", "llamacpp"] = "vllm"
@@ -611,7 +621,8 @@ class ModelSpec(Model):
     """Longest request the gateway lets run, streaming included (default 600)."""
     drain_seconds: int | None = Field(default=None, ge=0, le=3600)
     """Time in-flight requests get to finish when a replica stops (default: requestTimeoutSeconds, so
-    no generation the gateway allows is cut)."""
+    no generation the gateway allows is cut, at most 575 s: with the pre-stop wait and margin, the
+    10 minutes the Cluster Autoscaler waits for a pod it evicts)."""
     cache: WeightsCache = WeightsCache()
     """Where the weights are cached (default: a volume per replica on the cluster's storage class)."""
     slo: Slo = Slo()
@@ -631,7 +642,8 @@ class ModelSpec(Model):
     @property
     def drain(self) -> int:
         """Seconds a stopping replica gives in-flight requests."""
-        return self.request_timeout_seconds if self.drain_seconds is None else self.drain_seconds
+        return min(self.request_timeout_seconds, MAX_DEFAULT_DRAIN_S) if self.drain_seconds is None \
+            else self.drain_seconds
 
     @property
     def model_name(self) -> str:
@@ -1239,6 +1251,16 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
             if scheme != stable_scheme:
                 add((key, "source"), f"must come from the same kind of store as the model's source ({stable_scheme}://"
                     f"), whose identity the {key} reuses (got {scheme}://)")
+    mirrors = model.engine == "vllm" and provider in ("eks", "gke") and model.cache.shared_storage_class is None
+    for key, variant in (("", None), *((k, getattr(model, k)) for k in VARIANTS if getattr(model, k))):
+        source = (variant.source if variant else None) or model.source
+        revision = (variant.revision if variant else None) or model.revision
+        if mirrors and source.startswith("hf://") and (revision is None or not re.fullmatch(r"[0-9a-f]{40}", revision)):
+            add((key, "revision") if key else ("revision",), (
+                f"Hugging Face weights are mirrored once into the stack's bucket and served from there, so "
+                f"they need a commit: set revision to the 40-character commit of {source} to serve (the "
+                "repository's \"Files and versions\" page lists them), e.g. "
+                "revision: 0e9e39f249a16976918f6564b8830bc894c89659"))
     if model.revision is not None and not model.source.startswith("hf://"):
         add(("revision",), "applies to hf:// sources; a bucket prefix is its own version: point source at it")
     if model.engine == "llamacpp":

@@ -75,10 +75,10 @@ def time_to_ready(config: StackConfig, model: ModelSpec) -> TimeToReady:
         return Phases(node_s=t.node_start_seconds, image_s=image_s, weights_s=weights_s, load_s=load_s + start_s)
 
     if mirrored(config, model, model.source):
-        # Downloaded once and uploaded to the stack's bucket, then streamed by every replica.
+        # Downloaded once to the Job's volume and uploaded from it, then streamed by every replica.
         return TimeToReady(path="Hugging Face, mirrored once into the stack's bucket, streamed to the GPUs",
-                           weights_gb=weights_gb, first=phases(hub + bucket, bucket), scale_out=phases(0, bucket),
-                           mirror_s=hub + bucket)
+                           weights_gb=weights_gb, first=phases(hub + volume, bucket), scale_out=phases(0, bucket),
+                           mirror_s=hub + volume)
     if vllm and not from_hub:
         return TimeToReady(path="streamed from the bucket to the GPUs", weights_gb=weights_gb,
                            first=phases(0, bucket), scale_out=phases(0, bucket))

@@ -27,7 +27,7 @@ from components.serving.model_server import (
 )
 from components.serving.served_model import Mirror, ReaderArgs, Route, ServedModelArgs, Version
 from components.serving.weights_access import GcsWeightsReaderArgs, S3WeightsReaderArgs
-from components.serving.weights_mirror import MirrorBucket, MirrorBucketArgs, mirror_prefix
+from components.serving.weights_mirror import PURPOSE, MirrorBucket, MirrorBucketArgs, mirror_prefix
 from components.versions import KEDA
 from infra import charts
 from infra.config import EksCloud, GkeCloud, ModelSpec, StackConfig, Variant
@@ -55,7 +55,7 @@ def build_catalog(
                          system_node_selector=system_node_selector(cluster),
                          keda_chart=charts.source(KEDA),
                          hf_token=secrets.hf_token, crds=crds,
-                         mirror_writer=bucket.writer_annotations if bucket else None),
+                         mirror_writer=bucket.writer_annotations if bucket else None, mirror_bucket=bucket),
         opts=opts,
     )
 
@@ -78,7 +78,7 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
         writer: ReaderArgs = S3WeightsReaderArgs(
             source=f"s3://{name}", oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
             namespace=NAMESPACE, service_account=account, write=True)
-        labels_ = {}
+        labels_ = {"neurodock:purpose": PURPOSE}
         project = None
     else:
         assert isinstance(cloud, GkeCloud) and isinstance(cluster, GkeCluster)
@@ -87,7 +87,7 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
         writer = GcsWeightsReaderArgs(source=f"gs://{name}", project=cloud.project, workload_pool=cluster.workload_pool,
                                       namespace=NAMESPACE, service_account=account, account_id=f"{account}-{suffix}",
                                       write=True)
-        labels_ = {"neurodock-purpose": "weights-mirror"}
+        labels_ = {"neurodock-purpose": PURPOSE}
         project = cloud.project
     return MirrorBucket("weights-mirror", MirrorBucketArgs(
         cloud=cloud.provider, name=name, location=cloud.region, project=project, labels=labels_, writer=writer),
@@ -112,14 +112,16 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
             return None
         name = model.name if variant is None else model.variant_name(key)
         source = (variant.source if variant else None) or model.source
+        revision = (variant.revision if variant else None) or model.revision
         mirror = None
         if mirrored(config, model, source):
-            repo, revision = source.removeprefix("hf://"), model.revision or "main"
+            repo, revision = source.removeprefix("hf://"), str(revision)  # validated: a commit
             mirror = Mirror(repo=repo, revision=revision, target=mirror_prefix(f"{bucket}", repo, revision),
                             volume_gib=replica_size(config, model).volume_gib, storage_class=cluster.storage_class,
                             node_selector=system_node_selector(cluster), deadline_s=mirror_budget(config, model))
             source = mirror.target
-        server = server_args(config, model, key, name=name, source=source, storage_class=cluster.storage_class,
+        server = server_args(config, model, key, name=name, source=source, revision=revision,
+                             storage_class=cluster.storage_class,
                              readiness=readiness, prometheus_url=prometheus_url)
         return Version(name=name, server=server, reader=_reader_args(config, cluster, name, source),
                        shared_storage_class=model.cache.shared_storage_class, mirror=mirror)
@@ -140,6 +142,7 @@ def server_args(
     *,
     name: str,
     source: str,
+    revision: str | None,
     storage_class: str,
     readiness: ReadinessBudgets,
     prometheus_url: pulumi.Input[str] | None,
@@ -172,7 +175,8 @@ def server_args(
         namespace=NAMESPACE,
         served_name=model.model_name,
         source=source,
-        revision=model.revision if source.startswith("hf://") else None,
+        revision=revision if source.startswith("hf://") else None,
+        aws_region=config.cloud.region if source.startswith("s3://") else None,
         engine=engine,
         settings=EngineSettings(
             max_model_len=e.max_model_len, gpu_memory_utilization=e.gpu_memory_utilization, dtype=e.dtype,

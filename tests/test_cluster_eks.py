@@ -116,7 +116,7 @@ def test_autoscaler_is_installed_pinned_with_a_least_privilege_irsa_role(plan):
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert "system:serviceaccount:kube-system:cluster-autoscaler" in trust["Condition"]["StringEquals"].values()
-    [policy] = of_type(plan, "aws:iam/rolePolicy:RolePolicy")
+    [policy] = [p for p in of_type(plan, "aws:iam/rolePolicy:RolePolicy") if p.name.startswith("cluster-autoscaler")]
     writes = json.loads(policy.inputs["policy"])["Statement"][1]
     assert writes["Condition"] == {"StringEquals": {
         "aws:ResourceTag/k8s.io/cluster-autoscaler/neurodock-staging": "owned"}}

@@ -56,7 +56,8 @@ def test_secrets_are_encrypted_with_cloud_kms(plan):
 
 
 def test_nodes_use_a_least_privilege_service_account(plan):
-    [account] = of_type(plan, "gcp:serviceaccount/account:Account")
+    # The cluster's node account; models' weights readers and the mirror have their own.
+    [account] = [a for a in of_type(plan, "gcp:serviceaccount/account:Account") if a.name.startswith("cluster")]
     roles = {m.inputs["role"] for m in of_type(plan, "gcp:projects/iAMMember:IAMMember")}
     assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
                      "roles/stackdriver.resourceMetadata.writer", "roles/artifactregistry.reader"}

@@ -176,9 +176,10 @@ BAD_CONFIGS = [
      "neurodock:models[1].gpusPerReplica: tensor-parallel size 3 does not divide the 64 attention heads"),
     ("model too large for the pool", "staging",
      _set(["neurodock:models", 0], {"name": "big", "source": "hf://meta-llama/Llama-3.3-70B-Instruct",
-                                    "pool": "gpu-l4", "gpusPerReplica": 1}),
+                                    "pool": "gpu-l4", "gpusPerReplica": 1, "concurrency": 1,
+                                    "revision": "6f6073b423013f6a7d4d9f39144961bfbfbc386b"}),
      "neurodock:models[0].gpusPerReplica: model 'big' does not fit pool 'gpu-l4': each of its 1 nvidia-l4 GPUs "
-     "needs 136.0 GiB"),
+     "needs 136.8 GiB"),
     ("context too long for the pool", "staging", _set(["neurodock:models", 0, "concurrency"], 8),
      "neurodock:models[0].gpusPerReplica: model 'meta-llama/Llama-3.1-8B-Instruct' does not fit pool 'gpu-l4'"),
     ("context beyond the model's", "staging", _set(["neurodock:models", 0, "engineArgs"], {"maxModelLen": 262144}),

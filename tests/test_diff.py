@@ -4,16 +4,18 @@ reported as such, and what holds data survives a stack's destruction."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
-from neurodock_policies.prod_stateful_resources_retained import STATEFUL
+from neurodock_policies.prod_stateful_resources_retained import STATEFUL, is_cache
 
-from infra.diff import diff_plans
+from infra.diff import diff_plans, render, saved_plan
 from infra.plan.engine import run_plan
-from infra.plan.stackfile import load_stack_file
+from infra.plan.render import as_json
+from infra.plan.stackfile import REPO_ROOT, load_stack_file
 from tests.conftest import SHIPPED_STACKS, stack_document
 
 
@@ -67,6 +69,7 @@ def test_any_other_edit_is_reported_and_fails_location_only(shipped_plans, write
     document["config"]["neurodock:nodePools"][1]["maxNodes"] = 9
     document["config"]["neurodock:models"].append({
         "name": "qwen-7b", "source": "hf://Qwen/Qwen2.5-7B-Instruct", "engine": "vllm", "pool": "gpu-l4",
+        "revision": "a09a35458c702b33eeacc393d103063234e8bc28", "concurrency": 4,
         "gpusPerReplica": 1, "minReplicas": 1, "maxReplicas": 2})
     path = write_stack(document, name="prod-dr")
     diff = diff_plans(shipped_plans["prod"], run_plan(load_stack_file("prod-dr", path)))
@@ -94,7 +97,39 @@ def test_diff_refuses_a_stack_file_for_neither_stack():
 
 @pytest.mark.parametrize("stack", [s for s in SHIPPED_STACKS if s != "dev"])
 def test_what_holds_data_or_keys_outlives_the_stack(shipped_plans, stack):
-    stateful = [r for r in shipped_plans[stack].resources if r.type in STATEFUL]
+    stateful = [r for r in shipped_plans[stack].resources if r.type in STATEFUL and not is_cache(r.inputs)]
     assert stateful, f"{stack} has no stateful resource to check"
     for r in stateful:
         assert r.options.get("retainOnDelete") or r.options.get("protect"), r.urn
+
+
+def test_a_saved_plan_reads_back_and_an_aliased_resource_is_moved_not_replaced(shipped_plans):
+    plan = shipped_plans["staging"]
+    document = json.loads(json.dumps(as_json(plan)))
+    assert diff_plans(saved_plan(document, plan), plan).resources == []
+    # Side A had the route at the stack's root, where B's alias says it was.
+    [route] = [r for r in document["resources"] if r["type"].endswith(":HTTPRoute") and "llama" in r["name"]]
+    new_urn = route["urn"]
+    route["urn"] = route.pop("aliases")[0]
+    result = diff_plans(saved_plan(document, plan), plan)
+    [moved] = result.resources
+    prefix = "urn:pulumi:staging::neurodock::"
+    assert (moved.status, moved.key, moved.moved_from, moved.changes) == (
+        "moved", new_urn.removeprefix(prefix), route["urn"].removeprefix(prefix), [])
+    assert "0 removed, 1 moved, 0 replaced" in render(result)
+    # Control: without the alias it is a removal and an addition.
+    bare = dataclasses.replace(plan, resources=[dataclasses.replace(r, aliases=[]) for r in plan.resources])
+    assert sorted(r.status for r in diff_plans(saved_plan(document, plan), bare).resources) == ["added", "removed"]
+
+
+def test_the_served_model_refactor_keeps_every_resource_of_a_running_prod(shipped_plans):
+    before = (REPO_ROOT / "tests/fixtures/plans/prod-urns-before-served-model.txt").read_text().split()
+    before = [u for u in before if u.startswith("urn:")]
+    plan = shipped_plans["prod"]
+    kept = {r.urn for r in plan.resources} | {a for r in plan.resources for a in r.aliases}
+    assert len(before) > 100 and not [u for u in before if u not in kept]
+    moved = [u for u in before if u not in {r.urn for r in plan.resources}]
+    assert any(u.endswith("HTTPRoute::llama-3-1-8b-route") for u in moved)  # re-parented, under an alias
+    # Control: a resource without its alias would not be kept.
+    assert "urn:pulumi:prod::neurodock::kubernetes:gateway.networking.k8s.io/v1:HTTPRoute::llama-3-1-8b-route" \
+        not in {r.urn for r in plan.resources}

@@ -15,7 +15,7 @@ from components.gateway import smoke_check
 from components.gateway.gateway import MODEL_HEADER, SMOKE_TEST_CLIENT, parse_api_keys
 from components.versions import ENVOY_GATEWAY
 from infra.plan.mocks import SECRET
-from tests.conftest import SHIPPED_STACKS, model_servers, of_type, plan_with
+from tests.conftest import SHIPPED_STACKS, model_servers, of_type, plan_with, release_of
 from tests.pss import violations
 
 GATEWAY_NS = "neurodock-gateway"
@@ -84,6 +84,33 @@ def test_the_body_based_router_feeds_the_model_header_to_routing(shipped_plans, 
     # Long prompts fit the buffer the router reads.
     [traffic] = manifests(plan, "ClientTrafficPolicy", GATEWAY_NS)
     assert traffic["spec"]["connection"]["bufferLimit"] == "8Mi"
+    # The router leaves a client's model header in place when the body names no model: it is removed
+    # before any filter or route sees it, so only the router's own value routes.
+    assert traffic["spec"]["headers"]["earlyRequestHeaders"]["remove"] == [
+        "X-Gateway-Model-Name", "X-Gateway-Base-Model-Name"]
+
+
+def test_envoy_gateway_crds_are_applied_on_every_chart_bump_not_only_the_first_install(shipped_plans, tmp_path):
+    from components.charts import ChartSource
+    from components.versions import ENVOY_GATEWAY
+    from infra import charts
+
+    plan = shipped_plans["staging"]
+    release = release_of(plan, ENVOY_GATEWAY)
+    assert release.inputs["skipCrds"] is True
+    patches = [r for r in plan.resources
+               if r.type == "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinitionPatch"]
+    names = {r.manifest["metadata"]["name"] for r in patches}
+    assert {"httproutes.gateway.networking.k8s.io", "clienttrafficpolicies.gateway.envoyproxy.io",
+            "envoyproxies.gateway.envoyproxy.io"} <= names
+    assert all(r.manifest["metadata"]["annotations"]["pulumi.com/patchForce"] == "true" for r in patches)
+    # Deleting a Patch would strip a CRD's required fields: a destroy leaves them behind instead.
+    assert all(r.options["retainOnDelete"] for r in patches)
+    assert {r.urn for r in patches} <= set(release.options["dependsOn"])
+    # The plan renders no chart CRD for the release any more: the program's own are what is applied.
+    assert not [o for o in plan.chart_objects if o.release == "envoy-gateway" and o.kind == "CustomResourceDefinition"]
+    # Control: without the package at hand, the release installs them itself.
+    assert charts.crds(ChartSource(ENVOY_GATEWAY, None)) == ()
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
@@ -272,7 +299,7 @@ def test_without_the_gateway_nothing_of_it_is_planned(write_stack):
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_the_smoke_test_asks_every_model_through_the_gateway_and_is_awaited(shipped_plans, stack):
     plan = shipped_plans[stack]
-    [job] = of_type(plan, "kubernetes:batch/v1:Job")
+    [job] = [j for j in of_type(plan, "kubernetes:batch/v1:Job") if j.manifest["metadata"]["namespace"] == GATEWAY_NS]
     spec = job.manifest["spec"]
     pod = spec["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
@@ -294,7 +321,8 @@ def test_the_smoke_test_asks_every_model_through_the_gateway_and_is_awaited(ship
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_gateway_pods_we_run_meet_pod_security_restricted(shipped_plans, stack):
     plan = shipped_plans[stack]
-    pods = [d["spec"]["template"]["spec"] for d in manifests(plan, "Deployment", GATEWAY_NS) + manifests(plan, "Job")]
+    pods = [d["spec"]["template"]["spec"]
+            for d in manifests(plan, "Deployment", GATEWAY_NS) + manifests(plan, "Job", GATEWAY_NS)]
     assert len(pods) == 2
     for pod in pods:
         assert violations(pod, "restricted") == []
@@ -302,7 +330,7 @@ def test_gateway_pods_we_run_meet_pod_security_restricted(shipped_plans, stack):
 
 def test_a_serving_change_runs_the_smoke_test_again_and_no_change_does_not(write_stack, shipped_plans):
     def job_name(plan) -> str:
-        [job] = manifests(plan, "Job")
+        [job] = manifests(plan, "Job", GATEWAY_NS)
         return job["metadata"]["name"]
 
     same = plan_with(write_stack, "prod", lambda c: None)
@@ -312,9 +340,9 @@ def test_a_serving_change_runs_the_smoke_test_again_and_no_change_does_not(write
 
 
 def test_the_smoke_test_can_be_turned_off(write_stack, shipped_plans):
-    assert manifests(shipped_plans["dev"], "Job")
+    assert manifests(shipped_plans["dev"], "Job", GATEWAY_NS)
     plan = plan_with(write_stack, "dev", lambda c: c.update({"neurodock:gateway": {"smokeTest": False}}))
-    assert manifests(plan, "Job") == []
+    assert manifests(plan, "Job", GATEWAY_NS) == []
 
 
 def completion(model: str, content: str = "ready") -> dict:

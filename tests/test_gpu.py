@@ -150,7 +150,8 @@ def test_readiness_budgets_set_probes_deadlines_and_await_timeouts(write_stack):
     plan = run_plan(load_stack_file("test", write_stack(document)))
     [deployment] = model_servers(plan)
     total = 300 + 200 + 600 + 120
-    assert deployment.options["customTimeouts"] == {"create": f"{total}s", "update": f"{total}s"}
+    # An update is a rollout: up to maxReplicas (4) replaced a surge (1) at a time.
+    assert deployment.options["customTimeouts"] == {"create": f"{total}s", "update": f"{4 * total}s"}
     spec = deployment.manifest["spec"]
     assert spec["progressDeadlineSeconds"] == total
     probe = spec["template"]["spec"]["containers"][0]["startupProbe"]

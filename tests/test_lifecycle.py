@@ -157,6 +157,7 @@ def test_gke_cluster_waits_for_its_apis_and_the_kms_grant_to_its_service_agent(s
 def test_workload_identity_binding_takes_the_pool_from_the_cluster(write_stack):
     document = stack_document("prod")
     document["config"]["neurodock:models"][0]["source"] = "gs://acme-models/llama-3.1-8b"
+    document["config"]["neurodock:models"][0].pop("revision")
     document["config"]["neurodock:models"][0]["architecture"] = LLAMA_8B
     plan = plan_of(write_stack, document)
     bindings = of_type(plan, "gcp:serviceaccount/iAMMember:IAMMember")

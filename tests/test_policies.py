@@ -293,8 +293,8 @@ def test_gpu_headroom_is_configurable(shipped_plans):
     resources = resources_of(shipped_plans, "prod")
     assert run_on(resources, only("model-fits-gpu")) == []
     found = run_on(resources, only("model-fits-gpu"), {"model-fits-gpu": PolicySettings(properties={"minFreeGib": 5})})
-    # The 8B model needs 18 GiB of an L4's 19.8 usable: stable, canary and shadow all lose their headroom.
-    assert len(found) == 3 and all("needs 18.0 GiB per GPU and 5 GiB must stay free but pool 'gpu-l4'" in v.message
+    # The 8B model needs 19.6 GiB of an L4's 19.8 usable: stable, canary and shadow all lose their headroom.
+    assert len(found) == 3 and all("needs 19.6 GiB per GPU and 5 GiB must stay free but pool 'gpu-l4'" in v.message
                                    for v in found)
 
 

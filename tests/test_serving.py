@@ -4,6 +4,7 @@ models that cannot fit are rejected before anything exists."""
 from __future__ import annotations
 
 import copy
+import json
 import shlex
 
 import pytest
@@ -41,8 +42,8 @@ def flag(command: list[str], name: str) -> str:
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_every_serving_pod_meets_pod_security_restricted(shipped_plans, stack):
-    pods = [d["spec"]["template"]["spec"] for d in manifests(shipped_plans[stack], "Deployment")
-            if d["metadata"]["namespace"] == "neurodock-serving"]
+    pods = [d["spec"]["template"]["spec"] for kind in ("Deployment", "Job")
+            for d in manifests(shipped_plans[stack], kind) if d["metadata"]["namespace"] == "neurodock-serving"]
     assert pods
     for pod in pods:
         assert violations(pod, "restricted") == []
@@ -76,7 +77,7 @@ def test_the_checker_catches_node_agents_and_each_mutation(shipped_plans):
 def test_vllm_flags_derive_from_config(shipped_plans):
     d = deployment_of(shipped_plans["prod"], "llama-3-3-70b")
     command = server(d)["command"]
-    assert command[:3] == ["vllm", "serve", "/models/llama-3-3-70b"]
+    assert command[:2] == ["vllm", "serve"]
     assert flag(command, "--served-model-name") == "meta-llama/Llama-3.3-70B-Instruct"
     assert flag(command, "--tensor-parallel-size") == "4"
     assert flag(command, "--max-model-len") == "8192"
@@ -110,18 +111,119 @@ def test_resources_and_shared_memory_are_sized_for_the_model(shipped_plans):
     assert shm_large["emptyDir"]["sizeLimit"] == "16Gi"  # NCCL between 4 tensor-parallel workers
 
 
-def test_hugging_face_weights_are_fetched_once_into_a_per_replica_volume(shipped_plans):
-    d = deployment_of(shipped_plans["staging"], "llama-3-1-8b")
-    pod = d["spec"]["template"]["spec"]
+def mirror_jobs(plan) -> list[dict]:
+    return [j for j in manifests(plan, "Job") if j["metadata"]["labels"]["app.kubernetes.io/name"] == "weights-mirror"]
+
+
+def test_hugging_face_weights_are_mirrored_once_at_the_pinned_revision_without_other_formats(shipped_plans):
+    plan = shipped_plans["staging"]
+    [job] = mirror_jobs(plan)
+    pod = job["spec"]["template"]["spec"]
+    [download] = pod["initContainers"]
+    program, repo, revision, scratch = download["command"][2:6]
+    assert (repo, revision, scratch) == ("meta-llama/Llama-3.1-8B-Instruct", "0e9e39f249a16976918f6564b8830bc894c89659",
+                                         "/work/model")
+    # Only what vLLM serves: Llama 3.1's original/consolidated.00.pth would double the download.
+    assert "allow_patterns=['*.safetensors'," in program and "ignore_patterns=['*/*']" in program
+    assert "revision=sys.argv[2]" in program
+    [upload] = pod["containers"]
+    script = upload["command"][2]
+    prefix = f"s3://neurodock-staging-weights-123456789012-us-west-2/hf/{repo}/{revision}"
+    # Skips when the marker is there; writes the marker last, naming source and revision.
+    assert script.index(f"aws s3 ls {prefix}/.neurodock-complete") < script.index("aws s3 cp --recursive")
+    assert script.rstrip().endswith(f"aws s3 cp - {prefix}/.neurodock-complete")
+    assert pod["serviceAccountName"] == "weights-mirror"
+    assert job["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"  # a failed mirror runs again
+    assert {"name": "AWS_REGION", "value": "us-west-2"} in upload["env"]
+    # Every replica streams from the mirror: no download step, no weights volume.
+    d = deployment_of(plan, "llama-3-1-8b")
+    command = server(d)["command"]
+    assert command[2] == prefix and flag(command, "--load-format") == "runai_streamer"
+    assert json.loads(flag(command, "--model-loader-extra-config")) == {"concurrency": 16, "memory_limit": 4 * 2**30}
+    assert "initContainers" not in d["spec"]["template"]["spec"]
+    assert "weights" not in {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]}
+    assert {"name": "AWS_REGION", "value": "us-west-2"} in server(d)["env"]
+    # The replicas' identity reads the prefix; only the mirror's may write.
+    policies = {r.name: r.inputs["policy"] for r in plan.resources if r.type == "aws:iam/rolePolicy:RolePolicy"}
+    assert f"{prefix.removeprefix('s3://')}/*" in policies["llama-3-1-8b-weights-reader-read"]
+    assert "s3:PutObject" not in policies["llama-3-1-8b-weights-reader-read"]
+    assert "s3:PutObject" in policies["weights-mirror-writer-read"]
+    # The server waits for the mirror and for its identity's grant.
+    [deployment] = [r for r in plan.resources
+                    if r.type == "kubernetes:apps/v1:Deployment" and r.name == "llama-3-1-8b-server"]
+    [job_urn] = [r.urn for r in plan.resources if r.type == "kubernetes:batch/v1:Job" and "mirror" in r.name]
+    [grant] = [r.urn for r in plan.resources if r.name == "llama-3-1-8b-weights-reader-read"]
+    assert {job_urn, grant} <= set(deployment.options["dependsOn"])
+
+
+def test_tensor_parallel_ranks_stream_their_share(shipped_plans):
+    # Without "distributed", each of the 70B's 4 ranks would read the whole model from the bucket.
+    command = server(deployment_of(shipped_plans["prod"], "llama-3-3-70b"))["command"]
+    assert json.loads(flag(command, "--model-loader-extra-config"))["distributed"] is True
+    command = server(deployment_of(shipped_plans["prod"], "llama-3-1-8b"))["command"]
+    assert "distributed" not in json.loads(flag(command, "--model-loader-extra-config"))
+
+
+def test_a_new_revision_is_a_new_prefix_and_job_and_versions_share_a_mirror(write_stack, shipped_plans):
+    [before] = [r for r in shipped_plans["prod"].resources
+                if r.type == "kubernetes:batch/v1:Job" and "8b-mirror" in r.name]
+    commit = "1234567890abcdef1234567890abcdef12345678"
+    plan = plan_with(write_stack, "prod", lambda c: c["neurodock:models"][0].update(revision=commit))
+    jobs = [r for r in plan.resources if r.type == "kubernetes:batch/v1:Job" and "8b-mirror" in r.name]
+    assert [j.name for j in jobs] != [before.name] and len(jobs) == 1  # canary and shadow read the same copy
+    assert server(deployment_of(plan, "llama-3-1-8b"))["command"][2].endswith(f"/Llama-3.1-8B-Instruct/{commit}")
+    # A mirror is kept for good: a branch would be frozen at whatever it was the first time.
+    for revision in (None, "main"):
+        with pytest.raises(ConfigError) as error:
+            plan_with(write_stack, "prod", lambda c, r=revision: c["neurodock:models"][0].update(revision=r))
+        assert [p.path for p in error.value.problems] == ["neurodock:models[0].revision"]
+
+
+def test_bucket_sources_stream_and_kind_downloads_per_replica(write_stack, shipped_plans):
+    def mutate(c):
+        c["neurodock:models"][0]["source"] = "s3://acme-models/llama-3.1-8b-instruct"
+        c["neurodock:models"][0].pop("revision")
+        c["neurodock:models"][0]["architecture"] = LLAMA_8B
+    plan = plan_with(write_stack, "staging", mutate)
+    assert mirror_jobs(plan) == [] and not [r for r in plan.resources if r.type == "aws:s3/bucket:Bucket"]
+    command = server(deployment_of(plan, "llama-3-1-8b"))["command"]
+    assert command[2] == "s3://acme-models/llama-3.1-8b-instruct"
+    # Control: a vLLM model on kind downloads to its own volume, by revision, without other formats.
+    def on_kind(c):
+        c["neurodock:models"].append({"name": "small", "source": "hf://Qwen/Qwen2.5-0.5B-Instruct",
+                                      "revision": "abc123", "pool": "gpu-l4", "concurrency": 4})
+    pod = deployment_of(plan_with(write_stack, "dev", on_kind), "small")["spec"]["template"]["spec"]
     [init] = pod["initContainers"]
     script = init["command"][2]
-    assert "snapshot_download" in script and "meta-llama/Llama-3.1-8B-Instruct" in script
-    assert script.index("if [ -f /models/llama-3-1-8b/.neurodock-complete ]") < script.index("snapshot_download")
-    assert script.rstrip().endswith("touch /models/llama-3-1-8b/.neurodock-complete")
-    [weights] = [v for v in pod["volumes"] if v["name"] == "weights"]
-    claim = weights["ephemeral"]["volumeClaimTemplate"]["spec"]
-    assert claim["storageClassName"] == "gp3"
-    assert int(claim["resources"]["requests"]["storage"].removesuffix("Gi")) >= 15
+    program = next(t for t in shlex.split(script) if "snapshot_download" in t)
+    assert "ignore_patterns=['*/*']" in program and "revision=sys.argv[2]" in program
+    assert "key=hf://Qwen/Qwen2.5-0.5B-Instruct@abc123;" in script
+
+
+def test_a_cache_whose_marker_names_another_revision_downloads_again(write_stack, tmp_path):
+    import subprocess
+
+    def mutate(c):
+        c["neurodock:models"][0]["cache"] = {"sharedStorageClass": "efs-sc"}
+    plan = plan_with(write_stack, "staging", mutate)
+    [init] = deployment_of(plan, "llama-3-1-8b")["spec"]["template"]["spec"]["initContainers"]
+    script = init["command"][2].replace("/models", str(tmp_path)).replace("python3 -c", "echo fetched; true")
+    marker = tmp_path / "llama-3-1-8b" / ".neurodock-complete"
+    marker.parent.mkdir()
+    marker.write_text("hf://meta-llama/Llama-3.1-8B-Instruct@an-older-commit")
+    out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "fetched" in out and marker.read_text().endswith("@0e9e39f249a16976918f6564b8830bc894c89659")
+    out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "weights already cached" in out and "fetched" not in out
+
+
+def test_vllm_runs_as_the_images_own_user_and_llamacpp_as_1000(shipped_plans):
+    vllm = deployment_of(shipped_plans["staging"], "llama-3-1-8b")["spec"]["template"]["spec"]
+    assert vllm["securityContext"]["runAsUser"] == 2000
+    env = {e["name"]: e.get("value") for e in vllm["containers"][0]["env"]}
+    assert env["USER"] == "vllm" and env["HOME"] == "/tmp" and env["XDG_CACHE_HOME"].startswith("/tmp/")
+    llama = deployment_of(shipped_plans["dev"], "qwen2-5-0-5b")["spec"]["template"]["spec"]
+    assert llama["securityContext"]["runAsUser"] == 1000
 
 
 def test_llamacpp_serves_the_gguf_and_caches_it_itself(shipped_plans):
@@ -139,11 +241,11 @@ def test_llamacpp_serves_the_gguf_and_caches_it_itself(shipped_plans):
 def test_s3_weights_use_irsa_on_a_dedicated_service_account(write_stack):
     def mutate(c):
         c["neurodock:models"][0]["source"] = "s3://acme-models/llama-3.1-8b-instruct"
+        c["neurodock:models"][0].pop("revision")
         c["neurodock:models"][0]["architecture"] = LLAMA_8B
     plan = plan_with(write_stack, "staging", mutate)
     d = deployment_of(plan, "llama-3-1-8b")
     pod = d["spec"]["template"]["spec"]
-    assert "aws s3 sync" in pod["initContainers"][0]["command"][2]
     [account] = [a for a in manifests(plan, "ServiceAccount") if a["metadata"]["name"] == pod["serviceAccountName"]]
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
     assert account["automountServiceAccountToken"] is False
@@ -155,20 +257,22 @@ def test_s3_weights_use_irsa_on_a_dedicated_service_account(write_stack):
 def test_gcs_weights_use_workload_identity(write_stack):
     def mutate(c):
         c["neurodock:models"][0]["source"] = "gs://acme-models/llama-3.1-8b"
+        c["neurodock:models"][0].pop("revision")
         c["neurodock:models"][0]["architecture"] = LLAMA_8B
     plan = plan_with(write_stack, "prod", mutate)
     pod = deployment_of(plan, "llama-3-1-8b")["spec"]["template"]["spec"]
-    assert "gcloud storage rsync --recursive" in pod["initContainers"][0]["command"][2]
+    assert server(deployment_of(plan, "llama-3-1-8b"))["command"][2] == "gs://acme-models/llama-3.1-8b"
     [account] = [a for a in manifests(plan, "ServiceAccount") if a["metadata"]["name"] == pod["serviceAccountName"]]
     assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
     # One identity per version of the model: prod's 8B model also runs a canary and a shadow.
-    members = {r.inputs["member"] for r in plan.resources if r.type == "gcp:serviceaccount/iAMMember:IAMMember"}
+    members = {r.inputs["member"] for r in plan.resources if r.type == "gcp:serviceaccount/iAMMember:IAMMember"
+               and "weights-reader" in r.name and "mirror" not in r.name and "8b" in r.name}
     assert members == {f"serviceAccount:neurodock-prod-4821.svc.id.goog[neurodock-serving/{account}]"
                        for account in (pod["serviceAccountName"], "llama-3-1-8b-canary-model",
                                        "llama-3-1-8b-shadow-model")}
-    reads = [r for r in plan.resources if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember"]
-    assert len(reads) == 3
-    assert all(r.inputs["role"] == "roles/storage.objectViewer" and r.inputs["bucket"] == "acme-models" for r in reads)
+    reads = [r for r in plan.resources if r.type == "gcp:storage/bucketIAMMember:BucketIAMMember"
+             and r.inputs["bucket"] == "acme-models"]
+    assert len(reads) == 3 and all(r.inputs["role"] == "roles/storage.objectViewer" for r in reads)
 
 
 def test_a_shared_cache_is_one_retained_rwx_claim(write_stack):
@@ -180,6 +284,7 @@ def test_a_shared_cache_is_one_retained_rwx_claim(write_stack):
     pod = deployment_of(plan, "llama-3-1-8b")["spec"]["template"]["spec"]
     [weights] = [v for v in pod["volumes"] if v["name"] == "weights"]
     assert weights["persistentVolumeClaim"]["claimName"] == claim.manifest["metadata"]["name"]
+    assert mirror_jobs(plan) == []
 
 
 # -- Placement, probes, rollouts ------------------------------------------------------------------
@@ -198,18 +303,32 @@ def test_placement_tolerates_gpus_selects_the_pool_spreads_zones_and_has_priorit
     assert 0 < priority["value"] < 1_000_000_000
 
 
-def test_probes_drain_and_rollout_fit_the_budgets(shipped_plans):
+def test_probes_and_rollout_fit_the_budgets(shipped_plans):
     d = deployment_of(shipped_plans["staging"], "llama-3-1-8b")
     c = server(d)
     assert c["startupProbe"]["httpGet"]["path"] == "/health"
-    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 900
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
-    drain = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= drain + 10
     assert d["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert d["spec"]["progressDeadlineSeconds"] > c["startupProbe"]["periodSeconds"] * c["startupProbe"][
         "failureThreshold"]
+
+
+def test_vllm_drains_running_requests_for_the_longest_request_the_gateway_allows(shipped_plans, write_stack):
+    d = deployment_of(shipped_plans["staging"], "llama-3-1-8b")
+    c = server(d)
+    # vLLM's default (0) aborts running requests on SIGTERM; the route lets one run 600 s, and the
+    # Cluster Autoscaler gives an evicted pod 600 s in all.
+    assert flag(c["command"], "--shutdown-timeout") == "575"
+    assert c["lifecycle"]["preStop"]["sleep"]["seconds"] == 10  # leave the gateway's endpoints first
+    assert d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 10 + 575 + 15
+    [route] = [r for r in manifests(shipped_plans["staging"], "HTTPRoute") if r["metadata"]["name"] == "llama-3-1-8b"]
+    assert route["spec"]["rules"][0]["timeouts"]["request"] == "600s"
+    # A shorter drain is honoured; llama.cpp, which stops at once, waits its whole drain before SIGTERM.
+    plan = plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(drainSeconds=120))
+    assert flag(server(deployment_of(plan, "llama-3-1-8b"))["command"], "--shutdown-timeout") == "120"
+    llama = server(deployment_of(shipped_plans["dev"], "qwen2-5-0-5b"))
+    assert llama["lifecycle"]["preStop"]["sleep"]["seconds"] == 30
 
 
 def test_pdb_allows_a_voluntary_disruption_and_network_policy_admits_gateway_and_monitoring(shipped_plans):
@@ -242,6 +361,22 @@ def test_models_scale_on_their_queue_with_keda(shipped_plans):
     assert trigger["metadata"]["serverAddress"].endswith(":9090")
     assert release_of(plan, KEDA).inputs["version"] == KEDA.version
     assert not [h for h in manifests(plan, "HorizontalPodAutoscaler")], "no CPU HPA on model servers"
+    # KEDA reads cooldownPeriod only when scaling to zero: the HPA behaviour paces scale-down.
+    assert "cooldownPeriod" not in spec
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 600
+
+
+def test_an_autoscaled_deployment_leaves_the_replica_count_to_keda(shipped_plans):
+    # Once KEDA owns the count, ours would conflict with it under server-side apply on the next
+    # `pulumi up`; dropping the field instead would reset a count Pulumi still owns to 1.
+    plan = shipped_plans["prod"]
+    deployments = {r.name: r for r in plan.resources if r.type == "kubernetes:apps/v1:Deployment"}
+    stable = deployments["llama-3-1-8b-server"]
+    assert stable.manifest["spec"]["replicas"] == 2 and stable.options["ignoreChanges"] == ["spec.replicas"]
+    # Control: versions KEDA does not scale keep theirs, and Pulumi keeps owning it.
+    canary = deployments["llama-3-1-8b-canary-server"]
+    assert canary.manifest["spec"]["replicas"] == 1 and canary.options["ignoreChanges"] == []
 
 
 def test_min_replicas_zero_is_refused_until_a_request_can_wake_a_model(write_stack):
@@ -266,15 +401,71 @@ def test_a_fixed_size_model_gets_no_scaler(write_stack):
 
 def test_memory_estimates_match_hand_arithmetic():
     llama8b = architectures.KNOWN["meta-llama/llama-3.1-8b-instruct"]
-    e = architectures.estimate(llama8b, tensor_parallel=1, max_model_len=8192, sequences=1)
+    e = architectures.estimate(llama8b, tensor_parallel=1, max_model_len=8192, sequences=1, gpu_memory_gib=22)
     assert e.weights_gib == pytest.approx(8.03e9 * 2 / 2**30)            # ~14.96 GiB in bf16
     assert e.kv_cache_gib == pytest.approx(2 * 32 * 8 * 128 * 2 * 8192 / 2**30)  # 1 GiB
+    # Non-PyTorch 1 + CUDA graphs 1.5 + activations of 2048 batched tokens (an L4 is under 70 GiB).
+    assert e.overhead_gib == pytest.approx(1 + 1.5 + 2048 * 4096 * 16 / 2**30)
     llama70b = architectures.KNOWN["meta-llama/llama-3.3-70b-instruct"]
-    tp4 = architectures.estimate(llama70b, tensor_parallel=4, max_model_len=8192, sequences=1)
-    assert tp4.per_gpu_gib == pytest.approx(70.6e9 * 2 / 2**30 / 4 + 2 * 80 * 2 * 128 * 2 * 8192 / 2**30 + 2)
+    tp4 = architectures.estimate(llama70b, tensor_parallel=4, max_model_len=8192, sequences=1, gpu_memory_gib=79)
+    overhead = 1 + 0.5 + 1.5 + 8192 * 8192 / 4 * 16 / 2**30  # NCCL with TP, 8192 tokens on an H100
+    assert tp4.per_gpu_gib == pytest.approx(70.6e9 * 2 / 2**30 / 4 + 2 * 80 * 2 * 128 * 2 * 8192 / 2**30 + overhead)
     assert architectures.lookup("hf://Qwen/Qwen2.5-0.5B-Instruct-GGUF") is architectures.KNOWN[
         "qwen/qwen2.5-0.5b-instruct"]
     assert architectures.lookup("s3://bucket/llama") is None
+
+
+def test_the_capacity_check_holds_every_batched_sequence_unless_told_otherwise(write_stack):
+    # Without concurrency, the KV cache must hold maxNumSeqs (64) full-length sequences: not on one L4.
+    with pytest.raises(ConfigError) as error:
+        plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].pop("concurrency"))
+    [problem] = error.value.problems
+    assert problem.path == "neurodock:models[0].concurrency" and "64 x 8192 tokens" in problem.message
+    # Control: fewer batched sequences fit.
+    plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(
+        concurrency=None, engineArgs={"maxNumSeqs": 2}))
+    # The CUDA context needs what gpuMemoryUtilization leaves free.
+    def greedy(c):
+        c["neurodock:models"][0]["engineArgs"] = {"gpuMemoryUtilization": 0.97}
+        c["neurodock:monitoring"]["alerts"] = {"gpuMemoryUsage": 1.0}
+    with pytest.raises(ConfigError) as error:
+        plan_with(write_stack, "staging", greedy)
+    assert [p.path for p in error.value.problems if "CUDA context" in p.message] == [
+        "neurodock:models[0].engineArgs.gpuMemoryUtilization"]
+
+
+def test_time_to_ready_estimates_for_the_shipped_models(shipped_plans):
+    from infra.readiness import budgets, mirror_budget, time_to_ready
+
+    prod = shipped_plans["prod"].config
+    small, large = prod.models
+    e = time_to_ready(prod, small)
+    # 16.06 GB: 161 s from the Hub at 100 MB/s + 129 s up from the Job's volume at 125 MB/s; then every
+    # replica streams it (17 s at 1000 MB/s) and starts vLLM (120 s); 12 GB image at 50 MB/s; a node in 300 s.
+    assert (e.first.node_s, e.first.image_s, e.first.weights_s, e.first.load_s) == (300, 240, 290, 137)
+    assert (e.scale_out.weights_s, e.scale_out.total_s) == (0, 677)
+    b = budgets(prod, small)
+    assert (b.node_scale_up_s, b.image_pull_s, b.model_load_s) == (600, 480, 274)
+    e = time_to_ready(prod, large)
+    assert (e.first.weights_s, e.first.load_s, e.first.total_s, e.scale_out.total_s) == (2542, 262, 3344, 802)
+    assert mirror_budget(prod, large) == 2 * 2542
+    dev = shipped_plans["dev"].config
+    e = time_to_ready(dev, dev.models[0])
+    assert e.first.total_s == e.scale_out.total_s  # each replica downloads on kind
+    assert budgets(dev, dev.models[0]).model_load_s == 120  # the floor
+
+
+def test_readiness_budgets_take_config_over_the_estimate(write_stack):
+    from infra.readiness import budgets
+
+    def mutate(c):
+        c["neurodock:readiness"] = {"imagePullSeconds": 900, "throughput": {"huggingFaceMbPerSecond": 50}}
+        c["neurodock:models"][0]["readiness"] = {"modelLoadSeconds": 1000}
+    config = plan_with(write_stack, "staging", mutate).config
+    b = budgets(config, config.models[0])
+    assert (b.image_pull_s, b.model_load_s, b.node_scale_up_s) == (900, 1000, 600)
+    startup = server(deployment_of(plan_with(write_stack, "staging", mutate), "llama-3-1-8b"))["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 1000
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -283,6 +474,5 @@ def test_shipped_models_fit_their_pools(shipped_plans, stack):
 
 
 def test_engine_commands_are_shell_safe(shipped_plans):
-    d = deployment_of(shipped_plans["staging"], "llama-3-1-8b")
-    script = d["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
-    shlex.split(script)  # well-formed quoting
+    [job] = mirror_jobs(shipped_plans["staging"])
+    shlex.split(job["spec"]["template"]["spec"]["containers"][0]["command"][2])  # well-formed quoting

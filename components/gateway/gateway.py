@@ -48,9 +48,9 @@ SERVICE_NAME = "neurodock-gateway"
 """The proxies' Service: a fixed name, so clients and the smoke test have a stable address."""
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
 MODEL_HEADER = "X-Gateway-Model-Name"
+"""Set by the body-based router from the request's ``model`` field; routes match on it."""
 ROUTER_HEADERS = (MODEL_HEADER, "X-Gateway-Base-Model-Name")
 """The headers the body-based router sets from the body (bbr v1.4.0 pkg/bbr/handlers/request.go)."""
-"""Set by the body-based router from the request's ``model`` field; routes match on it."""
 BBR_NAME = "body-based-router"
 BBR_PORT = 9004
 BBR_HEALTH_PORT = 9005
@@ -131,7 +131,9 @@ class ModelGateway(pulumi.ComponentResource):
             metadata={**crd["metadata"], "annotations": {**crd["metadata"].get("annotations", {}),
                                                          "pulumi.com/patchForce": "true"}},
             spec=crd["spec"],
-            opts=self._child(),
+            # Deleting a Patch gives up its fields, and a CRD cannot lose its group, names and
+            # versions: the API server would refuse it. A destroyed stack leaves the CRDs behind.
+            opts=self._child(retain_on_delete=True),
         ) for crd in args.chart_crds]
         release = k8s.helm.v3.Release(
             f"{name}-controller",

@@ -35,6 +35,8 @@ class ModelCatalogArgs:
     mirror_writer: dict[str, pulumi.Input[str]] | None = None
     """Annotations binding the mirror Jobs' ServiceAccount to the identity that writes the stack's
     weights bucket; None when no model is mirrored (default none)."""
+    mirror_bucket: pulumi.Resource | None = None
+    """The bucket and its writer's grants, which the mirror Jobs wait for (default none)."""
 
 
 class ModelCatalog(pulumi.ComponentResource):
@@ -75,7 +77,8 @@ class ModelCatalog(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=MIRROR_ACCOUNT, namespace=ns.metadata.name,
                                                     annotations=args.mirror_writer),
                 automount_service_account_token=False,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self,
+                                            depends_on=[args.mirror_bucket] if args.mirror_bucket else None),
             )
         keda = None
         versions = [v for m in args.models for v in (m.stable, m.canary, m.shadow) if v is not None]

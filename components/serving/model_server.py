@@ -109,8 +109,11 @@ class ModelServerArgs:
     bucket's safetensors into GPU memory (Run:ai Model Streamer); the rest is downloaded to a volume."""
     revision: str | None
     """Hugging Face revision (commit, tag or branch) of an ``hf://`` source; None: the default branch."""
-    weights_ready: pulumi.Resource | None = None
-    """What must finish before replicas start: the Job mirroring the weights into ``source`` (default none)."""
+    wait_for: tuple[pulumi.Resource, ...] = ()
+    """What must exist before replicas start: the weights' mirror Job, the bucket grants of their
+    identity (default none)."""
+    aws_region: str | None = None
+    """The region of an ``s3://`` source's bucket, for the S3 clients (default none)."""
     engine: Engine = Engine.VLLM
     """Serving engine (default vLLM)."""
     settings: EngineSettings = EngineSettings()
@@ -124,8 +127,7 @@ class ModelServerArgs:
     shm_gib: int = 2
     """Size of /dev/shm, where NCCL and PyTorch workers exchange tensors (default 2)."""
     replicas: int = 1
-    """Replicas of a fixed-size Deployment (default 1); an autoscaled one starts at 1 and KEDA owns
-    the count."""
+    """Replicas at creation; with ``autoscaling`` KEDA owns the count afterwards (default 1)."""
     node_selector: dict[str, str] = field(default_factory=dict)
     """Labels of the pool the replicas run on (default none)."""
     tolerate_gpu_taint: bool = False
@@ -198,9 +200,7 @@ class ModelServer(pulumi.ComponentResource):
                 annotations={"neurodock.io/gpu-memory-need-gib": f"{args.gpu_memory_need_gib:.1f}"}
                 if args.gpu_memory_need_gib is not None else None),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                # An autoscaled Deployment leaves the count to KEDA: a count of ours would conflict
-                # with the autoscaler's under server-side apply on the next `pulumi up`, or reset it.
-                replicas=None if args.autoscaling else args.replicas,
+                replicas=args.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
@@ -214,9 +214,17 @@ class ModelServer(pulumi.ComponentResource):
                     spec=_pod_spec(name, args, account.metadata.name, match_labels),
                 ),
             ),
-            opts=self._child(custom_timeouts=pulumi.CustomTimeouts(
-                create=f"{args.readiness.total_s}s", update=f"{args.readiness.total_s}s"),
-                depends_on=[args.weights_ready] if args.weights_ready else None),
+            opts=self._child(
+                # A rollout replaces the replicas a surge at a time, each waiting for its GPUs and
+                # load, and each old one draining.
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{args.readiness.total_s}s",
+                                                      update=f"{args.readiness.total_s * _rollout_waves(args)}s"),
+                # Once KEDA scales, the count is its own: the provider sends the live count while it
+                # still owns the field, and leaves it out once KEDA's scaler does, so `pulumi up`
+                # neither conflicts with the autoscaler nor resets its count (pulumi-kubernetes
+                # ignoreChanges under server-side apply; omitting the field would reset it to 1).
+                ignore_changes=["spec.replicas"] if args.autoscaling else None,
+                depends_on=list(args.wait_for) or None),
         )
         service = k8s.core.v1.Service(
             f"{name}-svc",
@@ -332,6 +340,11 @@ def _validate(args: ModelServerArgs) -> None:
         raise ValueError("; ".join(problems))
 
 
+def _rollout_waves(args: ModelServerArgs) -> int:
+    most = args.autoscaling.max_replicas if args.autoscaling else args.replicas
+    return max(1, -(-most // max(args.max_surge, 1)))
+
+
 def _pre_stop_s(args: ModelServerArgs) -> int:
     if args.engine is Engine.VLLM:
         return min(DEREGISTRATION_S, args.drain_s) if args.drain_s else 0
@@ -414,8 +427,12 @@ def engine_command(name: str, args: ModelServerArgs) -> tuple[str, list[str]]:
         if streams(args):
             # Config and tokenizer go to vLLM's assets cache (under XDG_CACHE_HOME); the streamer
             # reads the safetensors with 16 concurrent requests and buffers at most STREAMER_BUFFER_GIB.
-            command += ["--load-format", "runai_streamer", "--model-loader-extra-config",
-                        json.dumps({"concurrency": STREAMER_CONCURRENCY, "memory_limit": STREAMER_BUFFER_GIB * 2**30})]
+            # With tensor parallelism each rank reads its share and they exchange the rest over NCCL;
+            # without "distributed" every rank would read the whole model.
+            loader = {"concurrency": STREAMER_CONCURRENCY, "memory_limit": STREAMER_BUFFER_GIB * 2**30}
+            if args.gpus > 1:
+                loader["distributed"] = True
+            command += ["--load-format", "runai_streamer", "--model-loader-extra-config", json.dumps(loader)]
         if s.quantization:
             command += ["--quantization", s.quantization]
         return args.image or VLLM_IMAGE, command + list(s.extra_args)
@@ -441,6 +458,8 @@ def _pod_spec(name: str, args: ModelServerArgs, service_account: pulumi.Input[st
         k8s.core.v1.EnvVarArgs(name="LLAMA_CACHE", value=f"{MODELS_DIR}/.llama"),
         k8s.core.v1.EnvVarArgs(name="CLOUDSDK_CONFIG", value="/tmp/gcloud"),
     ]
+    if args.aws_region:
+        env.append(k8s.core.v1.EnvVarArgs(name="AWS_REGION", value=args.aws_region))
     if args.hf_token_secret is not None:
         env.append(k8s.core.v1.EnvVarArgs(
             name="HF_TOKEN",

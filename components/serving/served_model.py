@@ -22,7 +22,6 @@ from components.serving.weights_access import (
     S3WeightsReaderArgs,
 )
 from components.serving.weights_mirror import mirror_job
-from components.versions import VLLM_IMAGE
 
 ReaderArgs = S3WeightsReaderArgs | GcsWeightsReaderArgs
 
@@ -112,17 +111,20 @@ class ServedModel(pulumi.ComponentResource):
             if version.reader is not None:
                 reader = _reader(version.name, version.reader, pulumi.ResourceOptions(
                     parent=self, providers=[args.cloud_provider] if args.cloud_provider else None, aliases=at_root))
-                server = replace(server, service_account_annotations=reader.annotations)
+                # The annotation names the identity before its grant exists: replicas wait for both.
+                server = replace(server, service_account_annotations=reader.annotations,
+                                 wait_for=(*server.wait_for, reader))
             if version.mirror is not None:
                 m = version.mirror
                 jobs[m.target] = jobs.get(m.target) or mirror_job(
-                    f"{version.name}-mirror-{hashlib.sha256(m.target.encode()).hexdigest()[:8]}",
+                    # Named by what it mirrors, not where: a stack moved to another region keeps it.
+                    f"{version.name}-mirror-{hashlib.sha256(f'{m.repo}@{m.revision}'.encode()).hexdigest()[:8]}",
                     namespace=server.namespace, repo=m.repo, revision=m.revision, target=m.target,
-                    image=server.image or VLLM_IMAGE, hf_token_secret=server.hf_token_secret,
+                    aws_region=server.aws_region, hf_token_secret=server.hf_token_secret,
                     volume_gib=m.volume_gib, storage_class=m.storage_class, node_selector=m.node_selector,
                     deadline_s=m.deadline_s, opts=pulumi.ResourceOptions(
                         parent=self, depends_on=[m.account] if m.account else None))
-                server = replace(server, weights_ready=jobs[m.target])
+                server = replace(server, wait_for=(*server.wait_for, jobs[m.target]))
             if version.shared_storage_class:
                 server = replace(server, shared_cache_claim=self._shared_claim(version, under_catalog))
             servers[key] = ModelServer(version.name, server, opts=pulumi.ResourceOptions(

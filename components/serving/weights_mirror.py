@@ -25,8 +25,10 @@ from components.serving.weights_access import (
     S3WeightsReader,
     S3WeightsReaderArgs,
 )
-from components.versions import AWS_CLI_IMAGE, GCLOUD_IMAGE
+from components.versions import AWS_CLI_IMAGE, GCLOUD_IMAGE, MIRROR_DOWNLOAD_IMAGE
 
+PURPOSE = "weights-mirror"
+"""The bucket's ``neurodock:purpose``: a cache, which the policy prod-stateful-resources-retained lets go."""
 MIRROR_ACCOUNT = "weights-mirror"
 """The ServiceAccount of every mirror Job: the only identity that may write the bucket."""
 COMPLETE_MARKER = ".neurodock-complete"
@@ -84,6 +86,9 @@ class MirrorBucket(pulumi.ComponentResource):
         else:
             bucket = gcp.storage.Bucket(name, name=args.name, project=args.project, location=args.location,
                                         uniform_bucket_level_access=True, public_access_prevention="enforced",
+                                        # A cache: deleted objects are not kept (soft delete's 7 days
+                                        # would bill a model's size per destroy or new revision).
+                                        soft_delete_policy={"retention_duration_seconds": 0},
                                         force_destroy=True, labels=args.labels, opts=child)
             self.uri = f"gs://{args.name}"
             writer = GcsWeightsReader(f"{name}-writer", args.writer, opts=pulumi.ResourceOptions(
@@ -97,8 +102,8 @@ def mirror_prefix(bucket_uri: str, repo: str, revision: str) -> str:
     return f"{bucket_uri}/hf/{repo}/{revision}"
 
 
-def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: str, target: str, image: str,
-               hf_token_secret: pulumi.Input[str] | None, volume_gib: int, storage_class: str,
+def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: str, target: str,
+               aws_region: str | None, hf_token_secret: pulumi.Input[str] | None, volume_gib: int, storage_class: str,
                node_selector: dict[str, str], deadline_s: int,
                opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
     """A Job that downloads ``repo`` at ``revision`` (the files vLLM serves) and uploads it to ``target``,
@@ -125,6 +130,8 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
            k8s.core.v1.EnvVarArgs(name="USER", value="mirror"),
            k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/work/.huggingface"),
            k8s.core.v1.EnvVarArgs(name="CLOUDSDK_CONFIG", value="/tmp/gcloud")]
+    if aws_region:
+        env.append(k8s.core.v1.EnvVarArgs(name="AWS_REGION", value=aws_region))
     if hf_token_secret is not None:
         env.append(k8s.core.v1.EnvVarArgs(name="HF_TOKEN", value_from=k8s.core.v1.EnvVarSourceArgs(
             secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=hf_token_secret, key="token"))))
@@ -135,8 +142,10 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
                      labels.COMPONENT: "serving"}
     return k8s.batch.v1.Job(
         name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=object_labels,
-                                            annotations={"neurodock.io/weights": f"hf://{repo}@{revision}"}),
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=object_labels, annotations={
+            "neurodock.io/weights": f"hf://{repo}@{revision}",
+            # A failed mirror is replaced (run again) by the next `pulumi up`, not awaited forever.
+            "pulumi.com/replaceUnready": "true"}),
         spec=k8s.batch.v1.JobSpecArgs(
             backoff_limit=3,
             active_deadline_seconds=deadline_s,
@@ -149,7 +158,8 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
                     security_context=restricted_pod_security_context(),
                     node_selector=node_selector,
                     init_containers=[k8s.core.v1.ContainerArgs(
-                        name="download", image=image, env=env, volume_mounts=mounts, resources=resources,
+                        name="download", image=MIRROR_DOWNLOAD_IMAGE, env=env, volume_mounts=mounts,
+                        resources=resources,
                         command=["python3", "-c", download, repo, revision, "/work/model"],
                         security_context=restricted_container_security_context())],
                     containers=[k8s.core.v1.ContainerArgs(

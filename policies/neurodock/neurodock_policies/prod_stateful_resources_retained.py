@@ -26,6 +26,16 @@ STATEFUL = (
 )
 
 
+CACHE_PURPOSE = "weights-mirror"
+"""The purpose tag (``neurodock:purpose``) or label (``neurodock-purpose``) of the bucket Hugging Face
+weights are mirrored into: a cache, refilled from its source, destroyed with its stack."""
+
+
+def is_cache(props: dict) -> bool:
+    tags = props.get("tags") or props.get("labels") or {}
+    return CACHE_PURPOSE in (tags.get("neurodock:purpose"), tags.get("neurodock-purpose"))
+
+
 def check(resources, config) -> list[tuple[str, str]]:
     production = set(config["productionEnvironments"])
     environments = {environment_of(r.props) for r in resources} - {None}
@@ -38,6 +48,8 @@ def check(resources, config) -> list[tuple[str, str]]:
         if r.resource_type == "kubernetes:core/v1:PersistentVolumeClaim" and \
                 (r.props.get("spec") or {}).get("accessModes") != ["ReadWriteMany"]:
             continue  # per-replica caches are refilled from their source
+        if is_cache(r.props):
+            continue
         if r.opts.protect or getattr(r.opts, "retain_on_delete", False):
             continue
         out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} holds data or keys in a production stack "
