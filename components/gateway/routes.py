@@ -37,8 +37,8 @@ class ModelRouteArgs:
     shadow: Backend | None = None
     shadow_percent: int = 100
     """Percent of requests mirrored to the shadow (1-100)."""
-    request_timeout_s: int = 600
-    """Longest request, streaming included (default 600 s): long generations must not be cut."""
+    request_timeout_s: int
+    """Longest request, streaming included: long generations must not be cut."""
 
 
 VARIANT_HEADER = "x-neurodock-variant"

@@ -43,9 +43,9 @@ class ReadinessBudgets:
     rollout's progress deadline and Pulumi's await timeout (all three plus a margin), so a model is
     never reported healthy before it answers, and a slow GPU scale-up does not fail `pulumi up`."""
 
-    node_scale_up_s: int = 600
-    image_pull_s: int = 600
-    model_load_s: int = 900
+    node_scale_up_s: int
+    image_pull_s: int
+    model_load_s: int
 
     @property
     def total_s(self) -> int:
@@ -74,13 +74,13 @@ class Engine(StrEnum):
 class EngineSettings:
     """Engine flags NeuroDock derives from config."""
 
-    max_model_len: int = 8192
-    gpu_memory_utilization: float = 0.9
-    dtype: str = "auto"
-    quantization: str | None = None
-    kv_cache_dtype: str = "auto"
-    max_num_seqs: int = 64
-    extra_args: tuple[str, ...] = ()
+    max_model_len: int
+    gpu_memory_utilization: float
+    dtype: str
+    quantization: str | None
+    kv_cache_dtype: str
+    max_num_seqs: int
+    extra_args: tuple[str, ...]
     gguf_file: str | None = None
     """llama.cpp: the GGUF file within the source."""
 
@@ -108,52 +108,53 @@ class ModelServerArgs:
     """Weights: ``hf://ORG/MODEL``, ``s3://BUCKET/PREFIX`` or ``gs://BUCKET/PREFIX``. vLLM streams a
     bucket's safetensors into GPU memory (Run:ai Model Streamer); the rest is downloaded to a volume."""
     revision: str | None
-    """Hugging Face revision (commit, tag or branch) of an ``hf://`` source; None: the default branch."""
+    """Hugging Face commit of an ``hf://`` source; None: the default branch (on kind, where each
+    replica downloads its own copy)."""
     wait_for: tuple[pulumi.Resource, ...] = ()
     """What must exist before replicas start: the weights' mirror Job, the bucket grants of their
     identity (default none)."""
     aws_region: str | None = None
     """The region of an ``s3://`` source's bucket, for the S3 clients (default none)."""
-    engine: Engine = Engine.VLLM
-    """Serving engine (default vLLM)."""
-    settings: EngineSettings = EngineSettings()
-    """Engine flags (defaults as in EngineSettings)."""
-    gpus: int = 1
-    """GPUs per replica; vLLM's tensor-parallel size (default 1; 0 for CPU engines)."""
-    cpu: str = "4"
-    """CPU request per replica (default 4)."""
-    memory_gib: int = 32
-    """Memory request and limit per replica, shared memory included (default 32)."""
-    shm_gib: int = 2
-    """Size of /dev/shm, where NCCL and PyTorch workers exchange tensors (default 2)."""
-    replicas: int = 1
-    """Replicas at creation; with ``autoscaling`` KEDA owns the count afterwards (default 1)."""
-    node_selector: dict[str, str] = field(default_factory=dict)
-    """Labels of the pool the replicas run on (default none)."""
-    tolerate_gpu_taint: bool = False
-    """Tolerate the GPU pools' taint (default false)."""
+    engine: Engine
+    """Serving engine."""
+    settings: EngineSettings
+    """Engine flags."""
+    gpus: int
+    """GPUs per replica; vLLM's tensor-parallel size (0 for CPU engines)."""
+    cpu: str
+    """CPU request per replica."""
+    memory_gib: int
+    """Memory request and limit per replica, shared memory included."""
+    shm_gib: int
+    """Size of /dev/shm, where NCCL and PyTorch workers exchange tensors."""
+    replicas: int
+    """Replicas at creation; with ``autoscaling`` KEDA owns the count afterwards."""
+    node_selector: dict[str, str]
+    """Labels of the pool the replicas run on."""
+    tolerate_gpu_taint: bool
+    """Tolerate the GPU pools' taint."""
     priority_class: pulumi.Input[str] | None = None
     """PriorityClass of the serving pods (default none)."""
     hf_token_secret: pulumi.Input[str] | None = None
     """Name of a Secret whose ``token`` key holds a Hugging Face token (default none)."""
     service_account_annotations: dict[str, pulumi.Input[str]] = field(default_factory=dict)
     """Cloud identity of the weights reader: IRSA role or Workload Identity account (default none)."""
-    storage_class: str = "standard"
+    storage_class: str
     """Storage class of the per-replica weights volume."""
-    cache_gib: int = 50
+    cache_gib: int
     """Size of the weights volume."""
     shared_cache_claim: pulumi.Input[str] | None = None
     """A ReadWriteMany claim shared by all replicas instead of one volume each (default none)."""
-    readiness: ReadinessBudgets = ReadinessBudgets()
-    """Readiness budgets (defaults: 600 s scale-up, 600 s image pull, 900 s model load)."""
-    drain_s: int = 30
-    """Time in-flight requests get when a replica stops (default 30)."""
-    max_surge: int = 1
-    """Rollout surge (default 1)."""
-    max_unavailable: int = 0
-    """Rollout unavailability (default 0)."""
-    allowed_namespaces: tuple[str, ...] = ()
-    """Namespaces allowed to reach the server (gateway, monitoring) (default none)."""
+    readiness: ReadinessBudgets
+    """Readiness budgets."""
+    drain_s: int
+    """Time in-flight requests get to finish when a replica stops."""
+    max_surge: int
+    """Rollout surge."""
+    max_unavailable: int
+    """Rollout unavailability."""
+    allowed_namespaces: tuple[str, ...]
+    """Namespaces allowed to reach the server (gateway, monitoring)."""
     crds: pulumi.Resource | None = None
     """The monitoring release (ServiceMonitor CRD); no ServiceMonitor without it."""
     autoscaling: Autoscaling | None = None
@@ -164,8 +165,8 @@ class ModelServerArgs:
     """Override the engine's pinned image (default: the engine's pin in ``versions.py``)."""
     gpu_memory_need_gib: float | None = None
     """Estimated memory per GPU (weights share + KV cache + runtime), stated for policy checks."""
-    variant: str = "stable"
-    """Which version of the model this is: ``stable``, ``canary`` or ``shadow`` (default stable)."""
+    variant: str
+    """Which version of the model this is: ``stable``, ``canary`` or ``shadow``."""
 
 
 class ModelServer(pulumi.ComponentResource):
