@@ -1252,7 +1252,9 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
                 add((key, "source"), f"must come from the same kind of store as the model's source ({stable_scheme}://"
                     f"), whose identity the {key} reuses (got {scheme}://)")
     mirrors = model.engine == "vllm" and provider in ("eks", "gke") and model.cache.shared_storage_class is None
-    for key, variant in (("", None), *((k, getattr(model, k)) for k in VARIANTS if getattr(model, k))):
+    # A variant that takes the model's weights as they are shares its problem: reported once, on the model.
+    own = [(k, v) for k in VARIANTS if (v := getattr(model, k)) and (v.source or v.revision)]
+    for key, variant in (("", None), *own):
         source = (variant.source if variant else None) or model.source
         revision = (variant.revision if variant else None) or model.revision
         if mirrors and source.startswith("hf://") and (revision is None or not re.fullmatch(r"[0-9a-f]{40}", revision)):

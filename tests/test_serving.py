@@ -177,6 +177,13 @@ def test_a_new_revision_is_a_new_prefix_and_job_and_versions_share_a_mirror(writ
         with pytest.raises(ConfigError) as error:
             plan_with(write_stack, "prod", lambda c, r=revision: c["neurodock:models"][0].update(revision=r))
         assert [p.path for p in error.value.problems] == ["neurodock:models[0].revision"]
+    # A canary of another commit is a mirror of its own, and needs a commit too.
+    with pytest.raises(ConfigError) as error:
+        plan_with(write_stack, "prod", lambda c: c["neurodock:models"][0]["canary"].update(revision="main"))
+    assert [p.path for p in error.value.problems] == ["neurodock:models[0].canary.revision"]
+    plan = plan_with(write_stack, "prod", lambda c: c["neurodock:models"][0]["canary"].update(revision=commit))
+    assert len([r for r in plan.resources if r.type == "kubernetes:batch/v1:Job" and "8b-" in r.name
+                and "mirror" in r.name]) == 2
 
 
 def test_bucket_sources_stream_and_kind_downloads_per_replica(write_stack, shipped_plans):
