@@ -1,5 +1,6 @@
-"""Config -> model-serving Args: engine flags, sizing from the model's architecture, weights cache,
-cloud identity for bucket sources, and autoscaling on queue depth."""
+"""Config -> one resolved ``ServedModelArgs`` per model: its versions' engine flags and sizes, where
+their weights come from (a bucket, the stack's mirror of Hugging Face, or a volume) and with which
+cloud identity, readiness budgets, autoscaling on queue depth, and its route."""
 
 from __future__ import annotations
 

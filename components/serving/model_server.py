@@ -1,8 +1,9 @@
 """One model behind an OpenAI-compatible server: vLLM on GPUs, llama.cpp on CPUs.
 
-Per model: a dedicated ServiceAccount (the only identity allowed to read its weights bucket), a
-weights cache filled before the engine starts, a hardened Deployment, a Service, a
-PodDisruptionBudget, a NetworkPolicy, a ServiceMonitor and a KEDA ScaledObject.
+Per version of a model: a dedicated ServiceAccount (the only identity allowed to read its weights
+bucket), a hardened Deployment whose engine streams the weights from a bucket or reads them from a
+volume filled before it starts, a Service, a PodDisruptionBudget, a NetworkPolicy, a ServiceMonitor
+and a KEDA ScaledObject.
 """
 
 from __future__ import annotations
