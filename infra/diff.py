@@ -283,8 +283,8 @@ def render(diff: PlanDiff) -> str:
         f"({sum(r.location_only for r in changed)} only by location), "
         f"{sum(r.status == 'added' for r in diff.resources)} added, "
         f"{sum(r.status == 'removed' for r in diff.resources)} removed, "
-        f"{sum(r.status == 'moved' for r in diff.resources)} moved, {sum(r.replaced for r in diff.resources)} "
-        "replaced; "
+        f"{sum(r.status == 'moved' for r in diff.resources)} moved, "
+        f"{sum(r.replaced and not r.location_only for r in diff.resources)} replaced; "
         f"{len(diff.other)} differences not explained by location")
     return "\n".join(lines) + "\n"
 
