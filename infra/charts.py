@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+import yaml
 
 from components.charts import ChartRef, ChartSource
 from components.versions import CHARTS
@@ -55,10 +57,6 @@ def crds(source: ChartSource) -> tuple[dict, ...]:
     cached: its release then installs them, once)."""
     if source.package_path is None:
         return ()
-    import tarfile
-
-    import yaml
-
     out = []
     with tarfile.open(source.package_path) as package:
         for member in sorted(package.getmembers(), key=lambda m: m.name):

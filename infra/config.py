@@ -594,8 +594,8 @@ class ModelSpec(Model):
     source: WeightsUri
     """Where the weights come from."""
     revision: Revision | None = None
-    """Hugging Face sources: the commit (or tag, or branch) to serve (default: the repository's main
-    branch when first mirrored or downloaded); a commit pins what every replica serves."""
+    """Hugging Face sources: the commit every replica serves; required where the weights are mirrored
+    (``mirrored``), else the main branch when a replica downloads (default none)."""
     engine: Literal["vllm", "llamacpp"] = "vllm"
     """``vllm`` on GPU pools; ``llamacpp`` serves small GGUF models on CPU (default vllm)."""
     pool: Name
@@ -653,6 +653,37 @@ class ModelSpec(Model):
     def variant_name(self, key: str) -> str:
         """Resource-name prefix of the model's ``canary`` or ``shadow``."""
         return f"{self.name}-{key}"
+
+    def versions(self) -> list[ModelVersion]:
+        """The stable version, then the canary and shadow that are configured, with the weights each
+        serves (a variant's own, else the model's)."""
+        out = [ModelVersion(key="stable", name=self.name, variant=None, source=self.source, revision=self.revision)]
+        for key in VARIANTS:
+            if (variant := getattr(self, key)) is not None:
+                out.append(ModelVersion(key=key, name=self.variant_name(key), variant=variant,
+                                        source=variant.source or self.source,
+                                        revision=variant.revision or self.revision))
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelVersion:
+    """One version of a model: ``stable``, ``canary`` or ``shadow``."""
+
+    key: str
+    name: str
+    """Resource-name prefix."""
+    variant: Variant | None
+    """The canary's or shadow's config; None for the stable version."""
+    source: str
+    revision: str | None
+
+
+def mirrored(provider: str, model: ModelSpec, source: str) -> bool:
+    """Hugging Face weights of a vLLM model on a cloud are mirrored once into the stack's bucket and
+    streamed from there by every replica; a shared volume, where configured, is filled instead."""
+    return (source.startswith("hf://") and model.engine == "vllm" and provider in ("eks", "gke")
+            and model.cache.shared_storage_class is None)
 
 
 class StackConfig(Model):
@@ -1251,16 +1282,14 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
             if scheme != stable_scheme:
                 add((key, "source"), f"must come from the same kind of store as the model's source ({stable_scheme}://"
                     f"), whose identity the {key} reuses (got {scheme}://)")
-    mirrors = model.engine == "vllm" and provider in ("eks", "gke") and model.cache.shared_storage_class is None
-    # A variant that takes the model's weights as they are shares its problem: reported once, on the model.
-    own = [(k, v) for k in VARIANTS if (v := getattr(model, k)) and (v.source or v.revision)]
-    for key, variant in (("", None), *own):
-        source = (variant.source if variant else None) or model.source
-        revision = (variant.revision if variant else None) or model.revision
-        if mirrors and source.startswith("hf://") and (revision is None or not re.fullmatch(r"[0-9a-f]{40}", revision)):
-            add((key, "revision") if key else ("revision",), (
+    for version in model.versions():
+        # A variant that takes the model's weights as they are shares its problem: reported once, on the model.
+        if version.variant is not None and not (version.variant.source or version.variant.revision):
+            continue
+        if mirrored(provider, model, version.source) and not re.fullmatch(r"[0-9a-f]{40}", version.revision or ""):
+            add((version.key, "revision") if version.variant else ("revision",), (
                 f"Hugging Face weights are mirrored once into the stack's bucket and served from there, so "
-                f"they need a commit: set revision to the 40-character commit of {source} to serve (the "
+                f"they need a commit: set revision to the 40-character commit of {version.source} to serve (the "
                 "repository's \"Files and versions\" page lists them), e.g. "
                 "revision: 0e9e39f249a16976918f6564b8830bc894c89659"))
     if model.revision is not None and not model.source.startswith("hf://"):

@@ -203,12 +203,13 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
 def _moves(b: Plan, left: set[str], right: set[str]) -> dict[str, str]:
     """B's key -> A's key, for each resource of B that only A has under one of B's aliases."""
     prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
+    only_a = left - right
     out: dict[str, str] = {}
     for r in b.resources:
         key = r.urn.removeprefix(prefix)
         if key in left:
             continue
-        former = [a.removeprefix(prefix) for a in r.aliases if a.removeprefix(prefix) in left - right]
+        former = [a.removeprefix(prefix) for a in r.aliases if a.removeprefix(prefix) in only_a]
         if former:
             out[key] = former[0]
     return out

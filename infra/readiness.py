@@ -2,7 +2,7 @@
 the throughput the stack's ``readiness.throughput`` assumes; the readiness budgets default from it.
 
 Two replicas matter: the first, which may fetch the weights from the internet, and one added by a
-scale-out or a rollout, which must not (``infra.serving.mirrored``).
+scale-out or a rollout, which must not (``infra.config.mirrored``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from components.serving.architectures import GIB
 from components.serving.model_server import ReadinessBudgets
 from components.versions import LLAMACPP_IMAGE_GB, VLLM_IMAGE_GB
-from infra.config import ModelSpec, StackConfig, Throughput, replica_size
+from infra.config import ModelSpec, StackConfig, Throughput, mirrored, replica_size
 
 LLAMACPP_START_S = 10
 """llama.cpp maps the GGUF file and answers: no profiling or compilation step."""
@@ -51,13 +51,6 @@ def throughput(config: StackConfig, model: ModelSpec) -> Throughput:
     return (model.readiness or config.readiness).throughput
 
 
-def mirrored(config: StackConfig, model: ModelSpec, source: str) -> bool:
-    """Hugging Face weights of a vLLM model on a cloud are mirrored once into the stack's bucket and
-    streamed from there by every replica; a shared volume, where configured, is filled instead."""
-    return (source.startswith("hf://") and model.engine == "vllm" and config.cloud.provider in ("eks", "gke")
-            and model.cache.shared_storage_class is None)
-
-
 def time_to_ready(config: StackConfig, model: ModelSpec) -> TimeToReady:
     t = throughput(config, model)
     pool = config.pool(model.pool)
@@ -74,7 +67,7 @@ def time_to_ready(config: StackConfig, model: ModelSpec) -> TimeToReady:
     def phases(weights_s: int, load_s: int) -> Phases:
         return Phases(node_s=t.node_start_seconds, image_s=image_s, weights_s=weights_s, load_s=load_s + start_s)
 
-    if mirrored(config, model, model.source):
+    if mirrored(config.cloud.provider, model, model.source):
         # Downloaded once to the Job's volume and uploaded from it, then streamed by every replica.
         return TimeToReady(path="Hugging Face, mirrored once into the stack's bucket, streamed to the GPUs",
                            weights_gb=weights_gb, first=phases(hub + volume, bucket), scale_out=phases(0, bucket),

@@ -28,12 +28,11 @@ from components.serving.model_server import (
 )
 from components.serving.served_model import Mirror, ReaderArgs, Route, ServedModelArgs, Version
 from components.serving.weights_access import GcsWeightsReaderArgs, S3WeightsReaderArgs
-from components.serving.weights_mirror import PURPOSE, MirrorBucket, MirrorBucketArgs, mirror_prefix
+from components.serving.weights_mirror import MIRROR_ACCOUNT, PURPOSE, MirrorBucket, MirrorBucketArgs, mirror_prefix
 from components.versions import KEDA
 from infra import charts
-from infra.config import EksCloud, GkeCloud, ModelSpec, StackConfig, Variant
-from infra.config import replica_size as config_replica_size
-from infra.readiness import budgets, mirror_budget, mirrored
+from infra.config import EksCloud, GkeCloud, ModelSpec, ModelVersion, StackConfig, mirrored, replica_size
+from infra.readiness import budgets, mirror_budget
 from infra.secrets import StackSecrets
 
 
@@ -66,28 +65,25 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
     """The stack's weights bucket, when a model is mirrored. Its name is fixed, so models know their
     weights URI before it exists: GCS names are global, so it starts with the (globally unique)
     project; S3 names too, so it carries the account and region."""
-    sources = [(m, v.source or m.source) for m in config.models for v in (m.canary, m.shadow) if v]
-    if not any(mirrored(config, m, source) for m, source in [*((m, m.source) for m in config.models), *sources]):
-        return None
     cloud = config.cloud
+    if not any(mirrored(cloud.provider, m, v.source) for m in config.models for v in m.versions()):
+        return None
     opts = pulumi.ResourceOptions(providers=[provider] if provider else None)
-    account = "weights-mirror"
     if isinstance(cloud, EksCloud):
         assert isinstance(cluster, EksCluster)
         account_id = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
         name = f"neurodock-{config.environment}-weights-{account_id}-{cloud.region}"[:63].rstrip("-")
         writer: ReaderArgs = S3WeightsReaderArgs(
             source=f"s3://{name}", oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
-            namespace=NAMESPACE, service_account=account, write=True)
+            namespace=NAMESPACE, service_account=MIRROR_ACCOUNT, write=True)
         labels_ = {"neurodock:purpose": PURPOSE}
         project = None
     else:
         assert isinstance(cloud, GkeCloud) and isinstance(cluster, GkeCluster)
         name = f"{cloud.project}-neurodock-{config.environment}-weights"[:63].rstrip("-")
-        suffix = hashlib.sha256(f"{config.environment}/{account}".encode()).hexdigest()[:6]
         writer = GcsWeightsReaderArgs(source=f"gs://{name}", project=cloud.project, workload_pool=cluster.workload_pool,
-                                      namespace=NAMESPACE, service_account=account, account_id=f"{account}-{suffix}",
-                                      write=True)
+                                      namespace=NAMESPACE, service_account=MIRROR_ACCOUNT,
+                                      account_id=_google_account_id(config, MIRROR_ACCOUNT), write=True)
         labels_ = {"neurodock-purpose": PURPOSE}
         project = cloud.project
     return MirrorBucket("weights-mirror", MirrorBucketArgs(
@@ -106,57 +102,52 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
     """Everything one model is served with, resolved once: its versions' servers and weights identities,
     and its route."""
     readiness = budgets(config, model)
+    pool = config.pool(model.pool)
+    size = replica_size(model, pool) if pool else None
+    assert size is not None  # validated: the pool exists, a vLLM model's size is known
 
-    def version(key: str) -> Version | None:
-        variant = None if key == "stable" else getattr(model, key)
-        if key != "stable" and variant is None:
-            return None
-        name = model.name if variant is None else model.variant_name(key)
-        source = (variant.source if variant else None) or model.source
-        revision = (variant.revision if variant else None) or model.revision
-        mirror = None
-        if mirrored(config, model, source):
-            repo, revision = source.removeprefix("hf://"), str(revision)  # validated: a commit
+    def version(v: ModelVersion) -> Version:
+        source, mirror = v.source, None
+        if mirrored(config.cloud.provider, model, v.source):
+            repo, revision = v.source.removeprefix("hf://"), str(v.revision)  # validated: a commit
             mirror = Mirror(repo=repo, revision=revision, target=mirror_prefix(f"{bucket}", repo, revision),
-                            volume_gib=replica_size(config, model).volume_gib, storage_class=cluster.storage_class,
+                            volume_gib=size.volume_gib, storage_class=cluster.storage_class,
                             node_selector=system_node_selector(cluster), deadline_s=mirror_budget(config, model))
             source = mirror.target
-        server = server_args(config, model, key, name=name, source=source, revision=revision,
-                             storage_class=cluster.storage_class,
+        server = server_args(config, model, v, size, source=source, storage_class=cluster.storage_class,
                              readiness=readiness, prometheus_url=prometheus_url)
-        return Version(name=name, server=server, reader=_reader_args(config, cluster, name, source),
+        return Version(name=v.name, server=server, reader=_reader_args(config, cluster, v.name, source),
                        shared_storage_class=model.cache.shared_storage_class, mirror=mirror)
 
+    versions = {v.key: version(v) for v in model.versions()}
     route = None
     if gateway is not None:
         route = Route(gateway=gateway, request_timeout_s=model.request_timeout_seconds,
                       canary_weight=model.canary.weight if model.canary else 0,
                       shadow_percent=model.shadow.percent if model.shadow else 100)
-    return ServedModelArgs(name=model.name, stable=version("stable"), canary=version("canary"),
-                           shadow=version("shadow"), route=route, cloud_provider=cloud_provider)
+    return ServedModelArgs(name=model.name, stable=versions["stable"], canary=versions.get("canary"),
+                           shadow=versions.get("shadow"), route=route, cloud_provider=cloud_provider)
 
 
 def server_args(
     config: StackConfig,
     model: ModelSpec,
-    key: str,
+    version: ModelVersion,
+    size: architectures.ReplicaSize,
     *,
-    name: str,
     source: str,
-    revision: str | None,
     storage_class: str,
     readiness: ReadinessBudgets,
     prometheus_url: pulumi.Input[str] | None,
 ) -> ModelServerArgs:
-    """The server of the model's ``stable`` version, or of its ``canary`` or ``shadow``: the stable
-    version's settings with the variant's image, weights, flags and a fixed replica count (the
-    autoscaler follows the stable version only)."""
-    variant: Variant | None = None if key == "stable" else getattr(model, key)
+    """The server of the model's stable version, or of its canary or shadow: the stable version's
+    settings with the variant's image, weights (``source``: the version's, or their mirror), flags
+    and a fixed replica count (the autoscaler follows the stable version only)."""
+    variant = version.variant
     pool = config.pool(model.pool)
     assert pool is not None  # validated
     engine = Engine(model.engine)
     e = model.engine_args
-    size = replica_size(config, model)
     scaling = None
     if variant is None and autoscaled(model, monitoring=prometheus_url is not None):
         scaling = Autoscaling(
@@ -176,7 +167,7 @@ def server_args(
         namespace=NAMESPACE,
         served_name=model.model_name,
         source=source,
-        revision=revision if source.startswith("hf://") else None,
+        revision=version.revision if source.startswith("hf://") else None,
         aws_region=config.cloud.region if source.startswith("s3://") else None,
         engine=engine,
         settings=EngineSettings(
@@ -200,17 +191,9 @@ def server_args(
         allowed_namespaces=(GATEWAY_NAMESPACE, MONITORING_NAMESPACE),
         autoscaling=scaling,
         gpu_memory_need_gib=size.memory.per_gpu_gib if size.memory else None,
-        variant=key,
+        variant=version.key,
         image=variant.image if variant else None,
     )
-
-
-def replica_size(config: StackConfig, model: ModelSpec) -> architectures.ReplicaSize:
-    """What one replica of ``model`` needs: the numbers the config's capacity check used."""
-    pool = config.pool(model.pool)
-    size = config_replica_size(model, pool) if pool else None
-    assert size is not None  # validated
-    return size
 
 
 def queue_query(model: ModelSpec) -> str:
@@ -233,7 +216,13 @@ def _reader_args(config: StackConfig, cluster: Cluster, name: str, source: str) 
                                    service_account=account)
     if source.startswith("gs://"):
         assert isinstance(cluster, GkeCluster)  # validated
-        suffix = hashlib.sha256(f"{config.environment}/{name}".encode()).hexdigest()[:6]
         return GcsWeightsReaderArgs(source=source, project=config.cloud.project, workload_pool=cluster.workload_pool,
-                                    namespace=NAMESPACE, service_account=account, account_id=f"{name[:21]}-{suffix}")
+                                    namespace=NAMESPACE, service_account=account,
+                                    account_id=_google_account_id(config, name))
     return None
+
+
+def _google_account_id(config: StackConfig, name: str) -> str:
+    """A Google service account id (6-30 characters) for ``name``, unique per environment."""
+    suffix = hashlib.sha256(f"{config.environment}/{name}".encode()).hexdigest()[:6]
+    return f"{name[:21]}-{suffix}"

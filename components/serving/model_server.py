@@ -23,7 +23,7 @@ from components.k8s import (
     restricted_pod_security_context,
 )
 from components.monitoring.resources import pod_label, service_monitor
-from components.serving.weights_mirror import COMPLETE_MARKER, HF_FILES, HF_SKIP
+from components.serving.weights_mirror import COMPLETE_MARKER, hf_download
 from components.versions import AWS_CLI_IMAGE, GCLOUD_IMAGE, LLAMACPP_IMAGE, VLLM_IMAGE
 
 PORT = 8000
@@ -383,12 +383,7 @@ def download_step(name: str, args: ModelServerArgs) -> tuple[str, list[str]] | N
     key = f"{args.source}@{args.revision or 'default'}"
     uri = args.source
     if uri.startswith("hf://"):
-        repo = uri.removeprefix("hf://")
-        program = ("import sys; from huggingface_hub import snapshot_download; "
-                   "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2] or None, local_dir=sys.argv[3], "
-                   f"allow_patterns={list(HF_FILES)!r}, ignore_patterns={list(HF_SKIP)!r})")
-        fetch = (f"python3 -c {shlex.quote(program)} {shlex.quote(repo)} {shlex.quote(args.revision or '')} "
-                 f"{shlex.quote(target)}")
+        fetch = shlex.join(hf_download(uri.removeprefix("hf://"), args.revision, target))
         image = args.image or VLLM_IMAGE
     elif uri.startswith("s3://"):
         fetch = f"aws s3 sync --no-progress {shlex.quote(uri)} {shlex.quote(target)}"

@@ -97,6 +97,15 @@ class MirrorBucket(pulumi.ComponentResource):
         self.register_outputs({"uri": self.uri})
 
 
+def hf_download(repo: str, revision: str | None, dest: str) -> list[str]:
+    """The command (in a vLLM image, which ships huggingface_hub) that downloads what vLLM serves of
+    ``repo`` at ``revision`` (None: the main branch) into ``dest``."""
+    program = ("import sys; from huggingface_hub import snapshot_download; "
+               "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2] or None, local_dir=sys.argv[3], "
+               f"allow_patterns={list(HF_FILES)!r}, ignore_patterns={list(HF_SKIP)!r})")
+    return ["python3", "-c", program, repo, revision or "", dest]
+
+
 def mirror_prefix(bucket_uri: str, repo: str, revision: str) -> str:
     """Where a Hugging Face repository at a revision is mirrored."""
     return f"{bucket_uri}/hf/{repo}/{revision}"
@@ -109,9 +118,6 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
     """A Job that downloads ``repo`` at ``revision`` (the files vLLM serves) and uploads it to ``target``,
     marker last, unless the marker is already there. `pulumi up` waits for it."""
     marker = f"{target}/{COMPLETE_MARKER}"
-    download = ("import sys; from huggingface_hub import snapshot_download; "
-                "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=sys.argv[3], "
-                f"allow_patterns={list(HF_FILES)!r}, ignore_patterns={list(HF_SKIP)!r})")
     if target.startswith("s3://"):
         uploader = AWS_CLI_IMAGE
         exists = f"aws s3 ls {shlex.quote(marker)}"
@@ -160,7 +166,7 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
                     init_containers=[k8s.core.v1.ContainerArgs(
                         name="download", image=MIRROR_DOWNLOAD_IMAGE, env=env, volume_mounts=mounts,
                         resources=resources,
-                        command=["python3", "-c", download, repo, revision, "/work/model"],
+                        command=hf_download(repo, revision, "/work/model"),
                         security_context=restricted_container_security_context())],
                     containers=[k8s.core.v1.ContainerArgs(
                         name="upload", image=uploader, env=env, volume_mounts=mounts, resources=resources,

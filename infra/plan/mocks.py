@@ -149,6 +149,7 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: PlanMocks):
         super().__init__(mocks)
         self.registrations = []
+        self._aliases: dict[str, list[str]] = {}  # each registered URN's former URNs, for its children's
         self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
@@ -173,7 +174,7 @@ class RecordingMonitor(MockMonitor):
             parent = "" if spec.noParent else (spec.parentUrn or request.parent)
             out.add(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
         with self._lock:
-            former_parents = next((r.aliases for r in reversed(self.registrations) if r.urn == request.parent), [])
+            former_parents = self._aliases.get(request.parent, [])
         out.update(self.make_urn(p, request.type, request.name) for p in former_parents)
         out.discard(urn)
         return sorted(out)
@@ -222,6 +223,7 @@ class RecordingMonitor(MockMonitor):
         registration.id = response.id or None
         with self._lock:
             self.registrations.append(registration)
+            self._aliases[urn] = registration.aliases
         return response
 
 
