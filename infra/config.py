@@ -1292,8 +1292,11 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
                 f"they need a commit: set revision to the 40-character commit of {version.source} to serve (the "
                 "repository's \"Files and versions\" page lists them), e.g. "
                 "revision: 0e9e39f249a16976918f6564b8830bc894c89659"))
-    if model.revision is not None and not model.source.startswith("hf://"):
-        add(("revision",), "applies to hf:// sources; a bucket prefix is its own version: point source at it")
+    for version in model.versions():
+        own = version.variant.revision if version.variant else model.revision
+        if own is not None and not version.source.startswith("hf://"):
+            add((version.key, "revision") if version.variant else ("revision",),
+                "applies to hf:// sources; a bucket prefix is its own version: point source at it")
     if model.engine == "llamacpp":
         if model.revision is not None:
             add(("revision",), "llama.cpp downloads the GGUF file from the repository's main branch itself; "

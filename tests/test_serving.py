@@ -181,6 +181,11 @@ def test_a_new_revision_is_a_new_prefix_and_job_and_versions_share_a_mirror(writ
     with pytest.raises(ConfigError) as error:
         plan_with(write_stack, "prod", lambda c: c["neurodock:models"][0]["canary"].update(revision="main"))
     assert [p.path for p in error.value.problems] == ["neurodock:models[0].canary.revision"]
+    # A revision names a Hugging Face commit: a bucket source takes none.
+    with pytest.raises(ConfigError) as error:
+        plan_with(write_stack, "prod", lambda c: c["neurodock:models"][0]["canary"].update(
+            revision=commit, source="gs://acme-models/llama"))
+    assert "neurodock:models[0].canary.revision" in [p.path for p in error.value.problems]
     plan = plan_with(write_stack, "prod", lambda c: c["neurodock:models"][0]["canary"].update(revision=commit))
     assert len([r for r in plan.resources if r.type == "kubernetes:batch/v1:Job" and "8b-" in r.name
                 and "mirror" in r.name]) == 2
