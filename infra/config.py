@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -67,29 +68,43 @@ in the models: the program reads them as secret Outputs (see :mod:`infra.secrets
 # Scalar types
 # --------------------------------------------------------------------------------------------
 
-Name = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,22}[a-z0-9])?$"),
-    Field(description="a DNS label of at most 24 characters: lowercase letters, digits and '-'"),
-]
+PATTERN_HINTS: dict[str, str] = {}
+"""What a value of each string pattern must look like, as a sentence with an example: a value that does
+not match is told this, never the regular expression."""
+
+
+def pattern(regex: str, what: str, example: str) -> Any:
+    """A string type matching ``regex``, described to users as ``what`` with ``example``."""
+    hint = f"must be {what}, e.g. {example!r}"
+    assert PATTERN_HINTS.setdefault(regex, hint) == hint, f"two descriptions of {regex}"
+    return Annotated[str, StringConstraints(pattern=regex), Field(description=what, examples=[example])]
+
+
+Name = pattern(r"^[a-z]([-a-z0-9]{0,22}[a-z0-9])?$",
+               "a name of at most 24 lowercase letters, digits and '-', starting with a letter and not ending "
+               "with '-'", "gpu-l4")
 """Names end up in cloud resource names (EKS node groups, GKE pools) and Kubernetes labels, with a
 prefix added; 24 characters leaves room for the prefix within every provider's limit."""
 
-KubernetesVersion = Annotated[
-    str,
-    StringConstraints(pattern=r"^1\.(2[89]|3[0-9])$"),
-    Field(description="a Kubernetes minor version such as '1.33'"),
-]
+KubernetesVersion = pattern(r"^1\.(2[89]|3[0-9])$", "a Kubernetes minor version written in quotes", "1.33")
 
-REGION_PATTERN = r"^[a-z]{2,}(-[a-z]+)+-?[0-9]+$"
-Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
-Cidr = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")]
-Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(h|d|w|y)$")]
-WeightsUri = Annotated[
-    str,
-    StringConstraints(pattern=r"^(hf|s3|gs)://[^\s/][^\s]*$"),
-    Field(description="hf://ORG/MODEL, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"),
-]
+AWS_REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$"
+"""AWS region names: ``us-west-2``, ``eu-central-1``, ``us-gov-west-1``, ``ap-southeast-7``."""
+GCP_REGION_PATTERN = r"^[a-z]+-[a-z]+[0-9]{1,2}$"
+"""Google Cloud region names: ``europe-west4``, ``us-central1``, ``northamerica-northeast2``."""
+AwsRegion = pattern(AWS_REGION_PATTERN, "an AWS region name", "us-west-2")
+GcpRegion = pattern(GCP_REGION_PATTERN, "a Google Cloud region name", "europe-west4")
+Cidr = pattern(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$", "an IPv4 range in CIDR notation", "10.0.0.0/16")
+Duration = pattern(r"^[1-9][0-9]*(h|d|w|y)$", "a whole number of hours (h), days (d), weeks (w) or years (y)",
+                   "15d")
+WeightsUri = pattern(r"^(hf|s3|gs)://[^\s/][^\s]*$", "hf://ORG/MODEL, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX",
+                     "hf://meta-llama/Llama-3.1-8B-Instruct")
+Timestamp = pattern(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "an RFC 3339 time in UTC", "2026-01-03T01:00:00Z")
+Token = pattern(r"^\S+$", "one flag or one value, without spaces (a flag and its value are two items, or one "
+                "joined by '=')", "--enable-prefix-caching")
+GcpProject = pattern(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$",
+                     "a Google Cloud project id: 6 to 30 lowercase letters, digits and '-', starting with a letter",
+                     "ml-platform-prod")
 
 
 class Model(BaseModel):
@@ -126,17 +141,19 @@ class GkeEndpointAccess(EndpointAccess):
     uses it. With false, the deploy must reach the IP endpoint (default true)."""
 
 
+Recurrence = pattern(r"^FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[A-Z0-9,+-]+)*$",
+                     "an RFC 5545 recurrence rule, daily, weekly or monthly", "FREQ=WEEKLY;BYDAY=SA,SU")
+
+
 class MaintenanceWindow(Model):
     """When GKE may upgrade the control plane and the nodes (a recurring window)."""
 
-    start_time: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")] = \
-        "2026-01-03T01:00:00Z"
+    start_time: Timestamp = "2026-01-03T01:00:00Z"
     """First window's start, RFC 3339 UTC (default a Saturday, 01:00 UTC)."""
-    end_time: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")] = \
-        "2026-01-03T09:00:00Z"
+    end_time: Timestamp = "2026-01-03T09:00:00Z"
     """First window's end, RFC 3339 UTC (default 09:00 UTC the same day: eight hours, so any 32 days hold at
     least GKE's minimum 48 hours)."""
-    recurrence: Annotated[str, StringConstraints(pattern=r"^FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[A-Z0-9,+-]+)*$")] = \
+    recurrence: Recurrence = \
         "FREQ=WEEKLY;BYDAY=SA,SU"
     """RFC 5545 RRULE repeating the window (default every Saturday and Sunday)."""
 
@@ -168,21 +185,28 @@ class KindCloud(Model):
     """Use this kubeconfig context instead of creating a cluster (default: create one)."""
 
 
+VpcId = pattern(r"^vpc-[0-9a-f]{8,17}$", "a VPC id", "vpc-0a1b2c3d4e5f67890")
+SubnetId = pattern(r"^subnet-[0-9a-f]{8,17}$", "a subnet id", "subnet-0a1b2c3d4e5f67890")
+
+
 class ExistingVpc(Model):
     """A VPC the stack uses instead of creating one."""
 
-    vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")]
+    vpc_id: VpcId
     """The VPC id."""
-    private_subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        min_length=2)
+    private_subnet_ids: list[SubnetId] = Field(min_length=2)
     """Private subnets (with a route to a NAT) in at least two zones, for the cluster and nodes."""
+
+
+RoleArn = pattern(r"^arn:aws[-a-z]*:iam::[0-9]{12}:role/.+$", "an IAM role ARN",
+                  "arn:aws:iam::123456789012:role/platform-admins")
 
 
 class EksCloud(Model):
     """Amazon EKS."""
 
     provider: Literal["eks"]
-    region: Region
+    region: AwsRegion
     """AWS region, for example ``us-west-2``."""
     zones: list[str] = Field(min_length=2)
     """Availability zones for subnets and node groups: at least two, all in ``region``."""
@@ -197,7 +221,7 @@ class EksCloud(Model):
     """Use this VPC and its private subnets instead of creating a VPC (default: create one)."""
     endpoint: EndpointAccess = EndpointAccess()
     """API server access (default: private only)."""
-    admin_role_arns: list[Annotated[str, StringConstraints(pattern=r"^arn:aws[-a-z]*:iam::[0-9]{12}:role/.+$")]] = []
+    admin_role_arns: list[RoleArn] = []
     """IAM roles granted cluster-admin through EKS access entries (default none)."""
 
 
@@ -205,9 +229,9 @@ class GkeCloud(Model):
     """Google Kubernetes Engine (Standard)."""
 
     provider: Literal["gke"]
-    project: Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
+    project: GcpProject
     """GCP project id."""
-    region: Region
+    region: GcpRegion
     """GCP region, for example ``europe-west4``; the cluster is regional."""
     zones: list[str] = Field(min_length=1)
     """Zones for node pools, all in ``region``."""
@@ -371,11 +395,15 @@ class Receiver(Model):
         return True
 
 
+SlackChannel = pattern(r"^[#@]?[A-Za-z0-9][-_.A-Za-z0-9]{0,79}$", "a Slack channel or user without spaces",
+                       "#ml-alerts")
+
+
 class SlackReceiver(Receiver):
     """A Slack channel, through an incoming webhook (its URL is the secret)."""
 
     type: Literal["slack"]
-    channel: Annotated[str, StringConstraints(pattern=r"^[#@]?[A-Za-z0-9][-_.A-Za-z0-9]{0,79}$")]
+    channel: SlackChannel
     """Channel, for example ``#ml-alerts``."""
 
 
@@ -385,11 +413,14 @@ class PagerDutyReceiver(Receiver):
     type: Literal["pagerduty"]
 
 
+HttpUrl = pattern(r"^https?://[^\s]+$", "an http or https URL", "https://hooks.example.com/alerts")
+
+
 class WebhookReceiver(Receiver):
     """Any HTTP endpoint that takes Alertmanager's webhook payload."""
 
     type: Literal["webhook"]
-    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+    url: HttpUrl
     """Where to POST; keep tokens out of it and use ``bearerToken``."""
     bearer_token: bool = False
     """Send the receiver's secret as an ``Authorization: Bearer`` header (default false: no secret)."""
@@ -398,7 +429,10 @@ class WebhookReceiver(Receiver):
         return self.bearer_token
 
 
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = pattern(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address", "oncall@example.com")
+
+
+SmtpHost = pattern(r"^[A-Za-z0-9][-.A-Za-z0-9]*:[0-9]{1,5}$", "host:port", "smtp.example.com:587")
 
 
 class EmailReceiver(Receiver):
@@ -409,7 +443,7 @@ class EmailReceiver(Receiver):
     """Recipients."""
     from_: Email = Field(alias="from")
     """Sender address."""
-    smarthost: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-.A-Za-z0-9]*:[0-9]{1,5}$")]
+    smarthost: SmtpHost
     """SMTP relay as host:port, for example smtp.example.com:587."""
     auth_username: str | None = None
     """SMTP user (default none: no authentication, and no secret)."""
@@ -437,6 +471,10 @@ class Route(Model):
     """Go on to the next routes after this one matches (default false: stop here)."""
 
 
+AlertInterval = pattern(r"^[1-9][0-9]*(m|h|d|w)$", "a whole number of minutes (m), hours (h), days (d) or weeks (w)",
+                        "4h")
+
+
 class Alerting(Model):
     """Who hears about alerts (Alertmanager's receivers and routing tree)."""
 
@@ -447,7 +485,7 @@ class Alerting(Model):
     """Routes, tried in order (default none: everything goes to ``defaultReceiver``)."""
     default_receiver: Name | None = None
     """Receiver of alerts no route takes (default: the first receiver)."""
-    repeat_interval: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(m|h|d|w)$")] = "4h"
+    repeat_interval: AlertInterval = "4h"
     """How often a still-firing alert is sent again (default 4h)."""
 
     def credentialed(self) -> list[str]:
@@ -507,7 +545,7 @@ class EngineArgs(Model):
     """vLLM: KV-cache dtype (default auto)."""
     max_num_seqs: int = Field(default=64, ge=1, le=4096)
     """Sequences batched at once (vLLM --max-num-seqs; llama.cpp --parallel) (default 64)."""
-    extra_args: list[Annotated[str, StringConstraints(pattern=r"^\S+$")]] = []
+    extra_args: list[Token] = []
     """More engine flags, one token per item (default none); flags NeuroDock manages are refused."""
 
 
@@ -530,7 +568,8 @@ class WeightsCache(Model):
     replica (default: a volume per replica, filled when the replica starts)."""
 
 
-Revision = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,99}$")]
+Revision = pattern(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,99}$", "a Hugging Face commit, branch or tag",
+                   "0e9e39f249a16976918f6564b8830bc894c89659")
 
 
 class Variant(Model):
@@ -543,7 +582,7 @@ class Variant(Model):
     """Weights (default: the stable version's)."""
     revision: Revision | None = None
     """Hugging Face commit of the weights (default: the stable version's)."""
-    extra_args: list[Annotated[str, StringConstraints(pattern=r"^\S+$")]] | None = None
+    extra_args: list[Token] | None = None
     """Engine flags beyond the managed ones (default: the stable version's)."""
     replicas: int = Field(default=1, ge=1, le=100)
     """Replicas of the variant (default 1)."""
@@ -584,12 +623,20 @@ MAX_DEFAULT_DRAIN_S = 575
 the 10 s pre-stop wait and 15 s margin of a model server's grace period."""
 
 
+ServedName = pattern(r"^[A-Za-z0-9][-A-Za-z0-9_./:]{0,127}$", "a model name of at most 128 letters, digits and -_./:",
+                     "meta-llama/Llama-3.1-8B-Instruct")
+
+
+GgufFile = pattern(r"^[^/\s][^\s]*\.gguf$", "a .gguf file's path within the source, without spaces",
+                   "qwen2.5-0.5b-instruct-q4_k_m.gguf")
+
+
 class ModelSpec(Model):
     """One entry of the model catalog: a model served behind the stack's endpoint."""
 
     name: Name
     """Id of the deployment (Kubernetes-safe)."""
-    served_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_./:]{0,127}$")] | None = None
+    served_name: ServedName | None = None
     """Value of the OpenAI ``model`` field that selects this model (default: ``name``)."""
     source: WeightsUri
     """Where the weights come from."""
@@ -606,7 +653,7 @@ class ModelSpec(Model):
     """Fewest replicas (default 1); at least 1 until a request can wake a model at zero."""
     max_replicas: int = Field(default=1, ge=1, le=1000)
     """Most replicas (default 1)."""
-    file: Annotated[str, StringConstraints(pattern=r"^[^/\s][^\s]*\.gguf$")] | None = None
+    file: GgufFile | None = None
     """llamacpp: the GGUF file to serve, within ``source`` (required for llamacpp)."""
     architecture: ModelArchitecture | None = None
     """The model's size, for the capacity check; required for models not in the built-in catalogue."""
@@ -830,20 +877,31 @@ def structural_problems(exc: ValidationError, data: Any, root: type[BaseModel] |
     for error in exc.errors(include_url=False):
         loc = _user_loc(error["loc"], data)
         kind = error["type"]
+        value = error.get("input")
         if kind in ("union_tag_invalid", "union_tag_not_found"):
             tag = error["ctx"]["discriminator"].strip("'")
-            allowed = error["ctx"].get("expected_tags", "")
+            # pydantic lists the tags only when the one given is wrong, not when it is missing.
+            allowed = ", ".join(repr(t) for t in _union_tags(loc, data, root or StackConfig, tag))
             got = error["ctx"].get("tag")
             loc = (*loc, tag)
-            message = f"must be one of {allowed}" + (f" (got {got!r})" if got is not None else "")
+            message = (f"must be one of {allowed} (got {got!r})" if got is not None
+                       else f"is required: one of {allowed}")
         elif kind == "extra_forbidden":
             message = _unknown_key_message(loc, data, root or StackConfig)
         elif kind == "missing":
             message = "is required but missing"
+        elif kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # YAML has already turned 1.30 into 1.3: only an integer can be quoted back as written.
+            quoted = value if isinstance(value, int) else _example(error, data, root or StackConfig) or value
+            message = (f"must be text, but YAML read the unquoted {value!r} as a number"
+                       + (" (1.30 reads as 1.3)" if isinstance(value, float) else "")
+                       + f"; put the value in quotes, e.g. \"{quoted}\"")
+        elif kind == "string_pattern_mismatch" and error["ctx"]["pattern"] in PATTERN_HINTS:
+            message = f"{PATTERN_HINTS[error['ctx']['pattern']]} (got {value!r})"
         else:
             message = _sentence(error["msg"])
-            if "input" in error and not isinstance(error["input"], (dict, list)):
-                message += f" (got {error['input']!r})"
+            if "input" in error and not isinstance(value, (dict, list)):
+                message += f" (got {value!r})"
         problems.append(Problem(key_path(loc, namespace), message))
     return problems
 
@@ -883,7 +941,40 @@ def _unknown_key_message(loc: tuple[str | int, ...], data: Any, root: type[BaseM
 
 
 def _allowed_keys(loc: tuple[str | int, ...], data: Any, root: type[BaseModel]) -> list[str]:
-    """The camelCase keys of the model found at ``loc`` (walking the input alongside)."""
+    """The camelCase keys of the model found at ``loc``."""
+    annotation = _resolve(*_annotation_at(loc, data, root))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sorted(f.alias or n for n, f in annotation.model_fields.items())
+    return []
+
+
+def _union_tags(loc: tuple[str | int, ...], data: Any, root: type[BaseModel], tag: str) -> list[str]:
+    """The values the discriminator ``tag`` may take in the tagged union at ``loc``."""
+    annotation, _ = _annotation_at(loc, data, root)
+    while get_origin(annotation) is Annotated or _is_union(annotation):
+        members = get_args(annotation)
+        if get_origin(annotation) is Annotated or (len(members) == 2 and type(None) in members):
+            annotation = next(m for m in members if m is not type(None))
+            continue
+        return [value for member in members if isinstance(member, type) and tag in member.model_fields
+                for value in get_args(member.model_fields[tag].annotation)]
+    return []
+
+
+def _example(error: Any, data: Any, root: type[BaseModel]) -> str | None:
+    """The documented example value of the field an error is about."""
+    pending = [_annotation_at(_user_loc(error["loc"], data), data, root)[0]]
+    while pending:
+        annotation = pending.pop()
+        if getattr(annotation, "examples", None):
+            return str(annotation.examples[0])
+        pending.extend(get_args(annotation))
+    return None
+
+
+def _annotation_at(loc: tuple[str | int, ...], data: Any, root: type[BaseModel]) -> tuple[Any, Any]:
+    """The type annotation of the key at ``loc``, and the input there (walked alongside, to pick the
+    member of a tagged union the input chose)."""
     annotation: Any = root
     node = data
     for part in loc:
@@ -896,18 +987,18 @@ def _allowed_keys(loc: tuple[str | int, ...], data: Any, root: type[BaseModel]) 
                 (f for n, f in annotation.model_fields.items() if (f.alias or n) == part), None
             )
             if field is None:
-                return []
+                return Any, None
             annotation = field.annotation
+            # Field metadata (the pattern's description and example) travels with the annotation.
+            if field.metadata or field.examples:
+                annotation = Annotated[annotation, *field.metadata, field]
         else:
             args = get_args(annotation)
             annotation = args[-1] if args else Any
         node = node.get(part) if isinstance(node, Mapping) else (
             node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
         )
-    annotation = _resolve(annotation, node)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return sorted(f.alias or n for n, f in annotation.model_fields.items())
-    return []
+    return annotation, node
 
 
 def _resolve(annotation: Any, node: Any) -> Any:
@@ -981,14 +1072,7 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             elif cidr.endswith("/0"):
                 add(("cloud", "endpoint", "allowedCidrs", i),
                     "0.0.0.0/0 opens the API server to the internet; list your own CIDRs")
-        cidr_keys = ["vpcCidr"] if isinstance(cloud, EksCloud) else [
-            "subnetCidr", "podsCidr", "servicesCidr", "masterCidr"]
-        for key in cidr_keys:
-            problem = _cidr_problem(getattr(cloud, _snake(key)))
-            if problem:
-                add(("cloud", key), problem)
-        if isinstance(cloud, GkeCloud) and not cloud.master_cidr.endswith("/28"):
-            add(("cloud", "masterCidr"), "must be a /28 range (GKE requires it for private clusters)")
+        problems.extend(_network_problems(config))
         if isinstance(cloud, GkeCloud):
             window = cloud.maintenance_window
             length = datetime.fromisoformat(window.end_time) - datetime.fromisoformat(window.start_time)
@@ -1107,8 +1191,68 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
         elif model.gpus_per_replica != 0:
             add(("models", i, "gpusPerReplica"), f"engine {model.engine!r} runs on CPU; set it to 0")
         problems.extend(_model_problems(i, model, pool, provider, config.monitoring))
+        problems.extend(_cache_problems(i, model, pool, provider))
+    problems.extend(_capacity_problems(config))
     problems.extend(_alerting_problems(config))
     return problems
+
+
+def gpu_devices_per_node(pool: NodePool) -> int | None:
+    """``nvidia.com/gpu`` devices a node of ``pool`` advertises: its GPUs, times the time-sharing clients or
+    MIG partitions of each (None for a pool without GPUs or with an unknown MIG size, refused elsewhere)."""
+    if pool.gpu is None:
+        return None
+    sharing = pool.gpu.sharing
+    if sharing is None:
+        return pool.gpu.count
+    if sharing.strategy == "timeSharing":
+        return pool.gpu.count * sharing.max_shared_clients
+    per_gpu = MIG_PROFILES.get(pool.gpu.type, {}).get(sharing.partition_size or "")
+    return pool.gpu.count * per_gpu if per_gpu else None
+
+
+def _capacity_problems(config: StackConfig) -> list[Problem]:
+    """Every model's replicas at their most, with its canary, shadow and one rollout's surge, fit its pool's
+    GPUs, and so do all the models of a pool together: a replica the pool cannot hold stays Pending."""
+    out: list[Problem] = []
+    for i, pool in enumerate(config.node_pools):
+        per_node = gpu_devices_per_node(pool)
+        if per_node is None:
+            continue
+        capacity = pool.max_nodes * per_node
+        held = f"pool {pool.name!r} holds at most {capacity} GPUs ({pool.max_nodes} nodes x {per_node})"
+        peaks: list[tuple[int, ModelSpec, int, int]] = []
+        for j, model in enumerate(config.models):
+            gpus = model.gpus_per_replica
+            if model.pool != pool.name or not 0 < gpus <= per_node:
+                continue  # another pool's, or reported on gpusPerReplica
+            steady = gpus * (model.max_replicas + sum(v.replicas for v in (model.canary, model.shadow) if v))
+            surge = gpus * model.rollout.max_surge
+            peaks.append((j, model, steady, surge))
+            # A replica cannot span nodes: what is left of a node when its replicas are placed stays idle.
+            per_node_replicas = per_node // gpus
+            replicas = steady // gpus + model.rollout.max_surge
+            if steady + surge > capacity or replicas > pool.max_nodes * per_node_replicas:
+                parts = [f"maxReplicas {model.max_replicas}"]
+                parts += [f"{key} {v.replicas}" for key in VARIANTS if (v := getattr(model, key))]
+                parts += [f"rollout surge {model.rollout.max_surge}"] if model.rollout.max_surge else []
+                fit = min(capacity, pool.max_nodes * per_node_replicas * gpus)
+                out.append(Problem(key_path(("models", j, "maxReplicas")), (
+                    f"model {model.name!r} ({model.source}) needs up to {replicas} replicas of {gpus} "
+                    f"GPU{'s' if gpus > 1 else ''} each ({', '.join(parts)}); {held}, room for {fit // gpus} such "
+                    "replicas; "
+                    "lower maxReplicas, the canary's or shadow's replicas or rollout.maxSurge, or raise the pool's "
+                    "maxNodes")))
+        total = sum(steady for _, _, steady, _ in peaks) + max((surge for *_, surge in peaks), default=0)
+        if len(peaks) > 1 and total > capacity and not any(
+                p.path.startswith(key_path(("models", j))) for j, *_ in peaks for p in out):
+            each = ", ".join(f"{m.name!r} ({m.source}) {steady}" for _, m, steady, _ in peaks)
+            need_nodes = -(-total // per_node)
+            out.append(Problem(key_path(("nodePools", i, "maxNodes")), (
+                f"the models on pool {pool.name!r} need up to {total} GPUs together at their maxReplicas with "
+                f"canaries, shadows and one rollout's surge ({each}); {held}; raise maxNodes to {need_nodes} or "
+                "lower the models' maxReplicas")))
+    return out
 
 
 GPU_MEMORY_ALERT_HEADROOM = 0.05
@@ -1262,19 +1406,6 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
             "enable monitoring or set maxReplicas equal to minReplicas")
     if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:
         add(("rollout",), "maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
-    if pool.gpu is not None and model.gpus_per_replica:
-        capacity = pool.max_nodes * pool.gpu.count
-        needed = model.gpus_per_replica * model.max_replicas
-        for key in VARIANTS:
-            variant = getattr(model, key)
-            if variant is None:
-                continue
-            needed += model.gpus_per_replica * variant.replicas
-            if needed > capacity:
-                add((key, "replicas"), (
-                    f"pool {pool.name!r} holds at most {capacity} GPUs ({pool.max_nodes} nodes x {pool.gpu.count}); "
-                    f"{model.model_name!r} at maxReplicas plus its {key} needs {needed}; raise the pool's maxNodes "
-                    "or lower the replicas"))
     for key in VARIANTS:
         variant = getattr(model, key)
         if variant is not None and variant.source is not None:
@@ -1347,6 +1478,34 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     return out
 
 
+def on_volume(provider: str, model: ModelSpec, source: str) -> bool:
+    """The weights of ``source`` are copied to a volume before the engine starts; vLLM streams a bucket's,
+    mirrored ones included, straight into GPU memory."""
+    return not (model.engine == "vllm" and (source.startswith(("s3://", "gs://")) or mirrored(provider, model, source)))
+
+
+def _cache_problems(i: int, model: ModelSpec, pool: NodePool, provider: str) -> list[Problem]:
+    """``cache.sizeGib`` holds the weights, and sizes a volume that exists."""
+    size_gib = model.cache.size_gib
+    if size_gib is None:
+        return []
+    loc = key_path(("models", i, "cache", "sizeGib"))
+    if not any(on_volume(provider, model, v.source) for v in model.versions()):
+        return [Problem(loc, f"model {model.name!r} ({model.source}) streams its weights from a bucket into GPU "
+                             "memory, with no volume to size; remove cache.sizeGib")]
+    if model.gpus_per_replica and (pool.gpu is None or model_architecture(model) is None):
+        return []  # reported on pool or architecture
+    size = replica_size(model, pool)
+    if size is None or (model.engine == "llamacpp" and model_architecture(model) is None):
+        return []  # a GGUF file of unknown size
+    if size_gib < size.weights_gib:
+        return [Problem(loc, f"{size_gib} GiB cannot hold the {size.weights_gib:.1f} GiB of weights of model "
+                             f"{model.name!r} ({model.source}); remove it for the default ({size.volume_gib} GiB: "
+                             "the weights, a fifth more and 10 GiB for the engine's files) or set at least "
+                             f"{math.ceil(size.weights_gib)}")]
+    return []
+
+
 def replica_size(model: ModelSpec, pool: NodePool) -> ReplicaSize | None:
     """What one replica of ``model`` on ``pool`` needs: the capacity check's numbers and the servers'
     resources (None for a vLLM model of unknown size, refused above)."""
@@ -1369,11 +1528,77 @@ def model_architecture(model: ModelSpec) -> Architecture | None:
     return lookup(model.source)
 
 
+EKS_SUBNET_PREFIX = 20
+"""The stack splits an EKS VPC into a private and a public /20 per zone (components/cluster/eks.py)."""
+GKE_POD_RANGE_PER_NODE_PREFIX = 24
+"""GKE gives each node a /24 of the pods range at its default of 110 pods per node, which the stack keeps."""
+
+
+def _network_problems(config: StackConfig) -> list[Problem]:
+    """The ranges a stack creates are valid, large enough for what it carves out of them and disjoint."""
+    cloud = config.cloud
+    out: list[Problem] = []
+
+    def add(key: str, message: str) -> None:
+        out.append(Problem(key_path(("cloud", key)), message))
+
+    keys = {"eks": ["vpcCidr"], "gke": ["subnetCidr", "podsCidr", "servicesCidr", "masterCidr"]}.get(cloud.provider, [])
+    networks: dict[str, ipaddress.IPv4Network] = {}
+    for key in keys:
+        problem = _cidr_problem(getattr(cloud, _snake(key)))
+        if problem:
+            add(key, problem)
+        else:
+            networks[key] = ipaddress.IPv4Network(getattr(cloud, _snake(key)))
+    for n, (key, network) in enumerate(networks.items()):
+        for other, earlier in list(networks.items())[:n]:
+            if network.overlaps(earlier):
+                add(key, f"{network} overlaps {other} {earlier}; the ranges of a cluster must be disjoint")
+    if isinstance(cloud, EksCloud) and "vpcCidr" in networks:
+        vpc = networks["vpcCidr"]
+        if cloud.existing_vpc is not None:
+            if "vpc_cidr" in cloud.model_fields_set:
+                add("vpcCidr", "applies to a VPC the stack creates, and existingVpc names one it does not; remove "
+                    "vpcCidr")
+        elif not 16 <= vpc.prefixlen <= 28:
+            add("vpcCidr", f"AWS VPCs are /16 to /28 (got /{vpc.prefixlen}); use a /16 such as 10.0.0.0/16")
+        else:
+            subnets = 2 * len(cloud.zones)
+            largest = EKS_SUBNET_PREFIX - (subnets - 1).bit_length()
+            if vpc.prefixlen > largest:
+                add("vpcCidr", f"{vpc} cannot hold the {subnets} /{EKS_SUBNET_PREFIX} subnets the stack makes (a "
+                    f"private and a public one in each of {len(cloud.zones)} zones); use a /{largest} or larger, "
+                    "e.g. 10.0.0.0/16")
+    if isinstance(cloud, GkeCloud):
+        master = networks.get("masterCidr")
+        if master is not None and master.prefixlen != 28:
+            add("masterCidr", f"must be a /28 range: GKE's private control plane takes exactly 16 addresses (got "
+                f"/{master.prefixlen}), e.g. 172.16.0.0/28")
+        # Every node at once, and the one more a surge upgrade adds.
+        nodes = sum(p.max_nodes for p in config.node_pools) + 1
+        if (pods := networks.get("podsCidr")) is not None:
+            room = pods.num_addresses // 2 ** (32 - GKE_POD_RANGE_PER_NODE_PREFIX)
+            if room < nodes:
+                want = GKE_POD_RANGE_PER_NODE_PREFIX - (nodes - 1).bit_length()
+                add("podsCidr", f"{pods} holds the pods of {room} nodes (GKE takes a /{GKE_POD_RANGE_PER_NODE_PREFIX} "
+                    f"per node for its 110 pods); the node pools' maxNodes add up to {nodes - 1}, and an upgrade "
+                    f"adds one: use a /{want} or larger")
+        if (subnet := networks.get("subnetCidr")) is not None and subnet.num_addresses - 4 < nodes:
+            add("subnetCidr", f"{subnet} has {subnet.num_addresses - 4} usable addresses (Google Cloud reserves 4), "
+                f"fewer than the {nodes} nodes the pools may reach with an upgrade's surge node; use a "
+                f"/{32 - (nodes + 3).bit_length()} or larger")
+    return out
+
+
 def _cidr_problem(cidr: str) -> str | None:
     try:
         ipaddress.IPv4Network(cidr, strict=True)
     except ValueError as exc:
-        return f"{cidr!r} is not a valid IPv4 network ({exc})"
+        try:
+            network = ipaddress.IPv4Network(cidr, strict=False)
+        except ValueError:
+            return f"{cidr!r} is not a valid IPv4 range ({exc}), e.g. '10.0.0.0/16'"
+        return f"{cidr!r} has bits set after its /{network.prefixlen}: the range that holds it is {network}"
     return None
 
 

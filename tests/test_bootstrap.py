@@ -105,7 +105,7 @@ def test_outputs_are_what_pulumi_login_and_stack_init_take(plans, cloud):
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"neurodock-bootstrap:project": None}, "neurodock-bootstrap:project: is required with cloud gcp"),
-    ({"neurodock-bootstrap:replicaRegion": "europe-west1"}, "neurodock-bootstrap:replicaRegion: is for aws only"),
+    ({"neurodock-bootstrap:replicaRegion": "us-east-1"}, "neurodock-bootstrap:replicaRegion: is for aws only"),
     ({"neurodock-bootstrap:locaton": "EU"}, "neurodock-bootstrap:locaton: unknown key; did you mean 'location'?"),
     ({"neurodock-bootstrap:noncurrentVersionDays": 0}, "neurodock-bootstrap:noncurrentVersionDays: must be "
                                                         "greater than or equal to 1"),

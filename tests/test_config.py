@@ -71,6 +71,22 @@ def _set(path: list, value):
     return mutate
 
 
+def _append(path: list, value):
+    def mutate(config: dict) -> None:
+        node = config
+        for key in path:
+            node = node[key]
+        node.append(value)
+    return mutate
+
+
+def _multi(*mutations):
+    def mutate(config: dict) -> None:
+        for m in mutations:
+            m(config)
+    return mutate
+
+
 def _delete(path: list):
     def mutate(config: dict) -> None:
         node = config
@@ -92,7 +108,8 @@ BAD_CONFIGS = [
     ("missing environment", "dev", _delete(["neurodock:environment"]),
      "neurodock:environment: is required but missing"),
     ("bad environment name", "dev", _set(["neurodock:environment"], "Dev_1"),
-     "neurodock:environment: must match the pattern"),
+     "neurodock:environment: must be a name of at most 24 lowercase letters, digits and '-', starting with a "
+     "letter and not ending with '-', e.g. 'gpu-l4' (got 'Dev_1')"),
     ("capacity typo", "staging", _set(["neurodock:nodePools", 1, "capacity"], "Spot"),
      "neurodock:nodePools[1].capacity: must be 'onDemand' or 'spot' (got 'Spot')"),
     ("one EKS zone", "staging", _set(["neurodock:cloud", "zones"], ["us-west-2a"]),
@@ -104,9 +121,9 @@ BAD_CONFIGS = [
     ("allow-list open to the internet", "staging", _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["0.0.0.0/0"]),
      "neurodock:cloud.endpoint.allowedCidrs[0]: 0.0.0.0/0 opens the API server to the internet"),
     ("invalid CIDR", "staging", _set(["neurodock:cloud", "vpcCidr"], "10.0.0.1/16"),
-     "neurodock:cloud.vpcCidr: '10.0.0.1/16' is not a valid IPv4 network"),
+     "neurodock:cloud.vpcCidr: '10.0.0.1/16' has bits set after its /16: the range that holds it is 10.0.0.0/16"),
     ("min above max", "staging", _set(["neurodock:nodePools", 1, "minNodes"], 9),
-     "neurodock:nodePools[1].minNodes: must be <= maxNodes (9 > 4)"),
+     "neurodock:nodePools[1].minNodes: must be <= maxNodes (9 > 5)"),
     ("duplicate pool", "staging", _set(["neurodock:nodePools", 1, "name"], "system"),
      "neurodock:nodePools[1].name: pool name 'system' is already used by nodePools[0]"),
     ("unknown GPU type", "staging", _set(["neurodock:nodePools", 1, "gpu", "type"], "nvidia-rtx-4090"),
@@ -128,13 +145,14 @@ BAD_CONFIGS = [
     ("vllm on a CPU pool", "dev", _set(["neurodock:models", 0, "engine"], "vllm"),
      "neurodock:models[0].pool: engine 'vllm' needs a GPU pool; 'cpu' has no GPUs"),
     ("bad weights URI", "dev", _set(["neurodock:models", 0, "source"], "http://example.com/model"),
-     "neurodock:models[0].source: must match the pattern"),
+     "neurodock:models[0].source: must be hf://ORG/MODEL, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, e.g."),
     ("duplicate served name", "prod", _set(["neurodock:models", 1, "servedName"], "meta-llama/Llama-3.1-8B-Instruct"),
      "neurodock:models[1].servedName: served name 'meta-llama/Llama-3.1-8B-Instruct' is already used by models[0]"),
     ("replicas min above max", "prod", _set(["neurodock:models", 0, "minReplicas"], 20),
      "neurodock:models[0].minReplicas: must be <= maxReplicas (20 > 6)"),
     ("bad retention", "dev", _set(["neurodock:monitoring", "retention"], "2 days"),
-     "neurodock:monitoring.retention: must match the pattern"),
+     "neurodock:monitoring.retention: must be a whole number of hours (h), days (d), weeks (w) or years (y), "
+     "e.g. '15d'"),
     ("unknown GPU instance type", "staging", _set(["neurodock:nodePools", 1, "instanceTypes"], ["g9.xlarge"]),
      "neurodock:nodePools[1].instanceTypes[0]: 'g9.xlarge' is not a known eks GPU machine type"),
     ("instance type disagrees with gpu", "staging", _set(["neurodock:nodePools", 1, "instanceTypes"], ["g6.12xlarge"]),
@@ -157,7 +175,7 @@ BAD_CONFIGS = [
     ("bad existing subnet id", "staging",
      _set(["neurodock:cloud", "existingVpc"],
           {"vpcId": "vpc-0a1b2c3d", "privateSubnetIds": ["sub-1", "subnet-0a1b2c3d"]}),
-     "neurodock:cloud.existingVpc.privateSubnetIds[0]: must match the pattern"),
+     "neurodock:cloud.existingVpc.privateSubnetIds[0]: must be a subnet id, e.g. 'subnet-0a1b2c3d4e5f67890'"),
     ("kind version without a node image", "dev", _set(["neurodock:cloud", "kubernetesVersion"], "1.30"),
      "neurodock:cloud.kubernetesVersion: no pinned kind node image for '1.30'; supported: 1.33"),
     ("EKS version without an autoscaler image", "staging", _set(["neurodock:cloud", "kubernetesVersion"], "1.29"),
@@ -207,11 +225,31 @@ BAD_CONFIGS = [
     ("shadow mirroring nothing", "prod", _set(["neurodock:models", 0, "shadow", "percent"], 0),
      "neurodock:models[0].shadow.percent: must be greater than or equal to 1 (got 0)"),
     ("canary beyond the pool's GPUs", "prod", _set(["neurodock:models", 0, "canary", "replicas"], 3),
-     "neurodock:models[0].canary.replicas: pool 'gpu-l4' holds at most 8 GPUs (8 nodes x 1); "
-     "'meta-llama/Llama-3.1-8B-Instruct' at maxReplicas plus its canary needs 9"),
-    ("shadow beyond the pool's GPUs", "prod", _set(["neurodock:models", 0, "maxReplicas"], 7),
-     "neurodock:models[0].shadow.replicas: pool 'gpu-l4' holds at most 8 GPUs (8 nodes x 1); "
-     "'meta-llama/Llama-3.1-8B-Instruct' at maxReplicas plus its shadow needs 9"),
+     "neurodock:models[0].maxReplicas: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) needs up to 11 "
+     "replicas of 1 GPU each (maxReplicas 6, canary 3, shadow 1, rollout surge 1); pool 'gpu-l4' holds at most 9 "
+     "GPUs (9 nodes x 1), room for 9 such replicas"),
+    ("maxReplicas beyond the pool's GPUs, no variants", "staging", _set(["neurodock:models", 0, "maxReplicas"], 5),
+     "neurodock:models[0].maxReplicas: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) needs up to 6 "
+     "replicas of 1 GPU each (maxReplicas 5, rollout surge 1); pool 'gpu-l4' holds at most 5 GPUs"),
+    ("tensor-parallel replicas that leave GPUs idle on each node", "prod", _multi(
+        _set(["neurodock:models", 1, "architecture"], {"parametersBillions": 70, "layers": 80, "attentionHeads": 60,
+                                                        "kvHeads": 6, "headDim": 128}),
+        _set(["neurodock:models", 1, "gpusPerReplica"], 3), _set(["neurodock:models", 1, "maxReplicas"], 4)),
+     "neurodock:models[1].maxReplicas: model 'llama-3-3-70b' (hf://meta-llama/Llama-3.3-70B-Instruct) needs up to 5 "
+     "replicas of 3 GPUs each (maxReplicas 4, rollout surge 1); pool 'gpu-h100' holds at most 16 GPUs (4 nodes x 4), "
+     "room for 4 such replicas"),
+    ("models that fit alone but not together", "prod", _append(["neurodock:models"], {
+        "name": "llama-3-1-8b-b", "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+        "revision": "0e9e39f249a16976918f6564b8830bc894c89659", "pool": "gpu-l4", "maxReplicas": 2, "concurrency": 2}),
+     "neurodock:nodePools[1].maxNodes: the models on pool 'gpu-l4' need up to 11 GPUs together at their maxReplicas "
+     "with canaries, shadows and one rollout's surge ('llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) 8, "
+     "'llama-3-1-8b-b' (hf://meta-llama/Llama-3.1-8B-Instruct) 2); pool 'gpu-l4' holds at most 9 GPUs (9 nodes x 1); "
+     "raise maxNodes to 11"),
+    ("time-shared GPUs count each client", "staging", _multi(
+        _set(["neurodock:nodePools", 1, "gpu", "sharing"], {"strategy": "timeSharing", "maxSharedClients": 2}),
+        _set(["neurodock:models", 0, "maxReplicas"], 10)),
+     "neurodock:models[0].maxReplicas: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) needs up to 11 "
+     "replicas of 1 GPU each (maxReplicas 10, rollout surge 1); pool 'gpu-l4' holds at most 10 GPUs (5 nodes x 2)"),
     ("canary without the gateway", "prod", _set(["neurodock:gateway"], {"enabled": False}),
      "neurodock:models[0].canary: a canary is reached through the gateway; set gateway.enabled to true"),
     ("variant named like another model", "prod", _set(["neurodock:models", 1, "name"], "llama-3-1-8b-shadow"),
@@ -266,7 +304,8 @@ BAD_CONFIGS = [
      "neurodock:monitoring.alerting.defaultReceiver: no receiver named 'ops'"),
     ("a Slack channel with a space", "staging",
      _set(["neurodock:monitoring", "alerting", "receivers", 0, "channel"], "#ml alerts"),
-     "neurodock:monitoring.alerting.receivers[0].channel: must match the pattern"),
+     "neurodock:monitoring.alerting.receivers[0].channel: must be a Slack channel or user without spaces, "
+     "e.g. '#ml-alerts'"),
 ]
 
 

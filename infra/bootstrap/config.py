@@ -9,9 +9,21 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from infra.config import REGION_PATTERN, ConfigError, Model, Problem, Region, decode, structural_problems
+from infra.config import (
+    AWS_REGION_PATTERN,
+    AwsRegion,
+    ConfigError,
+    GcpProject,
+    Model,
+    Problem,
+    decode,
+    pattern,
+    structural_problems,
+)
 
 NAMESPACE = "neurodock-bootstrap"
+
+Location = pattern(r"^[A-Za-z][A-Za-z0-9-]*[0-9A-Za-z]$", "an AWS region, or a Cloud Storage location", "us-west-2")
 
 
 class BootstrapConfig(Model):
@@ -19,11 +31,11 @@ class BootstrapConfig(Model):
 
     cloud: Literal["aws", "gcp"]
     """``aws`` (S3 + KMS) or ``gcp`` (Cloud Storage + Cloud KMS)."""
-    location: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]*[0-9A-Za-z]$")
+    location: Location
     """AWS region, or GCS location: prefer a multi-region (``EU``, ``US``) or dual-region (``EUR4``)."""
-    project: str | None = Field(default=None, pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+    project: GcpProject | None = None
     """GCP project id (gcp: required)."""
-    replica_region: Region | None = None
+    replica_region: AwsRegion | None = None
     """aws: a second region every bucket replicates to (default none; recommended)."""
     noncurrent_version_days: int = Field(default=90, ge=1, le=3650)
     """Days an overwritten or deleted object version is kept (default 90)."""
@@ -45,7 +57,7 @@ def parse_bootstrap_config(values: Mapping[str, Any]) -> BootstrapConfig:
     if config.cloud == "gcp" and config.replica_region:
         problems.append(Problem(f"{NAMESPACE}:replicaRegion", (
             "is for aws only; on gcp set location to a multi-region (EU, US) or dual-region (EUR4) instead")))
-    if config.cloud == "aws" and not re.fullmatch(REGION_PATTERN, config.location):
+    if config.cloud == "aws" and not re.fullmatch(AWS_REGION_PATTERN, config.location):
         problems.append(Problem(f"{NAMESPACE}:location", f"must be an AWS region such as us-west-2 "
                                 f"(got {config.location!r})"))
     if config.replica_region and config.replica_region == config.location:
