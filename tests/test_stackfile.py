@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import textwrap
+from pathlib import Path
 
 import pytest
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
+from infra.config import SECRET_KEYS
 from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file, stack_names
 from tests.conftest import stack_document
+
+
+@pytest.fixture
+def raw_stack(tmp_path: Path):
+    """Write a stack file's text as given: ``yaml.safe_dump`` can write neither a duplicate key nor a tab."""
+
+    def write(text: str | bytes) -> Path:
+        path = tmp_path / "Pulumi.test.yaml"
+        path.write_bytes(textwrap.dedent(text).encode() if isinstance(text, str) else text)
+        return path
+
+    return write
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(StackFileError) as caught:
+        load_stack_file("test", path)
+    return str(caught.value)
 
 
 def test_project_file_runs_infra_with_stack_files_in_stacks():
@@ -40,12 +62,55 @@ def test_secure_values_become_unknown_secrets(write_stack):
     assert loaded.secret_keys == {"neurodock:hfToken"}
 
 
-def test_nested_secure_values_mark_their_key_secret(write_stack):
+def test_secure_values_deep_in_a_secret_key_mark_it_secret(write_stack):
+    # `pulumi config set --secret --path 'neurodock:gatewayApiKeys.team-a' sk-...` writes this.
+    document = stack_document("dev")
+    document["config"]["neurodock:gatewayApiKeys"] = {"team-a": {"secure": "v1:AAAA"}}
+    loaded = load_stack_file("test", write_stack(document))
+    assert json.loads(loaded.config["neurodock:gatewayApiKeys"]) == {"team-a": UNKNOWN_MARKER}
+    assert "neurodock:gatewayApiKeys" in loaded.secret_keys
+
+
+def test_a_secure_value_in_a_key_that_holds_no_secret_is_rejected(write_stack):
     document = stack_document("dev")
     document["config"]["neurodock:tags"] = {"owner": {"secure": "v1:AAAA"}}
+    path = write_stack(document)
+    holders = ", ".join(f"neurodock:{key}" for key in SECRET_KEYS)
+    assert load_error(path) == (f"{path}: 'neurodock:tags.owner' is a secure value, but only {holders} hold secrets; "
+                                "write it in plain text, or put a secret in one of those keys")
+
+
+def test_every_misplaced_secure_value_is_named_at_once(write_stack):
+    document = stack_document("dev")
+    document["config"]["neurodock:tags"] = {"owner": {"secure": "v1:AAAA"}}
+    document["config"]["neurodock:models"][0]["source"] = {"secure": "v1:BBBB"}
+    message = load_error(write_stack(document))
+    # In the file's order: the dev stack writes models before tags.
+    assert "'neurodock:models[0].source', 'neurodock:tags.owner' are secure values, but only" in message
+    assert "neurodock:hfToken" in message and "write them in plain text" in message
+
+
+def test_secure_values_of_other_namespaces_follow_pulumi(write_stack):
+    document = stack_document("dev")
+    document["config"] |= {"aws:secretKey": {"secure": "v1:AAAA"}, "acme:token": {"secure": "v1:BBBB"},
+                           # Pulumi reads these two as plain objects, not secrets: so do we.
+                           "acme:number": {"secure": 1}, "acme:object": {"secure": "x", "port": 1}}
     loaded = load_stack_file("test", write_stack(document))
-    assert json.loads(loaded.config["neurodock:tags"]) == {"owner": UNKNOWN_MARKER}
-    assert "neurodock:tags" in loaded.secret_keys
+    assert loaded.config["aws:secretKey"] == loaded.config["acme:token"] == UNKNOWN_MARKER
+    assert json.loads(loaded.config["acme:number"]) == {"secure": 1}
+    assert json.loads(loaded.config["acme:object"]) == {"secure": "x", "port": 1}
+    assert loaded.secret_keys == {"aws:secretKey", "acme:token"}
+
+
+@pytest.mark.parametrize("value", [{"secure": 1}, {"secure": "v1:AAAA", "note": "rotated"}])
+def test_a_secret_key_with_a_malformed_secure_value_is_rejected(write_stack, value):
+    # Pulumi would hand the program a plain object {"secure": ...} as the token, not a secret.
+    document = stack_document("dev")
+    document["config"]["neurodock:hfToken"] = value
+    path = write_stack(document)
+    assert load_error(path) == (f"{path}: 'neurodock:hfToken' has a 'secure' key, but a secret is a mapping whose "
+                                "only key is 'secure', with the ciphertext as text; set it with "
+                                "`pulumi config set --secret`")
 
 
 def test_scalars_are_passed_as_text_and_objects_as_json(write_stack):
@@ -61,18 +126,166 @@ def test_a_missing_stack_names_the_known_stacks():
         load_stack_file("nope")
 
 
-def test_invalid_yaml_is_a_stack_file_error(tmp_path):
-    path = tmp_path / "Pulumi.bad.yaml"
-    path.write_text("config:\n  neurodock:environment: [unclosed\n")
-    with pytest.raises(StackFileError, match="not valid YAML"):
-        load_stack_file("bad", path)
+def test_invalid_yaml_names_its_line_without_pyyaml_marks(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment: [unclosed\n")
+    assert load_error(path) == (f"{path}: line 3, column 1: not valid YAML: expected ',' or ']', but got "
+                                "'<stream end>' (while parsing a flow sequence from line 2)")
 
 
-def test_config_that_is_not_a_mapping_is_rejected(tmp_path):
-    path = tmp_path / "Pulumi.bad.yaml"
-    path.write_text("config: [1, 2]\n")
-    with pytest.raises(StackFileError, match="'config' must be a mapping"):
-        load_stack_file("bad", path)
+@pytest.mark.parametrize("text", ["config: [1, 2]\n", "config: []\n", "config: text\n"])
+def test_config_that_is_not_a_mapping_is_rejected(raw_stack, text):
+    path = raw_stack(text)
+    assert load_error(path) == f"{path}: 'config' must be a mapping of keys to values"
+
+
+def test_a_document_that_is_not_a_mapping_is_rejected(raw_stack):
+    path = raw_stack("- neurodock:environment: dev\n")
+    expected = """expected a mapping with a 'config' key, got [{"neurodock:environment": "dev"}]"""
+    assert load_error(path) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "config:\n"])
+def test_a_stack_file_without_config_is_an_empty_stack(raw_stack, text):
+    loaded = load_stack_file("test", raw_stack(text))
+    assert not any(key.startswith("neurodock:") for key in loaded.config)
+
+
+def test_config_keys_that_are_not_names_are_named(raw_stack):
+    path = raw_stack("""\
+        config:
+          neurodock:environment: dev
+          1: one
+          null: nothing
+          "": empty
+          ":cloud": no namespace
+        """)
+    assert load_error(path) == "\n".join([
+        f"{path}: 4 problems:",
+        *(f"  config key {key} is not a key name; keys are text such as 'neurodock:models'"
+          for key in ("1", "null", '""', '":cloud"')),
+    ])
+
+
+def test_a_config_key_written_twice_names_both_lines(raw_stack):
+    path = raw_stack("""\
+        config:
+          neurodock:environment: dev
+          neurodock:models:
+            - name: a
+          neurodock:environment: prod
+        """)
+    assert load_error(path) == (f"{path}: key 'neurodock:environment' is written twice (lines 2 and 5); a YAML "
+                                "mapping keeps only the last, so remove or merge one")
+
+
+def test_a_nested_key_written_twice_is_named_by_its_path(raw_stack):
+    path = raw_stack("""\
+        config:
+          neurodock:models:
+            - name: a
+            - name: b
+              engine: vllm
+              name: c
+          neurodock:tags:
+            app.kubernetes.io/team: x
+            app.kubernetes.io/team: y
+        """)
+    assert load_error(path) == "\n".join([
+        f"{path}: 2 problems:",
+        "  key 'neurodock:models[1].name' is written twice (lines 4 and 6); a YAML mapping keeps only the last, "
+        "so remove or merge one",
+        """  key 'neurodock:tags["app.kubernetes.io/team"]' is written twice (lines 8 and 9); a YAML mapping keeps """
+        "only the last, so remove or merge one",
+    ])
+
+
+def test_top_level_keys_written_twice_are_named_as_written(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment: dev\n"
+                     "config:\n  neurodock:cloud: {provider: kind, provider: eks}\n")
+    message = load_error(path)
+    assert "key 'config' is written twice (lines 1 and 3)" in message
+    assert "key 'neurodock:cloud.provider' is written twice (line 4 column 21 and line 4 column 37)" in message
+
+
+def test_a_key_written_three_times_lists_every_line(raw_stack):
+    path = raw_stack("config:\n  acme:x: 1\n  acme:x: 2\n  acme:x: 3\n")
+    assert "key 'acme:x' is written 3 times (lines 2, 3 and 4); a YAML mapping keeps only the last, so remove or " \
+           "merge the others" in load_error(path)
+
+
+def test_a_merge_key_may_be_overridden(raw_stack):
+    path = raw_stack("""\
+        defaults: &tags {team: ml, owner: a}
+        config:
+          neurodock:tags:
+            <<: *tags
+            owner: b
+        """)
+    assert json.loads(load_stack_file("test", path).config["neurodock:tags"]) == {"team": "ml", "owner": "b"}
+
+
+def test_a_key_written_twice_in_the_project_file_is_an_error(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: a\nruntime: python\nname: b\n")
+    with pytest.raises(StackFileError) as caught:
+        load_stack_file("test", root=tmp_path)
+    assert str(caught.value) == (f"{tmp_path / 'Pulumi.yaml'}: key 'name' is written twice (lines 1 and 3); a YAML "
+                                 "mapping keeps only the last, so remove or merge one")
+
+
+def test_a_tab_that_indents_a_line_is_named(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment: dev\n  neurodock:cloud:\n  \tprovider: kind\n")
+    assert load_error(path) == (f"{path}: line 4: a tab indents this line; YAML indents with spaces only "
+                                "(replace the tab with spaces)")
+
+
+def test_a_tab_after_a_colon_is_named(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment:\tdev\n")
+    assert load_error(path) == f"{path}: line 2, column 25: a tab where YAML needs a space; replace it with a space"
+
+
+def test_a_file_that_is_not_utf8_names_where(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment: dev\n  neurodock:tags: {owner: Andr\u00e9}\n".encode("latin-1"))
+    assert load_error(path) == f"{path}: line 3, column 31: byte 0xE9 is not UTF-8; save the file as UTF-8"
+
+
+def test_a_utf16_file_is_told_to_be_saved_as_utf8(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment: dev\n".encode("utf-16"))
+    assert load_error(path).endswith(": the file is UTF-16 text (Windows PowerShell's `>` writes it); save it as UTF-8")
+
+
+def test_a_utf8_byte_order_mark_is_accepted(raw_stack):
+    path = raw_stack(codecs.BOM_UTF8 + "config:\n  neurodock:environment: caf\u00e9\n".encode())
+    assert load_stack_file("test", path).config["neurodock:environment"] == "caf\u00e9"
+
+
+def test_a_control_character_is_named_by_line(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment: dev\x00\n")
+    assert load_error(path) == (f"{path}: line 2: not valid YAML: the control character U+0000 is not allowed; "
+                                "remove it")
+
+
+CLI_CASES = {
+    "duplicate key": ("config:\n  neurodock:models: []\n  neurodock:models: []\n",
+                      "key 'neurodock:models' is written twice (lines 2 and 3)"),
+    "not utf-8": (b"config:\n  neurodock:environment: \xff\n", "line 2, column 26: byte 0xFF is not UTF-8"),
+    "tab": ("config:\n\tneurodock:environment: dev\n", "line 2: a tab indents this line"),
+    "syntax": ("config:\n  neurodock:environment: [dev\n", "line 3, column 1: not valid YAML: expected ','"),
+    "misplaced secret": ("config:\n  neurodock:tags: {owner: {secure: v1:AAAA}}\n",
+                         "'neurodock:tags.owner' is a secure value, but only neurodock:hfToken"),
+    "not a mapping": ("[]\n", "expected a mapping with a 'config' key, got []"),
+    "config key": ("config:\n  null: x\n", "config key null is not a key name"),
+}
+
+
+@pytest.mark.parametrize("text, expected", CLI_CASES.values(), ids=CLI_CASES.keys())
+def test_the_cli_reports_an_unreadable_stack_file_as_a_usage_error(raw_stack, capsys, text, expected):
+    from infra.cli import main
+
+    path = raw_stack(text)
+    assert main(["plan", "test", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"neurodock: {path}: ") and expected in err
+    assert "Traceback" not in err
 
 
 def test_a_stack_initialised_with_a_kms_secrets_provider_still_loads(write_stack):
