@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from neurodock_policies.secret_shapes import secret_args, secret_shape
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
+from components.cluster import machine_types
 from components.gpu.catalog import (
     EKS_INSTANCE_TYPES,
     GKE_ATTACHABLE,
@@ -88,10 +90,11 @@ prefix added; 24 characters leaves room for the prefix within every provider's l
 
 KubernetesVersion = pattern(r"^1\.(2[89]|3[0-9])$", "a Kubernetes minor version written in quotes", "1.33")
 
-AWS_REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$"
-"""AWS region names: ``us-west-2``, ``eu-central-1``, ``us-gov-west-1``, ``ap-southeast-7``."""
-GCP_REGION_PATTERN = r"^[a-z]+-[a-z]+[0-9]{1,2}$"
-"""Google Cloud region names: ``europe-west4``, ``us-central1``, ``northamerica-northeast2``."""
+AWS_REGION_PATTERN = r"^(?:us-gov|us-iso[bf]?|eu-isoe|eusc-de|[a-z]{2})-[a-z]+-[1-9][0-9]*$"
+"""AWS region names (``us-west-2``, ``us-gov-west-1``): every partition's ``regionRegex`` in botocore's
+partitions.json, in one pattern."""
+GCP_REGION_PATTERN = r"^[a-z]+-[a-z]+[0-9]+$"
+"""Google Cloud region names: ``<location>-<direction><number>`` (``europe-west4``, ``us-central1``)."""
 AwsRegion = pattern(AWS_REGION_PATTERN, "an AWS region name", "us-west-2")
 GcpRegion = pattern(GCP_REGION_PATTERN, "a Google Cloud region name", "europe-west4")
 Cidr = pattern(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$", "an IPv4 range in CIDR notation", "10.0.0.0/16")
@@ -834,6 +837,7 @@ def parse_config(
             continue
         data[key] = decode(value)
 
+    problems.extend(plaintext_secret_problems(data))
     try:
         config = StackConfig.model_validate(data)
     except ValidationError as exc:
@@ -852,6 +856,49 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
     return config
+
+
+SECRET_HOMES = {
+    "a Hugging Face token": "hfToken",
+    "the value of --hf-token": "hfToken",
+    "the value of --api-key": "gatewayApiKeys",
+    "an OpenAI API key": "gatewayApiKeys",
+    "a Slack webhook URL": "alertReceiverSecrets",
+    "a private key": "gatewayTlsKey",
+}
+"""The secret key where a credential of each kind belongs."""
+
+
+def plaintext_secret_problems(data: Any) -> list[Problem]:
+    """A value anywhere in the stack's plain config that holds a credential: an engine flag's, a tag's, a
+    label's, a URL's. It would sit in git, and in every plan, Deployment and cloud console, in clear."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+
+    def walk(node: Any, loc: tuple[str | int, ...]) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if (what := secret_shape(str(key))) is not None:
+                    found.append(((*loc, key), what))
+                if key == "extraArgs" and isinstance(value, list):
+                    found.extend(((*loc, key, i), what) for i, what in secret_args([str(a) for a in value]))
+                else:
+                    walk(value, (*loc, key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, (*loc, i))
+        elif isinstance(node, str) and (what := secret_shape(node)) is not None:
+            found.append((loc, what))
+
+    walk(data, ())
+    out = []
+    for loc, what in found:
+        home = SECRET_HOMES.get(what)
+        fix = (f"set it with `pulumi config set --secret {NAMESPACE}:{home}`" if home else
+               f"keep credentials in the secret keys ({', '.join(SECRET_KEYS)}), set with `pulumi config set "
+               "--secret`")
+        out.append(Problem(key_path(loc), f"holds {what} in plain text, which would sit in git and in every plan "
+                           f"and cloud console; remove it, revoke it, and {fix} (README, \"Secrets\")"))
+    return out
 
 
 def decode(value: Any) -> Any:
@@ -1054,11 +1101,8 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             f"supported: {', '.join(sorted(pinned))} (components/versions.py)")
     if isinstance(cloud, (EksCloud, GkeCloud)):
         for i, zone in enumerate(cloud.zones):
-            if not zone.startswith(cloud.region + "-") and not (
-                isinstance(cloud, EksCloud) and re.fullmatch(re.escape(cloud.region) + r"[a-z]", zone)
-            ):
-                example = f"{cloud.region}a" if isinstance(cloud, EksCloud) else f"{cloud.region}-a"
-                add(("cloud", "zones", i), f"zone {zone!r} is not in region {cloud.region!r} (e.g. {example!r})")
+            if (problem := _zone_problem(cloud, zone)) is not None:
+                add(("cloud", "zones", i), problem)
         if len(set(cloud.zones)) != len(cloud.zones):
             add(("cloud", "zones"), "lists a zone twice")
         if cloud.endpoint.public and not cloud.endpoint.allowed_cidrs:
@@ -1081,6 +1125,7 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
                 add(("cloud", "maintenanceWindow", "endTime"),
                     f"must be at least 4 hours after startTime (got {hours:g} h): GKE counts only windows of 4 hours "
                     "or more towards the 48 hours it needs in any 32 days")
+    problems.extend(_tag_problems(config))
     for i, cidr in enumerate(config.deploy.egress_cidrs):
         problem = _cidr_problem(cidr)
         if problem:
@@ -1114,6 +1159,7 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
                 add(("nodePools", i, "gpu", "type"),
                     f"EKS does not offer {pool.gpu.type!r}; EKS GPU types: {', '.join(offered)}")
         problems.extend(_machine_problems(provider, i, pool))
+        problems.extend(_node_label_problems(i, pool))
         if provider in ("eks", "gke") and not pool.instance_types:
             what = "EC2 instance types" if provider == "eks" else "a GCE machine type"
             add(("nodePools", i, "instanceTypes"), f"is required on {provider}: list {what}")
@@ -1344,6 +1390,13 @@ def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:
                        [*GKE_MACHINE_TYPES, *(f"{p}*" for p in GKE_ATTACHABLE)])
         wanted = GpuMachine(gpu_type=pool.gpu.type, count=pool.gpu.count) if pool.gpu else None
         for j, machine in enumerate(pool.instance_types):
+            if not machine_types.exists(provider, machine):
+                close = machine_types.did_you_mean(provider, machine)
+                what = "an EC2 instance type" if provider == "eks" else "a Compute Engine machine type"
+                hint = f"did you mean {' or '.join(map(repr, close))}?" if close else \
+                    "components/cluster/machine_types lists the known ones"
+                add(("instanceTypes", j), f"{machine!r} is not {what}; {hint}")
+                continue
             gpus = machine_gpus(provider, machine, wanted)
             if pool.gpu is None:
                 if gpus is not None and pool.role != "gpu":
@@ -1528,8 +1581,120 @@ def model_architecture(model: ModelSpec) -> Architecture | None:
     return lookup(model.source)
 
 
+def _zone_problem(cloud: EksCloud | GkeCloud, zone: str) -> str | None:
+    """An AWS zone is its region and a letter (``us-west-2a``), a Google Cloud zone its region, '-' and a
+    letter (``europe-west4-a``) (docs/upstream.md, "Names the clouds accept")."""
+    region = cloud.region
+    if isinstance(cloud, GkeCloud):
+        if re.fullmatch(re.escape(region) + r"-[a-z]", zone):
+            return None
+        return f"zone {zone!r} is not a zone of region {region!r}; Google Cloud zones are the region, '-' and a " \
+               f"letter, e.g. '{region}-b'"
+    if re.fullmatch(re.escape(region) + r"[a-z]", zone):
+        return None
+    if re.fullmatch(r"[a-z]{3,5}[0-9]+-az[0-9]+", zone):
+        return f"{zone!r} is a zone ID; give the zone's name, the region and a letter, e.g. '{region}a'"
+    if zone.startswith(region + "-"):
+        return f"{zone!r} is a Local or Wavelength Zone: EKS cannot put the cluster's network interfaces there, " \
+               f"and the stack's subnets serve the cluster and its nodes alike; use the region's zones, e.g. " \
+               f"'{region}a'"
+    return f"zone {zone!r} is not a zone of region {region!r}; AWS zones are the region and a letter, e.g. " \
+           f"'{region}a'"
+
+
+MAX_USER_TAGS = 45
+"""AWS and Google Cloud take 50 and 64 tags or labels per resource; the stack adds up to 5 of its own
+(``Name``, ``neurodock:*``, the subnets' ``kubernetes.io/*`` tags)."""
+RESERVED_TAG_PREFIXES = ("aws:", "neurodock:", "neurodock-", "kubernetes.io/", "k8s.io/")
+"""Tag keys AWS reserves (``aws:``, any case) or the stack sets itself (and ``Name``)."""
+AWS_TAG_CHARACTERS = "_.:/=+-@ "
+"""Besides letters and digits, what every tagged AWS service accepts (IAM's and CloudWatch Logs' pattern)."""
+GCP_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+GCP_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
+    """Tags as Google Cloud labels: lowercase, ':' in keys as '-' (labels take neither)."""
+    return {k.replace(":", "-").lower(): v.lower() for k, v in tags.items()}
+
+
+def _tag_problems(config: StackConfig) -> list[Problem]:
+    """``tags`` are valid AWS tags (EKS) or Google Cloud labels (GKE), and leave the stack's own alone."""
+    provider = config.cloud.provider
+    tags = config.tags
+    out: list[Problem] = []
+
+    def add(key: str | None, message: str) -> None:
+        out.append(Problem(key_path(("tags", key) if key is not None else ("tags",)), message))
+
+    if provider == "kind":
+        return out
+    if len(tags) > MAX_USER_TAGS:
+        add(None, f"{len(tags)} tags; a cloud resource takes at most {MAX_USER_TAGS} besides the stack's own")
+    seen: dict[str, str] = {}
+    for key, value in tags.items():
+        folded = key.lower() if provider == "eks" else gcp_labels({key: ""}).popitem()[0]
+        if folded in seen:
+            why = "IAM refuses tag keys that differ only in case" if provider == "eks" else \
+                "both become the Google Cloud label " + repr(folded)
+            add(key, f"collides with tag {seen[folded]!r}: {why}; keep one")
+            continue
+        seen[folded] = key
+        if folded == "name" or folded.startswith(RESERVED_TAG_PREFIXES):
+            add(key, "is a key AWS reserves (aws:) or the stack sets itself (Name, neurodock:*, kubernetes.io/*); "
+                "choose another")
+        elif provider == "eks":
+            for what, text, limit in (("key", key, 127), ("value", value, 256)):
+                bad = sorted({c for c in text if not (c.isalnum() or c in AWS_TAG_CHARACTERS)})
+                if len(text) > limit or bad or (what == "value" and text.lower().startswith("aws:")):
+                    add(key, f"the {what} {text!r} is not a valid AWS tag {what}: at most {limit} letters, digits, "
+                        f"spaces and {AWS_TAG_CHARACTERS.strip()}" + (f" (not {''.join(bad)!r})" if bad else "")
+                        + (", not starting with aws:" if what == "value" else ""))
+        else:
+            label, label_value = gcp_labels({key: value}).popitem()
+            if not GCP_LABEL_KEY.fullmatch(label):
+                add(key, f"becomes the Google Cloud label key {label!r}, which Google Cloud refuses: at most 63 "
+                    "lowercase letters, digits, '_' and '-', starting with a letter, e.g. 'cost-center'")
+            elif not GCP_LABEL_VALUE.fullmatch(label_value):
+                add(key, f"the value {value!r} becomes the Google Cloud label value {label_value!r}, which Google "
+                    "Cloud refuses: at most 63 lowercase letters, digits, '_' and '-', e.g. 'ml-platform'")
+    return out
+
+
+LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _node_label_problems(i: int, pool: NodePool) -> list[Problem]:
+    """``labels`` of a pool: Kubernetes label syntax, within what EKS and GKE accept on a node pool (a whole key
+    of 63 characters, a non-empty value, no ``kubernetes.io``/``k8s.io`` keys), and not a key the stack sets."""
+    out: list[Problem] = []
+    for key, value in pool.labels.items():
+        loc = key_path(("nodePools", i, "labels", key))
+        prefix, slash, name = key.rpartition("/")
+        domain = prefix.lower()
+        if not (LABEL_NAME.fullmatch(name) and len(key) <= 63 and (not slash or LABEL_PREFIX.fullmatch(prefix))):
+            out.append(Problem(loc, "is not a node label key: an optional DNS prefix and '/', then letters, digits, "
+                                    "'-', '_' or '.', starting and ending with a letter or digit, 63 characters in "
+                                    "all, e.g. 'example.com/team'"))
+        elif domain == "neurodock.io" or domain.endswith(".neurodock.io"):
+            out.append(Problem(loc, "neurodock.io/ keys are the stack's own (pool, role, GPU type and count), which "
+                                    "workloads select on; choose another prefix"))
+        elif any(domain == d or domain.endswith("." + d) for d in ("kubernetes.io", "k8s.io")) \
+                or "eks.amazonaws.com" in domain:
+            out.append(Problem(loc, "kubernetes.io, k8s.io and eks.amazonaws.com keys are reserved: the kubelet, EKS "
+                                    "and GKE refuse them on a node pool; choose another prefix"))
+        if not (LABEL_NAME.fullmatch(value) and len(value) <= 63):
+            out.append(Problem(loc, f"the value {value!r} is not a node label value: 1 to 63 letters, digits, '-', "
+                                    "'_' or '.', starting and ending with a letter or digit (EKS refuses an empty "
+                                    "one), e.g. 'ml-platform'"))
+    return out
+
+
 EKS_SUBNET_PREFIX = 20
 """The stack splits an EKS VPC into a private and a public /20 per zone (components/cluster/eks.py)."""
+DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
+"""GKE refuses a control-plane range inside it (its error: "reserved for the Docker bridge network")."""
 GKE_POD_RANGE_PER_NODE_PREFIX = 24
 """GKE gives each node a /24 of the pods range at its default of 110 pods per node, which the stack keeps."""
 
@@ -1574,6 +1739,9 @@ def _network_problems(config: StackConfig) -> list[Problem]:
         if master is not None and master.prefixlen != 28:
             add("masterCidr", f"must be a /28 range: GKE's private control plane takes exactly 16 addresses (got "
                 f"/{master.prefixlen}), e.g. 172.16.0.0/28")
+        elif master is not None and (not master.is_private or master.overlaps(DOCKER_BRIDGE)):
+            add("masterCidr", f"{master} must be a private (RFC 1918) /28 outside {DOCKER_BRIDGE}, which GKE keeps "
+                "for the Docker bridge, e.g. 172.16.0.0/28")
         # Every node at once, and the one more a surge upgrade adds.
         nodes = sum(p.max_nodes for p in config.node_pools) + 1
         if (pods := networks.get("podsCidr")) is not None:

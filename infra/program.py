@@ -37,6 +37,7 @@ from components.monitoring import alertmanager
 from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuPool, GpuThresholds, ModelTarget
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.monitoring.stack import Alerting, MonitoringStack, MonitoringStackArgs, Platform
+from components.serving.architectures import gated
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
 from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
@@ -51,6 +52,7 @@ from infra.config import (
     NodePool,
     Problem,
     StackConfig,
+    gcp_labels,
     missing_receiver_credentials,
     parse_config,
 )
@@ -72,6 +74,7 @@ def load_stack_config() -> StackConfig:
 def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
     """Create every resource of the stack; return the stack outputs."""
     _require_receiver_credentials(config, secrets)
+    _warn_gated_models(config, secrets)
     cluster, cloud_provider = _cluster(config)
     kube = k8s.Provider(
         "k8s",
@@ -146,6 +149,21 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
     if monitoring is not None:
         _alerts(config, monitoring, catalog, [agent for _, agent in agents], cluster.pools, k8s_opts)
     return outputs
+
+
+def _warn_gated_models(config: StackConfig, secrets: StackSecrets) -> None:
+    """A gated model with no Hugging Face token never downloads: its replicas (or its mirror Job) fail on
+    the Hub's 401 only once `pulumi up` waits for them."""
+    if secrets.hf_token is not None:
+        return
+    for i, model in enumerate(config.models):
+        for version in model.versions():
+            if gated(version.source):
+                where = f"models[{i}]" + (f".{version.key}" if version.variant else "")
+                pulumi.log.warn(f"{where}: {version.source} is gated on Hugging Face and {NAMESPACE}:hfToken is not "
+                                f"set, so its download will be refused (401); accept the licence on the model's page "
+                                f"and set the token with `pulumi config set --secret {NAMESPACE}:hfToken`")
+                break
 
 
 def _require_receiver_credentials(config: StackConfig, secrets: StackSecrets) -> None:
@@ -314,7 +332,11 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             opts=pulumi.ResourceOptions(providers=[provider]),
         ), provider
     assert isinstance(cloud, GkeCloud)
-    labels = {k.replace(":", "-").lower(): v.lower() for k, v in tags.items()}
+    labels = gcp_labels(tags)
+    for (key, value), (label, label_value) in zip(config.tags.items(), gcp_labels(config.tags).items(), strict=True):
+        if (key, value) != (label, label_value):
+            pulumi.log.warn(f"tags.{key}: Google Cloud labels are lowercase, without ':'; labelled "
+                            f"{label}={label_value}")
     provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
     return GkeCluster(
         "cluster",

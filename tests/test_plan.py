@@ -145,3 +145,30 @@ def test_resource_options_are_recorded(shipped_plans):
     [cluster] = [r for r in plan.resources if r.type == "aws:eks/cluster:Cluster"]
     [logs] = [r for r in plan.resources if r.type == "aws:cloudwatch/logGroup:LogGroup"]
     assert logs.urn in cluster.options["dependsOn"]
+
+
+def _warnings(write_stack, stack: str, **config) -> list[str]:
+    document = stack_document(stack)
+    document["config"].update(config)
+    return run_plan(load_stack_file("test", write_stack(document)), render_charts=False).warnings
+
+
+def test_a_gated_model_without_a_hugging_face_token_is_warned_about(write_stack):
+    gated = [w for w in _warnings(write_stack, "staging") if "is gated on Hugging Face" in w]
+    assert gated == ["models[0]: hf://meta-llama/Llama-3.1-8B-Instruct is gated on Hugging Face and neurodock:hfToken "
+                     "is not set, so its download will be refused (401); accept the licence on the model's page and "
+                     "set the token with `pulumi config set --secret neurodock:hfToken`"]
+    with_token = _warnings(write_stack, "staging", **{"neurodock:hfToken": {"secure": "v1:AAAA"}})
+    assert not [w for w in with_token if "is gated" in w]
+    # Qwen's repositories are not gated.
+    assert not [w for w in _warnings(write_stack, "dev") if "is gated" in w]
+
+
+def test_tags_lowercased_into_google_cloud_labels_say_so(write_stack):
+    document = stack_document("prod")
+    document["config"]["neurodock:tags"] = {"Team": "ML", "cost-center": "c42"}
+    plan = run_plan(load_stack_file("test", write_stack(document)), render_charts=False)
+    assert [w for w in plan.warnings if w.startswith("tags.")] == [
+        "tags.Team: Google Cloud labels are lowercase, without ':'; labelled team=ml"]
+    [cluster] = [r for r in plan.resources if r.type == "gcp:container/cluster:Cluster"]
+    assert cluster.inputs["resourceLabels"]["team"] == "ml"

@@ -112,6 +112,18 @@ CASES = [
      lambda r: engine(r).setdefault("env", []).append({"name": "HF_TOKEN", "value": "hf_abc"}),
      "Deployment 'neurodock-serving/{name}' container 'server' puts a secret in plain text in env 'HF_TOKEN'; read "
      "it from a Secret with valueFrom.secretKeyRef."),
+    ("no-plaintext-secrets", "staging", DEPLOYMENT, model_server,
+     lambda r: engine(r).__setitem__("args", ["--api-key", "team-a-key"]),
+     "Deployment 'neurodock-serving/{name}' container 'server' has the value of --api-key in plain text in args[1]; "
+     "pass it from a Secret through an env var (valueFrom.secretKeyRef) and reference it as $(VAR)."),
+    ("no-plaintext-secrets", "staging", "aws:eks/cluster:Cluster", lambda r: True,
+     lambda r: r.props["tags"].update(owner="AKIA" + "ABCDEFGHIJKLMNOP"),
+     "Cluster '{name}' has an AWS access key id in plain text in tags 'owner'; tags, labels and annotations are "
+     "readable by anyone who may read the resource: move it to a secret."),
+    ("no-plaintext-secrets", "prod", "gcp:container/nodePool:NodePool", lambda r: r.name.endswith("gpu-l4"),
+     lambda r: r.props["nodeConfig"].setdefault("labels", {}).update(token="hf_" + "a" * 34),
+     "NodePool '{name}' has a Hugging Face token in plain text in nodeConfig.labels 'token'; tags, labels and "
+     "annotations are readable by anyone who may read the resource: move it to a secret."),
     ("prod-gpu-pools-not-spot-only", "prod", "gcp:container/nodePool:NodePool", lambda r: r.name.endswith("gpu-l4"),
      lambda r: r.props["nodeConfig"].update(spot=True),
      "GPU pool '{name}' of a production stack runs on spot capacity only; set its capacity to 'onDemand' (a spot "

@@ -97,6 +97,18 @@ KNOWN: dict[str, Architecture] = {
 }
 
 
+GATED_REPOSITORIES = ("meta-llama/", "google/gemma", "mistralai/")
+"""Hugging Face repositories whose owners gate downloads behind accepting a licence: every ``meta-llama``
+Llama repository (manual approval), Google's Gemma and Mistral's own (approved at once). Without a token
+the Hub answers 401, and 403 to a token whose user was not granted access (huggingface_hub 2.4.0,
+``utils/_http.py``; the model cards; docs/upstream.md, "Gated models")."""
+
+
+def gated(source: str) -> bool:
+    """Whether downloading ``source`` (``hf://ORG/MODEL``) needs a Hugging Face token that was granted access."""
+    return source.startswith("hf://") and source.removeprefix("hf://").lower().startswith(GATED_REPOSITORIES)
+
+
 def lookup(source: str) -> Architecture | None:
     """The architecture of ``hf://ORG/MODEL`` (a ``-GGUF`` or ``-AWQ``-style repo of a listed model
     counts as that model); None for unknown models and object-store sources."""

@@ -1,6 +1,6 @@
-"""no-plaintext-secrets: no secret in a container's literal env value, in a ConfigMap, or in a
-plain (non-secret) stack output. Names that say secret, and values shaped like well-known tokens and
-keys, both count."""
+"""no-plaintext-secrets: no secret in a container's literal env value or command line, in a ConfigMap, in
+a resource's tags, labels or annotations, or in a plain (non-secret) stack output. Names that say secret,
+flags that take one (``--api-key``), and values shaped like well-known tokens and keys all count."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 
 from pulumi_policy import PolicyConfigSchema
 
+from neurodock_policies.secret_shapes import secret_args, secret_shape
 from neurodock_policies.support import SECRET, all_containers, describe, known, pod_spec, stack_policy
 
 NAME = "no-plaintext-secrets"
@@ -17,8 +18,8 @@ CONFIG_SCHEMA = PolicyConfigSchema(properties={
         "type": "string", "format": "regex", "default": DEFAULT_SECRET_NAME_PATTERN,
         "description": "Env vars, ConfigMap keys and outputs whose names match this (case-insensitive) "
                        "hold secrets."}})
-SECRET_VALUE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\bhf_[A-Za-z0-9]{30,}|\bsk-[A-Za-z0-9_-]{20,}"
-                          r"|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}")
+TAG_KEYS = frozenset({"tags", "tagsAll", "labels", "resourceLabels", "userLabels", "annotations"})
+"""Props that hold a resource's tags (AWS), labels (GCP, Kubernetes) or annotations, at any depth."""
 
 
 def check(resources, config) -> list[tuple[str, str]]:
@@ -27,7 +28,7 @@ def check(resources, config) -> list[tuple[str, str]]:
     def _looks_secret(name: str, value: object) -> bool:
         if not known(value) or not isinstance(value, str) or not value:
             return False
-        return bool(secret_name.search(name)) or bool(SECRET_VALUE.search(value))
+        return bool(secret_name.search(name)) or secret_shape(value) is not None
 
     out = []
     for r in resources:
@@ -38,6 +39,18 @@ def check(resources, config) -> list[tuple[str, str]]:
                 if "value" in env and _looks_secret(str(env.get("name", "")), env.get("value")):
                     out.append((r.urn, f"{what} container '{c.get('name')}' puts a secret in plain text in env "
                                        f"'{env.get('name')}'; read it from a Secret with valueFrom.secretKeyRef."))
+            for field in ("command", "args"):
+                items = [a if known(a) and isinstance(a, str) else "" for a in c.get(field) or []]
+                for i, secret in secret_args(items):
+                    out.append((r.urn, f"{what} container '{c.get('name')}' has {secret} in plain text in "
+                                       f"{field}[{i}]; pass it from a Secret through an env var "
+                                       "(valueFrom.secretKeyRef) and reference it as $(VAR)."))
+        for where, key, value in _tags(r.props):
+            secret = secret_shape(key) or (secret_shape(value) if known(value) and isinstance(value, str) else None)
+            if secret is not None:
+                out.append((r.urn, f"{what} has {secret} in plain text in {where} '{key}'; tags, labels and "
+                                   "annotations are readable by anyone who may read the resource: move it to a "
+                                   "secret."))
         if r.resource_type == "kubernetes:core/v1:ConfigMap":
             for key, value in (r.props.get("data") or {}).items():
                 if _looks_secret(key, value):
@@ -50,9 +63,24 @@ def check(resources, config) -> list[tuple[str, str]]:
     return out
 
 
+def _tags(props: object, where: str = "") -> list[tuple[str, str, object]]:
+    """``(field, key, value)`` of every tag, label and annotation in ``props``."""
+    out: list[tuple[str, str, object]] = []
+    if isinstance(props, dict):
+        for field, value in props.items():
+            if field in TAG_KEYS and isinstance(value, dict):
+                out.extend((f"{where}{field}", str(k), v) for k, v in value.items())
+            else:
+                out.extend(_tags(value, f"{where}{field}."))
+    elif isinstance(props, list):
+        for item in props:
+            out.extend(_tags(item, where))
+    return out
+
+
 POLICY = stack_policy(
     NAME,
-    "No plaintext secrets in env vars, ConfigMaps or stack outputs.",
+    "No plaintext secrets in env vars, command lines, ConfigMaps, tags, labels, annotations or stack outputs.",
     check,
     config_schema=CONFIG_SCHEMA,
 )

@@ -1,0 +1,52 @@
+"""Credential shapes shared by the config check and the no-plaintext-secrets policy: each kind is caught,
+and what our config legitimately holds (commits, digests, ARNs, flag names) is not."""
+
+from __future__ import annotations
+
+import pytest
+from neurodock_policies.secret_shapes import secret_args, secret_shape
+
+# Synthetic values of each documented shape (none is a real credential).
+TOKENS = {
+    "a Hugging Face token": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh",
+    "an AWS access key id": "AKIA" + "QWERTYUIOPASDFGH",
+    "a GitHub token": "ghp_" + "a1B2" * 9,
+    "an OpenAI API key": "sk-proj-" + "x1Y2z3" * 8,
+    "an Anthropic API key": "sk-ant-api03-" + "Ab1_" * 15,
+    "a Slack token": "xoxb-" + "1234567890-1234567890-abcdefghij",
+    "a Slack webhook URL": "https://hooks.slack.com/services/" + "T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX",
+    "a Google API key": "AIza" + "SyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe",
+    "a private key": "-----BEGIN RSA PRIVATE KEY-----",
+    "a JSON Web Token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abc",
+    "a password in a URL": "https://alerts:hunter2@hooks.example.com/x",
+}
+
+
+@pytest.mark.parametrize(("what", "value"), TOKENS.items(), ids=list(TOKENS))
+def test_each_credential_shape_is_recognised_inside_any_text(what, value):
+    assert secret_shape(value) == what
+    assert secret_shape(f"owner={value} ") == what
+
+
+@pytest.mark.parametrize("value", [
+    "0e9e39f249a16976918f6564b8830bc894c89659",  # a Hugging Face revision
+    "sha256:" + "ab" * 32,
+    "arn:aws:iam::123456789012:role/platform-admins",
+    "hf_transfer", "HF_HUB_ENABLE_HF_TRANSFER", "sk-learn", "--skip-tokenizer-init",
+    "hf://meta-llama/Llama-3.1-8B-Instruct", "https://hooks.example.com/alerts",
+])
+def test_values_our_config_holds_are_not_credentials(value):
+    assert secret_shape(value) is None
+
+
+def test_a_flag_that_takes_a_credential_flags_its_value_whatever_it_looks_like():
+    assert secret_args(["--api-key", "team-a"]) == [(1, "the value of --api-key")]
+    assert secret_args(["--hf-token=abc"]) == [(0, "the value of --hf-token")]
+    # A shaped value after such a flag is reported once.
+    assert secret_args(["--api-key", TOKENS["an OpenAI API key"]]) == [(1, "the value of --api-key")]
+    assert secret_args(["--enable-prefix-caching", TOKENS["a GitHub token"]]) == [(1, "a GitHub token")]
+
+
+def test_flags_named_like_tokens_but_taking_none_are_left_alone():
+    assert secret_args(["--max-num-batched-tokens", "8192", "--tokenizer", "org/tok", "--api-key"]) == []
+    assert secret_args(["--api-key", "--port", "8000"]) == []
