@@ -88,7 +88,7 @@ Name = pattern(r"^[a-z]([-a-z0-9]{0,22}[a-z0-9])?$",
 """Names end up in cloud resource names (EKS node groups, GKE pools) and Kubernetes labels, with a
 prefix added; 24 characters leaves room for the prefix within every provider's limit."""
 
-KubernetesVersion = pattern(r"^1\.(2[89]|3[0-9])$", "a Kubernetes minor version written in quotes", "1.33")
+KubernetesVersion = pattern(r"^1\.(2[89]|3[0-9])$", "a Kubernetes minor version from 1.28, in quotes", "1.33")
 
 AWS_REGION_PATTERN = r"^(?:us-gov|us-iso[bf]?|eu-isoe|eusc-de|[a-z]{2})-[a-z]+-[1-9][0-9]*$"
 """AWS region names (``us-west-2``, ``us-gov-west-1``): every partition's ``regionRegex`` in botocore's
@@ -100,7 +100,10 @@ GcpRegion = pattern(GCP_REGION_PATTERN, "a Google Cloud region name", "europe-we
 Cidr = pattern(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$", "an IPv4 range in CIDR notation", "10.0.0.0/16")
 Duration = pattern(r"^[1-9][0-9]*(h|d|w|y)$", "a whole number of hours (h), days (d), weeks (w) or years (y)",
                    "15d")
-WeightsUri = pattern(r"^(hf|s3|gs)://[^\s/][^\s]*$", "hf://ORG/MODEL, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX",
+WeightsUri = pattern(r"^(hf://[A-Za-z0-9][-\w.]{0,95}/[A-Za-z0-9][-\w.]{0,95}"
+                     r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|gs://[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9](/\S*)?)$",
+                     "hf://ORG/MODEL (a Hugging Face repository), or s3://BUCKET/PREFIX or gs://BUCKET/PREFIX "
+                     "(a bucket name is 3 to 63 lowercase letters, digits, '-' and '.')",
                      "hf://meta-llama/Llama-3.1-8B-Instruct")
 Timestamp = pattern(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "an RFC 3339 time in UTC", "2026-01-03T01:00:00Z")
 Token = pattern(r"^\S+$", "one flag or one value, without spaces (a flag and its value are two items, or one "
@@ -794,13 +797,20 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+PLAIN_KEY = re.compile(r'[^.\[\]"]+')
+"""A key that Pulumi's ``--path`` syntax writes after a dot; others are written ``["a.b"]``."""
+
+
 def key_path(loc: Iterable[str | int], namespace: str = NAMESPACE) -> str:
-    """``("nodePools", 1, "gpu")`` -> ``neurodock:nodePools[1].gpu``."""
+    """``("nodePools", 1, "gpu")`` -> ``neurodock:nodePools[1].gpu``, as ``pulumi config set --path`` takes it
+    (``neurodock:tags["cost.center"]``)."""
     out = namespace + ":"
     first = True
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not PLAIN_KEY.fullmatch(part):
+            out += f"[{json.dumps(part)}]"
         else:
             out += part if first else f".{part}"
         first = False
@@ -827,6 +837,8 @@ def parse_config(
     problems: list[Problem] = []
     for full_key, value in values.items():
         namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE and difflib.get_close_matches(namespace, [NAMESPACE], cutoff=0.75):
+            problems.append(Problem(full_key, f"is in no namespace NeuroDock reads; did you mean {NAMESPACE}:{key}?"))
         if namespace != NAMESPACE or not key:
             continue
         if key in SECRET_KEYS:
@@ -845,7 +857,9 @@ def parse_config(
         raise ConfigError(problems) from None
     problems.extend(_semantic_problems(config))
     present = {k.partition(":")[2] for k in values if k.startswith(NAMESPACE + ":")}
-    raw = values.get(f"{NAMESPACE}:alertReceiverSecrets")
+    key = f"{NAMESPACE}:alertReceiverSecrets"
+    # In plain text it is refused above; its entries are checked once Pulumi can decrypt it.
+    raw = values.get(key) if key in secret_keys else None
     problems.extend(receiver_secret_problems(config, None if raw == UNKNOWN_MARKER else raw))
     if config.gateway.tls:
         for key in ("gatewayTlsCert", "gatewayTlsKey"):
@@ -937,7 +951,12 @@ def structural_problems(exc: ValidationError, data: Any, root: type[BaseModel] |
             message = _unknown_key_message(loc, data, root or StackConfig)
         elif kind == "missing":
             message = "is required but missing"
-        elif kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif value is None or value == "null":
+            message = "is empty; give it a value, or remove the key for its default"
+        elif kind == "string_type" and isinstance(value, bool):
+            message = (f"must be text, but YAML read the unquoted {str(value).lower()} as a boolean; put the value in "
+                       f"quotes, e.g. \"{str(value).lower()}\"")
+        elif kind == "string_type" and isinstance(value, (int, float)):
             # YAML has already turned 1.30 into 1.3: only an integer can be quoted back as written.
             quoted = value if isinstance(value, int) else _example(error, data, root or StackConfig) or value
             message = (f"must be text, but YAML read the unquoted {value!r} as a number"
@@ -1071,11 +1090,19 @@ def _is_union(annotation: Any) -> bool:
 
 
 def _sentence(msg: str) -> str:
-    """Pydantic's 'Input should be ...' becomes 'must be ...'."""
-    msg = re.sub(r"^Input should be", "must be", msg)
-    msg = re.sub(r"^String should match pattern", "must match the pattern", msg)
-    msg = msg.replace("List should have at least", "must have at least")
-    msg = msg.replace("Value error, ", "")
+    """Pydantic's 'Input should be a valid dictionary' becomes 'must be a mapping of keys to values'."""
+    for pydantic_words, ours in (
+        (r"^Input should be a valid dictionary or object to extract fields from", "must be a mapping of keys"),
+        (r"^Input should be a valid dictionary", "must be a mapping of keys to values"),
+        (r"^Input should be a valid list", "must be a list"),
+        (r"^Input should be a valid string", "must be text"),
+        (r"^Input should be a valid integer, got a number with a fractional part", "must be a whole number"),
+        (r"^Input should be", "must be"),
+        (r"^List should have at least (\d+) items? after validation, not 0", r"must have at least \1 (got none)"),
+        (r"^List should have at least (\d+) items? after validation, not (\d+)", r"must have at least \1 (got \2)"),
+        (r"^Value error, ", ""),
+    ):
+        msg = re.sub(pydantic_words, ours, msg)
     return msg[:1].lower() + msg[1:]
 
 
@@ -1163,6 +1190,9 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
         if provider in ("eks", "gke") and not pool.instance_types:
             what = "EC2 instance types" if provider == "eks" else "a GCE machine type"
             add(("nodePools", i, "instanceTypes"), f"is required on {provider}: list {what}")
+        if provider == "kind" and pool.instance_types:
+            add(("nodePools", i, "instanceTypes"), "applies to eks and gke: kind's nodes are containers on this "
+                "machine; remove it")
         if provider == "gke" and len(pool.instance_types) > 1:
             add(("nodePools", i, "instanceTypes"), "GKE node pools take exactly one machine type")
         if provider == "eks":
@@ -1266,11 +1296,11 @@ def _capacity_problems(config: StackConfig) -> list[Problem]:
         if per_node is None:
             continue
         capacity = pool.max_nodes * per_node
-        held = f"pool {pool.name!r} holds at most {capacity} GPUs ({pool.max_nodes} nodes x {per_node})"
+        held = f"pool {pool.name!r} holds at most {capacity} GPUs ({_count(pool.max_nodes, 'node')} x {per_node})"
         peaks: list[tuple[int, ModelSpec, int, int]] = []
         for j, model in enumerate(config.models):
             gpus = model.gpus_per_replica
-            if model.pool != pool.name or not 0 < gpus <= per_node:
+            if model.pool != pool.name or model.engine != "vllm" or not 0 < gpus <= per_node:
                 continue  # another pool's, or reported on gpusPerReplica
             steady = gpus * (model.max_replicas + sum(v.replicas for v in (model.canary, model.shadow) if v))
             surge = gpus * model.rollout.max_surge
@@ -1284,7 +1314,7 @@ def _capacity_problems(config: StackConfig) -> list[Problem]:
                 parts += [f"rollout surge {model.rollout.max_surge}"] if model.rollout.max_surge else []
                 fit = min(capacity, pool.max_nodes * per_node_replicas * gpus)
                 out.append(Problem(key_path(("models", j, "maxReplicas")), (
-                    f"model {model.name!r} ({model.source}) needs up to {replicas} replicas of {gpus} "
+                    f"model {_label(model)} needs up to {replicas} replicas of {gpus} "
                     f"GPU{'s' if gpus > 1 else ''} each ({', '.join(parts)}); {held}, room for {fit // gpus} such "
                     "replicas; "
                     "lower maxReplicas, the canary's or shadow's replicas or rollout.maxSurge, or raise the pool's "
@@ -1292,7 +1322,7 @@ def _capacity_problems(config: StackConfig) -> list[Problem]:
         total = sum(steady for _, _, steady, _ in peaks) + max((surge for *_, surge in peaks), default=0)
         if len(peaks) > 1 and total > capacity and not any(
                 p.path.startswith(key_path(("models", j))) for j, *_ in peaks for p in out):
-            each = ", ".join(f"{m.name!r} ({m.source}) {steady}" for _, m, steady, _ in peaks)
+            each = ", ".join(f"{_label(m)} {steady}" for _, m, steady, _ in peaks)
             need_nodes = -(-total // per_node)
             out.append(Problem(key_path(("nodePools", i, "maxNodes")), (
                 f"the models on pool {pool.name!r} need up to {total} GPUs together at their maxReplicas with "
@@ -1457,6 +1487,11 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     if model.max_replicas > model.min_replicas and not monitoring.enabled:
         add(("maxReplicas",), "autoscaling between minReplicas and maxReplicas reads the queue from Prometheus; "
             "enable monitoring or set maxReplicas equal to minReplicas")
+    if provider in ("eks", "gke") and model.drain > MAX_DEFAULT_DRAIN_S:
+        add(("drainSeconds",), (
+            f"{model.drain} s is longer than the Cluster Autoscaler lets a pod it evicts take (600 s, less the "
+            f"model server's 10 s pre-stop wait and 15 s margin): scaling a node down would cut the requests still "
+            f"draining; set at most {MAX_DEFAULT_DRAIN_S}"))
     if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:
         add(("rollout",), "maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
     for key in VARIANTS:
@@ -1494,19 +1529,19 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
         return out  # reported above
     arch = model_architecture(model)
     if arch is None:
-        add(("architecture",), f"model {model.model_name!r} is not in the built-in catalogue "
+        add(("architecture",), f"model {_label(model)} is not in the built-in catalogue "
             "(components/serving/architectures.py); state its size: parametersBillions, layers, attentionHeads, "
             "kvHeads, headDim")
         return out
     tp = model.gpus_per_replica
     if arch.attention_heads % tp:
         add(("gpusPerReplica",), f"tensor-parallel size {tp} does not divide the {arch.attention_heads} attention "
-            f"heads of {model.model_name!r}; use a divisor of {arch.attention_heads}")
+            f"heads of model {_label(model)}; use a divisor of {arch.attention_heads}")
         return out
     engine = model.engine_args
     if engine.max_model_len > arch.max_context:
         add(("engineArgs", "maxModelLen"), f"{engine.max_model_len} exceeds the {arch.max_context}-token context "
-            f"of {model.model_name!r}")
+            f"of model {_label(model)}")
     gpu = GPU_MODELS.get(pool.gpu.type)
     if gpu is None:
         return out
@@ -1516,7 +1551,7 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     have = gpu.memory_gib * engine.gpu_memory_utilization
     if need.per_gpu_gib > have:
         add(("concurrency",) if model.concurrency is None else ("gpusPerReplica",), (
-            f"model {model.model_name!r} does not fit pool {pool.name!r}: each of its {tp} {pool.gpu.type} GPUs "
+            f"model {_label(model)} does not fit pool {pool.name!r}: each of its {tp} {pool.gpu.type} GPUs "
             f"needs {need.per_gpu_gib:.1f} GiB (weights {need.weights_gib:.1f} GiB / {tp}, KV cache "
             f"{need.kv_cache_gib:.1f} GiB for {model.sequences} x {engine.max_model_len} tokens, runtime "
             f"{need.overhead_gib:.1f} GiB) but may use {have:.1f} GiB ({gpu.memory_gib} GiB x "
@@ -1544,7 +1579,7 @@ def _cache_problems(i: int, model: ModelSpec, pool: NodePool, provider: str) -> 
         return []
     loc = key_path(("models", i, "cache", "sizeGib"))
     if not any(on_volume(provider, model, v.source) for v in model.versions()):
-        return [Problem(loc, f"model {model.name!r} ({model.source}) streams its weights from a bucket into GPU "
+        return [Problem(loc, f"model {_label(model)} streams its weights from a bucket into GPU "
                              "memory, with no volume to size; remove cache.sizeGib")]
     if model.gpus_per_replica and (pool.gpu is None or model_architecture(model) is None):
         return []  # reported on pool or architecture
@@ -1553,10 +1588,19 @@ def _cache_problems(i: int, model: ModelSpec, pool: NodePool, provider: str) -> 
         return []  # a GGUF file of unknown size
     if size_gib < size.weights_gib:
         return [Problem(loc, f"{size_gib} GiB cannot hold the {size.weights_gib:.1f} GiB of weights of model "
-                             f"{model.name!r} ({model.source}); remove it for the default ({size.volume_gib} GiB: "
+                             f"{_label(model)}; remove it for the default ({size.volume_gib} GiB: "
                              "the weights, a fifth more and 10 GiB for the engine's files) or set at least "
                              f"{math.ceil(size.weights_gib)}")]
     return []
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _label(model: ModelSpec) -> str:
+    """A model as messages name it: its config ``name`` and its source."""
+    return f"{model.name!r} ({model.source})"
 
 
 def replica_size(model: ModelSpec, pool: NodePool) -> ReplicaSize | None:
@@ -1633,6 +1677,9 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
         add(None, f"{len(tags)} tags; a cloud resource takes at most {MAX_USER_TAGS} besides the stack's own")
     seen: dict[str, str] = {}
     for key, value in tags.items():
+        if not key.strip():
+            add(None, f"has a tag with an empty key ({key!r}); give the tag a name")
+            continue
         folded = key.lower() if provider == "eks" else gcp_labels({key: ""}).popitem()[0]
         if folded in seen:
             why = "IAM refuses tag keys that differ only in case" if provider == "eks" else \

@@ -14,6 +14,7 @@ the key and the line.
 from __future__ import annotations
 
 import codecs
+import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -24,13 +25,15 @@ from typing import Any
 import yaml
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
-from infra.config import NAMESPACE, SECRET_KEYS
+from infra.config import NAMESPACE, PLAIN_KEY, SECRET_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
+"""What Pulumi's stack settings file holds (pulumi.com/docs/iac/concepts/projects/stack-settings-file)."""
+STACK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+"""Pulumi's rule for stack names: letters, digits, '-', '_' and '.'."""
 MERGE_TAG = "tag:yaml.org,2002:merge"
 """The tag of a ``<<:`` merge key."""
-_PLAIN_SEGMENT = re.compile(r'[^.\[\]"]+')
-"""A key that Pulumi's ``--path`` syntax writes after a dot; others are written ``["a.b"]``."""
 
 
 class StackFileError(Exception):
@@ -72,7 +75,12 @@ def load_stack_file(stack: str, stack_file: Path | None = None, root: Path = REP
     name = project.get("name")
     if not isinstance(name, str):
         raise StackFileError(f"{project_path}: the project has no name")
+    if not STACK_NAME.fullmatch(stack):
+        raise StackFileError(f"stack name {stack!r}: a stack name holds only letters, digits, '-', '_' and '.' "
+                             "(to read a file elsewhere, pass --stack-file PATH)")
     path = stack_file or root / project.get("stackConfigDir", ".") / f"Pulumi.{stack}.yaml"
+    if path.is_dir():
+        raise StackFileError(f"--stack-file {path}: is a directory; pass a stack file, e.g. {path}/Pulumi.{stack}.yaml")
     if not path.is_file():
         known = ", ".join(stack_names(root)) or "none"
         raise StackFileError(f"no stack file {path}; stacks here: {known} (or pass --stack-file PATH)")
@@ -81,6 +89,13 @@ def load_stack_file(stack: str, stack_file: Path | None = None, root: Path = REP
         document = {}
     if not isinstance(document, dict):
         raise StackFileError(f"{path}: expected a mapping with a 'config' key, got {_shown(document)}")
+    # Pulumi ignores other top-level keys (a YAML anchor may live there), but a misspelt `config` would drop
+    # the whole configuration without a word.
+    for key in document:
+        close = [] if key in STACK_FILE_KEYS else difflib.get_close_matches(str(key), STACK_FILE_KEYS, n=1, cutoff=0.7)
+        if close:
+            raise StackFileError(f"{path}: top-level key {key!r} is not one Pulumi reads; did you mean {close[0]!r}? "
+                                 f"(a stack file holds {', '.join(STACK_FILE_KEYS)})")
 
     defaults: dict[str, Any] = {}
     for key, declared in _config_of(project_path, project).items():
@@ -236,7 +251,7 @@ def _child(where: str, key: Any) -> str:
     text = key if isinstance(key, str) else _shown(key)
     if not where:
         return text
-    return f"{where}.{text}" if _PLAIN_SEGMENT.fullmatch(text) else f"{where}[{json.dumps(text)}]"
+    return f"{where}.{text}" if PLAIN_KEY.fullmatch(text) else f"{where}[{json.dumps(text)}]"
 
 
 def _shown(value: Any, limit: int = 60) -> str:
