@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,30 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.cluster.base import pool_resource_name
+from infra.config import StackConfig, key_path
 from infra.plan.engine import Plan
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 LEVELS = {level.value: level for level in EnforcementLevel}
+SECTIONS: dict[str, tuple[str, ...]] = {
+    # Components made from one section of the stack config (infra/program.py, infra/gateway.py), and
+    # so is all they contain. The catalog's shared pieces (KEDA, the weights bucket) and the GPU agents
+    # serve every model or pool alike: no one key made them, and they name none.
+    "neurodock:cluster:EksCluster": ("cloud",),
+    "neurodock:cluster:GkeCluster": ("cloud",),
+    "neurodock:cluster:KindCluster": ("cloud",),
+    "neurodock:cluster:EksAddons": ("cloud",),
+    "neurodock:monitoring:MonitoringStack": ("monitoring",),
+    "neurodock:monitoring:AlertRules": ("monitoring",),
+    "neurodock:gateway:ModelGateway": ("gateway",),
+    "neurodock:gateway:SmokeTest": ("gateway", "smokeTest"),
+}
+SERVED_MODEL = "neurodock:serving:ServedModel"
+"""Named after its model's ``name`` (components/serving/catalog.py)."""
+POOL_TYPES = frozenset({"aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate",
+                        "gcp:container/nodePool:NodePool", "aws:autoscaling/tag:Tag"})
+"""A cluster component's resources of one node pool, named by ``pool_resource_name``."""
 
 
 class PolicyConfigError(Exception):
@@ -48,15 +68,94 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class ConfigKey:
+    """The stack-config key a resource came from."""
+
+    path: tuple[str | int, ...]
+    """``("models", 1, "canary")``, ``("nodePools", 0)``, ``("cloud",)``."""
+    entry: str | None = None
+    """The ``name`` of the model or node pool the key is an entry of."""
+
+    @property
+    def key(self) -> str:
+        """As written in the stack file: ``neurodock:models[1].canary``."""
+        return key_path(self.path)
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.entry})" if self.entry else self.key
+
+
+@dataclass(frozen=True)
 class Violation:
     policy: str
     enforcement: str
     """``mandatory`` or ``advisory``."""
     urn: str | None
     message: str
+    config: ConfigKey | None = None
+    """The config key that produced the resource, where one did (``config_keys``)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"policy": self.policy, "enforcement": self.enforcement, "urn": self.urn, "message": self.message}
+        return {"policy": self.policy, "enforcement": self.enforcement, "urn": self.urn, "message": self.message,
+                "configKey": self.config.key if self.config else None}
+
+
+def config_keys(plan: Plan) -> dict[str, ConfigKey]:
+    """URN -> the config key its resource came from, for each resource (and chart object) that has one.
+
+    A resource takes its nearest ancestor's key, made precise on the way down: a ``ServedModel`` is
+    ``models[i]`` (the model of its name), and its children of a canary or shadow ``models[i].canary``
+    (the child's name starts with the variant's resource-name prefix); a cluster's node group, node
+    pool, launch template or ASG tag is ``nodePools[i]``, the rest of it ``cloud``. Components
+    of one section (``SECTIONS``) are that section.
+    """
+    config = plan.config
+    if not isinstance(config, StackConfig):  # a bootstrap stack: no such keys
+        return {}
+    by_urn = {r.urn: r for r in plan.resources}
+    models = {m.name: i for i, m in enumerate(config.models)}
+    out: dict[str, ConfigKey] = {}
+    for r in plan.resources:  # parents first
+        parent = by_urn.get(r.parent or "")
+        key = out.get(r.parent or "")
+        if r.type in SECTIONS:
+            key = ConfigKey(SECTIONS[r.type])
+        elif r.type == SERVED_MODEL and r.name in models:
+            key = ConfigKey(("models", models[r.name]), r.name)
+        elif key and parent and parent.type == SERVED_MODEL:
+            key = _variant(key, r.name, config)
+        elif key and parent and key.path == ("cloud",) and r.type in POOL_TYPES:
+            key = _pool(key, parent.name, r.name, config)
+        if key:
+            out[r.urn] = key
+    for o in plan.chart_objects:
+        if key := out.get(o.release_urn):
+            out[o.urn] = key
+    return out
+
+
+def _variant(model_key: ConfigKey, name: str, config: StackConfig) -> ConfigKey:
+    """``models[i].canary`` or ``.shadow`` for a ServedModel's child named after that version."""
+    model = config.models[int(model_key.path[1])]
+    # Every child is named ``<version name>`` or ``<version name>-<role>``; the stable version's name
+    # (the model's) prefixes the variants', so the longest match is the version.
+    owner = max((v for v in model.versions() if name == v.name or name.startswith(v.name + "-")),
+                key=lambda v: len(v.name), default=None)
+    if owner is None or owner.key == "stable":
+        return model_key
+    return replace(model_key, path=(*model_key.path, owner.key))
+
+
+def _pool(cloud_key: ConfigKey, component: str, name: str, config: StackConfig) -> ConfigKey:
+    """``nodePools[i]`` for a cluster component's resource of pool i, else the cluster's own key."""
+    matches = [(i, pool.name) for i, pool in enumerate(config.node_pools)
+               if name == pool_resource_name(component, pool.name)
+               or name.startswith(pool_resource_name(component, pool.name) + "-")]
+    if not matches:
+        return cloud_key
+    # Pools "gpu" and "gpu-l4": "cluster-gpu-l4-asg-..." is gpu-l4's, the longer name.
+    i, pool = max(matches, key=lambda m: len(m[1]))
+    return ConfigKey(("nodePools", i), pool)
 
 
 def _no_options(parent: str | None = None) -> PolicyResourceOptions:
@@ -150,7 +249,9 @@ def _schema_problems(name: str, policy, properties: dict[str, Any]) -> list[str]
 
 
 def run_policies(plan: Plan, policies: list, settings: Mapping[str, PolicySettings] | None = None) -> list[Violation]:
-    return run_on(policy_resources(plan), policies, settings)
+    """Every violation the policies report on the plan, each with the config key of its resource."""
+    keys = config_keys(plan)
+    return [replace(v, config=keys.get(v.urn or "")) for v in run_on(policy_resources(plan), policies, settings)]
 
 
 def run_on(resources: list[PolicyResource], policies: list,

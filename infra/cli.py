@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     _stack_arguments(plan)
     plan.add_argument("--out", type=Path, metavar="DIR",
                       help="write resources.json, outputs.json, manifests/ (with manifests/RELEASE/ per Helm "
-                      "release) and helm-releases.yaml to DIR")
+                      "release) and helm-releases.yaml to DIR, replacing DIR as a whole, all or nothing. DIR must "
+                      "be new, empty or an earlier plan's --out (it holds resources.json); checked before planning")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text")
     plan.set_defaults(run=_plan)
 
@@ -62,25 +63,33 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="run the policy pack on a stack offline: what reviewers run on a pull request",
         description="Plan the stack offline (as `neurodock plan`) and run every policy of the CrossGuard pack "
-        "in policies/neurodock on it, in process. Exit 1 on a mandatory violation, 2 on invalid config.",
+        "in policies/neurodock on it, in process. Each violation names the stack-config key its resource came "
+        "from, where one did. Exit 1 on a mandatory violation, 2 on invalid config.",
     )
     _stack_arguments(check)
     check.add_argument("--policy-config", type=Path, metavar="PATH",
                        help="policy config JSON, the file `pulumi preview --policy-pack-config` takes: "
                        "enforcement levels and policy properties")
+    check.add_argument("--level", choices=("mandatory", "advisory"), default="advisory",
+                       help="list violations down to this level: 'mandatory' hides advisory ones (the summary still "
+                       "counts them; exit codes are unchanged); default 'advisory': all")
     check.add_argument("--json", action="store_true", help="print the violations as JSON")
     check.set_defaults(run=_check)
 
     diff = commands.add_parser(
         "diff",
         help="compare two stacks' offline plans resource by resource",
-        description="Plan stacks A and B offline and list the resources added, removed and changed, with each "
-        "changed value and whether stack B's location (region, zones, project) explains it.",
+        description="Plan stacks A and B (or two stack files, --files) offline and list the resources added, "
+        "removed and changed, with each changed value and whether stack B's location (region, zones, project) "
+        "explains it.",
     )
-    diff.add_argument("a", metavar="A", help="first stack (stacks/Pulumi.A.yaml)")
-    diff.add_argument("b", metavar="B", help="second stack (stacks/Pulumi.B.yaml)")
+    diff.add_argument("a", metavar="A", nargs="?", help="first stack (stacks/Pulumi.A.yaml); not with --files")
+    diff.add_argument("b", metavar="B", nargs="?", help="second stack (stacks/Pulumi.B.yaml); not with --files")
+    diff.add_argument("--files", nargs=2, type=Path, metavar=("A.yaml", "B.yaml"),
+                      help="compare these two stack files instead of stacks A and B; each stack's name comes from its "
+                      "file name (Pulumi.prod.yaml: prod; else the name without .yaml), and both may be of one stack")
     diff.add_argument("--stack-file", action="append", default=[], metavar="STACK=PATH",
-                      help="read this file for STACK instead of stacks/Pulumi.STACK.yaml (repeatable); when A and "
+                      help="read this file for STACK instead of stacks/Pulumi.STACK.yaml (once per stack); when A and "
                       "B are the same stack, the file is B: what would this edit change?")
     diff.add_argument("--a-plan", type=Path, metavar="FILE",
                       help="read side A from FILE, the output of `neurodock plan A --json` saved earlier (on the "
@@ -88,7 +97,9 @@ def _parser() -> argparse.ArgumentParser:
                       "alias show as moved")
     diff.add_argument("--location-only", action="store_true",
                       help="exit 1 unless every difference is explained by the location (a DR stack's check)")
-    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    diff.add_argument("--full", action="store_true",
+                      help="show changed values in full (by default the text cuts long ones short)")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON (always in full)")
     _chart_arguments(diff)
     diff.set_defaults(run=_diff)
 
@@ -152,6 +163,10 @@ def _plan(args: argparse.Namespace) -> int:
     # Imported here so that `neurodock --help` stays instant.
     from infra.plan import render
 
+    # Before planning, which takes seconds: a bad path costs nothing and creates nothing.
+    if args.out is not None and (problem := render.out_problem(args.out)):
+        print(f"neurodock: --out {args.out}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     plan = _load_and_plan(args)
     if isinstance(plan, int):
         return plan
@@ -160,7 +175,12 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render.text(plan))
     if args.out:
-        written = render.write_out(plan, args.out)
+        try:
+            written = render.write_out(plan, args.out)
+        except OSError as exc:
+            print(f"neurodock: --out {args.out}: writing the plan failed, so nothing was written and {args.out} is "
+                  f"as it was: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
         if not args.json:
             print(f"\nWrote {', '.join(str(p) for p in written.values())}")
     return EXIT_OK
@@ -237,32 +257,30 @@ def _check(args: argparse.Namespace) -> int:
         return plan
     violations = run_policies(plan, POLICIES, settings)
     mandatory = [v for v in violations if v.enforcement == "mandatory"]
+    listed = mandatory if args.level == "mandatory" else violations
     if args.json:
-        print(json.dumps({"stack": args.stack, "policies": [p.name for p in POLICIES],
-                          "violations": [v.to_json() for v in violations]}, indent=2))
+        print(json.dumps({"stack": args.stack, "policies": [p.name for p in POLICIES], "level": args.level,
+                          "counts": {"mandatory": len(mandatory), "advisory": len(violations) - len(mandatory)},
+                          "violations": [v.to_json() for v in listed]}, indent=2))
     else:
-        for v in violations:
+        for v in listed:
             print(f"{v.enforcement:9}  {v.policy}\n  {v.urn}\n  {v.message}")
+            if v.config:
+                print(f"  config: {v.config}")
+        hidden = " (advisory ones not listed: --level mandatory)" if len(listed) < len(violations) else ""
         print(f"{args.stack}: {len(POLICIES)} policies, {len(mandatory)} mandatory and "
-              f"{len(violations) - len(mandatory)} advisory violations")
+              f"{len(violations) - len(mandatory)} advisory violations{hidden}")
     return EXIT_FAILURE if mandatory else EXIT_OK
 
 
 def _diff(args: argparse.Namespace) -> int:
     from infra.diff import SavedPlanError, diff_plans, render, saved_plan
 
-    files: dict[str, Path] = {}
-    for item in args.stack_file:
-        stack, sep, path = item.partition("=")
-        if not sep or stack not in (args.a, args.b) or not path:
-            print(f"neurodock: --stack-file {item!r}: write it as STACK=PATH with STACK one of "
-                  f"{args.a!r}, {args.b!r}", file=sys.stderr)
-            return EXIT_USAGE
-        files[stack] = Path(path)
+    sides = _diff_sides(args)
+    if isinstance(sides, int):
+        return sides
     plans = []
-    for side, stack in (("a", args.a), ("b", args.b)):
-        # `neurodock diff prod prod --stack-file prod=edited.yaml`: the file is the B side.
-        file = None if side == "a" and args.a == args.b else files.get(stack)
+    for stack, file in sides:
         plan = _load_and_plan(argparse.Namespace(stack=stack, stack_file=file, chart_cache=args.chart_cache,
                                                  require_charts=args.require_charts))
         if isinstance(plan, int):
@@ -278,8 +296,41 @@ def _diff(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        sys.stdout.write(render(result))
+        sys.stdout.write(render(result, full=args.full))
     return EXIT_FAILURE if args.location_only and result.other else EXIT_OK
+
+
+def _diff_sides(args: argparse.Namespace) -> list[tuple[str, Path | None]] | int:
+    """Each side's stack name and stack file (None: stacks/Pulumi.STACK.yaml), or an exit code."""
+    if args.files:
+        if args.a is not None or args.stack_file:
+            print("neurodock: --files takes the two stack files to compare: pass either stacks A B (with "
+                  "--stack-file) or --files A.yaml B.yaml, not both", file=sys.stderr)
+            return EXIT_USAGE
+        for path in args.files:
+            if not path.is_file():
+                print(f"neurodock: --files {path}: no such file; pass two stack files", file=sys.stderr)
+                return EXIT_USAGE
+        # Pulumi.prod.yaml is stack prod; a copy named otherwise (edit.yaml) is stack "edit".
+        return [(path.stem.removeprefix("Pulumi."), path) for path in args.files]
+    if args.b is None:
+        print("neurodock: diff compares two stacks: pass A B, or --files A.yaml B.yaml", file=sys.stderr)
+        return EXIT_USAGE
+    files: dict[str, Path] = {}
+    for item in args.stack_file:
+        stack, sep, path = item.partition("=")
+        if not sep or stack not in (args.a, args.b) or not path:
+            print(f"neurodock: --stack-file {item!r}: write it as STACK=PATH with STACK one of "
+                  f"{args.a!r}, {args.b!r}", file=sys.stderr)
+            return EXIT_USAGE
+        if stack in files:
+            print(f"neurodock: --stack-file {item!r}: stack {stack!r} already reads {files[stack]}; pass one "
+                  "--stack-file per stack (to compare two files of one stack, use --files A.yaml B.yaml)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        files[stack] = Path(path)
+    # `neurodock diff prod prod --stack-file prod=edited.yaml`: the file is the B side.
+    return [(args.a, None if args.a == args.b else files.get(args.a)), (args.b, files.get(args.b))]
 
 
 def _stacks(args: argparse.Namespace) -> int:

@@ -45,6 +45,8 @@ REPLACED_BY = {
 """What `neurodock diff` marks ``[replace]``: the rest updates in place (a node pool's nodes may still be
 recreated by a rolling update: README, "Editing a running stack")."""
 OUTPUTS_KEY = "pulumi:pulumi:Stack::outputs"
+SHORT = 100
+"""Characters of a changed value the text shows without ``--full``."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,8 @@ def _relocated(value: Any, pairs: list[tuple[str, str]]) -> Any:
     return value
 
 
-def render(diff: PlanDiff) -> str:
+def render(diff: PlanDiff, *, full: bool = False) -> str:
+    """The diff as text; each changed value cut at ``SHORT`` characters unless ``full``."""
     marks = {"added": "+", "removed": "-", "changed": "~", "moved": ">"}
     lines = [f"neurodock diff {diff.a} {diff.b}"]
     if diff.location_pairs:
@@ -277,7 +280,7 @@ def render(diff: PlanDiff) -> str:
         for c in r.changes:
             why = "location" if c.location else "OTHER"
             why += ", forces replacement" if c.replaces and not c.location else ""
-            lines.append(f"    {c.path}: {_short(c.old)} -> {_short(c.new)}  [{why}]")
+            lines.append(f"    {c.path}: {_shown(c.old, full)} -> {_shown(c.new, full)}  [{why}]")
     changed = [r for r in diff.resources if r.status == "changed" or r.changes]
     lines.append(
         f"{diff.compared} resources in both; {len(changed)} changed "
@@ -290,6 +293,8 @@ def render(diff: PlanDiff) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _short(value: Any, limit: int = 100) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _shown(value: Any, full: bool) -> str:
+    text = json.dumps(value, sort_keys=True)
+    if full or len(text) <= SHORT:
+        return text
+    return f"{text[:SHORT]}... (+{len(text) - SHORT} characters: --full shows them)"

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
 
+from infra import cli
 from infra.cli import main
+from infra.plan import render
 from infra.plan.helm import load_documents
 from tests.conftest import stack_document
 
@@ -43,12 +50,104 @@ def test_plan_dev_writes_all_four_outputs(tmp_path, capsys):
     assert "kps: kube-prometheus-stack 82.6.0 in namespace monitoring" in text
 
 
-def test_plan_out_replaces_stale_manifests(tmp_path):
+def test_plan_out_replaces_an_earlier_output_as_a_whole(tmp_path):
     out = tmp_path / "plan"
     (out / "manifests").mkdir(parents=True)
+    (out / "resources.json").write_text("[]\n")
     (out / "manifests" / "stale.yaml").write_text("kind: Old\n")
+    (out / "notes.txt").write_text("of an earlier plan\n")
     assert main(["plan", "dev", "--out", str(out)]) == 0
-    assert not (out / "manifests" / "stale.yaml").exists()
+    assert not (out / "manifests" / "stale.yaml").exists() and not (out / "notes.txt").exists()
+    assert json.loads((out / "resources.json").read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan"]  # no temporary directory left beside it
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for directories)."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def refused_before_planning(monkeypatch, capsys, argv: list[str]) -> str:
+    """Run ``neurodock`` expecting exit 2 before anything is planned; its stderr."""
+    monkeypatch.setattr(cli, "_load_and_plan", lambda *a, **k: pytest.fail("planned despite a bad argument"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+def test_plan_out_that_is_a_file_is_refused_before_planning(tmp_path, monkeypatch, capsys):
+    (tmp_path / "plan").write_text("mine\n")
+    before = tree(tmp_path)
+    err = refused_before_planning(monkeypatch, capsys, ["plan", "dev", "--out", str(tmp_path / "plan")])
+    assert err.startswith(f"neurodock: --out {tmp_path / 'plan'}: it is a file, not a directory; pass a directory")
+    assert tree(tmp_path) == before
+
+
+def test_plan_out_under_a_file_is_refused_before_planning(tmp_path, monkeypatch, capsys):
+    (tmp_path / "somefile").write_text("mine\n")
+    before = tree(tmp_path)
+    out = tmp_path / "somefile" / "sub" / "plan"
+    err = refused_before_planning(monkeypatch, capsys, ["plan", "dev", "--out", str(out)])
+    assert err.startswith(f"neurodock: --out {out}: {tmp_path / 'somefile'} is a file, so it cannot hold a directory;")
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere, whatever the permissions")
+@pytest.mark.parametrize("out", ["locked/plan", "locked"])
+def test_plan_out_where_it_cannot_write_is_refused_before_planning(tmp_path, monkeypatch, capsys, out):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "resources.json").write_text("[]\n")  # an earlier plan's output: only the permissions are wrong
+    locked.chmod(0o555)
+    try:
+        before = tree(tmp_path)
+        err = refused_before_planning(monkeypatch, capsys, ["plan", "dev", "--out", str(tmp_path / out)])
+        assert f"--out {tmp_path / out}: " in err and "is not writable; pass a directory you may write" in err
+        assert tree(tmp_path) == before
+    finally:
+        locked.chmod(0o755)
+
+
+def test_plan_out_in_a_directory_it_may_not_write_is_refused(tmp_path, monkeypatch, capsys):
+    """As the test above, for root too: the permission check itself, with os.access saying no."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    err = refused_before_planning(monkeypatch, capsys, ["plan", "dev", "--out", str(locked / "a" / "plan")])
+    assert err == f"neurodock: --out {locked / 'a' / 'plan'}: {locked} is not writable; pass a directory you may " \
+        "write, or fix its permissions\n"
+    assert tree(tmp_path) == {"locked": None}
+
+
+def test_plan_out_never_replaces_a_directory_that_is_not_a_plan_output(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    (home / "src").mkdir(parents=True)
+    (home / "src" / "thesis.tex").write_text("years of work\n")
+    before = tree(tmp_path)
+    err = refused_before_planning(monkeypatch, capsys, ["plan", "dev", "--out", str(home)])
+    assert f"--out {home}: it holds files and no resources.json, so it is not an earlier plan's output" in err
+    assert "pass a new or empty directory, or an earlier plan's --out" in err
+    assert tree(tmp_path) == before
+
+
+def test_a_failure_while_writing_leaves_the_earlier_output_as_it_was(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "plan"
+    (out / "manifests").mkdir(parents=True)
+    (out / "resources.json").write_text("[]\n")
+    (out / "manifests" / "cluster.namespace.old.yaml").write_text("kind: Namespace\n")
+    before = tree(tmp_path)
+
+    def disk_full(plan):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # helm-releases.yaml is written last: everything else is already written by then.
+    monkeypatch.setattr(render, "helm_releases", disk_full)
+    assert main(["plan", "dev", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"neurodock: --out {out}: writing the plan failed, so nothing was written and {out} is as it was" in err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert tree(tmp_path) == before  # byte for byte, and no temporary directory beside it
 
 
 def test_plan_json(capsys):
@@ -101,3 +200,31 @@ def test_usage_errors_exit_2(capsys):
         assert exc.code == 2
     else:
         raise AssertionError("argparse should exit on a missing STACK")
+
+
+def test_check_names_the_config_key_of_each_finding_and_level_mandatory_hides_advisories(write_stack, capsys):
+    document = stack_document("prod")
+    document["config"]["neurodock:nodePools"][2]["capacity"] = "spot"  # gpu-h100
+    document["config"]["neurodock:models"][0]["canary"]["image"] = "vllm/vllm-openai:latest"
+    path = str(write_stack(document, name="prod"))
+
+    assert main(["check", "prod", "--stack-file", path, "--level", "mandatory"]) == 1
+    text = capsys.readouterr().out
+    findings = {(policy, urn.rsplit("::", 1)[1]): (level, key) for level, policy, urn, key in re.findall(
+        r"^(\w+) +(\S+)\n  (\S+)\n  .*\n(?:  config: (.*)\n)?", text, re.MULTILINE)}
+    assert findings == {
+        ("prod-gpu-pools-not-spot-only", "cluster-gpu-h100"): ("mandatory", "neurodock:nodePools[2] (gpu-h100)"),
+        ("images-pinned", "llama-3-1-8b-canary-server"): ("mandatory", "neurodock:models[0].canary (llama-3-1-8b)"),
+    }
+    advisory = int(text.split(" mandatory and ")[1].split()[0])
+    assert advisory > 0 and "prod: 21 policies, 2 mandatory and" in text
+
+    assert main(["check", "prod", "--stack-file", path, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["level"] == "advisory" and document["counts"] == {"mandatory": 2, "advisory": advisory}
+    keys = {(v["policy"], v["urn"].rsplit("::", 1)[1]): v["configKey"] for v in document["violations"]}
+    assert keys[("prod-gpu-pools-not-spot-only", "cluster-gpu-h100")] == "neurodock:nodePools[2]"
+    assert keys[("images-pinned", "llama-3-1-8b-canary-server")] == "neurodock:models[0].canary"
+    assert keys[("images-pinned-by-digest", "llama-3-3-70b-server")] == "neurodock:models[1]"
+    # KEDA serves every model alike: no one key made it.
+    assert keys[("images-pinned-by-digest", "keda:keda/keda-operator")] is None

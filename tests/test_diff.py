@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 from neurodock_policies.prod_stateful_resources_retained import STATEFUL, is_cache
 
-from infra.diff import diff_plans, render, saved_plan
+from infra import cli
+from infra.cli import main
+from infra.diff import Change, PlanDiff, ResourceDiff, diff_plans, render, saved_plan
 from infra.plan.engine import run_plan
 from infra.plan.render import as_json
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
@@ -66,7 +69,7 @@ def test_changing_region_and_zones_changes_nothing_else(shipped_plans, write_sta
 def test_any_other_edit_is_reported_and_fails_location_only(shipped_plans, write_stack):
     document = relocated(stack_document("prod"), "europe-west1", ["europe-west1-b", "europe-west1-c",
                                                                   "europe-west1-d"], "neurodock-prod-dr-4821")
-    document["config"]["neurodock:nodePools"][1]["maxNodes"] = 9
+    document["config"]["neurodock:nodePools"][1]["maxNodes"] = 12
     document["config"]["neurodock:models"].append({
         "name": "qwen-7b", "source": "hf://Qwen/Qwen2.5-7B-Instruct", "engine": "vllm", "pool": "gpu-l4",
         "revision": "a09a35458c702b33eeacc393d103063234e8bc28", "concurrency": 4,
@@ -76,13 +79,13 @@ def test_any_other_edit_is_reported_and_fails_location_only(shipped_plans, write
     other = {r.key: r for r in diff.other}
     pool = other["neurodock:cluster:GkeCluster$gcp:container/nodePool:NodePool::cluster-gpu-l4"]
     assert [(c.path, c.old, c.new) for c in pool.changes if not c.location] == [
-        ("inputs.autoscaling.totalMaxNodeCount", 8, 9)]
+        ("inputs.autoscaling.totalMaxNodeCount", 9, 12)]
     added = [r.key for r in diff.resources if r.status == "added"]
     assert any(key.endswith("::qwen-7b-server") for key in added)
     result = subprocess.run([sys.executable, "-m", "infra.cli", "diff", "prod", "prod-dr", "--stack-file",
                              f"prod-dr={path}", "--location-only"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
-    assert "inputs.autoscaling.totalMaxNodeCount: 8 -> 9  [OTHER]" in result.stdout
+    assert "inputs.autoscaling.totalMaxNodeCount: 9 -> 12  [OTHER]" in result.stdout
     clean = subprocess.run([sys.executable, "-m", "infra.cli", "diff", "prod", "prod-dr", "--location-only",
                             "--json"], capture_output=True, text=True, timeout=300)
     assert clean.returncode == 0, clean.stderr
@@ -133,3 +136,39 @@ def test_the_served_model_refactor_keeps_every_resource_of_a_running_prod(shippe
     # Control: a resource without its alias would not be kept.
     assert "urn:pulumi:prod::neurodock::kubernetes:gateway.networking.k8s.io/v1:HTTPRoute::llama-3-1-8b-route" \
         not in {r.urn for r in plan.resources}
+
+
+def test_diff_files_compares_two_stack_files_and_cuts_long_values(write_stack, capsys):
+    document = stack_document("dev")
+    document["config"]["neurodock:models"][0]["engineArgs"]["extraArgs"] = ["--threads", "4"]
+    edited = write_stack(document, name="dev")
+    assert main(["diff", "--files", str(REPO_ROOT / "stacks/Pulumi.dev.yaml"), str(edited)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("neurodock diff dev dev\n")  # stack names from the file names
+    [command] = [line for line in text.splitlines() if ".containers[0].command: " in line]
+    assert re.search(r'\.\.\. \(\+\d+ characters: --full shows them\)  \[OTHER\]$', command), command
+    assert "0 added, 0 removed, 0 moved" in text
+
+
+def test_render_full_shows_whole_values_and_marks_cut_ones():
+    change = Change("inputs.script", "a" * 150, "b", location=False)
+    diff = PlanDiff("a", "b", 1, [], [ResourceDiff("t::r", "changed", [change])])
+    assert f'    inputs.script: "{"a" * 150}" -> "b"  [OTHER]\n' in render(diff, full=True)
+    cut = f'    inputs.script: "{"a" * 99}... (+52 characters: --full shows them) -> "b"  [OTHER]\n'
+    assert cut in render(diff)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["diff", "prod", "--files", "a.yaml", "b.yaml"], "pass either stacks A B (with --stack-file) or --files"),
+    (["diff", "--files", "a.yaml", "b.yaml", "--stack-file", "prod=c.yaml"], "not both"),
+    (["diff", "--files", "stacks/Pulumi.dev.yaml", "missing.yaml"], "--files missing.yaml: no such file"),
+    (["diff", "prod"], "diff compares two stacks: pass A B, or --files A.yaml B.yaml"),
+    (["diff", "prod", "prod", "--stack-file", "prod=a.yaml", "--stack-file", "prod=b.yaml"],
+     "--stack-file 'prod=b.yaml': stack 'prod' already reads a.yaml; pass one --stack-file per stack"),
+])
+def test_diff_refuses_ambiguous_sides_before_planning(monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setattr(cli, "_load_and_plan", lambda *a, **k: pytest.fail("planned despite a bad argument"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -109,6 +109,13 @@ class NodePoolArgs:
         return []
 
 
+def pool_resource_name(component: str, pool: str) -> str:
+    """Logical name of a pool's node group or node pool and launch template in cluster component
+    ``component``; the pool's other resources extend it (``<it>-asg-<tag>``). ``neurodock check``
+    reads it back to name the ``nodePools`` entry a finding came from."""
+    return f"{component}-{pool}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class PoolFacts:
     """What downstream components know about a pool once the cluster exists."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole, pool_facts
+from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole, pool_facts, pool_resource_name
 from components.cluster.eks_addons import STORAGE_CLASS
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -286,7 +286,7 @@ class EksCluster(pulumi.ComponentResource):
         groups = []
         for pool in self._args.node_pools:
             template = aws.ec2.LaunchTemplate(
-                f"{self._name}-{pool.name}",
+                pool_resource_name(self._name, pool.name),
                 description=f"{self._args.cluster_name} pool {pool.name}",
                 # IMDSv2 only, one hop: pods cannot reach the node's credentials through IMDS. The
                 # one node agent that needs IMDS (EBS CSI, for attach limits) runs on the host network.
@@ -312,7 +312,7 @@ class EksCluster(pulumi.ComponentResource):
             )
             desired, ignore = _desired_size(pool, self._args.live_sizes)
             group = aws.eks.NodeGroup(
-                f"{self._name}-{pool.name}",
+                pool_resource_name(self._name, pool.name),
                 cluster_name=cluster.name,
                 node_group_name_prefix=f"{pool.name}-",
                 node_role_arn=role.arn,
@@ -361,7 +361,7 @@ class EksCluster(pulumi.ComponentResource):
         for key, value in sorted(tags.items()):
             aws.autoscaling.Tag(
                 # Named by the tag key, so adding a label never renames the other tags.
-                f"{self._name}-{pool.name}-asg-{key.removeprefix(template + '/')}",
+                f"{pool_resource_name(self._name, pool.name)}-asg-{key.removeprefix(template + '/')}",
                 autoscaling_group_name=asg,
                 tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
                 opts=self._child(),

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole, SharingStrategy, pool_facts
+from components.cluster.base import (
+    Capacity,
+    NodePoolArgs,
+    PoolFacts,
+    PoolRole,
+    SharingStrategy,
+    pool_facts,
+    pool_resource_name,
+)
 from components.gpu.catalog import GPU_MODELS
 
 REQUIRED_APIS = (
@@ -377,7 +385,7 @@ class GkeCluster(pulumi.ComponentResource):
                 **_sharing(pool),
             ))
         return gcp.container.NodePool(
-            f"{self._name}-{pool.name}",
+            pool_resource_name(self._name, pool.name),
             # A prefix, not a fixed name: a change that replaces the pool (machine type, GPUs, disk)
             # creates the new pool before deleting the old one, so its pods move instead of stopping.
             name_prefix=f"{pool.name}-",

@@ -5,8 +5,11 @@ The files are a public interface (see README "Plan output"): keep their shape st
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import secrets
 import shutil
 from collections import Counter
 from dataclasses import asdict
@@ -169,22 +172,85 @@ def resources_json(plan: Plan) -> list[dict[str, Any]]:
     return [r.to_json() for r in plan.resources] + [o.to_json() for o in plan.chart_objects]
 
 
+PLAN_MARKER = "resources.json"
+"""The file that marks a directory as an earlier plan's ``--out``, which a new plan may replace."""
+
+
+def out_problem(directory: Path) -> str | None:
+    """Why ``write_out`` cannot replace ``directory``, as ``<what is wrong>; <the fix>``, or None.
+
+    Cheap, so the CLI asks before it plans and a bad path costs nothing.
+    """
+    target = directory.resolve()
+    try:
+        if target.exists() and not target.is_dir():
+            return "it is a file, not a directory; pass a directory: a new or empty one, or an earlier plan's --out"
+        ancestor = next(p for p in (target, *target.parents) if p.exists())
+        if not ancestor.is_dir():
+            return f"{ancestor} is a file, so it cannot hold a directory; pass a path under a directory"
+        if Path.cwd().resolve().is_relative_to(target):
+            return "it holds the current directory; pass a directory outside it"
+        if ancestor == target and any(target.iterdir()) and not (target / PLAN_MARKER).is_file():
+            # --out replaces DIR as a whole: a typo such as `--out ~` must never delete a user's files.
+            return (f"it holds files and no {PLAN_MARKER}, so it is not an earlier plan's output, and --out would "
+                    "replace it as a whole, deleting them; pass a new or empty directory, or an earlier plan's --out")
+    except OSError as exc:
+        return f"cannot inspect it ({exc.strerror or exc}); pass a directory you may read and write"
+    # The new output is made beside DIR and renamed into place, and the earlier one removed: that
+    # writes in DIR's parent and in DIR, or in the nearest directory that exists.
+    places = (target, target.parent) if ancestor == target else (ancestor,)
+    for place in places:
+        if not os.access(place, os.W_OK | os.X_OK):
+            who = "it" if place == target else str(place)
+            return f"{who} is not writable; pass a directory you may write, or fix its permissions"
+    return None
+
+
 def write_out(plan: Plan, directory: Path) -> dict[str, Path]:
-    """Write resources.json, outputs.json, manifests/ and helm-releases.yaml under ``directory``.
+    """Replace ``directory`` as a whole by resources.json, outputs.json, manifests/ and helm-releases.yaml.
+
+    All or nothing: the files are written to a fresh directory beside it, which is renamed into place
+    (an earlier output renamed aside first, then removed). On any failure the temporary directory
+    is removed and ``directory`` is left as it was; nothing of an earlier output ever survives.
+    ``out_problem`` says beforehand whether ``directory`` may be replaced.
+    """
+    target = directory.resolve()
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkdtemp: its directory is private (0700), and this one becomes the output.
+    staging = target.parent / f".{target.name}.{secrets.token_hex(4)}"
+    aside = staging.with_name(staging.name + ".old")
+    try:
+        staging.mkdir()
+        written = _write_files(plan, staging)
+        if target.exists():
+            target.rename(aside)
+        try:
+            staging.rename(target)
+        except OSError:
+            if aside.exists():
+                aside.rename(target)
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in created:  # deepest first
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
+    # The new output is in place: an earlier one that resists removal is not worth failing for.
+    shutil.rmtree(aside, ignore_errors=True)
+    return {key: directory / name for key, name in written.items()}
+
+
+def _write_files(plan: Plan, directory: Path) -> dict[str, str]:
+    """Write the plan's files into the empty ``directory``; their names, by key.
 
     ``manifests/`` holds NeuroDock's own objects, and one folder per rendered Helm release,
-    ``manifests/<release>/``, with the objects that release installs. It is emptied first, so it
-    never holds objects of an earlier plan.
+    ``manifests/<release>/``, with the objects that release installs.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    resources = directory / "resources.json"
-    resources.write_text(json.dumps(resources_json(plan), indent=2) + "\n")
-    outputs = directory / "outputs.json"
-    outputs.write_text(json.dumps(plan.outputs, indent=2, sort_keys=True) + "\n")
-
+    (directory / "resources.json").write_text(json.dumps(resources_json(plan), indent=2) + "\n")
+    (directory / "outputs.json").write_text(json.dumps(plan.outputs, indent=2, sort_keys=True) + "\n")
     manifests = directory / "manifests"
-    if manifests.is_dir():
-        shutil.rmtree(manifests)
     manifests.mkdir()
     for name, obj in manifest_files(plan).items():
         (manifests / name).write_text(yaml.safe_dump(obj, sort_keys=False))
@@ -193,10 +259,9 @@ def write_out(plan: Plan, directory: Path) -> dict[str, Path]:
         folder.mkdir()
         for name, text in chart_object_files(release).items():
             (folder / name).write_text(text)
-
-    helm = directory / "helm-releases.yaml"
-    helm.write_text(yaml.safe_dump(helm_releases(plan), sort_keys=False))
-    return {"resources": resources, "outputs": outputs, "manifests": manifests, "helmReleases": helm}
+    (directory / "helm-releases.yaml").write_text(yaml.safe_dump(helm_releases(plan), sort_keys=False))
+    return {"resources": PLAN_MARKER, "outputs": "outputs.json", "manifests": "manifests",
+            "helmReleases": "helm-releases.yaml"}
 
 
 def manifest_files(plan: Plan) -> dict[str, dict[str, Any]]:
