@@ -484,3 +484,51 @@ def test_receiver_credentials_in_plaintext_are_rejected():
     config["neurodock:alertReceiverSecrets"] = '{"oncall": "k", "ml-alerts": "u"}'
     assert problems_of(config)[0].startswith(
         "neurodock:alertReceiverSecrets: holds a secret but is stored in plaintext")
+
+
+def _string_patterns(model: type, seen: set | None = None) -> set[str]:
+    """Every ``pattern`` a string field of ``model`` (at any depth, in lists, unions and sub-models) must match."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    seen = set() if seen is None else seen
+    found: set[str] = set()
+    pending: list = list(model.model_fields.values())
+    while pending:
+        node = pending.pop()
+        if isinstance(getattr(node, "pattern", None), str):
+            found.add(node.pattern)
+        annotation = getattr(node, "annotation", node)
+        pending += [*getattr(node, "metadata", []), *get_args(annotation), *([annotation] if annotation is not node
+                                                                             else [])]
+        if isinstance(node, type) and issubclass(node, BaseModel) and node not in seen:
+            seen.add(node)
+            found |= _string_patterns(node, seen)
+    return found
+
+
+def test_every_string_pattern_is_explained_as_a_sentence_with_an_example():
+    from infra.bootstrap.config import BootstrapConfig
+    from infra.config import PATTERN_HINTS
+
+    patterns = _string_patterns(StackConfig) | _string_patterns(BootstrapConfig)
+    assert len(patterns) >= 23
+    assert patterns <= set(PATTERN_HINTS), patterns - set(PATTERN_HINTS)
+    assert all(", e.g. '" in hint for hint in PATTERN_HINTS.values())
+
+
+def test_no_message_shows_a_regular_expression_or_an_internal_marker(write_stack, capsys):
+    document = stack_document("prod")
+    config = document["config"]
+    config["neurodock:environment"] = "Prod!"
+    config["neurodock:cloud"]["project"] = "X"
+    config["neurodock:cloud"]["maintenanceWindow"] = {"startTime": "soon", "recurrence": "weekly"}
+    config["neurodock:models"][0]["source"] = "ftp://x"
+    config["neurodock:models"][0]["revision"] = "-bad"
+    config["neurodock:monitoring"]["alerting"]["receivers"][0] = {"name": "m", "type": "email", "to": ["x"],
+                                                                    "from": "y", "smarthost": "z"}
+    assert main(["plan", "test", "--stack-file", str(write_stack(document))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n  neurodock:") >= 9, err
+    assert "pattern" not in err and "^" not in err and "[unknown]" not in err and "04da6b54" not in err
