@@ -20,6 +20,7 @@ import ipaddress
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -1186,13 +1187,10 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
                 add(("nodePools", i, "gpu", "type"),
                     f"EKS does not offer {pool.gpu.type!r}; EKS GPU types: {', '.join(offered)}")
         problems.extend(_machine_problems(provider, i, pool))
-        problems.extend(_node_label_problems(i, pool))
+        problems.extend(_node_label_problems(i, pool, provider))
         if provider in ("eks", "gke") and not pool.instance_types:
             what = "EC2 instance types" if provider == "eks" else "a GCE machine type"
             add(("nodePools", i, "instanceTypes"), f"is required on {provider}: list {what}")
-        if provider == "kind" and pool.instance_types:
-            add(("nodePools", i, "instanceTypes"), "applies to eks and gke: kind's nodes are containers on this "
-                "machine; remove it")
         if provider == "gke" and len(pool.instance_types) > 1:
             add(("nodePools", i, "instanceTypes"), "GKE node pools take exactly one machine type")
         if provider == "eks":
@@ -1273,6 +1271,30 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
     return problems
 
 
+def config_warnings(config: StackConfig) -> list[Problem]:
+    """What a valid configuration may not mean: settings that change nothing, and limits it runs into only
+    at its peak. `pulumi preview` and `neurodock plan` show them; `pulumi up` goes on."""
+    cloud = config.cloud
+    out = _capacity(config)[1]
+    if isinstance(cloud, EksCloud) and cloud.existing_vpc is not None and "vpc_cidr" in cloud.model_fields_set:
+        out.append(Problem(key_path(("cloud", "vpcCidr")), "is unused: existingVpc names the VPC"))
+    for i, pool in enumerate(config.node_pools):
+        if cloud.provider == "kind" and pool.instance_types:
+            out.append(Problem(key_path(("nodePools", i, "instanceTypes")), "is unused on kind, whose nodes are "
+                               "containers on this machine"))
+    for i, model in enumerate(config.models):
+        if model.cache.size_gib is not None and not any(
+                on_volume(cloud.provider, model, v.source) for v in model.versions()):
+            out.append(Problem(key_path(("models", i, "cache", "sizeGib")), f"is unused: model {_label(model)} "
+                               "streams its weights from a bucket into GPU memory, with no volume"))
+        if cloud.provider in ("eks", "gke") and model.drain > MAX_DEFAULT_DRAIN_S:
+            out.append(Problem(key_path(("models", i, "drainSeconds")), (
+                f"{model.drain} s is longer than the Cluster Autoscaler lets a pod it evicts take (600 s, less the "
+                "model server's 10 s pre-stop wait and 15 s margin): scaling a node down cuts requests still "
+                f"draining after {MAX_DEFAULT_DRAIN_S} s (rollouts and upgrades wait the whole drain)")))
+    return out
+
+
 def gpu_devices_per_node(pool: NodePool) -> int | None:
     """``nvidia.com/gpu`` devices a node of ``pool`` advertises: its GPUs, times the time-sharing clients or
     MIG partitions of each (None for a pool without GPUs or with an unknown MIG size, refused elsewhere)."""
@@ -1288,47 +1310,67 @@ def gpu_devices_per_node(pool: NodePool) -> int | None:
 
 
 def _capacity_problems(config: StackConfig) -> list[Problem]:
-    """Every model's replicas at their most, with its canary, shadow and one rollout's surge, fit its pool's
-    GPUs, and so do all the models of a pool together: a replica the pool cannot hold stays Pending."""
-    out: list[Problem] = []
+    """Every model's replicas at their most, with its canary and shadow, fit its pool's GPUs, and so do all the
+    models of a pool together: a replica the pool cannot hold stays Pending."""
+    return _capacity(config)[0]
+
+
+def _capacity(config: StackConfig) -> tuple[list[Problem], list[Problem]]:
+    """The capacity problems, and the warnings: where, at that peak, a rollout's surge replica has no room
+    (with ``maxUnavailable`` 0 it waits until a replica is scaled away)."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
     for i, pool in enumerate(config.node_pools):
         per_node = gpu_devices_per_node(pool)
         if per_node is None:
             continue
         capacity = pool.max_nodes * per_node
-        held = f"pool {pool.name!r} holds at most {capacity} GPUs ({_count(pool.max_nodes, 'node')} x {per_node})"
-        peaks: list[tuple[int, ModelSpec, int, int]] = []
+        held = f"pool {pool.name!r} holds at most {_count(capacity, 'GPU')} ({_count(pool.max_nodes, 'node')} x " \
+               f"{per_node})"
+        peaks: list[tuple[int, ModelSpec, int]] = []
         for j, model in enumerate(config.models):
             gpus = model.gpus_per_replica
             if model.pool != pool.name or model.engine != "vllm" or not 0 < gpus <= per_node:
                 continue  # another pool's, or reported on gpusPerReplica
-            steady = gpus * (model.max_replicas + sum(v.replicas for v in (model.canary, model.shadow) if v))
-            surge = gpus * model.rollout.max_surge
-            peaks.append((j, model, steady, surge))
+            replicas = model.max_replicas + sum(v.replicas for v in (model.canary, model.shadow) if v)
+            peaks.append((j, model, replicas * gpus))
             # A replica cannot span nodes: what is left of a node when its replicas are placed stays idle.
-            per_node_replicas = per_node // gpus
-            replicas = steady // gpus + model.rollout.max_surge
-            if steady + surge > capacity or replicas > pool.max_nodes * per_node_replicas:
-                parts = [f"maxReplicas {model.max_replicas}"]
-                parts += [f"{key} {v.replicas}" for key in VARIANTS if (v := getattr(model, key))]
-                parts += [f"rollout surge {model.rollout.max_surge}"] if model.rollout.max_surge else []
-                fit = min(capacity, pool.max_nodes * per_node_replicas * gpus)
-                out.append(Problem(key_path(("models", j, "maxReplicas")), (
-                    f"model {_label(model)} needs up to {replicas} replicas of {gpus} "
-                    f"GPU{'s' if gpus > 1 else ''} each ({', '.join(parts)}); {held}, room for {fit // gpus} such "
-                    "replicas; "
-                    "lower maxReplicas, the canary's or shadow's replicas or rollout.maxSurge, or raise the pool's "
-                    "maxNodes")))
-        total = sum(steady for _, _, steady, _ in peaks) + max((surge for *_, surge in peaks), default=0)
-        if len(peaks) > 1 and total > capacity and not any(
-                p.path.startswith(key_path(("models", j))) for j, *_ in peaks for p in out):
-            each = ", ".join(f"{_label(m)} {steady}" for _, m, steady, _ in peaks)
-            need_nodes = -(-total // per_node)
-            out.append(Problem(key_path(("nodePools", i, "maxNodes")), (
-                f"the models on pool {pool.name!r} need up to {total} GPUs together at their maxReplicas with "
-                f"canaries, shadows and one rollout's surge ({each}); {held}; raise maxNodes to {need_nodes} or "
-                "lower the models' maxReplicas")))
-    return out
+            room = min(capacity // gpus, pool.max_nodes * (per_node // gpus))
+            parts = [f"maxReplicas {model.max_replicas}"]
+            parts += [f"{key} {v.replicas}" for key in VARIANTS if (v := getattr(model, key))]
+            where = key_path(("models", j, "maxReplicas"))
+            if replicas > room:
+                problems.append(Problem(where, (
+                    f"model {_label(model)} needs up to {replicas} replicas of {_count(gpus, 'GPU')} each "
+                    f"({', '.join(parts)}); {held}, room for {room} such replicas; lower maxReplicas or the canary's "
+                    "or shadow's replicas, or raise the pool's maxNodes")))
+            elif replicas + _surge(model) > room:
+                warnings.append(Problem(where, (
+                    f"at its peak of {replicas} replicas, model {_label(model)} leaves pool {pool.name!r} no room for "
+                    f"a rollout's surge replica, so a rollout then waits until a replica is scaled away; raise the "
+                    "pool's maxNodes, or set rollout.maxUnavailable to 1")))
+        steady = sum(need for *_, need in peaks)
+        surge = max((_surge(m) * m.gpus_per_replica for _, m, _ in peaks), default=0)
+        reported = {p.path for p in problems}
+        if len(peaks) < 2 or any(key_path(("models", j, "maxReplicas")) in reported for j, *_ in peaks):
+            continue
+        each = ", ".join(f"{_label(m)} {need}" for _, m, need in peaks)
+        if steady > capacity:
+            problems.append(Problem(key_path(("nodePools", i, "maxNodes")), (
+                f"the models on pool {pool.name!r} need up to {steady} GPUs together at their maxReplicas with "
+                f"canaries and shadows ({each}); {held}; raise maxNodes to {-(-steady // per_node)} or lower the "
+                "models' maxReplicas")))
+        elif steady + surge > capacity:
+            warnings.append(Problem(key_path(("nodePools", i, "maxNodes")), (
+                f"at their peak the models on pool {pool.name!r} take {steady} of its {capacity} GPUs ({each}), "
+                f"leaving no room for a rollout's surge replica; raise maxNodes to "
+                f"{-(-(steady + surge) // per_node)}, or set the models' rollout.maxUnavailable to 1")))
+    return problems, warnings
+
+
+def _surge(model: ModelSpec) -> int:
+    """Replicas a rollout adds before it removes any: none once it may take one down first."""
+    return model.rollout.max_surge if model.rollout.max_unavailable == 0 else 0
 
 
 GPU_MEMORY_ALERT_HEADROOM = 0.05
@@ -1487,11 +1529,6 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     if model.max_replicas > model.min_replicas and not monitoring.enabled:
         add(("maxReplicas",), "autoscaling between minReplicas and maxReplicas reads the queue from Prometheus; "
             "enable monitoring or set maxReplicas equal to minReplicas")
-    if provider in ("eks", "gke") and model.drain > MAX_DEFAULT_DRAIN_S:
-        add(("drainSeconds",), (
-            f"{model.drain} s is longer than the Cluster Autoscaler lets a pod it evicts take (600 s, less the "
-            f"model server's 10 s pre-stop wait and 15 s margin): scaling a node down would cut the requests still "
-            f"draining; set at most {MAX_DEFAULT_DRAIN_S}"))
     if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:
         add(("rollout",), "maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
     for key in VARIANTS:
@@ -1543,22 +1580,38 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
         add(("engineArgs", "maxModelLen"), f"{engine.max_model_len} exceeds the {arch.max_context}-token context "
             f"of model {_label(model)}")
     gpu = GPU_MODELS.get(pool.gpu.type)
-    if gpu is None:
+    memory_gib = device_memory_gib(pool)
+    if gpu is None or memory_gib is None:
         return out
+    sharing = pool.gpu.sharing
+    if sharing is not None and tp > 1:
+        add(("gpusPerReplica",), (
+            f"pool {pool.name!r} shares its GPUs ({sharing.strategy}), so a replica cannot span several: a "
+            f"process sees one MIG slice, and time-shared ranks may land on one GPU; use 1, or a pool of whole GPUs"))
+        return out
+    if sharing is not None and sharing.strategy == "timeSharing":
+        # Each of the clients takes its fraction of the whole GPU at start, and its own CUDA context beside it.
+        most = (gpu.memory_gib / sharing.max_shared_clients - CUDA_CONTEXT_GIB) / gpu.memory_gib
+        if engine.gpu_memory_utilization > most:
+            add(("engineArgs", "gpuMemoryUtilization"), (
+                f"{engine.gpu_memory_utilization} of each {pool.gpu.type} for each of the "
+                f"{sharing.max_shared_clients} replicas pool {pool.name!r} puts on one GPU does not fit it: the "
+                f"second would find too little free memory and refuse to start; set at most {max(most, 0):.2f}"))
+            return out
     size = replica_size(model, pool)
     assert size is not None and size.memory is not None
     need = size.memory
-    have = gpu.memory_gib * engine.gpu_memory_utilization
+    have = memory_gib * engine.gpu_memory_utilization
     if need.per_gpu_gib > have:
         add(("concurrency",) if model.concurrency is None else ("gpusPerReplica",), (
             f"model {_label(model)} does not fit pool {pool.name!r}: each of its {tp} {pool.gpu.type} GPUs "
             f"needs {need.per_gpu_gib:.1f} GiB (weights {need.weights_gib:.1f} GiB / {tp}, KV cache "
             f"{need.kv_cache_gib:.1f} GiB for {model.sequences} x {engine.max_model_len} tokens, runtime "
-            f"{need.overhead_gib:.1f} GiB) but may use {have:.1f} GiB ({gpu.memory_gib} GiB x "
+            f"{need.overhead_gib:.1f} GiB) but may use {have:.1f} GiB ({memory_gib:g} GiB x "
             f"{engine.gpu_memory_utilization}); set concurrency to the full-length sequences it must hold (it "
             f"defaults to engineArgs.maxNumSeqs), or use more GPUs per replica, a larger GPU, quantization or a "
             "shorter maxModelLen"))
-    if gpu.memory_gib * (1 - engine.gpu_memory_utilization) < CUDA_CONTEXT_GIB:
+    if sharing is None and gpu.memory_gib * (1 - engine.gpu_memory_utilization) < CUDA_CONTEXT_GIB:
         add(("engineArgs", "gpuMemoryUtilization"), (
             f"{engine.gpu_memory_utilization} of a {gpu.memory_gib} GiB {pool.gpu.type} leaves "
             f"{gpu.memory_gib * (1 - engine.gpu_memory_utilization):.1f} GiB for the CUDA context, which vLLM "
@@ -1579,8 +1632,7 @@ def _cache_problems(i: int, model: ModelSpec, pool: NodePool, provider: str) -> 
         return []
     loc = key_path(("models", i, "cache", "sizeGib"))
     if not any(on_volume(provider, model, v.source) for v in model.versions()):
-        return [Problem(loc, f"model {_label(model)} streams its weights from a bucket into GPU "
-                             "memory, with no volume to size; remove cache.sizeGib")]
+        return []  # no volume: config_warnings says the key is unused
     if model.gpus_per_replica and (pool.gpu is None or model_architecture(model) is None):
         return []  # reported on pool or architecture
     size = replica_size(model, pool)
@@ -1609,11 +1661,23 @@ def replica_size(model: ModelSpec, pool: NodePool) -> ReplicaSize | None:
     arch = model_architecture(model)
     if model.gpus_per_replica and arch is None:
         return None
-    gpu = GPU_MODELS.get(pool.gpu.type) if pool.gpu else None
     e = model.engine_args
     return architectures_replica_size(arch, gpus=model.gpus_per_replica, max_model_len=e.max_model_len,
-                                      sequences=model.sequences, gpu_memory_gib=gpu.memory_gib if gpu else 0,
+                                      sequences=model.sequences, gpu_memory_gib=device_memory_gib(pool) or 0,
                                       dtype=e.dtype, quantization=e.quantization, kv_cache_dtype=e.kv_cache_dtype)
+
+
+def device_memory_gib(pool: NodePool) -> float | None:
+    """Memory of one GPU device a pod of ``pool`` gets: a whole GPU's, or its MIG slice's (the profile names
+    its size in GB: ``3g.40gb``, NVIDIA MIG user guide). None without GPUs, or for an unknown GPU or slice."""
+    gpu = GPU_MODELS.get(pool.gpu.type) if pool.gpu else None
+    if gpu is None:
+        return None
+    sharing = pool.gpu.sharing
+    if sharing is None or sharing.strategy != "mig":
+        return gpu.memory_gib
+    match = re.fullmatch(r"\d+g\.(\d+)gb", sharing.partition_size or "")
+    return int(match[1]) * 1e9 / 2**30 if match else None
 
 
 def model_architecture(model: ModelSpec) -> Architecture | None:
@@ -1630,7 +1694,8 @@ def _zone_problem(cloud: EksCloud | GkeCloud, zone: str) -> str | None:
     letter (``europe-west4-a``) (docs/upstream.md, "Names the clouds accept")."""
     region = cloud.region
     if isinstance(cloud, GkeCloud):
-        if re.fullmatch(re.escape(region) + r"-[a-z]", zone):
+        # AI zones (us-central1-ai1a) hold accelerator capacity and take GKE Standard node pools.
+        if re.fullmatch(re.escape(region) + r"-(ai[0-9]+)?[a-z]", zone):
             return None
         return f"zone {zone!r} is not a zone of region {region!r}; Google Cloud zones are the region, '-' and a " \
                f"letter, e.g. '{region}-b'"
@@ -1649,17 +1714,26 @@ def _zone_problem(cloud: EksCloud | GkeCloud, zone: str) -> str | None:
 MAX_USER_TAGS = 45
 """AWS and Google Cloud take 50 and 64 tags or labels per resource; the stack adds up to 5 of its own
 (``Name``, ``neurodock:*``, the subnets' ``kubernetes.io/*`` tags)."""
-RESERVED_TAG_PREFIXES = ("aws:", "neurodock:", "neurodock-", "kubernetes.io/", "k8s.io/")
-"""Tag keys AWS reserves (``aws:``, any case) or the stack sets itself (and ``Name``)."""
+RESERVED_TAGS = {"eks": ("aws:", "neurodock:", "kubernetes.io/", "k8s.io/"), "gke": ("neurodock-",)}
+"""Tag keys (lowercased; on GKE as labels) AWS reserves (``aws:``) or the stack sets itself, with ``Name`` on
+EKS."""
 AWS_TAG_CHARACTERS = "_.:/=+-@ "
 """Besides letters and digits, what every tagged AWS service accepts (IAM's and CloudWatch Logs' pattern)."""
-GCP_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-GCP_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 
 
 def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
     """Tags as Google Cloud labels: lowercase, ':' in keys as '-' (labels take neither)."""
     return {k.replace(":", "-").lower(): v.lower() for k, v in tags.items()}
+
+
+def _gcp_label_ok(text: str, *, key: bool) -> bool:
+    """Google Cloud's label rule: at most 63 lowercase letters (international ones too), digits, '_' and '-';
+    a key is not empty and starts with a letter."""
+    if len(text) > 63 or (key and not text):
+        return False
+    letter = ("Ll", "Lo")
+    return all(unicodedata.category(c) in letter or c.isdigit() or c in "_-" for c in text) and \
+        (not key or unicodedata.category(text[0]) in letter)
 
 
 def _tag_problems(config: StackConfig) -> list[Problem]:
@@ -1687,8 +1761,9 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
             add(key, f"collides with tag {seen[folded]!r}: {why}; keep one")
             continue
         seen[folded] = key
-        if folded == "name" or folded.startswith(RESERVED_TAG_PREFIXES):
-            add(key, "is a key AWS reserves (aws:) or the stack sets itself (Name, neurodock:*, kubernetes.io/*); "
+        if (provider == "eks" and key == "Name") or folded.startswith(RESERVED_TAGS[provider]):
+            own = "Name, neurodock:* and kubernetes.io/*" if provider == "eks" else "neurodock-*"
+            add(key, f"is a key {'AWS reserves or ' if provider == 'eks' else ''}the stack sets itself ({own}); "
                 "choose another")
         elif provider == "eks":
             for what, text, limit in (("key", key, 127), ("value", value, 256)):
@@ -1699,10 +1774,10 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
                         + (", not starting with aws:" if what == "value" else ""))
         else:
             label, label_value = gcp_labels({key: value}).popitem()
-            if not GCP_LABEL_KEY.fullmatch(label):
+            if not _gcp_label_ok(label, key=True):
                 add(key, f"becomes the Google Cloud label key {label!r}, which Google Cloud refuses: at most 63 "
                     "lowercase letters, digits, '_' and '-', starting with a letter, e.g. 'cost-center'")
-            elif not GCP_LABEL_VALUE.fullmatch(label_value):
+            elif not _gcp_label_ok(label_value, key=False):
                 add(key, f"the value {value!r} becomes the Google Cloud label value {label_value!r}, which Google "
                     "Cloud refuses: at most 63 lowercase letters, digits, '_' and '-', e.g. 'ml-platform'")
     return out
@@ -1710,36 +1785,57 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
 
 LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+KUBELET_LABELS = frozenset({
+    "kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch", "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/zone", "topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region"})
+"""``kubernetes.io`` labels a kubelet may set on its own node, with any under ``kubelet.kubernetes.io`` and
+``node.kubernetes.io`` (kubelet v0.35.7 ``pkg/apis/well_known_labels.go``)."""
+MAX_EKS_POOL_LABELS = 30
+"""An EKS pool's labels each become a node-template tag on its Auto Scaling group, which takes 50 tags with
+EKS's own, the stack's labels, taint and GPU count."""
 
 
-def _node_label_problems(i: int, pool: NodePool) -> list[Problem]:
-    """``labels`` of a pool: Kubernetes label syntax, within what EKS and GKE accept on a node pool (a whole key
-    of 63 characters, a non-empty value, no ``kubernetes.io``/``k8s.io`` keys), and not a key the stack sets."""
+def _node_label_problems(i: int, pool: NodePool, provider: str) -> list[Problem]:
+    """``labels`` of a pool: Kubernetes label syntax, within what the cloud accepts on a node pool (EKS: a whole
+    key of 63 characters, a non-empty value; EKS and GKE: no ``kubernetes.io``/``k8s.io`` keys; kind: the
+    kubelet's own rule), and not a key the stack sets."""
     out: list[Problem] = []
+    eks = provider == "eks"
+    if eks and len(pool.labels) > MAX_EKS_POOL_LABELS:
+        out.append(Problem(key_path(("nodePools", i, "labels")), (
+            f"{len(pool.labels)} labels; an EKS pool takes at most {MAX_EKS_POOL_LABELS} (each is also a tag of its "
+            "Auto Scaling group, which holds 50)")))
     for key, value in pool.labels.items():
         loc = key_path(("nodePools", i, "labels", key))
         prefix, slash, name = key.rpartition("/")
         domain = prefix.lower()
-        if not (LABEL_NAME.fullmatch(name) and len(key) <= 63 and (not slash or LABEL_PREFIX.fullmatch(prefix))):
-            out.append(Problem(loc, "is not a node label key: an optional DNS prefix and '/', then letters, digits, "
-                                    "'-', '_' or '.', starting and ending with a letter or digit, 63 characters in "
-                                    "all, e.g. 'example.com/team'"))
+        kubernetes = any(domain == d or domain.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
+        kubelet_may = key in KUBELET_LABELS or any(
+            domain == d or domain.endswith("." + d) for d in ("kubelet.kubernetes.io", "node.kubernetes.io"))
+        if not (LABEL_NAME.fullmatch(name) and len(name) <= 63 and (not eks or len(key) <= 63)
+                and (not slash or (LABEL_PREFIX.fullmatch(prefix) and len(prefix) <= 253))):
+            out.append(Problem(loc, "is not a node label key: an optional DNS prefix and '/', then at most 63 "
+                                    "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                                    + (" (63 characters in all on EKS)" if eks else "") + ", e.g. 'example.com/team'"))
         elif domain == "neurodock.io" or domain.endswith(".neurodock.io"):
             out.append(Problem(loc, "neurodock.io/ keys are the stack's own (pool, role, GPU type and count), which "
                                     "workloads select on; choose another prefix"))
-        elif any(domain == d or domain.endswith("." + d) for d in ("kubernetes.io", "k8s.io")) \
-                or "eks.amazonaws.com" in domain:
-            out.append(Problem(loc, "kubernetes.io, k8s.io and eks.amazonaws.com keys are reserved: the kubelet, EKS "
-                                    "and GKE refuse them on a node pool; choose another prefix"))
-        if not (LABEL_NAME.fullmatch(value) and len(value) <= 63):
-            out.append(Problem(loc, f"the value {value!r} is not a node label value: 1 to 63 letters, digits, '-', "
-                                    "'_' or '.', starting and ending with a letter or digit (EKS refuses an empty "
-                                    "one), e.g. 'ml-platform'"))
+        elif (kubernetes and (provider != "kind" or not kubelet_may)) or (eks and "eks.amazonaws.com" in domain):
+            who = "EKS and GKE refuse" if provider != "kind" else "the kubelet refuses all but a few of"
+            out.append(Problem(loc, f"kubernetes.io and k8s.io keys are reserved: {who} them on a node"
+                                    + (", and EKS eks.amazonaws.com ones" if eks else "") + "; choose another prefix"))
+        if not ((LABEL_NAME.fullmatch(value) or (value == "" and not eks)) and len(value) <= 63):
+            out.append(Problem(loc, f"the value {value!r} is not a node label value: at most 63 letters, digits, "
+                                    "'-', '_' or '.', starting and ending with a letter or digit"
+                                    + (" (EKS refuses an empty one)" if eks else "") + ", e.g. 'ml-platform'"))
     return out
 
 
 EKS_SUBNET_PREFIX = 20
 """The stack splits an EKS VPC into a private and a public /20 per zone (components/cluster/eks.py)."""
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
 """GKE refuses a control-plane range inside it (its error: "reserved for the Docker bridge network")."""
 GKE_POD_RANGE_PER_NODE_PREFIX = 24
@@ -1766,13 +1862,9 @@ def _network_problems(config: StackConfig) -> list[Problem]:
         for other, earlier in list(networks.items())[:n]:
             if network.overlaps(earlier):
                 add(key, f"{network} overlaps {other} {earlier}; the ranges of a cluster must be disjoint")
-    if isinstance(cloud, EksCloud) and "vpcCidr" in networks:
+    if isinstance(cloud, EksCloud) and "vpcCidr" in networks and cloud.existing_vpc is None:
         vpc = networks["vpcCidr"]
-        if cloud.existing_vpc is not None:
-            if "vpc_cidr" in cloud.model_fields_set:
-                add("vpcCidr", "applies to a VPC the stack creates, and existingVpc names one it does not; remove "
-                    "vpcCidr")
-        elif not 16 <= vpc.prefixlen <= 28:
+        if not 16 <= vpc.prefixlen <= 28:
             add("vpcCidr", f"AWS VPCs are /16 to /28 (got /{vpc.prefixlen}); use a /16 such as 10.0.0.0/16")
         else:
             subnets = 2 * len(cloud.zones)
@@ -1786,7 +1878,7 @@ def _network_problems(config: StackConfig) -> list[Problem]:
         if master is not None and master.prefixlen != 28:
             add("masterCidr", f"must be a /28 range: GKE's private control plane takes exactly 16 addresses (got "
                 f"/{master.prefixlen}), e.g. 172.16.0.0/28")
-        elif master is not None and (not master.is_private or master.overlaps(DOCKER_BRIDGE)):
+        elif master is not None and (not any(master.subnet_of(n) for n in RFC1918) or master.overlaps(DOCKER_BRIDGE)):
             add("masterCidr", f"{master} must be a private (RFC 1918) /28 outside {DOCKER_BRIDGE}, which GKE keeps "
                 "for the Docker bridge, e.g. 172.16.0.0/28")
         # Every node at once, and the one more a surge upgrade adds.

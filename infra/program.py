@@ -52,6 +52,7 @@ from infra.config import (
     NodePool,
     Problem,
     StackConfig,
+    config_warnings,
     gcp_labels,
     missing_receiver_credentials,
     parse_config,
@@ -75,6 +76,8 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
     """Create every resource of the stack; return the stack outputs."""
     _require_receiver_credentials(config, secrets)
     _warn_gated_models(config, secrets)
+    for warning in config_warnings(config):
+        pulumi.log.warn(str(warning))
     cluster, cloud_provider = _cluster(config)
     kube = k8s.Provider(
         "k8s",

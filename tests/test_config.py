@@ -229,31 +229,39 @@ BAD_CONFIGS = [
     ("shadow mirroring nothing", "prod", _set(["neurodock:models", 0, "shadow", "percent"], 0),
      "neurodock:models[0].shadow.percent: must be greater than or equal to 1 (got 0)"),
     ("canary beyond the pool's GPUs", "prod", _set(["neurodock:models", 0, "canary", "replicas"], 3),
-     "neurodock:models[0].maxReplicas: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) needs up to 11 "
-     "replicas of 1 GPU each (maxReplicas 6, canary 3, shadow 1, rollout surge 1); pool 'gpu-l4' holds at most 9 "
-     "GPUs (9 nodes x 1), room for 9 such replicas"),
-    ("maxReplicas beyond the pool's GPUs, no variants", "staging", _set(["neurodock:models", 0, "maxReplicas"], 5),
+     "neurodock:models[0].maxReplicas: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) needs up to 10 "
+     "replicas of 1 GPU each (maxReplicas 6, canary 3, shadow 1); pool 'gpu-l4' holds at most 9 GPUs (9 nodes x 1), "
+     "room for 9 such replicas"),
+    ("maxReplicas beyond the pool's GPUs, no variants", "staging", _set(["neurodock:models", 0, "maxReplicas"], 6),
      "neurodock:models[0].maxReplicas: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) needs up to 6 "
-     "replicas of 1 GPU each (maxReplicas 5, rollout surge 1); pool 'gpu-l4' holds at most 5 GPUs"),
+     "replicas of 1 GPU each (maxReplicas 6); pool 'gpu-l4' holds at most 5 GPUs"),
     ("tensor-parallel replicas that leave GPUs idle on each node", "prod", _multi(
         _set(["neurodock:models", 1, "architecture"], {"parametersBillions": 70, "layers": 80, "attentionHeads": 60,
                                                         "kvHeads": 6, "headDim": 128}),
-        _set(["neurodock:models", 1, "gpusPerReplica"], 3), _set(["neurodock:models", 1, "maxReplicas"], 4)),
-     "neurodock:models[1].maxReplicas: model 'llama-3-3-70b' (hf://meta-llama/Llama-3.3-70B-Instruct) needs up to 5 "
-     "replicas of 3 GPUs each (maxReplicas 4, rollout surge 1); pool 'gpu-h100' holds at most 16 GPUs (4 nodes x 4), "
-     "room for 4 such replicas"),
+        _set(["neurodock:models", 1, "gpusPerReplica"], 3), _set(["neurodock:models", 1, "concurrency"], 8),
+        _set(["neurodock:models", 1, "maxReplicas"], 6)),
+     "neurodock:models[1].maxReplicas: model 'llama-3-3-70b' (hf://meta-llama/Llama-3.3-70B-Instruct) needs up to 6 "
+     "replicas of 3 GPUs each (maxReplicas 6); pool 'gpu-h100' holds at most 20 GPUs (5 nodes x 4), room for 5 such "
+     "replicas"),
+    ("tensor parallelism across MIG slices", "prod",
+     _set(["neurodock:nodePools", 2, "gpu", "sharing"], {"strategy": "mig", "partitionSize": "1g.10gb"}),
+     "neurodock:models[1].gpusPerReplica: pool 'gpu-h100' shares its GPUs (mig), so a replica cannot span several"),
+    ("a whole GPU's share for each of its time-sharing clients", "staging",
+     _set(["neurodock:nodePools", 1, "gpu", "sharing"], {"strategy": "timeSharing", "maxSharedClients": 4}),
+     "neurodock:models[0].engineArgs.gpuMemoryUtilization: 0.9 of each nvidia-l4 for each of the 4 replicas pool "
+     "'gpu-l4' puts on one GPU does not fit it"),
     ("models that fit alone but not together", "prod", _append(["neurodock:models"], {
         "name": "llama-3-1-8b-b", "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
         "revision": "0e9e39f249a16976918f6564b8830bc894c89659", "pool": "gpu-l4", "maxReplicas": 2, "concurrency": 2}),
-     "neurodock:nodePools[1].maxNodes: the models on pool 'gpu-l4' need up to 11 GPUs together at their maxReplicas "
-     "with canaries, shadows and one rollout's surge ('llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) 8, "
-     "'llama-3-1-8b-b' (hf://meta-llama/Llama-3.1-8B-Instruct) 2); pool 'gpu-l4' holds at most 9 GPUs (9 nodes x 1); "
-     "raise maxNodes to 11"),
+     "neurodock:nodePools[1].maxNodes: the models on pool 'gpu-l4' need up to 10 GPUs together at their maxReplicas "
+     "with canaries and shadows ('llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) 8, 'llama-3-1-8b-b' "
+     "(hf://meta-llama/Llama-3.1-8B-Instruct) 2); pool 'gpu-l4' holds at most 9 GPUs (9 nodes x 1); raise maxNodes "
+     "to 10"),
     ("time-shared GPUs count each client", "staging", _multi(
         _set(["neurodock:nodePools", 1, "gpu", "sharing"], {"strategy": "timeSharing", "maxSharedClients": 2}),
-        _set(["neurodock:models", 0, "maxReplicas"], 10)),
+        _set(["neurodock:models", 0, "maxReplicas"], 11)),
      "neurodock:models[0].maxReplicas: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) needs up to 11 "
-     "replicas of 1 GPU each (maxReplicas 10, rollout surge 1); pool 'gpu-l4' holds at most 10 GPUs (5 nodes x 2)"),
+     "replicas of 1 GPU each (maxReplicas 11); pool 'gpu-l4' holds at most 10 GPUs (5 nodes x 2)"),
     ("canary without the gateway", "prod", _set(["neurodock:gateway"], {"enabled": False}),
      "neurodock:models[0].canary: a canary is reached through the gateway; set gateway.enabled to true"),
     ("variant named like another model", "prod", _set(["neurodock:models", 1, "name"], "llama-3-1-8b-shadow"),
@@ -316,9 +324,6 @@ BAD_CONFIGS = [
      "one in each of 3 zones); use a /17 or larger"),
     ("VPC larger than AWS allows", "staging", _set(["neurodock:cloud", "vpcCidr"], "10.0.0.0/12"),
      "neurodock:cloud.vpcCidr: AWS VPCs are /16 to /28 (got /12)"),
-    ("vpcCidr beside an existing VPC", "staging", _set(["neurodock:cloud", "existingVpc"], {
-        "vpcId": "vpc-0a1b2c3d4e5f67890", "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"]}),
-     "neurodock:cloud.vpcCidr: applies to a VPC the stack creates, and existingVpc names one it does not"),
     ("GKE pods range overlapping the nodes' subnet", "prod", _set(["neurodock:cloud", "podsCidr"], "10.8.0.0/14"),
      "neurodock:cloud.podsCidr: 10.8.0.0/14 overlaps subnetCidr 10.10.0.0/20; the ranges of a cluster must be "
      "disjoint"),
@@ -326,7 +331,7 @@ BAD_CONFIGS = [
      "neurodock:cloud.masterCidr: 10.20.0.0/28 overlaps servicesCidr 10.20.0.0/20"),
     ("GKE pods range too small for the pools", "prod", _set(["neurodock:cloud", "podsCidr"], "10.16.0.0/21"),
      "neurodock:cloud.podsCidr: 10.16.0.0/21 holds the pods of 8 nodes (GKE takes a /24 per node for its 110 "
-     "pods); the node pools' maxNodes add up to 19, and an upgrade adds one: use a /19 or larger"),
+     "pods); the node pools' maxNodes add up to 20, and an upgrade adds one: use a /19 or larger"),
     ("GKE control plane in the Docker bridge", "prod", _set(["neurodock:cloud", "masterCidr"], "172.17.0.0/28"),
      "neurodock:cloud.masterCidr: 172.17.0.0/28 must be a private (RFC 1918) /28 outside 172.17.0.0/16"),
     ("GCP-style region on EKS", "staging", _set(["neurodock:cloud", "region"], "us-west2"),
@@ -343,7 +348,7 @@ BAD_CONFIGS = [
     ("a tag key AWS reserves", "staging", _set(["neurodock:tags"], {"aws:owner": "a"}),
      "neurodock:tags.aws:owner: is a key AWS reserves"),
     ("a tag overriding the stack's own", "staging", _set(["neurodock:tags"], {"neurodock:environment": "prod"}),
-     "neurodock:tags.neurodock:environment: is a key AWS reserves (aws:) or the stack sets itself"),
+     "neurodock:tags.neurodock:environment: is a key AWS reserves or the stack sets itself"),
     ("a tag Google Cloud refuses as a label", "prod", _set(["neurodock:tags"], {"cost.center": "a"}),
      "neurodock:tags[\"cost.center\"]: becomes the Google Cloud label key 'cost.center', which Google Cloud refuses"),
     ("a label value Google Cloud refuses", "prod", _set(["neurodock:tags"], {"owner": "alice@example.com"}),
@@ -353,8 +358,8 @@ BAD_CONFIGS = [
      "neurodock:nodePools[1].labels[\"neurodock.io/pool\"]: neurodock.io/ keys are the stack's own"),
     ("a pool label in kubernetes.io", "prod",
      _set(["neurodock:nodePools", 0, "labels"], {"node-role.kubernetes.io/system": "true"}),
-     "neurodock:nodePools[0].labels[\"node-role.kubernetes.io/system\"]: kubernetes.io, k8s.io and "
-     "eks.amazonaws.com keys are reserved"),
+     "neurodock:nodePools[0].labels[\"node-role.kubernetes.io/system\"]: kubernetes.io and k8s.io keys are "
+     "reserved: EKS and GKE refuse them on a node"),
     ("a pool label key too long", "staging", _set(["neurodock:nodePools", 0, "labels"], {"a" * 64: "x"}),
      f"neurodock:nodePools[0].labels.{'a' * 64}: is not a node label key"),
     ("an empty pool label value", "staging", _set(["neurodock:nodePools", 0, "labels"], {"team": ""}),
@@ -371,7 +376,7 @@ BAD_CONFIGS = [
     ("an API key in a canary's flags", "prod",
      _set(["neurodock:models", 0, "canary", "extraArgs"], ["--api-key=team-a-key"]),
      "neurodock:models[0].canary.extraArgs[0]: holds the value of --api-key in plain text"),
-    ("an access key in a tag", "staging", _set(["neurodock:tags"], {"deployer": "AKIA" + "QWERTYUIOPASDFGH"}),
+    ("an access key in a tag", "staging", _set(["neurodock:tags"], {"deployer": "AKIA" + "QWERTY2UIOPASDF7"}),
      "neurodock:tags.deployer: holds an AWS access key id in plain text"),
     ("a token in a pool label", "prod", _set(["neurodock:nodePools", 0, "labels"], {"ci": "ghp_" + "a1B2" * 9}),
      "neurodock:nodePools[0].labels.ci: holds a GitHub token in plain text"),
@@ -380,11 +385,6 @@ BAD_CONFIGS = [
         _set(["neurodock:models", 0, "cache"], {"sizeGib": 2})),
      "neurodock:models[0].cache.sizeGib: 2 GiB cannot hold the 4.0 GiB of weights of model 'qwen2-5-0-5b' "
      "(hf://Qwen/Qwen2.5-7B-Instruct-GGUF)"),
-    ("a cache size for weights that are streamed", "staging",
-     _set(["neurodock:models", 0, "cache"], {"sizeGib": 100}),
-     "neurodock:models[0].cache.sizeGib: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) streams its "
-     "weights from a bucket into GPU memory, with no volume to size"),
-    # Messages.
     ("an unquoted version", "staging", _set(["neurodock:cloud", "kubernetesVersion"], 1.3),
      "neurodock:cloud.kubernetesVersion: must be text, but YAML read the unquoted 1.3 as a number (1.30 reads as "
      "1.3); put the value in quotes, e.g. \"1.33\""),
@@ -532,3 +532,50 @@ def test_no_message_shows_a_regular_expression_or_an_internal_marker(write_stack
     err = capsys.readouterr().err
     assert err.count("\n  neurodock:") >= 9, err
     assert "pattern" not in err and "^" not in err and "[unknown]" not in err and "04da6b54" not in err
+
+
+WARNINGS = [
+    ("vpcCidr beside an existing VPC", "staging", _set(["neurodock:cloud", "existingVpc"], {
+        "vpcId": "vpc-0a1b2c3d4e5f67890", "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"]}),
+     "neurodock:cloud.vpcCidr: is unused: existingVpc names the VPC"),
+    ("machine types on kind", "dev", _set(["neurodock:nodePools", 0, "instanceTypes"], ["m7i.xlarge"]),
+     "neurodock:nodePools[0].instanceTypes: is unused on kind"),
+    ("a cache size for weights that are streamed", "staging", _set(["neurodock:models", 0, "cache"], {"sizeGib": 100}),
+     "neurodock:models[0].cache.sizeGib: is unused: model 'llama-3-1-8b' (hf://meta-llama/Llama-3.1-8B-Instruct) "
+     "streams its weights from a bucket into GPU memory, with no volume"),
+    ("a drain the autoscaler would cut", "staging", _set(["neurodock:models", 0, "drainSeconds"], 900),
+     "neurodock:models[0].drainSeconds: 900 s is longer than the Cluster Autoscaler lets a pod it evicts take"),
+    ("no room for a rollout at the peak", "staging", _set(["neurodock:models", 0, "maxReplicas"], 5),
+     "neurodock:models[0].maxReplicas: at its peak of 5 replicas, model 'llama-3-1-8b' "
+     "(hf://meta-llama/Llama-3.1-8B-Instruct) leaves pool 'gpu-l4' no room for a rollout's surge replica"),
+    ("no room for a rollout at the pool's peak", "prod", _append(["neurodock:models"], {
+        "name": "llama-3-1-8b-b", "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+        "revision": "0e9e39f249a16976918f6564b8830bc894c89659", "pool": "gpu-l4", "maxReplicas": 1, "concurrency": 2}),
+     "neurodock:nodePools[1].maxNodes: at their peak the models on pool 'gpu-l4' take 9 of its 9 GPUs"),
+]
+
+
+@pytest.mark.parametrize(("stack", "mutate", "expected"), [c[1:] for c in WARNINGS], ids=[c[0] for c in WARNINGS])
+def test_settings_that_change_nothing_or_bind_only_at_the_peak_are_warned_about(stack, mutate, expected):
+    from infra.config import config_warnings
+
+    config = config_of(stack_document(stack))
+    assert not [w for w in config_warnings(parse_config(config)) if str(w).startswith(expected)]
+    mutate(config)
+    warnings = [str(w) for w in config_warnings(parse_config(config))]
+    assert any(w.startswith(expected) for w in warnings), warnings
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_the_shipped_stacks_raise_no_config_warning(stack):
+    from infra.config import config_warnings
+
+    assert config_warnings(parse_config(load_stack_file(stack).config)) == []
+
+
+def test_a_rollout_that_may_take_a_replica_down_first_needs_no_room_to_surge():
+    from infra.config import config_warnings
+
+    config = config_of(stack_document("staging"))
+    config["neurodock:models"][0].update(maxReplicas=5, rollout={"maxSurge": 0, "maxUnavailable": 1})
+    assert config_warnings(parse_config(config)) == []

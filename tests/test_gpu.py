@@ -67,6 +67,8 @@ def test_time_slicing_config_reaches_the_cluster(write_stack):
     document = stack_document("staging")
     document["config"]["neurodock:nodePools"][1]["gpu"]["sharing"] = {"strategy": "timeSharing",
                                                                         "maxSharedClients": 3}
+    # The 8B model takes a whole L4: a time-shared one holds none (the config refuses it).
+    document["config"]["neurodock:models"] = []
     plan = run_plan(load_stack_file("test", write_stack(document)))
     [config] = manifests(plan, "ConfigMap", "nvidia-device-plugin")
     assert "replicas: 3" in config["data"]["shared-gpu-l4.yaml"]

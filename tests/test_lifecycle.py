@@ -218,6 +218,7 @@ def test_the_live_size_is_sent_back_so_a_scaling_edit_never_resets_the_autoscale
     groups = _groups(plan_of(write_stack, document))
     assert groups["gpu-l4"].inputs["scalingConfig"] == {"minSize": 0, "maxSize": 6, "desiredSize": 3}
     document["config"]["neurodock:nodePools"][1]["maxNodes"] = 2   # lowering max below the live size
+    document["config"]["neurodock:models"][0]["maxReplicas"] = 2   # (and the model's, to fit the smaller pool)
     assert _groups(plan_of(write_stack, document))["gpu-l4"].inputs["scalingConfig"]["desiredSize"] == 2
 
 

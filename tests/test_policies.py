@@ -117,7 +117,7 @@ CASES = [
      "Deployment 'neurodock-serving/{name}' container 'server' has the value of --api-key in plain text in args[1]; "
      "pass it from a Secret through an env var (valueFrom.secretKeyRef) and reference it as $(VAR)."),
     ("no-plaintext-secrets", "staging", "aws:eks/cluster:Cluster", lambda r: True,
-     lambda r: r.props["tags"].update(owner="AKIA" + "ABCDEFGHIJKLMNOP"),
+     lambda r: r.props["tags"].update(owner="AKIA" + "ABCDEFGH2JKLMNO7"),
      "Cluster '{name}' has an AWS access key id in plain text in tags 'owner'; tags, labels and annotations are "
      "readable by anyone who may read the resource: move it to a secret."),
     ("no-plaintext-secrets", "prod", "gcp:container/nodePool:NodePool", lambda r: r.name.endswith("gpu-l4"),

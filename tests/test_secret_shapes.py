@@ -9,7 +9,7 @@ from neurodock_policies.secret_shapes import secret_args, secret_shape
 # Synthetic values of each documented shape (none is a real credential).
 TOKENS = {
     "a Hugging Face token": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh",
-    "an AWS access key id": "AKIA" + "QWERTYUIOPASDFGH",
+    "an AWS access key id": "AKIA" + "QWERTY2UIOPASDF7",
     "a GitHub token": "ghp_" + "a1B2" * 9,
     "an OpenAI API key": "sk-proj-" + "x1Y2z3" * 8,
     "an Anthropic API key": "sk-ant-api03-" + "Ab1_" * 15,
@@ -34,6 +34,7 @@ def test_each_credential_shape_is_recognised_inside_any_text(what, value):
     "arn:aws:iam::123456789012:role/platform-admins",
     "hf_transfer", "HF_HUB_ENABLE_HF_TRANSFER", "sk-learn", "--skip-tokenizer-init",
     "hf://meta-llama/Llama-3.1-8B-Instruct", "https://hooks.example.com/alerts",
+    "ASIAPACIFICSALESTEAM",  # a 20-letter tag value in an access key's form, but without a digit
 ])
 def test_values_our_config_holds_are_not_credentials(value):
     assert secret_shape(value) is None
@@ -50,3 +51,8 @@ def test_a_flag_that_takes_a_credential_flags_its_value_whatever_it_looks_like()
 def test_flags_named_like_tokens_but_taking_none_are_left_alone():
     assert secret_args(["--max-num-batched-tokens", "8192", "--tokenizer", "org/tok", "--api-key"]) == []
     assert secret_args(["--api-key", "--port", "8000"]) == []
+
+
+def test_a_credential_passed_as_an_env_var_reference_is_the_fix_not_a_leak():
+    assert secret_args(["--api-key", "$(VLLM_API_KEY)", "--client-secret=$(CLIENT_SECRET)"]) == []
+    assert secret_args(["--api-key", "$(KEY)-suffix"]) == [(1, "the value of --api-key")]
