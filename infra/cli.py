@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -312,7 +313,9 @@ def _diff_sides(args: argparse.Namespace) -> list[tuple[str, Path | None]] | int
                 print(f"neurodock: --files {path}: no such file; pass two stack files", file=sys.stderr)
                 return EXIT_USAGE
         # Pulumi.prod.yaml is stack prod; a copy named otherwise (edit.yaml) is stack "edit".
-        return [(path.stem.removeprefix("Pulumi."), path) for path in args.files]
+        # Any other character (a space: "my edit.yaml") becomes '-', as a stack name cannot hold it.
+        return [(re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem.removeprefix("Pulumi.")) or "stack", path)
+                for path in args.files]
     if args.b is None:
         print("neurodock: diff compares two stacks: pass A B, or --files A.yaml B.yaml", file=sys.stderr)
         return EXIT_USAGE

@@ -1464,10 +1464,10 @@ def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:
         for j, machine in enumerate(pool.instance_types):
             if not machine_types.exists(provider, machine):
                 close = machine_types.did_you_mean(provider, machine)
-                what = "an EC2 instance type" if provider == "eks" else "a Compute Engine machine type"
-                hint = f"did you mean {' or '.join(map(repr, close))}?" if close else \
-                    "components/cluster/machine_types lists the known ones"
-                add(("instanceTypes", j), f"{machine!r} is not {what}; {hint}")
+                what = machine_types.SOURCES[provider]
+                hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+                add(("instanceTypes", j), f"{machine!r} is not in {what}; {hint}(a type launched since is added to "
+                    f"components/cluster/machine_types/{machine_types.LISTS[provider]})")
                 continue
             gpus = machine_gpus(provider, machine, wanted)
             if pool.gpu is None:

@@ -72,7 +72,8 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
     if isinstance(cloud, EksCloud):
         assert isinstance(cluster, EksCluster)
         account_id = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
-        name = f"neurodock-{config.environment}-weights-{account_id}-{cloud.region}"[:63].rstrip("-")
+        name = _bucket_name(f"neurodock-{config.environment}-weights-{account_id}-{cloud.region}",
+                            f"nd-{_digest(config.environment)}-weights-{account_id}-{cloud.region}")
         writer: ReaderArgs = S3WeightsReaderArgs(
             source=f"s3://{name}", oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
             namespace=NAMESPACE, service_account=MIRROR_ACCOUNT, write=True)
@@ -80,7 +81,8 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
         project = None
     else:
         assert isinstance(cloud, GkeCloud) and isinstance(cluster, GkeCluster)
-        name = f"{cloud.project}-neurodock-{config.environment}-weights"[:63].rstrip("-")
+        name = _bucket_name(f"{cloud.project}-neurodock-{config.environment}-weights",
+                            f"{cloud.project}-nd-{_digest(config.environment)}-weights")
         writer = GcsWeightsReaderArgs(source=f"gs://{name}", project=cloud.project, workload_pool=cluster.workload_pool,
                                       namespace=NAMESPACE, service_account=MIRROR_ACCOUNT,
                                       account_id=_google_account_id(config, MIRROR_ACCOUNT), write=True)
@@ -194,6 +196,16 @@ def server_args(
         variant=version.key,
         image=variant.image if variant else None,
     )
+
+
+def _bucket_name(name: str, short: str) -> str:
+    """``name`` where it fits a bucket name's 63 characters, else ``short``, which names the environment by a
+    digest: cutting the name could drop what tells two stacks' buckets apart."""
+    return name if len(name) <= 63 else short
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def queue_query(model: ModelSpec) -> str:

@@ -168,3 +168,8 @@ def test_a_stack_name_that_is_a_path_is_refused(capsys, stack):
     assert main(["plan", stack]) == 2
     assert f"stack name {stack!r}: a stack name holds only letters, digits" in capsys.readouterr().err
     assert not Path(stack).exists()
+
+
+def test_a_fully_qualified_stack_name_reads_its_stack_file(capsys):
+    assert main(["plan", "acme/neurodock/dev", "--json"]) == 0
+    assert '"stack": "acme/neurodock/dev"' in capsys.readouterr().out

@@ -150,6 +150,31 @@ def test_a_failure_while_writing_leaves_the_earlier_output_as_it_was(tmp_path, m
     assert tree(tmp_path) == before  # byte for byte, and no temporary directory beside it
 
 
+def test_a_mount_point_is_replaced_entry_by_entry_all_or_nothing(tmp_path, monkeypatch, capsys):
+    # A CI volume cannot be renamed aside: its entries are swapped, and put back if the swap fails.
+    out = tmp_path / "plan"
+    (out / "manifests").mkdir(parents=True)
+    (out / "resources.json").write_text("[]\n")
+    monkeypatch.setattr(render.os.path, "ismount", lambda path: Path(path) == out)
+    before = tree(tmp_path)
+    real_rename = Path.rename
+
+    def fail_on_the_new_manifests(self, target):
+        # The new manifests/ moving in from the staging directory: old entries are already aside.
+        if self.name == "manifests" and self.parent.name.startswith(".plan.") and ".old" not in self.parent.name:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", fail_on_the_new_manifests)
+    assert main(["plan", "dev", "--out", str(out)]) == 1
+    assert tree(tmp_path) == before
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert main(["plan", "dev", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["helm-releases.yaml", "manifests", "outputs.json",
+                                                      "resources.json"]
+    assert json.loads((out / "resources.json").read_text())
+
+
 def test_plan_json(capsys):
     assert main(["plan", "staging", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)

@@ -366,10 +366,11 @@ BAD_CONFIGS = [
      "neurodock:nodePools[0].labels.team: the value '' is not a node label value"),
     ("a typo in a system pool's instance type", "staging",
      _set(["neurodock:nodePools", 0, "instanceTypes"], ["m7i.xlarg"]),
-     "neurodock:nodePools[0].instanceTypes[0]: 'm7i.xlarg' is not an EC2 instance type; did you mean 'm7i.xlarge'"),
+     "neurodock:nodePools[0].instanceTypes[0]: 'm7i.xlarg' is not in botocore 1.44.5's list of EC2 instance types; "
+     "did you mean 'm7i.xlarge'"),
     ("a typo in a GKE machine type", "prod", _set(["neurodock:nodePools", 0, "instanceTypes"], ["e2-standrd-4"]),
-     "neurodock:nodePools[0].instanceTypes[0]: 'e2-standrd-4' is not a Compute Engine machine type; did you mean "
-     "'e2-standard-4'"),
+     "neurodock:nodePools[0].instanceTypes[0]: 'e2-standrd-4' is not in Compute Engine's list of machine types "
+     "(2026-07-01); did you mean 'e2-standard-4'"),
     ("a Hugging Face token in engine flags", "staging",
      _set(["neurodock:models", 0, "engineArgs"], {"extraArgs": ["--hf-token", "hf_" + "Ab" * 17]}),
      "neurodock:models[0].engineArgs.extraArgs[1]: holds the value of --hf-token in plain text"),

@@ -488,3 +488,14 @@ def test_shipped_models_fit_their_pools(shipped_plans, stack):
 def test_engine_commands_are_shell_safe(shipped_plans):
     [job] = mirror_jobs(shipped_plans["staging"])
     shlex.split(job["spec"]["template"]["spec"]["containers"][0]["command"][2])  # well-formed quoting
+
+
+def test_a_long_environment_names_its_weights_bucket_by_a_digest_not_a_cut(write_stack):
+    def long_environment(config):
+        config["neurodock:environment"] = "ml-platform-inference-eu"
+
+    plan = plan_with(write_stack, "staging", long_environment)
+    [bucket] = [r for r in plan.resources if r.type == "aws:s3/bucket:Bucket"]
+    # Cut at 63, the region would go, and two regions' stacks would share one bucket name.
+    name = bucket.inputs["bucket"]
+    assert len(name) <= 63 and name.startswith("nd-") and name.endswith("-us-west-2"), name

@@ -188,7 +188,8 @@ class GkeCluster(pulumi.ComponentResource):
         args = self._args
         account = gcp.serviceaccount.Account(
             f"{self._name}-nodes",
-            account_id=f"{args.cluster_name}-nodes"[:30],
+            # At most 30 characters, not ending in '-' (a cut may leave one).
+            account_id=f"{args.cluster_name}-nodes"[:30].rstrip("-"),
             display_name=f"GKE nodes of {args.cluster_name}",
             project=args.project,
             opts=self._child(depends_on=apis),

@@ -212,9 +212,12 @@ def write_out(plan: Plan, directory: Path) -> dict[str, Path]:
     All or nothing: the files are written to a fresh directory beside it, which is renamed into place
     (an earlier output renamed aside first, then removed). On any failure the temporary directory
     is removed and ``directory`` is left as it was; nothing of an earlier output ever survives.
-    ``out_problem`` says beforehand whether ``directory`` may be replaced.
+    A mount point (a CI volume) cannot be renamed: there the entries are swapped instead, restored
+    if the swap fails. ``out_problem`` says beforehand whether ``directory`` may be replaced.
     """
     target = directory.resolve()
+    if target.is_dir() and os.path.ismount(target):
+        return _swap_entries(plan, target, directory)
     created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     # Not mkdtemp: its directory is private (0700), and this one becomes the output.
@@ -224,11 +227,12 @@ def write_out(plan: Plan, directory: Path) -> dict[str, Path]:
         staging.mkdir()
         written = _write_files(plan, staging)
         if target.exists():
+            shutil.copymode(target, staging)  # an earlier output's permissions (mktemp -d's 0700) stay
             target.rename(aside)
         try:
             staging.rename(target)
-        except OSError:
-            if aside.exists():
+        except BaseException:
+            if aside.exists() and not target.exists():
                 aside.rename(target)
             raise
     except BaseException:
@@ -238,6 +242,35 @@ def write_out(plan: Plan, directory: Path) -> dict[str, Path]:
                 parent.rmdir()
         raise
     # The new output is in place: an earlier one that resists removal is not worth failing for.
+    shutil.rmtree(aside, ignore_errors=True)
+    return {key: directory / name for key, name in written.items()}
+
+
+def _swap_entries(plan: Plan, target: Path, directory: Path) -> dict[str, Path]:
+    """``write_out`` into a mount point: write beside the old entries, then move them aside and the new in."""
+    staging = target / f".plan.{secrets.token_hex(4)}"
+    aside = staging.with_name(staging.name + ".old")
+    moved: list[Path] = []
+    placed: list[Path] = []
+    try:
+        staging.mkdir()
+        written = _write_files(plan, staging)
+        aside.mkdir()
+        for entry in [e for e in target.iterdir() if e not in (staging, aside)]:
+            entry.rename(aside / entry.name)
+            moved.append(entry)
+        for entry in list(staging.iterdir()):
+            entry.rename(target / entry.name)
+            placed.append(target / entry.name)
+    except BaseException:
+        for entry in placed:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for entry in moved:
+            (aside / entry.name).rename(entry)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(aside, ignore_errors=True)
     return {key: directory / name for key, name in written.items()}
 

@@ -30,8 +30,9 @@ from infra.config import NAMESPACE, PLAIN_KEY, SECRET_KEYS
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
 """What Pulumi's stack settings file holds (pulumi.com/docs/iac/concepts/projects/stack-settings-file)."""
-STACK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-"""Pulumi's rule for stack names: letters, digits, '-', '_' and '.'."""
+STACK_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+")
+"""Pulumi's rule for stack names (letters, digits, '-', '_' and '.'), fully qualified as ORG/PROJECT/STACK
+or not."""
 MERGE_TAG = "tag:yaml.org,2002:merge"
 """The tag of a ``<<:`` merge key."""
 
@@ -75,10 +76,11 @@ def load_stack_file(stack: str, stack_file: Path | None = None, root: Path = REP
     name = project.get("name")
     if not isinstance(name, str):
         raise StackFileError(f"{project_path}: the project has no name")
-    if not STACK_NAME.fullmatch(stack):
-        raise StackFileError(f"stack name {stack!r}: a stack name holds only letters, digits, '-', '_' and '.' "
-                             "(to read a file elsewhere, pass --stack-file PATH)")
-    path = stack_file or root / project.get("stackConfigDir", ".") / f"Pulumi.{stack}.yaml"
+    if not STACK_NAME.fullmatch(stack) or {".", ".."} & set(stack.split("/")):
+        raise StackFileError(f"stack name {stack!r}: a stack name holds only letters, digits, '-', '_' and '.', "
+                             "optionally as ORG/PROJECT/STACK (to read a file elsewhere, pass --stack-file PATH)")
+    # `pulumi up -s acme/neurodock/prod` reads Pulumi.prod.yaml, as the CLI does.
+    path = stack_file or root / project.get("stackConfigDir", ".") / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
     if path.is_dir():
         raise StackFileError(f"--stack-file {path}: is a directory; pass a stack file, e.g. {path}/Pulumi.{stack}.yaml")
     if not path.is_file():

@@ -20,6 +20,9 @@ GCE_CUSTOM = re.compile(r"(?:custom|(?:n1|n2|n2d|n4|e2)-custom)-\d+-\d+(?:-ext)?
 """``n2-custom-8-32768``: a custom machine type of the series that offer them (vCPUs, then MiB)."""
 
 LISTS = {"eks": "ec2.txt", "gke": "gce.txt"}
+SOURCES = {"eks": "botocore 1.44.5's list of EC2 instance types",
+           "gke": "Compute Engine's list of machine types (2026-07-01)"}
+"""Where each list comes from, as messages name it."""
 
 
 @cache
