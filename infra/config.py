@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 from components.cluster import machine_types
+from components.cluster.base import EKS_SUBNET_PREFIX
 from components.gpu.catalog import (
     EKS_INSTANCE_TYPES,
     GKE_ATTACHABLE,
@@ -39,6 +40,7 @@ from components.gpu.catalog import (
     GPU_MODELS,
     MIG_PROFILES,
     GpuMachine,
+    devices_per_gpu,
     machine_gpus,
 )
 from components.monitoring.metrics import VLLM_TTFT_BUCKETS
@@ -160,8 +162,7 @@ class MaintenanceWindow(Model):
     end_time: Timestamp = "2026-01-03T09:00:00Z"
     """First window's end, RFC 3339 UTC (default 09:00 UTC the same day: eight hours, so any 32 days hold at
     least GKE's minimum 48 hours)."""
-    recurrence: Recurrence = \
-        "FREQ=WEEKLY;BYDAY=SA,SU"
+    recurrence: Recurrence = "FREQ=WEEKLY;BYDAY=SA,SU"
     """RFC 5545 RRULE repeating the window (default every Saturday and Sunday)."""
 
 
@@ -1266,7 +1267,7 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             add(("models", i, "gpusPerReplica"), f"engine {model.engine!r} runs on CPU; set it to 0")
         problems.extend(_model_problems(i, model, pool, provider, config.monitoring))
         problems.extend(_cache_problems(i, model, pool, provider))
-    problems.extend(_capacity_problems(config))
+    problems.extend(_capacity(config)[0])
     problems.extend(_alerting_problems(config))
     return problems
 
@@ -1301,23 +1302,15 @@ def gpu_devices_per_node(pool: NodePool) -> int | None:
     if pool.gpu is None:
         return None
     sharing = pool.gpu.sharing
-    if sharing is None:
-        return pool.gpu.count
-    if sharing.strategy == "timeSharing":
-        return pool.gpu.count * sharing.max_shared_clients
-    per_gpu = MIG_PROFILES.get(pool.gpu.type, {}).get(sharing.partition_size or "")
+    per_gpu = 1 if sharing is None else devices_per_gpu(pool.gpu.type, sharing.strategy, sharing.max_shared_clients,
+                                                         sharing.partition_size)
     return pool.gpu.count * per_gpu if per_gpu else None
 
 
-def _capacity_problems(config: StackConfig) -> list[Problem]:
-    """Every model's replicas at their most, with its canary and shadow, fit its pool's GPUs, and so do all the
-    models of a pool together: a replica the pool cannot hold stays Pending."""
-    return _capacity(config)[0]
-
-
 def _capacity(config: StackConfig) -> tuple[list[Problem], list[Problem]]:
-    """The capacity problems, and the warnings: where, at that peak, a rollout's surge replica has no room
-    (with ``maxUnavailable`` 0 it waits until a replica is scaled away)."""
+    """Every model's replicas at their most, with its canary and shadow, fit its pool's GPUs, and so do all the
+    models of a pool together: a replica the pool cannot hold stays Pending. Then the warnings: where, at that
+    peak, a rollout's surge replica has no room (with ``maxUnavailable`` 0 it waits until a replica goes)."""
     problems: list[Problem] = []
     warnings: list[Problem] = []
     for i, pool in enumerate(config.node_pools):
@@ -1539,20 +1532,19 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
                 add((key, "source"), f"must come from the same kind of store as the model's source ({stable_scheme}://"
                     f"), whose identity the {key} reuses (got {scheme}://)")
     for version in model.versions():
+        where = (version.key, "revision") if version.variant else ("revision",)
+        own = version.variant.revision if version.variant else model.revision
+        if own is not None and not version.source.startswith("hf://"):
+            add(where, "applies to hf:// sources; a bucket prefix is its own version: point source at it")
         # A variant that takes the model's weights as they are shares its problem: reported once, on the model.
-        if version.variant is not None and not (version.variant.source or version.variant.revision):
-            continue
-        if mirrored(provider, model, version.source) and not re.fullmatch(r"[0-9a-f]{40}", version.revision or ""):
-            add((version.key, "revision") if version.variant else ("revision",), (
+        inherits = version.variant is not None and not (version.variant.source or version.variant.revision)
+        if not inherits and mirrored(provider, model, version.source) and not re.fullmatch(
+                r"[0-9a-f]{40}", version.revision or ""):
+            add(where, (
                 f"Hugging Face weights are mirrored once into the stack's bucket and served from there, so "
                 f"they need a commit: set revision to the 40-character commit of {version.source} to serve (the "
                 "repository's \"Files and versions\" page lists them), e.g. "
                 "revision: 0e9e39f249a16976918f6564b8830bc894c89659"))
-    for version in model.versions():
-        own = version.variant.revision if version.variant else model.revision
-        if own is not None and not version.source.startswith("hf://"):
-            add((version.key, "revision") if version.variant else ("revision",),
-                "applies to hf:// sources; a bucket prefix is its own version: point source at it")
     if model.engine == "llamacpp":
         if model.revision is not None:
             add(("revision",), "llama.cpp downloads the GGUF file from the repository's main branch itself; "
@@ -1628,22 +1620,18 @@ def on_volume(provider: str, model: ModelSpec, source: str) -> bool:
 def _cache_problems(i: int, model: ModelSpec, pool: NodePool, provider: str) -> list[Problem]:
     """``cache.sizeGib`` holds the weights, and sizes a volume that exists."""
     size_gib = model.cache.size_gib
-    if size_gib is None:
-        return []
-    loc = key_path(("models", i, "cache", "sizeGib"))
-    if not any(on_volume(provider, model, v.source) for v in model.versions()):
+    if size_gib is None or not any(on_volume(provider, model, v.source) for v in model.versions()):
         return []  # no volume: config_warnings says the key is unused
-    if model.gpus_per_replica and (pool.gpu is None or model_architecture(model) is None):
-        return []  # reported on pool or architecture
+    if model_architecture(model) is None or (model.gpus_per_replica and pool.gpu is None):
+        return []  # a size unknown (a GGUF file; a vLLM model is refused), or reported on the pool
     size = replica_size(model, pool)
-    if size is None or (model.engine == "llamacpp" and model_architecture(model) is None):
-        return []  # a GGUF file of unknown size
-    if size_gib < size.weights_gib:
-        return [Problem(loc, f"{size_gib} GiB cannot hold the {size.weights_gib:.1f} GiB of weights of model "
-                             f"{_label(model)}; remove it for the default ({size.volume_gib} GiB: "
-                             "the weights, a fifth more and 10 GiB for the engine's files) or set at least "
-                             f"{math.ceil(size.weights_gib)}")]
-    return []
+    assert size is not None
+    if size_gib >= size.weights_gib:
+        return []
+    return [Problem(key_path(("models", i, "cache", "sizeGib")), (
+        f"{size_gib} GiB cannot hold the {size.weights_gib:.1f} GiB of weights of model {_label(model)}; remove it "
+        f"for the default ({size.volume_gib} GiB: the weights, a fifth more and 10 GiB for the engine's files) or set "
+        f"at least {math.ceil(size.weights_gib)}"))]
 
 
 def _count(n: int, noun: str) -> str:
@@ -1721,9 +1709,14 @@ AWS_TAG_CHARACTERS = "_.:/=+-@ "
 """Besides letters and digits, what every tagged AWS service accepts (IAM's and CloudWatch Logs' pattern)."""
 
 
+def gcp_label_key(tag: str) -> str:
+    """A tag's key as a Google Cloud label's: lowercase, ':' as '-' (labels take neither); values are lowercased."""
+    return tag.replace(":", "-").lower()
+
+
 def gcp_labels(tags: Mapping[str, str]) -> dict[str, str]:
-    """Tags as Google Cloud labels: lowercase, ':' in keys as '-' (labels take neither)."""
-    return {k.replace(":", "-").lower(): v.lower() for k, v in tags.items()}
+    """Tags as Google Cloud labels."""
+    return {gcp_label_key(k): v.lower() for k, v in tags.items()}
 
 
 def _gcp_label_ok(text: str, *, key: bool) -> bool:
@@ -1754,7 +1747,7 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
         if not key.strip():
             add(None, f"has a tag with an empty key ({key!r}); give the tag a name")
             continue
-        folded = key.lower() if provider == "eks" else gcp_labels({key: ""}).popitem()[0]
+        folded = key.lower() if provider == "eks" else gcp_label_key(key)
         if folded in seen:
             why = "IAM refuses tag keys that differ only in case" if provider == "eks" else \
                 "both become the Google Cloud label " + repr(folded)
@@ -1773,9 +1766,9 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
                         f"spaces and {AWS_TAG_CHARACTERS.strip()}" + (f" (not {''.join(bad)!r})" if bad else "")
                         + (", not starting with aws:" if what == "value" else ""))
         else:
-            label, label_value = gcp_labels({key: value}).popitem()
-            if not _gcp_label_ok(label, key=True):
-                add(key, f"becomes the Google Cloud label key {label!r}, which Google Cloud refuses: at most 63 "
+            label_value = value.lower()
+            if not _gcp_label_ok(folded, key=True):
+                add(key, f"becomes the Google Cloud label key {folded!r}, which Google Cloud refuses: at most 63 "
                     "lowercase letters, digits, '_' and '-', starting with a letter, e.g. 'cost-center'")
             elif not _gcp_label_ok(label_value, key=False):
                 add(key, f"the value {value!r} becomes the Google Cloud label value {label_value!r}, which Google "
@@ -1833,8 +1826,6 @@ def _node_label_problems(i: int, pool: NodePool, provider: str) -> list[Problem]
     return out
 
 
-EKS_SUBNET_PREFIX = 20
-"""The stack splits an EKS VPC into a private and a public /20 per zone (components/cluster/eks.py)."""
 RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
 """GKE refuses a control-plane range inside it (its error: "reserved for the Docker bridge network")."""

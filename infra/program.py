@@ -53,6 +53,7 @@ from infra.config import (
     Problem,
     StackConfig,
     config_warnings,
+    gcp_label_key,
     gcp_labels,
     missing_receiver_credentials,
     parse_config,
@@ -336,10 +337,10 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
         ), provider
     assert isinstance(cloud, GkeCloud)
     labels = gcp_labels(tags)
-    for (key, value), (label, label_value) in zip(config.tags.items(), gcp_labels(config.tags).items(), strict=True):
-        if (key, value) != (label, label_value):
+    for key, value in config.tags.items():
+        if (key, value) != (gcp_label_key(key), value.lower()):
             pulumi.log.warn(f"tags.{key}: Google Cloud labels are lowercase, without ':'; labelled "
-                            f"{label}={label_value}")
+                            f"{gcp_label_key(key)}={value.lower()}")
     provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
     return GkeCluster(
         "cluster",

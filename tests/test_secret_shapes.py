@@ -56,3 +56,13 @@ def test_flags_named_like_tokens_but_taking_none_are_left_alone():
 def test_a_credential_passed_as_an_env_var_reference_is_the_fix_not_a_leak():
     assert secret_args(["--api-key", "$(VLLM_API_KEY)", "--client-secret=$(CLIENT_SECRET)"]) == []
     assert secret_args(["--api-key", "$(KEY)-suffix"]) == [(1, "the value of --api-key")]
+
+
+def test_every_credential_the_config_check_gives_a_home_is_one_the_shapes_can_name():
+    from neurodock_policies.secret_shapes import SHAPES
+
+    from infra.config import SECRET_HOMES, SECRET_KEYS
+
+    named = {what for what, _ in SHAPES}
+    assert all(what in named or what.startswith("the value of --") for what in SECRET_HOMES)
+    assert set(SECRET_HOMES.values()) <= set(SECRET_KEYS)

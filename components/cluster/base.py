@@ -15,7 +15,7 @@ from typing import Protocol
 import pulumi
 
 from components import labels
-from components.gpu.catalog import GPU_MODELS, MIG_PROFILES
+from components.gpu.catalog import GPU_MODELS, devices_per_gpu
 
 
 class PoolRole(StrEnum):
@@ -58,9 +58,9 @@ class GpuSharing:
     def devices_per_gpu(self, gpu_type: str | None) -> int:
         """``nvidia.com/gpu`` a node advertises per physical GPU: one per time-slicing client, or one
         per MIG partition (GKE docs, "Time-sharing GPUs" and "Multi-instance GPUs")."""
-        if self.strategy is SharingStrategy.TIME_SHARING:
-            return self.max_shared_clients
-        return MIG_PROFILES[gpu_type or ""][self.partition_size or ""]
+        devices = devices_per_gpu(gpu_type or "", self.strategy, self.max_shared_clients, self.partition_size)
+        assert devices is not None, f"validated: {gpu_type} has MIG partitions {self.partition_size}"
+        return devices
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +107,11 @@ class NodePoolArgs:
         if self.role is PoolRole.GPU:
             return [Taint(key=labels.GPU_TAINT_KEY, value=labels.GPU_TAINT_VALUE, effect=labels.GPU_TAINT_EFFECT)]
         return []
+
+
+EKS_SUBNET_PREFIX = 20
+"""An EKS VPC is split into a private and a public subnet per zone of this size, or smaller where the VPC
+cannot hold them (``eks._subnet_blocks``; the config refuses such a VPC)."""
 
 
 def pool_resource_name(component: str, pool: str) -> str:

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.cluster.base import Capacity, NodePoolArgs, PoolFacts, PoolRole, pool_facts, pool_resource_name
+from components.cluster.base import (
+    EKS_SUBNET_PREFIX,
+    Capacity,
+    NodePoolArgs,
+    PoolFacts,
+    PoolRole,
+    pool_facts,
+    pool_resource_name,
+)
 from components.cluster.eks_addons import STORAGE_CLASS
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -506,7 +514,7 @@ def _subnet_blocks(vpc_cidr: str, count: int) -> list[str]:
     import ipaddress
 
     network = ipaddress.IPv4Network(vpc_cidr)
-    prefix = max(network.prefixlen + (count - 1).bit_length(), 20)
+    prefix = max(network.prefixlen + (count - 1).bit_length(), EKS_SUBNET_PREFIX)
     return [str(s) for s in list(network.subnets(new_prefix=prefix))[:count]]
 
 

@@ -101,6 +101,14 @@ of that size it makes of one GPU (GoogleCloudPlatform/container-engine-accelerat
 ``pkg/gpu/nvidia/mig/mig.go`` ``gpuPartitionSizeMaxCount``)."""
 
 
+def devices_per_gpu(gpu_type: str, strategy: str, max_shared_clients: int, partition_size: str | None) -> int | None:
+    """``nvidia.com/gpu`` devices a node advertises per shared GPU: one per time-slicing client, one per MIG
+    partition (GKE docs, "Time-sharing GPUs" and "Multi-instance GPUs"); None for an unknown MIG size."""
+    if strategy == "timeSharing":
+        return max_shared_clients
+    return MIG_PROFILES.get(gpu_type, {}).get(partition_size or "")
+
+
 def machine_gpus(cloud: str, machine: str, attached: GpuMachine | None = None) -> GpuMachine | None:
     """The GPUs a machine type has on ``cloud``; for GKE families that take attached GPUs, the
     ``attached`` request when it is allowed. None when the machine has no (such) GPUs."""

@@ -267,11 +267,10 @@ def _swap_entries(plan: Plan, target: Path, directory: Path) -> dict[str, Path]:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         for entry in moved:
             (aside / entry.name).rename(entry)
+        raise
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(aside, ignore_errors=True)
-        raise
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(aside, ignore_errors=True)
     return {key: directory / name for key, name in written.items()}
 
 
@@ -281,7 +280,7 @@ def _write_files(plan: Plan, directory: Path) -> dict[str, str]:
     ``manifests/`` holds NeuroDock's own objects, and one folder per rendered Helm release,
     ``manifests/<release>/``, with the objects that release installs.
     """
-    (directory / "resources.json").write_text(json.dumps(resources_json(plan), indent=2) + "\n")
+    (directory / PLAN_MARKER).write_text(json.dumps(resources_json(plan), indent=2) + "\n")
     (directory / "outputs.json").write_text(json.dumps(plan.outputs, indent=2, sort_keys=True) + "\n")
     manifests = directory / "manifests"
     manifests.mkdir()
