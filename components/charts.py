@@ -39,6 +39,25 @@ class ChartRef:
 
 
 @dataclass(frozen=True)
+class CrdBundle:
+    """CustomResourceDefinitions an upstream project releases outside any chart, at an exact tag."""
+
+    name: str
+    version: str
+    url: str
+    """Where the files are published, one per CRD: ``<url>/<file>``."""
+    files: tuple[str, ...]
+
+    @property
+    def directory(self) -> str:
+        """Its folder in the chart cache: ``crds/<name>-<version>``."""
+        return f"crds/{self.name}-{self.version}"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} CRDs"
+
+
+@dataclass(frozen=True)
 class ChartSource:
     """Where a Helm release reads its chart: the very package that was rendered and checked offline
     when it is cached, else the chart's repository at deploy time."""

@@ -5,7 +5,7 @@ Images are pinned by tag, and by digest where we have verified one; charts by ex
 
 from __future__ import annotations
 
-from components.charts import ChartRef
+from components.charts import ChartRef, CrdBundle
 
 # kind node images, by Kubernetes minor version (from the kind v0.29.0 release notes). kind
 # needs the digest: the same tag is rebuilt for each kind release.
@@ -56,8 +56,27 @@ KEDA = ChartRef("keda", "2.17.2", "https://kedacore.github.io/charts")
 ENVOY_GATEWAY = ChartRef("gateway-helm", "v1.7.0", "oci://docker.io/envoyproxy")
 BODY_BASED_ROUTER_IMAGE = "registry.k8s.io/gateway-api-inference-extension/bbr:v1.4.0"
 
+# Inference-aware routing. Envoy AI Gateway's controller is Envoy Gateway's extension server for
+# InferencePool backends (its CRDs chart carries its own API; InferencePool's CRD is the Gateway API
+# Inference Extension's). Each model version's InferencePool gets llm-d's endpoint picker, from the
+# llm-d router's chart, whose image tag is `main` in git: the release's tag is pinned here instead.
+AI_GATEWAY_CRDS = ChartRef("ai-gateway-crds-helm", "v1.1.0", "oci://docker.io/envoyproxy")
+AI_GATEWAY = ChartRef("ai-gateway-helm", "v1.1.0", "oci://docker.io/envoyproxy")
+LLM_D_ROUTER = ChartRef("llm-d-router-gateway", "v0.10.0", "oci://ghcr.io/llm-d/charts")
+ENDPOINT_PICKER_IMAGE = ("ghcr.io/llm-d", "llm-d-router-endpoint-picker", "v0.10.0")
+"""Registry, repository and tag, as the chart's values take them."""
+INFERENCE_EXTENSION_CRDS = CrdBundle(
+    "gateway-api-inference-extension", "v1.4.0",
+    "https://raw.githubusercontent.com/kubernetes-sigs/gateway-api-inference-extension/v1.4.0/config/crd/bases",
+    ("inference.networking.k8s.io_inferencepools.yaml",))
+"""The InferencePool CRD (v1). The picker's optional InferenceObjective and InferenceModelRewrite
+are not installed: it skips them when absent (llm-d-router v0.10.0 pkg/epp/server/controller_config.go)."""
+
 # The post-deployment smoke test: the Python standard library is all it needs.
 SMOKE_TEST_IMAGE = "docker.io/library/python:3.13.9-alpine3.22"
 
-CHARTS: tuple[ChartRef, ...] = (KUBE_PROMETHEUS_STACK, KEDA, ENVOY_GATEWAY, CLUSTER_AUTOSCALER)
+CHARTS: tuple[ChartRef, ...] = (KUBE_PROMETHEUS_STACK, KEDA, ENVOY_GATEWAY, CLUSTER_AUTOSCALER, AI_GATEWAY_CRDS,
+                                AI_GATEWAY, LLM_D_ROUTER)
 """Every chart a stack may install: what `neurodock charts pull` fetches."""
+CRD_BUNDLES: tuple[CrdBundle, ...] = (INFERENCE_EXTENSION_CRDS,)
+"""CRDs released outside charts, fetched with them."""

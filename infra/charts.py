@@ -8,17 +8,22 @@ repository; machines without network access point it at a directory of pinned pa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
 import tempfile
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
+import pulumi
 import yaml
 
-from components.charts import ChartRef, ChartSource
+from components.charts import ChartRef, ChartSource, CrdBundle
 from components.versions import CHARTS
 
 CACHE_ENV = "NEURODOCK_CHART_CACHE"
@@ -44,8 +49,6 @@ def source(ref: ChartRef) -> ChartSource:
     release downloads it at deploy time, unseen by any offline check, and the program says so."""
     path = cached(ref)
     if path is None:
-        import pulumi
-
         pulumi.log.warn(f"chart {ref} is not in the chart cache {cache_dir()}: its release downloads it from "
                         f"{ref.repository} at deploy time, and no offline plan renders or checks it; fetch it with "
                         f"`{PULL_HINT}` (or set {CACHE_ENV}).")
@@ -67,6 +70,110 @@ def crds(source: ChartSource) -> tuple[dict, ...]:
     return tuple(out)
 
 
+class NotCached(pulumi.RunError):
+    """A chart or CRD bundle the program reads itself is not in the chart cache. A ``RunError``:
+    `pulumi up` shows the message alone, no traceback."""
+
+    def __init__(self, what: ChartRef | CrdBundle):
+        self.what = what
+        super().__init__(f"{what} is not in the chart cache {cache_dir()}: fetch it with `{PULL_HINT}` "
+                         f"(or set {CACHE_ENV} to a directory that holds it)")
+
+
+_listing: list[set[ChartRef | CrdBundle]] = []
+
+
+@contextlib.contextmanager
+def listing() -> Iterator[set[ChartRef | CrdBundle]]:
+    """While the program runs inside this, what it renders or reads itself is only recorded (and
+    renders as nothing when not cached): ``charts pull --stacks`` learns what a stack needs."""
+    wanted: set[ChartRef | CrdBundle] = set()
+    _listing.append(wanted)
+    try:
+        yield wanted
+    finally:
+        _listing.pop()
+
+
+def require(ref: ChartRef) -> Path | None:
+    """The cached package of a chart the program renders itself (``NotCached`` when missing; None
+    while listing)."""
+    if _listing:
+        _listing[-1].add(ref)
+    path = cached(ref)
+    if path is None and not _listing:
+        raise NotCached(ref)
+    return path
+
+
+def render(ref: ChartRef, values: dict[str, Any], *, name: str, namespace: str) -> list[dict[str, Any]]:
+    """The objects Helm renders from the cached package of ``ref`` for an install of release ``name``
+    in ``namespace`` (test hooks and NOTES left out; namespaced objects get the release's namespace
+    where the chart leaves it out, as Helm applies them). For charts whose objects the program
+    creates itself, one Pulumi resource each, where a release would give no hold on what Helm writes."""
+    from infra.plan.helm import CLUSTER_SCOPED, load_documents
+
+    path = require(ref)
+    if path is None:
+        return []
+    import helm_python
+
+    with helm_python.Chart.load(path) as chart:
+        files = chart.render(values, name=name, namespace=namespace, is_install=True)
+    objects = []
+    for template, text in sorted(files.items()):
+        if not template.endswith((".yaml", ".yml", ".json")):
+            continue
+        for document in load_documents(text):
+            metadata = document.setdefault("metadata", {})
+            hooks = str((metadata.get("annotations") or {}).get("helm.sh/hook", ""))
+            if any(h.strip().startswith("test") for h in hooks.split(",") if h):
+                continue
+            if document.get("kind") not in CLUSTER_SCOPED:
+                metadata.setdefault("namespace", namespace)
+            objects.append(document)
+    return objects
+
+
+def crd_bundle(bundle: CrdBundle) -> tuple[dict[str, Any], ...]:
+    """The CustomResourceDefinitions of a CRD bundle, from the chart cache."""
+    if _listing:
+        _listing[-1].add(bundle)
+    directory = cache_dir() / bundle.directory
+    paths = [directory / f for f in bundle.files]
+    if not all(p.is_file() for p in paths):
+        if _listing:
+            return ()
+        raise NotCached(bundle)
+    return tuple(d for p in paths for d in yaml.safe_load_all(p.read_text()) if d)
+
+
+def pull_crds(bundle: CrdBundle, directory: Path, *, mirror: str | None = None, force: bool = False) -> Pulled:
+    """Fetch a CRD bundle's files into ``directory/crds/<name>-<version>``, all or none, from where the
+    project publishes them, or from ``mirror``, which holds them at ``crds/<name>-<version>/``."""
+    target = directory / bundle.directory
+    if not force and all((target / f).is_file() for f in bundle.files):
+        return Pulled(bundle, target, False)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".pull-") as tmp:
+        staged = Path(tmp) / "bundle"
+        staged.mkdir()
+        for file in bundle.files:
+            url = f"{mirror.rstrip('/')}/{bundle.directory}/{file}" if mirror else f"{bundle.url}/{file}"
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    text = response.read().decode()
+            except OSError as exc:
+                raise PullError(f"{bundle} from {url}: {exc}") from None
+            if not any(d and d.get("kind") == "CustomResourceDefinition" for d in yaml.safe_load_all(text)):
+                raise PullError(f"{bundle} from {url}: not a CustomResourceDefinition")
+            (staged / file).write_text(text)
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staged, target)
+    return Pulled(bundle, target, True)
+
+
 def ref_of(chart: str, version: str | None) -> ChartRef | None:
     """The pinned chart a release's ``chart`` and ``version`` inputs name: a cached package's path,
     an OCI reference, or a chart name; None for a chart NeuroDock does not pin."""
@@ -82,7 +189,7 @@ class PullError(Exception):
 
 @dataclass(frozen=True)
 class Pulled:
-    ref: ChartRef
+    ref: ChartRef | CrdBundle
     path: Path
     fetched: bool
     """False when the package was already cached."""

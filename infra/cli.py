@@ -215,17 +215,20 @@ def _load_and_plan(args: argparse.Namespace, *, render_charts: bool = True):
     except StackFileError as exc:
         print(f"neurodock: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from infra import charts
+
     try:
         plan = run_plan(stack, render_charts=render_charts)
     except ConfigError as exc:
         _print_config_error(stack.path, exc)
         return EXIT_USAGE
+    except charts.NotCached as exc:
+        print(f"neurodock: {stack.stack}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ProgramError as exc:
         print(f"neurodock: the stack program failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if getattr(args, "require_charts", False) and plan.missing_charts:
-        from infra import charts
-
         noun = "chart is" if len(plan.missing_charts) == 1 else "charts are"
         print(f"neurodock: {stack.stack}: {len(plan.missing_charts)} {noun} not in the chart cache "
               f"{charts.cache_dir()} (--require-charts):", file=sys.stderr)
@@ -366,24 +369,27 @@ def _stacks(args: argparse.Namespace) -> int:
 def _stack_charts(names: Sequence[str]) -> dict[str, list[str]] | int:
     """Chart package -> the stacks whose releases install it, from each stack's offline plan (charts
     not rendered); an exit code when a stack cannot be planned."""
+    from components.charts import ChartRef
     from infra import charts
     from infra.plan.stackfile import stack_names
 
     needs: dict[str, list[str]] = {}
     for name in names or stack_names():
-        # The releases' chart inputs say which charts; no need to render them.
-        plan = _load_and_plan(argparse.Namespace(stack=name, stack_file=None), render_charts=False)
+        # The releases' chart inputs say which charts; no need to render them. What the program
+        # renders or reads itself is recorded as it goes.
+        with charts.listing() as read:
+            plan = _load_and_plan(argparse.Namespace(stack=name, stack_file=None), render_charts=False)
         if isinstance(plan, int):
             return plan
-        for release in plan.helm_releases:
-            ref = charts.ref_of(str(release.inputs.get("chart")), release.inputs.get("version"))
-            if ref is not None:
-                needs.setdefault(ref.package, []).append(name)
+        refs = [charts.ref_of(str(r.inputs.get("chart")), r.inputs.get("version")) for r in plan.helm_releases]
+        for key in dict.fromkeys([ref.package for ref in refs if ref is not None]
+                                 + [w.package if isinstance(w, ChartRef) else w.directory for w in read]):
+            needs.setdefault(key, []).append(name)
     return needs
 
 
 def _charts_list(args: argparse.Namespace) -> int:
-    from components.versions import CHARTS
+    from components.versions import CHARTS, CRD_BUNDLES
     from infra import charts
 
     if (code := _use_chart_cache(args)) is not None:
@@ -395,6 +401,10 @@ def _charts_list(args: argparse.Namespace) -> int:
     rows = [{"chart": ref.name, "version": ref.version, "repository": ref.repository,
              "stacks": needs.get(ref.package, []),
              "cached": str(path) if (path := charts.cached(ref, directory)) else None} for ref in CHARTS]
+    rows += [{"chart": f"{b.name} CRDs", "version": b.version, "repository": b.url,
+              "stacks": needs.get(b.directory, []),
+              "cached": str(directory / b.directory) if all((directory / b.directory / f).is_file() for f in b.files)
+              else None} for b in CRD_BUNDLES]
     if args.json:
         print(json.dumps({"cache": str(directory), "charts": rows}, indent=2))
         return EXIT_OK
@@ -409,24 +419,25 @@ def _charts_list(args: argparse.Namespace) -> int:
 
 
 def _charts_pull(args: argparse.Namespace) -> int:
-    from components.versions import CHARTS
+    from components.versions import CHARTS, CRD_BUNDLES
     from infra import charts
 
     if args.chart_cache is not None:
         args.chart_cache.mkdir(parents=True, exist_ok=True)
     if (code := _use_chart_cache(args)) is not None:
         return code
-    wanted = CHARTS
+    wanted: tuple = (*CHARTS, *CRD_BUNDLES)
     if args.stacks:
         needs = _stack_charts(args.stacks)
         if isinstance(needs, int):
             return needs
-        wanted = tuple(ref for ref in CHARTS if ref.package in needs)
+        wanted = (*(ref for ref in CHARTS if ref.package in needs), *(b for b in CRD_BUNDLES if b.directory in needs))
     directory = charts.cache_dir()
     failed = 0
     for ref in wanted:
         try:
-            pulled = charts.pull(ref, directory, mirror=args.mirror, force=args.force)
+            pulled = (charts.pull(ref, directory, mirror=args.mirror, force=args.force) if ref in CHARTS
+                      else charts.pull_crds(ref, directory, mirror=args.mirror, force=args.force))
         except charts.PullError as exc:
             failed += 1
             print(f"neurodock: cannot fetch {exc}", file=sys.stderr)

@@ -15,7 +15,15 @@ from components.gateway.gateway import ModelGateway, ModelGatewayArgs
 from components.gateway.smoke_test import SmokeTest, SmokeTestArgs
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
-from components.versions import ENVOY_GATEWAY, LLAMACPP_IMAGE, VLLM_IMAGE
+from components.versions import (
+    AI_GATEWAY,
+    AI_GATEWAY_CRDS,
+    ENDPOINT_PICKER_IMAGE,
+    ENVOY_GATEWAY,
+    INFERENCE_EXTENSION_CRDS,
+    LLAMACPP_IMAGE,
+    VLLM_IMAGE,
+)
 from infra import charts
 from infra.config import StackConfig
 from infra.secrets import StackSecrets
@@ -56,6 +64,9 @@ def build_gateway(
             api_keys=secrets.gateway_api_keys,
             smoke_test_key=smoke_key,
             monitoring_crds=crds,
+            ai_gateway_crds_chart=charts.source(AI_GATEWAY_CRDS),
+            ai_gateway_chart=charts.source(AI_GATEWAY),
+            pool_crds=charts.crd_bundle(INFERENCE_EXTENSION_CRDS),
         ),
         opts=opts,
     )
@@ -97,6 +108,6 @@ def serving_revision(config: StackConfig) -> str:
     document = {
         "models": [m.model_dump(mode="json", by_alias=True) for m in config.models],
         "gateway": config.gateway.model_dump(mode="json", by_alias=True),
-        "images": [VLLM_IMAGE, LLAMACPP_IMAGE],
+        "images": [VLLM_IMAGE, LLAMACPP_IMAGE, list(ENDPOINT_PICKER_IMAGE)],
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()

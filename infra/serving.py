@@ -5,6 +5,7 @@ cloud identity, readiness budgets, autoscaling on queue depth, and its route."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import pulumi
 import pulumi_aws as aws
@@ -14,6 +15,8 @@ from components.cluster.base import Cluster, system_node_selector
 from components.cluster.eks import EksCluster
 from components.cluster.gke import GkeCluster
 from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
+from components.gateway.gateway import ModelGateway
+from components.gateway.picker import SELECTOR_LABEL, picker_name
 from components.monitoring import metrics
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.serving import architectures
@@ -33,6 +36,7 @@ from components.versions import KEDA
 from infra import charts
 from infra.config import EksCloud, GkeCloud, ModelSpec, ModelVersion, StackConfig, mirrored, replica_size
 from infra.readiness import budgets, mirror_budget
+from infra.routing import picker_args
 from infra.secrets import StackSecrets
 
 
@@ -43,14 +47,14 @@ def build_catalog(
     secrets: StackSecrets,
     prometheus_url: pulumi.Input[str] | None,
     crds: pulumi.Resource | None,
-    gateway: pulumi.Resource | None,
+    gateway: ModelGateway | None,
     opts: pulumi.ResourceOptions,
 ) -> ModelCatalog:
     bucket = mirror_bucket(config, cluster, cloud_provider)
     return ModelCatalog(
         "models",
         ModelCatalogArgs(models=tuple(served_model(config, cluster, cloud_provider, model, prometheus_url, gateway,
-                                                   bucket.uri if bucket else None)
+                                                   bucket.uri if bucket else None, crds)
                                       for model in config.models),
                          system_node_selector=system_node_selector(cluster),
                          keda_chart=charts.source(KEDA),
@@ -100,9 +104,10 @@ def autoscaled(model: ModelSpec, *, monitoring: bool) -> bool:
 
 def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.ProviderResource | None,
                  model: ModelSpec, prometheus_url: pulumi.Input[str] | None,
-                 gateway: pulumi.Resource | None, bucket: str | None) -> ServedModelArgs:
+                 gateway: ModelGateway | None, bucket: str | None,
+                 crds: pulumi.Resource | None = None) -> ServedModelArgs:
     """Everything one model is served with, resolved once: its versions' servers and weights identities,
-    and its route."""
+    the InferencePools and pickers the gateway sends to, and its route."""
     readiness = budgets(config, model)
     pool = config.pool(model.pool)
     size = replica_size(model, pool) if pool else None
@@ -118,8 +123,15 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
             source = mirror.target
         server = server_args(config, model, v, size, source=source, storage_class=cluster.storage_class,
                              readiness=readiness, prometheus_url=prometheus_url)
+        picker = None
+        if gateway is not None and v.key != "shadow":
+            picker = replace(picker_args(model, v.name, readiness, monitoring=prometheus_url is not None,
+                                         system_node_selector=system_node_selector(cluster)),
+                             pool_crd=gateway.pool_crd, monitoring_crds=crds)
+            # The picker reads the replicas' /metrics.
+            server = replace(server, allowed_pods=({SELECTOR_LABEL: picker_name(v.name)},))
         return Version(name=v.name, server=server, reader=_reader_args(config, cluster, v.name, source),
-                       shared_storage_class=model.cache.shared_storage_class, mirror=mirror)
+                       shared_storage_class=model.cache.shared_storage_class, mirror=mirror, picker=picker)
 
     versions = {v.key: version(v) for v in model.versions()}
     route = None

@@ -17,7 +17,7 @@ from neurodock_policies.pss import violations
 
 from components.cluster.eks import autoscaler_discovery_tags
 from components.monitoring.stack import SELECTED
-from components.versions import CHARTS, CLUSTER_AUTOSCALER, KEDA, KUBE_PROMETHEUS_STACK
+from components.versions import CHARTS, CLUSTER_AUTOSCALER, CRD_BUNDLES, KEDA, KUBE_PROMETHEUS_STACK
 from infra import charts
 from infra.check import policy_resources
 from infra.cli import CHART_CACHE_ENV, main
@@ -45,15 +45,16 @@ def test_cli_agrees_with_the_cache_module_on_its_variable():
 
 
 @pytest.mark.parametrize(("stack", "releases"), [
-    ("prod", {"kps", "keda", "envoy-gateway"}),
-    ("staging", {"kps", "keda", "envoy-gateway", "cluster-autoscaler"}),
+    ("prod", {"kps", "keda", "envoy-gateway", "ai-gateway"}),
+    ("staging", {"kps", "keda", "envoy-gateway", "ai-gateway", "cluster-autoscaler"}),
 ])
 def test_plan_out_writes_every_releases_objects(tmp_path, capsys, stack, releases):
     out = tmp_path / "plan"
     assert main(["plan", stack, "--out", str(out), "--require-charts", "--chart-cache", str(SHARED_CHARTS)]) == 0
     printed = capsys.readouterr().out
     written = {p.name for p in (out / "manifests").iterdir() if p.is_dir()}
-    assert written == releases
+    # Envoy AI Gateway's CRDs chart installs CRDs only.
+    assert written == {*releases, "ai-gateway-crds"}
     for release in releases:
         kinds = {load_documents(p.read_text())[0]["kind"] for p in (out / "manifests" / release).glob("*.yaml")}
         assert "Deployment" in kinds, release
@@ -78,9 +79,34 @@ def test_each_release_installs_the_package_it_was_rendered_from(shipped_plans):
             assert "repositoryOpts" not in registration.inputs
 
 
-def test_without_a_cached_chart_the_release_downloads_it_and_the_plan_warns(tmp_path, capsys, write_stack):
+def program_charts_only(tmp_path) -> Path:
+    """A chart cache with only what the program renders or reads itself: the picker's chart and the
+    InferencePool CRD."""
+    from components.versions import INFERENCE_EXTENSION_CRDS, LLM_D_ROUTER
+
+    cache = tmp_path / "program-only"
+    cache.mkdir()
+    shutil.copy(SHARED_CHARTS / LLM_D_ROUTER.package, cache)
+    shutil.copytree(SHARED_CHARTS / INFERENCE_EXTENSION_CRDS.directory, cache / INFERENCE_EXTENSION_CRDS.directory)
+    return cache
+
+
+def test_what_the_program_renders_itself_must_be_cached(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
+    assert main(["plan", "dev", "--chart-cache", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert (f"neurodock: dev: gateway-api-inference-extension v1.4.0 CRDs is not in the chart cache {empty}: fetch it "
+            "with `neurodock charts pull`") in err
+    assert "Traceback" not in err
+    cache = tmp_path / "crds-only"
+    shutil.copytree(program_charts_only(tmp_path) / "crds", cache / "crds")
+    assert main(["plan", "dev", "--chart-cache", str(cache)]) == 2
+    assert "llm-d-router-gateway v0.10.0 is not in the chart cache" in capsys.readouterr().err
+
+
+def test_without_a_cached_chart_the_release_downloads_it_and_the_plan_warns(tmp_path, capsys, write_stack):
+    empty = program_charts_only(tmp_path)
     assert main(["plan", "dev", "--chart-cache", str(empty)]) == 0
     printed = capsys.readouterr().out
     assert (f"chart kube-prometheus-stack 82.6.0 is not in the chart cache {empty}: its release downloads it from "
@@ -90,8 +116,7 @@ def test_without_a_cached_chart_the_release_downloads_it_and_the_plan_warns(tmp_
 
 
 def test_require_charts_makes_a_missing_chart_an_error(tmp_path, capsys):
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    empty = program_charts_only(tmp_path)
     out = tmp_path / "out"
     assert main(["plan", "staging", "--chart-cache", str(empty), "--require-charts", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -105,14 +130,14 @@ def test_an_uncached_release_names_its_repository(tmp_path, monkeypatch):
     from infra.plan.engine import run_plan
     from infra.plan.stackfile import load_stack_file
 
-    monkeypatch.setenv(charts.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(charts.CACHE_ENV, str(program_charts_only(tmp_path)))
     plan = run_plan(load_stack_file("staging"))
     kps = release_of(plan, KUBE_PROMETHEUS_STACK)
     assert (kps.inputs["chart"], kps.inputs["repositoryOpts"]["repo"]) == (
         "kube-prometheus-stack", KUBE_PROMETHEUS_STACK.repository)
     gateway = next(r for r in plan.helm_releases if r.inputs["name"] == "envoy-gateway")
     assert gateway.inputs["chart"] == "oci://docker.io/envoyproxy/gateway-helm"
-    assert plan.releases == [] and len(plan.missing_charts) == 4
+    assert plan.releases == [] and len(plan.missing_charts) == 6
 
 
 def test_a_missing_chart_cache_directory_is_a_usage_error(tmp_path, capsys):
@@ -320,7 +345,10 @@ def test_charts_list_shows_what_each_stack_needs_and_what_is_cached(tmp_path, ca
     assert f"chart cache: {cache}" in printed
     assert "  keda                     2.17.2    cached   stacks: dev, prod, prod-dr, staging" in printed
     assert "  cluster-autoscaler       9.59.0    MISSING  stacks: staging" in printed
-    assert "3 needed chart(s) missing: run `neurodock charts pull`" in printed
+    # The program's own: the picker's chart and the InferencePool CRD.
+    assert "  llm-d-router-gateway     v0.10.0   MISSING  stacks: dev, prod, prod-dr, staging" in printed
+    assert "  gateway-api-inference-extension CRDs v1.4.0    MISSING  stacks: dev, prod, prod-dr, staging" in printed
+    assert "7 needed chart(s) missing: run `neurodock charts pull`" in printed
 
 
 @pytest.fixture
@@ -330,6 +358,8 @@ def chart_mirror(tmp_path):
     site.mkdir()
     for ref in CHARTS:
         shutil.copy(SHARED_CHARTS / ref.package, site)
+    for bundle in CRD_BUNDLES:
+        shutil.copytree(SHARED_CHARTS / bundle.directory, site / bundle.directory)
     handler = functools.partial(QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -349,12 +379,15 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 def test_charts_pull_fills_the_cache_whole_and_then_finds_it_cached(tmp_path, capsys, chart_mirror):
     cache = tmp_path / "cache"
     assert main(["charts", "pull", "staging", "--mirror", chart_mirror, "--chart-cache", str(cache)]) == 0
-    assert sorted(p.name for p in cache.iterdir()) == sorted(ref.package for ref in CHARTS)
-    assert [p.read_bytes() for p in sorted(cache.iterdir())] == [
-        (SHARED_CHARTS / p.name).read_bytes() for p in sorted(cache.iterdir())]
-    assert capsys.readouterr().out.count("fetched  ") == 4
+    packages = sorted(p for p in cache.iterdir() if p.is_file())
+    assert [p.name for p in packages] == sorted(ref.package for ref in CHARTS)
+    assert [p.read_bytes() for p in packages] == [(SHARED_CHARTS / p.name).read_bytes() for p in packages]
+    [bundle] = CRD_BUNDLES
+    assert [(cache / bundle.directory / f).read_bytes() for f in bundle.files] == [
+        (SHARED_CHARTS / bundle.directory / f).read_bytes() for f in bundle.files]
+    assert capsys.readouterr().out.count("fetched  ") == len(CHARTS) + 1
     assert main(["charts", "pull", "--mirror", chart_mirror, "--chart-cache", str(cache)]) == 0
-    assert capsys.readouterr().out.count("cached   ") == 4
+    assert capsys.readouterr().out.count("cached   ") == len(CHARTS) + 1
 
 
 def test_charts_pull_of_one_stack_fetches_only_its_charts(tmp_path, chart_mirror):

@@ -6,10 +6,12 @@ a local stand-in for the gateway."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
 from components.gateway import smoke_check
 from components.gateway.gateway import MODEL_HEADER, SMOKE_TEST_CLIENT, parse_api_keys
@@ -37,6 +39,17 @@ def route_of(plan, served_name: str) -> dict:
 def service_selecting(plan, name: str) -> dict:
     [service] = [s for s in manifests(plan, "Service", SERVING_NS) if s["metadata"]["name"] == name]
     return service
+
+
+def variant_in_pool(plan, pool_name: str) -> tuple[str, str]:
+    """The variant and instance of the one model-server Deployment whose pods the pool selects:
+    exactly one, whatever else runs in the namespace."""
+    [pool] = [p for p in manifests(plan, "InferencePool", SERVING_NS) if p["metadata"]["name"] == pool_name]
+    selector = pool["spec"]["selector"]["matchLabels"]
+    [deployment] = [d for d in manifests(plan, "Deployment", SERVING_NS)
+                    if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return pod_labels["neurodock.io/variant"], pod_labels["app.kubernetes.io/instance"]
 
 
 def variant_behind(plan, service_name: str) -> str:
@@ -85,9 +98,13 @@ def test_the_body_based_router_feeds_the_model_header_to_routing(shipped_plans, 
     [traffic] = manifests(plan, "ClientTrafficPolicy", GATEWAY_NS)
     assert traffic["spec"]["connection"]["bufferLimit"] == "8Mi"
     # The router leaves a client's model header in place when the body names no model: it is removed
-    # before any filter or route sees it, so only the router's own value routes.
+    # before any filter or route sees it, so only the router's own value routes; so are the canary's
+    # bucket and the picker's choice of replica.
     assert traffic["spec"]["headers"]["earlyRequestHeaders"]["remove"] == [
-        "X-Gateway-Model-Name", "X-Gateway-Base-Model-Name"]
+        "X-Gateway-Model-Name", "X-Gateway-Base-Model-Name", "x-neurodock-bucket", "x-gateway-destination-endpoint"]
+    # The bucket is set on every request, before the router's processor chooses the route again.
+    [lua] = policy["spec"]["lua"]
+    assert 'replace("x-neurodock-bucket", tostring(math.random(0, 99)))' in lua["inline"]
 
 
 def test_envoy_gateway_crds_are_applied_on_every_chart_bump_not_only_the_first_install(shipped_plans, tmp_path):
@@ -133,33 +150,78 @@ def test_unmatched_requests_get_the_model_list_or_an_openai_404(shipped_plans, s
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_each_model_has_a_route_on_its_served_name(shipped_plans, stack):
+def test_each_model_has_a_route_on_its_served_name_to_its_stable_pool(shipped_plans, stack):
     plan = shipped_plans[stack]
     for model in plan.config.models:
         route = route_of(plan, model.model_name)
         assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                                 "name": "neurodock", "namespace": GATEWAY_NS}]
-        [rule] = route["spec"]["rules"]
-        [match] = rule["matches"]
+        stable = route["spec"]["rules"][0]
+        [match] = stable["matches"]
         assert match["headers"] == [{"type": "Exact", "name": MODEL_HEADER, "value": model.model_name}]
-        assert variant_behind(plan, rule["backendRefs"][0]["name"]) == "stable"
+        [ref] = stable["backendRefs"]
+        assert (ref["group"], ref["kind"]) == ("inference.networking.k8s.io", "InferencePool")
+        assert variant_in_pool(plan, ref["name"]) == ("stable", model.name)
 
 
-def test_prod_splits_the_8b_model_between_stable_and_canary_and_mirrors_to_the_shadow(shipped_plans):
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_pool_has_a_pinned_restricted_picker_that_scores_queue_kv_and_prefix(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    pools = manifests(plan, "InferencePool", SERVING_NS)
+    assert len(pools) == sum(1 + (m.canary is not None) for m in plan.config.models)
+    for pool in pools:
+        picker_ref = pool["spec"]["endpointPickerRef"]
+        assert pool["spec"]["targetPorts"] == [{"number": 8000}]
+        [service] = [s for s in manifests(plan, "Service", SERVING_NS) if s["metadata"]["name"] == picker_ref["name"]]
+        assert picker_ref["port"]["number"] in {p["port"] for p in service["spec"]["ports"]}
+        [picker] = [d for d in manifests(plan, "Deployment", SERVING_NS)
+                    if service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        pod = picker["spec"]["template"]["spec"]
+        assert violations(pod, "restricted") == []
+        [container] = pod["containers"]
+        assert container["image"] == "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"
+        args = container["args"]
+        assert args[args.index("--pool-name") + 1] == pool["metadata"]["name"]
+        config_file = args[args.index("--config-file") + 1].removeprefix("/config/")
+        [config_map] = [c for c in manifests(plan, "ConfigMap", SERVING_NS)
+                        if c["metadata"]["name"] == pod["volumes"][0]["configMap"]["name"]]
+        config = yaml.safe_load(config_map["data"][config_file])
+        assert config["featureGates"] == ["flowControl"]
+        assert {p["pluginRef"] for p in config["schedulingProfiles"][0]["plugins"]} == {
+            "queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"}
+        # Held no longer than a replica is given to become ready.
+        assert int(config["flowControl"]["defaultRequestTTL"].removesuffix("s")) >= 120
+        # The picker reads the replicas' /metrics: their NetworkPolicy lets it in.
+        variant, _ = variant_in_pool(plan, pool["metadata"]["name"])
+        assert variant in {"stable", "canary"}
+
+
+def test_prod_splits_the_8b_model_between_two_pools_and_mirrors_to_the_shadow(shipped_plans):
+    from components.gateway.gateway import BUCKET_HEADER
+    from components.gateway.routes import canary_buckets
+
     plan = shipped_plans["prod"]
-    [rule] = route_of(plan, LLAMA_8B)["spec"]["rules"]
-    stable, canary = rule["backendRefs"]
-    assert (stable["weight"], canary["weight"]) == (90, 10)
-    assert variant_behind(plan, stable["name"]) == "stable" and variant_behind(plan, canary["name"]) == "canary"
-    [mirror] = rule["filters"]
-    assert mirror["type"] == "RequestMirror" and mirror["requestMirror"]["percent"] == 5
-    shadow = mirror["requestMirror"]["backendRef"]["name"]
-    assert variant_behind(plan, shadow) == "shadow"
-    # The shadow is never a backend: clients never see its answers.
-    assert shadow not in {ref["name"] for ref in rule["backendRefs"]}
+    stable, canary = route_of(plan, LLAMA_8B)["spec"]["rules"]
+    assert variant_in_pool(plan, stable["backendRefs"][0]["name"])[0] == "stable"
+    assert variant_in_pool(plan, canary["backendRefs"][0]["name"])[0] == "canary"
+    # The canary rule is the stable one plus the bucket: more specific, so routed first, for 10 of 100 buckets.
+    model, bucket = canary["matches"][0]["headers"]
+    assert model == stable["matches"][0]["headers"][0]
+    assert bucket == {"type": "RegularExpression", "name": BUCKET_HEADER, "value": canary_buckets(10)}
+    regex = re.compile(bucket["value"])
+    assert [b for b in range(100) if regex.search(str(b))] == list(range(10))
+    assert not regex.search("10") and not regex.search("1x")
+    for rule in (stable, canary):
+        [mirror] = [f for f in rule["filters"] if f["type"] == "RequestMirror"]
+        assert mirror["requestMirror"]["percent"] == 5
+        ref = mirror["requestMirror"]["backendRef"]
+        assert ref["kind"] == "Service" and variant_behind(plan, ref["name"]) == "shadow"
+    # No pool selects the shadow's pods: clients never see its answers.
+    assert {variant_in_pool(plan, p["metadata"]["name"])[0] for p in manifests(plan, "InferencePool")} == {
+        "stable", "canary"}
     # The 70B model has neither.
     [rule_70b] = route_of(plan, "meta-llama/Llama-3.3-70B-Instruct")["spec"]["rules"]
-    assert "filters" not in rule_70b and len(rule_70b["backendRefs"]) == 1
+    assert [f["type"] for f in rule_70b["filters"]] == ["RequestHeaderModifier"]
 
 
 def test_prod_variants_run_their_own_flags_at_a_fixed_size_serving_the_same_name(shipped_plans):
@@ -174,7 +236,6 @@ def test_prod_variants_run_their_own_flags_at_a_fixed_size_serving_the_same_name
     # Only the stable version autoscales, on its own queue: the variants' pods are outside the query.
     scaled = {s["spec"]["scaleTargetRef"]["name"] for s in manifests(plan, "ScaledObject")}
     assert not scaled & {d.manifest["metadata"]["name"] for v in ("canary", "shadow") for d in model_servers(plan, v)}
-    import re
     [query] = [s["spec"]["triggers"][0]["metadata"]["query"] for s in manifests(plan, "ScaledObject")
                if s["spec"]["scaleTargetRef"]["name"].startswith("llama-3-1-8b-")]
     pods = re.compile(re.search(r'pod=~"([^"]+)"', query).group(1))
@@ -189,16 +250,17 @@ def test_rollback_is_a_weight_of_zero_and_promotion_removes_the_canary(write_sta
         config["neurodock:models"][0]["canary"]["weight"] = 0
 
     plan = plan_with(write_stack, "prod", rollback)
-    stable, canary = route_of(plan, LLAMA_8B)["spec"]["rules"][0]["backendRefs"]
-    assert (stable["weight"], canary["weight"]) == (100, 0)
+    [stable] = route_of(plan, LLAMA_8B)["spec"]["rules"]
+    assert variant_in_pool(plan, stable["backendRefs"][0]["name"])[0] == "stable"
 
     def promote(config):
         model = config["neurodock:models"][0]
         model["engineArgs"] = {"extraArgs": model.pop("canary")["extraArgs"]}
 
     plan = plan_with(write_stack, "prod", promote)
-    [only] = route_of(plan, LLAMA_8B)["spec"]["rules"][0]["backendRefs"]
-    assert "weight" not in only and variant_behind(plan, only["name"]) == "stable"
+    [rule] = route_of(plan, LLAMA_8B)["spec"]["rules"]
+    [only] = rule["backendRefs"]
+    assert variant_in_pool(plan, only["name"])[0] == "stable"
     assert model_servers(plan, "canary") == []
     [stable] = [d for d in model_servers(plan) if d.manifest["metadata"]["labels"]["app.kubernetes.io/instance"]
                 == "llama-3-1-8b"]
@@ -447,6 +509,6 @@ def test_gateway_schemas_catch_a_misspelt_field_and_an_out_of_range_mirror(shipp
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(misspelt, schema)
     too_much = copy.deepcopy(route)
-    too_much["spec"]["rules"][0]["filters"][0]["requestMirror"]["percent"] = 101
+    too_much["spec"]["rules"][0]["filters"][1]["requestMirror"]["percent"] = 101
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(too_much, schema)

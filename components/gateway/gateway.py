@@ -4,6 +4,9 @@ Built from standard parts: Envoy Gateway implements the Kubernetes Gateway API; 
 router (BBR) of the Gateway API Inference Extension runs as an Envoy external processor and copies
 the request's JSON ``model`` field into the ``X-Gateway-Model-Name`` header; plain Gateway API
 HTTPRoutes then match that header, split traffic by weight (canaries) and mirror it (shadows).
+Each route's backend is a model version's InferencePool: Envoy AI Gateway's controller, Envoy
+Gateway's extension server, has the proxies ask the pool's endpoint picker which replica serves
+each request (components/gateway/picker.py).
 Clients keep the OpenAI SDK unchanged: base URL, ``model``, and an API key as the bearer token.
 
 Exposure is in-cluster (a ClusterIP Service) unless the stack asks for a public load balancer with
@@ -29,6 +32,7 @@ from components.k8s import (
     restricted_pod_security_context,
 )
 from components.monitoring.resources import service_monitor
+from components.gateway.picker import INFERENCE_API
 from components.versions import BODY_BASED_ROUTER_IMAGE
 
 NAMESPACE = "neurodock-gateway"
@@ -51,6 +55,23 @@ MODEL_HEADER = "X-Gateway-Model-Name"
 """Set by the body-based router from the request's ``model`` field; routes match on it."""
 ROUTER_HEADERS = (MODEL_HEADER, "X-Gateway-Base-Model-Name")
 """The headers the body-based router sets from the body (bbr v1.4.0 pkg/bbr/handlers/request.go)."""
+BUCKET_HEADER = "x-neurodock-bucket"
+"""A random number 0-99 the gateway gives each request: the canary rule matches the buckets below its
+weight (components/gateway/routes.py)."""
+DESTINATION_HEADER = "x-gateway-destination-endpoint"
+"""The replica the endpoint picker chose, which the pool's Envoy cluster connects to (ORIGINAL_DST;
+envoyproxy/ai-gateway v1.1.0 internal/extensionserver/inferencepool.go)."""
+INTERNAL_HEADERS = (*ROUTER_HEADERS, BUCKET_HEADER, DESTINATION_HEADER)
+"""Headers only the gateway may set: a client's are removed before any filter runs."""
+BUCKET_LUA = f"""-- NeuroDock: the canary split's bucket, a random number 0-99 per request.
+function envoy_on_request(request_handle)
+  request_handle:headers():replace("{BUCKET_HEADER}", tostring(math.random(0, 99)))
+end
+"""
+AI_GATEWAY_CONTROLLER = "ai-gateway-controller"
+"""Envoy AI Gateway's controller Deployment and Service (chart value ``controller.fullnameOverride``)."""
+EXTENSION_PORT = 1063
+"""The controller's extension server, which Envoy Gateway calls (plain gRPC; chart ``controller.service``)."""
 BBR_NAME = "body-based-router"
 BBR_PORT = 9004
 BBR_HEALTH_PORT = 9005
@@ -100,6 +121,13 @@ class ModelGatewayArgs:
     would otherwise leave the old CRDs in place. Empty: the release installs them, once."""
     monitoring_crds: pulumi.Resource | None = None
     """The monitoring release (PodMonitor CRD); without it the proxies are not scraped."""
+    ai_gateway_crds_chart: ChartSource
+    """Envoy AI Gateway's CRDs chart (``versions.AI_GATEWAY_CRDS``)."""
+    ai_gateway_chart: ChartSource
+    """Envoy AI Gateway's controller chart (``versions.AI_GATEWAY``)."""
+    pool_crds: tuple[dict, ...]
+    """The InferencePool CRD (``versions.INFERENCE_EXTENSION_CRDS``): Envoy Gateway watches pools
+    from its start, so the CRD comes first."""
 
 
 class ModelGateway(pulumi.ComponentResource):
@@ -134,7 +162,9 @@ class ModelGateway(pulumi.ComponentResource):
             # Deleting a Patch gives up its fields, and a CRD cannot lose its group, names and
             # versions: the API server would refuse it. A destroyed stack leaves the CRDs behind.
             opts=self._child(retain_on_delete=True),
-        ) for crd in args.chart_crds]
+        ) for crd in (*args.chart_crds, *args.pool_crds)]
+        self.pool_crd = next((p for p, crd in zip(chart_crds, (*args.chart_crds, *args.pool_crds), strict=True)
+                              if crd["spec"]["group"] == INFERENCE_API), None)
         release = k8s.helm.v3.Release(
             f"{name}-controller",
             name="envoy-gateway",
@@ -149,12 +179,14 @@ class ModelGateway(pulumi.ComponentResource):
                 # The certificate Job runs once per install or upgrade; the chart leaves it unbounded.
                 "certgen": {"job": {"resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                                                   "limits": {"memory": "64Mi"}}}},
+                "config": {"envoyGateway": _extension_config()},
             },
             atomic=True,
             timeout=args.timeout_s,
             opts=self._child(depends_on=chart_crds),
         )
         crds = self._child(depends_on=[release])
+        ai_gateway = self._ai_gateway(args, release)
         proxy = self._envoy_proxy(args, crds)
         if args.monitoring_crds is not None:
             # The proxies' response codes per route backend are the models' error rates: vLLM itself
@@ -211,9 +243,9 @@ class ModelGateway(pulumi.ComponentResource):
             kind="ClientTrafficPolicy",
             metadata=_meta(namespace=NAMESPACE),
             spec={"targetRefs": target, "connection": {"bufferLimit": BUFFER_LIMIT},
-                  # Before any filter: routing reads these headers, which only the router may set. When
+                  # Before any filter: routing reads these headers, which only the gateway may set. When
                   # a body has no `model`, the router sets nothing, and a client's header must not route.
-                  "headers": {"earlyRequestHeaders": {"remove": list(ROUTER_HEADERS)}}},
+                  "headers": {"earlyRequestHeaders": {"remove": list(INTERNAL_HEADERS)}}},
             opts=self._child(depends_on=[release, self.gateway]),
         )
         router = self._body_based_router(args, crds)
@@ -232,10 +264,13 @@ class ModelGateway(pulumi.ComponentResource):
                     "failOpen": False,
                     "messageTimeout": "5s",
                 }],
+                # Runs before the router's external processor (Envoy Gateway's filter order), whose
+                # header change makes Envoy choose the route again, with the bucket set.
+                "lua": [{"type": "Inline", "inline": BUCKET_LUA}],
             },
             opts=self._child(depends_on=[release, self.gateway, router]),
         )
-        self.ready = [self.gateway, extension, router]
+        self.ready = [self.gateway, extension, router, ai_gateway]
         if args.api_keys is not None:
             self.ready.append(self._api_key_auth(args, target, crds))
         self.ready.append(self._fallback_routes(args, crds))
@@ -244,6 +279,35 @@ class ModelGateway(pulumi.ComponentResource):
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _ai_gateway(self, args: ModelGatewayArgs, envoy_gateway: pulumi.Resource) -> pulumi.Resource:
+        """Envoy AI Gateway's CRDs and controller: the extension server that turns a route's
+        InferencePool into an Envoy cluster of the pool's replicas, with the picker asked per request.
+        Its pods are restricted by the chart's defaults (v1.1.0 values.yaml)."""
+        crds = k8s.helm.v3.Release(
+            f"{self._name}-ai-gateway-crds", name="ai-gateway-crds", **args.ai_gateway_crds_chart.release_args(),
+            namespace=NAMESPACE, atomic=True, timeout=args.timeout_s, opts=self._child(depends_on=[envoy_gateway]))
+        return k8s.helm.v3.Release(
+            f"{self._name}-ai-gateway",
+            name="ai-gateway",
+            **args.ai_gateway_chart.release_args(),
+            namespace=NAMESPACE,
+            values={
+                # Whose ServiceAccount may read InferencePools: Envoy Gateway's, here.
+                "envoyGateway": {"namespace": NAMESPACE},
+                "controller": {
+                    "nodeSelector": args.system_node_selector,
+                    # Its webhook admits every Envoy proxy pod and fails closed: two replicas, one
+                    # always up through a drain.
+                    "replicaCount": 2,
+                    "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+                },
+            },
+            atomic=True,
+            timeout=args.timeout_s,
+            opts=self._child(depends_on=[crds]),
+        )
 
     def _envoy_proxy(self, args: ModelGatewayArgs, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
         """The proxies' Deployment and Service: restricted pods on the system pool, and a ClusterIP
@@ -434,6 +498,25 @@ class ModelGateway(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.gateway])),
         )
+
+
+def _extension_config() -> dict:
+    """Envoy Gateway's extension manager set to Envoy AI Gateway's controller, with InferencePool as a
+    backend it serves: what Envoy AI Gateway v1.1.0 prescribes (manifests/envoy-gateway-values.yaml,
+    examples/inference-pool/envoy-gateway-values-addon.yaml), less the EnvoyPatchPolicy API it does not
+    need. Envoy Gateway reads this at its start only."""
+    every = {"includeAll": True}
+    return {
+        "extensionApis": {"enableBackend": True},
+        "extensionManager": {
+            "hooks": {"xdsTranslator": {
+                "translation": {"listener": every, "route": every, "cluster": every, "secret": every},
+                "post": ["Translation", "Cluster", "Route"]}},
+            "service": {"fqdn": {"hostname": f"{AI_GATEWAY_CONTROLLER}.{NAMESPACE}.svc.cluster.local",
+                                 "port": EXTENSION_PORT}},
+            "backendResources": [{"group": INFERENCE_API, "kind": "InferencePool", "version": "v1"}],
+        },
+    }
 
 
 def parse_api_keys(text: str) -> dict[str, str]:

@@ -1,8 +1,11 @@
 """The route of one model: requests whose ``model`` is the model's served name go to its stable
-version, a weighted share to its canary, and a mirrored copy to its shadow.
+version's InferencePool, a weighted share to its canary's, and a mirrored copy to its shadow.
 
-Plain Gateway API HTTPRoute: header match, weighted ``backendRefs`` and the ``RequestMirror``
-filter. Promotion and rollback are config changes that edit the weights; no image is rebuilt.
+Plain Gateway API HTTPRoute: header matches, one InferencePool per rule (what Envoy AI Gateway
+v1.1.0 serves: at most one pool in a rule, ``internal/extensionserver/post_cluster_modify.go``), and
+the ``RequestMirror`` filter. The canary's share is a second rule, more specific than the stable
+one, that also matches the gateway's per-request random bucket (``BUCKET_HEADER``, 0-99) below the
+canary's weight. Promotion and rollback are config changes that edit the weight; no image is rebuilt.
 """
 
 from __future__ import annotations
@@ -12,14 +15,31 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gateway.gateway import GATEWAY_API, GATEWAY_LABELS, GATEWAY_NAME, MODEL_HEADER, NAMESPACE
+from components.gateway.gateway import (
+    BUCKET_HEADER,
+    GATEWAY_API,
+    GATEWAY_LABELS,
+    GATEWAY_NAME,
+    MODEL_HEADER,
+    NAMESPACE,
+)
+from components.gateway.picker import INFERENCE_API
 
 
 @dataclass(frozen=True, kw_only=True)
 class Backend:
-    service: pulumi.Input[str]
-    """Service name, in the route's namespace."""
-    port: int
+    """A version's InferencePool, or with ``port`` a Service (the shadow's, which gets mirrored copies:
+    Envoy Gateway mirrors to Services only)."""
+
+    name: pulumi.Input[str]
+    """The InferencePool's or Service's name, in the route's namespace."""
+    port: int | None = None
+    """The Service's port; None for an InferencePool."""
+
+    def ref(self) -> dict:
+        if self.port is None:
+            return {"group": INFERENCE_API, "kind": "InferencePool", "name": self.name}
+        return {"group": "", "kind": "Service", "name": self.name, "port": self.port}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,10 +51,13 @@ class ModelRouteArgs:
     served_name: str
     """The OpenAI ``model`` value that selects the route."""
     stable: Backend
+    """The stable version's InferencePool."""
     canary: Backend | None = None
+    """The canary's InferencePool."""
     canary_weight: int = 0
     """Percent of requests sent to the canary (0-100)."""
     shadow: Backend | None = None
+    """The shadow's Service."""
     shadow_percent: int = 100
     """Percent of requests mirrored to the shadow (1-100)."""
     request_timeout_s: int
@@ -45,33 +68,27 @@ VARIANT_HEADER = "x-neurodock-variant"
 """Request header naming the version a request was routed to (stable, canary)."""
 
 
-def cluster_name(namespace: str, route: str) -> str:
-    """The Envoy cluster Envoy Gateway builds for the route's only rule, the ``envoy_cluster_name`` of
-    its statistics: ``httproute/<namespace>/<name>/rule/0``, then ``/backend/<i>`` per backendRef when
-    the backends have filters of their own, and ``-mirror-<filter index>`` for a mirror (gateway v1.7.0
-    ``internal/gatewayapi/helpers.go``, ``filters.go``; docs/upstream.md)."""
-    return f"httproute/{namespace}/{route}/rule/0"
+def cluster_name(namespace: str, route: str, rule: int = 0) -> str:
+    """The Envoy cluster Envoy Gateway builds for a rule of the route, the ``envoy_cluster_name`` of its
+    statistics: ``httproute/<namespace>/<name>/rule/<rule>`` (rule 0 the stable version, rule 1 the
+    canary), and ``-mirror-<filter index>`` for a mirror (gateway v1.7.0 ``internal/gatewayapi/helpers.go``,
+    ``filters.go``; docs/upstream.md)."""
+    return f"httproute/{namespace}/{route}/rule/{rule}"
+
+
+def canary_buckets(weight: int) -> str:
+    """A regular expression (RE2, whole value) matching the buckets 0 to ``weight - 1``."""
+    return "^(" + "|".join(str(b) for b in range(weight)) + ")$"
 
 
 def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
     _validate(args)
-    # Each backend's own filter also gives it its own Envoy cluster (backend/0 stable, backend/1
-    # canary), so the gateway's response codes tell the versions apart, whatever their health.
-    backends = [_ref(args.stable, 100 - args.canary_weight if args.canary else None, "stable")]
-    if args.canary is not None:
-        backends.append(_ref(args.canary, args.canary_weight, "canary"))
-    rule: dict = {
-        "matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
-                     "headers": [{"type": "Exact", "name": MODEL_HEADER, "value": args.served_name}]}],
-        "backendRefs": backends,
-        "timeouts": {"request": f"{args.request_timeout_s}s"},
-    }
-    if args.shadow is not None:
-        # Envoy sends the copy and drops its answer: the shadow never reaches a client.
-        rule["filters"] = [{"type": "RequestMirror", "requestMirror": {
-            "backendRef": {"group": "", "kind": "Service", "name": args.shadow.service, "port": args.shadow.port},
-            "percent": args.shadow_percent,
-        }}]
+    model = {"type": "Exact", "name": MODEL_HEADER, "value": args.served_name}
+    rules = [_rule(args, args.stable, [model], "stable")]
+    if args.canary is not None and args.canary_weight:
+        # More header matches make the more specific rule, which Gateway API routes first.
+        bucket = {"type": "RegularExpression", "name": BUCKET_HEADER, "value": canary_buckets(args.canary_weight)}
+        rules.append(_rule(args, args.canary, [model, bucket], "canary"))
     return k8s.apiextensions.CustomResource(
         name,
         api_version=f"{GATEWAY_API}/v1",
@@ -84,19 +101,27 @@ def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -
         ),
         spec={
             "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME, "namespace": NAMESPACE}],
-            "rules": [rule],
+            "rules": rules,
         },
         opts=opts,
     )
 
 
-def _ref(backend: Backend, weight: int | None, variant: str) -> dict:
-    ref = {"group": "", "kind": "Service", "name": backend.service, "port": backend.port,
-           "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
-               "set": [{"name": VARIANT_HEADER, "value": variant}]}}]}
-    if weight is not None:
-        ref["weight"] = weight
-    return ref
+def _rule(args: ModelRouteArgs, backend: Backend, headers: list[dict], variant: str) -> dict:
+    # Rule filters: Envoy AI Gateway drops a pool reference's own filters.
+    filters: list[dict] = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": VARIANT_HEADER, "value": variant}]}}]
+    if args.shadow is not None:
+        # Envoy sends the copy and drops its answer: the shadow never reaches a client.
+        filters.append({"type": "RequestMirror", "requestMirror": {
+            "backendRef": args.shadow.ref(), "percent": args.shadow_percent}})
+    return {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}, "headers": headers}],
+        "backendRefs": [backend.ref()],
+        "filters": filters,
+        # From when the picker has chosen a replica: a request held while the model wakes is not counted.
+        "timeouts": {"request": f"{args.request_timeout_s}s"},
+    }
 
 
 def _validate(args: ModelRouteArgs) -> None:
@@ -105,6 +130,10 @@ def _validate(args: ModelRouteArgs) -> None:
         problems.append(f"ModelRouteArgs.canary_weight must be 0-100 (got {args.canary_weight})")
     if args.canary is None and args.canary_weight:
         problems.append("ModelRouteArgs.canary_weight needs a canary")
+    if args.stable.port is not None or (args.canary is not None and args.canary.port is not None):
+        problems.append("ModelRouteArgs.stable and canary must be InferencePools (no port)")
+    if args.shadow is not None and args.shadow.port is None:
+        problems.append("ModelRouteArgs.shadow must be a Service (with a port): Envoy Gateway mirrors to Services only")
     if not 1 <= args.shadow_percent <= 100:
         problems.append(f"ModelRouteArgs.shadow_percent must be 1-100 (got {args.shadow_percent})")
     if problems:

@@ -156,6 +156,9 @@ class ModelServerArgs:
     """Rollout unavailability."""
     allowed_namespaces: tuple[str, ...]
     """Namespaces allowed to reach the server (gateway, monitoring)."""
+    allowed_pods: tuple[dict[str, str], ...] = ()
+    """Labels of pods in the server's namespace allowed to reach it: its endpoint picker, which reads
+    its ``/metrics`` (default none)."""
     crds: pulumi.Resource | None = None
     """The monitoring release (ServiceMonitor CRD); no ServiceMonitor without it."""
     autoscaling: Autoscaling | None = None
@@ -182,7 +185,7 @@ class ModelServer(pulumi.ComponentResource):
         super().__init__("neurodock:serving:ModelServer", name, None, opts)
         _validate(args)
         self._name = name
-        match_labels = {labels.NAME: "model-server", labels.INSTANCE: name}
+        match_labels = pod_match_labels(name)
         object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "serving",
                          "neurodock.io/model": args.served_name.replace("/", "_")[:63],
                          labels.VARIANT_LABEL: args.variant}
@@ -279,9 +282,11 @@ class ModelServer(pulumi.ComponentResource):
                     from_=[k8s.networking.v1.NetworkPolicyPeerArgs(
                         namespace_selector=k8s.meta.v1.LabelSelectorArgs(
                             match_labels={"kubernetes.io/metadata.name": ns}))
-                        for ns in args.allowed_namespaces],
+                        for ns in args.allowed_namespaces] + [
+                        k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(
+                            match_labels=pods)) for pods in args.allowed_pods],
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=PORT, protocol="TCP")],
-                )] if args.allowed_namespaces else [],
+                )] if args.allowed_namespaces or args.allowed_pods else [],
             ),
             opts=self._child(),
         )
@@ -317,6 +322,12 @@ class ModelServer(pulumi.ComponentResource):
             },
             opts=self._child(depends_on=[args.keda] if args.keda else None),
         )
+
+
+def pod_match_labels(name: str) -> dict[str, str]:
+    """The labels that select exactly the pods of server ``name`` (a model version): its Deployment's,
+    Service's and InferencePool's selector."""
+    return {labels.NAME: "model-server", labels.INSTANCE: name}
 
 
 def service_account_name(model: str) -> str:

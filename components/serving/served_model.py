@@ -1,5 +1,6 @@
 """One served model: its versions (stable, and optionally a canary and a shadow), the cloud identity
-each reads its weights with, and the gateway route that selects it by the request's ``model``.
+each reads its weights with, the InferencePool and endpoint picker of each version the gateway
+routes to, and the gateway route that selects it by the request's ``model``.
 
 Everything about a model lives here, resolved once by the caller: a version's servers, sizes and
 readiness budgets arrive complete in its :class:`ModelServerArgs`.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.gateway.picker import EndpointPicker, EndpointPickerArgs
 from components.gateway.routes import Backend, ModelRouteArgs, model_route
 from components.serving.model_server import PORT, ModelServer, ModelServerArgs
 from components.serving.weights_access import (
@@ -58,6 +60,9 @@ class Version:
     """A ReadWriteMany class: one weights volume for every replica; None: a volume per replica."""
     mirror: Mirror | None
     """Mirror Hugging Face weights into the stack's bucket first; None: the source is read as it is."""
+    picker: EndpointPickerArgs | None = None
+    """The version's InferencePool and endpoint picker, which the route sends to; None for a shadow
+    (it gets mirrored copies at its Service) and without a gateway."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +108,7 @@ class ServedModel(pulumi.ComponentResource):
         at_root = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
         under_catalog = [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else None
         servers: dict[str, ModelServer] = {}
+        pickers: dict[str, EndpointPicker] = {}
         jobs: dict[str, pulumi.Resource] = {}
         for key, version in (("stable", args.stable), ("canary", args.canary), ("shadow", args.shadow)):
             if version is None:
@@ -129,6 +135,9 @@ class ServedModel(pulumi.ComponentResource):
                 server = replace(server, shared_cache_claim=self._shared_claim(version, under_catalog))
             servers[key] = ModelServer(version.name, server, opts=pulumi.ResourceOptions(
                 parent=self, aliases=under_catalog))
+            if version.picker is not None:
+                pickers[key] = EndpointPicker(f"{version.name}-picker", version.picker,
+                                              opts=pulumi.ResourceOptions(parent=self))
         stable = servers["stable"]
         self.deployment_name = stable.deployment_name
         self.url = stable.url
@@ -138,13 +147,14 @@ class ServedModel(pulumi.ComponentResource):
                 name=name,
                 namespace=args.stable.server.namespace,
                 served_name=args.stable.server.served_name,
-                stable=Backend(service=stable.service_name, port=PORT),
-                canary=Backend(service=servers["canary"].service_name, port=PORT) if "canary" in servers else None,
+                stable=Backend(name=pickers["stable"].pool_name),
+                canary=Backend(name=pickers["canary"].pool_name) if "canary" in pickers else None,
                 canary_weight=args.route.canary_weight,
-                shadow=Backend(service=servers["shadow"].service_name, port=PORT) if "shadow" in servers else None,
+                shadow=Backend(name=servers["shadow"].service_name, port=PORT) if "shadow" in servers else None,
                 shadow_percent=args.route.shadow_percent,
                 request_timeout_s=args.route.request_timeout_s,
-            ), pulumi.ResourceOptions(parent=self, depends_on=[args.route.gateway, *servers.values()],
+            ), pulumi.ResourceOptions(parent=self, depends_on=[args.route.gateway, *servers.values(),
+                                                               *pickers.values()],
                                       aliases=at_root))
         self.register_outputs({"url": self.url})
 

@@ -14,6 +14,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 import infra.plan
+from infra import charts
 from infra.bootstrap.config import NAMESPACE as BOOTSTRAP_PROJECT
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
@@ -96,6 +97,8 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
         try:
             # The same call the Python language host makes for `main: infra/`.
             loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+        except charts.NotCached:
+            raise
         except pulumi.RunError as exc:
             raise ProgramError(str(exc)) from None
         root = pulumi_settings.get_root_resource()

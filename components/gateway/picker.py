@@ -1,0 +1,171 @@
+"""One model version's InferencePool and its endpoint picker (llm-d router), which scores the
+version's replicas on queue depth, KV-cache use and prefix-cache affinity for every request the
+gateway sends to the pool, and holds requests in its flow-control queue while no replica is ready.
+
+The objects are the llm-d router chart's own (``llm-d-router-gateway``, rendered by Helm from the
+pinned package by the caller), created here one Pulumi resource each rather than as a Helm release:
+the chart has no setting for a security context, and its pods must pass Pod Security "restricted" in
+the serving namespace. What is changed, and why, is in :func:`harden`; everything else is the chart's.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import labels
+from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY
+
+INFERENCE_API = "inference.networking.k8s.io"
+EXT_PROC_PORT = 9002
+"""The picker's ext_proc port, which the gateway's proxies call (chart ``router.epp.extProcPort``)."""
+METRICS_PORT = 9090
+"""The picker's Prometheus port (``--metrics-port``, llm-d-router v0.10.0 pkg/epp/server/options.go)."""
+PICKER_UID = 65532
+"""The user of the picker's image (Dockerfile.epp: ``USER 65532:65532``, distroless nonroot)."""
+SELECTOR_LABEL = "llm-d-router-gateway"
+"""The label the chart selects the picker's pods by, valued ``<release>-epp`` (routerlib _helpers.tpl)."""
+
+
+def picker_name(pool: str) -> str:
+    """The picker's Deployment, Service and ServiceAccount (the chart's ``<release>-epp``)."""
+    return f"{pool}-epp"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointPickerArgs:
+    pool: str
+    """The InferencePool's name, which is the chart's release name."""
+    objects: tuple[dict[str, Any], ...]
+    """What the chart renders for the pool (``infra.charts.render``)."""
+    node_selector: dict[str, str]
+    """Where the picker runs: the system pool."""
+    allowed_namespaces: tuple[str, ...]
+    """Namespaces whose pods may call the picker (the gateway's) or scrape it (monitoring's)."""
+    pool_crd: pulumi.Resource | None = None
+    """The InferencePool CRD; the pool waits for it."""
+    monitoring_crds: pulumi.Resource | None = None
+    """The monitoring release (ServiceMonitor CRD), when the chart renders a ServiceMonitor."""
+
+
+class EndpointPicker(pulumi.ComponentResource):
+    """The InferencePool and its picker's Deployment, Service, RBAC, configuration and scrape."""
+
+    pool_name: pulumi.Output[str]
+    pod_labels: dict[str, str]
+    """Labels of the picker's pods, for the model servers' NetworkPolicy."""
+
+    def __init__(self, name: str, args: EndpointPickerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("neurodock:gateway:EndpointPicker", name, None, opts)
+        _validate(args)
+        pool = None
+        for obj in harden(args.objects, args.node_selector):
+            kind = obj["kind"]
+            depends = [args.monitoring_crds] if kind == "ServiceMonitor" and args.monitoring_crds else []
+            if kind == "InferencePool" and args.pool_crd is not None:
+                depends.append(args.pool_crd)
+            resource = _create(f"{name}-{kind.lower()}-{obj['metadata']['name']}", obj,
+                               pulumi.ResourceOptions(parent=self, depends_on=depends))
+            if kind == "InferencePool":
+                pool = resource
+        assert pool is not None  # validated
+        self.pod_labels = {SELECTOR_LABEL: picker_name(args.pool)}
+        namespace = next(o["metadata"]["namespace"] for o in args.objects if o["kind"] == "Deployment")
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=namespace, labels=_labels({})),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.pod_labels),
+                policy_types=["Ingress"],
+                ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    from_=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                        match_labels={"kubernetes.io/metadata.name": ns})) for ns in args.allowed_namespaces],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")
+                           for port in (EXT_PROC_PORT, METRICS_PORT)],
+                )],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.pool_name = pool.metadata["name"]
+        self.register_outputs({"pool": self.pool_name})
+
+
+def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -> list[dict[str, Any]]:
+    """The chart's objects with what NeuroDock changes:
+
+    - the picker's pod runs as its image's non-root user with the runtime's seccomp profile, and its
+      container drops every capability, cannot escalate and has a read-only root filesystem (Pod
+      Security "restricted"; the picker writes no file, llm-d-router v0.10.0);
+    - it runs on the system pool;
+    - every object carries NeuroDock's part-of label.
+    """
+    out = []
+    for original in objects:
+        obj = copy.deepcopy(original)
+        obj["metadata"]["labels"] = _labels(obj["metadata"].get("labels") or {})
+        if obj["kind"] == "Deployment":
+            pod = obj["spec"]["template"]["spec"]
+            pod["securityContext"] = {"runAsNonRoot": True, "runAsUser": PICKER_UID, "runAsGroup": PICKER_UID,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+            pod["nodeSelector"] = dict(node_selector)
+            for container in pod["containers"]:
+                container["securityContext"] = {**RESTRICTED_CONTAINER_SECURITY, "runAsNonRoot": True}
+        out.append(obj)
+    return out
+
+
+def _labels(chart_labels: dict[str, str]) -> dict[str, str]:
+    return {**chart_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "endpoint-picker"}
+
+
+_TOP_LEVEL = {
+    # kind -> the object's top-level fields besides apiVersion, kind and metadata, as the typed resource's
+    # keyword arguments.
+    "ConfigMap": {"data": "data"},
+    "Secret": {"type": "type", "data": "data", "stringData": "string_data"},
+    "Service": {"spec": "spec"},
+    "ServiceAccount": {"automountServiceAccountToken": "automount_service_account_token"},
+    "Deployment": {"spec": "spec"},
+    "Role": {"rules": "rules"},
+    "ClusterRole": {"rules": "rules"},
+    "RoleBinding": {"roleRef": "role_ref", "subjects": "subjects"},
+    "ClusterRoleBinding": {"roleRef": "role_ref", "subjects": "subjects"},
+}
+_TYPED = {
+    "ConfigMap": k8s.core.v1.ConfigMap, "Secret": k8s.core.v1.Secret, "Service": k8s.core.v1.Service,
+    "ServiceAccount": k8s.core.v1.ServiceAccount, "Deployment": k8s.apps.v1.Deployment,
+    "Role": k8s.rbac.v1.Role, "ClusterRole": k8s.rbac.v1.ClusterRole, "RoleBinding": k8s.rbac.v1.RoleBinding,
+    "ClusterRoleBinding": k8s.rbac.v1.ClusterRoleBinding,
+}
+
+
+def _create(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    kind = obj["kind"]
+    extra = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    if kind in _TYPED:
+        unknown = set(extra) - set(_TOP_LEVEL[kind])
+        if unknown:
+            raise ValueError(f"the picker chart's {kind} {obj['metadata']['name']} has fields NeuroDock does not "
+                             f"create: {sorted(unknown)}")
+        return _TYPED[kind](resource_name, metadata=obj["metadata"],
+                            **{_TOP_LEVEL[kind][k]: v for k, v in extra.items()}, opts=opts)
+    # The InferencePool and the ServiceMonitor: custom resources, checked against their CRDs.
+    return k8s.apiextensions.CustomResource(resource_name, api_version=obj["apiVersion"], kind=kind,
+                                            metadata=obj["metadata"], opts=opts, **extra)
+
+
+def _validate(args: EndpointPickerArgs) -> None:
+    kinds = [o["kind"] for o in args.objects]
+    problems = []
+    for needed in ("InferencePool", "Deployment", "Service"):
+        if kinds.count(needed) != 1:
+            problems.append(f"EndpointPickerArgs.objects must hold one {needed} (got {kinds.count(needed)})")
+    unsupported = sorted({k for k in kinds if k not in _TYPED and k not in ("InferencePool", "ServiceMonitor")})
+    if unsupported:
+        problems.append(f"EndpointPickerArgs.objects holds kinds NeuroDock does not create: {unsupported}")
+    if problems:
+        raise ValueError("; ".join(problems))

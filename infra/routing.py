@@ -1,0 +1,97 @@
+"""Config -> each model version's InferencePool and endpoint picker: the llm-d router chart's values,
+and the picker's configuration (what it scores, how long it holds a request)."""
+
+from __future__ import annotations
+
+import yaml
+
+from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
+from components.gateway.picker import EndpointPickerArgs
+from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
+from components.monitoring.stack import SELECTED
+from components.serving.catalog import NAMESPACE
+from components.serving.model_server import PORT, ReadinessBudgets, pod_match_labels
+from components.versions import ENDPOINT_PICKER_IMAGE, LLM_D_ROUTER
+from infra import charts
+from infra.config import ModelSpec
+
+CONFIG_FILE = "neurodock.yaml"
+"""The picker's configuration file, added to the chart's ConfigMap and selected by ``--config-file``."""
+SCORERS = (("queue-scorer", 2), ("kv-cache-utilization-scorer", 2), ("prefix-cache-scorer", 3))
+"""What the picker scores a replica on, and the weights: the chart's default profile (routerlib
+templates/_config.yaml): fewer waiting requests, more free KV cache, the longest cached prefix of the
+prompt (an index the picker keeps of what it sent where)."""
+LLAMACPP_ENGINE = {
+    # llama.cpp's server has no KV-cache gauge (ggml-org/llama.cpp PR #13660 removed it): an empty
+    # spec leaves the KV scorer neutral, the queue and prefix scores decide (llm-d-router v0.10.0
+    # pkg/epp/framework/plugins/datalayer/extractor/metrics: spec.go, factories.go).
+    "name": "llamacpp",
+    "queuedRequestsSpec": "llamacpp:requests_deferred",
+    "runningRequestsSpec": "llamacpp:requests_processing",
+    "kvUsageSpec": "",
+}
+
+
+def hold_seconds(readiness: ReadinessBudgets) -> int:
+    """How long the picker holds a request while its pool has no ready replica (the flow-control
+    queue's TTL): the time a replica is given to become ready, from a new node to a loaded model."""
+    return readiness.total_s
+
+
+def picker_config(model: ModelSpec, readiness: ReadinessBudgets) -> str:
+    """The picker's EndpointPickerConfig (llm-d.ai/v1alpha1, decoded strictly by the picker)."""
+    extractor: dict = {"type": "core-metrics-extractor"}
+    if model.engine == "llamacpp":
+        extractor["parameters"] = {"defaultEngine": "llamacpp", "engineConfigs": [LLAMACPP_ENGINE]}
+    document = {
+        "apiVersion": "llm-d.ai/v1alpha1",
+        "kind": "EndpointPickerConfig",
+        # Flow control holds a request while the pool is saturated or empty, instead of a 503 at once
+        # (pkg/epp/flowcontrol/README.md): what lets a model scaled to zero wake on its first request.
+        "featureGates": ["flowControl"],
+        "plugins": [*({"type": name} for name, _ in SCORERS),
+                    {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics"}},
+                    extractor],
+        "schedulingProfiles": [{"name": "default", "plugins": [
+            {"pluginRef": name, "weight": weight} for name, weight in SCORERS]}],
+        "flowControl": {"defaultRequestTTL": f"{hold_seconds(readiness)}s"},
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def picker_values(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, monitoring: bool) -> dict:
+    """The llm-d-router-gateway chart's values for the InferencePool ``pool`` (a version of ``model``)."""
+    registry, repository, tag = ENDPOINT_PICKER_IMAGE
+    return {"router": {
+        "modelServers": {"matchLabels": pod_match_labels(pool), "targetPorts": [{"number": PORT}]},
+        # The gateway (Envoy AI Gateway) fails closed whatever the pool says (envoyproxy/ai-gateway
+        # v1.1.0 internal/extensionserver/inferencepool.go): say so.
+        "inferencePool": {"create": True, "failureMode": "FailClose"},
+        "epp": {
+            # The chart's tag is `main`, pulled on every start: the release's own tag instead.
+            "image": {"registry": registry, "repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+            # One replica, the chart's advice: the prefix index lives in the picker's memory.
+            "replicas": 1,
+            # The chart asks for 8 CPUs and 8 GiB, sized for a hundred replicas at high request rates.
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+            # pprof shares the metrics port; it has no place in production.
+            "flags": {"enable-pprof": "false"},
+            "pluginsConfigFile": CONFIG_FILE,
+            "pluginsCustomConfig": {CONFIG_FILE: picker_config(model, readiness)},
+        },
+        # /metrics asks for a token (--metrics-endpoint-auth): the chart's ServiceMonitor presents the
+        # picker's own, from a Secret whose default name every release in a namespace would share.
+        "monitoring": {"prometheus": {"enabled": monitoring, "extraLabels": SELECTED,
+                                      "auth": {"secretName": f"{pool}-epp-metrics"}}},
+    }}
+
+
+def picker_args(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, monitoring: bool,
+                system_node_selector: dict[str, str]) -> EndpointPickerArgs:
+    values = picker_values(model, pool, readiness, monitoring=monitoring)
+    return EndpointPickerArgs(
+        pool=pool,
+        objects=tuple(charts.render(LLM_D_ROUTER, values, name=pool, namespace=NAMESPACE)),
+        node_selector=system_node_selector,
+        allowed_namespaces=(GATEWAY_NAMESPACE, MONITORING_NAMESPACE) if monitoring else (GATEWAY_NAMESPACE,),
+    )
