@@ -1241,10 +1241,13 @@ def _semantic_problems(config: StackConfig) -> list[Problem]:
             add(("models", i, "servedName"),
                 f"served name {model.model_name!r} is already used by models[{served[model.model_name]}]")
         served.setdefault(model.model_name, i)
-        if model.min_replicas == 0:
+        # Scale from zero needs the gateway's endpoint picker to hold the first request (and Prometheus,
+        # for KEDA to see it held: checked with every autoscaled model).
+        if model.min_replicas == 0 and not config.gateway.enabled:
             add(("models", i, "minReplicas"), (
-                "scale from zero cannot wake this model: with no replica there is no queue to read, so the "
-                "autoscaler never adds one and every request gets a 503; set minReplicas to 1 or more"))
+                "0 needs the gateway: its endpoint picker holds a request while the model wakes, and the held "
+                "request is what wakes it; without the gateway nothing could, so set gateway.enabled to true or "
+                "minReplicas to 1 or more"))
         if model.min_replicas > model.max_replicas:
             add(("models", i, "minReplicas"),
                 f"must be <= maxReplicas ({model.min_replicas} > {model.max_replicas})")

@@ -26,6 +26,8 @@ from components.versions import (
 )
 from infra import charts
 from infra.config import StackConfig
+from infra.readiness import budgets
+from infra.routing import hold_seconds
 from infra.secrets import StackSecrets
 
 
@@ -96,6 +98,8 @@ def build_smoke_test(config: StackConfig, cluster: Cluster, gateway: ModelGatewa
             node_selector=system_node_selector(cluster),
             api_key_secret=key_secret,
             ca_secret=gateway.tls_secret,
+            # Models at zero are woken by the test's own request, held by their picker meanwhile.
+            wake_s={m.model_name: hold_seconds(budgets(config, m)) for m in config.models if m.min_replicas == 0},
         ),
         opts=pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(depends_on=[gateway, catalog, *gateway.ready, *catalog.routes])),

@@ -41,7 +41,7 @@ from components.serving.architectures import gated
 from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
 from components.serving.catalog import ModelCatalog
 from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
-from components.versions import CLUSTER_AUTOSCALER, KUBE_PROMETHEUS_STACK
+from components.versions import CLUSTER_AUTOSCALER, INFERENCE_EXTENSION_CRDS, KUBE_PROMETHEUS_STACK, LLM_D_ROUTER
 from infra import charts, live, plan
 from infra.config import (
     NAMESPACE,
@@ -59,6 +59,7 @@ from infra.config import (
     parse_config,
 )
 from infra.gateway import build_gateway, build_smoke_test
+from infra.readiness import budgets
 from infra.secrets import StackSecrets
 from infra.serving import autoscaled, build_catalog
 
@@ -73,9 +74,19 @@ def load_stack_config() -> StackConfig:
     )
 
 
+def _require_program_charts(config: StackConfig) -> None:
+    """What the program renders or reads itself must be cached, checked before any resource exists
+    (``charts.NotCached``), so a missing chart creates nothing."""
+    if config.gateway.enabled:
+        charts.crd_bundle(INFERENCE_EXTENSION_CRDS)
+        if config.models:
+            charts.require(LLM_D_ROUTER)
+
+
 def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
     """Create every resource of the stack; return the stack outputs."""
     _require_receiver_credentials(config, secrets)
+    _require_program_charts(config)
     _warn_gated_models(config, secrets)
     for warning in config_warnings(config):
         pulumi.log.warn(str(warning))
@@ -245,6 +256,7 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
                     kv_cache_usage=model.slo.kv_cache_usage,
                     # The gateway's route (infra/gateway.py names it after the model) counts its errors.
                     route=model.name if config.gateway.enabled else None,
+                    wake_s=budgets(config, model).total_s if model.min_replicas == 0 else 0,
                 )
                 for model in (config.models if catalog else [])
             ),

@@ -32,10 +32,15 @@ LLAMACPP_ENGINE = {
 }
 
 
+WAKE_MARGIN_S = 60
+"""KEDA's part of a wake: Prometheus' scrape of the picker (10 s), KEDA's poll (15 s), the scale-up."""
+
+
 def hold_seconds(readiness: ReadinessBudgets) -> int:
-    """How long the picker holds a request while its pool has no ready replica (the flow-control
-    queue's TTL): the time a replica is given to become ready, from a new node to a loaded model."""
-    return readiness.total_s
+    """How long the picker of a model at zero holds a request while its pool has no ready replica (the
+    flow-control queue's TTL): the time a replica is given to become ready, from a new node to a
+    loaded model, and KEDA's time to ask for it."""
+    return readiness.total_s + WAKE_MARGIN_S
 
 
 def picker_config(model: ModelSpec, readiness: ReadinessBudgets) -> str:
@@ -54,8 +59,10 @@ def picker_config(model: ModelSpec, readiness: ReadinessBudgets) -> str:
                     extractor],
         "schedulingProfiles": [{"name": "default", "plugins": [
             {"pluginRef": name, "weight": weight} for name, weight in SCORERS]}],
-        "flowControl": {"defaultRequestTTL": f"{hold_seconds(readiness)}s"},
     }
+    if model.min_replicas == 0:
+        # Otherwise the picker's default (60 s): a saturated pool holds a request that long, then 429.
+        document["flowControl"] = {"defaultRequestTTL": f"{hold_seconds(readiness)}s"}
     return yaml.safe_dump(document, sort_keys=False)
 
 
@@ -93,5 +100,6 @@ def picker_args(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, mon
         pool=pool,
         objects=tuple(charts.render(LLM_D_ROUTER, values, name=pool, namespace=NAMESPACE)),
         node_selector=system_node_selector,
-        allowed_namespaces=(GATEWAY_NAMESPACE, MONITORING_NAMESPACE) if monitoring else (GATEWAY_NAMESPACE,),
+        gateway_namespace=GATEWAY_NAMESPACE,
+        monitoring_namespace=MONITORING_NAMESPACE if monitoring else None,
     )

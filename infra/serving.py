@@ -128,6 +128,8 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
             picker = replace(picker_args(model, v.name, readiness, monitoring=prometheus_url is not None,
                                          system_node_selector=system_node_selector(cluster)),
                              pool_crd=gateway.pool_crd, monitoring_crds=crds)
+            if not picker.objects:
+                return _listed(v, server)
             # The picker reads the replicas' /metrics.
             server = replace(server, allowed_pods=({SELECTOR_LABEL: picker_name(v.name)},))
         return Version(name=v.name, server=server, reader=_reader_args(config, cluster, v.name, source),
@@ -135,12 +137,18 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
 
     versions = {v.key: version(v) for v in model.versions()}
     route = None
-    if gateway is not None:
+    if gateway is not None and all(v.picker for k, v in versions.items() if k != "shadow"):
         route = Route(gateway=gateway, request_timeout_s=model.request_timeout_seconds,
                       canary_weight=model.canary.weight if model.canary else 0,
                       shadow_percent=model.shadow.percent if model.shadow else 100)
     return ServedModelArgs(name=model.name, stable=versions["stable"], canary=versions.get("canary"),
                            shadow=versions.get("shadow"), route=route, cloud_provider=cloud_provider)
+
+
+def _listed(version: ModelVersion, server: ModelServerArgs) -> Version:
+    """A version planned only to list the charts a stack needs (``charts.listing``), the picker's chart
+    not cached: no picker, and so no route."""
+    return Version(name=version.name, server=server, reader=None, shared_storage_class=None, mirror=None)
 
 
 def server_args(
@@ -168,7 +176,8 @@ def server_args(
             min_replicas=model.min_replicas,
             max_replicas=model.max_replicas,
             prometheus_url=prometheus_url,
-            query=queue_query(model),
+            query=queue_query(model, held=config.gateway.enabled),
+            busy_query=busy_query(model) if model.min_replicas == 0 else None,
             # Scale out at half the queue that the SLO alert fires on.
             target_per_replica=max(1, model.slo.queue_depth // 2),
         )
@@ -220,14 +229,31 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def queue_query(model: ModelSpec) -> str:
-    """PromQL for the model's waiting requests: the signal KEDA scales on."""
+def queue_query(model: ModelSpec, *, held: bool) -> str:
+    """PromQL for the model's waiting requests, the signal KEDA scales on: those queued in its stable
+    version's servers, plus, with the gateway (``held``), those its endpoint picker holds. The picker
+    holds requests once the pool is saturated (from a queue of 5 or 80% KV cache per replica, its
+    defaults) or has no ready replica, so past that point the servers' queues stop growing and the
+    held ones are the backlog; at zero replicas they are the only signal."""
+    pods = f'namespace="{NAMESPACE}", pod=~"{model.name}-server-.*"'
     if model.engine == "vllm":
         # The stable version's pods only: a canary or shadow serves the same model name, and a
         # shadow's mirrored queue must not scale the stable version out.
-        return (f'sum({metrics.VLLM_WAITING.name}{{model_name="{model.model_name}", namespace="{NAMESPACE}", '
-                f'pod=~"{model.name}-server-.*"}})')
-    return f'sum({metrics.LLAMACPP_DEFERRED.name}{{namespace="{NAMESPACE}", pod=~"{model.name}-server-.*"}})'
+        servers = f'sum({metrics.VLLM_WAITING.name}{{model_name="{model.model_name}", {pods}}})'
+    else:
+        servers = f"sum({metrics.LLAMACPP_DEFERRED.name}{{{pods}}})"
+    if not held:
+        return servers
+    # An empty sum is no value at all: `or vector(0)` keeps either side from blanking the other.
+    picker = f'sum({metrics.EPP_HELD.name}{{namespace="{NAMESPACE}", inference_pool="{model.name}"}})'
+    return f"({servers} or vector(0)) + ({picker} or vector(0))"
+
+
+def busy_query(model: ModelSpec) -> str:
+    """PromQL for every request the model has: running, queued or held (its stable version's)."""
+    running = metrics.VLLM_RUNNING if model.engine == "vllm" else metrics.LLAMACPP_PROCESSING
+    pods = f'namespace="{NAMESPACE}", pod=~"{model.name}-server-.*"'
+    return f"({queue_query(model, held=True)}) + (sum({running.name}{{{pods}}}) or vector(0))"
 
 
 def _reader_args(config: StackConfig, cluster: Cluster, name: str, source: str) -> ReaderArgs | None:

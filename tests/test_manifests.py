@@ -118,8 +118,11 @@ def test_serving_pods_are_hardened(shipped_plans, stack):
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-        # Only the body-based router talks to the Kubernetes API (it watches its ConfigMaps).
-        assert pod["automountServiceAccountToken"] is (d["metadata"]["labels"][NAME] == "body-based-router")
+        # Only the body-based router (it watches its ConfigMaps) and the endpoint pickers (their pool and its
+        # pods) talk to the Kubernetes API.
+        talks = (d["metadata"]["labels"].get(NAME) == "body-based-router"
+                 or d["metadata"]["labels"].get("app.kubernetes.io/component") == "endpoint-picker")
+        assert pod["automountServiceAccountToken"] is talks
         for c in pod["containers"]:
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shlex
 
 import pytest
+import yaml
 
 from components.serving import architectures
 from components.versions import KEDA
 from infra.config import ConfigError
+from tests import scrape
 from tests.conftest import SHIPPED_STACKS, plan_with, release_of
 from tests.pss import violations
 
@@ -24,7 +27,8 @@ def manifests(plan, kind):
 
 
 def deployment_of(plan, model: str) -> dict:
-    [d] = [d for d in manifests(plan, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/instance"] == model]
+    [d] = [d for d in manifests(plan, "Deployment")
+           if d["metadata"]["labels"].get("app.kubernetes.io/instance") == model]
     return d
 
 
@@ -343,16 +347,27 @@ def test_vllm_drains_running_requests_for_the_longest_request_the_gateway_allows
     assert llama["lifecycle"]["preStop"]["sleep"]["seconds"] == 30
 
 
-def test_pdb_allows_a_voluntary_disruption_and_network_policy_admits_gateway_and_monitoring(shipped_plans):
+def test_pdb_allows_a_voluntary_disruption_and_network_policy_admits_gateway_monitoring_and_picker(shipped_plans):
     plan = shipped_plans["staging"]
     [pdb] = [p for p in manifests(plan, "PodDisruptionBudget") if p["metadata"]["namespace"] == "neurodock-serving"]
     assert pdb["spec"]["maxUnavailable"] == 1
-    [policy] = [p for p in manifests(plan, "NetworkPolicy") if p["metadata"]["namespace"] == "neurodock-serving"]
+    [policy] = [p for p in manifests(plan, "NetworkPolicy") if p["metadata"]["namespace"] == "neurodock-serving"
+                and p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "model-server"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    peers = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-             for p in policy["spec"]["ingress"][0]["from"]}
+    [rule] = policy["spec"]["ingress"]
+    peers = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]
+             if "namespaceSelector" in p}
     assert peers == {"neurodock-gateway", "monitoring"}
-    assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    # The pool's picker reads the replicas' /metrics: its pods, and only its.
+    [picker_peer] = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
+    [picker] = [d for d in manifests(plan, "Deployment") if picker_peer.items() <= d["spec"]["template"]["metadata"]
+                ["labels"].items()]
+    assert picker["metadata"]["name"] == "llama-3-1-8b-epp"
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    # The picker admits the gateway's proxies on its ext_proc port and Prometheus on its metrics port.
+    [own] = [p for p in manifests(plan, "NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"] == picker_peer]
+    assert {(r["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], r["ports"][0]["port"])
+            for r in own["spec"]["ingress"]} == {("neurodock-gateway", 9002), ("monitoring", 9090)}
 
 
 # -- Autoscaling ------------------------------------------------------------------------------------
@@ -366,9 +381,13 @@ def test_models_scale_on_their_queue_with_keda(shipped_plans):
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 4)
     [trigger] = spec["triggers"]
     assert trigger["type"] == "prometheus"
+    # The servers' queues plus what the stable pool's picker holds, each side kept when the other is empty.
     assert trigger["metadata"]["query"] == (
-        'sum(vllm:num_requests_waiting{model_name="meta-llama/Llama-3.1-8B-Instruct", '
-        'namespace="neurodock-serving", pod=~"llama-3-1-8b-server-.*"})')
+        '(sum(vllm:num_requests_waiting{model_name="meta-llama/Llama-3.1-8B-Instruct", '
+        'namespace="neurodock-serving", pod=~"llama-3-1-8b-server-.*"}) or vector(0)) + '
+        '(sum(llm_d_epp_flow_control_queue_size{namespace="neurodock-serving", inference_pool="llama-3-1-8b"}) '
+        'or vector(0))')
+    assert scrape.problems(trigger["metadata"]["query"]) == []
     assert trigger["metadata"]["threshold"] == "5"
     assert trigger["metadata"]["serverAddress"].endswith(":9090")
     assert release_of(plan, KEDA).inputs["version"] == KEDA.version
@@ -391,15 +410,56 @@ def test_an_autoscaled_deployment_leaves_the_replica_count_to_keda(shipped_plans
     assert canary.manifest["spec"]["replicas"] == 1 and canary.options["ignoreChanges"] == []
 
 
-def test_min_replicas_zero_is_refused_until_a_request_can_wake_a_model(write_stack):
-    # With no replica there is no queue metric: KEDA would never scale up, clients would get 503s.
-    with pytest.raises(ConfigError) as error:
-        plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(minReplicas=0))
-    [problem] = error.value.problems
-    assert problem.path == "neurodock:models[0].minReplicas" and "set minReplicas to 1" in problem.message
-    plan = plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(minReplicas=1))
+def test_a_model_at_zero_is_woken_by_the_requests_its_picker_holds(write_stack):
+    plan = plan_with(write_stack, "staging", lambda c: c["neurodock:models"][0].update(minReplicas=0))
     [scaler] = manifests(plan, "ScaledObject")
-    assert scaler["spec"]["minReplicaCount"] == 1
+    spec = scaler["spec"]
+    assert spec["minReplicaCount"] == 0 and spec["cooldownPeriod"] == 600
+    trigger, busy = spec["triggers"]
+    # The model stays active while it has any request, running ones included: a replica serving without
+    # a backlog is not stopped under its clients.
+    assert busy["metadata"]["activationThreshold"] == "0" and scrape.problems(busy["metadata"]["query"]) == []
+    assert trigger["metadata"]["query"] in busy["metadata"]["query"]
+    assert "vllm:num_requests_running" in busy["metadata"]["query"]
+    # Any held request activates the model (KEDA: value above activationThreshold).
+    assert trigger["metadata"]["activationThreshold"] == "0"
+    query = trigger["metadata"]["query"]
+    held = re.search(r'llm_d_epp_flow_control_queue_size\{namespace="([^"]+)", inference_pool="([^"]+)"\}', query)
+    assert held is not None and scrape.problems(query) == []
+    # The pool it reads is the one the model's route sends to, and that pool selects the stable pods only.
+    [pool] = [p for p in manifests(plan, "InferencePool") if p["metadata"]["name"] == held.group(2)]
+    assert pool["metadata"]["namespace"] == held.group(1)
+    [route] = [r for r in manifests(plan, "HTTPRoute") if r["metadata"]["name"] == "llama-3-1-8b"]
+    assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == held.group(2)
+    target = deployment_of(plan, "llama-3-1-8b")
+    assert pool["spec"]["selector"]["matchLabels"].items() <= target["spec"]["template"]["metadata"]["labels"].items()
+    assert spec["scaleTargetRef"]["name"] == target["metadata"]["name"]
+    assert target["spec"]["replicas"] == 0
+    # The picker holds a request as long as a replica is given to become ready, and the smoke test waits as long.
+    config_map = next(c for c in manifests(plan, "ConfigMap") if c["metadata"]["name"] == "llama-3-1-8b-epp")
+    ttl = yaml.safe_load(config_map["data"]["neurodock.yaml"])["flowControl"]["defaultRequestTTL"]
+    # The time to ready and KEDA's minute to ask for a replica.
+    assert int(ttl.removesuffix("s")) > 600
+    [job] = [j for j in manifests(plan, "Job") if j["metadata"]["name"].startswith("smoke-test-")]
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["WAKE_SECONDS"]) == {"meta-llama/Llama-3.1-8B-Instruct": int(ttl.removesuffix("s"))}
+    assert int(env["DEADLINE_SECONDS"]) == 600 + int(ttl.removesuffix("s"))
+
+
+def test_min_replicas_zero_needs_the_gateway_that_holds_the_waking_request(write_stack):
+    def no_gateway(config):
+        config["neurodock:models"][0]["minReplicas"] = 0
+        config["neurodock:gateway"] = {"enabled": False}
+
+    with pytest.raises(ConfigError) as error:
+        plan_with(write_stack, "staging", no_gateway)
+    [problem] = error.value.problems
+    assert problem.path == "neurodock:models[0].minReplicas" and "set gateway.enabled to true" in problem.message
+    # Without the gateway the servers' own queue is all KEDA reads: no picker, no pool.
+    plan = plan_with(write_stack, "staging", lambda c: c.update({"neurodock:gateway": {"enabled": False}}))
+    [scaler] = manifests(plan, "ScaledObject")
+    assert "llm_d_epp" not in scaler["spec"]["triggers"][0]["metadata"]["query"]
+    assert not manifests(plan, "InferencePool")
 
 
 def test_a_fixed_size_model_gets_no_scaler(write_stack):

@@ -15,6 +15,7 @@ an allow-list of sources. TLS and API keys come from Pulumi secrets.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.charts import ChartSource
+from components.gateway.picker import INFERENCE_API
 from components.k8s import (
     PART_OF_VALUE,
     RESTRICTED_CONTAINER_SECURITY,
@@ -32,7 +34,6 @@ from components.k8s import (
     restricted_pod_security_context,
 )
 from components.monitoring.resources import service_monitor
-from components.gateway.picker import INFERENCE_API
 from components.versions import BODY_BASED_ROUTER_IMAGE
 
 NAMESPACE = "neurodock-gateway"
@@ -64,6 +65,7 @@ envoyproxy/ai-gateway v1.1.0 internal/extensionserver/inferencepool.go)."""
 INTERNAL_HEADERS = (*ROUTER_HEADERS, BUCKET_HEADER, DESTINATION_HEADER)
 """Headers only the gateway may set: a client's are removed before any filter runs."""
 BUCKET_LUA = f"""-- NeuroDock: the canary split's bucket, a random number 0-99 per request.
+math.randomseed(os.time())
 function envoy_on_request(request_handle)
   request_handle:headers():replace("{BUCKET_HEADER}", tostring(math.random(0, 99)))
 end
@@ -165,6 +167,7 @@ class ModelGateway(pulumi.ComponentResource):
         ) for crd in (*args.chart_crds, *args.pool_crds)]
         self.pool_crd = next((p for p, crd in zip(chart_crds, (*args.chart_crds, *args.pool_crds), strict=True)
                               if crd["spec"]["group"] == INFERENCE_API), None)
+        pool_reader = self._pool_reader(ns)
         release = k8s.helm.v3.Release(
             f"{name}-controller",
             name="envoy-gateway",
@@ -172,7 +175,10 @@ class ModelGateway(pulumi.ComponentResource):
             skip_crds=bool(chart_crds),
             namespace=ns.metadata.name,
             values={
-                "deployment": {"pod": {"affinity": {"nodeAffinity": {
+                # Envoy Gateway reloads its configuration file when it changes, whenever the kubelet gets
+                # round to updating the mounted ConfigMap: a checksum makes an upgrade restart it at once.
+                "deployment": {"pod": {"annotations": {"neurodock.io/config-checksum": _checksum(_extension_config())},
+                                       "affinity": {"nodeAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
                         {"key": k, "operator": "In", "values": [v]} for k, v in args.system_node_selector.items()]}]},
                 }}}},
@@ -183,7 +189,8 @@ class ModelGateway(pulumi.ComponentResource):
             },
             atomic=True,
             timeout=args.timeout_s,
-            opts=self._child(depends_on=chart_crds),
+            # Envoy Gateway watches InferencePools from its start and is not ready until it can list them.
+            opts=self._child(depends_on=[*chart_crds, pool_reader]),
         )
         crds = self._child(depends_on=[release])
         ai_gateway = self._ai_gateway(args, release)
@@ -280,6 +287,27 @@ class ModelGateway(pulumi.ComponentResource):
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
 
+    def _pool_reader(self, ns: pulumi.Resource) -> pulumi.Resource:
+        """Lets Envoy Gateway's ServiceAccount read InferencePools. Envoy AI Gateway's chart grants the
+        same, but it installs after Envoy Gateway, which is not ready until it can list them: a first
+        install would wait on itself."""
+        role = k8s.rbac.v1.ClusterRole(
+            f"{self._name}-pool-reader",
+            metadata=_meta(),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[INFERENCE_API], resources=["inferencepools"],
+                                              verbs=["get", "list", "watch"])],
+            opts=self._child(),
+        )
+        return k8s.rbac.v1.ClusterRoleBinding(
+            f"{self._name}-pool-reader",
+            metadata=_meta(),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
+                                             name=role.metadata.name),
+            # The ServiceAccount gateway-helm creates for Envoy Gateway (templates/envoy-gateway-serviceaccount.yaml).
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="envoy-gateway", namespace=NAMESPACE)],
+            opts=self._child(depends_on=[ns]),
+        )
+
     def _ai_gateway(self, args: ModelGatewayArgs, envoy_gateway: pulumi.Resource) -> pulumi.Resource:
         """Envoy AI Gateway's CRDs and controller: the extension server that turns a route's
         InferencePool into an Envoy cluster of the pool's replicas, with the picker asked per request.
@@ -301,6 +329,9 @@ class ModelGateway(pulumi.ComponentResource):
                     # always up through a drain.
                     "replicaCount": 2,
                     "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "ai-gateway-helm"}}}],
                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
                 },
             },
@@ -504,10 +535,9 @@ def _extension_config() -> dict:
     """Envoy Gateway's extension manager set to Envoy AI Gateway's controller, with InferencePool as a
     backend it serves: what Envoy AI Gateway v1.1.0 prescribes (manifests/envoy-gateway-values.yaml,
     examples/inference-pool/envoy-gateway-values-addon.yaml), less the EnvoyPatchPolicy API it does not
-    need. Envoy Gateway reads this at its start only."""
+    need and the Backend API (arbitrary upstream addresses; InferencePools do not use it)."""
     every = {"includeAll": True}
     return {
-        "extensionApis": {"enableBackend": True},
         "extensionManager": {
             "hooks": {"xdsTranslator": {
                 "translation": {"listener": every, "route": every, "cluster": every, "secret": every},
@@ -534,6 +564,10 @@ def parse_api_keys(text: str) -> dict[str, str]:
         raise ValueError(f"neurodock:gatewayApiKeys: the client id {SMOKE_TEST_CLIENT!r} is reserved for the "
                          "smoke test; rename that client")
     return keys
+
+
+def _checksum(document: dict) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _meta(*, name: str | None = None, namespace: str | None = None,

@@ -11,6 +11,8 @@ the serving namespace. What is changed, and why, is in :func:`harden`; everythin
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +46,10 @@ class EndpointPickerArgs:
     """What the chart renders for the pool (``infra.charts.render``)."""
     node_selector: dict[str, str]
     """Where the picker runs: the system pool."""
-    allowed_namespaces: tuple[str, ...]
-    """Namespaces whose pods may call the picker (the gateway's) or scrape it (monitoring's)."""
+    gateway_namespace: str
+    """Whose pods (the gateway's proxies) may call the picker."""
+    monitoring_namespace: str | None = None
+    """Whose pods (Prometheus) may scrape it (default: none)."""
     pool_crd: pulumi.Resource | None = None
     """The InferencePool CRD; the pool waits for it."""
     monitoring_crds: pulumi.Resource | None = None
@@ -62,17 +66,19 @@ class EndpointPicker(pulumi.ComponentResource):
     def __init__(self, name: str, args: EndpointPickerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:gateway:EndpointPicker", name, None, opts)
         _validate(args)
-        pool = None
-        for obj in harden(args.objects, args.node_selector):
+        created: dict[str, list[pulumi.Resource]] = {}
+        # The ServiceAccount first: its token Secret is deleted by Kubernetes when the account is missing,
+        # and the picker starts with its RoleBindings in place.
+        for obj in sorted(harden(args.objects, args.node_selector), key=lambda o: ORDER.get(o["kind"], 1)):
             kind = obj["kind"]
-            depends = [args.monitoring_crds] if kind == "ServiceMonitor" and args.monitoring_crds else []
+            depends = [r for before in AFTER.get(kind, ()) for r in created.get(before, [])]
+            if kind == "ServiceMonitor" and args.monitoring_crds:
+                depends.append(args.monitoring_crds)
             if kind == "InferencePool" and args.pool_crd is not None:
                 depends.append(args.pool_crd)
-            resource = _create(f"{name}-{kind.lower()}-{obj['metadata']['name']}", obj,
-                               pulumi.ResourceOptions(parent=self, depends_on=depends))
-            if kind == "InferencePool":
-                pool = resource
-        assert pool is not None  # validated
+            created.setdefault(kind, []).append(_create(f"{name}-{kind.lower()}-{obj['metadata']['name']}", obj,
+                                                        pulumi.ResourceOptions(parent=self, depends_on=depends)))
+        [pool] = created["InferencePool"]
         self.pod_labels = {SELECTOR_LABEL: picker_name(args.pool)}
         namespace = next(o["metadata"]["namespace"] for o in args.objects if o["kind"] == "Deployment")
         k8s.networking.v1.NetworkPolicy(
@@ -83,15 +89,22 @@ class EndpointPicker(pulumi.ComponentResource):
                 policy_types=["Ingress"],
                 ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                     from_=[k8s.networking.v1.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                        match_labels={"kubernetes.io/metadata.name": ns})) for ns in args.allowed_namespaces],
-                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")
-                           for port in (EXT_PROC_PORT, METRICS_PORT)],
-                )],
+                        match_labels={"kubernetes.io/metadata.name": ns}))],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")],
+                ) for ns, port in ((args.gateway_namespace, EXT_PROC_PORT), (args.monitoring_namespace, METRICS_PORT))
+                    if ns is not None],
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.pool_name = pool.metadata["name"]
         self.register_outputs({"pool": self.pool_name})
+
+
+ORDER = {"ServiceAccount": 0, "Deployment": 2}
+"""Creation order by kind (others between)."""
+AFTER = {"Secret": ("ServiceAccount",), "Deployment": ("ServiceAccount", "RoleBinding", "ClusterRoleBinding",
+                                                       "ConfigMap")}
+"""What a kind's objects wait for."""
 
 
 def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -> list[dict[str, Any]]:
@@ -100,9 +113,13 @@ def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -
     - the picker's pod runs as its image's non-root user with the runtime's seccomp profile, and its
       container drops every capability, cannot escalate and has a read-only root filesystem (Pod
       Security "restricted"; the picker writes no file, llm-d-router v0.10.0);
-    - it runs on the system pool;
+    - it runs on the system pool, and says that it mounts its ServiceAccount's token (it watches its
+      pool and the pool's pods);
+    - its pod carries a checksum of its configuration: the picker reads it at its start only
+      (llm-d-router v0.10.0 cmd/epp/runner/runner.go), so a change restarts it;
     - every object carries NeuroDock's part-of label.
     """
+    config = next((o.get("data") for o in objects if o["kind"] == "ConfigMap"), None)
     out = []
     for original in objects:
         obj = copy.deepcopy(original)
@@ -112,6 +129,11 @@ def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -
             pod["securityContext"] = {"runAsNonRoot": True, "runAsUser": PICKER_UID, "runAsGroup": PICKER_UID,
                                       "seccompProfile": {"type": "RuntimeDefault"}}
             pod["nodeSelector"] = dict(node_selector)
+            # It watches its pool and the pool's pods: said outright, as every NeuroDock pod says it.
+            pod["automountServiceAccountToken"] = True
+            template = obj["spec"]["template"]["metadata"]
+            template["annotations"] = {**(template.get("annotations") or {}), "neurodock.io/config-checksum":
+                                       hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]}
             for container in pod["containers"]:
                 container["securityContext"] = {**RESTRICTED_CONTAINER_SECURITY, "runAsNonRoot": True}
         out.append(obj)

@@ -3,11 +3,14 @@
 Runs in the smoke-test Job (standard library only; the component mounts this file). For each
 model it sends a short chat completion and checks the answer is a well-formed OpenAI response from
 that model; it retries until a deadline, since a freshly attached route or a replica that has just
-become ready may take a moment to answer. Exit status 0 when every model answered, 1 otherwise,
-so the Job fails and ``pulumi up`` with it.
+become ready may take a moment to answer. Models are asked side by side: a model scaled to zero is
+woken by the request itself, which the gateway holds until a replica is ready, so its first answer
+may take as long as its wake (``WAKE_SECONDS``). Exit status 0 when every model answered, 1
+otherwise, so the Job fails and ``pulumi up`` with it.
 
 Environment: ``GATEWAY_URL`` (base URL ending in ``/v1``), ``MODELS`` (JSON list of served
-names), optional ``API_KEY``, ``CA_FILE`` (HTTPS), ``DEADLINE_SECONDS`` (default 600).
+names), optional ``API_KEY``, ``CA_FILE`` (HTTPS), ``DEADLINE_SECONDS`` (default 600),
+``WAKE_SECONDS`` (JSON object of served name to the longest a request may be held while it wakes).
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 PROMPT = "Reply with the single word: ready"
 MAX_TOKENS = 16
+ANSWER_S = 120
+"""How long one answer may take once a replica has it."""
 
 
 def problem(model: str, status: int, payload: object) -> str | None:
@@ -51,7 +57,7 @@ def problem(model: str, status: int, payload: object) -> str | None:
 
 
 def ask(base_url: str, model: str, api_key: str | None, context: ssl.SSLContext | None,
-        timeout_s: float = 120) -> tuple[int, object]:
+        timeout_s: float = ANSWER_S) -> tuple[int, object]:
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": PROMPT}],
                        "max_tokens": MAX_TOKENS, "temperature": 0}).encode()
     headers = {"Content-Type": "application/json"}
@@ -80,30 +86,37 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
     return context
 
 
+def check(base_url: str, model: str, api_key: str | None, context: ssl.SSLContext | None, deadline: float,
+          wake_s: float = 0, pause_s: float = 10) -> bool:
+    """Ask ``model`` until it answers well or the deadline passes."""
+    while True:
+        try:
+            status, payload = ask(base_url, model, api_key, context, timeout_s=wake_s + ANSWER_S)
+            wrong = problem(model, status, payload)
+        except (OSError, ValueError) as error:
+            wrong = f"{type(error).__name__}: {error}"
+        if wrong is None:
+            print(f"ok   {model}", flush=True)
+            return True
+        if time.monotonic() + pause_s > deadline:
+            print(f"FAIL {model}: {wrong}", flush=True)
+            return False
+        print(f"wait {model}: {wrong}", flush=True)
+        time.sleep(pause_s)
+
+
 def main(environ: dict[str, str] | None = None, pause_s: float = 10) -> int:
     env = dict(os.environ if environ is None else environ)
     base_url = env["GATEWAY_URL"].rstrip("/")
     models = json.loads(env["MODELS"])
+    wake = json.loads(env.get("WAKE_SECONDS") or "{}")
     api_key = env.get("API_KEY") or None
     context = tls_context(env.get("CA_FILE"))
     deadline = time.monotonic() + float(env.get("DEADLINE_SECONDS", "600"))
-    failed = []
-    for model in models:
-        while True:
-            try:
-                status, payload = ask(base_url, model, api_key, context)
-                wrong = problem(model, status, payload)
-            except (OSError, ValueError) as error:
-                wrong = f"{type(error).__name__}: {error}"
-            if wrong is None:
-                print(f"ok   {model}", flush=True)
-                break
-            if time.monotonic() + pause_s > deadline:
-                print(f"FAIL {model}: {wrong}", flush=True)
-                failed.append(model)
-                break
-            print(f"wait {model}: {wrong}", flush=True)
-            time.sleep(pause_s)
+    with ThreadPoolExecutor(max_workers=max(1, len(models))) as pool:
+        answered = list(pool.map(lambda m: check(base_url, m, api_key, context, deadline, wake.get(m, 0), pause_s),
+                                 models))
+    failed = [m for m, ok in zip(models, answered, strict=True) if not ok]
     if failed:
         print(f"{len(failed)} of {len(models)} models did not answer through the gateway: {', '.join(failed)}")
         return 1

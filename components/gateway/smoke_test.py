@@ -9,7 +9,7 @@ it replaces the Job, so the test runs again after each deployment that changes s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -40,7 +40,10 @@ class SmokeTestArgs:
     ca_secret: pulumi.Input[str] | None = None
     """TLS Secret whose ``tls.crt`` the gateway's certificate is checked against (default: HTTP)."""
     deadline_s: int = 600
-    """How long the models have to answer (default 600 s)."""
+    """How long the models have to answer (default 600 s); a model woken from zero gets its wake on top."""
+    wake_s: dict[str, int] = field(default_factory=dict)
+    """Served names of models scaled to zero, and the longest the gateway holds a request while one
+    wakes (default none)."""
 
 
 class SmokeTest(pulumi.ComponentResource):
@@ -53,6 +56,7 @@ class SmokeTest(pulumi.ComponentResource):
         if not args.served_names:
             raise ValueError("SmokeTestArgs.served_names must not be empty")
         object_labels = {labels.NAME: "smoke-test", labels.INSTANCE: name, **GATEWAY_LABELS}
+        deadline_s = args.deadline_s + max(args.wake_s.values(), default=0)
         script = k8s.core.v1.ConfigMap(
             f"{name}-script",
             metadata=k8s.meta.v1.ObjectMetaArgs(namespace=NAMESPACE, labels=object_labels),
@@ -62,7 +66,8 @@ class SmokeTest(pulumi.ComponentResource):
         env = [
             k8s.core.v1.EnvVarArgs(name="GATEWAY_URL", value=args.gateway_url),
             k8s.core.v1.EnvVarArgs(name="MODELS", value=json.dumps(list(args.served_names))),
-            k8s.core.v1.EnvVarArgs(name="DEADLINE_SECONDS", value=str(args.deadline_s)),
+            k8s.core.v1.EnvVarArgs(name="DEADLINE_SECONDS", value=str(deadline_s)),
+            k8s.core.v1.EnvVarArgs(name="WAKE_SECONDS", value=json.dumps(args.wake_s, sort_keys=True)),
             k8s.core.v1.EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
         ]
         if args.api_key_secret is not None:
@@ -76,7 +81,7 @@ class SmokeTest(pulumi.ComponentResource):
             mounts.append(k8s.core.v1.VolumeMountArgs(name="ca", mount_path=CA_DIR, read_only=True))
             volumes.append(k8s.core.v1.VolumeArgs(name="ca", secret=k8s.core.v1.SecretVolumeSourceArgs(
                 secret_name=args.ca_secret, items=[k8s.core.v1.KeyToPathArgs(key="tls.crt", path="tls.crt")])))
-        active_s = args.deadline_s + 120
+        active_s = deadline_s + 120
         job = k8s.batch.v1.Job(
             f"{name}-job",
             metadata=k8s.meta.v1.ObjectMetaArgs(

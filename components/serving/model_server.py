@@ -54,6 +54,11 @@ class ReadinessBudgets:
 
 
 AWAIT_MARGIN_S = 120
+IDLE_BEFORE_ZERO_S = 600
+"""How long a model at ``minReplicas: 0`` must see no request, running, queued or held, before KEDA
+stops its last replica: a wake costs minutes, so a short lull must not cost one."""
+BUSY_THRESHOLD = 1_000_000
+"""The activity trigger's target per replica: never reached, so it never asks for a second replica."""
 STARTUP_PROBE_PERIOD_S = 10
 DEREGISTRATION_S = 10
 """How long a stopping replica keeps serving before it is told to stop: the time the gateway takes
@@ -97,6 +102,10 @@ class Autoscaling:
     """PromQL giving the model's waiting requests."""
     target_per_replica: int
     """Waiting requests per replica above which KEDA adds replicas."""
+    busy_query: str | None = None
+    """At ``min_replicas`` 0: PromQL of every request the model has, running ones included. KEDA keeps a
+    model active while its triggers read above zero, and the queue alone is empty while a replica
+    serves without a backlog: this keeps the last replica up until the model is idle (default none)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -304,8 +313,9 @@ class ModelServer(pulumi.ComponentResource):
                 "minReplicaCount": scaling.min_replicas,
                 "maxReplicaCount": scaling.max_replicas,
                 "pollingInterval": 15,
-                # No cooldownPeriod: KEDA reads it only when scaling to zero; between 1 and N the
-                # HPA's behaviour below decides (keda v2.17 scale_scaledobjects.go).
+                # KEDA reads cooldownPeriod only when scaling to zero; between 1 and N the HPA's
+                # behaviour below decides (keda v2.17 scale_scaledobjects.go).
+                **({"cooldownPeriod": IDLE_BEFORE_ZERO_S} if scaling.min_replicas == 0 else {}),
                 "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
                     "scaleDown": {"stabilizationWindowSeconds": 600,
                                   "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]},
@@ -318,7 +328,13 @@ class ModelServer(pulumi.ComponentResource):
                         "threshold": str(scaling.target_per_replica),
                         "activationThreshold": "0",
                     },
-                }],
+                }] + ([{
+                    "type": "prometheus",
+                    "name": "busy",
+                    # Activity only: a threshold no model reaches asks for one replica at most.
+                    "metadata": {"serverAddress": scaling.prometheus_url, "query": scaling.busy_query,
+                                 "threshold": str(BUSY_THRESHOLD), "activationThreshold": "0"},
+                }] if scaling.busy_query else []),
             },
             opts=self._child(depends_on=[args.keda] if args.keda else None),
         )
