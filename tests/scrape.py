@@ -16,7 +16,7 @@ from components.monitoring import metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 FIXTURE_OF_SOURCE = {"vllm": "vllm.prom", "llamacpp": "llamacpp.prom", "dcgm": "dcgm-exporter.prom",
-                     "kube-state-metrics": "kube-state-metrics.prom", "envoy": "envoy.prom"}
+                     "kube-state-metrics": "kube-state-metrics.prom", "envoy": "envoy.prom", "epp": "llm-d-epp.prom"}
 
 TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "container", "service", "endpoint"})
 """Labels the Prometheus Operator's monitors give every scraped series."""
@@ -32,6 +32,9 @@ SCRAPE_LABELS: dict[str, frozenset[str]] = {
     "kube-state-metrics": TARGET_LABELS,
     # The gateway's PodMonitor (components/gateway/gateway.py).
     "envoy": frozenset({"job", "instance", "namespace", "pod", "container", "endpoint"}),
+    # The picker chart's ServiceMonitor (components/gateway/picker.py); the picker's own `namespace` label
+    # on scheduler attempts becomes `exported_namespace` (honorLabels false).
+    "epp": TARGET_LABELS | {"exported_namespace"},
 }
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$')

@@ -66,6 +66,7 @@ def test_the_required_alerts_exist():
         "NeuroDockNVIDIAdevicepluginDown", "NeuroDockDCGMexporterDown", "NeuroDockGpusNotAdvertised",
         "NeuroDockModelServerDown", "NeuroDockTtftBudgetBurn", "NeuroDockErrorBudgetBurn", "NeuroDockQueueDepthHigh",
         "NeuroDockKvCacheNearFull", "NeuroDockGpusIdleAboveMinReplicas",
+        "NeuroDockEndpointPickerDown", "NeuroDockEndpointPickerSaturated", "NeuroDockRequestsDropped",
     }
     # No info alert: the chart's InfoInhibitor mutes them wherever nothing worse fires.
     assert {r["labels"]["severity"] for rules in rules_by_alert().values() for r in rules} == {"critical", "warning"}
@@ -174,7 +175,7 @@ def _alert(rule: dict, labels: dict[str, str], value: str = "") -> dict:
             "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()}}
 
 
-def fixture(source: str, name: str, where: dict[str, str] | None = None, **labels: str) -> str:
+def fixture(source: str, name: str, where: dict[str, str] | None = None, /, **labels: str) -> str:
     """A series of the exporter's golden fixture (its real label names and values), with ``labels``
     set: what promtool feeds the rules."""
     sample = next(s for s in scrape.samples(source) if s.name == name and (where or {}).items() <= s.labels.items())
@@ -200,8 +201,8 @@ def _unit_tests() -> list[dict]:
     dep = {"namespace": NS, "deployment": SLOW.deployment}
     fast_dep = {"namespace": NS, "deployment": FAST.deployment}
     ksm_dep = "kube_deployment_status_replicas_available"
-    stable_cluster = 'httproute/neurodock-serving/slow/rule/0/backend/0'
-    canary_cluster = 'httproute/neurodock-serving/slow/rule/0/backend/1'
+    stable_cluster = 'httproute/neurodock-serving/slow/rule/0'
+    canary_cluster = 'httproute/neurodock-serving/slow/rule/1'
     envoy = "envoy_cluster_upstream_rq_xx"
     ttft = "vllm:time_to_first_token_seconds_bucket"
     return [
@@ -354,6 +355,33 @@ def _unit_tests() -> list[dict]:
                     _alert(by_model["NeuroDockQueueDepthHigh"]["org/slow", "warning"], {}),
                     _alert(by_model["NeuroDockQueueDepthHigh"]["tiny", "warning"], {}),
                 ]},
+            ],
+        },
+        {   # The picker of 'slow' (the only model with a route): down for 3m (fires after 2m); its pool
+            # saturated with 2 ready replicas for 15m (fires after 10m); held requests evicted (fires after 5m).
+            "interval": "1m",
+            "input_series": [
+                {"series": fixture("kube-state-metrics", "kube_deployment_status_replicas_available", None,
+                                   namespace=NS, deployment="slow-epp"), "values": "1 0x20"},
+                {"series": fixture("epp", "llm_d_epp_flow_control_pool_saturation", inference_pool="slow",
+                                   namespace=NS), "values": "1.2x20"},
+                {"series": fixture("epp", "llm_d_epp_ready_endpoints", name="slow", namespace=NS), "values": "2x20"},
+                {"series": fixture("epp", "llm_d_epp_flow_control_requests_total", {"outcome": "EvictedTTL"},
+                                   inference_pool="slow", namespace=NS), "values": "0+2x20"},
+                {"series": fixture("epp", "llm_d_epp_flow_control_requests_total", {"outcome": "Dispatched"},
+                                   inference_pool="fast", namespace=NS), "values": "0+50x20"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "1m", "alertname": "NeuroDockEndpointPickerDown", "exp_alerts": []},
+                {"eval_time": "4m", "alertname": "NeuroDockEndpointPickerDown",
+                 "exp_alerts": [_alert(by_model["NeuroDockEndpointPickerDown"]["org/slow", "critical"],
+                                       {"namespace": NS, "deployment": "slow-epp"})]},
+                {"eval_time": "5m", "alertname": "NeuroDockEndpointPickerSaturated", "exp_alerts": []},
+                {"eval_time": "12m", "alertname": "NeuroDockEndpointPickerSaturated",
+                 "exp_alerts": [_alert(by_model["NeuroDockEndpointPickerSaturated"]["org/slow", "warning"], {})]},
+                {"eval_time": "3m", "alertname": "NeuroDockRequestsDropped", "exp_alerts": []},
+                {"eval_time": "12m", "alertname": "NeuroDockRequestsDropped",
+                 "exp_alerts": [_alert(by_model["NeuroDockRequestsDropped"]["org/slow", "warning"], {})]},
             ],
         },
         {   # KV cache: 'slow' at 95% (fires after 10m), 'fast' at 50%.

@@ -56,7 +56,11 @@ class ModelTarget:
     queue_depth: int
     kv_cache_usage: float
     route: str | None = None
-    """The model's HTTPRoute name, whose gateway statistics give its error rate (None: no gateway)."""
+    """The model's HTTPRoute name, whose gateway statistics give its error rate, and the name of its
+    stable version's InferencePool (None: no gateway)."""
+    wake_s: int = 0
+    """At ``min_replicas`` 0: how long a replica may take to become ready from zero, when no replica
+    is expected to be available."""
 
 
 TTFT_OBJECTIVE = 0.95
@@ -189,10 +193,12 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
     rules = [_rule(
         "NeuroDockModelServerDown",
         f"{m.KSM_DEPLOYMENT_AVAILABLE.name}{{{dep}}} == 0 and {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > 0",
-        "5m", "critical", f"Model {t.served_name} has no available replica",
+        # A model woken from zero has no available replica until it is ready: not an outage.
+        f"{max(5, -(-t.wake_s // 60))}m", "critical", f"Model {t.served_name} has no available replica",
         "Every replica of the model server is down or not ready: requests for this model fail.",
         "model-server-down", who)]
     if t.route is not None:
+        rules += _picker_rules(t, who)
         # The stable backend's cluster, named per backend or not (docs/upstream.md).
         clusters = f'envoy_cluster_name=~"{cluster_name(t.namespace, t.route)}(/backend/0)?"'
         codes = m.ENVOY_UPSTREAM_RQ_XX.name
@@ -243,6 +249,33 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
               "and unused.", "gpus-idle", who),
     ]
     return rules
+
+
+def _picker_rules(t: ModelTarget, who: dict[str, str]) -> list[dict]:
+    """The stable version's endpoint picker: without it the model's requests fail; saturated, it holds
+    them; holding them past their time, it drops them."""
+    picker = f'namespace="{t.namespace}", deployment="{t.route}-epp"'
+    pool = f'namespace="{t.namespace}", inference_pool="{t.route}"'
+    return [
+        _rule("NeuroDockEndpointPickerDown",
+              f"{m.KSM_DEPLOYMENT_AVAILABLE.name}{{{picker}}} == 0", "2m", "critical",
+              f"Model {t.served_name}: its endpoint picker is down",
+              "The gateway asks the pool's endpoint picker which replica serves each request, and fails closed: "
+              "without a picker every request for the model gets a 500.", "endpoint-picker-down", who),
+        _rule("NeuroDockEndpointPickerSaturated",
+              f"max({m.EPP_SATURATION.name}{{{pool}}}) >= 1 and on() "
+              f'{m.EPP_READY.name}{{namespace="{t.namespace}", name="{t.route}"}} > 0', "10m", "warning",
+              f"Model {t.served_name}: every replica is saturated, requests are held",
+              "The picker holds new requests because every replica's queue or KV cache is past its threshold; "
+              "the autoscaler should add replicas unless the model is at maxReplicas or its pool has no room.",
+              "endpoint-picker-saturated", who),
+        _rule("NeuroDockRequestsDropped",
+              f'sum(rate({m.EPP_FLOW_OUTCOMES.name}{{{pool}, outcome=~"Evicted.+|Rejected.+"}}[5m])) > 0',
+              "5m", "warning", f"Model {t.served_name}: the picker drops held requests",
+              "Requests were held until their time ran out (a replica did not become ready in time, or the pool "
+              "stayed saturated) or were refused for a full queue; clients got 429 or 503.",
+              "requests-dropped", who),
+    ]
 
 
 def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agent],

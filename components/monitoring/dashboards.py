@@ -92,8 +92,11 @@ def gpu_dashboard() -> dict[str, Any]:
 
 
 GATEWAY_CLUSTERS = 'envoy_cluster_name=~"httproute/neurodock-serving/.+"'
-"""Envoy clusters of the models' routes: ``.../rule/0/backend/0`` stable, ``/backend/1`` canary,
-``-mirror-0`` shadow (components/gateway/routes.py ``cluster_name``)."""
+"""Envoy clusters of the models' routes: ``.../rule/0`` stable, ``/rule/1`` canary, ``-mirror-1`` shadow
+(components/gateway/routes.py ``cluster_name``)."""
+POOLS = 'namespace="neurodock-serving"'
+"""The endpoint pickers' series: one picker per InferencePool, the pool named in ``inference_pool`` or
+``name`` (a model version: ``<model>``, ``<model>-canary``)."""
 
 
 def llm_dashboard() -> dict[str, Any]:
@@ -108,8 +111,29 @@ def llm_dashboard() -> dict[str, Any]:
             f'sum by (envoy_cluster_name) (rate({codes}{{{GATEWAY_CLUSTERS}, envoy_response_code_class="5"}}[5m])) '
             f"/ sum by (envoy_cluster_name) (rate({codes}{{{GATEWAY_CLUSTERS}}}[5m]))", "{{envoy_cluster_name}}")],
          "percentunit", "Share of each model's requests the gateway answered with a 5xx, local replies (no "
-         "healthy replica, timeout) included: route/rule/0/backend/0 is the stable version, backend/1 the canary, "
-         "-mirror-0 the shadow."),
+         "healthy replica, timeout) included: route/rule/0 is the stable version, rule/1 the canary, -mirror-1 the "
+         "shadow. The picker's own refusals (500 with the picker down, 503 or 429 for dropped held requests) come "
+         "before the rule's cluster and are not counted here: see the picker's panels."),
+        ("Picker: routing decisions", [Query(
+            f"sum by (job, status) (rate({m.EPP_SCHEDULED.name}{{{POOLS}}}[5m]))", "{{job}} {{status}}")],
+         "reqps", "Replicas the endpoint pickers chose per second, by pool (job: <pool>-epp) and outcome."),
+        ("Picker: prefix-cache hit ratio", [Query(
+            f"sum by (job) (rate({m.EPP_PREFIX_HIT.name}_sum{{{POOLS}}}[5m])) "
+            f"/ sum by (job) (rate({m.EPP_PREFIX_HIT.name}_count{{{POOLS}}}[5m]))", "{{job}}")],
+         "percentunit", "Mean share of each prompt's prefix already cached on the replica the picker chose: "
+         "what prefix-aware routing saves in prefill."),
+        ("Picker: held requests", [
+            Query(f"sum by (inference_pool) ({m.EPP_HELD.name}{{{POOLS}}})", "held {{inference_pool}}"),
+            Query(f"sum by (inference_pool, outcome) (rate({m.EPP_FLOW_OUTCOMES.name}"
+                  f'{{{POOLS}, outcome!="Dispatched"}}[5m]))', "{{outcome}} {{inference_pool}}"),
+        ], "short", "Requests held at the gateway because the pool is saturated or has no ready replica (a "
+           "model waking from zero), and those dropped (held past the time to ready, or refused)."),
+        ("Picker: pool saturation and queue", [
+            Query(f"max by (inference_pool) ({m.EPP_SATURATION.name}{{{POOLS}}})", "saturation {{inference_pool}}"),
+            Query(f"max by (name) ({m.EPP_AVG_QUEUE.name}{{{POOLS}}})", "mean queue {{name}}"),
+            Query(f"max by (name) ({m.EPP_AVG_KV.name}{{{POOLS}}})", "mean KV cache {{name}}"),
+            Query(f"max by (name) ({m.EPP_READY.name}{{{POOLS}}})", "ready replicas {{name}}"),
+        ], "short", "At saturation 1 the picker holds new requests; an empty pool reads 1."),
         ("Time to first token", _quantiles(m.VLLM_TTFT, sel, by), "s", ""),
         ("Inter-token latency", _quantiles(m.VLLM_ITL, sel, by), "s", ""),
         ("End-to-end latency", _quantiles(m.VLLM_E2E, sel, by), "s", ""),

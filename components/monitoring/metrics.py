@@ -18,7 +18,7 @@ from typing import Literal
 class Metric:
     name: str
     kind: Literal["counter", "gauge", "histogram"]
-    source: Literal["vllm", "llamacpp", "dcgm", "kube-state-metrics", "envoy"]
+    source: Literal["vllm", "llamacpp", "dcgm", "kube-state-metrics", "envoy", "epp"]
     help: str
 
     def series(self) -> set[str]:
@@ -79,6 +79,28 @@ KSM_POD_REQUESTS = Metric("kube_pod_container_resource_requests", "gauge", "kube
 # Envoy (the gateway's proxies), per Envoy cluster: one per route backend (components/gateway/routes.py)
 ENVOY_UPSTREAM_RQ_XX = Metric("envoy_cluster_upstream_rq_xx", "counter", "envoy",
                               "Responses by class (envoy_response_code_class 2, 4, 5...), local replies included")
+
+# llm-d's endpoint picker, one per InferencePool (components/gateway/picker.py): pool gauges carry the
+# pool's name in `name`, flow-control series in `inference_pool` (llm-d-router v0.10.0
+# pkg/epp/metrics/llm_d_router_metrics.go).
+EPP_HELD = Metric("llm_d_epp_flow_control_queue_size", "gauge", "epp",
+                  "Requests the picker holds in its flow-control queue (pool saturated or without a ready replica)")
+EPP_FLOW_OUTCOMES = Metric("llm_d_epp_flow_control_requests_total", "counter", "epp",
+                           "Requests through flow control, by outcome (Dispatched, EvictedTTL, RejectedNoEndpoints...)")
+EPP_SATURATION = Metric("llm_d_epp_flow_control_pool_saturation", "gauge", "epp",
+                        "The pool's saturation: 1 and above, requests are held; an empty pool reads 1")
+EPP_QUEUE_WAIT = Metric("llm_d_epp_flow_control_request_queue_duration_seconds", "histogram", "epp",
+                        "Time a request spent in the flow-control queue")
+EPP_READY = Metric("llm_d_epp_ready_endpoints", "gauge", "epp", "Ready replicas in the pool")
+EPP_AVG_QUEUE = Metric("llm_d_epp_average_queue_size", "gauge", "epp", "Mean waiting requests per replica of the pool")
+EPP_AVG_KV = Metric("llm_d_epp_average_kv_cache_utilization", "gauge", "epp",
+                    "Mean KV-cache utilisation of the pool's replicas, 0 to 1")
+EPP_SCHEDULED = Metric("llm_d_epp_scheduler_attempts_total", "counter", "epp",
+                       "Routing decisions, by status and chosen replica (endpoint_name)")
+EPP_SCHEDULE_LATENCY = Metric("llm_d_epp_scheduler_e2e_duration_seconds", "histogram", "epp",
+                              "Time to pick a replica")
+EPP_PREFIX_HIT = Metric("llm_d_epp_prefix_indexer_hit_ratio", "histogram", "epp",
+                        "Share of a prompt's prefix found cached on the chosen replica, 0 to 1")
 
 REGISTRY: dict[str, Metric] = {
     m.name: m for m in globals().values() if isinstance(m, Metric)
