@@ -3,12 +3,21 @@ the security contexts of the Pod Security Standard "restricted" profile."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
 
 PART_OF_VALUE = "neurodock"
+
+
+def checksum(document: object) -> str:
+    """A short digest of a JSON-able document, for a pod annotation that restarts the pod when what
+    it reads once at its start (a configuration file) changes."""
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def namespace(

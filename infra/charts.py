@@ -86,7 +86,7 @@ _listing: list[set[ChartRef | CrdBundle]] = []
 @contextlib.contextmanager
 def listing() -> Iterator[set[ChartRef | CrdBundle]]:
     """While the program runs inside this, what it renders or reads itself is only recorded (and
-    renders as nothing when not cached): ``charts pull --stacks`` learns what a stack needs."""
+    reads as nothing when not cached): ``charts pull --stacks`` learns what a stack needs."""
     wanted: set[ChartRef | CrdBundle] = set()
     _listing.append(wanted)
     try:
@@ -95,23 +95,26 @@ def listing() -> Iterator[set[ChartRef | CrdBundle]]:
         _listing.pop()
 
 
-def require(ref: ChartRef) -> Path | None:
-    """The cached package of a chart the program renders itself (``NotCached`` when missing; None
-    while listing)."""
+def require(what: ChartRef | CrdBundle) -> Path | None:
+    """The cached package of a chart, or folder of a CRD bundle, that the program reads itself
+    (``NotCached`` when missing; None when missing while listing)."""
     if _listing:
-        _listing[-1].add(ref)
-    path = cached(ref)
+        _listing[-1].add(what)
+    if isinstance(what, ChartRef):
+        path = cached(what)
+    else:
+        folder = cache_dir() / what.directory
+        path = folder if all((folder / f).is_file() for f in what.files) else None
     if path is None and not _listing:
-        raise NotCached(ref)
+        raise NotCached(what)
     return path
 
 
 def render(ref: ChartRef, values: dict[str, Any], *, name: str, namespace: str) -> list[dict[str, Any]]:
-    """The objects Helm renders from the cached package of ``ref`` for an install of release ``name``
-    in ``namespace`` (test hooks and NOTES left out; namespaced objects get the release's namespace
-    where the chart leaves it out, as Helm applies them). For charts whose objects the program
-    creates itself, one Pulumi resource each, where a release would give no hold on what Helm writes."""
-    from infra.plan.helm import CLUSTER_SCOPED, load_documents
+    """The objects Helm installs from the cached package of ``ref`` for release ``name`` in
+    ``namespace``, rendered as a plan renders a release's. For charts whose objects the program creates
+    itself, one Pulumi resource each, where a release would give no hold on what Helm writes."""
+    from infra.plan.helm import installed_documents
 
     path = require(ref)
     if path is None:
@@ -120,32 +123,15 @@ def render(ref: ChartRef, values: dict[str, Any], *, name: str, namespace: str) 
 
     with helm_python.Chart.load(path) as chart:
         files = chart.render(values, name=name, namespace=namespace, is_install=True)
-    objects = []
-    for template, text in sorted(files.items()):
-        if not template.endswith((".yaml", ".yml", ".json")):
-            continue
-        for document in load_documents(text):
-            metadata = document.setdefault("metadata", {})
-            hooks = str((metadata.get("annotations") or {}).get("helm.sh/hook", ""))
-            if any(h.strip().startswith("test") for h in hooks.split(",") if h):
-                continue
-            if document.get("kind") not in CLUSTER_SCOPED:
-                metadata.setdefault("namespace", namespace)
-            objects.append(document)
-    return objects
+    return [document for _, document in installed_documents(files, namespace)]
 
 
 def crd_bundle(bundle: CrdBundle) -> tuple[dict[str, Any], ...]:
     """The CustomResourceDefinitions of a CRD bundle, from the chart cache."""
-    if _listing:
-        _listing[-1].add(bundle)
-    directory = cache_dir() / bundle.directory
-    paths = [directory / f for f in bundle.files]
-    if not all(p.is_file() for p in paths):
-        if _listing:
-            return ()
-        raise NotCached(bundle)
-    return tuple(d for p in paths for d in yaml.safe_load_all(p.read_text()) if d)
+    folder = require(bundle)
+    if folder is None:
+        return ()
+    return tuple(d for f in bundle.files for d in yaml.safe_load_all((folder / f).read_text()) if d)
 
 
 def pull_crds(bundle: CrdBundle, directory: Path, *, mirror: str | None = None, force: bool = False) -> Pulled:

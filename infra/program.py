@@ -78,7 +78,7 @@ def _require_program_charts(config: StackConfig) -> None:
     """What the program renders or reads itself must be cached, checked before any resource exists
     (``charts.NotCached``), so a missing chart creates nothing."""
     if config.gateway.enabled:
-        charts.crd_bundle(INFERENCE_EXTENSION_CRDS)
+        charts.require(INFERENCE_EXTENSION_CRDS)
         if config.models:
             charts.require(LLM_D_ROUTER)
 

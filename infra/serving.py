@@ -16,7 +16,7 @@ from components.cluster.eks import EksCluster
 from components.cluster.gke import GkeCluster
 from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
 from components.gateway.gateway import ModelGateway
-from components.gateway.picker import SELECTOR_LABEL, picker_name
+from components.gateway.picker import picker_pod_labels
 from components.monitoring import metrics
 from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
 from components.serving import architectures
@@ -131,7 +131,7 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
             if not picker.objects:
                 return _listed(v, server)
             # The picker reads the replicas' /metrics.
-            server = replace(server, allowed_pods=({SELECTOR_LABEL: picker_name(v.name)},))
+            server = replace(server, allowed_pods=(picker_pod_labels(v.name),))
         return Version(name=v.name, server=server, reader=_reader_args(config, cluster, v.name, source),
                        shared_storage_class=model.cache.shared_storage_class, mirror=mirror, picker=picker)
 

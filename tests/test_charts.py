@@ -137,6 +137,12 @@ def test_an_uncached_release_names_its_repository(tmp_path, monkeypatch):
         "kube-prometheus-stack", KUBE_PROMETHEUS_STACK.repository)
     gateway = next(r for r in plan.helm_releases if r.inputs["name"] == "envoy-gateway")
     assert gateway.inputs["chart"] == "oci://docker.io/envoyproxy/gateway-helm"
+    # The release installs its own CRDs then, whereas the InferencePool CRD, read by the program, still
+    # comes first.
+    assert not gateway.inputs.get("skipCrds")
+    [pool_crd] = [r for r in plan.resources if r.type.endswith("CustomResourceDefinitionPatch")]
+    assert pool_crd.manifest["metadata"]["name"] == "inferencepools.inference.networking.k8s.io"
+    assert pool_crd.urn in gateway.options["dependsOn"]
     assert plan.releases == [] and len(plan.missing_charts) == 6
 
 

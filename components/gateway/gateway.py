@@ -15,7 +15,6 @@ an allow-list of sources. TLS and API keys come from Pulumi secrets.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from components.k8s import (
     PART_OF_VALUE,
     RESTRICTED_CONTAINER_SECURITY,
     RESTRICTED_POD_SECURITY,
+    checksum,
     namespace,
     restricted_container_security_context,
     restricted_pod_security_context,
@@ -128,7 +128,7 @@ class ModelGatewayArgs:
     ai_gateway_chart: ChartSource
     """Envoy AI Gateway's controller chart (``versions.AI_GATEWAY``)."""
     pool_crds: tuple[dict, ...]
-    """The InferencePool CRD (``versions.INFERENCE_EXTENSION_CRDS``): Envoy Gateway watches pools
+    """The InferencePool CRD alone (``versions.INFERENCE_EXTENSION_CRDS``): Envoy Gateway watches pools
     from its start, so the CRD comes first."""
 
 
@@ -156,17 +156,8 @@ class ModelGateway(pulumi.ComponentResource):
         # Server-side apply, forced over the fields Helm set at the first install: what Envoy Gateway's
         # upgrade guide does with `kubectl apply --server-side --force-conflicts` (docs/upstream.md).
         # Patch resources create a CRD that is missing and take over one that exists.
-        chart_crds = [k8s.apiextensions.v1.CustomResourceDefinitionPatch(
-            f"{name}-crd-{crd['metadata']['name']}",
-            metadata={**crd["metadata"], "annotations": {**crd["metadata"].get("annotations", {}),
-                                                         "pulumi.com/patchForce": "true"}},
-            spec=crd["spec"],
-            # Deleting a Patch gives up its fields, and a CRD cannot lose its group, names and
-            # versions: the API server would refuse it. A destroyed stack leaves the CRDs behind.
-            opts=self._child(retain_on_delete=True),
-        ) for crd in (*args.chart_crds, *args.pool_crds)]
-        self.pool_crd = next((p for p, crd in zip(chart_crds, (*args.chart_crds, *args.pool_crds), strict=True)
-                              if crd["spec"]["group"] == INFERENCE_API), None)
+        chart_crds = [self._crd(crd) for crd in args.chart_crds]
+        self.pool_crd = self._crd(args.pool_crds[0]) if args.pool_crds else None
         pool_reader = self._pool_reader(ns)
         release = k8s.helm.v3.Release(
             f"{name}-controller",
@@ -177,7 +168,7 @@ class ModelGateway(pulumi.ComponentResource):
             values={
                 # Envoy Gateway reloads its configuration file when it changes, whenever the kubelet gets
                 # round to updating the mounted ConfigMap: a checksum makes an upgrade restart it at once.
-                "deployment": {"pod": {"annotations": {"neurodock.io/config-checksum": _checksum(_extension_config())},
+                "deployment": {"pod": {"annotations": {"neurodock.io/config-checksum": checksum(_extension_config())},
                                        "affinity": {"nodeAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
                         {"key": k, "operator": "In", "values": [v]} for k, v in args.system_node_selector.items()]}]},
@@ -190,7 +181,7 @@ class ModelGateway(pulumi.ComponentResource):
             atomic=True,
             timeout=args.timeout_s,
             # Envoy Gateway watches InferencePools from its start and is not ready until it can list them.
-            opts=self._child(depends_on=[*chart_crds, pool_reader]),
+            opts=self._child(depends_on=[*chart_crds, *filter(None, [self.pool_crd]), pool_reader]),
         )
         crds = self._child(depends_on=[release])
         ai_gateway = self._ai_gateway(args, release)
@@ -286,6 +277,17 @@ class ModelGateway(pulumi.ComponentResource):
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _crd(self, crd: dict) -> pulumi.Resource:
+        # Deleting a Patch gives up its fields, and a CRD cannot lose its group, names and
+        # versions: the API server would refuse it. A destroyed stack leaves the CRDs behind.
+        return k8s.apiextensions.v1.CustomResourceDefinitionPatch(
+            f"{self._name}-crd-{crd['metadata']['name']}",
+            metadata={**crd["metadata"], "annotations": {**crd["metadata"].get("annotations", {}),
+                                                         "pulumi.com/patchForce": "true"}},
+            spec=crd["spec"],
+            opts=self._child(retain_on_delete=True),
+        )
 
     def _pool_reader(self, ns: pulumi.Resource) -> pulumi.Resource:
         """Lets Envoy Gateway's ServiceAccount read InferencePools. Envoy AI Gateway's chart grants the
@@ -564,10 +566,6 @@ def parse_api_keys(text: str) -> dict[str, str]:
         raise ValueError(f"neurodock:gatewayApiKeys: the client id {SMOKE_TEST_CLIENT!r} is reserved for the "
                          "smoke test; rename that client")
     return keys
-
-
-def _checksum(document: dict) -> str:
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _meta(*, name: str | None = None, namespace: str | None = None,

@@ -11,8 +11,6 @@ the serving namespace. What is changed, and why, is in :func:`harden`; everythin
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
-from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY
+from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, checksum
 
 INFERENCE_API = "inference.networking.k8s.io"
 EXT_PROC_PORT = 9002
@@ -36,6 +34,11 @@ SELECTOR_LABEL = "llm-d-router-gateway"
 def picker_name(pool: str) -> str:
     """The picker's Deployment, Service and ServiceAccount (the chart's ``<release>-epp``)."""
     return f"{pool}-epp"
+
+
+def picker_pod_labels(pool: str) -> dict[str, str]:
+    """Labels that select the pool's picker pods."""
+    return {SELECTOR_LABEL: picker_name(pool)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,9 +70,9 @@ class EndpointPicker(pulumi.ComponentResource):
         super().__init__("neurodock:gateway:EndpointPicker", name, None, opts)
         _validate(args)
         created: dict[str, list[pulumi.Resource]] = {}
-        # The ServiceAccount first: its token Secret is deleted by Kubernetes when the account is missing,
-        # and the picker starts with its RoleBindings in place.
-        for obj in sorted(harden(args.objects, args.node_selector), key=lambda o: ORDER.get(o["kind"], 1)):
+        # What others wait for first: a token Secret is deleted by Kubernetes when its ServiceAccount is
+        # missing, and the picker starts with its RoleBindings and configuration in place.
+        for obj in sorted(harden(args.objects, args.node_selector), key=lambda o: o["kind"] in AFTER):
             kind = obj["kind"]
             depends = [r for before in AFTER.get(kind, ()) for r in created.get(before, [])]
             if kind == "ServiceMonitor" and args.monitoring_crds:
@@ -79,7 +82,7 @@ class EndpointPicker(pulumi.ComponentResource):
             created.setdefault(kind, []).append(_create(f"{name}-{kind.lower()}-{obj['metadata']['name']}", obj,
                                                         pulumi.ResourceOptions(parent=self, depends_on=depends)))
         [pool] = created["InferencePool"]
-        self.pod_labels = {SELECTOR_LABEL: picker_name(args.pool)}
+        self.pod_labels = picker_pod_labels(args.pool)
         namespace = next(o["metadata"]["namespace"] for o in args.objects if o["kind"] == "Deployment")
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
@@ -100,11 +103,9 @@ class EndpointPicker(pulumi.ComponentResource):
         self.register_outputs({"pool": self.pool_name})
 
 
-ORDER = {"ServiceAccount": 0, "Deployment": 2}
-"""Creation order by kind (others between)."""
 AFTER = {"Secret": ("ServiceAccount",), "Deployment": ("ServiceAccount", "RoleBinding", "ClusterRoleBinding",
                                                        "ConfigMap")}
-"""What a kind's objects wait for."""
+"""What a kind's objects wait for (none of which waits for anything)."""
 
 
 def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -> list[dict[str, Any]]:
@@ -132,8 +133,8 @@ def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -
             # It watches its pool and the pool's pods: said outright, as every NeuroDock pod says it.
             pod["automountServiceAccountToken"] = True
             template = obj["spec"]["template"]["metadata"]
-            template["annotations"] = {**(template.get("annotations") or {}), "neurodock.io/config-checksum":
-                                       hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]}
+            template["annotations"] = {**(template.get("annotations") or {}),
+                                       "neurodock.io/config-checksum": checksum(config)}
             for container in pod["containers"]:
                 container["securityContext"] = {**RESTRICTED_CONTAINER_SECURITY, "runAsNonRoot": True}
         out.append(obj)

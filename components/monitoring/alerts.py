@@ -199,8 +199,8 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
         "model-server-down", who)]
     if t.route is not None:
         rules += _picker_rules(t, who)
-        # The stable backend's cluster, named per backend or not (docs/upstream.md).
-        clusters = f'envoy_cluster_name=~"{cluster_name(t.namespace, t.route)}(/backend/0)?"'
+        # The stable version's rule's cluster (docs/upstream.md).
+        clusters = f'envoy_cluster_name="{cluster_name(t.namespace, t.route)}"'
         codes = m.ENVOY_UPSTREAM_RQ_XX.name
         errors = _ratio(f'{codes}{{{clusters}, envoy_response_code_class="5"}}', f"{codes}{{{clusters}}}")
         rules += _burn_rules(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -214,15 +215,8 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
             unknown = unknown_value_keys(declared, values, FREE_FORM_VALUES.get(ref.name, frozenset()))
     except helm_python.HelmError as exc:
         raise RenderError(f"Helm release '{name}' ({ref}): {exc}") from None
-    objects: list[ChartObject] = []
-    for template, text in sorted(files.items()):
-        if not template.endswith((".yaml", ".yml", ".json")):
-            continue  # NOTES.txt
-        for document in load_documents(text):
-            hook = str(((document.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", ""))
-            if any(h.strip().startswith("test") for h in hook.split(",") if h):
-                continue
-            objects.append(_object(release.urn, name, namespace, template, document))
+    objects = [_object(release.urn, name, template, document)
+               for template, document in installed_documents(files, namespace)]
     for crd in crds:
         for text in _DOCUMENT_SPLIT.split(crd["data"]):
             match = _CRD_NAME.search(text)
@@ -267,13 +261,26 @@ def _generated_keys(document: dict[str, Any]) -> None:
             document["data"][key] = GENERATED
 
 
-def _object(urn: str, release: str, namespace: str, template: str, document: dict[str, Any]) -> ChartObject:
+def installed_documents(files: dict[str, str], namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(template, object)`` for each object Helm installs from its rendered ``files``: test hooks and
+    NOTES left out, and namespaced objects without a namespace in the release's, as Helm applies them."""
+    for template, text in sorted(files.items()):
+        if not template.endswith((".yaml", ".yml", ".json")):
+            continue  # NOTES.txt
+        for document in load_documents(text):
+            metadata = document.setdefault("metadata", {}) or {}
+            hook = str((metadata.get("annotations") or {}).get("helm.sh/hook", ""))
+            if any(h.strip().startswith("test") for h in hook.split(",") if h):
+                continue
+            if document.get("kind") not in CLUSTER_SCOPED and not metadata.get("namespace"):
+                metadata["namespace"] = namespace
+            yield template, document
+
+
+def _object(urn: str, release: str, template: str, document: dict[str, Any]) -> ChartObject:
     _generated_keys(document)
     kind = str(document.get("kind", ""))
-    metadata = document.setdefault("metadata", {}) or {}
-    if kind not in CLUSTER_SCOPED and not metadata.get("namespace"):
-        # Helm applies namespaced objects without a namespace to the release's namespace.
-        metadata["namespace"] = namespace
+    metadata = document["metadata"]
     return ChartObject(urn, release, template, kind, str(document.get("apiVersion", "")),
                        str(metadata.get("name", "")), metadata.get("namespace") if kind not in CLUSTER_SCOPED else None,
                        _manifest=document)
