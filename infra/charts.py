@@ -9,12 +9,18 @@ repository; machines without network access point it at a directory of pinned pa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
+import marshal
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,13 +66,22 @@ def crds(source: ChartSource) -> tuple[dict, ...]:
     cached: its release then installs them, once)."""
     if source.package_path is None:
         return ()
+    return _copy(_package_crds(*_file_key(Path(source.package_path))))
+
+
+@functools.lru_cache(maxsize=16)
+def _package_crds(path: Path, digest: str) -> tuple[dict, ...]:
+    return _stored(("crds", digest), lambda: _read_crds(path))
+
+
+def _read_crds(path: Path) -> tuple[dict, ...]:
     out = []
-    with tarfile.open(source.package_path) as package:
+    with tarfile.open(path) as package:
         for member in sorted(package.getmembers(), key=lambda m: m.name):
             parts = member.name.split("/")
             if member.isfile() and len(parts) > 2 and parts[1] == "crds" and member.name.endswith((".yaml", ".yml")):
                 text = package.extractfile(member).read().decode()
-                out += [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "CustomResourceDefinition"]
+                out += [d for d in load_documents(text) if d.get("kind") == "CustomResourceDefinition"]
     return tuple(out)
 
 
@@ -114,16 +129,171 @@ def render(ref: ChartRef, values: dict[str, Any], *, name: str, namespace: str) 
     """The objects Helm installs from the cached package of ``ref`` for release ``name`` in
     ``namespace``, rendered as a plan renders a release's. For charts whose objects the program creates
     itself, one Pulumi resource each, where a release would give no hold on what Helm writes."""
-    from infra.plan.helm import installed_documents
-
     path = require(ref)
     if path is None:
         return []
+    return [document for _, document in helm(path, values, name=name, namespace=namespace).documents]
+
+
+# --------------------------------------------------------------------------------------------
+# Helm's output, as the API server reads it
+# --------------------------------------------------------------------------------------------
+
+# Kinds the API server keeps outside namespaces: Helm leaves their namespace empty, and so do we.
+CLUSTER_SCOPED = frozenset({
+    "APIService", "CertificateSigningRequest", "ClusterRole", "ClusterRoleBinding", "CSIDriver", "CSINode",
+    "CustomResourceDefinition", "FlowSchema", "IngressClass", "MutatingWebhookConfiguration", "Namespace", "Node",
+    "PersistentVolume", "PriorityClass", "PriorityLevelConfiguration", "RuntimeClass", "StorageClass",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+    # Custom resources of the pinned charts' CRDs with `scope: Cluster`.
+    "GatewayClass", "ClusterTriggerAuthentication", "ClusterCloudEventSource",
+})
+
+
+class _Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
+    """YAML as Helm reads it, with libyaml's C parser (several times faster than PyYAML's own, with the
+    same result): a plain ``=`` is a string (PyYAML alone reads it as the obsolete 'value' tag, which
+    some CRDs' enums contain)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", yaml.constructor.SafeConstructor.construct_yaml_str)
+
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    """The mappings of a multi-document YAML text (empty documents left out)."""
+    return [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
+
+
+def installed_documents(files: dict[str, str], namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(template, object)`` for each object Helm installs from its rendered ``files``: test hooks and
+    NOTES left out, and namespaced objects without a namespace in the release's, as Helm applies them."""
+    for template, text in sorted(files.items()):
+        if not template.endswith((".yaml", ".yml", ".json")):
+            continue  # NOTES.txt
+        for document in load_documents(text):
+            metadata = document.setdefault("metadata", {}) or {}
+            hook = str((metadata.get("annotations") or {}).get("helm.sh/hook", ""))
+            if any(h.strip().startswith("test") for h in hook.split(",") if h):
+                continue
+            if document.get("kind") not in CLUSTER_SCOPED and not metadata.get("namespace"):
+                metadata["namespace"] = namespace
+            yield template, document
+
+
+@dataclass(frozen=True)
+class HelmOutput:
+    """What Helm makes of a chart package for one release: the objects it installs, the CRDs of its
+    ``crds/`` directories, and the values (the user's merged over the chart's, and the chart's own)."""
+
+    documents: tuple[tuple[str, dict[str, Any]], ...]
+    """``(template, object)`` per object, as ``installed_documents`` reads Helm's rendered files."""
+    crds: tuple[dict[str, str], ...]
+    """``{"filename", "data"}`` per file of a ``crds/`` directory, subcharts' included."""
+    merged_values: dict[str, Any]
+    chart_values: dict[str, Any]
+    """The chart's own values.yaml, keeping keys declared null."""
+    default_values: dict[str, Any]
+    """The chart's defaults merged with its subcharts'."""
+    metadata: dict[str, Any]
+
+
+def helm(package: Path, values: dict[str, Any], *, name: str, namespace: str) -> HelmOutput:
+    """Render ``package`` for release ``name`` in ``namespace`` with Helm's Go SDK, as an install
+    (``helm_python.HelmError`` when Helm refuses). Rendering is deterministic, so a process renders each
+    package and values once: tests and ``neurodock diff`` plan the same releases many times. Callers
+    get their own copy to change."""
+    key = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return _copy(_helm(*_file_key(package), key, name, namespace))
+
+
+@functools.lru_cache(maxsize=256)
+def _helm(package: Path, digest: str, values: str, name: str, namespace: str) -> HelmOutput:
+    fields = _stored(("helm", digest, values, name, namespace),
+                     lambda: dataclasses.astuple(_render(package, json.loads(values), name, namespace)))
+    return HelmOutput(*fields)
+
+
+def _render(package: Path, values: dict[str, Any], name: str, namespace: str) -> HelmOutput:
+    import helm_python  # the Go SDK: loaded only when something renders a chart
+
+    with helm_python.Chart.load(package) as chart:
+        # Helm validates the values against the chart's values.schema.json, where it ships one.
+        files = chart.render(values, name=name, namespace=namespace, is_install=True)
+        return HelmOutput(
+            documents=tuple(installed_documents(files, namespace)),
+            crds=tuple(chart.crds),
+            merged_values=chart.merge_values(values),
+            chart_values=chart.values,
+            default_values=chart.merge_values({}),
+            metadata=chart.metadata,
+        )
+
+
+def _file_key(path: Path) -> tuple[Path, str]:
+    """A file and the digest of its content."""
+    stat = path.stat()
+    return path, _digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: Path, _size: int, _mtime: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+RENDER_CACHE_ENV = "NEURODOCK_RENDER_CACHE"
+"""Where rendered and parsed charts are kept between runs (default: ``rendered/`` in the user's cache
+directory); ``off`` keeps nothing."""
+
+
+def _stored(key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept on disk under a digest of ``key`` and of everything that shapes the result:
+    this module's code, PyYAML's and the Helm SDK's versions. Parsing a chart's YAML is most of a fresh
+    plan's time, and the result only depends on those. Stored with ``marshal`` (plain data, no code runs
+    when it is read back); a result that is not plain data, or a cache that cannot be written, is simply
+    computed again next time."""
+    configured = os.environ.get(RENDER_CACHE_ENV, "")
+    if configured == "off":
+        return compute()
+    directory = Path(configured) if configured else Path(platformdirs.user_cache_dir("neurodock")) / "rendered"
+    path = directory / f"{hashlib.sha256(repr((_code_version(), *key)).encode()).hexdigest()}.marshal"
+    with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
+        return marshal.loads(path.read_bytes())
+    value = compute()
+    with contextlib.suppress(OSError, ValueError):
+        data = marshal.dumps(value)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            os.replace(tmp, path)  # whole or not at all, even with several writers
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return value
+
+
+@functools.cache
+def _code_version() -> tuple[str, ...]:
     import helm_python
 
-    with helm_python.Chart.load(path) as chart:
-        files = chart.render(values, name=name, namespace=namespace, is_install=True)
-    return [document for _, document in installed_documents(files, namespace)]
+    return (hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), yaml.__version__, helm_python.__version__,
+            sys.version)
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of plain data (JSON-like values, tuples and ``HelmOutput``), several times faster
+    than ``copy.deepcopy``; strings are immutable and shared."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    if isinstance(value, HelmOutput):
+        return HelmOutput(**{k: _copy(getattr(value, k)) for k in value.__dataclass_fields__})
+    return value
 
 
 def crd_bundle(bundle: CrdBundle) -> tuple[dict[str, Any], ...]:
@@ -131,7 +301,7 @@ def crd_bundle(bundle: CrdBundle) -> tuple[dict[str, Any], ...]:
     folder = require(bundle)
     if folder is None:
         return ()
-    return tuple(d for f in bundle.files for d in yaml.safe_load_all((folder / f).read_text()) if d)
+    return tuple(d for f in bundle.files for d in load_documents((folder / f).read_text()))
 
 
 def pull_crds(bundle: CrdBundle, directory: Path, *, mirror: str | None = None, force: bool = False) -> Pulled:
@@ -151,7 +321,7 @@ def pull_crds(bundle: CrdBundle, directory: Path, *, mirror: str | None = None, 
                     text = response.read().decode()
             except OSError as exc:
                 raise PullError(f"{bundle} from {url}: {exc}") from None
-            if not any(d and d.get("kind") == "CustomResourceDefinition" for d in yaml.safe_load_all(text)):
+            if not any(d.get("kind") == "CustomResourceDefinition" for d in load_documents(text)):
                 raise PullError(f"{bundle} from {url}: not a CustomResourceDefinition")
             (staged / file).write_text(text)
         shutil.rmtree(target, ignore_errors=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from infra.plan.helm import load_documents
+from infra.charts import load_documents
 
 SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared" / "charts" / "crds"
 

@@ -19,9 +19,10 @@ from components.cluster.eks import autoscaler_discovery_tags
 from components.monitoring.stack import SELECTED
 from components.versions import CHARTS, CLUSTER_AUTOSCALER, CRD_BUNDLES, KEDA, KUBE_PROMETHEUS_STACK
 from infra import charts
+from infra.charts import load_documents
 from infra.check import policy_resources
 from infra.cli import CHART_CACHE_ENV, main
-from infra.plan.helm import load_documents, render_release
+from infra.plan.helm import render_release
 from infra.plan.render import text
 from tests.conftest import SHARED_CHARTS, of_type, release_of
 

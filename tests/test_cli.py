@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from infra import cli
+from infra.charts import load_documents
 from infra.cli import main
 from infra.plan import render
-from infra.plan.helm import load_documents
 from tests.conftest import stack_document
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,33 +23,10 @@ import yaml
 
 from components.charts import ChartRef
 from infra import charts
+from infra.charts import CLUSTER_SCOPED, load_documents
 from infra.plan.mocks import Registration
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
-
-# Kinds the API server keeps outside namespaces: Helm leaves their namespace empty, and so do we.
-CLUSTER_SCOPED = frozenset({
-    "APIService", "CertificateSigningRequest", "ClusterRole", "ClusterRoleBinding", "CSIDriver", "CSINode",
-    "CustomResourceDefinition", "FlowSchema", "IngressClass", "MutatingWebhookConfiguration", "Namespace", "Node",
-    "PersistentVolume", "PriorityClass", "PriorityLevelConfiguration", "RuntimeClass", "StorageClass",
-    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration",
-    "VolumeAttachment",
-    # Custom resources of the pinned charts' CRDs with `scope: Cluster`.
-    "GatewayClass", "ClusterTriggerAuthentication", "ClusterCloudEventSource",
-})
-
-
-class _Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
-    """YAML as Helm reads it: a plain ``=`` is a string (PyYAML alone reads it as the obsolete
-    'value' tag, which some CRDs' enums contain)."""
-
-
-_Loader.add_constructor("tag:yaml.org,2002:value", yaml.constructor.SafeConstructor.construct_yaml_str)
-
-
-def load_documents(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
-
 
 _CRD_NAME = re.compile(r"^metadata:\s*\n(?:[ \t]+.*\n|\s*\n)*?[ \t]+name:[ \t]*['\"]?([^'\"\s]+)", re.MULTILINE)
 _DOCUMENT_SPLIT = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
@@ -206,17 +182,15 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
     namespace = str(release.inputs.get("namespace") or "default")
     values = release.inputs.get("values") or {}
     try:
-        with helm_python.Chart.load(package) as chart:
-            # Helm validates the values against the chart's values.schema.json, where it ships one.
-            files = chart.render(values, name=name, namespace=namespace, is_install=True)
-            merged = chart.merge_values(values)
-            crds = [] if release.inputs.get("skipCrds") else [c for c in chart.crds if _enabled(chart, c, merged)]
-            declared = _declared(chart.values, chart.merge_values({}))
-            unknown = unknown_value_keys(declared, values, FREE_FORM_VALUES.get(ref.name, frozenset()))
+        output = charts.helm(package, values, name=name, namespace=namespace)
     except helm_python.HelmError as exc:
         raise RenderError(f"Helm release '{name}' ({ref}): {exc}") from None
+    crds = [] if release.inputs.get("skipCrds") else [c for c in output.crds
+                                                       if _enabled(output.metadata, c, output.merged_values)]
+    declared = _declared(output.chart_values, output.default_values)
+    unknown = unknown_value_keys(declared, values, FREE_FORM_VALUES.get(ref.name, frozenset()))
     objects = [_object(release.urn, name, template, document)
-               for template, document in installed_documents(files, namespace)]
+               for template, document in output.documents]
     for crd in crds:
         for text in _DOCUMENT_SPLIT.split(crd["data"]):
             match = _CRD_NAME.search(text)
@@ -228,10 +202,10 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
     return RenderedRelease(release.urn, name, namespace, ref, package, objects, unknown)
 
 
-def _enabled(chart: Any, crd: dict[str, str], values: dict[str, Any]) -> bool:
+def _enabled(metadata: dict[str, Any], crd: dict[str, str], values: dict[str, Any]) -> bool:
     """Whether a CRD's subchart is enabled: Helm drops a dependency whose ``condition`` is false, and
     its ``crds/`` with it (kube-prometheus-stack's CRDs come from its ``crds`` subchart)."""
-    for dependency in chart.metadata.get("dependencies") or []:
+    for dependency in metadata.get("dependencies") or []:
         if f"charts/{dependency.get('name')}/" not in crd["filename"] or not dependency.get("condition"):
             continue
         # Helm takes the first condition path that resolves to a boolean.
@@ -259,22 +233,6 @@ def _generated_keys(document: dict[str, Any]) -> None:
             continue
         if decoded.startswith(b"-----BEGIN "):
             document["data"][key] = GENERATED
-
-
-def installed_documents(files: dict[str, str], namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(template, object)`` for each object Helm installs from its rendered ``files``: test hooks and
-    NOTES left out, and namespaced objects without a namespace in the release's, as Helm applies them."""
-    for template, text in sorted(files.items()):
-        if not template.endswith((".yaml", ".yml", ".json")):
-            continue  # NOTES.txt
-        for document in load_documents(text):
-            metadata = document.setdefault("metadata", {}) or {}
-            hook = str((metadata.get("annotations") or {}).get("helm.sh/hook", ""))
-            if any(h.strip().startswith("test") for h in hook.split(",") if h):
-                continue
-            if document.get("kind") not in CLUSTER_SCOPED and not metadata.get("namespace"):
-                metadata["namespace"] = namespace
-            yield template, document
 
 
 def _object(urn: str, release: str, template: str, document: dict[str, Any]) -> ChartObject:
