@@ -165,6 +165,17 @@ def load_documents(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.load_all(text, Loader=_Loader) if isinstance(d, dict)]
 
 
+def dump_document(document: Any) -> str:
+    """``document`` as block-style YAML with libyaml's C emitter: many times faster than PyYAML's own,
+    which folds long quoted strings at other places (the same YAML). For files people and tools read
+    (``plan --out``); text that becomes a resource's input keeps PyYAML's emitter, so existing stacks
+    see no change."""
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False)
+
+
+_Dumper = yaml.CSafeDumper if hasattr(yaml, "CSafeDumper") else yaml.SafeDumper
+
+
 def installed_documents(files: dict[str, str], namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(template, object)`` for each object Helm installs from its rendered ``files``: test hooks and
     NOTES left out, and namespaced objects without a namespace in the release's, as Helm applies them."""

@@ -19,11 +19,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.charts import ChartRef
 from infra import charts
-from infra.charts import CLUSTER_SCOPED, load_documents
+from infra.charts import CLUSTER_SCOPED, dump_document, load_documents
 from infra.plan.mocks import Registration
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
@@ -65,7 +63,7 @@ class ChartObject:
         """The object as YAML."""
         if self._text is not None:
             return self._text
-        return yaml.safe_dump(self.manifest, sort_keys=False)
+        return dump_document(self.manifest)
 
     @property
     def type(self) -> str:

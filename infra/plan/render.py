@@ -16,8 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra.charts import dump_document
 from infra.plan.engine import Plan
 from infra.plan.helm import RenderedRelease
 from infra.plan.mocks import Registration, digest
@@ -285,13 +284,13 @@ def _write_files(plan: Plan, directory: Path) -> dict[str, str]:
     manifests = directory / "manifests"
     manifests.mkdir()
     for name, obj in manifest_files(plan).items():
-        (manifests / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+        (manifests / name).write_text(dump_document(obj))
     for release in plan.releases:
         folder = manifests / _safe(release.name)
         folder.mkdir()
         for name, text in chart_object_files(release).items():
             (folder / name).write_text(text)
-    (directory / "helm-releases.yaml").write_text(yaml.safe_dump(helm_releases(plan), sort_keys=False))
+    (directory / "helm-releases.yaml").write_text(dump_document(helm_releases(plan)))
     return {"resources": PLAN_MARKER, "outputs": "outputs.json", "manifests": "manifests",
             "helmReleases": "helm-releases.yaml"}
 
