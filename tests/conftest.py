@@ -8,9 +8,12 @@ planned once per session and shared, read-only.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +54,30 @@ def _restore_chart_cache(monkeypatch):
     monkeypatch.setenv("NEURODOCK_CHART_CACHE", os.environ["NEURODOCK_CHART_CACHE"])
 
 
+class ShippedPlans(Mapping[str, Plan]):
+    """Each shipped stack's plan, made the first time a test reads it: a test worker plans only the
+    stacks its tests read."""
+
+    def __init__(self) -> None:
+        self._plans: dict[str, Plan] = {}
+
+    def __getitem__(self, name: str) -> Plan:
+        if name not in SHIPPED_STACKS:
+            raise KeyError(name)
+        if name not in self._plans:
+            self._plans[name] = run_plan(load_stack_file(name))
+        return self._plans[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SHIPPED_STACKS)
+
+    def __len__(self) -> int:
+        return len(SHIPPED_STACKS)
+
+
 @pytest.fixture(scope="session")
-def shipped_plans() -> dict[str, Plan]:
-    return {name: run_plan(load_stack_file(name)) for name in SHIPPED_STACKS}
+def shipped_plans() -> ShippedPlans:
+    return ShippedPlans()
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +141,15 @@ def model_servers(plan: Plan, variant: str = "stable") -> list:
     """Model-server Deployments of one variant (stable, canary or shadow)."""
     return [r for r in of_type(plan, "kubernetes:apps/v1:Deployment")
             if r.manifest["metadata"]["labels"].get("neurodock.io/variant") == variant]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``neurodock ARGS`` run in this process (``infra.cli.main``, what the console script calls), its
+    exit code and output as ``subprocess.run`` reports them: the same code path without a fresh
+    interpreter's imports. Tests of the process itself (no traceback on stderr) start one."""
+    from infra.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["neurodock", *args], code, out.getvalue(), err.getvalue())

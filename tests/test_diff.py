@@ -19,7 +19,7 @@ from infra.diff import Change, PlanDiff, ResourceDiff, diff_plans, render, saved
 from infra.plan.engine import run_plan
 from infra.plan.render import as_json
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
-from tests.conftest import SHIPPED_STACKS, stack_document
+from tests.conftest import SHIPPED_STACKS, run_cli, stack_document
 
 
 def test_the_dr_stack_differs_from_prod_only_by_location(shipped_plans):
@@ -82,12 +82,10 @@ def test_any_other_edit_is_reported_and_fails_location_only(shipped_plans, write
         ("inputs.autoscaling.totalMaxNodeCount", 9, 12)]
     added = [r.key for r in diff.resources if r.status == "added"]
     assert any(key.endswith("::qwen-7b-server") for key in added)
-    result = subprocess.run([sys.executable, "-m", "infra.cli", "diff", "prod", "prod-dr", "--stack-file",
-                             f"prod-dr={path}", "--location-only"], capture_output=True, text=True, timeout=300)
+    result = run_cli("diff", "prod", "prod-dr", "--stack-file", f"prod-dr={path}", "--location-only")
     assert result.returncode == 1, result.stderr
     assert "inputs.autoscaling.totalMaxNodeCount: 9 -> 12  [OTHER]" in result.stdout
-    clean = subprocess.run([sys.executable, "-m", "infra.cli", "diff", "prod", "prod-dr", "--location-only",
-                            "--json"], capture_output=True, text=True, timeout=300)
+    clean = run_cli("diff", "prod", "prod-dr", "--location-only", "--json")
     assert clean.returncode == 0, clean.stderr
     assert all(r["locationOnly"] for r in json.loads(clean.stdout)["resources"])
 

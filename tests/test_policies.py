@@ -7,15 +7,13 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import re
-import subprocess
-import sys
 
 import pytest
 from neurodock_policies import MODULES, POLICIES
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
 from infra.check import PolicyConfigError, PolicySettings, load_policy_config, policy_resources, run_on, run_policies
-from tests.conftest import SHIPPED_STACKS, stack_document
+from tests.conftest import SHIPPED_STACKS, run_cli, stack_document
 
 
 def test_the_pack_builds_its_policies_without_a_server():
@@ -222,10 +220,6 @@ def test_node_agents_are_exempt_only_in_privileged_namespaces(shipped_plans):
 def test_the_pack_entry_point_hands_the_same_policies_to_pulumi():
     source = (importlib.resources.files("neurodock_policies").parent / "__main__.py").read_text()
     assert "PolicyPack(name=PACK_NAME, policies=POLICIES)" in source
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_check_exits_0_on_a_clean_stack_and_lists_advice():
