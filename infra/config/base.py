@@ -1,0 +1,152 @@
+"""What every config module shares: the config namespace, the string types users write (each described
+by a sentence with an example, never a regular expression), the base model, and problems with the key
+they are about."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "neurodock"
+"""The Pulumi config namespace of every key modelled here."""
+
+VARIANTS = ("canary", "shadow")
+"""Versions a model may run beside its stable one (``models[].canary``, ``models[].shadow``)."""
+
+
+PATTERN_HINTS: dict[str, str] = {}
+"""What a value of each string pattern must look like, as a sentence with an example: a value that does
+not match is told this, never the regular expression."""
+
+
+def pattern(regex: str, what: str, example: str) -> Any:
+    """A string type matching ``regex``, described to users as ``what`` with ``example``."""
+    hint = f"must be {what}, e.g. {example!r}"
+    assert PATTERN_HINTS.setdefault(regex, hint) == hint, f"two descriptions of {regex}"
+    return Annotated[str, StringConstraints(pattern=regex), Field(description=what, examples=[example])]
+
+
+Name = pattern(r"^[a-z]([-a-z0-9]{0,22}[a-z0-9])?$",
+               "a name of at most 24 lowercase letters, digits and '-', starting with a letter and not ending "
+               "with '-'", "gpu-l4")
+"""Names end up in cloud resource names (EKS node groups, GKE pools) and Kubernetes labels, with a
+prefix added; 24 characters leaves room for the prefix within every provider's limit."""
+
+KubernetesVersion = pattern(r"^1\.(2[89]|3[0-9])$", "a Kubernetes minor version from 1.28, in quotes", "1.33")
+
+AWS_REGION_PATTERN = r"^(?:us-gov|us-iso[bf]?|eu-isoe|eusc-de|[a-z]{2})-[a-z]+-[1-9][0-9]*$"
+"""AWS region names (``us-west-2``, ``us-gov-west-1``): every partition's ``regionRegex`` in botocore's
+partitions.json, in one pattern."""
+GCP_REGION_PATTERN = r"^[a-z]+-[a-z]+[0-9]+$"
+"""Google Cloud region names: ``<location>-<direction><number>`` (``europe-west4``, ``us-central1``)."""
+AwsRegion = pattern(AWS_REGION_PATTERN, "an AWS region name", "us-west-2")
+GcpRegion = pattern(GCP_REGION_PATTERN, "a Google Cloud region name", "europe-west4")
+Cidr = pattern(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$", "an IPv4 range in CIDR notation", "10.0.0.0/16")
+Duration = pattern(r"^[1-9][0-9]*(h|d|w|y)$", "a whole number of hours (h), days (d), weeks (w) or years (y)",
+                   "15d")
+WeightsUri = pattern(r"^(hf://[A-Za-z0-9][-\w.]{0,95}/[A-Za-z0-9][-\w.]{0,95}"
+                     r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|gs://[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9](/\S*)?)$",
+                     "hf://ORG/MODEL (a Hugging Face repository), or s3://BUCKET/PREFIX or gs://BUCKET/PREFIX "
+                     "(a bucket name is 3 to 63 lowercase letters, digits, '-' and '.')",
+                     "hf://meta-llama/Llama-3.1-8B-Instruct")
+Timestamp = pattern(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "an RFC 3339 time in UTC", "2026-01-03T01:00:00Z")
+Token = pattern(r"^\S+$", "one flag or one value, without spaces (a flag and its value are two items, or one "
+                "joined by '=')", "--enable-prefix-caching")
+GcpProject = pattern(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$",
+                     "a Google Cloud project id: 6 to 30 lowercase letters, digits and '-', starting with a letter",
+                     "ml-platform-prod")
+
+
+class Model(BaseModel):
+    """Base of every config model: strict keys, camelCase aliases, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        frozen=True,
+        validate_default=True,
+    )
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a stack's configuration."""
+
+    path: str
+    """The key, as written in the stack file: ``neurodock:nodePools[1].gpu.count``."""
+    message: str
+    """What is wrong and what is allowed."""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = sorted(set(problems))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+PLAIN_KEY = re.compile(r'[^.\[\]"]+')
+"""A key that Pulumi's ``--path`` syntax writes after a dot; others are written ``["a.b"]``."""
+
+
+def key_path(loc: Iterable[str | int], namespace: str = NAMESPACE) -> str:
+    """``("nodePools", 1, "gpu")`` -> ``neurodock:nodePools[1].gpu``, as ``pulumi config set --path`` takes it
+    (``neurodock:tags["cost.center"]``)."""
+    out = namespace + ":"
+    first = True
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not PLAIN_KEY.fullmatch(part):
+            out += f"[{json.dumps(part)}]"
+        else:
+            out += part if first else f".{part}"
+        first = False
+    return out
+
+
+def count_noun(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def cidr_problem(cidr: str) -> str | None:
+    try:
+        ipaddress.IPv4Network(cidr, strict=True)
+    except ValueError as exc:
+        try:
+            network = ipaddress.IPv4Network(cidr, strict=False)
+        except ValueError:
+            return f"{cidr!r} is not a valid IPv4 range ({exc}), e.g. '10.0.0.0/16'"
+        return f"{cidr!r} has bits set after its /{network.prefixlen}: the range that holds it is {network}"
+    return None
+
+
+def decode(value: Any) -> Any:
+    """Pulumi passes structured config values to programs as JSON text."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+__all__ = [
+    "AWS_REGION_PATTERN", "GCP_REGION_PATTERN", "NAMESPACE", "PATTERN_HINTS", "PLAIN_KEY", "VARIANTS", "AwsRegion",
+    "Cidr", "ConfigError", "Duration", "Fraction", "GcpProject", "GcpRegion", "KubernetesVersion", "Model", "Name",
+    "Problem", "Timestamp", "Token", "WeightsUri", "cidr_problem", "count_noun", "decode", "key_path", "pattern"
+]

@@ -1,0 +1,48 @@
+"""The gateway: the stack's one OpenAI-compatible entry point."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from infra.config.base import Cidr, Model, Problem, cidr_problem, key_path
+
+if TYPE_CHECKING:
+    from infra.config.stack import StackConfig
+
+
+class Gateway(Model):
+    """The single OpenAI-compatible entry point for every model."""
+
+    enabled: bool = True
+    """Install the gateway (default true)."""
+    public: bool = False
+    """Expose it through a cloud load balancer (default false: in-cluster only)."""
+    allowed_cidrs: list[Cidr] = []
+    """Sources allowed to a public gateway; required when ``public`` is true."""
+    tls: bool = False
+    """Serve HTTPS with the certificate in the secrets ``gatewayTlsCert``/``gatewayTlsKey`` (default false)."""
+    smoke_test: bool = True
+    """After each deployment, send a chat completion to every model; `pulumi up` fails if one does
+    not answer (default true)."""
+
+
+def gateway_problems(config: StackConfig) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def add(loc: tuple[str | int, ...], message: str) -> None:
+        problems.append(Problem(key_path(loc), message))
+
+    if config.gateway.public and not config.gateway.allowed_cidrs:
+        add(("gateway", "allowedCidrs"), "a public gateway needs an allow-list of source CIDRs, or set gateway.public "
+            "to false")
+    for j, cidr in enumerate(config.gateway.allowed_cidrs):
+        problem = cidr_problem(cidr)
+        if problem or cidr.endswith("/0"):
+            add(("gateway", "allowedCidrs", j), problem or "0.0.0.0/0 opens the models to the internet; list your "
+                "own CIDRs")
+    return problems
+
+
+__all__ = [
+    "Gateway", "gateway_problems"
+]

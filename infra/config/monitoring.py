@@ -1,0 +1,228 @@
+"""Monitoring: Prometheus, Grafana and the GPU alerts' thresholds, and who hears about alerts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from infra.config.base import NAMESPACE, Duration, Fraction, Model, Name, Problem, decode, key_path, pattern
+
+if TYPE_CHECKING:
+    from infra.config.stack import StackConfig
+
+
+class AlertThresholds(Model):
+    """Cluster-wide GPU alert thresholds."""
+
+    gpu_memory_usage: Fraction = 0.95
+    """Alert when a GPU's framebuffer is fuller than this fraction for 10 minutes (default 0.95)."""
+    gpu_idle_utilisation_percent: float = Field(default=5, gt=0, le=100)
+    """A GPU below this utilisation (percent) counts as idle (default 5)."""
+    gpu_idle_minutes: int = Field(default=30, gt=0, le=1440)
+    """Alert when a model's GPUs are idle this long while it runs above its minimum replicas (default 30)."""
+
+
+Severity = Literal["critical", "warning", "info"]
+
+
+class Receiver(Model):
+    """Where Alertmanager sends notifications. Its credential (webhook URL, routing key, SMTP
+    password) is never in the stack file: it is the receiver's entry in the secret
+    ``neurodock:alertReceiverSecrets``."""
+
+    name: Name
+    """Receiver name, used by ``routes`` and ``defaultReceiver``."""
+    send_resolved: bool = True
+    """Also notify when the alert resolves (default true)."""
+
+    def needs_secret(self) -> bool:
+        return True
+
+
+SlackChannel = pattern(r"^[#@]?[A-Za-z0-9][-_.A-Za-z0-9]{0,79}$", "a Slack channel or user without spaces",
+                       "#ml-alerts")
+
+
+class SlackReceiver(Receiver):
+    """A Slack channel, through an incoming webhook (its URL is the secret)."""
+
+    type: Literal["slack"]
+    channel: SlackChannel
+    """Channel, for example ``#ml-alerts``."""
+
+
+class PagerDutyReceiver(Receiver):
+    """A PagerDuty service, through Events API v2 (its integration key is the secret)."""
+
+    type: Literal["pagerduty"]
+
+
+HttpUrl = pattern(r"^https?://[^\s]+$", "an http or https URL", "https://hooks.example.com/alerts")
+
+
+class WebhookReceiver(Receiver):
+    """Any HTTP endpoint that takes Alertmanager's webhook payload."""
+
+    type: Literal["webhook"]
+    url: HttpUrl
+    """Where to POST; keep tokens out of it and use ``bearerToken``."""
+    bearer_token: bool = False
+    """Send the receiver's secret as an ``Authorization: Bearer`` header (default false: no secret)."""
+
+    def needs_secret(self) -> bool:
+        return self.bearer_token
+
+
+Email = pattern(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address", "oncall@example.com")
+
+
+SmtpHost = pattern(r"^[A-Za-z0-9][-.A-Za-z0-9]*:[0-9]{1,5}$", "host:port", "smtp.example.com:587")
+
+
+class EmailReceiver(Receiver):
+    """E-mail through an SMTP relay; with ``authUsername``, its password is the secret."""
+
+    type: Literal["email"]
+    to: list[Email] = Field(min_length=1)
+    """Recipients."""
+    from_: Email = Field(alias="from")
+    """Sender address."""
+    smarthost: SmtpHost
+    """SMTP relay as host:port, for example smtp.example.com:587."""
+    auth_username: str | None = None
+    """SMTP user (default none: no authentication, and no secret)."""
+    require_tls: bool = True
+    """Refuse to send without STARTTLS (default true)."""
+
+    def needs_secret(self) -> bool:
+        return self.auth_username is not None
+
+
+AnyReceiver = Annotated[Union[SlackReceiver, PagerDutyReceiver, WebhookReceiver, EmailReceiver],  # noqa: UP007
+                        Field(discriminator="type")]
+
+
+class Route(Model):
+    """Alerts matching every condition given go to ``receiver``; routes are tried in order."""
+
+    receiver: Name
+    """The receiver's name."""
+    severities: list[Severity] = []
+    """Only alerts of these severities (default any)."""
+    models: list[str] = []
+    """Only alerts about these models, by served name (default any)."""
+    continue_: bool = Field(default=False, alias="continue")
+    """Go on to the next routes after this one matches (default false: stop here)."""
+
+
+AlertInterval = pattern(r"^[1-9][0-9]*(m|h|d|w)$", "a whole number of minutes (m), hours (h), days (d) or weeks (w)",
+                        "4h")
+
+
+class Alerting(Model):
+    """Who hears about alerts (Alertmanager's receivers and routing tree)."""
+
+    receivers: list[AnyReceiver] = []
+    """Receivers (default none: alerts reach nobody, which `neurodock plan` warns about and the
+    policy alerts-reach-a-receiver refuses in production)."""
+    routes: list[Route] = []
+    """Routes, tried in order (default none: everything goes to ``defaultReceiver``)."""
+    default_receiver: Name | None = None
+    """Receiver of alerts no route takes (default: the first receiver)."""
+    repeat_interval: AlertInterval = "4h"
+    """How often a still-firing alert is sent again (default 4h)."""
+
+    def credentialed(self) -> list[str]:
+        """Names of the receivers that need a credential in ``alertReceiverSecrets``, sorted."""
+        return sorted(r.name for r in self.receivers if r.needs_secret())
+
+
+class Monitoring(Model):
+    """Prometheus and Grafana (kube-prometheus-stack)."""
+
+    enabled: bool = True
+    """Install the monitoring stack (default true)."""
+    retention: Duration = "15d"
+    """Prometheus retention, for example 15d (default 15d)."""
+    storage_gib: int = Field(default=50, ge=1, le=65536)
+    """Prometheus persistent volume size in GiB (default 50)."""
+    grafana: bool = True
+    """Install Grafana (default true); it is never exposed outside the cluster."""
+    alerts: AlertThresholds = AlertThresholds()
+    """Thresholds of the cluster-wide GPU alerts."""
+    alerting: Alerting = Alerting()
+    """Receivers and routes of the alerts (default: none, see ``receivers``)."""
+
+
+GPU_MEMORY_ALERT_HEADROOM = 0.05
+"""How far below ``monitoring.alerts.gpuMemoryUsage`` vLLM's ``gpuMemoryUtilization`` must stay: vLLM
+takes its fraction of each GPU's memory at start and holds it, and the alert's ratio, used / (used +
+free), reads higher: DCGM leaves the reserved framebuffer out of both (446 of 23034 MiB on an L4, about
+2%), and the CUDA context sits outside vLLM's share. Without headroom the alert would fire for as long
+as the model runs."""
+
+
+def alerting_problems(config: StackConfig) -> list[Problem]:
+    alerting = config.monitoring.alerting
+    out: list[Problem] = []
+
+    def add(loc: tuple[str | int, ...], message: str) -> None:
+        out.append(Problem(key_path(("monitoring", "alerting", *loc)), message))
+
+    names: dict[str, int] = {}
+    for i, receiver in enumerate(alerting.receivers):
+        if receiver.name in names:
+            add(("receivers", i, "name"), f"receivers[{names[receiver.name]}] is also named {receiver.name!r}")
+        names.setdefault(receiver.name, i)
+    known = ", ".join(names) or "none"
+    if not alerting.receivers:
+        if alerting.routes or alerting.default_receiver:
+            add(("receivers",), "routes and defaultReceiver name receivers; define them here")
+        return out
+    if alerting.default_receiver is not None and alerting.default_receiver not in names:
+        add(("defaultReceiver",), f"no receiver named {alerting.default_receiver!r}; receivers: {known}")
+    served = {m.model_name for m in config.models}
+    for i, route in enumerate(alerting.routes):
+        if route.receiver not in names:
+            add(("routes", i, "receiver"), f"no receiver named {route.receiver!r}; receivers: {known}")
+        for j, model in enumerate(route.models):
+            if model not in served:
+                add(("routes", i, "models", j), f"no model serves {model!r}; models: "
+                    f"{', '.join(sorted(served)) or 'none'} (use the served name, as clients send it)")
+    return out
+
+
+def missing_receiver_credentials(config: StackConfig) -> Problem:
+    """The problem of receivers whose credentials are not set."""
+    key = f"{NAMESPACE}:alertReceiverSecrets"
+    needed = config.monitoring.alerting.credentialed()
+    example = ", ".join(f'"{name}": "..."' for name in needed)
+    return Problem(key, f"receivers {', '.join(needed)} need their credentials here, and it is not set; set it with "
+                        f"`pulumi config set --secret {key} '{{{example}}}'`")
+
+
+def receiver_secret_problems(config: StackConfig, raw: Any) -> list[Problem]:
+    """``neurodock:alertReceiverSecrets`` against the receivers that need one, when the program can
+    read it (``raw``: its plaintext; None when it is unset or cannot be decrypted, as in an offline
+    plan). Never quotes the values. A missing secret is the program's to report (``missing_receiver_credentials``)."""
+    key = f"{NAMESPACE}:alertReceiverSecrets"
+    needed = set(config.monitoring.alerting.credentialed())
+    if raw is None:
+        return []
+    secrets = decode(raw)
+    if not isinstance(secrets, dict) or not all(isinstance(v, str) and v for v in secrets.values()):
+        return [Problem(key, 'must be a JSON object of receiver name to its credential, e.g. {"oncall": "<key>"}')]
+    out = [Problem(key, f"has no entry for receiver {name!r}, which needs its credential")
+           for name in sorted(needed - set(secrets))]
+    out += [Problem(key, f"has an entry {name!r} that no receiver needs; receivers needing one: "
+                         f"{', '.join(sorted(needed)) or 'none'}") for name in sorted(set(secrets) - needed)]
+    return out
+
+
+__all__ = [
+    "GPU_MEMORY_ALERT_HEADROOM", "AlertInterval", "AlertThresholds", "Alerting", "AnyReceiver", "Email",
+    "EmailReceiver", "HttpUrl", "Monitoring", "PagerDutyReceiver", "Receiver", "Route", "Severity", "SlackChannel",
+    "SlackReceiver", "SmtpHost", "WebhookReceiver", "alerting_problems", "missing_receiver_credentials",
+    "receiver_secret_problems"
+]
