@@ -10,11 +10,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.cluster.base import Cluster, system_node_selector
-from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
-from components.gateway.gateway import ModelGateway, ModelGatewayArgs
+from components.gateway.gateway import GATEWAY_NAMESPACE, ModelGateway, ModelGatewayArgs
 from components.gateway.smoke_test import SmokeTest, SmokeTestArgs
-from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
-from components.serving.catalog import ModelCatalog
+from components.serving.catalog import SERVING_NAMESPACE, ModelCatalog
 from components.versions import (
     AI_GATEWAY,
     AI_GATEWAY_CRDS,

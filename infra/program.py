@@ -26,25 +26,21 @@ from components.cluster.base import (
 )
 from components.cluster.eks import EksCluster, EksClusterArgs, autoscaler_discovery_tags
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
-from components.cluster.gke import GkeCluster, GkeClusterArgs, MaintenanceWindow
+from components.cluster.gke import GkeCluster, GkeClusterArgs, GkeClusterMaintenanceWindow
 from components.cluster.kind import KindCluster, KindClusterArgs
 from components.gateway.gateway import CONTROL_PLANE_PORTS as GATEWAY_CONTROL_PLANE_PORTS
-from components.gpu.dcgm import NAMESPACE as DCGM_NAMESPACE
-from components.gpu.dcgm import DcgmExporter, DcgmExporterArgs, DriverLayout
-from components.gpu.device_plugin import NAMESPACE as DEVICE_PLUGIN_NAMESPACE
-from components.gpu.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.gpu.dcgm import DCGM_NAMESPACE, DcgmExporter, DcgmExporterArgs, DriverLayout
+from components.gpu.device_plugin import DEVICE_PLUGIN_NAMESPACE, NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.monitoring import alertmanager
 from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuPool, GpuThresholds, ModelTarget
-from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
-from components.monitoring.stack import Alerting, MonitoringStack, MonitoringStackArgs, Platform
+from components.monitoring.stack import MONITORING_NAMESPACE, Alerting, MonitoringStack, MonitoringStackArgs, Platform
 from components.serving.architectures import gated
-from components.serving.catalog import NAMESPACE as SERVING_NAMESPACE
-from components.serving.catalog import ModelCatalog
+from components.serving.catalog import SERVING_NAMESPACE, ModelCatalog
 from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
 from components.versions import CLUSTER_AUTOSCALER, INFERENCE_EXTENSION_CRDS, KUBE_PROMETHEUS_STACK, LLM_D_ROUTER
 from infra import charts, live, plan
 from infra.config import (
-    NAMESPACE,
+    CONFIG_NAMESPACE,
     ConfigError,
     EksCloud,
     GkeCloud,
@@ -67,7 +63,7 @@ from infra.serving import autoscaled, build_catalog
 def load_stack_config() -> StackConfig:
     """Validate the running stack's ``neurodock:*`` configuration (raises ``ConfigError``)."""
     values = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
-    keys = [k for k in values if k.startswith(NAMESPACE + ":")]
+    keys = [k for k in values if k.startswith(CONFIG_NAMESPACE + ":")]
     return parse_config(
         {k: values[k] for k in keys},
         secret_keys=[k for k in keys if pulumi.runtime.is_config_secret(k)],
@@ -175,9 +171,10 @@ def _warn_gated_models(config: StackConfig, secrets: StackSecrets) -> None:
         for version in model.versions():
             if gated(version.source):
                 where = f"models[{i}]" + (f".{version.key}" if version.variant else "")
-                pulumi.log.warn(f"{where}: {version.source} is gated on Hugging Face and {NAMESPACE}:hfToken is not "
+                pulumi.log.warn(f"{where}: {version.source} is gated on Hugging Face and "
+                                f"{CONFIG_NAMESPACE}:hfToken is not "
                                 f"set, so its download will be refused (401); accept the licence on the model's page "
-                                f"and set the token with `pulumi config set --secret {NAMESPACE}:hfToken`")
+                                f"and set the token with `pulumi config set --secret {CONFIG_NAMESPACE}:hfToken`")
                 break
 
 
@@ -205,8 +202,8 @@ def _alerting(config: StackConfig, secrets: StackSecrets) -> Alerting:
                 # Field names as Alertmanager spells them (``from_`` is ``from``).
                 settings={k.rstrip("_"): v for k, v in r.model_dump(exclude={"name", "type", "send_resolved"}).items()},
             ) for r in alerting.receivers),
-        routes=tuple(alertmanager.Route(receiver=r.receiver, severities=tuple(r.severities), models=tuple(r.models),
-                                        continue_=r.continue_) for r in alerting.routes),
+        routes=tuple(alertmanager.AlertRoute(receiver=r.receiver, severities=tuple(r.severities),
+                                             models=tuple(r.models), continue_=r.continue_) for r in alerting.routes),
         default_receiver=alerting.default_receiver,
         repeat_interval=alerting.repeat_interval,
         credentials=secrets.alert_receiver_secrets,
@@ -373,7 +370,7 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             node_pools=pools,
             control_plane_ports=control_plane_ports(config),
             deletion_protection=cloud.deletion_protection,
-            maintenance_window=MaintenanceWindow(start_time=cloud.maintenance_window.start_time,
+            maintenance_window=GkeClusterMaintenanceWindow(start_time=cloud.maintenance_window.start_time,
                                                  end_time=cloud.maintenance_window.end_time,
                                                  recurrence=cloud.maintenance_window.recurrence),
             adopt=live.gke_retained_keys(cloud.project, cloud.region, config.cluster_name, provider),

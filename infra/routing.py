@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import yaml
 
-from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
+from components.gateway.gateway import GATEWAY_NAMESPACE
 from components.gateway.picker import EndpointPickerArgs
-from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
-from components.monitoring.stack import SELECTED
-from components.serving.catalog import NAMESPACE
+from components.monitoring.stack import MONITORING_NAMESPACE, SELECTED
+from components.serving.catalog import SERVING_NAMESPACE
 from components.serving.model_server import PORT, ReadinessBudgets, pod_match_labels
 from components.versions import ENDPOINT_PICKER_IMAGE, LLM_D_ROUTER
 from infra import charts
@@ -98,7 +97,7 @@ def picker_args(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, mon
     values = picker_values(model, pool, readiness, monitoring=monitoring)
     return EndpointPickerArgs(
         pool=pool,
-        objects=tuple(charts.render(LLM_D_ROUTER, values, name=pool, namespace=NAMESPACE)),
+        objects=tuple(charts.render(LLM_D_ROUTER, values, name=pool, namespace=SERVING_NAMESPACE)),
         node_selector=system_node_selector,
         gateway_namespace=GATEWAY_NAMESPACE,
         monitoring_namespace=MONITORING_NAMESPACE if monitoring else None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
-from infra.config import NAMESPACE
+from infra.config import CONFIG_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class StackSecrets:
 def read_secret(key: str) -> pulumi.Output[str] | None:
     """The secret ``neurodock:<key>`` as a secret Output, or None when it is not set."""
     # The raw value: Config.get would warn that a secret is read as plain text.
-    value = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
+    value = pulumi.runtime.get_config(f"{CONFIG_NAMESPACE}:{key}")
     if value is None:
         return None
     if value == UNKNOWN_MARKER:

@@ -14,13 +14,12 @@ from components import labels
 from components.cluster.base import Cluster, system_node_selector
 from components.cluster.eks import EksCluster
 from components.cluster.gke import GkeCluster
-from components.gateway.gateway import NAMESPACE as GATEWAY_NAMESPACE
-from components.gateway.gateway import ModelGateway
+from components.gateway.gateway import GATEWAY_NAMESPACE, ModelGateway
 from components.gateway.picker import picker_pod_labels
 from components.monitoring import metrics
-from components.monitoring.stack import NAMESPACE as MONITORING_NAMESPACE
+from components.monitoring.stack import MONITORING_NAMESPACE
 from components.serving import architectures
-from components.serving.catalog import NAMESPACE, ModelCatalog, ModelCatalogArgs
+from components.serving.catalog import SERVING_NAMESPACE, ModelCatalog, ModelCatalogArgs
 from components.serving.model_server import (
     Autoscaling,
     Engine,
@@ -29,7 +28,7 @@ from components.serving.model_server import (
     ReadinessBudgets,
     service_account_name,
 )
-from components.serving.served_model import Mirror, ReaderArgs, Route, ServedModelArgs, Version
+from components.serving.served_model import Mirror, ReaderArgs, ServedModelArgs, ServedModelRoute, Version
 from components.serving.weights_access import GcsWeightsReaderArgs, S3WeightsReaderArgs
 from components.serving.weights_mirror import MIRROR_ACCOUNT, PURPOSE, MirrorBucket, MirrorBucketArgs, mirror_prefix
 from components.versions import KEDA
@@ -80,7 +79,7 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
                             f"nd-{_digest(config.environment)}-weights-{account_id}-{cloud.region}")
         writer: ReaderArgs = S3WeightsReaderArgs(
             source=f"s3://{name}", oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
-            namespace=NAMESPACE, service_account=MIRROR_ACCOUNT, write=True)
+            namespace=SERVING_NAMESPACE, service_account=MIRROR_ACCOUNT, write=True)
         labels_ = {"neurodock:purpose": PURPOSE}
         project = None
     else:
@@ -88,7 +87,7 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
         name = _bucket_name(f"{cloud.project}-neurodock-{config.environment}-weights",
                             f"{cloud.project}-nd-{_digest(config.environment)}-weights")
         writer = GcsWeightsReaderArgs(source=f"gs://{name}", project=cloud.project, workload_pool=cluster.workload_pool,
-                                      namespace=NAMESPACE, service_account=MIRROR_ACCOUNT,
+                                      namespace=SERVING_NAMESPACE, service_account=MIRROR_ACCOUNT,
                                       account_id=_google_account_id(config, MIRROR_ACCOUNT), write=True)
         labels_ = {"neurodock-purpose": PURPOSE}
         project = cloud.project
@@ -138,7 +137,7 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
     versions = {v.key: version(v) for v in model.versions()}
     route = None
     if gateway is not None and all(v.picker for k, v in versions.items() if k != "shadow"):
-        route = Route(gateway=gateway, request_timeout_s=model.request_timeout_seconds,
+        route = ServedModelRoute(gateway=gateway, request_timeout_s=model.request_timeout_seconds,
                       canary_weight=model.canary.weight if model.canary else 0,
                       shadow_percent=model.shadow.percent if model.shadow else 100)
     return ServedModelArgs(name=model.name, stable=versions["stable"], canary=versions.get("canary"),
@@ -187,7 +186,7 @@ def server_args(
     else:
         replicas = max(model.min_replicas, 1) if scaling is None else model.min_replicas
     return ModelServerArgs(
-        namespace=NAMESPACE,
+        namespace=SERVING_NAMESPACE,
         served_name=model.model_name,
         source=source,
         revision=version.revision if source.startswith("hf://") else None,
@@ -235,7 +234,7 @@ def queue_query(model: ModelSpec, *, held: bool) -> str:
     holds requests once the pool is saturated (from a queue of 5 or 80% KV cache per replica, its
     defaults) or has no ready replica, so past that point the servers' queues stop growing and the
     held ones are the backlog; at zero replicas they are the only signal."""
-    pods = f'namespace="{NAMESPACE}", pod=~"{model.name}-server-.*"'
+    pods = f'namespace="{SERVING_NAMESPACE}", pod=~"{model.name}-server-.*"'
     if model.engine == "vllm":
         # The stable version's pods only: a canary or shadow serves the same model name, and a
         # shadow's mirrored queue must not scale the stable version out.
@@ -245,14 +244,14 @@ def queue_query(model: ModelSpec, *, held: bool) -> str:
     if not held:
         return servers
     # An empty sum is no value at all: `or vector(0)` keeps either side from blanking the other.
-    picker = f'sum({metrics.EPP_HELD.name}{{namespace="{NAMESPACE}", inference_pool="{model.name}"}})'
+    picker = f'sum({metrics.EPP_HELD.name}{{namespace="{SERVING_NAMESPACE}", inference_pool="{model.name}"}})'
     return f"({servers} or vector(0)) + ({picker} or vector(0))"
 
 
 def busy_query(model: ModelSpec) -> str:
     """PromQL for every request the model has: running, queued or held (its stable version's)."""
     running = metrics.VLLM_RUNNING if model.engine == "vllm" else metrics.LLAMACPP_PROCESSING
-    pods = f'namespace="{NAMESPACE}", pod=~"{model.name}-server-.*"'
+    pods = f'namespace="{SERVING_NAMESPACE}", pod=~"{model.name}-server-.*"'
     return f"({queue_query(model, held=True)}) + (sum({running.name}{{{pods}}}) or vector(0))"
 
 
@@ -262,12 +261,12 @@ def _reader_args(config: StackConfig, cluster: Cluster, name: str, source: str) 
     if source.startswith("s3://"):
         assert isinstance(cluster, EksCluster)  # validated
         return S3WeightsReaderArgs(source=source, oidc_provider_arn=cluster.oidc_provider_arn,
-                                   oidc_issuer_url=cluster.oidc_issuer_url, namespace=NAMESPACE,
+                                   oidc_issuer_url=cluster.oidc_issuer_url, namespace=SERVING_NAMESPACE,
                                    service_account=account)
     if source.startswith("gs://"):
         assert isinstance(cluster, GkeCluster)  # validated
         return GcsWeightsReaderArgs(source=source, project=config.cloud.project, workload_pool=cluster.workload_pool,
-                                    namespace=NAMESPACE, service_account=account,
+                                    namespace=SERVING_NAMESPACE, service_account=account,
                                     account_id=_google_account_id(config, name))
     return None
 

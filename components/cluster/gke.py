@@ -45,7 +45,7 @@ NODE_SERVICE_ACCOUNT_ROLES = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class MaintenanceWindow:
+class GkeClusterMaintenanceWindow:
     """A GKE recurring maintenance window (RFC 3339 times and an RFC 5545 RRULE)."""
 
     start_time: str
@@ -98,7 +98,7 @@ class GkeClusterArgs:
     firewall rules open; a firewall rule lets the control plane reach them (default none)."""
     deletion_protection: bool = True
     """Refuse `pulumi destroy` of the cluster (default true)."""
-    maintenance_window: MaintenanceWindow | None = None
+    maintenance_window: GkeClusterMaintenanceWindow | None = None
     """When GKE may upgrade the control plane and nodes (default: any time)."""
     adopt: Retained = field(default_factory=Retained)
     """Retained resources with fixed names found in the project: adopted instead of created."""

@@ -36,7 +36,7 @@ from components.k8s import (
 from components.monitoring.resources import service_monitor
 from components.versions import BODY_BASED_ROUTER_IMAGE
 
-NAMESPACE = "neurodock-gateway"
+GATEWAY_NAMESPACE = "neurodock-gateway"
 """The controller, the Envoy proxies and the body-based router; with monitoring, the only
 namespace allowed to reach model servers."""
 GATEWAY_CLASS = "neurodock"
@@ -152,7 +152,7 @@ class ModelGateway(pulumi.ComponentResource):
         # Baseline is enforced, restricted audited and warned: the Envoy Gateway chart does not let
         # every field restricted needs be set on its controller and certificate Job. What we run
         # here ourselves (proxies, router, smoke test) is restricted, and tests check it.
-        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="gateway", pod_security="baseline")
+        ns = namespace(f"{name}-ns", GATEWAY_NAMESPACE, parent=self, component="gateway", pod_security="baseline")
         # Server-side apply, forced over the fields Helm set at the first install: what Envoy Gateway's
         # upgrade guide does with `kubectl apply --server-side --force-conflicts` (docs/upstream.md).
         # Patch resources create a CRD that is missing and take over one that exists.
@@ -189,7 +189,7 @@ class ModelGateway(pulumi.ComponentResource):
         if args.monitoring_crds is not None:
             # The proxies' response codes per route backend are the models' error rates: vLLM itself
             # never counts a failed request (docs/upstream.md).
-            service_monitor(f"{name}-proxy-monitor", namespace=NAMESPACE, match_labels=PROXY_POD_LABELS,
+            service_monitor(f"{name}-proxy-monitor", namespace=GATEWAY_NAMESPACE, match_labels=PROXY_POD_LABELS,
                             port=PROXY_METRICS_PORT, path="/stats/prometheus", parent=self,
                             crds=args.monitoring_crds, keep_metrics=PROXY_METRICS_KEPT, kind="PodMonitor")
         gateway_class = k8s.apiextensions.CustomResource(
@@ -200,7 +200,7 @@ class ModelGateway(pulumi.ComponentResource):
             spec={
                 "controllerName": CONTROLLER_NAME,
                 "parametersRef": {"group": ENVOY_API, "kind": "EnvoyProxy", "name": proxy.metadata["name"],
-                                  "namespace": NAMESPACE},
+                                  "namespace": GATEWAY_NAMESPACE},
             },
             opts=self._child(depends_on=[release, proxy]),
         )
@@ -213,12 +213,12 @@ class ModelGateway(pulumi.ComponentResource):
             "port": self.port,
             "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{
                 "key": "kubernetes.io/metadata.name", "operator": "In",
-                "values": sorted({NAMESPACE, *args.route_namespaces})}]}}},
+                "values": sorted({GATEWAY_NAMESPACE, *args.route_namespaces})}]}}},
         }
         if tls:
             certificate = k8s.core.v1.Secret(
                 f"{name}-tls",
-                metadata=_meta(namespace=NAMESPACE),
+                metadata=_meta(namespace=GATEWAY_NAMESPACE),
                 type="kubernetes.io/tls",
                 string_data={"tls.crt": args.tls_cert, "tls.key": args.tls_key},
                 opts=self._child(depends_on=[ns]),
@@ -230,7 +230,7 @@ class ModelGateway(pulumi.ComponentResource):
             f"{name}-gateway",
             api_version=f"{GATEWAY_API}/v1",
             kind="Gateway",
-            metadata=_meta(name=GATEWAY_NAME, namespace=NAMESPACE),
+            metadata=_meta(name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE),
             spec={"gatewayClassName": gateway_class.metadata["name"], "listeners": [listener]},
             opts=self._child(depends_on=[release, ns]),
         )
@@ -239,7 +239,7 @@ class ModelGateway(pulumi.ComponentResource):
             f"{name}-client-traffic",
             api_version=f"{ENVOY_API}/v1alpha1",
             kind="ClientTrafficPolicy",
-            metadata=_meta(namespace=NAMESPACE),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE),
             spec={"targetRefs": target, "connection": {"bufferLimit": BUFFER_LIMIT},
                   # Before any filter: routing reads these headers, which only the gateway may set. When
                   # a body has no `model`, the router sets nothing, and a client's header must not route.
@@ -251,7 +251,7 @@ class ModelGateway(pulumi.ComponentResource):
             f"{name}-model-extraction",
             api_version=f"{ENVOY_API}/v1alpha1",
             kind="EnvoyExtensionPolicy",
-            metadata=_meta(namespace=NAMESPACE),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE),
             spec={
                 "targetRefs": target,
                 "extProc": [{
@@ -272,7 +272,7 @@ class ModelGateway(pulumi.ComponentResource):
         if args.api_keys is not None:
             self.ready.append(self._api_key_auth(args, target, crds))
         self.ready.append(self._fallback_routes(args, crds))
-        self.url = f"{self.scheme}://{SERVICE_NAME}.{NAMESPACE}.svc.cluster.local:{self.port}/v1"
+        self.url = f"{self.scheme}://{SERVICE_NAME}.{GATEWAY_NAMESPACE}.svc.cluster.local:{self.port}/v1"
         self.register_outputs({"url": self.url})
 
     def _child(self, **kwargs) -> pulumi.ResourceOptions:
@@ -306,7 +306,8 @@ class ModelGateway(pulumi.ComponentResource):
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
                                              name=role.metadata.name),
             # The ServiceAccount gateway-helm creates for Envoy Gateway (templates/envoy-gateway-serviceaccount.yaml).
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="envoy-gateway", namespace=NAMESPACE)],
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name="envoy-gateway",
+                                              namespace=GATEWAY_NAMESPACE)],
             opts=self._child(depends_on=[ns]),
         )
 
@@ -316,15 +317,16 @@ class ModelGateway(pulumi.ComponentResource):
         Its pods are restricted by the chart's defaults (v1.1.0 values.yaml)."""
         crds = k8s.helm.v3.Release(
             f"{self._name}-ai-gateway-crds", name="ai-gateway-crds", **args.ai_gateway_crds_chart.release_args(),
-            namespace=NAMESPACE, atomic=True, timeout=args.timeout_s, opts=self._child(depends_on=[envoy_gateway]))
+            namespace=GATEWAY_NAMESPACE, atomic=True, timeout=args.timeout_s,
+            opts=self._child(depends_on=[envoy_gateway]))
         return k8s.helm.v3.Release(
             f"{self._name}-ai-gateway",
             name="ai-gateway",
             **args.ai_gateway_chart.release_args(),
-            namespace=NAMESPACE,
+            namespace=GATEWAY_NAMESPACE,
             values={
                 # Whose ServiceAccount may read InferencePools: Envoy Gateway's, here.
-                "envoyGateway": {"namespace": NAMESPACE},
+                "envoyGateway": {"namespace": GATEWAY_NAMESPACE},
                 "controller": {
                     "nodeSelector": args.system_node_selector,
                     # Its webhook admits every Envoy proxy pod and fails closed: two replicas, one
@@ -355,7 +357,7 @@ class ModelGateway(pulumi.ComponentResource):
             f"{self._name}-proxy",
             api_version=f"{ENVOY_API}/v1alpha1",
             kind="EnvoyProxy",
-            metadata=_meta(namespace=NAMESPACE),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE),
             spec={"provider": {"type": "Kubernetes", "kubernetes": {
                 "envoyService": service,
                 "envoyDeployment": {
@@ -377,27 +379,27 @@ class ModelGateway(pulumi.ComponentResource):
         match_labels = {labels.NAME: BBR_NAME, labels.INSTANCE: self._name}
         object_labels = {**match_labels, **GATEWAY_LABELS}
         account = k8s.core.v1.ServiceAccount(
-            f"{self._name}-bbr", metadata=_meta(namespace=NAMESPACE, object_labels=object_labels), opts=opts)
+            f"{self._name}-bbr", metadata=_meta(namespace=GATEWAY_NAMESPACE, object_labels=object_labels), opts=opts)
         role = k8s.rbac.v1.Role(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE, object_labels=object_labels),
             rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["configmaps"],
                                               verbs=["get", "list", "watch"])],
             opts=opts,
         )
         k8s.rbac.v1.RoleBinding(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE, object_labels=object_labels),
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role",
                                              name=role.metadata.name),
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=account.metadata.name,
-                                              namespace=NAMESPACE)],
+                                              namespace=GATEWAY_NAMESPACE)],
             opts=opts,
         )
         grpc = k8s.core.v1.GRPCActionArgs(port=BBR_HEALTH_PORT)
         deployment = k8s.apps.v1.Deployment(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE, object_labels=object_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=2,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
@@ -435,7 +437,7 @@ class ModelGateway(pulumi.ComponentResource):
         k8s.core.v1.Service(
             f"{self._name}-bbr",
             # The name the EnvoyExtensionPolicy refers to.
-            metadata=_meta(name=BBR_NAME, namespace=NAMESPACE, object_labels=object_labels),
+            metadata=_meta(name=BBR_NAME, namespace=GATEWAY_NAMESPACE, object_labels=object_labels),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP", selector=match_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="grpc", port=BBR_PORT, target_port="grpc",
@@ -444,14 +446,14 @@ class ModelGateway(pulumi.ComponentResource):
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE, object_labels=object_labels),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
                 max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels)),
             opts=opts,
         )
         k8s.networking.v1.NetworkPolicy(
             f"{self._name}-bbr",
-            metadata=_meta(namespace=NAMESPACE, object_labels=object_labels),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE, object_labels=object_labels),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match_labels),
                 policy_types=["Ingress"],
@@ -471,7 +473,7 @@ class ModelGateway(pulumi.ComponentResource):
         assert args.api_keys is not None and args.smoke_test_key is not None
         keys = k8s.core.v1.Secret(
             f"{self._name}-api-keys",
-            metadata=_meta(namespace=NAMESPACE),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE),
             type="Opaque",
             string_data=pulumi.Output.all(args.api_keys, args.smoke_test_key).apply(
                 lambda values: {**parse_api_keys(values[0]), SMOKE_TEST_CLIENT: values[1]}),
@@ -481,7 +483,7 @@ class ModelGateway(pulumi.ComponentResource):
             f"{self._name}-api-key-auth",
             api_version=f"{ENVOY_API}/v1alpha1",
             kind="SecurityPolicy",
-            metadata=_meta(namespace=NAMESPACE),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE),
             spec={"targetRefs": target, "apiKeyAuth": {
                 "credentialRefs": [{"group": "", "kind": "Secret", "name": keys.metadata.name}],
                 "extractFrom": [{"headers": ["authorization"]}],
@@ -505,7 +507,7 @@ class ModelGateway(pulumi.ComponentResource):
                 f"{self._name}-{key}",
                 api_version=f"{ENVOY_API}/v1alpha1",
                 kind="HTTPRouteFilter",
-                metadata=_meta(namespace=NAMESPACE),
+                metadata=_meta(namespace=GATEWAY_NAMESPACE),
                 spec={"directResponse": {"statusCode": status, "contentType": "application/json",
                                          "body": {"type": "Inline", "inline": json.dumps(body, sort_keys=True)}}},
                 opts=opts,
@@ -519,10 +521,10 @@ class ModelGateway(pulumi.ComponentResource):
             f"{self._name}-fallback",
             api_version=f"{GATEWAY_API}/v1",
             kind="HTTPRoute",
-            metadata=_meta(namespace=NAMESPACE),
+            metadata=_meta(namespace=GATEWAY_NAMESPACE),
             spec={
                 "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME,
-                                "namespace": NAMESPACE}],
+                                "namespace": GATEWAY_NAMESPACE}],
                 "rules": [
                     {"matches": [{"path": {"type": "Exact", "value": "/v1/models"}, "method": "GET"}],
                      "filters": answer("models")},
@@ -544,7 +546,7 @@ def _extension_config() -> dict:
             "hooks": {"xdsTranslator": {
                 "translation": {"listener": every, "route": every, "cluster": every, "secret": every},
                 "post": ["Translation", "Cluster", "Route"]}},
-            "service": {"fqdn": {"hostname": f"{AI_GATEWAY_CONTROLLER}.{NAMESPACE}.svc.cluster.local",
+            "service": {"fqdn": {"hostname": f"{AI_GATEWAY_CONTROLLER}.{GATEWAY_NAMESPACE}.svc.cluster.local",
                                  "port": EXTENSION_PORT}},
             "backendResources": [{"group": INFERENCE_API, "kind": "InferencePool", "version": "v1"}],
         },

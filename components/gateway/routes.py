@@ -20,8 +20,8 @@ from components.gateway.gateway import (
     GATEWAY_API,
     GATEWAY_LABELS,
     GATEWAY_NAME,
+    GATEWAY_NAMESPACE,
     MODEL_HEADER,
-    NAMESPACE,
 )
 from components.gateway.picker import INFERENCE_API
 
@@ -99,7 +99,8 @@ def model_route(name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions) -
             annotations={"neurodock.io/served-name": args.served_name},
         ),
         spec={
-            "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME, "namespace": NAMESPACE}],
+            "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME,
+                            "namespace": GATEWAY_NAMESPACE}],
             "rules": rules,
         },
         opts=opts,

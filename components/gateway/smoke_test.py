@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
-from components.gateway.gateway import GATEWAY_LABELS, NAMESPACE
+from components.gateway.gateway import GATEWAY_LABELS, GATEWAY_NAMESPACE
 from components.k8s import restricted_container_security_context, restricted_pod_security_context
 from components.versions import SMOKE_TEST_IMAGE
 
@@ -59,7 +59,7 @@ class SmokeTest(pulumi.ComponentResource):
         deadline_s = args.deadline_s + max(args.wake_s.values(), default=0)
         script = k8s.core.v1.ConfigMap(
             f"{name}-script",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=NAMESPACE, labels=object_labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=GATEWAY_NAMESPACE, labels=object_labels),
             data={"smoke_check.py": SCRIPT.read_text()},
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -86,7 +86,7 @@ class SmokeTest(pulumi.ComponentResource):
             f"{name}-job",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=f"smoke-test-{args.revision[:10]}",
-                namespace=NAMESPACE,
+                namespace=GATEWAY_NAMESPACE,
                 labels=object_labels,
                 # A failed test is run again by the next `pulumi up`, not left standing.
                 annotations={"pulumi.com/replaceUnready": "true", "neurodock.io/revision": args.revision},

@@ -27,7 +27,7 @@ from components.k8s import PART_OF_VALUE, critical_pods_quota, namespace
 from components.monitoring.resources import service_monitor
 from components.versions import DCGM_EXPORTER_IMAGE
 
-NAMESPACE = "nvidia-dcgm-exporter"
+DCGM_NAMESPACE = "nvidia-dcgm-exporter"
 PORT = 9400
 COUNTERS_DIR = "/etc/neurodock-dcgm"
 
@@ -74,7 +74,7 @@ class DcgmExporter(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DcgmExporterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:gpu:DcgmExporter", name, None, opts)
-        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, pod_security="privileged", component="gpu")
+        ns = namespace(f"{name}-ns", DCGM_NAMESPACE, parent=self, pod_security="privileged", component="gpu")
         match = {labels.NAME: "dcgm-exporter"}
         object_labels = {**match, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "gpu"}
         counters = k8s.core.v1.ConfigMap(

@@ -23,7 +23,7 @@ from components.gpu.affinity import gpu_node_affinity, gpu_tolerations
 from components.k8s import PART_OF_VALUE, namespace
 from components.versions import NVIDIA_DEVICE_PLUGIN_IMAGE
 
-NAMESPACE = "nvidia-device-plugin"
+DEVICE_PLUGIN_NAMESPACE = "nvidia-device-plugin"
 CONFIG_PATH = "/etc/nvidia-device-plugin"
 
 
@@ -45,7 +45,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
         gpu_pools = [p for p in args.pools if p.gpu_type]
         if not gpu_pools:
             raise ValueError("NvidiaDevicePluginArgs.pools has no GPU pool; do not install the plugin")
-        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, pod_security="privileged", component="gpu")
+        ns = namespace(f"{name}-ns", DEVICE_PLUGIN_NAMESPACE, parent=self, pod_security="privileged", component="gpu")
         variants = plugin_configs(gpu_pools)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",

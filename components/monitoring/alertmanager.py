@@ -45,7 +45,7 @@ class Receiver:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Route:
+class AlertRoute:
     receiver: str
     severities: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
@@ -80,7 +80,7 @@ def _receiver(r: Receiver) -> dict[str, Any]:
     return {"name": r.name, f"{r.kind}_configs": [{"send_resolved": r.send_resolved, **body}]}
 
 
-def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[Route], default_receiver: str | None,
+def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[AlertRoute], default_receiver: str | None,
                         repeat_interval: str) -> dict[str, Any]:
     """The ``inhibit_rules``, ``route`` and ``receivers`` of Alertmanager's configuration. With no
     receiver every alert goes to ``null``, as the chart's own default does; the program warns about it."""

@@ -13,10 +13,10 @@ import pulumi_random as random
 from components import labels
 from components.charts import ChartSource
 from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, namespace
-from components.monitoring.alertmanager import SECRET_NAME, Receiver, Route, alertmanager_config
+from components.monitoring.alertmanager import SECRET_NAME, AlertRoute, Receiver, alertmanager_config
 from components.monitoring.dashboards import DASHBOARDS
 
-NAMESPACE = "monitoring"
+MONITORING_NAMESPACE = "monitoring"
 RELEASE = "kps"
 SELECTED = {"release": RELEASE}
 """The label Prometheus selects ServiceMonitors, PodMonitors and PrometheusRules on: the chart's own
@@ -28,7 +28,7 @@ class Alerting:
     """Alertmanager's receivers and routes (see :mod:`components.monitoring.alertmanager`)."""
 
     receivers: tuple[Receiver, ...] = ()
-    routes: tuple[Route, ...] = ()
+    routes: tuple[AlertRoute, ...] = ()
     default_receiver: str | None = None
     """Receiver of what no route takes (default: the first receiver; ``null`` with none)."""
     repeat_interval: str = "4h"
@@ -88,7 +88,8 @@ class MonitoringStack(pulumi.ComponentResource):
             raise ValueError("MonitoringStackArgs.storage_gib must be at least 1")
         # Node exporter needs host access (hostPID, hostNetwork, hostPath), so this namespace is
         # labelled privileged; the workloads themselves stay as locked down as the chart allows.
-        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, pod_security="privileged", component="monitoring")
+        ns = namespace(f"{name}-ns", MONITORING_NAMESPACE, parent=self, pod_security="privileged",
+                       component="monitoring")
         admin_secret = self._grafana_admin(name, ns, args) if args.grafana else None
         receiver_secret = self._receiver_credentials(name, ns, args.alerting)
         release = k8s.helm.v3.Release(
@@ -107,9 +108,9 @@ class MonitoringStack(pulumi.ComponentResource):
         self._dashboards(name, ns)
         self.namespace = release.status.namespace
         self.prometheus_url = pulumi.Output.concat(
-            "http://", RELEASE, "-kube-prometheus-stack-prometheus.", NAMESPACE, ".svc.cluster.local:9090")
+            "http://", RELEASE, "-kube-prometheus-stack-prometheus.", MONITORING_NAMESPACE, ".svc.cluster.local:9090")
         self.grafana_url = (
-            pulumi.Output.concat("http://", RELEASE, "-grafana.", NAMESPACE, ".svc.cluster.local")
+            pulumi.Output.concat("http://", RELEASE, "-grafana.", MONITORING_NAMESPACE, ".svc.cluster.local")
             if args.grafana else None
         )
         self.register_outputs({"namespace": self.namespace, "prometheusUrl": self.prometheus_url,

@@ -15,7 +15,7 @@ from components.serving.keda import Keda, KedaArgs
 from components.serving.served_model import ServedModel, ServedModelArgs, Version
 from components.serving.weights_mirror import MIRROR_ACCOUNT
 
-NAMESPACE = "neurodock-serving"
+SERVING_NAMESPACE = "neurodock-serving"
 PRIORITY = 100000
 """Serving pods' priority: above ordinary workloads, far below system-cluster-critical (2e9)."""
 
@@ -51,7 +51,7 @@ class ModelCatalog(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelCatalogArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:ModelCatalog", name, None, opts)
-        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="serving")
+        ns = namespace(f"{name}-ns", SERVING_NAMESPACE, parent=self, component="serving")
         token_secret = None
         if args.hf_token is not None:
             token_secret = k8s.core.v1.Secret(

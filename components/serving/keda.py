@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from components.charts import ChartSource
 from components.k8s import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, namespace
 
-NAMESPACE = "keda"
+KEDA_NAMESPACE = "keda"
 METRICS_SERVER_PORT = 6443
 """The metrics server's HTTPS port in its pod (chart value ``service.portHttpsTarget``), which the API
 server calls for ``external.metrics.k8s.io``."""
@@ -41,7 +41,7 @@ class Keda(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:Keda", name, None, opts)
-        ns = namespace(f"{name}-ns", NAMESPACE, parent=self, component="autoscaling")
+        ns = namespace(f"{name}-ns", KEDA_NAMESPACE, parent=self, component="autoscaling")
         restricted = {
             "podSecurityContext": {part: RESTRICTED_POD_SECURITY for part in ("operator", "metricServer", "webhooks")},
             "securityContext": {part: RESTRICTED_CONTAINER_SECURITY

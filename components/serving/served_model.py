@@ -66,7 +66,7 @@ class Version:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Route:
+class ServedModelRoute:
     """How the gateway reaches the model."""
 
     gateway: pulumi.Resource
@@ -86,7 +86,7 @@ class ServedModelArgs:
     stable: Version
     canary: Version | None
     shadow: Version | None
-    route: Route | None
+    route: ServedModelRoute | None
     """None without a gateway."""
     cloud_provider: pulumi.ProviderResource | None
     """The provider of the weights readers' cloud resources."""

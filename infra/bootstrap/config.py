@@ -21,7 +21,7 @@ from infra.config import (
     structural_problems,
 )
 
-NAMESPACE = "neurodock-bootstrap"
+BOOTSTRAP_CONFIG_NAMESPACE = "neurodock-bootstrap"
 
 Location = pattern(r"^[A-Za-z][A-Za-z0-9-]*[0-9A-Za-z]$", "an AWS region, or a Cloud Storage location", "us-west-2")
 
@@ -46,22 +46,24 @@ class BootstrapConfig(Model):
 def parse_bootstrap_config(values: Mapping[str, Any]) -> BootstrapConfig:
     """Validate ``neurodock-bootstrap:*`` values (as Pulumi passes them) or raise ``ConfigError``."""
     data = {key: decode(value) for full_key, value in values.items()
-            for namespace, _, key in [full_key.partition(":")] if namespace == NAMESPACE and key}
+            for namespace, _, key in [full_key.partition(":")] if namespace == BOOTSTRAP_CONFIG_NAMESPACE and key}
     try:
         config = BootstrapConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(structural_problems(exc, data, BootstrapConfig, NAMESPACE)) from None
+        raise ConfigError(structural_problems(exc, data, BootstrapConfig, BOOTSTRAP_CONFIG_NAMESPACE)) from None
     problems = []
     if config.cloud == "gcp" and not config.project:
-        problems.append(Problem(f"{NAMESPACE}:project", "is required with cloud gcp; set the GCP project id"))
+        problems.append(Problem(f"{BOOTSTRAP_CONFIG_NAMESPACE}:project",
+                                "is required with cloud gcp; set the GCP project id"))
     if config.cloud == "gcp" and config.replica_region:
-        problems.append(Problem(f"{NAMESPACE}:replicaRegion", (
+        problems.append(Problem(f"{BOOTSTRAP_CONFIG_NAMESPACE}:replicaRegion", (
             "is for aws only; on gcp set location to a multi-region (EU, US) or dual-region (EUR4) instead")))
     if config.cloud == "aws" and not re.fullmatch(AWS_REGION_PATTERN, config.location):
-        problems.append(Problem(f"{NAMESPACE}:location", f"must be an AWS region such as us-west-2 "
+        problems.append(Problem(f"{BOOTSTRAP_CONFIG_NAMESPACE}:location", f"must be an AWS region such as us-west-2 "
                                 f"(got {config.location!r})"))
     if config.replica_region and config.replica_region == config.location:
-        problems.append(Problem(f"{NAMESPACE}:replicaRegion", "must differ from location, or a region outage "
+        problems.append(Problem(f"{BOOTSTRAP_CONFIG_NAMESPACE}:replicaRegion",
+                                "must differ from location, or a region outage "
                                 "takes both copies"))
     if problems:
         raise ConfigError(problems)

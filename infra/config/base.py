@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-NAMESPACE = "neurodock"
+CONFIG_NAMESPACE = "neurodock"
 """The Pulumi config namespace of every key modelled here."""
 
 VARIANTS = ("canary", "shadow")
@@ -103,7 +103,7 @@ PLAIN_KEY = re.compile(r'[^.\[\]"]+')
 """A key that Pulumi's ``--path`` syntax writes after a dot; others are written ``["a.b"]``."""
 
 
-def key_path(loc: Iterable[str | int], namespace: str = NAMESPACE) -> str:
+def key_path(loc: Iterable[str | int], namespace: str = CONFIG_NAMESPACE) -> str:
     """``("nodePools", 1, "gpu")`` -> ``neurodock:nodePools[1].gpu``, as ``pulumi config set --path`` takes it
     (``neurodock:tags["cost.center"]``)."""
     out = namespace + ":"
@@ -146,7 +146,29 @@ def decode(value: Any) -> Any:
 
 
 __all__ = [
-    "AWS_REGION_PATTERN", "GCP_REGION_PATTERN", "NAMESPACE", "PATTERN_HINTS", "PLAIN_KEY", "VARIANTS", "AwsRegion",
-    "Cidr", "ConfigError", "Duration", "Fraction", "GcpProject", "GcpRegion", "KubernetesVersion", "Model", "Name",
-    "Problem", "Timestamp", "Token", "WeightsUri", "cidr_problem", "count_noun", "decode", "key_path", "pattern"
+    "AWS_REGION_PATTERN",
+    "CONFIG_NAMESPACE",
+    "GCP_REGION_PATTERN",
+    "PATTERN_HINTS",
+    "PLAIN_KEY",
+    "VARIANTS",
+    "AwsRegion",
+    "Cidr",
+    "ConfigError",
+    "Duration",
+    "Fraction",
+    "GcpProject",
+    "GcpRegion",
+    "KubernetesVersion",
+    "Model",
+    "Name",
+    "Problem",
+    "Timestamp",
+    "Token",
+    "WeightsUri",
+    "cidr_problem",
+    "count_noun",
+    "decode",
+    "key_path",
+    "pattern"
 ]

@@ -60,7 +60,7 @@ Recurrence = pattern(r"^FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[A-Z0-9,+-]+)*$",
                      "an RFC 5545 recurrence rule, daily, weekly or monthly", "FREQ=WEEKLY;BYDAY=SA,SU")
 
 
-class MaintenanceWindow(Model):
+class GkeMaintenanceWindow(Model):
     """When GKE may upgrade the control plane and the nodes (a recurring window)."""
 
     start_time: Timestamp = "2026-01-03T01:00:00Z"
@@ -154,7 +154,7 @@ class GkeCloud(Model):
     deletion_protection: bool = True
     """GKE refuses to delete the cluster, so `pulumi destroy` stops at it; set false (and `pulumi up`)
     before a planned destroy such as a DR drill's teardown (default true)."""
-    maintenance_window: MaintenanceWindow = MaintenanceWindow()
+    maintenance_window: GkeMaintenanceWindow = GkeMaintenanceWindow()
     """When GKE may upgrade the cluster and its pools (default weekends, 01:00-09:00 UTC)."""
 
 
@@ -384,8 +384,26 @@ def _snake(camel: str) -> str:
 
 
 __all__ = [
-    "AWS_TAG_CHARACTERS", "DOCKER_BRIDGE", "GKE_POD_RANGE_PER_NODE_PREFIX", "MAX_USER_TAGS", "RESERVED_TAGS",
-    "RFC1918", "Cloud", "EksCloud", "EndpointAccess", "ExistingVpc", "GkeCloud", "GkeEndpointAccess", "KindCloud",
-    "MaintenanceWindow", "Recurrence", "RoleArn", "SubnetId", "VpcId", "cloud_problems", "cloud_warnings",
-    "gcp_label_key", "gcp_labels"
+    "AWS_TAG_CHARACTERS",
+    "DOCKER_BRIDGE",
+    "GKE_POD_RANGE_PER_NODE_PREFIX",
+    "MAX_USER_TAGS",
+    "RESERVED_TAGS",
+    "RFC1918",
+    "Cloud",
+    "EksCloud",
+    "EndpointAccess",
+    "ExistingVpc",
+    "GkeCloud",
+    "GkeEndpointAccess",
+    "GkeMaintenanceWindow",
+    "KindCloud",
+    "Recurrence",
+    "RoleArn",
+    "SubnetId",
+    "VpcId",
+    "cloud_problems",
+    "cloud_warnings",
+    "gcp_label_key",
+    "gcp_labels"
 ]

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from infra.config.base import NAMESPACE, PATTERN_HINTS, Problem, key_path
+from infra.config.base import CONFIG_NAMESPACE, PATTERN_HINTS, Problem, key_path
 
 # --------------------------------------------------------------------------------------------
 # Structural problems: pydantic errors rewritten as key paths and plain sentences
@@ -17,7 +17,7 @@ from infra.config.base import NAMESPACE, PATTERN_HINTS, Problem, key_path
 
 
 def structural_problems(exc: ValidationError, data: Any, root: type[BaseModel] | None = None,
-                        namespace: str = NAMESPACE) -> list[Problem]:
+                        namespace: str = CONFIG_NAMESPACE) -> list[Problem]:
     """One problem per pydantic error, each naming the key as written (``namespace:a.b[1].c``).
     ``root`` is the model validated (default ``StackConfig``), for "did you mean" hints."""
     if root is None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from infra.config.base import NAMESPACE, Duration, Fraction, Model, Name, Problem, decode, key_path, pattern
+from infra.config.base import CONFIG_NAMESPACE, Duration, Fraction, Model, Name, Problem, decode, key_path, pattern
 
 if TYPE_CHECKING:
     from infra.config.stack import StackConfig
@@ -103,7 +103,7 @@ AnyReceiver = Annotated[Union[SlackReceiver, PagerDutyReceiver, WebhookReceiver,
                         Field(discriminator="type")]
 
 
-class Route(Model):
+class AlertRoute(Model):
     """Alerts matching every condition given go to ``receiver``; routes are tried in order."""
 
     receiver: Name
@@ -126,7 +126,7 @@ class Alerting(Model):
     receivers: list[AnyReceiver] = []
     """Receivers (default none: alerts reach nobody, which `neurodock plan` warns about and the
     policy alerts-reach-a-receiver refuses in production)."""
-    routes: list[Route] = []
+    routes: list[AlertRoute] = []
     """Routes, tried in order (default none: everything goes to ``defaultReceiver``)."""
     default_receiver: Name | None = None
     """Receiver of alerts no route takes (default: the first receiver)."""
@@ -195,7 +195,7 @@ def alerting_problems(config: StackConfig) -> list[Problem]:
 
 def missing_receiver_credentials(config: StackConfig) -> Problem:
     """The problem of receivers whose credentials are not set."""
-    key = f"{NAMESPACE}:alertReceiverSecrets"
+    key = f"{CONFIG_NAMESPACE}:alertReceiverSecrets"
     needed = config.monitoring.alerting.credentialed()
     example = ", ".join(f'"{name}": "..."' for name in needed)
     return Problem(key, f"receivers {', '.join(needed)} need their credentials here, and it is not set; set it with "
@@ -206,7 +206,7 @@ def receiver_secret_problems(config: StackConfig, raw: Any) -> list[Problem]:
     """``neurodock:alertReceiverSecrets`` against the receivers that need one, when the program can
     read it (``raw``: its plaintext; None when it is unset or cannot be decrypted, as in an offline
     plan). Never quotes the values. A missing secret is the program's to report (``missing_receiver_credentials``)."""
-    key = f"{NAMESPACE}:alertReceiverSecrets"
+    key = f"{CONFIG_NAMESPACE}:alertReceiverSecrets"
     needed = set(config.monitoring.alerting.credentialed())
     if raw is None:
         return []
@@ -221,8 +221,24 @@ def receiver_secret_problems(config: StackConfig, raw: Any) -> list[Problem]:
 
 
 __all__ = [
-    "GPU_MEMORY_ALERT_HEADROOM", "AlertInterval", "AlertThresholds", "Alerting", "AnyReceiver", "Email",
-    "EmailReceiver", "HttpUrl", "Monitoring", "PagerDutyReceiver", "Receiver", "Route", "Severity", "SlackChannel",
-    "SlackReceiver", "SmtpHost", "WebhookReceiver", "alerting_problems", "missing_receiver_credentials",
+    "GPU_MEMORY_ALERT_HEADROOM",
+    "AlertInterval",
+    "AlertRoute",
+    "AlertThresholds",
+    "Alerting",
+    "AnyReceiver",
+    "Email",
+    "EmailReceiver",
+    "HttpUrl",
+    "Monitoring",
+    "PagerDutyReceiver",
+    "Receiver",
+    "Severity",
+    "SlackChannel",
+    "SlackReceiver",
+    "SmtpHost",
+    "WebhookReceiver",
+    "alerting_problems",
+    "missing_receiver_credentials",
     "receiver_secret_problems"
 ]

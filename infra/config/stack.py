@@ -11,7 +11,7 @@ from neurodock_policies.secret_shapes import secret_args, secret_shape
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 from pydantic import Field, ValidationError
 
-from infra.config.base import NAMESPACE, ConfigError, Model, Name, Problem, decode, key_path
+from infra.config.base import CONFIG_NAMESPACE, ConfigError, Model, Name, Problem, decode, key_path
 from infra.config.capacity import capacity
 from infra.config.cloud import Cloud, KindCloud, cloud_problems, cloud_warnings
 from infra.config.deploy import Deploy, deploy_problems
@@ -83,9 +83,10 @@ def parse_config(
     problems: list[Problem] = []
     for full_key, value in values.items():
         namespace, _, key = full_key.partition(":")
-        if namespace != NAMESPACE and difflib.get_close_matches(namespace, [NAMESPACE], cutoff=0.75):
-            problems.append(Problem(full_key, f"is in no namespace NeuroDock reads; did you mean {NAMESPACE}:{key}?"))
-        if namespace != NAMESPACE or not key:
+        if namespace != CONFIG_NAMESPACE and difflib.get_close_matches(namespace, [CONFIG_NAMESPACE], cutoff=0.75):
+            problems.append(Problem(full_key, f"is in no namespace NeuroDock reads; did you mean "
+                                              f"{CONFIG_NAMESPACE}:{key}?"))
+        if namespace != CONFIG_NAMESPACE or not key:
             continue
         if key in SECRET_KEYS:
             if full_key not in secret_keys:
@@ -102,8 +103,8 @@ def parse_config(
         problems.extend(structural_problems(exc, data))
         raise ConfigError(problems) from None
     problems.extend(_semantic_problems(config))
-    present = {k.partition(":")[2] for k in values if k.startswith(NAMESPACE + ":")}
-    key = f"{NAMESPACE}:alertReceiverSecrets"
+    present = {k.partition(":")[2] for k in values if k.startswith(CONFIG_NAMESPACE + ":")}
+    key = f"{CONFIG_NAMESPACE}:alertReceiverSecrets"
     # In plain text it is refused above; its entries are checked once Pulumi can decrypt it.
     raw = values.get(key) if key in secret_keys else None
     problems.extend(receiver_secret_problems(config, None if raw == UNKNOWN_MARKER else raw))
@@ -111,8 +112,8 @@ def parse_config(
         for key in ("gatewayTlsCert", "gatewayTlsKey"):
             if key not in present:
                 problems.append(Problem(key_path(("gateway", "tls")), (
-                    f"TLS needs the secret {NAMESPACE}:{key}; set it with "
-                    f"`pulumi config set --secret {NAMESPACE}:{key} < FILE` or set gateway.tls to false")))
+                    f"TLS needs the secret {CONFIG_NAMESPACE}:{key}; set it with "
+                    f"`pulumi config set --secret {CONFIG_NAMESPACE}:{key} < FILE` or set gateway.tls to false")))
     if problems:
         raise ConfigError(problems)
     return config
@@ -153,7 +154,7 @@ def plaintext_secret_problems(data: Any) -> list[Problem]:
     out = []
     for loc, what in found:
         home = SECRET_HOMES.get(what)
-        fix = (f"set it with `pulumi config set --secret {NAMESPACE}:{home}`" if home else
+        fix = (f"set it with `pulumi config set --secret {CONFIG_NAMESPACE}:{home}`" if home else
                f"keep credentials in the secret keys ({', '.join(SECRET_KEYS)}), set with `pulumi config set "
                "--secret`")
         out.append(Problem(key_path(loc), f"holds {what} in plain text, which would sit in git and in every plan "

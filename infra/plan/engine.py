@@ -17,7 +17,7 @@ from pulumi.runtime.stack import run_pulumi_func
 
 import infra.plan
 from infra import charts
-from infra.bootstrap.config import NAMESPACE as BOOTSTRAP_PROJECT
+from infra.bootstrap.config import BOOTSTRAP_CONFIG_NAMESPACE as BOOTSTRAP_PROJECT
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
 from infra.plan.helm import ChartObject, MissingChart, RenderedRelease, RenderError, render_releases

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
-from infra.config import NAMESPACE, PLAIN_KEY, SECRET_KEYS
+from infra.config import CONFIG_NAMESPACE, PLAIN_KEY, SECRET_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
@@ -289,7 +289,7 @@ def _check_secure(path: Path, values: dict[str, Any]) -> None:
     misplaced, malformed = [], []
     for key, value in values.items():
         namespace, _, name = key.partition(":")
-        if namespace != NAMESPACE:
+        if namespace != CONFIG_NAMESPACE:
             continue
         for where, well_formed in _secure_values(value, key):
             if name not in SECRET_KEYS:
@@ -300,7 +300,7 @@ def _check_secure(path: Path, values: dict[str, Any]) -> None:
                                  "'secure', with the ciphertext as text; set it with `pulumi config set --secret`")
     problems = malformed
     if misplaced:
-        holders = ", ".join(f"{NAMESPACE}:{key}" for key in SECRET_KEYS)
+        holders = ", ".join(f"{CONFIG_NAMESPACE}:{key}" for key in SECRET_KEYS)
         what, it = ((f"{misplaced[0]} is a secure value", "it") if len(misplaced) == 1
                     else (f"{', '.join(misplaced)} are secure values", "them"))
         problems = [f"{what}, but only {holders} hold secrets; write {it} in plain text, or put a secret in one "
