@@ -11,9 +11,10 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import resource as pulumi_resource
+from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.proto import source_pb2
-from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.stack import massage, run_pulumi_func
 
 import infra.plan
 from infra import charts
@@ -21,7 +22,7 @@ from infra.bootstrap.config import BOOTSTRAP_CONFIG_NAMESPACE as BOOTSTRAP_PROJE
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
 from infra.plan.helm import ChartObject, MissingChart, RenderedRelease, RenderError, render_releases
-from infra.plan.mocks import SECRET, UNKNOWN, PlanMocks, RecordingMonitor, Registration
+from infra.plan.mocks import SECRET, UNKNOWN, PlanMocks, RecordingMonitor, Registration, wire_value
 from infra.plan.stackfile import StackFile
 
 PROGRAM_DIR = Path(__file__).resolve().parents[1]
@@ -45,6 +46,10 @@ class Plan:
     """Each Helm release rendered from its cached chart, with the objects it installs."""
     missing_charts: list[MissingChart] = field(default_factory=list)
     """Releases whose chart is not cached: their objects are unknown to this plan."""
+    stack_outputs_wire: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The stack's outputs as the SDK registered them: secrets wrapped with their values."""
+    first_preview: bool = False
+    """Planned as the first `pulumi preview` of a new stack sees it: computed outputs unknown."""
 
     @property
     def manifests(self) -> list[Registration]:
@@ -76,16 +81,21 @@ def _is_bootstrap(stack: StackFile) -> bool:
     return stack.project == BOOTSTRAP_PROJECT
 
 
-def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
+def run_plan(stack: StackFile, *, render_charts: bool = True, first_preview: bool = False) -> Plan:
     """Validate the stack's config, then run its project's program under mocks (``infra/__main__.py``,
     or ``infra/bootstrap/__main__.py`` for the bootstrap project), then render its Helm releases from
     the chart cache (unless ``render_charts`` is false).
+
+    By default the mocks answer as an update does, every output known (the steady state a policy pack
+    judges once the stack exists). With ``first_preview``, as the engine answers the first `pulumi
+    preview` of a new stack: ids and provider-computed outputs unknown, and Kubernetes resources under
+    a provider whose kubeconfig is not known yet unchecked and without outputs (``PlanMocks``).
 
     Configuration errors surface before the program starts, so nothing is ever half-registered.
     """
     config = validate(stack)
     program = BOOTSTRAP_DIR if _is_bootstrap(stack) else PROGRAM_DIR
-    mocks = PlanMocks()
+    mocks = PlanMocks(first_preview=first_preview)
     monitor = RecordingMonitor(mocks)
     log = _CollectingLogger()
     loop = asyncio.new_event_loop()
@@ -99,8 +109,8 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
     try:
         pulumi_settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(stack.config), sorted(stack.secret_keys))
-        pulumi.runtime.set_mocks(mocks, project=stack.project, stack=stack.stack, preview=False, monitor=monitor,
-                                 logger=log)
+        pulumi.runtime.set_mocks(mocks, project=stack.project, stack=stack.stack, preview=first_preview,
+                                 monitor=monitor, logger=log)
         try:
             # The same call the Python language host makes for `main: infra/`.
             loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
@@ -110,6 +120,7 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
             raise ProgramError(str(exc)) from None
         root = pulumi_settings.get_root_resource()
         outputs = loop.run_until_complete(_resolve_outputs(getattr(root, "outputs", {}) or {}))
+        stack_wire = loop.run_until_complete(_serialized_outputs(getattr(root, "outputs", {}) or {}))
     finally:
         infra.plan._offline = False
         pulumi_resource._get_stack_trace = stack_trace
@@ -127,7 +138,8 @@ def run_plan(stack: StackFile, *, render_charts: bool = True) -> Plan:
     # A chart missing from the cache is the program's own warning (infra/charts.py), as under `pulumi up`.
     warnings = [*log.warnings, *(w for r in releases for w in r.warnings())]
     return Plan(stack=stack, config=config, resources=resources, outputs=outputs, warnings=warnings,
-                releases=releases, missing_charts=missing)
+                releases=releases, missing_charts=missing, stack_outputs_wire=stack_wire,
+                first_preview=first_preview)
 
 
 class _CollectingLogger(logging.Logger):
@@ -159,6 +171,14 @@ def tree_order(registrations: list[Registration]) -> list[Registration]:
         ordered.append(node)
         stack.extend(sorted(children.get(node.urn, []), key=lambda r: r.urn, reverse=True))
     return ordered
+
+
+async def _serialized_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    """The stack's outputs as the SDK registers them with the engine (``Stack._finish``: ``massage``, then
+    ``serialize_properties``). ``set_mocks`` registered its root stack's outputs before the program ran,
+    so the monitor never sees these."""
+    struct = await rpc.serialize_properties(massage(outputs, []), {})
+    return {k: wire_value(v) for k, v in struct.fields.items()}
 
 
 async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -60,13 +60,13 @@ def k8s_checked(type_: str, name: str, obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _value(value: struct_pb2.Value) -> Any:
+def wire_value(value: struct_pb2.Value) -> Any:
     """A protobuf ``Value`` as plain Python (what ``json_format.MessageToDict`` gives, faster)."""
     kind = value.WhichOneof("kind")
     if kind == "struct_value":
-        return {k: _value(v) for k, v in value.struct_value.fields.items()}
+        return {k: wire_value(v) for k, v in value.struct_value.fields.items()}
     if kind == "list_value":
-        return [_value(v) for v in value.list_value.values]
+        return [wire_value(v) for v in value.list_value.values]
     if kind == "null_value" or kind is None:
         return None
     return getattr(value, kind)
@@ -106,6 +106,15 @@ def wire_to_json(value: Any, *, redact: bool = True) -> Any:
     return value
 
 
+def computed_unknown(inputs: Any, state: Any) -> Any:
+    """``state`` as a provider's preview of a create shows it: what the program gave is known, and everything
+    the provider computes (an id, an endpoint, a nested attribute) is unknown, as Terraform's plan shows
+    "known after apply" for the bridged AWS and Google Cloud providers."""
+    if isinstance(state, dict) and isinstance(inputs, dict):
+        return {k: computed_unknown(inputs[k], v) if k in inputs else UNKNOWN_MARKER for k, v in state.items()}
+    return inputs
+
+
 def _redact(value: Any) -> Any:
     """Hide every leaf of a secret value but keep its shape, so a redacted object stays valid
     against its schema (a Secret's ``stringData`` keeps its keys)."""
@@ -134,6 +143,16 @@ class Registration:
     aliases: list[str] = field(default_factory=list)
     """URNs the resource had before (its own ``aliases`` and those it inherits from its parents'): the
     engine moves state from one of them instead of creating the resource anew."""
+    wire: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The inputs as the SDK sent them to the engine: secrets wrapped with their values, unknowns as
+    the unknown marker, resource references as references (``infra.crossguard`` marshals them on)."""
+    state: dict[str, Any] | None = field(default=None, repr=False)
+    """The outputs the mock provider answered with (secrets revealed; an empty map where a first preview
+    knows none)."""
+    dependencies: list[str] = field(default_factory=list, repr=False)
+    """Every resource the inputs or ``depends_on`` name, as the engine records them."""
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    additional_secret_outputs: list[str] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
@@ -185,7 +204,7 @@ class RecordingMonitor(MockMonitor):
         read and return plain JSON, which converts to and from the wire's ``Struct`` directly. That
         round trip was over half of a plan's time per resource."""
         urn = self.make_urn(request.parent, request.type, request.name)
-        wire = {k: _value(v) for k, v in request.object.fields.items()} if request.HasField("object") else {}
+        wire = {k: wire_value(v) for k, v in request.object.fields.items()} if request.HasField("object") else {}
         timeouts = None
         if request.HasField("customTimeouts"):
             t = request.customTimeouts
@@ -209,16 +228,25 @@ class RecordingMonitor(MockMonitor):
             },
         )
         registration.aliases = self._alias_urns(request, urn)
-        if request.custom and is_k8s_object(request.type):
+        registration.wire = wire
+        registration.dependencies = sorted(set(request.dependencies))
+        registration.property_dependencies = {k: sorted(set(v.urns)) for k, v in request.propertyDependencies.items()}
+        registration.additional_secret_outputs = list(request.additionalSecretOutputs)
+        if request.custom and is_k8s_object(request.type) and self.mocks.checks(request.provider):
             registration.manifest = k8s_checked(request.type, request.name, registration.inputs)
+        elif request.custom and is_k8s_object(request.type):
+            # The provider's configuration is unknown (a first preview): the engine hands the program's
+            # inputs back unchecked, without a generated name.
+            registration.manifest = registration.inputs
         response = resource_pb2.RegisterResourceResponse(urn=urn)
         if request.type != "pulumi:pulumi:Stack":
             args = MockResourceArgs(typ=request.type, name=request.name, inputs=wire_to_json(wire, redact=False),
                                     provider=request.provider, resource_id=request.importId,
                                     custom=request.custom or False)
-            resource_id, state = self.mocks.new_resource(args)
+            resource_id, state = self.mocks.new_resource(args, urn=urn)
             response.id = resource_id or ""
             response.object.update(state)
+            registration.state = state
             self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
         registration.id = response.id or None
         with self._lock:
@@ -235,28 +263,60 @@ test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "d
 
 
 class PlanMocks(pulumi.runtime.Mocks):
-    """Provider outputs shaped like real ones."""
+    """Provider outputs shaped like real ones.
 
-    def __init__(self) -> None:
+    With ``first_preview``, what the engine answers on the first `pulumi preview` of a new stack: nothing
+    exists, so a resource's id and every output its provider computes are unknown (only its inputs are
+    known), and a provider whose configuration holds an unknown (a kubeconfig made from a cluster not yet
+    created) is not configured at all: the engine hands its resources' inputs back unchecked and answers
+    their creation with no outputs (pulumi ``pkg/resource/plugin/provider_plugin.go``, ``Check`` and
+    ``Create``: "If the configuration for this provider was not fully known ... hand back an empty property
+    map").
+    """
+
+    def __init__(self, *, first_preview: bool = False) -> None:
+        self.first_preview = first_preview
         self._providers: dict[str, dict[str, Any]] = {}
+        """Each provider's inputs (plain JSON, unknowns as ``[unknown]``), by URN."""
+
+    def checks(self, provider_reference: str | None) -> bool:
+        """Whether the provider of this reference (``URN::ID``) is configured, so it checks its resources'
+        inputs: always, but on a first preview where its configuration holds an unknown."""
+        if not self.first_preview:
+            return True
+        inputs = self._providers.get((provider_reference or "").rsplit("::", 1)[0], {})
+        return UNKNOWN not in json.dumps(inputs)
 
     # -- resources ---------------------------------------------------------------------------
 
-    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
+    def new_resource(self, args: MockResourceArgs, urn: str | None = None) -> tuple[str | None, dict]:
         """``args.inputs`` is plain JSON, secrets revealed (``RecordingMonitor`` converts it once)."""
         inputs = args.inputs
         typ, name = args.typ, args.name
         if typ.startswith("pulumi:providers:"):
-            provider_id = _uuid(typ, name)
-            self._providers[provider_id] = inputs
-            return provider_id, inputs
+            self._providers[urn or name] = inputs
+            if self.first_preview:
+                return "", inputs
+            return _uuid(typ, name), inputs
+        if self.first_preview:
+            if typ.startswith("kubernetes:"):
+                # Created on a preview: the checked inputs where the provider is configured, else nothing.
+                return "", (k8s_checked(typ, name, inputs) if is_k8s_object(typ) and self.checks(args.provider)
+                            else {})
+            _, state = self._created(args)
+            return "", computed_unknown(inputs, state)
+        return self._created(args)
+
+    def _created(self, args: MockResourceArgs) -> tuple[str, dict]:
+        """The id and outputs of the resource once its provider has created it."""
+        inputs, typ, name = args.inputs, args.typ, args.name
         if is_k8s_object(typ):
             obj = k8s_checked(typ, name, inputs)
             obj["metadata"]["uid"] = _uuid(typ, name)
             obj["metadata"].setdefault("namespace", obj["metadata"].get("namespace"))
             return obj["metadata"]["name"], obj
         handler = _HANDLERS.get(typ) or _HANDLERS.get(typ.split(":")[0])
-        provider = self._providers.get((args.provider or "").rsplit("::", 1)[-1], {})
+        provider = self._providers.get((args.provider or "").rsplit("::", 1)[0], {})
         if handler is None:
             return f"{name}-{digest(typ, name, length=8)}", inputs
         return handler(typ, name, inputs, provider)
