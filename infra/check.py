@@ -1,14 +1,22 @@
-"""``neurodock check``: the policy pack's own policies, run in process on an offline plan.
+"""``neurodock check``: the policy pack on an offline plan, as `pulumi preview --policy-pack` runs it, and what
+only an offline plan can check besides.
 
-Each registered resource becomes what CrossGuard hands a policy: its type, inputs, URN, name and
-options (resource validations), and the whole list (stack validations). The stack's outputs are
-one more resource, ``pulumi:pulumi:Stack``, as in the engine. No credentials, no Pulumi CLI.
+Three passes, no credentials and no Pulumi CLI:
+
+1. CrossGuard, as the engine runs it (``infra.crossguard``): the pack's own process over gRPC, handed every
+   resource as the engine marshals it, on the stack as it stands once created (every output known). Its
+   verdicts are those of `pulumi preview --policy-pack` on an existing stack.
+2. A first preview: the same, on the plan of a new stack's first `pulumi preview` (provider-computed
+   outputs unknown, Kubernetes resources under a kubeconfig not known yet unchecked). What a mandatory policy
+   reports in pass 1 but not here, a first `pulumi up` only learns while it creates the stack.
+3. Offline only (``policy_resources``, in process): what CrossGuard is never shown, the objects each Helm
+   release installs, and what it is never told, each resource's ``retainOnDelete``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.policy import _NotApplicableError
 
 from components.cluster.base import pool_resource_name
 from infra.config import StackConfig, key_path
@@ -85,6 +94,12 @@ class ConfigKey:
         return f"{self.key} ({self.entry})" if self.entry else self.key
 
 
+PASSES = {
+    "crossguard": "CrossGuard (as `pulumi preview --policy-pack` runs the pack)",
+    "offline": "offline only (Helm releases' objects and retainOnDelete, which CrossGuard is not shown)",
+}
+
+
 @dataclass(frozen=True)
 class Violation:
     policy: str
@@ -94,10 +109,38 @@ class Violation:
     message: str
     config: ConfigKey | None = None
     """The config key that produced the resource, where one did (``config_keys``)."""
+    found_by: str = "offline"
+    """The pass that reported it: ``crossguard`` (the pack's process) or ``offline``."""
 
     def to_json(self) -> dict[str, Any]:
         return {"policy": self.policy, "enforcement": self.enforcement, "urn": self.urn, "message": self.message,
-                "configKey": self.config.key if self.config else None}
+                "configKey": self.config.key if self.config else None, "foundBy": self.found_by}
+
+
+@dataclass(frozen=True)
+class PreviewGap:
+    """A mandatory policy that a first `pulumi preview` of a new stack cannot apply in full."""
+
+    policy: str
+    urn: str | None
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "urn": self.urn, "why": self.why}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    violations: list[Violation]
+    """Pass 1 (CrossGuard) and pass 3 (offline only), each with the config key of its resource."""
+    not_applicable: dict[str, str]
+    """Policies the pack reported as not applicable, with its reason (pass 1)."""
+    preview_gaps: list[PreviewGap]
+    """Pass 2: what a first preview would not enforce."""
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.enforcement == "mandatory"]
 
 
 def config_keys(plan: Plan) -> dict[str, ConfigKey]:
@@ -249,9 +292,53 @@ def _schema_problems(name: str, policy, properties: dict[str, Any]) -> list[str]
 
 
 def run_policies(plan: Plan, policies: list, settings: Mapping[str, PolicySettings] | None = None) -> list[Violation]:
-    """Every violation the policies report on the plan, each with the config key of its resource."""
+    """Every violation the policies report on the plan when run in process (pass 3's way), each with the
+    config key of its resource."""
     keys = config_keys(plan)
     return [replace(v, config=keys.get(v.urn or "")) for v in run_on(policy_resources(plan), policies, settings)]
+
+
+def check(plan: Plan, first_preview: Callable[[], Plan], policies: list,
+          settings: Mapping[str, PolicySettings] | None = None) -> CheckReport:
+    """The three passes (module docstring) on ``plan``; ``first_preview`` plans the stack as a first
+    preview, when pass 2 needs it."""
+    from infra.crossguard import analyzer_resources, pack_process
+
+    settings = settings or {}
+    keys = config_keys(plan)
+    with pack_process() as pack:
+        pack.configure(settings)
+        analyze, stack = analyzer_resources(plan)
+        found = pack.analyze(analyze) + pack.analyze_stack(stack)
+        not_applicable = dict(pack.not_applicable)
+        preview = first_preview()
+        analyze, stack = analyzer_resources(preview)
+        preview_found = pack.analyze(analyze) + pack.analyze_stack(stack)
+    crossguard = [Violation(d.policy, d.enforcement, d.urn, d.message, keys.get(d.urn or ""), "crossguard")
+                  for d in found]
+    seen = {(v.policy, v.urn, v.message) for v in crossguard}
+    # Offline only: resource policies on what CrossGuard never sees, stack policies on all of it.
+    everything = policy_resources(plan)
+    charts = [r for r in everything if r.urn in {o.urn for o in plan.chart_objects}]
+    offline_found = [*run_on(charts, [p for p in policies if isinstance(p, ResourceValidationPolicy)], settings),
+                     *run_on(everything, [p for p in policies if isinstance(p, StackValidationPolicy)], settings)]
+    offline = [replace(v, config=keys.get(v.urn or ""), found_by="offline")
+               for v in offline_found if (v.policy, v.urn, v.message) not in seen]
+    gaps = [PreviewGap(d.policy, d.urn, d.message) for d in preview_found if d.preview_downgrade
+            and _level(policies, d.policy, settings) is EnforcementLevel.MANDATORY]
+    in_preview = {(d.policy, d.urn) for d in preview_found}
+    gaps += [PreviewGap(v.policy, v.urn, "a first preview does not see this violation: the values it depends on "
+                        "are only known once the resources exist, so a first `pulumi up` would stop at it mid-way; "
+                        "fix it before the first deploy")
+             for v in crossguard if v.enforcement == "mandatory" and (v.policy, v.urn) not in in_preview]
+    return CheckReport([*crossguard, *offline], not_applicable, gaps)
+
+
+def _level(policies: list, name: str, settings: Mapping[str, PolicySettings]) -> EnforcementLevel:
+    policy = next(p for p in policies if p.name == name)
+    own, everyone = settings.get(name, PolicySettings()), settings.get("all", PolicySettings())
+    level = own.level or everyone.level or policy.enforcement_level or EnforcementLevel.ADVISORY
+    return EnforcementLevel.MANDATORY if level is EnforcementLevel.REMEDIATE else level
 
 
 def run_on(resources: list[PolicyResource], policies: list,
@@ -279,10 +366,13 @@ def run_on(resources: list[PolicyResource], policies: list,
             continue
         # The policy fills in its schema's defaults, as it does under the engine.
         config = dict(own.properties)
-        if isinstance(policy, StackValidationPolicy):
-            policy.validate(StackValidationArgs(resources, config), reporter(policy, level, None))
-        elif isinstance(policy, ResourceValidationPolicy):
-            for r in resources:
-                args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None, config)
-                policy.validate(args, reporter(policy, level, r.urn))
+        try:
+            if isinstance(policy, StackValidationPolicy):
+                policy.validate(StackValidationArgs(resources, config), reporter(policy, level, None))
+            elif isinstance(policy, ResourceValidationPolicy):
+                for r in resources:
+                    args = ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts, None, config)
+                    policy.validate(args, reporter(policy, level, r.urn))
+        except _NotApplicableError:
+            continue  # offline, every policy sees all it needs: only the pack's process says this
     return found

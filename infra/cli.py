@@ -244,7 +244,7 @@ def _load_and_plan(args: argparse.Namespace, *, render_charts: bool = True):
 def _check(args: argparse.Namespace) -> int:
     from neurodock_policies import POLICIES
 
-    from infra.check import PolicyConfigError, load_policy_config, run_policies
+    from infra.check import PASSES, PolicyConfigError, check, load_policy_config
 
     settings = {}
     if args.policy_config:
@@ -259,22 +259,42 @@ def _check(args: argparse.Namespace) -> int:
     plan = _load_and_plan(args)
     if isinstance(plan, int):
         return plan
-    violations = run_policies(plan, POLICIES, settings)
-    mandatory = [v for v in violations if v.enforcement == "mandatory"]
+    report = check(plan, lambda: _first_preview(plan), POLICIES, settings)
+    violations, mandatory = report.violations, report.mandatory
     listed = mandatory if args.level == "mandatory" else violations
     if args.json:
         print(json.dumps({"stack": args.stack, "policies": [p.name for p in POLICIES], "level": args.level,
                           "counts": {"mandatory": len(mandatory), "advisory": len(violations) - len(mandatory)},
-                          "violations": [v.to_json() for v in listed]}, indent=2))
+                          "violations": [v.to_json() for v in listed],
+                          "notApplicable": report.not_applicable,
+                          "firstPreview": [g.to_json() for g in report.preview_gaps]}, indent=2))
     else:
-        for v in listed:
-            print(f"{v.enforcement:9}  {v.policy}\n  {v.urn}\n  {v.message}")
-            if v.config:
-                print(f"  config: {v.config}")
+        for pass_name, title in PASSES.items():
+            found = [v for v in listed if v.found_by == pass_name]
+            if found:
+                print(f"{title}:")
+            for v in found:
+                print(f"{v.enforcement:9}  {v.policy}\n  {v.urn}\n  {v.message}")
+                if v.config:
+                    print(f"  config: {v.config}")
+        for name, reason in report.not_applicable.items():
+            print(f"not applicable under CrossGuard: {name}: {reason}")
+        if report.preview_gaps:
+            print("On the first `pulumi preview` of a new stack (outputs not known yet), these mandatory checks "
+                  "do not hold:")
+            for gap in report.preview_gaps:
+                print(f"  {gap.policy}  {gap.urn or ''}\n    {gap.why}")
         hidden = " (advisory ones not listed: --level mandatory)" if len(listed) < len(violations) else ""
         print(f"{args.stack}: {len(POLICIES)} policies, {len(mandatory)} mandatory and "
               f"{len(violations) - len(mandatory)} advisory violations{hidden}")
     return EXIT_FAILURE if mandatory else EXIT_OK
+
+
+def _first_preview(plan):
+    """``plan``'s stack planned as its first `pulumi preview` sees it."""
+    from infra.plan.engine import run_plan
+
+    return run_plan(plan.stack, render_charts=False, first_preview=True)
 
 
 def _diff(args: argparse.Namespace) -> int:

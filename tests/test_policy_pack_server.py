@@ -1,6 +1,8 @@
 """The policy pack as the Pulumi CLI runs it: a separate process started the way
 ``pulumi-analyzer-policy-python`` starts it (``python -u -m pulumi.policy ENGINE PACK_DIR``), asked
-over the Analyzer gRPC protocol for its policies, configured, and handed resources to analyse.
+over the Analyzer gRPC protocol for its policies, configured, and handed every resource of a plan as the
+engine marshals it (``infra.crossguard``): secrets wrapped with their values, unknowns as the engine's
+sentinel, options without ``retainOnDelete``, stack policies given outputs.
 
 This is the part of ``pulumi preview --policy-pack policies/neurodock`` that the CLI delegates to the
 pack; only the CLI itself is missing here.
@@ -9,46 +11,50 @@ pack; only the CLI itself is missing here.
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
-import grpc
 import pytest
-from google.protobuf import empty_pb2, json_format, struct_pb2
+from google.protobuf import empty_pb2, json_format
 from neurodock_policies import PACK_NAME, POLICIES
 from pulumi.runtime import proto
-from pulumi.runtime.proto import analyzer_pb2_grpc
 
-from infra.check import policy_resources, run_on
+from infra.check import PolicySettings, policy_resources, run_on
+from infra.crossguard import (
+    RESOURCE_SIG,
+    SECRET_SIG,
+    SIG,
+    UNKNOWN_STRING,
+    Pack,
+    analyzer_resources,
+    engine_value,
+    pack_process,
+)
+from infra.plan.engine import Plan, run_plan
+from infra.plan.mocks import Registration
+from tests.conftest import SHIPPED_STACKS
 
-PACK_DIR = Path(__file__).resolve().parents[1] / "policies" / "neurodock"
 LEVELS = {proto.MANDATORY: "mandatory", proto.ADVISORY: "advisory", proto.DISABLED: "disabled"}
 
 
 @pytest.fixture(scope="module")
-def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    # The engine address is only used for logging, which these calls never reach.
-    server = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(PACK_DIR)],
-                              cwd=PACK_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        port = server.stdout.readline().strip()
-        assert port.isdigit(), f"the pack did not start: {server.stderr.read() if server.poll() is not None else ''}"
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-            yield analyzer_pb2_grpc.AnalyzerStub(channel)
-    finally:
-        server.kill()
-        server.wait(timeout=30)
+def pack() -> Iterator[Pack]:
+    with pack_process() as running:
+        running.configure({})
+        yield running
 
 
-def struct(value: dict) -> struct_pb2.Struct:
-    return json_format.ParseDict(value, struct_pb2.Struct())
+def findings(pack: Pack, plan: Plan) -> list:
+    analyze, stack = analyzer_resources(plan)
+    return pack.analyze(analyze) + pack.analyze_stack(stack)
 
 
-def test_the_pack_process_announces_every_policy_with_its_level_and_config_schema(analyzer):
-    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
+def mandatory(found) -> list[tuple[str, str | None, str]]:
+    return sorted((d.policy, d.urn, d.message) for d in found if d.enforcement == "mandatory")
+
+
+def test_the_pack_process_announces_every_policy_with_its_level_and_config_schema(pack):
+    info = pack._stub.GetAnalyzerInfo(empty_pb2.Empty())
     assert info.name == PACK_NAME
     served = {p.name: p for p in info.policies}
     assert list(served) == [p.name for p in POLICIES]
@@ -58,44 +64,157 @@ def test_the_pack_process_announces_every_policy_with_its_level_and_config_schem
         assert json_format.MessageToDict(served[policy.name].configSchema.properties) == declared
 
 
-DESCRIPTIONS = {p.name: p.description for p in POLICIES}
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_shipped_stack_passes_the_packs_own_process_as_it_stands_and_on_a_first_preview(pack, shipped_plans,
+                                                                                               stack):
+    plan = shipped_plans[stack]
+    assert mandatory(findings(pack, plan)) == []
+    preview = run_plan(plan.stack, render_charts=False, first_preview=True)
+    found = findings(pack, preview)
+    assert mandatory(found) == []
+    # No policy is downgraded to advisory by an unknown it read (pulumi-policy's UnknownValueError).
+    assert [d for d in found if d.preview_downgrade] == []
 
 
-def message(diagnostic) -> str:
-    """The policy's own message: the SDK puts the policy's description and a newline before it."""
-    prefix = DESCRIPTIONS[diagnostic.policyName] + "\n"
-    assert diagnostic.message.startswith(prefix)
-    return diagnostic.message.removeprefix(prefix)
+def test_retention_is_not_applicable_under_crossguard_because_the_engine_never_sends_it(pack, shipped_plans):
+    findings(pack, shipped_plans["prod"])
+    reason = pack.not_applicable["prod-stateful-resources-retained"]
+    assert "the engine does not show policies retainOnDelete, so CryptoKey 'cluster-secrets'" in reason
+    # Offline, where the plan knows retainOnDelete, the same policy judges and passes prod.
+    offline = run_on(policy_resources(shipped_plans["prod"]),
+                     [p for p in POLICIES if p.name == "prod-stateful-resources-retained"])
+    assert offline == []
 
 
-def analyze(analyzer, resource) -> list[tuple[str, str]]:
-    request = proto.AnalyzeRequest(type=resource.resource_type, properties=struct(resource.props),
-                                   urn=resource.urn, name=resource.name)
-    return sorted((d.policyName, message(d)) for d in analyzer.Analyze(request).diagnostics)
+# --- the engine's marshalling ------------------------------------------------------------------
 
 
-def test_the_pack_process_reports_a_resource_violation_as_neurodock_check_does(analyzer, shipped_plans):
-    [proxy] = [r for r in copy.deepcopy(policy_resources(shipped_plans["dev"]))
-               if r.resource_type == "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"]
-    assert analyze(analyzer, proxy) == []
-    proxy.props["spec"]["provider"]["kubernetes"]["envoyService"]["type"] = "LoadBalancer"
-    offline = sorted((v.policy, v.message) for v in run_on([proxy], POLICIES) if v.urn == proxy.urn)
-    assert [policy for policy, _ in offline] == ["no-public-exposure"]
-    assert analyze(analyzer, proxy) == offline
+def test_values_reach_the_pack_as_the_engine_marshals_them():
+    wire = {"password": {SIG: SECRET_SIG, "value": "s3cr3t"}, "endpoint": UNKNOWN_STRING,
+            "role": {SIG: RESOURCE_SIG, "urn": "urn:pulumi:s::p::aws:iam/role:Role::r", "id": "r-123"},
+            "component": {SIG: RESOURCE_SIG, "urn": "urn:pulumi:s::p::my:index:Thing::t", "id": ""},
+            "__defaults": ["name"], "count": 3.0}
+    assert engine_value(wire) == {
+        "password": {SIG: SECRET_SIG, "value": "s3cr3t"},  # KeepSecrets: the value travels, wrapped
+        "endpoint": UNKNOWN_STRING,  # KeepUnknowns: the string sentinel
+        "role": "r-123",  # KeepResources false: a custom resource's id...
+        "component": "urn:pulumi:s::p::my:index:Thing::t",  # ...a component's URN
+        "count": 3}  # SkipInternalKeys drops __defaults
 
 
-def test_the_pack_process_applies_policy_config_and_runs_stack_policies(analyzer, shipped_plans):
-    resources = copy.deepcopy(policy_resources(shipped_plans["dev"]))
-    stack = next(r for r in resources if r.resource_type == "pulumi:pulumi:Stack")
-    stack.props["grafanaLogin"] = "hunter2-hunter2"
-    analyzer.Configure(proto.ConfigureAnalyzerRequest(policyConfig={
-        "no-plaintext-secrets": proto.PolicyConfig(enforcementLevel=proto.MANDATORY,
-                                                   properties=struct({"secretNamePattern": "login$"}))}))
-    request = proto.AnalyzeStackRequest(resources=[
-        proto.AnalyzerResource(type=r.resource_type, properties=struct(r.props), urn=r.urn, name=r.name,
-                               options=proto.AnalyzerResourceOptions(protect=r.opts.protect))
-        for r in resources])
-    found = [(d.policyName, d.urn, message(d)) for d in analyzer.AnalyzeStack(request).diagnostics
-             if d.enforcementLevel == proto.MANDATORY]
-    assert found == [("no-plaintext-secrets", stack.urn, "Stack output 'grafanaLogin' is a secret in plain text; "
-                      "export it with pulumi.Output.secret(...).")]
+def test_options_carry_protect_but_never_retain_on_delete(shipped_plans):
+    plan = shipped_plans["prod"]
+    [key] = [r for r in plan.resources if r.type == "gcp:kms/cryptoKey:CryptoKey"]
+    assert key.options["retainOnDelete"] is True
+    analyze, stack = analyzer_resources(plan)
+    [sent] = [a for a in analyze if a.urn == key.urn]
+    assert "retainOnDelete" not in proto.AnalyzerResourceOptions.DESCRIPTOR.fields_by_name
+    assert sent.options.protect is key.options["protect"]
+    [in_stack] = [s for s in stack if s.urn == key.urn]
+    assert in_stack.parent == key.parent
+
+
+def test_a_secret_output_reaches_stack_policies_wrapped_and_kubernetes_inputs_checked(shipped_plans):
+    plan = shipped_plans["dev"]
+    analyze, stack = analyzer_resources(plan)
+    [root] = [s for s in stack if s.type == "pulumi:pulumi:Stack"]
+    outputs = json_format.MessageToDict(root.properties)
+    assert outputs["grafanaAdminPassword"][SIG] == SECRET_SIG and outputs["grafanaAdminPassword"]["value"]
+    assert outputs["environment"] == "dev"
+    [server] = [a for a in analyze if a.type == "kubernetes:apps/v1:Deployment" and a.name.endswith("-server")]
+    # The provider's Check gives the object its generated name before the engine analyses it.
+    assert json_format.MessageToDict(server.properties)["metadata"]["name"].startswith(server.name + "-")
+
+
+def test_a_first_preview_hands_the_pack_unchecked_kubernetes_inputs_and_no_outputs(shipped_plans):
+    preview = run_plan(shipped_plans["staging"].stack, render_charts=False, first_preview=True)
+    analyze, stack = analyzer_resources(preview)
+    [server] = [a for a in analyze if a.type == "kubernetes:apps/v1:Deployment" and a.name.endswith("-server")]
+    assert "name" not in json_format.MessageToDict(server.properties)["metadata"]  # no generated name
+    [server_outputs] = [s for s in stack if s.urn == server.urn]
+    assert json_format.MessageToDict(server_outputs.properties) == {}
+    [cluster] = [s for s in stack if s.type == "aws:eks/cluster:Cluster"]
+    assert json_format.MessageToDict(cluster.properties)["endpoint"] == UNKNOWN_STRING
+
+
+# --- seeded defects: the pack's process and the offline check agree ---------------------------------
+
+
+def seeded(plan: Plan, change: Callable[[Registration], None], outputs: dict | None = None) -> Plan:
+    """A copy of ``plan`` with ``change`` applied to every registration (its wire inputs, its outputs and
+    the offline view alike) and ``outputs`` added to the stack's."""
+    resources = []
+    for r in plan.resources:
+        copied = copy.deepcopy(r)
+        change(copied)
+        resources.append(copied)
+    plan = replace(plan, resources=resources, releases=[],
+                   stack_outputs_wire={**plan.stack_outputs_wire, **(outputs or {})},
+                   outputs={**plan.outputs, **(outputs or {})})
+    return plan
+
+
+def offline(plan: Plan, name: str) -> list[tuple[str, str | None, str]]:
+    policy = [p for p in POLICIES if p.name == name]
+    return sorted((v.policy, v.urn, v.message) for v in run_on(policy_resources(plan), policy))
+
+
+def test_a_deploy_runner_outside_the_allow_list_is_refused_by_the_pack_as_offline(pack, shipped_plans):
+    plan = shipped_plans["staging"]
+    deploy = {**plan.outputs["deploy"], "egressCidrs": ["192.0.2.10/32"]}
+    bad = seeded(plan, lambda r: None, {"deploy": deploy})
+    found = mandatory(findings(pack, bad))
+    assert [(p, m) for p, _, m in found] == [(p, m) for p, _, m in offline(bad, "deploy-reaches-api")]
+    assert "but the deploy runner's egress ['192.0.2.10/32'] is outside it" in found[0][2]
+
+
+def _needs(gib: float):
+    def change(r: Registration) -> None:
+        labels = ((r.manifest or {}).get("metadata") or {}).get("labels") or {}
+        if r.type == "kubernetes:apps/v1:Deployment" and labels.get("app.kubernetes.io/name") == "model-server":
+            for props in (r.wire, r.state, r.inputs, r.manifest):
+                props["metadata"]["annotations"]["neurodock.io/gpu-memory-need-gib"] = str(gib)
+    return change
+
+
+def test_a_model_too_big_for_its_gpus_is_refused_by_the_pack_as_offline(pack, shipped_plans):
+    bad = seeded(shipped_plans["staging"], _needs(30.0))
+    found = mandatory(findings(pack, bad))
+    assert found and found == offline(bad, "model-fits-gpu")
+    assert "needs 30.0 GiB per GPU but pool 'gpu-l4' has nvidia-l4 GPUs" in found[0][2]
+    assert mandatory(findings(pack, seeded(shipped_plans["staging"], _needs(10.0)))) == []  # control
+
+
+def _label(key: str, value: str):
+    def change(r: Registration) -> None:
+        if r.type == "aws:eks/nodeGroup:NodeGroup":
+            for props in (r.wire, r.state, r.inputs):
+                props["labels"] = {**props.get("labels", {}), key: value}
+    return change
+
+
+def test_an_aws_key_id_in_a_label_is_refused_by_the_pack_as_offline(pack, shipped_plans):
+    bad = seeded(shipped_plans["staging"], _label("owner", "AKIAIOSFODNN7EXAMPL3"))
+    found = mandatory(findings(pack, bad))
+    assert found and found == offline(bad, "no-plaintext-secrets")
+    assert all("in plain text in labels 'owner'" in m for _, _, m in found)
+    assert mandatory(findings(pack, seeded(shipped_plans["staging"], _label("owner", "ml-platform")))) == []
+
+
+def test_a_plaintext_password_output_is_refused_and_a_secret_one_passes(pack, shipped_plans):
+    plan = shipped_plans["dev"]
+    bad = seeded(plan, lambda r: None, {"adminPassword": "correct-horse-battery-staple"})
+    found = mandatory(findings(pack, bad))
+    assert [m for _, _, m in found] == [m for _, _, m in offline(bad, "no-plaintext-secrets")] == [
+        "Stack output 'adminPassword' is a secret in plain text; export it with pulumi.Output.secret(...)."]
+    secret = seeded(plan, lambda r: None, {"adminPassword": {SIG: SECRET_SIG, "value": "correct-horse-battery"}})
+    assert mandatory(findings(pack, secret)) == []
+
+
+def test_the_pack_process_applies_policy_config(shipped_plans):
+    plan = seeded(shipped_plans["dev"], lambda r: None, {"grafanaLogin": "hunter2-hunter2"})
+    with pack_process() as pack:
+        pack.configure({"no-plaintext-secrets": PolicySettings(properties={"secretNamePattern": "login$"})})
+        found = mandatory(findings(pack, plan))
+    assert [(p, m) for p, _, m in found] == [("no-plaintext-secrets", "Stack output 'grafanaLogin' is a secret in "
+                                              "plain text; export it with pulumi.Output.secret(...).")]

@@ -1,6 +1,11 @@
 """no-plaintext-secrets: no secret in a container's literal env value or command line, in a ConfigMap, in
 a resource's tags, labels or annotations, or in a plain (non-secret) stack output. Names that say secret,
-flags that take one (``--api-key``), and values shaped like well-known tokens and keys all count."""
+flags that take one (``--api-key``), and values shaped like well-known tokens and keys all count.
+
+A stack output is judged by whether it is a Pulumi secret (``neurodock_policies.secrets.is_secret``; a
+redacted ``[secret]`` offline), not by its text: the engine hands policies a secret's plaintext. A Pulumi
+secret written into an env value, a command line or a tag is still plain text there, so those are judged
+by name and shape whatever they came from."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import re
 from pulumi_policy import PolicyConfigSchema
 
 from neurodock_policies.secret_shapes import secret_args, secret_shape
+from neurodock_policies.secrets import is_secret
 from neurodock_policies.support import SECRET, all_containers, describe, known, pod_spec, stack_policy
 
 NAME = "no-plaintext-secrets"
@@ -57,7 +63,7 @@ def check(resources, config) -> list[tuple[str, str]]:
                     out.append((r.urn, f"{what} holds a secret in key '{key}'; move it to a Secret."))
         if r.resource_type == "pulumi:pulumi:Stack":
             for key, value in (r.props or {}).items():
-                if value != SECRET and _looks_secret(key, value):
+                if value != SECRET and not is_secret(value) and _looks_secret(key, value):
                     out.append((r.urn, f"Stack output '{key}' is a secret in plain text; export it with "
                                        "pulumi.Output.secret(...)."))
     return out

@@ -1,13 +1,16 @@
 """prod-stateful-resources-retained: in prod, what holds data or keys (KMS keys, buckets, volumes
 claims) is protected or retained, so destroying or replacing the stack cannot lose it.
 
-CrossGuard shows ``protect`` but not ``retainOnDelete``; ``neurodock check`` sees both. Where the
-retain option cannot be seen, only ``protect`` counts."""
+The engine never sends a policy ``retainOnDelete`` (pulumi ``analyzer_plugin.go``, ``marshalResourceOptions``:
+the protocol has no field for it), only ``protect``. Under CrossGuard a resource retained but not protected
+cannot be judged, so the policy reports itself not applicable there, naming them; ``neurodock check``
+runs it again offline, where the plan knows each resource's ``retainOnDelete``."""
 
 from __future__ import annotations
 
 from neurodock_policies.support import (
     PRODUCTION_SCHEMA,
+    NotApplicable,
     describe,
     environment_of,
     stack_policy,
@@ -42,6 +45,7 @@ def check(resources, config) -> list[tuple[str, str]]:
     if not environments & production:
         return []
     out = []
+    unseen = []
     for r in resources:
         if r.resource_type not in STATEFUL:
             continue
@@ -50,10 +54,17 @@ def check(resources, config) -> list[tuple[str, str]]:
             continue  # per-replica caches are refilled from their source
         if is_cache(r.props):
             continue
-        if r.opts.protect or getattr(r.opts, "retain_on_delete", False):
+        retained = getattr(r.opts, "retain_on_delete", None)  # set by neurodock check alone
+        if r.opts.protect or retained:
+            continue
+        if retained is None:
+            unseen.append(describe(r.resource_type, r.props, r.name))
             continue
         out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} holds data or keys in a production stack "
                            "but is neither protected nor retained; set protect=True or retain_on_delete=True."))
+    if unseen:
+        raise NotApplicable(f"the engine does not show policies retainOnDelete, so {', '.join(unseen)} cannot be "
+                            "judged here; `neurodock check` verifies their retention offline")
     return out
 
 

@@ -1,17 +1,24 @@
 """What every policy needs: reading workload pod specs from resource inputs, naming resources in
 messages, and treating values not known at preview as unknown rather than as violations.
 
-Under CrossGuard, reading an unknown value raises ``UnknownValueError``, which the SDK reports as
-"cannot be validated yet"; in the offline plan an unknown value is the string ``"[unknown]"`` and
-a secret is ``"[secret]"``. ``known`` covers both, so a policy never fires on a value it cannot see.
+Under CrossGuard, pulumi-policy hands a policy its properties as read-only ``Mapping`` and ``Sequence``
+proxies (pulumi_policy 1.21.0 ``proxy.py``), not ``dict`` and ``list``, and reading an unknown value
+through them raises ``UnknownValueError``, which reports the whole policy as advisory for that run
+(``policy.py``, ``Analyze``/``AnalyzeStack``): one unknown namespace on a first preview would silence a
+mandatory stack policy for every resource. So each policy gets plain ``dict``/``list`` copies (``plain``)
+where an unknown is the string ``"[unknown]"``, as in the offline plan (where a redacted secret is
+``"[secret]"``); ``known`` covers both, so a policy never fires on a value it cannot see, and judges the
+rest. Which of the pack's findings a first preview cannot see, ``neurodock check`` reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy.proxy import _DictProxy, _is_unknown, _ListProxy
 
 UNKNOWN = "[unknown]"
 SECRET = "[secret]"
@@ -45,7 +52,7 @@ def resource_policy(name: str, description: str, check: ResourceCheck,
     """A CrossGuard resource policy reporting every message ``check`` returns for a resource."""
 
     def validate(args, report) -> None:
-        for message in check(args.resource_type, args.props, args.name, with_defaults(config_schema, args)):
+        for message in check(args.resource_type, plain(args.props), args.name, with_defaults(config_schema, args)):
             report(message)
 
     return ResourceValidationPolicy(name=name, description=description, enforcement_level=level,
@@ -58,11 +65,46 @@ def stack_policy(name: str, description: str, check: StackCheck,
     """A CrossGuard stack policy reporting every ``(urn, message)`` ``check`` returns."""
 
     def validate(args, report) -> None:
-        for urn, message in check(args.resources, with_defaults(config_schema, args)):
-            report(message, urn)
+        try:
+            for urn, message in check([plain_resource(r) for r in args.resources],
+                                      with_defaults(config_schema, args)):
+                report(message, urn)
+        except NotApplicable as exc:
+            args.not_applicable(exc.reason)
 
     return StackValidationPolicy(name=name, description=description, enforcement_level=level,
                                  validate=validate, config_schema=config_schema)
+
+
+class NotApplicable(Exception):
+    """Raised by a stack check that cannot judge what it is shown: the pack reports the policy as not
+    applicable, with the reason (pulumi-policy ``StackValidationArgs.not_applicable``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain ``dict``, ``list`` and scalars: pulumi-policy's proxies unwrapped (their
+    ``"__target"``) and each unknown sentinel the string ``"[unknown]"``. Secret marks survive
+    (``neurodock_policies.secrets``)."""
+    if isinstance(value, (_DictProxy, _ListProxy)):
+        value = value["__target"]
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain(v) for v in value]
+    if _is_unknown(value):
+        return UNKNOWN
+    return value
+
+
+def plain_resource(resource: Any) -> Any:
+    """A stack policy's resource with plain properties (``plain``)."""
+    out = copy.copy(resource)
+    out.props = plain(resource.props)
+    return out
 
 
 def schema_defaults(schema: PolicyConfigSchema | None) -> dict[str, Any]:
