@@ -59,20 +59,28 @@ class CrdBundle:
 
 @dataclass(frozen=True)
 class ChartSource:
-    """Where a Helm release reads its chart: the very package that was rendered and checked offline
-    when it is cached, else the chart's repository at deploy time."""
+    """Where a Helm release fetches its chart at deploy time: the chart's repository at its exact version,
+    or a mirror of the pinned charts (``mirror``, for clusters deployed without internet access). The
+    release's inputs name the chart the same way on every machine, whatever the local chart cache holds:
+    a path there would make `pulumi up` from another machine (a laptop, a DR runner) upgrade every release.
+    The cache is where offline plans render the very same package (``package_path``)."""
 
     ref: ChartRef
     package_path: str | None = None
-    """Absolute path of the cached ``.tgz`` (default: none; the release downloads the chart)."""
+    """Absolute path of the cached ``.tgz`` on this machine, for what the program reads from the chart
+    itself (its CRDs); never part of a release's inputs (default: none)."""
+    mirror: str | None = None
+    """An HTTP(S) chart repository or an ``oci://`` registry path holding every pinned chart under its own
+    name and version (``neurodock:chartMirror``), fetched from instead of each chart's repository
+    (default: none)."""
 
     def release_args(self) -> dict[str, Any]:
-        """Keyword arguments of ``helm.v3.Release`` that name the chart."""
-        if self.package_path is not None:
-            # A local path and no repository: the provider installs this file (and ignores
-            # `version`, which it then reads back from the package's Chart.yaml).
-            return {"chart": self.package_path, "version": self.ref.version}
-        if self.ref.oci:
-            return {"chart": self.ref.reference, "version": self.ref.version}
+        """Keyword arguments of ``helm.v3.Release`` that name the chart: a repository and a chart name, or
+        an OCI reference, with the exact version. The provider fetches it at deploy time (pulumi-kubernetes
+        ``helm_release.go``: a chart that is not a local path is pulled from ``repositoryOpts.repo`` or its
+        ``oci://`` reference)."""
+        repository = self.mirror.rstrip("/") if self.mirror else self.ref.repository
+        if repository.startswith("oci://"):
+            return {"chart": f"{repository}/{self.ref.name}", "version": self.ref.version}
         return {"chart": self.ref.name, "version": self.ref.version,
-                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=self.ref.repository)}
+                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=repository)}

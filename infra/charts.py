@@ -50,15 +50,15 @@ def cached(ref: ChartRef, directory: Path | None = None) -> Path | None:
     return path if path.is_file() else None
 
 
-def source(ref: ChartRef) -> ChartSource:
-    """Where a release of ``ref`` reads its chart: the cached package if there is one. Otherwise the
-    release downloads it at deploy time, unseen by any offline check, and the program says so."""
+def source(ref: ChartRef, mirror: str | None = None) -> ChartSource:
+    """Where a release of ``ref`` fetches its chart at deploy time (its repository, or ``mirror``), with the
+    cached package this machine renders offline. A chart not cached is still installed, but no offline
+    plan renders or checks it, and the program says so."""
     path = cached(ref)
     if path is None:
-        pulumi.log.warn(f"chart {ref} is not in the chart cache {cache_dir()}: its release downloads it from "
-                        f"{ref.repository} at deploy time, and no offline plan renders or checks it; fetch it with "
-                        f"`{PULL_HINT}` (or set {CACHE_ENV}).")
-    return ChartSource(ref, str(path) if path else None)
+        pulumi.log.warn(f"chart {ref} is not in the chart cache {cache_dir()}: no offline plan renders or checks "
+                        f"what its release installs; fetch it with `{PULL_HINT}` (or set {CACHE_ENV}).")
+    return ChartSource(ref, str(path) if path else None, mirror)
 
 
 def crds(source: ChartSource) -> tuple[dict, ...]:
@@ -342,10 +342,14 @@ def pull_crds(bundle: CrdBundle, directory: Path, *, mirror: str | None = None, 
 
 
 def ref_of(chart: str, version: str | None) -> ChartRef | None:
-    """The pinned chart a release's ``chart`` and ``version`` inputs name: a cached package's path,
-    an OCI reference, or a chart name; None for a chart NeuroDock does not pin."""
+    """The pinned chart a release's ``chart`` and ``version`` inputs name (a chart name in a repository, or
+    an OCI reference in the chart's own registry or a mirror), or a cached package's path, as releases
+    of earlier NeuroDock versions named it; None for a chart NeuroDock does not pin."""
     for ref in CHARTS:
-        if (version == ref.version and chart in (ref.name, ref.reference)) or Path(chart).name == ref.package:
+        if Path(chart).name == ref.package:
+            return ref
+        if version == ref.version and (chart in (ref.name, ref.reference)
+                                       or (chart.startswith("oci://") and chart.rsplit("/", 1)[-1] == ref.name)):
             return ref
     return None
 

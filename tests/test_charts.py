@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import http.server
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -72,12 +73,46 @@ def test_text_plan_counts_each_releases_objects_by_kind(shipped_plans):
     assert f"\n    {deployments}  Deployment\n" in shown.split("  kps: ")[1]
 
 
-def test_each_release_installs_the_package_it_was_rendered_from(shipped_plans):
+def test_each_release_names_its_chart_as_the_provider_fetches_it_and_is_rendered_from_that_version(shipped_plans):
     for plan in shipped_plans.values():
         for release in plan.releases:
             registration = next(r for r in plan.helm_releases if r.urn == release.urn)
-            assert registration.inputs["chart"] == str(release.package)
-            assert "repositoryOpts" not in registration.inputs
+            ref = release.chart
+            assert registration.inputs["version"] == ref.version and release.package.name == ref.package
+            if ref.oci:
+                assert registration.inputs["chart"] == ref.reference and "repositoryOpts" not in registration.inputs
+            else:
+                assert (registration.inputs["chart"], registration.inputs["repositoryOpts"]) == (
+                    ref.name, {"repo": ref.repository})
+
+
+def test_release_inputs_are_the_same_whatever_the_chart_cache_path(tmp_path, monkeypatch):
+    """`pulumi up` from another machine (a laptop, a DR runner) sees the same inputs: no release upgrades."""
+    from infra.plan.engine import run_plan
+    from infra.plan.stackfile import load_stack_file
+
+    elsewhere = tmp_path / "somewhere" / "else"
+    shutil.copytree(SHARED_CHARTS, elsewhere)
+    inputs = []
+    for cache in (SHARED_CHARTS, elsewhere):
+        monkeypatch.setenv(charts.CACHE_ENV, str(cache))
+        plan = run_plan(load_stack_file("staging"))
+        assert {r.package.parent for r in plan.releases} == {cache.resolve()}
+        inputs.append(json.dumps([r.inputs for r in plan.helm_releases], sort_keys=True).encode())
+    assert inputs[0] == inputs[1]
+
+
+def test_a_chart_mirror_is_where_every_release_fetches_its_chart():
+    from components.charts import ChartSource
+
+    http = ChartSource(KUBE_PROMETHEUS_STACK, "/some/cache/x.tgz", "https://charts.internal.example/neurodock/")
+    assert http.release_args()["chart"] == "kube-prometheus-stack"
+    assert http.release_args()["repository_opts"].repo == "https://charts.internal.example/neurodock"
+    oci = ChartSource(KUBE_PROMETHEUS_STACK, None, "oci://registry.internal.example/neurodock")
+    assert oci.release_args() == {"chart": "oci://registry.internal.example/neurodock/kube-prometheus-stack",
+                                  "version": "82.6.0"}
+    # A plan still knows which pinned chart each names.
+    assert charts.ref_of(oci.release_args()["chart"], "82.6.0") == KUBE_PROMETHEUS_STACK
 
 
 def program_charts_only(tmp_path) -> Path:
@@ -110,9 +145,8 @@ def test_without_a_cached_chart_the_release_downloads_it_and_the_plan_warns(tmp_
     empty = program_charts_only(tmp_path)
     assert main(["plan", "dev", "--chart-cache", str(empty)]) == 0
     printed = capsys.readouterr().out
-    assert (f"chart kube-prometheus-stack 82.6.0 is not in the chart cache {empty}: its release downloads it from "
-            "https://prometheus-community.github.io/helm-charts at deploy time, and no offline plan renders or checks "
-            "it; fetch it with `neurodock charts pull`") in printed
+    assert (f"chart kube-prometheus-stack 82.6.0 is not in the chart cache {empty}: no offline plan renders or "
+            "checks what its release installs; fetch it with `neurodock charts pull`") in printed
     assert "kps: not rendered (chart kube-prometheus-stack 82.6.0 is not cached" in printed
 
 

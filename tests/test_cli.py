@@ -38,9 +38,9 @@ def test_plan_dev_writes_all_four_outputs(tmp_path, capsys):
     assert {"Namespace", "Deployment", "Service"} <= kinds
     releases = yaml.safe_load((out / "helm-releases.yaml").read_text())
     assert ("kube-prometheus-stack", "monitoring") in [(r["rendered"]["chart"], r["namespace"]) for r in releases]
-    # With the chart cached, each release installs the cached package it was rendered from.
-    assert all(r["chart"] == r["rendered"]["package"] and r["chart"].endswith(f"-{r['version']}.tgz")
-               for r in releases)
+    # Each release names its chart as the provider fetches it; the plan rendered that very version.
+    assert all(r["rendered"]["package"].endswith(f"/{r['chart'].rsplit('/', 1)[-1]}-{r['version']}.tgz")
+               and (r["repository"] or r["chart"].startswith("oci://")) for r in releases)
     # The objects each release installs, in a folder per release, and listed with their release.
     kps = sorted((out / "manifests" / "kps").glob("*.yaml"))
     assert {"Prometheus", "Alertmanager", "DaemonSet", "CustomResourceDefinition"} <= {
