@@ -204,7 +204,7 @@ def _use_chart_cache(args: argparse.Namespace) -> int | None:
 def _load_and_plan(args: argparse.Namespace, *, render_charts: bool = True):
     """The stack's offline plan, or an exit code when it cannot be had."""
     from infra.config import ConfigError
-    from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
+    from infra.plan.engine import BOOTSTRAP_DIR, AdmissionError, ProgramError, run_plan
     from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file
 
     if (code := _use_chart_cache(args)) is not None:
@@ -225,6 +225,9 @@ def _load_and_plan(args: argparse.Namespace, *, render_charts: bool = True):
     except charts.NotCached as exc:
         print(f"neurodock: {stack.stack}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except AdmissionError as exc:
+        print(f"neurodock: {stack.stack}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except ProgramError as exc:
         print(f"neurodock: the stack program failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -21,6 +21,7 @@ from infra import charts
 from infra.bootstrap.config import BOOTSTRAP_CONFIG_NAMESPACE as BOOTSTRAP_PROJECT
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError, StackConfig, parse_config
+from infra.plan.admission import Finding, admission_findings
 from infra.plan.helm import ChartObject, MissingChart, RenderedRelease, RenderError, render_releases
 from infra.plan.mocks import SECRET, UNKNOWN, PlanMocks, RecordingMonitor, Registration, wire_value
 from infra.plan.stackfile import StackFile
@@ -137,9 +138,35 @@ def run_plan(stack: StackFile, *, render_charts: bool = True, first_preview: boo
             raise ProgramError(f"Helm could not render a release: {exc}") from None
     # A chart missing from the cache is the program's own warning (infra/charts.py), as under `pulumi up`.
     warnings = [*log.warnings, *(w for r in releases for w in r.warnings())]
+    if render_charts and not first_preview:
+        findings = admitted(resources, releases)
+        if failed := [f for f in findings if f.evaluated]:
+            raise AdmissionError(failed)
+        warnings += [str(f) for f in findings if not f.evaluated]
     return Plan(stack=stack, config=config, resources=resources, outputs=outputs, warnings=warnings,
                 releases=releases, missing_charts=missing, stack_outputs_wire=stack_wire,
                 first_preview=first_preview)
+
+
+class AdmissionError(ProgramError):
+    """Objects the API server would refuse on create: their CRD's CEL rules or a ValidatingAdmissionPolicy
+    of the stack (``infra.plan.admission``)."""
+
+    def __init__(self, findings: list[Finding]):
+        self.findings = findings
+        super().__init__("the API server would refuse these objects on create:\n" +
+                         "\n".join(f"  {f}" for f in findings))
+
+
+def admitted(resources: list[Registration], releases: list[RenderedRelease]) -> list[Finding]:
+    """What admission would refuse or cannot judge offline among the plan's objects, NeuroDock's own and its
+    charts'. Only the CRDs of the API groups the objects use are read (a chart's CRDs are parsed lazily)."""
+    objects = [r.manifest for r in resources if r.manifest is not None]
+    objects += [o.manifest for release in releases for o in release.objects if o.kind != "CustomResourceDefinition"]
+    groups = {str(o.get("apiVersion", "")).rpartition("/")[0] for o in objects}
+    objects += [o.manifest for release in releases for o in release.objects
+                if o.kind == "CustomResourceDefinition" and o.object_name.split(".", 1)[-1] in groups]
+    return admission_findings(objects)
 
 
 class _CollectingLogger(logging.Logger):
