@@ -83,3 +83,16 @@ def test_neurodock_stacks_lists_each_stack_with_its_cloud_and_region():
     assert set(rows) == {p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml")}
     assert rows["staging"]["provider"] == "eks" and rows["staging"]["region"] == "us-west-2"
     assert rows["dev"]["provider"] == "kind" and rows["dev"]["region"] is None
+
+
+def test_the_end_to_end_workflow_previews_with_the_pack_then_runs_the_kind_test_with_the_pinned_cli():
+    e2e = workflow("e2e-kind.yaml")
+    assert e2e["permissions"] == {"contents": "read"}
+    [job] = e2e["jobs"].values()
+    assert job["runs-on"] == "ubuntu-24.04"  # GitHub-hosted: Docker is there
+    assert uses(job, "pulumi/actions")["with"] == {"pulumi-version-file": ".pulumi.version"}
+    run = "\n".join(s.get("run", "") for s in steps(job))
+    assert "sha256sum --check" in run and "neurodock charts pull dev" in run
+    assert "pytest -m e2e -n 0 tests/test_e2e_kind.py" in run
+    source = (ROOT / "tests" / "test_e2e_kind.py").read_text()
+    assert '"preview", "--policy-pack", "policies/neurodock"' in source
