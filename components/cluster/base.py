@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 import pulumi
 
@@ -108,6 +108,14 @@ class NodePoolArgs:
             return [Taint(key=labels.GPU_TAINT_KEY, value=labels.GPU_TAINT_VALUE, effect=labels.GPU_TAINT_EFFECT)]
         return []
 
+
+EksSupportType = Literal["STANDARD", "EXTENDED"]
+"""EKS upgrade policy at the end of a version's standard support: ``STANDARD`` lets EKS upgrade the control
+plane, ``EXTENDED`` keeps the version longer at a charge (``aws.eks.ClusterUpgradePolicyArgs.support_type``)."""
+GkeReleaseChannel = Literal["RAPID", "REGULAR", "STABLE"]
+"""A GKE release channel (``gcp.container.ClusterReleaseChannelArgs.channel``, less ``UNSPECIFIED``)."""
+# Both live here, beside EKS_SUBNET_PREFIX, rather than in eks.py and gke.py: the stack config types its
+# fields with them, and importing those modules would load pulumi_aws or pulumi_gcp for config alone.
 
 EKS_SUBNET_PREFIX = 20
 """An EKS VPC is split into a private and a public subnet per zone of this size, or smaller where the VPC

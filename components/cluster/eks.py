@@ -16,6 +16,7 @@ import pulumi_aws as aws
 from components.cluster.base import (
     EKS_SUBNET_PREFIX,
     Capacity,
+    EksSupportType,
     NodePoolArgs,
     PoolFacts,
     PoolRole,
@@ -23,6 +24,7 @@ from components.cluster.base import (
     pool_resource_name,
 )
 from components.cluster.eks_addons import STORAGE_CLASS
+from components.errors import InputProblems
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 POOL_TAG = "neurodock:pool"
@@ -48,17 +50,17 @@ class EksClusterArgs:
     """AWS region, used in the kubeconfig's token command."""
     zones: tuple[str, ...]
     """Availability zones: one public and one private subnet in each (at least two)."""
-    kubernetes_version: str = "1.35"
-    """EKS version (default 1.35)."""
-    support_type: str = "STANDARD"
+    kubernetes_version: str
+    """EKS version (``major.minor``)."""
+    support_type: EksSupportType
     """``STANDARD``: EKS upgrades the control plane at the end of standard support; ``EXTENDED``: keep the
-    version longer, at a charge (default STANDARD)."""
-    vpc_cidr: str = "10.0.0.0/16"
-    """VPC range; split into /20 subnets (default 10.0.0.0/16)."""
+    version longer, at a charge."""
+    vpc_cidr: str
+    """VPC range; split into /20 subnets (unused with ``existing_private_subnet_ids``)."""
     existing_private_subnet_ids: tuple[str, ...] = ()
     """Use these private subnets of an existing VPC instead of creating a VPC (default: create one)."""
-    public_endpoint: bool = False
-    """Expose the API server publicly (default false)."""
+    public_endpoint: bool
+    """Expose the API server publicly."""
     public_access_cidrs: tuple[str, ...] = ()
     """CIDRs allowed to a public endpoint (required when it is public)."""
     admin_role_arns: tuple[str, ...] = ()
@@ -498,16 +500,16 @@ def irsa_trust_policy(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pul
 
 
 def _validate(args: EksClusterArgs) -> None:
-    problems = []
+    problems = InputProblems()
     if len(args.zones) < 2 and not args.existing_private_subnet_ids:
-        problems.append("EksClusterArgs.zones needs at least two zones (EKS requires subnets in two)")
+        problems.add("zones", "EksClusterArgs.zones needs at least two zones (EKS requires subnets in two)")
     if args.public_endpoint and not args.public_access_cidrs:
-        problems.append("EksClusterArgs.public_access_cidrs is required when public_endpoint is true")
-    for pool in args.node_pools:
+        problems.add("public_access_cidrs",
+                     "EksClusterArgs.public_access_cidrs is required when public_endpoint is true")
+    for i, pool in enumerate(args.node_pools):
         if not pool.instance_types:
-            problems.append(f"node pool {pool.name!r} needs instance_types")
-    if problems:
-        raise ValueError("; ".join(problems))
+            problems.add(("node_pools", i, "instance_types"), f"node pool {pool.name!r} needs instance_types")
+    problems.raise_any()
 
 
 def _subnet_blocks(vpc_cidr: str, count: int) -> list[str]:

@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.charts import ChartSource
+from components.errors import InputProblems
 from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY
 from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS
 
@@ -42,10 +43,12 @@ class EksAddons(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EksAddonsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:cluster:EksAddons", name, None, opts)
+        problems = InputProblems()
         tag = CLUSTER_AUTOSCALER_IMAGE_TAGS.get(args.kubernetes_version)
         if tag is None:
-            raise ValueError(f"EksAddonsArgs.kubernetes_version {args.kubernetes_version!r} has no pinned autoscaler "
-                             f"image; use one of {', '.join(sorted(CLUSTER_AUTOSCALER_IMAGE_TAGS))}")
+            problems.add("kubernetes_version", f"EksAddonsArgs.kubernetes_version {args.kubernetes_version!r} has no "
+                         f"pinned autoscaler image; use one of {', '.join(sorted(CLUSTER_AUTOSCALER_IMAGE_TAGS))}")
+        problems.raise_any()
         storage = k8s.storage.v1.StorageClass(
             f"{name}-gp3",
             # A fixed name: stacks and charts refer to it.

@@ -12,6 +12,7 @@ import pulumi_gcp as gcp
 
 from components.cluster.base import (
     Capacity,
+    GkeReleaseChannel,
     NodePoolArgs,
     PoolFacts,
     PoolRole,
@@ -19,6 +20,7 @@ from components.cluster.base import (
     pool_facts,
     pool_resource_name,
 )
+from components.errors import InputProblems
 from components.gpu.catalog import GPU_MODELS
 
 REQUIRED_APIS = (
@@ -74,21 +76,21 @@ class GkeClusterArgs:
     """Zones of the node pools."""
     kubernetes_version: str | None = None
     """Minimum master version (default: the release channel's default)."""
-    release_channel: str = "REGULAR"
-    """RAPID, REGULAR or STABLE (default REGULAR)."""
-    subnet_cidr: str = "10.10.0.0/20"
-    """Nodes' primary range (default 10.10.0.0/20)."""
-    pods_cidr: str = "10.16.0.0/14"
-    """Pods' secondary range (default 10.16.0.0/14)."""
-    services_cidr: str = "10.20.0.0/20"
-    """Services' secondary range (default 10.20.0.0/20)."""
-    master_cidr: str = "172.16.0.0/28"
-    """Control plane /28 (default 172.16.0.0/28)."""
-    dns_endpoint: bool = True
+    release_channel: GkeReleaseChannel
+    """The release channel GKE upgrades the cluster in."""
+    subnet_cidr: str
+    """Nodes' primary range."""
+    pods_cidr: str
+    """Pods' secondary range."""
+    services_cidr: str
+    """Services' secondary range."""
+    master_cidr: str
+    """Control plane /28."""
+    dns_endpoint: bool
     """Serve the API on GKE's DNS-based endpoint, reachable from anywhere but only with IAM permission
-    ``container.clusters.connect``; the kubeconfig then points at it (default true)."""
-    public_endpoint: bool = False
-    """Expose the API server's IP publicly (default false: private IP endpoint)."""
+    ``container.clusters.connect``; the kubeconfig then points at it."""
+    public_endpoint: bool
+    """Expose the API server's IP publicly (false: a private IP endpoint)."""
     authorized_cidrs: tuple[str, ...] = ()
     """Master authorised networks (required with a public endpoint)."""
     node_pools: tuple[NodePoolArgs, ...] = ()
@@ -96,8 +98,8 @@ class GkeClusterArgs:
     control_plane_ports: tuple[int, ...] = ()
     """Pod ports the API server calls (webhooks, aggregated APIs) beyond the 443 and 10250 GKE's own
     firewall rules open; a firewall rule lets the control plane reach them (default none)."""
-    deletion_protection: bool = True
-    """Refuse `pulumi destroy` of the cluster (default true)."""
+    deletion_protection: bool
+    """Refuse `pulumi destroy` of the cluster."""
     maintenance_window: GkeClusterMaintenanceWindow | None = None
     """When GKE may upgrade the control plane and nodes (default: any time)."""
     adopt: Retained = field(default_factory=Retained)
@@ -460,16 +462,15 @@ def _sharing(pool: NodePoolArgs) -> dict:
 
 
 def _validate(args: GkeClusterArgs) -> None:
-    problems = []
+    problems = InputProblems()
     if args.public_endpoint and not args.authorized_cidrs:
-        problems.append("GkeClusterArgs.authorized_cidrs is required when public_endpoint is true")
-    for pool in args.node_pools:
+        problems.add("authorized_cidrs", "GkeClusterArgs.authorized_cidrs is required when public_endpoint is true")
+    for i, pool in enumerate(args.node_pools):
         if len(pool.instance_types) != 1:
-            problems.append(f"node pool {pool.name!r} needs exactly one machine type")
+            problems.add(("node_pools", i, "instance_types"), f"node pool {pool.name!r} needs exactly one machine type")
         if pool.gpu_type and not GPU_MODELS[pool.gpu_type].gke_accelerator:
-            problems.append(f"node pool {pool.name!r}: GKE has no {pool.gpu_type}")
-    if problems:
-        raise ValueError("; ".join(problems))
+            problems.add(("node_pools", i, "gpu_type"), f"node pool {pool.name!r}: GKE has no {pool.gpu_type}")
+    problems.raise_any()
 
 
 def _kubeconfig(name: str, host: str, ca_data: str | None) -> str:

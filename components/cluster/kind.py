@@ -18,6 +18,7 @@ import yaml
 
 from components import labels
 from components.cluster.base import NodePoolArgs, PoolFacts, pool_facts
+from components.errors import InputProblems
 from components.versions import KIND_NODE_IMAGES
 
 
@@ -48,11 +49,12 @@ class KindCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:cluster:KindCluster", name, None, opts)
+        problems = InputProblems()
         if args.kubernetes_version not in KIND_NODE_IMAGES:
-            raise ValueError(
-                f"KindClusterArgs.kubernetes_version {args.kubernetes_version!r} has no pinned kind node "
-                f"image; use one of {', '.join(sorted(KIND_NODE_IMAGES))}"
-            )
+            problems.add("kubernetes_version",
+                         f"KindClusterArgs.kubernetes_version {args.kubernetes_version!r} has no pinned kind node "
+                         f"image; use one of {', '.join(sorted(KIND_NODE_IMAGES))}")
+        problems.raise_any()
         self.pools = tuple(pool_facts(p, real_gpus=False) for p in args.node_pools)
         self.gpuless_pools = tuple(p.name for p in self.pools if p.gpu_type)
         # kind ships rancher's local-path provisioner as the default storage class.

@@ -23,6 +23,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.charts import ChartSource
+from components.errors import InputProblems
 from components.gateway.picker import INFERENCE_API
 from components.k8s import (
     PART_OF_VALUE,
@@ -101,10 +102,10 @@ class ModelGatewayArgs:
     """Namespaces whose HTTPRoutes may attach to the gateway (the serving namespace)."""
     system_node_selector: dict[str, str]
     """Where the controller, proxies and router run: the system pool."""
-    proxy_replicas: int = 2
-    """Envoy proxy replicas (default 2)."""
-    public: bool = False
-    """A cloud load balancer instead of a ClusterIP Service (default false)."""
+    proxy_replicas: int
+    """Envoy proxy replicas."""
+    public: bool
+    """A cloud load balancer instead of a ClusterIP Service."""
     allowed_cidrs: tuple[str, ...] = ()
     """Sources allowed to a public load balancer."""
     tls_cert: pulumi.Input[str] | None = None
@@ -578,14 +579,15 @@ def _meta(*, name: str | None = None, namespace: str | None = None,
 
 
 def _validate(args: ModelGatewayArgs) -> None:
-    problems = []
+    problems = InputProblems()
     if args.public and not args.allowed_cidrs:
-        problems.append("ModelGatewayArgs.allowed_cidrs is required when public is true")
+        problems.add("allowed_cidrs", "ModelGatewayArgs.allowed_cidrs is required when public is true")
     if (args.tls_cert is None) != (args.tls_key is None):
-        problems.append("ModelGatewayArgs.tls_cert and tls_key go together")
+        # The path names the half that is missing.
+        problems.add("tls_key" if args.tls_key is None else "tls_cert",
+                     "ModelGatewayArgs.tls_cert and tls_key go together")
     if args.api_keys is not None and args.smoke_test_key is None:
-        problems.append("ModelGatewayArgs.smoke_test_key is required with api_keys")
+        problems.add("smoke_test_key", "ModelGatewayArgs.smoke_test_key is required with api_keys")
     if not args.served_names:
-        problems.append("ModelGatewayArgs.served_names must not be empty")
-    if problems:
-        raise ValueError("; ".join(problems))
+        problems.add("served_names", "ModelGatewayArgs.served_names must not be empty")
+    problems.raise_any()

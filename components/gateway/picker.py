@@ -18,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.errors import InputProblems
 from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, checksum
 
 INFERENCE_API = "inference.networking.k8s.io"
@@ -170,10 +171,7 @@ def _create(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOption
     kind = obj["kind"]
     extra = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
     if kind in _TYPED:
-        unknown = set(extra) - set(_TOP_LEVEL[kind])
-        if unknown:
-            raise ValueError(f"the picker chart's {kind} {obj['metadata']['name']} has fields NeuroDock does not "
-                             f"create: {sorted(unknown)}")
+        # Fields outside _TOP_LEVEL were refused by _validate.
         return _TYPED[kind](resource_name, metadata=obj["metadata"],
                             **{_TOP_LEVEL[kind][k]: v for k, v in extra.items()}, opts=opts)
     # The InferencePool and the ServiceMonitor: custom resources, checked against their CRDs.
@@ -183,12 +181,19 @@ def _create(resource_name: str, obj: dict[str, Any], opts: pulumi.ResourceOption
 
 def _validate(args: EndpointPickerArgs) -> None:
     kinds = [o["kind"] for o in args.objects]
-    problems = []
+    problems = InputProblems()
     for needed in ("InferencePool", "Deployment", "Service"):
         if kinds.count(needed) != 1:
-            problems.append(f"EndpointPickerArgs.objects must hold one {needed} (got {kinds.count(needed)})")
+            problems.add("objects", f"EndpointPickerArgs.objects must hold one {needed} (got {kinds.count(needed)})")
     unsupported = sorted({k for k in kinds if k not in _TYPED and k not in ("InferencePool", "ServiceMonitor")})
     if unsupported:
-        problems.append(f"EndpointPickerArgs.objects holds kinds NeuroDock does not create: {unsupported}")
-    if problems:
-        raise ValueError("; ".join(problems))
+        problems.add("objects", f"EndpointPickerArgs.objects holds kinds NeuroDock does not create: {unsupported}")
+    for i, obj in enumerate(args.objects):
+        if obj["kind"] not in _TOP_LEVEL:
+            continue  # custom resources take any field their CRD allows
+        # Checked here, before any child exists, rather than as each object is created.
+        unknown = set(obj) - {"apiVersion", "kind", "metadata"} - set(_TOP_LEVEL[obj["kind"]])
+        if unknown:
+            problems.add(("objects", i), f"the picker chart's {obj['kind']} {obj['metadata']['name']} has fields "
+                         f"NeuroDock does not create: {sorted(unknown)}")
+    problems.raise_any()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.errors import InputProblems
 from components.gateway.gateway import (
     BUCKET_HEADER,
     GATEWAY_API,
@@ -54,11 +55,11 @@ class ModelRouteArgs:
     """The stable version's InferencePool."""
     canary: Backend | None = None
     """The canary's InferencePool."""
-    canary_weight: int = 0
-    """Percent of requests sent to the canary (0-100)."""
+    canary_weight: int
+    """Percent of requests sent to the canary (0-100; 0 without a canary)."""
     shadow: Backend | None = None
     """The shadow's Service."""
-    shadow_percent: int = 100
+    shadow_percent: int
     """Percent of requests mirrored to the shadow (1-100)."""
     request_timeout_s: int
     """Longest request, streaming included: long generations must not be cut."""
@@ -125,16 +126,17 @@ def _rule(args: ModelRouteArgs, backend: Backend, headers: list[dict], variant: 
 
 
 def _validate(args: ModelRouteArgs) -> None:
-    problems = []
+    problems = InputProblems()
     if not 0 <= args.canary_weight <= 100:
-        problems.append(f"ModelRouteArgs.canary_weight must be 0-100 (got {args.canary_weight})")
+        problems.add("canary_weight", f"ModelRouteArgs.canary_weight must be 0-100 (got {args.canary_weight})")
     if args.canary is None and args.canary_weight:
-        problems.append("ModelRouteArgs.canary_weight needs a canary")
+        problems.add("canary_weight", "ModelRouteArgs.canary_weight needs a canary")
     if args.stable.port is not None or (args.canary is not None and args.canary.port is not None):
-        problems.append("ModelRouteArgs.stable and canary must be InferencePools (no port)")
+        problems.add(("stable" if args.stable.port is not None else "canary", "port"),
+                     "ModelRouteArgs.stable and canary must be InferencePools (no port)")
     if args.shadow is not None and args.shadow.port is None:
-        problems.append("ModelRouteArgs.shadow must be a Service (with a port): Envoy Gateway mirrors to Services only")
+        problems.add(("shadow", "port"),
+                     "ModelRouteArgs.shadow must be a Service (with a port): Envoy Gateway mirrors to Services only")
     if not 1 <= args.shadow_percent <= 100:
-        problems.append(f"ModelRouteArgs.shadow_percent must be 1-100 (got {args.shadow_percent})")
-    if problems:
-        raise ValueError("; ".join(problems))
+        problems.add("shadow_percent", f"ModelRouteArgs.shadow_percent must be 1-100 (got {args.shadow_percent})")
+    problems.raise_any()

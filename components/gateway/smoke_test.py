@@ -16,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.errors import InputProblems
 from components.gateway.gateway import GATEWAY_LABELS, GATEWAY_NAMESPACE
 from components.k8s import restricted_container_security_context, restricted_pod_security_context
 from components.versions import SMOKE_TEST_IMAGE
@@ -53,8 +54,10 @@ class SmokeTest(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SmokeTestArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:gateway:SmokeTest", name, None, opts)
+        problems = InputProblems()
         if not args.served_names:
-            raise ValueError("SmokeTestArgs.served_names must not be empty")
+            problems.add("served_names", "SmokeTestArgs.served_names must not be empty")
+        problems.raise_any()
         object_labels = {labels.NAME: "smoke-test", labels.INSTANCE: name, **GATEWAY_LABELS}
         deadline_s = args.deadline_s + max(args.wake_s.values(), default=0)
         script = k8s.core.v1.ConfigMap(

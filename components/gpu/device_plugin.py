@@ -19,6 +19,7 @@ import yaml
 
 from components import labels
 from components.cluster.base import PoolFacts, SharingStrategy
+from components.errors import InputProblems
 from components.gpu.affinity import gpu_node_affinity, gpu_tolerations
 from components.k8s import PART_OF_VALUE, namespace
 from components.versions import NVIDIA_DEVICE_PLUGIN_IMAGE
@@ -43,8 +44,10 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
     def __init__(self, name: str, args: NvidiaDevicePluginArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:gpu:NvidiaDevicePlugin", name, None, opts)
         gpu_pools = [p for p in args.pools if p.gpu_type]
+        problems = InputProblems()
         if not gpu_pools:
-            raise ValueError("NvidiaDevicePluginArgs.pools has no GPU pool; do not install the plugin")
+            problems.add("pools", "NvidiaDevicePluginArgs.pools has no GPU pool; do not install the plugin")
+        problems.raise_any()
         ns = namespace(f"{name}-ns", DEVICE_PLUGIN_NAMESPACE, parent=self, pod_security="privileged", component="gpu")
         variants = plugin_configs(gpu_pools)
         config = k8s.core.v1.ConfigMap(

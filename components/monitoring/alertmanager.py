@@ -39,7 +39,8 @@ class Receiver:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Non-secret settings: ``channel`` (slack); ``url`` (webhook); ``to``, ``from``, ``smarthost``,
     ``auth_username``, ``require_tls`` (email)."""
-    send_resolved: bool = True
+    send_resolved: bool
+    """Also notify when an alert resolves."""
     has_secret: bool = True
     """Whether the receiver's credential is in the Secret (email without SMTP auth has none)."""
 
@@ -49,7 +50,8 @@ class AlertRoute:
     receiver: str
     severities: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
-    continue_: bool = False
+    continue_: bool
+    """Go on matching the routes after this one (Alertmanager's ``continue``)."""
 
 
 def _any_of(values: Sequence[str]) -> str:

@@ -12,6 +12,7 @@ import pulumi_random as random
 
 from components import labels
 from components.charts import ChartSource
+from components.errors import InputProblems
 from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, namespace
 from components.monitoring.alertmanager import SECRET_NAME, AlertRoute, Receiver, alertmanager_config
 from components.monitoring.dashboards import DASHBOARDS
@@ -31,7 +32,8 @@ class Alerting:
     routes: tuple[AlertRoute, ...] = ()
     default_receiver: str | None = None
     """Receiver of what no route takes (default: the first receiver; ``null`` with none)."""
-    repeat_interval: str = "4h"
+    repeat_interval: str
+    """How often Alertmanager sends a still-firing alert again (its ``repeat_interval``, e.g. ``4h``)."""
     credentials: pulumi.Input[str] | None = None
     """Secret JSON object of receiver name to credential (a receiver with one cannot deliver without it)."""
 
@@ -56,18 +58,18 @@ class MonitoringStackArgs:
     """The cluster's platform: what of its control plane Prometheus can reach."""
     storage_class: str
     """Storage class of Prometheus' volume."""
-    retention: str = "15d"
-    """Prometheus retention (default 15d)."""
-    storage_gib: int = 50
-    """Prometheus volume size in GiB (default 50)."""
-    grafana: bool = True
-    """Install Grafana (default true); its Service is ClusterIP only."""
+    retention: str
+    """Prometheus retention, e.g. ``15d``."""
+    storage_gib: int
+    """Prometheus volume size in GiB (at least 1)."""
+    grafana: bool
+    """Install Grafana; its Service is ClusterIP only."""
     timeout_s: int = 900
     """How long `pulumi up` waits for the release to become ready, in seconds (default 900)."""
     grafana_admin_password: pulumi.Input[str] | None = None
     """Grafana's admin password (default: a generated one, kept in the stack's state as a secret)."""
-    alerting: Alerting = Alerting()
-    """Who hears about alerts (default nobody: the chart's ``null`` receiver)."""
+    alerting: Alerting
+    """Who hears about alerts (no receivers: nobody, the chart's ``null`` receiver)."""
 
 
 class MonitoringStack(pulumi.ComponentResource):
@@ -84,8 +86,10 @@ class MonitoringStack(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:monitoring:MonitoringStack", name, None, opts)
         self.grafana_admin_password = None
+        problems = InputProblems()
         if args.storage_gib < 1:
-            raise ValueError("MonitoringStackArgs.storage_gib must be at least 1")
+            problems.add("storage_gib", "MonitoringStackArgs.storage_gib must be at least 1")
+        problems.raise_any()
         # Node exporter needs host access (hostPID, hostNetwork, hostPath), so this namespace is
         # labelled privileged; the workloads themselves stay as locked down as the chart allows.
         ns = namespace(f"{name}-ns", MONITORING_NAMESPACE, parent=self, pod_security="privileged",

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.errors import InputProblems
 from components.k8s import (
     PART_OF_VALUE,
     restricted_container_security_context,
@@ -352,21 +353,20 @@ def service_account_name(model: str) -> str:
 
 
 def _validate(args: ModelServerArgs) -> None:
-    problems = []
+    problems = InputProblems()
     if args.engine is Engine.VLLM and args.gpus < 1:
-        problems.append("ModelServerArgs.gpus must be at least 1 for vLLM")
+        problems.add("gpus", "ModelServerArgs.gpus must be at least 1 for vLLM")
     if args.engine is Engine.LLAMACPP and args.gpus != 0:
-        problems.append("ModelServerArgs.gpus must be 0 for the llama.cpp CPU engine")
+        problems.add("gpus", "ModelServerArgs.gpus must be 0 for the llama.cpp CPU engine")
     if args.engine is Engine.LLAMACPP and not args.settings.gguf_file:
-        problems.append("ModelServerArgs.settings.gguf_file is required for llama.cpp")
+        problems.add(("settings", "gguf_file"), "ModelServerArgs.settings.gguf_file is required for llama.cpp")
     if not args.source.startswith(("hf://", "s3://", "gs://")):
-        problems.append("ModelServerArgs.source must be an hf://, s3:// or gs:// URI")
+        problems.add("source", "ModelServerArgs.source must be an hf://, s3:// or gs:// URI")
     if args.autoscaling is not None and args.keda is None:
-        problems.append("ModelServerArgs.keda is required with autoscaling")
+        problems.add("keda", "ModelServerArgs.keda is required with autoscaling")
     if args.max_surge == 0 and args.max_unavailable == 0:
-        problems.append("ModelServerArgs.max_surge and max_unavailable cannot both be 0")
-    if problems:
-        raise ValueError("; ".join(problems))
+        problems.add("max_surge", "ModelServerArgs.max_surge and max_unavailable cannot both be 0")
+    problems.raise_any()
 
 
 def _rollout_waves(args: ModelServerArgs) -> int:

@@ -20,6 +20,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
+from components.errors import InputProblems
+
 BUCKET_ROLES = ("state", "weights")
 
 
@@ -60,15 +62,17 @@ class StateBackend(pulumi.ComponentResource):
     """Prefix for model sources: ``s3://BUCKET`` or ``gs://BUCKET``."""
 
     def __init__(self, name: str, args: StateBackendArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        problems = InputProblems()
         if args.cloud is Cloud.GCP and not args.project:
-            raise ValueError("StateBackendArgs.project: a GCP backend needs the project id")
+            problems.add("project", "StateBackendArgs.project: a GCP backend needs the project id")
         if args.cloud is Cloud.GCP and args.replica_region:
-            raise ValueError("StateBackendArgs.replica_region: AWS only; on GCP choose a multi- or dual-region "
-                             "location instead")
+            problems.add("replica_region", "StateBackendArgs.replica_region: AWS only; on GCP choose a multi- or "
+                         "dual-region location instead")
         if args.replica_region and args.replica_region == args.location:
-            raise ValueError("StateBackendArgs.replica_region: must differ from location")
+            problems.add("replica_region", "StateBackendArgs.replica_region: must differ from location")
         if args.noncurrent_version_days < 1:
-            raise ValueError("StateBackendArgs.noncurrent_version_days: must be at least 1")
+            problems.add("noncurrent_version_days", "StateBackendArgs.noncurrent_version_days: must be at least 1")
+        problems.raise_any()
         super().__init__("neurodock:state:StateBackend", name, None, opts)
         self._name = name
         self._args = args
