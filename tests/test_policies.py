@@ -131,8 +131,8 @@ CASES = [
      "CryptoKey '{name}' holds data or keys in a production stack but is neither protected nor retained; set "
      "protect=True or retain_on_delete=True."),
     ("helm-charts-pinned", "staging", "kubernetes:helm.sh/v3:Release",
-     lambda r: r.props["chart"].endswith("/keda-2.17.2.tgz"), lambda r: r.props.update(version="^2.17"),
-     "Helm release '{name}' of chart 'keda-2.17.2.tgz' has version '^2.17'; pin an exact chart version (NeuroDock "
+     lambda r: r.props["chart"] == "keda", lambda r: r.props.update(version="^2.17"),
+     "Helm release '{name}' of chart 'keda' has version '^2.17'; pin an exact chart version (NeuroDock "
      "keeps them in components/versions.py)."),
     ("model-fits-gpu", "prod", DEPLOYMENT, lambda r: model_server(r) and "70b" in r.name,
      lambda r: r.props["metadata"]["annotations"].update({"neurodock.io/gpu-memory-need-gib": "80.0"}),

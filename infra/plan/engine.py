@@ -119,6 +119,8 @@ def run_plan(stack: StackFile, *, render_charts: bool = True, first_preview: boo
             raise
         except pulumi.RunError as exc:
             raise ProgramError(str(exc)) from None
+        except pulumi.InputPropertiesError as exc:  # a component's inputs, named by property path
+            raise ProgramError(str(exc)) from None
         root = pulumi_settings.get_root_resource()
         outputs = loop.run_until_complete(_resolve_outputs(getattr(root, "outputs", {}) or {}))
         stack_wire = loop.run_until_complete(_serialized_outputs(getattr(root, "outputs", {}) or {}))
