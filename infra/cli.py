@@ -120,8 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     pull = chart_actions.add_parser("pull", help="fetch the charts the stacks need into the cache (needs network)")
     pull.add_argument("stacks", nargs="*", metavar="STACK", help="only the charts of these stacks (default: every "
                       "pinned chart)")
-    pull.add_argument("--mirror", metavar="URL", help="an HTTP chart repository that mirrors the upstream charts, "
-                      "used instead of each chart's own repository")
+    pull.add_argument("--mirror", metavar="URL", type=_mirror_url,
+                      help="an HTTP chart repository that mirrors the upstream charts (http:// or https://), used "
+                      "instead of each chart's own repository")
     pull.add_argument("--force", action="store_true", help="fetch again even when a package is cached")
     _chart_cache_argument(pull)
     pull.set_defaults(run=_charts_pull)
@@ -135,6 +136,24 @@ def _parser() -> argparse.ArgumentParser:
     stacks.add_argument("--json", action="store_true", help="print a JSON list")
     stacks.set_defaults(run=_stacks)
     return parser
+
+
+def _mirror_url(value: str) -> str:
+    """``--mirror``: Helm fetches a chart repository's index.yaml over HTTP, so only an http(s) URL with a host
+    names one; anything else is a usage error (exit 2) before any network call."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in value
+        _ = parts.port  # a port that is not a number raises
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"must be the http:// or https:// URL of a chart repository, e.g. https://charts.example.com/mirror "
+            f"(got {value!r})")
+    return value
 
 
 def _stack_arguments(command: argparse.ArgumentParser) -> None:

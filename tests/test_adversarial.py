@@ -173,3 +173,67 @@ def test_a_stack_name_that_is_a_path_is_refused(capsys, stack):
 def test_a_fully_qualified_stack_name_reads_its_stack_file(capsys):
     assert main(["plan", "acme/neurodock/dev", "--json"]) == 0
     assert '"stack": "acme/neurodock/dev"' in capsys.readouterr().out
+
+
+# Stack files as Pulumi reads them (go-yaml v3): what YAML 1.1 would have turned into booleans, dates or errors.
+def _staging_with(old: str, new: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.staging.yaml").read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+def test_a_tag_written_no_is_text_and_planned_as_written(tmp_path, capsys):
+    # Before: `country: NO` was read as false and refused with "put the value in quotes, e.g. \"false\"".
+    path = tmp_path / "Pulumi.test.yaml"
+    tags = "    team: ml-platform\n    country: NO\n    on-call: y\n"
+    path.write_text(_staging_with("    team: ml-platform\n", tags))
+    assert main(["plan", "test", "--stack-file", str(path), "--json"]) == 0
+    assert '"country": "NO"' in capsys.readouterr().out
+
+
+def test_a_label_written_true_is_still_a_boolean_and_says_how_to_quote_it(tmp_path, capsys):
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text(_staging_with("      capacity: spot\n", "      capacity: spot\n      labels: {spot: TRUE}\n"))
+    assert main(["plan", "test", "--stack-file", str(path)]) == 2
+    assert ("\n  neurodock:nodePools[1].labels.spot: must be text, but YAML read the unquoted true as a boolean; put "
+            "the value in quotes, e.g. \"true\" (with `pulumi config set --path`, add --type string)") in \
+        capsys.readouterr().err
+
+
+def test_an_unquoted_maintenance_time_is_named_with_what_pulumi_passes(tmp_path, capsys):
+    # Before: exit 1, "Object of type datetime is not JSON serializable".
+    text = (Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.prod.yaml").read_text().replace(
+        "    releaseChannel: STABLE\n", "    releaseChannel: STABLE\n    maintenanceWindow:\n"
+        "      startTime: 2026-01-03T01:00:00Z\n      endTime: \"2026-01-03T09:00:00Z\"\n")
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text(text)
+    assert main(["plan", "test", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert ("\n  neurodock:cloud.maintenanceWindow.startTime: must be an RFC 3339 time in UTC, e.g. "
+            "'2026-01-03T01:00:00Z', but YAML read an unquoted date or time as a timestamp, which Pulumi passes on as "
+            "'2026-01-03 01:00:00 +0000 UTC'; put the value in quotes") in err
+    assert err.count("\n  neurodock:") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["2026-01-03", "!!binary aGVsbG8=", "=", "1:30"])
+def test_values_pyyaml_could_not_serialise_no_longer_crash(tmp_path, capsys, value):
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text(_staging_with("    team: ml-platform\n", f"    team: ml-platform\n    since: {value}\n"))
+    assert main(["plan", "test", "--stack-file", str(path)]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mirror", ["not-a-url", "ftp://charts.example.com", "https://", "charts.example.com/mirror"])
+def test_a_chart_mirror_that_is_not_an_http_url_is_a_usage_error(capsys, mirror):
+    # Before: exit 1 after trying to fetch from it.
+    with pytest.raises(SystemExit) as exited:
+        main(["charts", "pull", "--mirror", mirror])
+    assert exited.value.code == 2
+    assert ("neurodock charts pull: error: argument --mirror: must be the http:// or https:// URL of a chart "
+            f"repository, e.g. https://charts.example.com/mirror (got {mirror!r})") in capsys.readouterr().err
+
+
+def test_a_chart_mirror_url_is_taken_as_given():
+    from infra.cli import _mirror_url
+
+    assert _mirror_url("https://charts.example.com/mirror") == "https://charts.example.com/mirror"
+    assert _mirror_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"

@@ -3,6 +3,7 @@ key path and what is allowed."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -580,3 +581,356 @@ def test_a_rollout_that_may_take_a_replica_down_first_needs_no_room_to_surge():
     config = config_of(stack_document("staging"))
     config["neurodock:models"][0].update(maxReplicas=5, rollout={"maxSurge": 0, "maxUnavailable": 1})
     assert config_warnings(parse_config(config)) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Rules from the second adversarial pass (243 inputs): each refused case has an accepted control.
+# --------------------------------------------------------------------------------------------
+
+READ_DATE = date(2026, 12, 6)
+"""The day the clouds' data (infra/config/data) was read: the cases below are judged on it, not on the clock."""
+
+
+@pytest.fixture
+def on_read_date(monkeypatch):
+    monkeypatch.setattr("infra.config.offerings.utc_today", lambda: READ_DATE)
+
+
+def _pop(path: list):
+    return _delete(path)
+
+
+def _secret(*keys: str):
+    def mutate(config: dict) -> None:
+        for key in keys:
+            config[f"neurodock:{key}"] = {"secure": "v1:AAAA"}
+    return mutate
+
+
+def _existing_vpc(config: dict) -> None:
+    config["neurodock:cloud"].pop("vpcCidr")
+    config["neurodock:cloud"]["existingVpc"] = {"vpcId": "vpc-0a1b2c3d4e5f67890",
+                                                "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"]}
+    config["neurodock:deploy"] = {"runsOn": ["self-hosted"], "inVpc": True}
+
+
+_T4 = _multi(_set(["neurodock:nodePools", 1, "instanceTypes"], ["g4dn.xlarge"]),
+             _set(["neurodock:nodePools", 1, "gpu", "type"], "nvidia-t4"),
+             _set(["neurodock:models", 0, "source"], "hf://Qwen/Qwen2.5-0.5B-Instruct"),
+             _delete(["neurodock:models", 0, "concurrency"]))
+"""Staging's GPU pool on T4s (compute capability 7.5), serving a model small enough for one."""
+_ARCH_70B = {"parametersBillions": 70.6, "layers": 80, "attentionHeads": 64, "kvHeads": 8, "headDim": 128}
+_AWQ_8B = _multi(_set(["neurodock:models", 0, "source"], "hf://hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"),
+                 _set(["neurodock:models", 0, "architecture"], {"parametersBillions": 8, "layers": 32,
+                                                                "attentionHeads": 32, "kvHeads": 8, "headDim": 128}))
+_MONITORING_OFF = _multi(_set(["neurodock:monitoring", "enabled"], False),
+                         _set(["neurodock:models", 0, "minReplicas"], 2),
+                         _set(["neurodock:models", 0, "maxReplicas"], 2),
+                         _set(["neurodock:models", 1, "maxReplicas"], 1))
+"""prod without monitoring (its models at fixed replicas: autoscaling reads Prometheus)."""
+
+# (case, stack, mutation, the problem line, the accepted control's mutation)
+RULES = [
+    # 2. Regions, zones and versions the clouds do not offer, from their lists (infra/config/data).
+    ("an AWS region that does not exist", "staging", _set(["neurodock:cloud", "region"], "us-west-9"),
+     "neurodock:cloud.region: AWS offers EKS in no region 'us-west-9'; did you mean 'us-west-2'?",
+     _set(["neurodock:cloud", "region"], "us-west-2")),
+    ("a Google Cloud region that does not exist", "prod", _set(["neurodock:cloud", "region"], "europe-west99"),
+     "neurodock:cloud.region: Google Cloud has no region 'europe-west99'; did you mean 'europe-west9'?",
+     _set(["neurodock:cloud", "region"], "europe-west4")),
+    ("a zone its region does not have", "prod", _set(["neurodock:cloud", "zones", 2], "europe-west4-f"),
+     "neurodock:cloud.zones[2]: zone 'europe-west4-f' is not a zone of region 'europe-west4'; Google Cloud zones are "
+     "the region, '-' and a letter, and europe-west4's are europe-west4-a, europe-west4-b, europe-west4-c",
+     _set(["neurodock:cloud", "zones", 2], "europe-west4-c")),
+    ("a GKE version out of standard support", "prod", _set(["neurodock:cloud", "kubernetesVersion"], "1.28"),
+     "neurodock:cloud.kubernetesVersion: GKE ended standard support for 1.28 on 2025-02-04, so no release channel "
+     "offers it; use a version in standard support: 1.35 (until 2027-04-11)",
+     _set(["neurodock:cloud", "kubernetesVersion"], "1.35")),
+    ("a GKE version not released", "prod", _set(["neurodock:cloud", "kubernetesVersion"], "1.39"),
+     "neurodock:cloud.kubernetesVersion: GKE does not offer Kubernetes 1.39",
+     _set(["neurodock:cloud", "kubernetesVersion"], "1.36")),
+    ("an EKS version out of standard support on STANDARD", "staging",
+     _set(["neurodock:cloud", "kubernetesVersion"], "1.34"),
+     "neurodock:cloud.kubernetesVersion: standard support for 1.34 ended on 2026-12-02: with supportType STANDARD EKS "
+     "upgrades the control plane itself", _multi(_set(["neurodock:cloud", "kubernetesVersion"], "1.34"),
+                                                 _set(["neurodock:cloud", "supportType"], "EXTENDED"))),
+    ("an EKS version past extended support", "staging", _multi(
+        _set(["neurodock:cloud", "kubernetesVersion"], "1.31"), _set(["neurodock:cloud", "supportType"], "EXTENDED")),
+     "neurodock:cloud.kubernetesVersion: EKS ended extended support for 1.31 on 2026-11-26",
+     _pop(["neurodock:cloud", "kubernetesVersion"])),
+    # 4. A canary's or shadow's flags and image.
+    ("a canary overriding a managed flag", "prod",
+     _set(["neurodock:models", 0, "canary", "extraArgs"], ["--tensor-parallel-size", "2"]),
+     "neurodock:models[0].canary.extraArgs[0]: --tensor-parallel-size is set by NeuroDock from config; use the "
+     "matching engineArgs key instead (it applies to the canary too)",
+     _set(["neurodock:models", 0, "canary", "extraArgs"], ["--max-num-batched-tokens", "8192"])),
+    ("a shadow overriding a managed flag joined by '='", "prod",
+     _set(["neurodock:models", 0, "shadow", "extraArgs"], ["--max-model-len=4096"]),
+     "neurodock:models[0].shadow.extraArgs[0]: --max-model-len is set by NeuroDock from config",
+     _set(["neurodock:models", 0, "shadow", "extraArgs"], ["--enable-prefix-caching"])),
+    ("an empty canary image", "prod", _set(["neurodock:models", 0, "canary", "image"], ""),
+     "neurodock:models[0].canary.image: is empty; remove the key to run the stable version's image",
+     _set(["neurodock:models", 0, "canary", "image"], "vllm/vllm-openai:v0.29.0")),
+    ("a canary image without a tag", "prod", _set(["neurodock:models", 0, "canary", "image"], "vllm/vllm-openai"),
+     "neurodock:models[0].canary.image: 'vllm/vllm-openai' has no tag, so each node pulls whatever the registry holds",
+     _set(["neurodock:models", 0, "canary", "image"], "vllm/vllm-openai@sha256:" + "0" * 64)),
+    ("a shadow image tagged latest", "prod",
+     _set(["neurodock:models", 0, "shadow", "image"], "vllm/vllm-openai:latest"),
+     "neurodock:models[0].shadow.image: 'vllm/vllm-openai:latest' has the tag 'latest'",
+     _set(["neurodock:models", 0, "shadow", "image"], "registry.example.com:5000/ml/vllm:v0.28.0")),
+    ("a canary image that is a web page", "prod",
+     _set(["neurodock:models", 0, "canary", "image"], "https://hub.docker.com/r/vllm/vllm-openai"),
+     "neurodock:models[0].canary.image: 'https://hub.docker.com/r/vllm/vllm-openai' is not an image reference",
+     _set(["neurodock:models", 0, "canary", "image"], "docker.io/vllm/vllm-openai:v0.28.0")),
+    # 5. Allow-lists that amount to the internet, that cannot match, or that nothing reads.
+    ("an API allow-list of two halves of the internet", "staging",
+     _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["0.0.0.0/1", "128.0.0.0/1"]),
+     "neurodock:cloud.endpoint.allowedCidrs: together these ranges cover the whole IPv4 space, as 0.0.0.0/0 does",
+     _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["17.0.0.0/8"])),
+    ("an API allow-list wider than a /8", "staging",
+     _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["8.0.0.0/7"]),
+     "neurodock:cloud.endpoint.allowedCidrs: together these ranges admit 33,554,432 internet addresses",
+     _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["8.0.0.0/8"])),
+    ("a gateway allow-list of two halves of the internet", "dev",
+     _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["0.0.0.0/1", "128.0.0.0/1"]}),
+     "neurodock:gateway.allowedCidrs: together these ranges cover the whole IPv4 space",
+     _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["203.0.113.0/24"]})),
+    ("a private range on a public EKS endpoint", "staging",
+     _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["10.0.0.0/8", "198.51.100.10/32"]),
+     "neurodock:cloud.endpoint.allowedCidrs[0]: 10.0.0.0/8 is a private (RFC 1918) range, which never reaches a public "
+     "EKS endpoint", _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["198.51.100.10/32"])),
+    ("an allow-list on a private EKS endpoint", "staging", _multi(
+        _existing_vpc, _set(["neurodock:cloud", "endpoint"], {"public": False, "allowedCidrs": ["198.51.100.10/32"]})),
+     "neurodock:cloud.endpoint.allowedCidrs: is ignored: EKS applies the allow-list to a public endpoint only",
+     _multi(_existing_vpc, _set(["neurodock:cloud", "endpoint"], {"public": False}))),
+    # 6. Model sizes, number formats and budgets the engine and the GPUs would refuse.
+    ("more KV heads than attention heads", "prod",
+     _set(["neurodock:models", 1, "architecture"], {**_ARCH_70B, "kvHeads": 128}),
+     "neurodock:models[1].architecture.kvHeads: 128 KV heads exceed the 64 attention heads",
+     _set(["neurodock:models", 1, "architecture"], _ARCH_70B)),
+    ("attention heads not a multiple of the KV heads", "staging", _multi(
+        _set(["neurodock:models", 0, "source"], "hf://acme/in-house-7b"),
+        _set(["neurodock:models", 0, "architecture"], {"parametersBillions": 7, "layers": 32, "attentionHeads": 32,
+                                                        "kvHeads": 6, "headDim": 128})),
+     "neurodock:models[0].architecture.kvHeads: 6 KV heads do not divide the 32 attention heads",
+     _multi(_set(["neurodock:models", 0, "source"], "hf://acme/in-house-7b"),
+            _set(["neurodock:models", 0, "architecture"], {"parametersBillions": 7, "layers": 32, "attentionHeads": 32,
+                                                            "kvHeads": 8, "headDim": 128}))),
+    ("a size contradicting the catalogue", "prod",
+     _set(["neurodock:models", 1, "architecture"], {**_ARCH_70B, "layers": 32}),
+     "neurodock:models[1].architecture.layers: 32 contradicts the catalogue's 80 for "
+     "hf://meta-llama/Llama-3.3-70B-Instruct", _set(["neurodock:models", 1, "architecture"],
+                                                      {**_ARCH_70B, "parametersBillions": 70})),
+    ("a context no model has", "prod", _set(["neurodock:models", 1, "architecture"],
+                                            {**_ARCH_70B, "maxContext": 10**12}),
+     "neurodock:models[1].architecture.maxContext: must be less than or equal to 10485760 (got 1000000000000)",
+     _set(["neurodock:models", 1, "architecture"], {**_ARCH_70B, "maxContext": 131072})),
+    ("bf16 on a T4", "staging", _multi(_T4, _set(["neurodock:models", 0, "engineArgs"], {"dtype": "bfloat16"})),
+     "neurodock:models[0].engineArgs.dtype: bfloat16 needs compute capability 8.0, and the nvidia-t4 of pool 'gpu-l4' "
+     "has 7.5: vLLM refuses to start", _multi(_T4, _set(["neurodock:models", 0, "engineArgs"], {"dtype": "float16"}))),
+    ("fp8 on a T4", "staging", _multi(_T4, _set(["neurodock:models", 0, "engineArgs"], {"quantization": "fp8"})),
+     "neurodock:models[0].engineArgs.quantization: fp8 needs compute capability 8.0, and the nvidia-t4 of pool "
+     "'gpu-l4' has 7.5", _set(["neurodock:models", 0, "engineArgs"], {"quantization": "fp8"})),
+    ("AWQ of an unquantised checkpoint", "staging",
+     _set(["neurodock:models", 0, "engineArgs"], {"quantization": "awq"}),
+     "neurodock:models[0].engineArgs.quantization: hf://meta-llama/Llama-3.1-8B-Instruct is the unquantised "
+     "checkpoint of model 'llama-3-1-8b'", _multi(_AWQ_8B, _set(["neurodock:models", 0, "engineArgs"],
+                                                                 {"quantization": "awq"}))),
+    ("AWQ with bfloat16", "staging", _multi(_AWQ_8B, _set(["neurodock:models", 0, "engineArgs"],
+                                                          {"quantization": "awq", "dtype": "bfloat16"})),
+     "neurodock:models[0].engineArgs.dtype: vLLM runs awq with float16 activations only and refuses bfloat16",
+     _multi(_AWQ_8B, _set(["neurodock:models", 0, "engineArgs"], {"quantization": "awq", "dtype": "float16"}))),
+    ("a model-load budget shorter than the estimate", "staging",
+     _set(["neurodock:readiness"], {"modelLoadSeconds": 30}),
+     "neurodock:readiness.modelLoadSeconds: 30 s is shorter than the 137 s the plan estimates for model 'llama-3-1-8b'",
+     _set(["neurodock:readiness"], {"modelLoadSeconds": 137})),
+    ("a model's own load budget shorter than the estimate", "prod",
+     _set(["neurodock:models", 1, "readiness"], {"modelLoadSeconds": 60}),
+     "neurodock:models[1].readiness.modelLoadSeconds: 60 s is shorter than the",
+     _set(["neurodock:models", 1, "readiness"], {"modelLoadSeconds": 3600})),
+    # 7. Settings another setting silently drops (errors; the warnings are below).
+    ("alert receivers with monitoring off", "prod", _MONITORING_OFF,
+     "neurodock:monitoring.alerting.receivers: would hear nothing: Alertmanager and the alert rules come with the "
+     "monitoring stack, and monitoring.enabled is false",
+     _multi(_MONITORING_OFF, _set(["neurodock:monitoring"], {"enabled": False}))),
+    ("a smoke test with the gateway off", "dev", _set(["neurodock:gateway"], {"enabled": False, "smokeTest": True}),
+     "neurodock:gateway.smokeTest: cannot run: the smoke test asks every model through the gateway",
+     _set(["neurodock:gateway"], {"enabled": False, "smokeTest": False})),
+    ("TLS secrets with TLS left off", "dev", _secret("gatewayTlsCert", "gatewayTlsKey"),
+     "neurodock:gateway.tls: is false (its default) while neurodock:gatewayTlsCert and neurodock:gatewayTlsKey hold a "
+     "certificate, so the gateway would serve plain HTTP",
+     _multi(_secret("gatewayTlsCert", "gatewayTlsKey"), _set(["neurodock:gateway"], {"tls": True}))),
+    ("a shared weights volume on kind", "dev", _set(["neurodock:models", 0, "cache"], {"sharedStorageClass": "efs-sc"}),
+     "neurodock:models[0].cache.sharedStorageClass: kind has no ReadWriteMany storage class",
+     _set(["neurodock:models", 0, "cache"], {})),
+    ("a storage class name Kubernetes refuses", "staging",
+     _set(["neurodock:models", 0, "cache"], {"sharedStorageClass": "EFS SC"}),
+     "neurodock:models[0].cache.sharedStorageClass: 'EFS SC' is not a storage class name",
+     _set(["neurodock:models", 0, "cache"], {"sharedStorageClass": "efs-sc"})),
+    # 8. What crashed, or said two things at once.
+    ("a maintenance window on a day that does not exist", "prod",
+     _set(["neurodock:cloud", "maintenanceWindow"], {"startTime": "2026-02-30T01:00:00Z",
+                                                      "endTime": "2026-03-01T09:00:00Z"}),
+     "neurodock:cloud.maintenanceWindow.startTime: '2026-02-30T01:00:00Z' is not a date and time that exists",
+     _set(["neurodock:cloud", "maintenanceWindow"], {"startTime": "2026-02-28T01:00:00Z",
+                                                      "endTime": "2026-02-28T09:00:00Z"})),
+    ("a maintenance window ending at hour 25", "prod",
+     _set(["neurodock:cloud", "maintenanceWindow"], {"endTime": "2026-01-03T25:00:00Z"}),
+     "neurodock:cloud.maintenanceWindow.endTime: '2026-01-03T25:00:00Z' is not a date and time that exists",
+     _set(["neurodock:cloud", "maintenanceWindow"], {"endTime": "2026-01-03T23:00:00Z"})),
+]
+
+
+@pytest.mark.parametrize(("stack", "mutate", "expected"), [c[1:4] for c in RULES], ids=[c[0] for c in RULES])
+def test_each_rule_refuses_its_case_naming_the_key(on_read_date, write_stack, capsys, stack, mutate, expected):
+    document = stack_document(stack)
+    mutate(config_of(document))
+    assert main(["plan", "test", "--stack-file", str(write_stack(document))]) == 2
+    captured = capsys.readouterr()
+    assert f"\n  {expected}" in captured.err, captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize(("stack", "control"), [(c[1], c[4]) for c in RULES], ids=[c[0] for c in RULES])
+def test_each_rule_accepts_its_control(on_read_date, stack, control):
+    config = config_of(stack_document(stack))
+    control(config)
+    secrets = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
+    parse_config(config, secrets)
+
+
+# (case, stack, mutation, the warning, the control that raises none)
+COHERENCE_WARNINGS = [
+    ("Grafana settings with monitoring off", "dev", _multi(
+        _set(["neurodock:monitoring"], {"enabled": False, "grafana": True}),
+        _set(["neurodock:models", 0, "maxReplicas"], 1)),
+     "neurodock:monitoring.grafana: is unused: monitoring.enabled is false",
+     _multi(_set(["neurodock:monitoring"], {"enabled": False}), _set(["neurodock:models", 0, "maxReplicas"], 1))),
+    ("a Grafana password with Grafana off", "dev", _multi(_set(["neurodock:monitoring", "grafana"], False),
+                                                          _secret("grafanaAdminPassword")),
+     "neurodock:grafanaAdminPassword: is unused: monitoring.grafana is false",
+     _secret("grafanaAdminPassword")),
+    ("a public gateway that is off", "dev",
+     _set(["neurodock:gateway"], {"enabled": False, "public": True, "allowedCidrs": ["203.0.113.0/24"]}),
+     "neurodock:gateway.public: is unused: gateway.enabled is false", _set(["neurodock:gateway"], {"enabled": False})),
+    ("gateway API keys with the gateway off", "dev", _multi(_set(["neurodock:gateway"], {"enabled": False}),
+                                                            _secret("gatewayApiKeys")),
+     "neurodock:gatewayApiKeys: is unused: gateway.enabled is false", _secret("gatewayApiKeys")),
+    ("a gateway allow-list on a private gateway", "dev",
+     _set(["neurodock:gateway"], {"allowedCidrs": ["203.0.113.0/24"]}),
+     "neurodock:gateway.allowedCidrs: is unused: it admits sources to a public gateway, and gateway.public is false",
+     _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["203.0.113.0/24"]})),
+    ("TLS secrets with TLS turned off", "dev", _multi(_secret("gatewayTlsCert", "gatewayTlsKey"),
+                                                      _set(["neurodock:gateway"], {"tls": False})),
+     "neurodock:gateway.tls: is false, so neurodock:gatewayTlsCert and neurodock:gatewayTlsKey are unused",
+     _multi(_secret("gatewayTlsCert", "gatewayTlsKey"), _set(["neurodock:gateway"], {"tls": True}))),
+]
+
+
+@pytest.mark.parametrize(("stack", "mutate", "expected", "control"), [c[1:] for c in COHERENCE_WARNINGS],
+                         ids=[c[0] for c in COHERENCE_WARNINGS])
+def test_a_setting_another_drops_is_warned_about_naming_both(on_read_date, stack, mutate, expected, control):
+    from infra.config import config_warnings
+
+    def warnings_of(mutation) -> list[str]:
+        config = config_of(stack_document(stack))
+        mutation(config)
+        secrets = [k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"}]
+        return [str(w) for w in config_warnings(parse_config(config, secrets))]
+
+    assert any(w.startswith(expected) for w in warnings_of(mutate)), warnings_of(mutate)
+    key = expected.split(": ", 1)[0]
+    assert not any(w.startswith(f"{key}: ") for w in warnings_of(control)), warnings_of(control)
+
+
+def test_a_mig_profile_on_a_gpu_without_mig_is_reported_alone(write_stack, capsys):
+    # Before: the MIG problem, then memory advice computed from the refused slice's 4.7 GiB.
+    document = stack_document("prod")
+    document["config"]["neurodock:nodePools"][1]["gpu"]["sharing"] = {"strategy": "mig", "partitionSize": "1g.5gb"}
+    assert main(["plan", "test", "--stack-file", str(write_stack(document))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n  neurodock:") == 1, err
+    assert "\n  neurodock:nodePools[1].gpu.sharing.strategy: nvidia-l4 does not support MIG" in err
+
+
+def test_a_refused_architecture_gives_no_memory_advice(on_read_date, write_stack, capsys):
+    document = stack_document("prod")
+    document["config"]["neurodock:models"][1]["architecture"] = {**_ARCH_70B, "kvHeads": 128}
+    assert main(["plan", "test", "--stack-file", str(write_stack(document))]) == 2
+    err = capsys.readouterr().err
+    assert "architecture.kvHeads" in err and "does not fit pool" not in err, err
+
+
+def test_the_eks_default_is_in_standard_support_on_the_read_date():
+    from infra.config import EksCloud, eks_version_problem
+
+    default = EksCloud.model_fields["kubernetes_version"].default
+    assert default == "1.35"
+    assert eks_version_problem(default, "STANDARD", READ_DATE) is None
+    # The control: the former default ended standard support four days before.
+    assert eks_version_problem("1.34", "STANDARD", READ_DATE) is not None
+
+
+def test_an_eks_version_in_extended_support_is_refused_only_on_standard():
+    from infra.config import eks_version_problem
+
+    assert eks_version_problem("1.34", "EXTENDED", READ_DATE) is None
+    assert eks_version_problem("1.34", "STANDARD", date(2026, 12, 1)) is None
+    assert "standard support for 1.34 ended on 2026-12-02" in eks_version_problem("1.34", "STANDARD", date(2026, 12, 2))
+
+
+def test_the_clouds_data_names_its_source_and_warns_when_old():
+    """Data that ages (STYLE #24): every file says where it came from, when, and how to refresh it; past 180 days
+    this test warns (a pytest warning, not a failure) so someone reads the sources again."""
+    import warnings
+
+    from infra.config import DATA_DIR, STALE_AFTER_DAYS, offering, stale_data
+
+    names = sorted(p.stem for p in DATA_DIR.glob("*.json"))
+    assert names == ["aws_regions", "eks_versions", "gcp_zones", "gke_versions"]
+    for name in names:
+        data = offering(name)
+        assert data["source"] and data["refresh"] and date.fromisoformat(data["read"]) <= date.today()
+    assert stale_data(READ_DATE) == []
+    assert len(stale_data(READ_DATE + timedelta(days=STALE_AFTER_DAYS + 1))) == len(names)
+    for stale in stale_data():
+        warnings.warn(stale, stacklevel=1)
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("aws:secretKey", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+     "aws:secretKey: holds an AWS secret access key in plain text, which would sit in git and in every plan; remove "
+     "it, revoke it, and set it with `pulumi config set --secret aws:secretKey`"),
+    ("aws:accessKey", "AKIAIOSFODNN7EXAMPLE", "aws:accessKey: holds an AWS access key id in plain text"),
+    ("aws:token", "FwoGZXIvYXdzEJr", "aws:token: holds an AWS session token in plain text"),
+    ("gcp:accessToken", "ya29.a0Af", "gcp:accessToken: holds a Google Cloud OAuth access token in plain text"),
+    ("gcp:credentials", '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"}',
+     "gcp:credentials: holds a Google Cloud service account key in plain text"),
+    ("kubernetes:kubeconfig", "apiVersion: v1\nusers:\n- name: ci\n  user:\n    token: abc\n",
+     "kubernetes:kubeconfig: holds a kubeconfig with user credentials in plain text"),
+    ("aws:assumeRoleWithWebIdentity", '{"roleArn": "arn:aws:iam::123456789012:role/ci", "webIdentityToken": "eyJ"}',
+     "aws:assumeRoleWithWebIdentity.webIdentityToken: holds a web identity (OIDC) token in plain text, which would "
+     "sit in git and in every plan; remove it, revoke it, and set it with `pulumi config set --secret --path "
+     "aws:assumeRoleWithWebIdentity.webIdentityToken`"),
+    ("gcp:externalCredentials", '{"audience": "x", "serviceAccountEmail": "a@b", "identityToken": "eyJ"}',
+     "gcp:externalCredentials.identityToken: holds an identity token in plain text"),
+])
+def test_a_provider_credential_in_plain_text_is_refused(key, value, expected):
+    config = config_of(stack_document("dev"))
+    config[key] = value
+    assert expected in "\n".join(problems_of(config))
+    # The control: the same value set with `pulumi config set --secret`.
+    parse_config(config, [key])
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("gcp:credentials", "/home/ci/key.json"),
+    ("kubernetes:kubeconfig", "~/.kube/config"),
+    ("kubernetes:kubeconfig", "apiVersion: v1\nusers:\n- name: ci\n  user:\n    exec: {command: aws}\n"),
+    ("aws:region", "us-west-2"),
+    ("aws:assumeRoleWithWebIdentity", '{"roleArn": "arn:aws:iam::123456789012:role/ci", "webIdentityTokenFile": "/t"}'),
+])
+def test_a_provider_setting_that_holds_no_credential_is_accepted(key, value):
+    config = config_of(stack_document("dev"))
+    config[key] = value
+    parse_config(config)

@@ -307,3 +307,82 @@ def test_the_bootstrap_project_reads_its_own_stacks():
     assert project["name"] == "neurodock-bootstrap" and project["config"]["pulumi:disable-default-providers"]
     assert stack_names(BOOTSTRAP_DIR) == ["aws", "gcp"]
     assert load_stack_file("aws", root=BOOTSTRAP_DIR).config["neurodock-bootstrap:location"] == "us-west-2"
+
+
+# Scalars as Pulumi reads them: go-yaml v3 (gopkg.in/yaml.v3 v3.0.1, Pulumi's reader) resolves plain scalars by its
+# resolve.go tables, not YAML 1.1's; an unquoted timestamp reaches the program as Go's time.Time.String().
+GO_YAML_SCALARS = [
+    # (as written, the text a top-level value reaches the program as, the value inside an object)
+    # YAML 1.1 booleans are text; only true and false, in any of three cases, are booleans.
+    ("no", "no", "no"), ("NO", "NO", "NO"), ("on", "on", "on"), ("off", "off", "off"), ("y", "y", "y"),
+    ("yes", "yes", "yes"), ("Yes", "Yes", "Yes"), ("true", "true", True), ("True", "true", True),
+    ("TRUE", "true", True), ("False", "false", False), ("tRUE", "tRUE", "tRUE"),
+    # Integers: Go's ParseInt with base prefixes (0o is a number, 017 octal), underscores dropped.
+    ("0o17", "15", 15), ("017", "15", 15), ("0x1F", "31", 31), ("0b101", "5", 5), ("1_000", "1000", 1000),
+    ("+5", "5", 5),
+    # Floats, written back by Go's JSON encoder (a whole float as an integer); 08 is a float to go-yaml.
+    ("1e3", "1000", 1000), ("1.30", "1.3", 1.3), (".5", "0.5", 0.5), ("08", "8", 8), ("2.0", "2", 2),
+    # Text for go-yaml, something else (or an error) for PyYAML: sexagesimal, '=', an impossible date.
+    ("1:30", "1:30", "1:30"), ("=", "=", "="), ("2026-02-30", "2026-02-30", "2026-02-30"),
+    # Timestamps: as Go prints them.
+    ("2026-01-03", "2026-01-03 00:00:00 +0000 UTC", "2026-01-03 00:00:00 +0000 UTC"),
+    ("2026-01-03T01:00:00Z", "2026-01-03 01:00:00 +0000 UTC", "2026-01-03 01:00:00 +0000 UTC"),
+    ("2026-01-03 01:00:00", "2026-01-03 01:00:00 +0000 UTC", "2026-01-03 01:00:00 +0000 UTC"),
+    ("2026-01-03t01:00:00.50+02:00", "2026-01-03 01:00:00.5 +0200 +0200", "2026-01-03 01:00:00.5 +0200 +0200"),
+    # Tags: quoted and !!str scalars are text, and so is one tagged !; !!binary is decoded.
+    ('"no"', "no", "no"), ("'TRUE'", "TRUE", "TRUE"), ("!!str 12", "12", "12"), ("! 12", "12", "12"),
+    ("!!binary aGVsbG8=", "hello", "hello"), ("!!float 1", "1", 1), ("~", "null", None),
+]
+
+
+@pytest.mark.parametrize(("written", "text", "value"), GO_YAML_SCALARS, ids=[c[0] for c in GO_YAML_SCALARS])
+def test_a_scalar_reaches_the_program_as_pulumi_passes_it(raw_stack, written, text, value):
+    loaded = load_stack_file("test", raw_stack(f"config:\n  neurodock:value: {written}\n"
+                                               f"  neurodock:object: {{key: {written}}}\n"))
+    assert loaded.config["neurodock:value"] == text
+    assert json.loads(loaded.config["neurodock:object"]) == {"key": value}
+
+
+def test_go_resolve_follows_go_yaml_tables():
+    from infra.plan.stackfile import go_resolve
+
+    assert go_resolve("", "no") == ("str", "no")
+    assert go_resolve("", "FALSE") == ("bool", False)
+    assert go_resolve("", "") == ("null", None)
+    assert go_resolve("", "99999999999999999999") == ("float", 1e20)  # past uint64: a float, as in resolve.go
+    assert go_resolve("", "1e400") == ("str", "1e400")  # out of range for ParseFloat: text
+    assert go_resolve("float", "1") == ("float", 1.0)
+    with pytest.raises(ValueError, match="cannot decode !!str `yes` as a !!bool"):
+        go_resolve("bool", "yes")
+
+
+def test_environment_no_is_the_name_no_as_pulumi_deploys_it(raw_stack):
+    from infra.config import parse_config
+
+    text = (REPO_ROOT / "stacks" / "Pulumi.dev.yaml").read_text().replace("neurodock:environment: dev",
+                                                                          "neurodock:environment: no")
+    loaded = load_stack_file("test", raw_stack(text))
+    assert loaded.config["neurodock:environment"] == "no"
+    assert parse_config(loaded.config).cluster_name == "neurodock-no"
+
+
+def test_an_explicit_tag_go_yaml_refuses_names_its_line(raw_stack):
+    path = raw_stack("config:\n  neurodock:environment: dev\n  neurodock:value: !!int abc\n")
+    assert load_error(path).startswith(f"{path}: line 3, column 20: not valid YAML: cannot decode !!str `abc` as a "
+                                       "!!int")
+
+
+@pytest.mark.parametrize("written", [".inf", "-.Inf", ".NaN"])
+def test_a_number_pulumi_cannot_pass_is_named_by_its_key(raw_stack, written):
+    path = raw_stack(f"config:\n  neurodock:monitoring: {{storageGib: {written}}}\n")
+    message = load_error(path)
+    assert message.startswith(f"{path}: key 'neurodock:monitoring.storageGib': {written.lower()} is not a number "
+                              "Pulumi can pass to a program"), message
+    # The control: a finite number is passed as written.
+    assert json.loads(load_stack_file("test", raw_stack("config:\n  neurodock:monitoring: {storageGib: 5}\n"))
+                      .config["neurodock:monitoring"]) == {"storageGib": 5}
+
+
+def test_a_key_that_is_not_text_is_passed_as_go_prints_it(raw_stack):
+    loaded = load_stack_file("test", raw_stack("config:\n  neurodock:tags: {404: a, true: b, 2.0: c}\n"))
+    assert json.loads(loaded.config["neurodock:tags"]) == {"404": "a", "true": "b", "2": "c"}

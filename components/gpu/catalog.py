@@ -20,26 +20,47 @@ class GpuModel:
     product: str
     gke_accelerator: str | None
     eks: bool
+    compute_capability: tuple[int, int]
+    """CUDA compute capability (NVIDIA, "CUDA GPU Compute Capability", developer.nvidia.com/cuda-gpus, as the CUDA
+    Programming Guide 5.1.1 points to it; read 2026-12-06): which number formats the engine can run (vLLM: bf16
+    needs 8.0, fp8 8.0 with weight-only Marlin kernels below 8.9; see ``VLLM_MIN_CAPABILITY``)."""
 
 
 GPU_MODELS: dict[str, GpuModel] = {
     g.name: g
     for g in (
         GpuModel(name="nvidia-t4", memory_gib=15, product="Tesla-T4",
-                 gke_accelerator="nvidia-tesla-t4", eks=True),
-        GpuModel(name="nvidia-a10g", memory_gib=22, product="NVIDIA-A10G", gke_accelerator=None, eks=True),
-        GpuModel(name="nvidia-l4", memory_gib=22, product="NVIDIA-L4", gke_accelerator="nvidia-l4", eks=True),
-        GpuModel(name="nvidia-l40s", memory_gib=44, product="NVIDIA-L40S", gke_accelerator=None, eks=True),
+                 gke_accelerator="nvidia-tesla-t4", eks=True, compute_capability=(7, 5)),
+        GpuModel(name="nvidia-a10g", memory_gib=22, product="NVIDIA-A10G", gke_accelerator=None, eks=True,
+                 compute_capability=(8, 6)),
+        GpuModel(name="nvidia-l4", memory_gib=22, product="NVIDIA-L4", gke_accelerator="nvidia-l4", eks=True,
+                 compute_capability=(8, 9)),
+        GpuModel(name="nvidia-l40s", memory_gib=44, product="NVIDIA-L40S", gke_accelerator=None, eks=True,
+                 compute_capability=(8, 9)),
         GpuModel(name="nvidia-a100-40gb", memory_gib=39, product="NVIDIA-A100-SXM4-40GB",
-                 gke_accelerator="nvidia-tesla-a100", eks=True),
+                 gke_accelerator="nvidia-tesla-a100", eks=True, compute_capability=(8, 0)),
         GpuModel(name="nvidia-a100-80gb", memory_gib=79, product="NVIDIA-A100-SXM4-80GB",
-                 gke_accelerator="nvidia-a100-80gb", eks=True),
+                 gke_accelerator="nvidia-a100-80gb", eks=True, compute_capability=(8, 0)),
         GpuModel(name="nvidia-h100-80gb", memory_gib=79, product="NVIDIA-H100-80GB-HBM3",
-                 gke_accelerator="nvidia-h100-80gb", eks=True),
+                 gke_accelerator="nvidia-h100-80gb", eks=True, compute_capability=(9, 0)),
         GpuModel(name="nvidia-h200-141gb", memory_gib=139, product="NVIDIA-H200",
-                 gke_accelerator="nvidia-h200-141gb", eks=True),
+                 gke_accelerator="nvidia-h200-141gb", eks=True, compute_capability=(9, 0)),
     )
 }
+
+
+VLLM_MIN_CAPABILITY: dict[str, tuple[int, int]] = {"bfloat16": (8, 0), "fp8": (8, 0), "awq": (7, 5)}
+"""The compute capability vLLM needs for a weights dtype or a quantisation: ``check_if_supports_dtype`` refuses
+bfloat16 below 8.0 (vllm/platforms/cuda.py, "Bfloat16 is only supported on GPUs with compute capability of at
+least 8.0"), and each quantisation's ``get_min_capability`` (vllm/model_executor/layers/quantization fp8.py 80,
+awq.py 75), checked when the engine loads the model. Read 2026-12-06 in the stored copies of vllm-project/vllm
+(cuda.py at 002db4951e, fp8.py at 0071b24bf8, awq.py at 000796acdf): the v0.28.0 tree is over the size this
+workplace fetches, and the bfloat16 threshold reads the same in every older copy found (``_check_if_gpu_supports_dtype``
+of the v0 workers)."""
+VLLM_HALF_ONLY_QUANTIZATIONS = frozenset({"awq"})
+"""Quantisations whose kernels take float16 activations only (``get_supported_act_dtypes`` returns
+``[torch.half]``): vLLM refuses them with bfloat16 ("torch.bfloat16 is not supported for quantization method
+awq. Supported dtypes: [torch.float16]")."""
 
 
 @dataclass(frozen=True, kw_only=True)

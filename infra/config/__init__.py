@@ -4,9 +4,12 @@ Pydantic lives here, at the edge. The rest of the program receives validated, fr
 turns them into component ``Args``; no ``Output`` ever enters a model.
 
 One module per concern, each owning its models, defaults and checks: ``cloud`` (the cluster's cloud,
-network, endpoint and tags), ``pools`` (node pools and their GPUs), ``serving`` (models, versions,
-engine, readiness), ``capacity`` (whether they fit), ``monitoring`` (and alerting), ``gateway``,
-``deploy``; ``stack`` puts them together and reads them from Pulumi, ``messages`` words pydantic's
+network, endpoint and tags), ``offerings`` (the regions, zones and versions the clouds offer, from ``data/``),
+``pools`` (node pools and their GPUs), ``serving`` (models, versions, rollout, readiness), ``engine`` (what
+the engine would refuse: managed flags, images, model sizes, number formats), ``capacity`` (whether they fit),
+``budgets`` (readiness budgets against the estimate), ``monitoring`` (and alerting), ``gateway``, ``deploy``,
+``providers`` (credentials in the cloud providers' namespaces), ``coherence`` (settings another setting
+silently drops); ``stack`` puts them together and reads them from Pulumi, ``messages`` words pydantic's
 errors, ``base`` holds what they share. Stack files themselves are read by ``infra.plan.stackfile``.
 
 Validation happens in two passes, both before any resource exists:
@@ -20,12 +23,17 @@ example ``neurodock:nodePools[1].gpu.count``; :class:`ConfigError` carries all o
 """
 
 from infra.config.base import *  # noqa: F403
+from infra.config.budgets import *  # noqa: F403
 from infra.config.capacity import *  # noqa: F403
 from infra.config.cloud import *  # noqa: F403
+from infra.config.coherence import *  # noqa: F403
 from infra.config.deploy import *  # noqa: F403
+from infra.config.engine import *  # noqa: F403
 from infra.config.gateway import *  # noqa: F403
 from infra.config.messages import *  # noqa: F403
 from infra.config.monitoring import *  # noqa: F403
+from infra.config.offerings import *  # noqa: F403
 from infra.config.pools import *  # noqa: F403
+from infra.config.providers import *  # noqa: F403
 from infra.config.serving import *  # noqa: F403
 from infra.config.stack import *  # noqa: F403

@@ -135,6 +135,38 @@ def cidr_problem(cidr: str) -> str | None:
     return None
 
 
+NOT_INTERNET = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"))
+"""Ranges no request from the internet comes from (RFC 6890: "this network", private, shared carrier-grade NAT,
+loopback, link-local)."""
+INTERNET_ALLOWLIST_ADDRESSES = 2**24
+"""An allow-list admitting more internet addresses than a /8 holds (16.8 million) is the internet in all but name:
+the largest block any one organisation holds is a legacy /8, so wider lists are other people's addresses, and two
+/1 halves are 0.0.0.0/0 written twice."""
+
+
+def allowlist_breadth_problem(cidrs: Iterable[str], what: str) -> str | None:
+    """A problem when ``cidrs`` together admit more internet addresses than :data:`INTERNET_ALLOWLIST_ADDRESSES`,
+    however they are split; ``what`` is what they open (``the API server``)."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.IPv4Network(cidr, strict=False))
+        except ValueError:
+            continue  # reported on the entry
+    merged = list(ipaddress.collapse_addresses(networks))
+    public = sum(n.num_addresses - sum(min(n.num_addresses, p.num_addresses) for p in NOT_INTERNET
+                                       if n.overlaps(p)) for n in merged)
+    if public <= INTERNET_ALLOWLIST_ADDRESSES:
+        return None
+    if merged == [ipaddress.IPv4Network("0.0.0.0/0")]:
+        wide = "cover the whole IPv4 space, as 0.0.0.0/0 does"
+    else:
+        wide = (f"admit {public:,} internet addresses ({public / 2**32:.1%} of them), more than the "
+                f"{INTERNET_ALLOWLIST_ADDRESSES:,} of a /8")
+    return f"together these ranges {wide}, which opens {what} to the internet; list only your own egress ranges"
+
+
 def decode(value: Any) -> Any:
     """Pulumi passes structured config values to programs as JSON text."""
     if isinstance(value, str) and value[:1] in ("{", "["):
@@ -149,6 +181,8 @@ __all__ = [
     "AWS_REGION_PATTERN",
     "CONFIG_NAMESPACE",
     "GCP_REGION_PATTERN",
+    "INTERNET_ALLOWLIST_ADDRESSES",
+    "NOT_INTERNET",
     "PATTERN_HINTS",
     "PLAIN_KEY",
     "VARIANTS",
@@ -166,6 +200,7 @@ __all__ = [
     "Timestamp",
     "Token",
     "WeightsUri",
+    "allowlist_breadth_problem",
     "cidr_problem",
     "count_noun",
     "decode",

@@ -24,9 +24,17 @@ from infra.config.base import (
     Name,
     Problem,
     Timestamp,
+    allowlist_breadth_problem,
     cidr_problem,
     key_path,
     pattern,
+)
+from infra.config.offerings import (
+    aws_region_problem,
+    eks_version_problem,
+    gcp_region_problem,
+    gcp_zone_problem,
+    gke_version_problem,
 )
 
 if TYPE_CHECKING:
@@ -111,8 +119,9 @@ class EksCloud(Model):
     """AWS region, for example ``us-west-2``."""
     zones: list[str] = Field(min_length=2)
     """Availability zones for subnets and node groups: at least two, all in ``region``."""
-    kubernetes_version: KubernetesVersion = "1.34"
-    """EKS Kubernetes version, one in EKS standard support (default 1.34; see README, "Kubernetes versions")."""
+    kubernetes_version: KubernetesVersion = "1.35"
+    """EKS Kubernetes version, one in EKS standard support (default 1.35, in standard support until 2027-03-27:
+    infra/config/data/eks_versions.json; see README, "Kubernetes versions")."""
     support_type: Literal["STANDARD", "EXTENDED"] = "STANDARD"
     """At the end of standard support, ``STANDARD`` lets EKS upgrade the control plane; ``EXTENDED`` keeps the
     version for up to 12 more months at an extra hourly charge (default STANDARD)."""
@@ -179,31 +188,22 @@ def cloud_problems(config: StackConfig) -> list[Problem]:
         add(("cloud", "kubernetesVersion"), f"no pinned {what} for {cloud.kubernetes_version!r}; "
             f"supported: {', '.join(sorted(pinned))} (components/versions.py)")
     if isinstance(cloud, (EksCloud, GkeCloud)):
-        for i, zone in enumerate(cloud.zones):
+        region = (aws_region_problem if isinstance(cloud, EksCloud) else gcp_region_problem)(cloud.region)
+        if region is not None:
+            add(("cloud", "region"), region)  # its zones cannot be judged against it
+        for i, zone in enumerate(cloud.zones if region is None else []):
             if (problem := _zone_problem(cloud, zone)) is not None:
                 add(("cloud", "zones", i), problem)
         if len(set(cloud.zones)) != len(cloud.zones):
             add(("cloud", "zones"), "lists a zone twice")
-        if cloud.endpoint.public and not cloud.endpoint.allowed_cidrs:
-            add(("cloud", "endpoint", "allowedCidrs"),
-                "a public API endpoint needs an allow-list; list the CIDRs allowed to reach it, "
-                "or set endpoint.public to false")
-        for i, cidr in enumerate(cloud.endpoint.allowed_cidrs):
-            problem = cidr_problem(cidr)
-            if problem:
-                add(("cloud", "endpoint", "allowedCidrs", i), problem)
-            elif cidr.endswith("/0"):
-                add(("cloud", "endpoint", "allowedCidrs", i),
-                    "0.0.0.0/0 opens the API server to the internet; list your own CIDRs")
+        version = (eks_version_problem(cloud.kubernetes_version, cloud.support_type) if isinstance(cloud, EksCloud)
+                   else gke_version_problem(cloud.kubernetes_version) if cloud.kubernetes_version else None)
+        if version is not None:
+            add(("cloud", "kubernetesVersion"), version)
+        problems.extend(_endpoint_problems(cloud))
         problems.extend(_network_problems(config))
         if isinstance(cloud, GkeCloud):
-            window = cloud.maintenance_window
-            length = datetime.fromisoformat(window.end_time) - datetime.fromisoformat(window.start_time)
-            hours = length.total_seconds() / 3600
-            if hours < 4:
-                add(("cloud", "maintenanceWindow", "endTime"),
-                    f"must be at least 4 hours after startTime (got {hours:g} h): GKE counts only windows of 4 hours "
-                    "or more towards the 48 hours it needs in any 32 days")
+            problems.extend(_maintenance_window_problems(cloud.maintenance_window))
     problems.extend(_tag_problems(config))
     subnets = cloud.existing_vpc.private_subnet_ids if isinstance(cloud, EksCloud) and cloud.existing_vpc else []
     if len(set(subnets)) != len(subnets):
@@ -218,16 +218,66 @@ def cloud_warnings(config: StackConfig) -> list[Problem]:
     return []
 
 
+def _endpoint_problems(cloud: EksCloud | GkeCloud) -> list[Problem]:
+    """Who may reach the API server: an allow-list that is required, not the internet, and not ignored."""
+    out: list[Problem] = []
+    endpoint = cloud.endpoint
+
+    def add(loc: tuple[str | int, ...], message: str) -> None:
+        out.append(Problem(key_path(("cloud", "endpoint", *loc)), message))
+
+    if endpoint.public and not endpoint.allowed_cidrs:
+        add(("allowedCidrs",), "a public API endpoint needs an allow-list; list the CIDRs allowed to reach it, or set "
+            "endpoint.public to false")
+    if isinstance(cloud, EksCloud) and not endpoint.public and endpoint.allowed_cidrs:
+        # EKS applies publicAccessCidrs to the public endpoint only (components/cluster/eks.py passes none without
+        # it); GKE's authorised networks guard its private endpoint too.
+        add(("allowedCidrs",), "is ignored: EKS applies the allow-list to a public endpoint only, and "
+            "endpoint.public is false (the private endpoint is reached from inside the VPC, as its security group "
+            "allows); remove allowedCidrs, or set endpoint.public to true")
+    for i, cidr in enumerate(endpoint.allowed_cidrs):
+        if (problem := cidr_problem(cidr)) is not None:
+            add(("allowedCidrs", i), problem)
+        elif cidr.endswith("/0"):
+            add(("allowedCidrs", i), "0.0.0.0/0 opens the API server to the internet; list your own CIDRs")
+        elif isinstance(cloud, EksCloud) and endpoint.public and any(
+                ipaddress.IPv4Network(cidr).subnet_of(n) for n in RFC1918):
+            add(("allowedCidrs", i), f"{cidr} is a private (RFC 1918) range, which never reaches a public EKS "
+                "endpoint: a request from a VPC or an office leaves through a NAT gateway with a public address; list "
+                "that public address, or reach the private endpoint from inside the VPC (endpoint.public: false)")
+    wide = allowlist_breadth_problem(endpoint.allowed_cidrs, "the API server")
+    if wide is not None and not any(c.endswith("/0") for c in endpoint.allowed_cidrs):
+        add(("allowedCidrs",), wide)
+    return out
+
+
+def _maintenance_window_problems(window: GkeMaintenanceWindow) -> list[Problem]:
+    """Both times are real instants, and the window is long enough to count towards GKE's 48 hours."""
+    out: list[Problem] = []
+    times: dict[str, datetime] = {}
+    for key, value in (("startTime", window.start_time), ("endTime", window.end_time)):
+        try:
+            times[key] = datetime.fromisoformat(value)
+        except ValueError as exc:
+            out.append(Problem(key_path(("cloud", "maintenanceWindow", key)), (
+                f"{value!r} is not a date and time that exists ({exc}); give an RFC 3339 time in UTC, e.g. "
+                "'2026-01-03T01:00:00Z'")))
+    if len(times) == 2:
+        hours = (times["endTime"] - times["startTime"]).total_seconds() / 3600
+        if hours < 4:
+            out.append(Problem(key_path(("cloud", "maintenanceWindow", "endTime")), (
+                f"must be at least 4 hours after startTime (got {hours:g} h): GKE counts only windows of 4 hours or "
+                "more towards the 48 hours it needs in any 32 days")))
+    return out
+
+
 def _zone_problem(cloud: EksCloud | GkeCloud, zone: str) -> str | None:
-    """An AWS zone is its region and a letter (``us-west-2a``), a Google Cloud zone its region, '-' and a
-    letter (``europe-west4-a``) (docs/upstream.md, "Names the clouds accept")."""
+    """An AWS zone is its region and a letter (``us-west-2a``; which letters exist is mapped per account in the
+    oldest regions, so only the form is checked); a Google Cloud zone is one of its region's
+    (``infra.config.offerings``)."""
     region = cloud.region
     if isinstance(cloud, GkeCloud):
-        # AI zones (us-central1-ai1a) hold accelerator capacity and take GKE Standard node pools.
-        if re.fullmatch(re.escape(region) + r"-(ai[0-9]+)?[a-z]", zone):
-            return None
-        return f"zone {zone!r} is not a zone of region {region!r}; Google Cloud zones are the region, '-' and a " \
-               f"letter, e.g. '{region}-b'"
+        return gcp_zone_problem(region, zone)
     if re.fullmatch(re.escape(region) + r"[a-z]", zone):
         return None
     if re.fullmatch(r"[a-z]{3,5}[0-9]+-az[0-9]+", zone):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from infra.config.base import Cidr, Model, Problem, cidr_problem, key_path
+from infra.config.base import Cidr, Model, Problem, allowlist_breadth_problem, cidr_problem, key_path
 
 if TYPE_CHECKING:
     from infra.config.stack import StackConfig
@@ -40,6 +40,9 @@ def gateway_problems(config: StackConfig) -> list[Problem]:
         if problem or cidr.endswith("/0"):
             add(("gateway", "allowedCidrs", j), problem or "0.0.0.0/0 opens the models to the internet; list your "
                 "own CIDRs")
+    wide = allowlist_breadth_problem(config.gateway.allowed_cidrs, "the models")
+    if wide is not None and not any(c.endswith("/0") for c in config.gateway.allowed_cidrs):
+        add(("gateway", "allowedCidrs"), wide)
     return problems
 
 

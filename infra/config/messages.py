@@ -11,6 +11,10 @@ from pydantic import BaseModel, ValidationError
 
 from infra.config.base import CONFIG_NAMESPACE, PATTERN_HINTS, Problem, key_path
 
+GO_TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)? [-+]\d{4} \S+")
+"""How Pulumi passes an unquoted YAML timestamp to the program: Go's ``time.Time.String()``
+(``2026-01-03 01:00:00 +0000 UTC``; infra.plan.stackfile reads stack files the same way)."""
+
 # --------------------------------------------------------------------------------------------
 # Structural problems: pydantic errors rewritten as key paths and plain sentences
 # --------------------------------------------------------------------------------------------
@@ -42,14 +46,19 @@ def structural_problems(exc: ValidationError, data: Any, root: type[BaseModel] |
         elif value is None or value == "null":
             message = "is empty; give it a value, or remove the key for its default"
         elif kind == "string_type" and isinstance(value, bool):
+            # Pulumi's YAML (go-yaml v3) reads only true and false (any case: True, TRUE) as booleans, and
+            # `pulumi config set --path` stores "true"/"false" as booleans unless told --type string.
             message = (f"must be text, but YAML read the unquoted {str(value).lower()} as a boolean; put the value in "
-                       f"quotes, e.g. \"{str(value).lower()}\"")
+                       f"quotes, e.g. \"{str(value).lower()}\" (with `pulumi config set --path`, add --type string)")
         elif kind == "string_type" and isinstance(value, (int, float)):
             # YAML has already turned 1.30 into 1.3: only an integer can be quoted back as written.
             quoted = value if isinstance(value, int) else _example(error, data, root) or value
             message = (f"must be text, but YAML read the unquoted {value!r} as a number"
                        + (" (1.30 reads as 1.3)" if isinstance(value, float) else "")
                        + f"; put the value in quotes, e.g. \"{quoted}\"")
+        elif kind == "string_pattern_mismatch" and isinstance(value, str) and GO_TIME_TEXT.fullmatch(value):
+            message = (f"{PATTERN_HINTS.get(error['ctx']['pattern'], 'must be text')}, but YAML read an unquoted date "
+                       f"or time as a timestamp, which Pulumi passes on as {value!r}; put the value in quotes")
         elif kind == "string_pattern_mismatch" and error["ctx"]["pattern"] in PATTERN_HINTS:
             message = f"{PATTERN_HINTS[error['ctx']['pattern']]} (got {value!r})"
         else:
@@ -195,5 +204,6 @@ def _sentence(msg: str) -> str:
 
 
 __all__ = [
+    "GO_TIME_TEXT",
     "structural_problems"
 ]

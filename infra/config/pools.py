@@ -149,13 +149,16 @@ def gpu_devices_per_node(pool: NodePool) -> int | None:
 
 def device_memory_gib(pool: NodePool) -> float | None:
     """Memory of one GPU device a pod of ``pool`` gets: a whole GPU's, or its MIG slice's (the profile names
-    its size in GB: ``3g.40gb``, NVIDIA MIG user guide). None without GPUs, or for an unknown GPU or slice."""
+    its size in GB: ``3g.40gb``, NVIDIA MIG user guide). None without GPUs, or for an unknown GPU or slice, or a
+    slice the GPU does not make."""
     gpu = GPU_MODELS.get(pool.gpu.type) if pool.gpu else None
     if gpu is None:
         return None
     sharing = pool.gpu.sharing
     if sharing is None or sharing.strategy != "mig":
         return gpu.memory_gib
+    if sharing.partition_size not in MIG_PROFILES.get(pool.gpu.type, {}):
+        return None  # a GPU without MIG, or a slice it does not make: refused on the pool, no advice from it
     match = re.fullmatch(r"\d+g\.(\d+)gb", sharing.partition_size or "")
     return int(match[1]) * 1e9 / 2**30 if match else None
 

@@ -15,6 +15,7 @@ from components.monitoring.metrics import VLLM_TTFT_BUCKETS
 from components.serving.architectures import CUDA_CONTEXT_GIB
 from infra.config.base import VARIANTS, Fraction, Model, Name, Problem, Token, WeightsUri, key_path, pattern
 from infra.config.capacity import label, model_architecture, replica_size
+from infra.config.engine import architecture_refused
 from infra.config.monitoring import GPU_MEMORY_ALERT_HEADROOM, Monitoring
 from infra.config.pools import NodePool, device_memory_gib
 
@@ -80,16 +81,9 @@ class ModelArchitecture(Model):
     attention_heads: int = Field(gt=0, le=1024)
     kv_heads: int = Field(gt=0, le=1024)
     head_dim: int = Field(gt=0, le=1024)
-    max_context: int = Field(default=131072, gt=0)
-
-
-MANAGED_ENGINE_FLAGS = frozenset({
-    "--model", "--served-model-name", "--host", "--port", "--tensor-parallel-size", "-tp", "--max-model-len",
-    "--gpu-memory-utilization", "--dtype", "--quantization", "--kv-cache-dtype", "--max-num-seqs",
-    "--download-dir", "-m", "--hf-repo", "-hfr", "--hf-file", "-hff", "--alias", "--ctx-size", "-c",
-    "--parallel", "-np", "--metrics",
-})
-"""Flags NeuroDock sets from config; ``extraArgs`` may not set them again."""
+    max_context: int = Field(default=131072, gt=0, le=10485760)
+    """Context length in tokens (config.json max_position_embeddings), at most 10,485,760: Llama 4 Scout's, the
+    longest of the open models (its config.json, as vLLM's Llama 4 test configs copy it; read 2026-12-06)."""
 
 
 class EngineArgs(Model):
@@ -108,7 +102,8 @@ class EngineArgs(Model):
     max_num_seqs: int = Field(default=64, ge=1, le=4096)
     """Sequences batched at once (vLLM --max-num-seqs; llama.cpp --parallel) (default 64)."""
     extra_args: list[Token] = []
-    """More engine flags, one token per item (default none); flags NeuroDock manages are refused."""
+    """More engine flags, one token per item (default none); flags NeuroDock manages are refused
+    (``infra.config.engine``)."""
 
 
 class Rollout(Model):
@@ -364,10 +359,6 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     def add(loc: tuple[str | int, ...], message: str) -> None:
         out.append(Problem(key_path(("models", i, *loc)), message))
 
-    for j, arg in enumerate(model.engine_args.extra_args):
-        if arg.split("=", 1)[0] in MANAGED_ENGINE_FLAGS:
-            add(("engineArgs", "extraArgs", j), f"{arg.split('=', 1)[0]} is set by NeuroDock from config; "
-                "use the matching engineArgs key instead")
     cloud_for = {"s3": "eks", "gs": "gke"}.get(model.source.split("://", 1)[0])
     if cloud_for and cloud_for != provider:
         add(("source",), f"{model.source.split('://', 1)[0]}:// weights are read with {cloud_for} workload identity; "
@@ -428,6 +419,8 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
             "(components/serving/architectures.py); state its size: parametersBillions, layers, attentionHeads, "
             "kvHeads, headDim")
         return out
+    if architecture_refused(model):
+        return out  # reported on architecture: no fit advice from sizes that contradict themselves or the catalogue
     tp = model.gpus_per_replica
     if arch.attention_heads % tp:
         add(("gpusPerReplica",), f"tensor-parallel size {tp} does not divide the {arch.attention_heads} attention "
@@ -501,7 +494,7 @@ def _cache_problems(i: int, model: ModelSpec, pool: NodePool, provider: str) -> 
 
 
 __all__ = [
-    "MANAGED_ENGINE_FLAGS", "MAX_DEFAULT_DRAIN_S", "Canary", "EngineArgs", "GgufFile", "ModelArchitecture",
+    "MAX_DEFAULT_DRAIN_S", "Canary", "EngineArgs", "GgufFile", "ModelArchitecture",
     "ModelSpec", "ModelVersion", "Readiness", "Revision", "Rollout", "ServedName", "Shadow", "Slo", "Throughput",
     "Variant", "WeightsCache", "mirrored", "model_problems", "model_warnings", "on_volume"
 ]

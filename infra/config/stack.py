@@ -9,16 +9,20 @@ from typing import Any
 
 from neurodock_policies.secret_shapes import secret_args, secret_shape
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from infra.config.base import CONFIG_NAMESPACE, ConfigError, Model, Name, Problem, decode, key_path
+from infra.config.budgets import budget_problems
 from infra.config.capacity import capacity
 from infra.config.cloud import Cloud, KindCloud, cloud_problems, cloud_warnings
+from infra.config.coherence import coherence_problems, coherence_warnings
 from infra.config.deploy import Deploy, deploy_problems
+from infra.config.engine import engine_problems
 from infra.config.gateway import Gateway, gateway_problems
 from infra.config.messages import structural_problems
 from infra.config.monitoring import Monitoring, alerting_problems, receiver_secret_problems
 from infra.config.pools import NodePool, pool_problems, pool_warnings
+from infra.config.providers import provider_credential_problems
 from infra.config.serving import ModelSpec, Readiness, model_problems, model_warnings
 
 SECRET_KEYS: dict[str, str] = {
@@ -57,6 +61,13 @@ class StackConfig(Model):
     """Tags or labels put on every cloud resource that takes them (default none)."""
     deploy: Deploy = Deploy()
     """Where the stack's `pulumi up` runs (default a GitHub-hosted runner)."""
+    _secrets_set: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secrets_set(self) -> frozenset[str]:
+        """The secret keys (``SECRET_KEYS``) the stack sets, fully qualified: their values never enter the model,
+        but whether they are set decides what other keys mean (TLS certificates without ``gateway.tls``)."""
+        return self._secrets_set
 
     @property
     def cluster_name(self) -> str:
@@ -80,7 +91,7 @@ def parse_config(
     """
     secret_keys = set(secret_keys)
     data: dict[str, Any] = {}
-    problems: list[Problem] = []
+    problems: list[Problem] = provider_credential_problems(values, secret_keys)
     for full_key, value in values.items():
         namespace, _, key = full_key.partition(":")
         if namespace != CONFIG_NAMESPACE and difflib.get_close_matches(namespace, [CONFIG_NAMESPACE], cutoff=0.75):
@@ -102,8 +113,9 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(structural_problems(exc, data))
         raise ConfigError(problems) from None
-    problems.extend(_semantic_problems(config))
     present = {k.partition(":")[2] for k in values if k.startswith(CONFIG_NAMESPACE + ":")}
+    config._secrets_set = frozenset(f"{CONFIG_NAMESPACE}:{k}" for k in present if k in SECRET_KEYS)
+    problems.extend(_semantic_problems(config))
     key = f"{CONFIG_NAMESPACE}:alertReceiverSecrets"
     # In plain text it is refused above; its entries are checked once Pulumi can decrypt it.
     raw = values.get(key) if key in secret_keys else None
@@ -165,13 +177,15 @@ def plaintext_secret_problems(data: Any) -> list[Problem]:
 def _semantic_problems(config: StackConfig) -> list[Problem]:
     """Facts across keys, concern by concern."""
     return [*cloud_problems(config), *deploy_problems(config), *pool_problems(config), *gateway_problems(config),
-            *model_problems(config), *capacity(config)[0], *alerting_problems(config)]
+            *model_problems(config), *engine_problems(config), *budget_problems(config), *capacity(config)[0],
+            *alerting_problems(config), *coherence_problems(config, config.secrets_set)]
 
 
 def config_warnings(config: StackConfig) -> list[Problem]:
     """What a valid configuration may not mean: settings that change nothing, and limits it runs into only
     at its peak. `pulumi preview` and `neurodock plan` show them; `pulumi up` goes on."""
-    return [*capacity(config)[1], *cloud_warnings(config), *pool_warnings(config), *model_warnings(config)]
+    return [*capacity(config)[1], *cloud_warnings(config), *pool_warnings(config), *model_warnings(config),
+            *coherence_warnings(config, config.secrets_set)]
 
 
 __all__ = [

@@ -5,6 +5,11 @@ overlaid by the stack's values, keys fully qualified (``neurodock:models``), str
 JSON text. ``secure:`` values cannot be decrypted offline: they become the engine's unknown marker,
 and their keys are listed as secret.
 
+Scalars are read as Pulumi reads them: go-yaml v3 resolves plain scalars by YAML 1.2's core schema
+(``no``, ``on``, ``y`` are text; ``0o17`` is a number; an unquoted date is a timestamp that Pulumi hands
+the program as Go prints it), not by the YAML 1.1 rules PyYAML follows, so the plan checks the values the
+deploy will get (:class:`PulumiYamlLoader`).
+
 Where YAML would let a file silently mean something other than what it says, reading is stricter than
 Pulumi's: a key written twice in one mapping (YAML keeps the last), a file that is not UTF-8, and a
 ``secure:`` value under a ``neurodock:*`` key that does not hold a secret are errors naming the file,
@@ -13,9 +18,13 @@ the key and the line.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import calendar
 import codecs
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -110,13 +119,15 @@ def load_stack_file(stack: str, stack_file: Path | None = None, root: Path = REP
 
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
+    unpassable: list[str] = []
     for key, value in (defaults | values).items():
         plain, had_secret = _strip_secure(value)
         if had_secret:
             secret_keys.add(key)
-        # Programs receive every value as text: scalars as YAML wrote them ("true", "3"),
+        # Programs receive every value as text: scalars as Pulumi writes them ("true", "3"),
         # objects and lists as JSON.
-        config[key] = plain if isinstance(plain, str) else json.dumps(plain)
+        config[key] = _dumps(_go_json(plain, key, unpassable))
+    _fail(path, unpassable)
     return StackFile(stack=stack, path=path, project=name, config=config, secret_keys=frozenset(secret_keys))
 
 
@@ -150,13 +161,199 @@ def _is_key(key: Any) -> bool:
     return not colon or bool(namespace and name)
 
 
+# --------------------------------------------------------------------------------------------
+# Scalars as Pulumi reads them
+# --------------------------------------------------------------------------------------------
+# Pulumi reads stack and project files with gopkg.in/yaml.v3 v3.0.1 (pulumi/pulumi
+# sdk/go/common/encoding/marshal.go, sdk/go.mod; read 2026-12-06 at 1b5949891b3c, 2026-08-21), decoding each
+# config value into `any` (sdk/go/common/resource/config/object.go UnmarshalYAML). go-yaml v3 resolves plain
+# scalars by the tables of its resolve.go (go-yaml/yaml tag v3.0.1, f6f7691b1fdeb, read 2026-12-06), ported
+# below; PyYAML follows YAML 1.1, where `no`, `on`, `y` are booleans and `0o17` is text.
+GO_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+"""resolve.go ``resolveMapList``: the only booleans (YAML 1.1's yes/no/on/off/y/n are text)."""
+GO_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+GO_SPECIAL_FLOATS = {**dict.fromkeys((".nan", ".NaN", ".NAN"), math.nan),
+                     **dict.fromkeys((".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"), math.inf),
+                     **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), -math.inf)}
+GO_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+"""resolve.go ``yamlStyleFloat``, tried after the integer forms on text starting with a sign or digit."""
+GO_DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?")
+"""What Go's ``strconv.ParseFloat`` takes of text starting with '.' (resolve.go's '.' hint)."""
+GO_TIMESTAMP = re.compile(r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{1,2})-(?P<d>[0-9]{1,2})(?:(?:(?P<t>[Tt])| +)(?P<h>[0-9]{1,2}):"
+                          r"(?P<mi>[0-9]{1,2}):(?P<s>[0-9]{1,2})(?:[.,](?P<f>[0-9]+))?(?P<z>Z|[-+][0-9]{2}:[0-9]{2})?)?")
+"""resolve.go ``allowedTimestampFormats`` as Go's ``time.Parse`` reads them: ``2006-1-2T15:4:5.999999999Z07:00``
+(also with 't'; a zone required), ``2006-1-2 15:4:5.999999999`` (no zone) and ``2006-1-2``."""
+YAML_TAG = "tag:yaml.org,2002:"
+INT64_MAX = 2**63 - 1
+
+
+def _go_int(text: str) -> int | None:
+    """Go's ``strconv.ParseInt(text, 0, 64)``, else ``ParseUint(text, 0, 64)``: a sign, then 0x, 0o, 0b or a
+    leading 0 (octal) prefix, or decimal digits; None for anything else or out of range."""
+    sign, body = (text[0], text[1:]) if text[:1] in "+-" else ("", text)
+    base, digits = 10, body
+    if body.startswith("0") and len(body) > 1:
+        base, digits = (({"b": 2, "o": 8, "x": 16}[body[1].lower()], body[2:]) if len(body) >= 3 and
+                        body[1].lower() in "box" else (8, body[1:]))
+    if not body or not all(c in "0123456789abcdef"[:base] for c in digits.lower()):
+        return None
+    value = int(digits or "0", base) * (-1 if sign == "-" else 1)
+    if -INT64_MAX - 1 <= value <= INT64_MAX or (not sign and value < 2**64):
+        return value
+    return None
+
+
+def _go_time(match: re.Match[str]) -> str | None:
+    """A timestamp as Pulumi passes it on: Go's ``time.Time.String()`` (``2026-01-03 01:00:00 +0000 UTC``;
+    object.go turns a decoded ``time.Time`` into that text). None for a date ``time.Parse`` refuses (February 30
+    stays text, as in go-yaml). An offset of zero prints as UTC, as on a machine whose local zone is UTC."""
+    year, month, day = int(match["y"]), int(match["mo"]), int(match["d"])
+    hour, minute, second = (int(match[k] or 0) for k in ("h", "mi", "s"))
+    if (match["t"] and not match["z"]) or (not match["t"] and match["z"]):
+        return None  # the 'T' form needs a zone, the space form takes none
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60
+            and second < 60):
+        return None
+    fraction = (match["f"] or "")[:9].rstrip("0")
+    zone = match["z"] or "Z"
+    offset = "+0000" if zone == "Z" else zone.replace(":", "")
+    name = "UTC" if offset in ("+0000", "-0000") else offset
+    return (f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+            f"{'.' + fraction if fraction else ''} {'+0000' if name == 'UTC' else offset} {name}")
+
+
+def go_resolve(tag: str, text: str) -> tuple[str, Any]:
+    """go-yaml v3's ``resolve(tag, in)``: the tag (``str``, ``bool``, ``int``, ``float``, ``null``, ``timestamp``,
+    ``merge``) and value of a scalar, ``tag`` being its explicit tag or '' for a plain one. A timestamp's value is
+    the text Pulumi hands the program. Raises ValueError where go-yaml refuses an explicit tag."""
+    if tag not in ("", "str", "bool", "int", "float", "null", "timestamp"):
+        return tag, text
+    rtag, value = "str", text
+    hint = text[:1] or "N"
+    if text == "<<" and tag == "":
+        rtag = "merge"  # decode.go isMerge: a plain `<<` key merges the mapping it names
+    elif tag != "str" and hint in "+-0123456789yYnNtTfFoO~.N":
+        if text in GO_BOOLS:
+            rtag, value = "bool", GO_BOOLS[text]
+        elif text in GO_NULLS:
+            rtag, value = "null", None
+        elif text in GO_SPECIAL_FLOATS:
+            rtag, value = "float", GO_SPECIAL_FLOATS[text]
+        elif hint == "." and GO_DOT_FLOAT.fullmatch(text) and math.isfinite(float(text)):
+            rtag, value = "float", float(text)
+        elif hint in "+-0123456789":
+            plain = text.replace("_", "")
+            stamp = GO_TIMESTAMP.fullmatch(text) if tag in ("", "timestamp") else None
+            if stamp and (when := _go_time(stamp)) is not None:
+                rtag, value = "timestamp", when
+            elif (number := _go_int(plain)) is not None:
+                rtag, value = "int", number
+            elif GO_FLOAT.fullmatch(plain) and math.isfinite(float(plain)):
+                rtag, value = "float", float(plain)
+    if tag in ("", "str", rtag):
+        return rtag, value
+    if tag == "float" and rtag == "int":
+        return "float", float(value)
+    raise ValueError(f"cannot decode !!{rtag} `{text}` as a !!{tag}")
+
+
+class PulumiYamlLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+                       yaml.constructor.SafeConstructor, yaml.resolver.BaseResolver):
+    """PyYAML's safe loader with go-yaml v3's scalars: what :func:`go_resolve` resolves, ``!!binary`` as text,
+    tags go-yaml does not know read by the node's kind, and a scalar tagged ``!`` as text."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.BaseResolver.__init__(self)
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return YAML_TAG + go_resolve("", value)[0]
+        return super().resolve(kind, value, implicit)
+
+    def compose_scalar_node(self, anchor: str | None) -> yaml.ScalarNode:
+        event = self.peek_event()
+        if event.tag == "!":  # the non-specific tag: text for go-yaml, resolved again by PyYAML
+            event.tag = YAML_TAG + "str"
+        return super().compose_scalar_node(anchor)
+
+    def construct_go_scalar(self, node: yaml.Node) -> Any:
+        text = self.construct_scalar(node)
+        try:
+            return go_resolve(node.tag.removeprefix(YAML_TAG), text)[1]
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(None, None, str(exc), node.start_mark) from None
+
+    def construct_go_binary(self, node: yaml.Node) -> str:
+        try:
+            data = base64.b64decode(re.sub(r"[\r\n]", "", self.construct_scalar(node)), validate=True)
+        except binascii.Error:
+            raise yaml.constructor.ConstructorError(None, None, "!!binary value contains invalid base64 data",
+                                                    node.start_mark) from None
+        return data.decode("utf-8", "replace")  # Go's JSON encoder writes bad UTF-8 as U+FFFD
+
+    def construct_by_kind(self, node: yaml.Node) -> Any:
+        """A node whose tag go-yaml does not resolve (``!!set``, ``!!omap``, ``!custom``): decoded as what it is."""
+        if isinstance(node, yaml.MappingNode):
+            return self.construct_yaml_map(node)
+        if isinstance(node, yaml.SequenceNode):
+            return self.construct_yaml_seq(node)
+        return self.construct_scalar(node)
+
+
+for _tag in ("str", "bool", "int", "float", "null", "timestamp"):
+    PulumiYamlLoader.add_constructor(YAML_TAG + _tag, PulumiYamlLoader.construct_go_scalar)
+PulumiYamlLoader.add_constructor(YAML_TAG + "binary", PulumiYamlLoader.construct_go_binary)
+for _tag in ("set", "omap", "pairs"):
+    PulumiYamlLoader.add_constructor(YAML_TAG + _tag, PulumiYamlLoader.construct_by_kind)
+PulumiYamlLoader.add_constructor(None, PulumiYamlLoader.construct_by_kind)
+
+
+def _go_json(value: Any, where: str, problems: list[str]) -> Any:
+    """``value`` as Pulumi's JSON hands it to the program: a whole float as an integer (Go's encoder writes
+    ``1.0`` as ``1``), keys as text (Go's ``%v``), and infinity or NaN named in ``problems``: Go's encoder
+    refuses them, so Pulumi cannot load the stack."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            written = ".nan" if math.isnan(value) else "-.inf" if value < 0 else ".inf"
+            problems.append(f"key '{where}': {written} is not a number Pulumi can pass to a program (it stops with "
+                            "\"json: unsupported value\"); write a finite number, or quote the text")
+            return None
+        return int(value) if value.is_integer() and abs(value) < 1e21 else value
+    if isinstance(value, dict):
+        return {_go_key(k): _go_json(v, _child(where, _go_key(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_json(v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _go_key(key: Any) -> str:
+    """A mapping key as Go's ``fmt.Sprintf("%v", key)`` writes it (object.go ``unmarshalObject``)."""
+    if isinstance(key, bool):
+        return str(key).lower()
+    if key is None:
+        return "<nil>"
+    if isinstance(key, float) and key.is_integer() and abs(key) < 1e21:
+        return str(int(key))
+    return key if isinstance(key, str) else str(key)
+
+
+def _dumps(value: Any) -> str:
+    """A config value as the text Pulumi hands the program: scalars as written, objects and lists as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         text = _decode(path, path.read_bytes())
     except OSError as exc:
         raise StackFileError(f"{path}: cannot be read: {exc.strerror}") from None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = PulumiYamlLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -210,7 +407,7 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> str:
     return f"{where}: {exc.problem} ({exc.context} from line {exc.context_mark.line + 1})"
 
 
-def _duplicates(loader: yaml.SafeLoader, node: yaml.Node, where: str, top: bool = False,
+def _duplicates(loader: PulumiYamlLoader, node: yaml.Node, where: str, top: bool = False,
                 seen: set[int] | None = None) -> Iterator[str]:
     """A problem for each key written twice in one mapping, at any depth.
 
