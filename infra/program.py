@@ -61,13 +61,10 @@ from infra.serving import autoscaled, build_catalog
 
 
 def load_stack_config() -> StackConfig:
-    """Validate the running stack's ``neurodock:*`` configuration (raises ``ConfigError``)."""
+    """Validate the running stack's configuration (raises ``ConfigError``): every ``neurodock:*`` key, and the
+    providers' keys, where a credential must not sit in plain text."""
     values = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
-    keys = [k for k in values if k.startswith(CONFIG_NAMESPACE + ":")]
-    return parse_config(
-        {k: values[k] for k in keys},
-        secret_keys=[k for k in keys if pulumi.runtime.is_config_secret(k)],
-    )
+    return parse_config(values, secret_keys=[k for k in values if pulumi.runtime.is_config_secret(k)])
 
 
 def _require_program_charts(config: StackConfig) -> None:

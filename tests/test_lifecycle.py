@@ -343,7 +343,7 @@ def resource(diff, type_: str, name: str):
 
 def test_staging_edit_sequence(write_stack):
     steps = EditSequence(write_stack, "staging",
-                         start=lambda c: c["neurodock:cloud"].update(kubernetesVersion="1.34"))
+                         start=lambda c: c["neurodock:cloud"].update(kubernetesVersion="1.34", supportType="EXTENDED"))
     # 1. add a CPU pool: only its group, launch template and autoscaler tags are added.
     diff = steps.edit(lambda c: c["neurodock:nodePools"].append(
         {"name": "cpu", "role": "cpu", "instanceTypes": ["m7i.2xlarge"], "minNodes": 0, "maxNodes": 3}))

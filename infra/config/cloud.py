@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import Field
 
-from components.cluster.base import EKS_SUBNET_PREFIX
+from components.cluster.base import EKS_SUBNET_PREFIX, EksSupportType, GkeReleaseChannel
 from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS, KIND_NODE_IMAGES
 from infra.config.base import (
     AwsRegion,
@@ -122,7 +122,7 @@ class EksCloud(Model):
     kubernetes_version: KubernetesVersion = "1.35"
     """EKS Kubernetes version, one in EKS standard support (default 1.35, in standard support until 2027-03-27:
     infra/config/data/eks_versions.json; see README, "Kubernetes versions")."""
-    support_type: Literal["STANDARD", "EXTENDED"] = "STANDARD"
+    support_type: EksSupportType = "STANDARD"
     """At the end of standard support, ``STANDARD`` lets EKS upgrade the control plane; ``EXTENDED`` keeps the
     version for up to 12 more months at an extra hourly charge (default STANDARD)."""
     vpc_cidr: Cidr = "10.0.0.0/16"
@@ -148,7 +148,7 @@ class GkeCloud(Model):
     kubernetes_version: KubernetesVersion | None = None
     """Minimum GKE master version; it must still be offered by the release channel (default: the
     channel's default version, which GKE then keeps in support)."""
-    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
+    release_channel: GkeReleaseChannel = "REGULAR"
     """GKE release channel (default REGULAR)."""
     subnet_cidr: Cidr = "10.10.0.0/20"
     """Primary range of the nodes' subnet (default 10.10.0.0/20)."""
