@@ -66,7 +66,7 @@ def crds(source: ChartSource) -> tuple[dict, ...]:
     cached: its release then installs them, once)."""
     if source.package_path is None:
         return ()
-    return _copy(_package_crds(*_file_key(Path(source.package_path))))
+    return copy_of(_package_crds(*_file_key(Path(source.package_path))))
 
 
 @functools.lru_cache(maxsize=16)
@@ -215,7 +215,7 @@ def helm(package: Path, values: dict[str, Any], *, name: str, namespace: str) ->
     package and values once: tests and ``neurodock diff`` plan the same releases many times. Callers
     get their own copy to change."""
     key = json.dumps(values, sort_keys=True, separators=(",", ":"))
-    return _copy(_helm(*_file_key(package), key, name, namespace))
+    return copy_of(_helm(*_file_key(package), key, name, namespace))
 
 
 @functools.lru_cache(maxsize=256)
@@ -293,17 +293,17 @@ def _code_version() -> tuple[str, ...]:
             sys.version)
 
 
-def _copy(value: Any) -> Any:
+def copy_of(value: Any) -> Any:
     """A deep copy of plain data (JSON-like values, tuples and ``HelmOutput``), several times faster
     than ``copy.deepcopy``; strings are immutable and shared."""
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: copy_of(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [copy_of(v) for v in value]
     if isinstance(value, tuple):
-        return tuple(_copy(v) for v in value)
+        return tuple(copy_of(v) for v in value)
     if isinstance(value, HelmOutput):
-        return HelmOutput(**{k: _copy(getattr(value, k)) for k in value.__dataclass_fields__})
+        return HelmOutput(**{k: copy_of(getattr(value, k)) for k in value.__dataclass_fields__})
     return value
 
 

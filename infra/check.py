@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from neurodock_policies.support import plain
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -229,9 +230,10 @@ def policy_resources(plan: Plan) -> list[PolicyResource]:
         options.retain_on_delete = bool(r.options.get("retainOnDelete"))
         # Kubernetes objects as the provider checks them: with the names it generates.
         props = r.manifest if r.manifest is not None else r.inputs
-        out.append(PolicyResource(r.type, props, r.urn, r.name, options, None, None, [], {}))
+        out.append(PolicyResource(r.type, plain(props), r.urn, r.name, options, None, None, [], {}))
     for o in plan.chart_objects:
-        out.append(PolicyResource(o.type, o.manifest, o.urn, o.name, _no_options(o.release_urn), None, None, [], {}))
+        out.append(PolicyResource(o.type, plain(o.manifest), o.urn, o.name, _no_options(o.release_urn), None, None,
+                                  [], {}))
     stack_name = f"{plan.stack.project}-{plan.stack.stack}"
     stack_urn = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::{STACK_TYPE}::{stack_name}"
     out.append(PolicyResource(STACK_TYPE, dict(plan.outputs), stack_urn, stack_name, _no_options(), None, None, [], {}))

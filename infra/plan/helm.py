@@ -13,6 +13,7 @@ not the target cluster's: a template that branches on ``.Capabilities`` may diff
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,13 @@ from infra.charts import CLUSTER_SCOPED, dump_document, load_documents
 from infra.plan.mocks import Registration
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> dict[str, Any]:
+    """A CRD's one document, parsed once per process: plans of one stack read the same CRDs again."""
+    [document] = load_documents(text)
+    return document
+
 
 _CRD_NAME = re.compile(r"^metadata:\s*\n(?:[ \t]+.*\n|\s*\n)*?[ \t]+name:[ \t]*['\"]?([^'\"\s]+)", re.MULTILINE)
 _DOCUMENT_SPLIT = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
@@ -55,8 +63,7 @@ class ChartObject:
     def manifest(self) -> dict[str, Any]:
         if self._manifest is not None:
             return self._manifest
-        [document] = load_documents(self._text or "")
-        return document
+        return charts.copy_of(_parsed(self._text or ""))
 
     @property
     def text(self) -> str:

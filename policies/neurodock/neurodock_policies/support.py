@@ -85,14 +85,21 @@ class NotApplicable(Exception):
         self.reason = reason
 
 
+class PlainDict(dict):
+    """A mapping ``plain`` made: plain all the way down already."""
+
+
 def plain(value: Any) -> Any:
     """``value`` as plain ``dict``, ``list`` and scalars: pulumi-policy's proxies unwrapped (their
     ``"__target"``) and each unknown sentinel the string ``"[unknown]"``. Secret marks survive
-    (``neurodock_policies.secrets``)."""
+    (``neurodock_policies.secrets``). Under the pack's own process values arrive plain already
+    (``neurodock_policies.pack``), and so they do offline: those are returned as they are."""
+    if isinstance(value, PlainDict):
+        return value
     if isinstance(value, (_DictProxy, _ListProxy)):
         value = value["__target"]
     if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
+        return PlainDict((k, plain(v)) for k, v in value.items())
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return [plain(v) for v in value]
     if _is_unknown(value):
