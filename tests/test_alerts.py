@@ -18,6 +18,7 @@ import yaml
 
 from components.monitoring import metrics
 from components.monitoring.alerts import Agent, GpuPool, GpuThresholds, ModelTarget, rule_groups
+from infra.config import AlertThresholds
 from tests import scrape
 from tests.conftest import SHIPPED_STACKS, selectors
 
@@ -40,8 +41,15 @@ AGENTS = [Agent(title="NVIDIA device plugin", namespace="nvidia-device-plugin", 
 POOLS = [GpuPool(name="gpu-l4", expected=1)]
 
 
+_DEFAULTS = AlertThresholds()
+THRESHOLDS = GpuThresholds(memory_usage=_DEFAULTS.gpu_memory_usage,
+                           idle_utilisation_percent=_DEFAULTS.gpu_idle_utilisation_percent,
+                           idle_minutes=_DEFAULTS.gpu_idle_minutes)
+"""The config's defaults (``monitoring.alerts``), their one home."""
+
+
 def groups() -> list[dict]:
-    return rule_groups([SLOW, FAST, CPU], GpuThresholds(), AGENTS, POOLS)
+    return rule_groups([SLOW, FAST, CPU], THRESHOLDS, AGENTS, POOLS)
 
 
 def rules_by_alert() -> dict[str, list[dict]]:

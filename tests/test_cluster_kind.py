@@ -5,17 +5,19 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.cluster.base import NodePoolArgs, PoolRole
+from components.cluster.base import PoolRole
 from components.cluster.kind import KindClusterArgs, render_kind_config
 from components.versions import KIND_NODE_IMAGES
+from tests.pools import pool_args
 
 
 def render(**kwargs) -> dict:
     pools = (
-        NodePoolArgs(name="system", role=PoolRole.SYSTEM),
-        NodePoolArgs(name="gpu-l4", role=PoolRole.GPU, gpu_type="nvidia-l4", gpu_count=1, min_nodes=2),
+        pool_args(name="system", role=PoolRole.SYSTEM),
+        pool_args(name="gpu-l4", role=PoolRole.GPU, gpu_type="nvidia-l4", gpu_count=1, min_nodes=2),
     )
-    return yaml.safe_load(render_kind_config(KindClusterArgs(cluster_name="c", node_pools=pools, **kwargs)))
+    args = {"cluster_name": "c", "kubernetes_version": "1.33", "node_pools": pools, **kwargs}
+    return yaml.safe_load(render_kind_config(KindClusterArgs(**args)))
 
 
 def test_each_pool_becomes_labelled_workers():

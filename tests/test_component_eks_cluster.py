@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from components.cluster.base import NodePoolArgs, PoolRole
+from components.cluster.base import PoolRole
 from components.cluster.eks import EksCluster, EksClusterArgs
+from tests.pools import pool_args
 from tests.test_component_harness import build, input_errors, load
 
-SYSTEM = NodePoolArgs(name="system", role=PoolRole.SYSTEM, instance_types=("m6i.large",))
+SYSTEM = pool_args(name="system", role=PoolRole.SYSTEM, instance_types=("m6i.large",))
 ARGS = EksClusterArgs(cluster_name="neurodock-test", region="us-west-2", zones=("us-west-2a", "us-west-2b"),
                       kubernetes_version="1.34", support_type="STANDARD", vpc_cidr="10.0.0.0/16",
                       public_endpoint=False, node_pools=(SYSTEM,))
@@ -54,7 +55,7 @@ def test_existing_subnets_need_no_second_zone_and_no_vpc():
      [("zones", "EksClusterArgs.zones needs at least two zones (EKS requires subnets in two)")]),
     ({"public_endpoint": True},
      [("public_access_cidrs", "EksClusterArgs.public_access_cidrs is required when public_endpoint is true")]),
-    ({"node_pools": (SYSTEM, NodePoolArgs(name="gpu", role=PoolRole.GPU))},
+    ({"node_pools": (SYSTEM, pool_args(name="gpu", role=PoolRole.GPU))},
      [("node_pools[1].instance_types", "node pool 'gpu' needs instance_types")]),
 ], ids=["one zone without existing subnets is refused", "a public endpoint without an allow-list is refused",
         "a pool without instance types is refused"])

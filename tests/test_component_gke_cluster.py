@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from components.cluster.base import NodePoolArgs, PoolRole
+from components.cluster.base import PoolRole
 from components.cluster.gke import GkeCluster, GkeClusterArgs
+from tests.pools import pool_args
 from tests.test_component_harness import build, input_errors, load
 
-SYSTEM = NodePoolArgs(name="system", role=PoolRole.SYSTEM, instance_types=("e2-standard-4",))
+SYSTEM = pool_args(name="system", role=PoolRole.SYSTEM, instance_types=("e2-standard-4",))
 ARGS = GkeClusterArgs(cluster_name="neurodock-test", project="neurodock-test", region="europe-west4",
                       zones=("europe-west4-a",), release_channel="REGULAR", subnet_cidr="10.10.0.0/20",
                       pods_cidr="10.16.0.0/14", services_cidr="10.20.0.0/20", master_cidr="172.16.0.0/28",
@@ -47,7 +48,7 @@ def test_minimal_args_build_the_network_key_cluster_and_pool():
      [("authorized_cidrs", "GkeClusterArgs.authorized_cidrs is required when public_endpoint is true")]),
     ({"node_pools": (replace(SYSTEM, instance_types=("e2-standard-4", "e2-standard-8")),)},
      [("node_pools[0].instance_types", "node pool 'system' needs exactly one machine type")]),
-    ({"node_pools": (SYSTEM, NodePoolArgs(name="gpu", role=PoolRole.GPU, instance_types=("g2-standard-8",),
+    ({"node_pools": (SYSTEM, pool_args(name="gpu", role=PoolRole.GPU, instance_types=("g2-standard-8",),
                                           gpu_type="nvidia-a10g", gpu_count=1))},
      [("node_pools[1].gpu_type", "node pool 'gpu': GKE has no nvidia-a10g")]),
 ], ids=["a public endpoint without an allow-list is refused", "a pool with two machine types is refused",
@@ -57,7 +58,7 @@ def test_a_broken_cluster_is_refused(change, expected):
 
 
 def test_every_problem_is_reported_at_once():
-    pool = NodePoolArgs(name="gpu", role=PoolRole.GPU, gpu_type="nvidia-l40s", gpu_count=1)
+    pool = pool_args(name="gpu", role=PoolRole.GPU, gpu_type="nvidia-l40s", gpu_count=1)
     assert [path for path, _ in input_errors(lambda: cluster(replace(ARGS, public_endpoint=True,
                                                                       node_pools=(pool,))))] == [
         "authorized_cidrs", "node_pools[0].instance_types", "node_pools[0].gpu_type"]

@@ -3,12 +3,13 @@ Kubernetes version with no pinned node image."""
 
 from __future__ import annotations
 
-from components.cluster.base import NodePoolArgs, PoolRole
+from components.cluster.base import PoolRole
 from components.cluster.kind import KindCluster, KindClusterArgs
+from tests.pools import pool_args
 from tests.test_component_harness import build, input_errors
 
 ARGS = KindClusterArgs(cluster_name="neurodock-test", kubernetes_version="1.33",
-                       node_pools=(NodePoolArgs(name="system", role=PoolRole.SYSTEM),))
+                       node_pools=(pool_args(name="system", role=PoolRole.SYSTEM),))
 
 
 def test_minimal_args_create_the_cluster_with_kind():

@@ -3,12 +3,13 @@ the GPU pools, and the InputPropertiesError of a cluster with no GPU pool."""
 
 from __future__ import annotations
 
-from components.cluster.base import NodePoolArgs, PoolRole, pool_facts
+from components.cluster.base import PoolRole, pool_facts
 from components.gpu.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from tests.pools import pool_args
 from tests.test_component_harness import build, input_errors
 
-SYSTEM = pool_facts(NodePoolArgs(name="system", role=PoolRole.SYSTEM), real_gpus=True)
-GPU = pool_facts(NodePoolArgs(name="gpu-l4", role=PoolRole.GPU, gpu_type="nvidia-l4", gpu_count=1), real_gpus=True)
+SYSTEM = pool_facts(pool_args(name="system", role=PoolRole.SYSTEM), real_gpus=True)
+GPU = pool_facts(pool_args(name="gpu-l4", role=PoolRole.GPU, gpu_type="nvidia-l4", gpu_count=1), real_gpus=True)
 
 
 def test_minimal_args_build_the_plugin_for_the_gpu_pool():

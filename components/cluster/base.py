@@ -73,14 +73,14 @@ class NodePoolArgs:
     """System add-ons, CPU workloads or GPU workloads."""
     instance_types: tuple[str, ...] = ()
     """EKS instance types or the GKE machine type; unused on kind (default none)."""
-    min_nodes: int = 1
-    """Fewest nodes; 0 allows scale to zero (default 1)."""
-    max_nodes: int = 1
-    """Most nodes (default 1)."""
-    capacity: Capacity = Capacity.ON_DEMAND
-    """On-demand or spot (default on-demand)."""
-    disk_size_gib: int = 100
-    """Root volume size in GiB (default 100)."""
+    min_nodes: int
+    """Fewest nodes; 0 allows scale to zero."""
+    max_nodes: int
+    """Most nodes."""
+    capacity: Capacity
+    """On-demand or spot."""
+    disk_size_gib: int
+    """Root volume size in GiB."""
     gpu_type: str | None = None
     """GPU catalog name, for GPU pools (default none)."""
     gpu_count: int = 0

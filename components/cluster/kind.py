@@ -26,8 +26,8 @@ from components.versions import KIND_NODE_IMAGES
 class KindClusterArgs:
     cluster_name: str
     """kind cluster name (its kubeconfig context is ``kind-<name>``)."""
-    kubernetes_version: str = "1.33"
-    """Kubernetes minor version; must be a key of ``KIND_NODE_IMAGES`` (default 1.33)."""
+    kubernetes_version: str
+    """Kubernetes minor version; must be a key of ``KIND_NODE_IMAGES``."""
     node_pools: tuple[NodePoolArgs, ...] = ()
     """Pools; each becomes ``max(min_nodes, 1)`` workers with the pool's labels and taints."""
     existing_context: str | None = None

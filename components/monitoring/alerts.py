@@ -77,9 +77,11 @@ class GpuPool:
 
 @dataclass(frozen=True, kw_only=True)
 class GpuThresholds:
-    memory_usage: float = 0.95
-    idle_utilisation_percent: float = 5
-    idle_minutes: int = 30
+    """The cluster-wide GPU alerts' thresholds (``monitoring.alerts`` holds their defaults)."""
+
+    memory_usage: float
+    idle_utilisation_percent: float
+    idle_minutes: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -298,7 +300,7 @@ class AlertRulesArgs:
     """Model servers to alert on."""
     agents: tuple[Agent, ...] = ()
     """GPU node agents to alert on."""
-    gpu: GpuThresholds = GpuThresholds()
+    gpu: GpuThresholds
     """GPU thresholds."""
     pools: tuple[GpuPool, ...] = ()
     """GPU pools whose nodes must advertise their GPUs."""
