@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from components.gateway import smoke_check
-from components.gateway.gateway import MODEL_HEADER, SMOKE_TEST_CLIENT, parse_api_keys
+from components.gateway.gateway import MODEL_HEADER
+from components.gateway.keys import SMOKE_TEST_CLIENT, parse_api_keys
 from components.versions import ENVOY_GATEWAY
 from infra.plan.mocks import SECRET
 from tests.conftest import SHIPPED_STACKS, model_servers, of_type, plan_with, release_of

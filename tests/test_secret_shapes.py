@@ -3,8 +3,13 @@ and what our config legitimately holds (commits, digests, ARNs, flag names) is n
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 from neurodock_policies.secret_shapes import secret_args, secret_shape
+
+from infra.plan.stackfile import REPO_ROOT
 
 # Synthetic values of each documented shape (none is a real credential).
 TOKENS = {
@@ -66,3 +71,46 @@ def test_every_credential_the_config_check_gives_a_home_is_one_the_shapes_can_na
     named = {what for what, _ in SHAPES}
     assert all(what in named or what.startswith("the value of --") for what in SECRET_HOMES)
     assert set(SECRET_HOMES.values()) <= set(SECRET_KEYS)
+
+
+# -- secrets' own shapes, checked when the program starts ---------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("gatewayApiKeys", "not json", "must be a JSON object of client id to key"),
+    ("gatewayApiKeys", '{"team-a": "short"}', "with keys of at least 16 characters"),
+    ("gatewayApiKeys", '{"neurodock-smoke-test": "0123456789abcdef"}', "reserved for the smoke test"),
+    ("gatewayTlsCert", "MIIB...", "must be a PEM certificate chain"),
+    ("gatewayTlsKey", "-----BEGIN CERTIFICATE-----\n...", "must be a PEM private key"),
+    ("hfToken", "hf_abcdefghijklmnopqrstuvwxyz012345\n", "starts or ends with whitespace"),
+    ("grafanaAdminPassword", "", "is empty"),
+])
+def test_a_malformed_secret_stops_the_program_before_any_resource(key, value, message):
+    from infra.config import ConfigError, parse_config
+    from infra.config.stack import secret_value_problems
+
+    full = f"neurodock:{key}"
+    [problem] = secret_value_problems({full: value}, [full])
+    assert problem.path == full and message in problem.message
+    assert not value.strip() or value.strip() not in problem.message  # the secret is never quoted
+    # parse_config, which the program runs before it creates anything, refuses it with the rest.
+    document = yaml.safe_load((REPO_ROOT / "stacks" / "Pulumi.dev.yaml").read_text())["config"]
+    values = {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in document.items()}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**values, full: value}, secret_keys=[full])
+    assert any(p.path == full for p in caught.value.problems)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("gatewayApiKeys", '{"team-a": "sk-0123456789abcdef"}'),
+    ("gatewayTlsCert", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+    ("gatewayTlsKey", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"),
+    ("hfToken", "hf_abcdefghijklmnopqrstuvwxyz012345"),
+    ("grafanaAdminPassword", "a-long-passphrase"),
+    ("gatewayApiKeys", "04da6b54-80e4-46f7-96ec-b56ff0331ba9"),  # offline: not decrypted, left to the deploy
+])
+def test_a_well_formed_or_unreadable_secret_passes(key, value):
+    from infra.config.stack import secret_value_problems
+
+    full = f"neurodock:{key}"
+    assert secret_value_problems({full: value}, [full]) == []

@@ -24,6 +24,7 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.charts import ChartSource
 from components.errors import InputProblems
+from components.gateway.keys import SMOKE_TEST_CLIENT, parse_api_keys
 from components.gateway.picker import INFERENCE_API
 from components.k8s import (
     PART_OF_VALUE,
@@ -81,7 +82,6 @@ BBR_HEALTH_PORT = 9005
 CONTROL_PLANE_PORTS = (9443,)
 """Envoy Gateway's webhook port in its pod, which the API server calls (fixed in the gateway-helm chart,
 templates/envoy-gateway-deployment.yaml): a private GKE cluster needs it opened to its control plane."""
-SMOKE_TEST_CLIENT = "neurodock-smoke-test"
 """Client id of the smoke test's own API key, so it needs none of the users' keys."""
 CLIENT_ID_HEADER = "x-neurodock-client"
 """Carries the authenticated client id to model servers (the key itself is stripped)."""
@@ -552,23 +552,6 @@ def _extension_config() -> dict:
             "backendResources": [{"group": INFERENCE_API, "kind": "InferencePool", "version": "v1"}],
         },
     }
-
-
-def parse_api_keys(text: str) -> dict[str, str]:
-    """``neurodock:gatewayApiKeys``: a JSON object of client id to key."""
-    try:
-        keys = json.loads(text)
-    except ValueError:
-        raise ValueError('neurodock:gatewayApiKeys must be a JSON object of client id to key, e.g. '
-                         '{"team-a": "sk-..."}; it is not JSON') from None
-    if not isinstance(keys, dict) or not keys or not all(
-            isinstance(k, str) and isinstance(v, str) and k and len(v) >= 16 for k, v in keys.items()):
-        raise ValueError('neurodock:gatewayApiKeys must be a non-empty JSON object of client id to key, with keys of '
-                         'at least 16 characters, e.g. {"team-a": "sk-..."}')
-    if SMOKE_TEST_CLIENT in keys:
-        raise ValueError(f"neurodock:gatewayApiKeys: the client id {SMOKE_TEST_CLIENT!r} is reserved for the "
-                         "smoke test; rename that client")
-    return keys
 
 
 def _meta(*, name: str | None = None, namespace: str | None = None,

@@ -4,6 +4,8 @@ Pulumi hands the program, and the checks that span several concerns."""
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,6 +13,7 @@ from neurodock_policies.secret_shapes import secret_args, secret_shape
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 from pydantic import Field, PrivateAttr, ValidationError
 
+from components.gateway.keys import api_keys_problem
 from infra.config.base import CONFIG_NAMESPACE, ConfigError, Model, Name, Problem, decode, key_path
 from infra.config.budgets import budget_problems
 from infra.config.capacity import capacity
@@ -120,6 +123,7 @@ def parse_config(
     # In plain text it is refused above; its entries are checked once Pulumi can decrypt it.
     raw = values.get(key) if key in secret_keys else None
     problems.extend(receiver_secret_problems(config, None if raw == UNKNOWN_MARKER else raw))
+    problems.extend(secret_value_problems(values, secret_keys))
     if config.gateway.tls:
         for key in ("gatewayTlsCert", "gatewayTlsKey"):
             if key not in present:
@@ -129,6 +133,33 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def secret_value_problems(values: Mapping[str, Any], secret_keys: Iterable[str]) -> list[Problem]:
+    """Each secret's shape, checked when the program starts, before any resource: `pulumi up` and
+    `pulumi preview` hand the program every secret decrypted (an offline plan cannot decrypt them: they are
+    the unknown marker then, and left for the deploy). A malformed value found later, inside an ``apply``,
+    would fail the update half-way, after what comes before it was created. Never quotes a value."""
+    out = []
+    for name in SECRET_KEYS:
+        key = f"{CONFIG_NAMESPACE}:{name}"
+        raw = values.get(key) if key in secret_keys else None
+        if raw is None or raw == UNKNOWN_MARKER:
+            continue
+        text = raw if isinstance(raw, str) else json.dumps(raw)
+        if name == "gatewayApiKeys" and (problem := api_keys_problem(text)) is not None:
+            out.append(Problem(key, problem))
+        elif name == "gatewayTlsCert" and "-----BEGIN CERTIFICATE-----" not in text:
+            out.append(Problem(key, "must be a PEM certificate chain (-----BEGIN CERTIFICATE-----, the server's "
+                                    "certificate first); set it with `pulumi config set --secret "
+                                    f"{key} < tls.crt`"))
+        elif name == "gatewayTlsKey" and not re.search(r"-----BEGIN (RSA |EC )?PRIVATE KEY-----", text):
+            out.append(Problem(key, "must be a PEM private key (-----BEGIN PRIVATE KEY-----, unencrypted); set it "
+                                    f"with `pulumi config set --secret {key} < tls.key`"))
+        elif name in ("hfToken", "grafanaAdminPassword") and (not text.strip() or text != text.strip()):
+            out.append(Problem(key, "is empty or starts or ends with whitespace (a pasted newline?); set it again "
+                                    f"with `pulumi config set --secret {key}`"))
+    return out
 
 
 SECRET_HOMES = {

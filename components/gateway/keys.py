@@ -1,0 +1,34 @@
+"""The gateway's API keys document (``neurodock:gatewayApiKeys``), read by the configuration check when the
+program starts and by the gateway when it writes its key Secret: one definition, free of the SDKs, so the
+configuration check can import it cheaply."""
+
+from __future__ import annotations
+
+import json
+
+SMOKE_TEST_CLIENT = "neurodock-smoke-test"
+"""The client id of the smoke test's own key, which the stack adds to the gateway's keys."""
+MIN_KEY_LENGTH = 16
+
+
+def api_keys_problem(text: str) -> str | None:
+    """What is wrong with a ``neurodock:gatewayApiKeys`` document, as the end of a sentence about the key
+    (never quoting a key); None when it is a JSON object of client id to key."""
+    try:
+        keys = json.loads(text)
+    except ValueError:
+        return 'must be a JSON object of client id to key, e.g. {"team-a": "sk-..."}; it is not JSON'
+    if not isinstance(keys, dict) or not keys or not all(
+            isinstance(k, str) and isinstance(v, str) and k and len(v) >= MIN_KEY_LENGTH for k, v in keys.items()):
+        return ('must be a non-empty JSON object of client id to key, with keys of at least '
+                f'{MIN_KEY_LENGTH} characters, e.g. {{"team-a": "sk-..."}}')
+    if SMOKE_TEST_CLIENT in keys:
+        return f"has the client id {SMOKE_TEST_CLIENT!r}, which is reserved for the smoke test; rename that client"
+    return None
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """``neurodock:gatewayApiKeys`` as client id to key (``ValueError`` naming the key)."""
+    if (problem := api_keys_problem(text)) is not None:
+        raise ValueError(f"neurodock:gatewayApiKeys {problem}")
+    return json.loads(text)
