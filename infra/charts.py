@@ -89,10 +89,12 @@ class NotCached(pulumi.RunError):
     """A chart or CRD bundle the program reads itself is not in the chart cache. A ``RunError``:
     `pulumi up` shows the message alone, no traceback."""
 
-    def __init__(self, what: ChartRef | CrdBundle):
-        self.what = what
-        super().__init__(f"{what} is not in the chart cache {cache_dir()}: fetch it with `{PULL_HINT}` "
-                         f"(or set {CACHE_ENV} to a directory that holds it)")
+    def __init__(self, *missing: ChartRef | CrdBundle):
+        self.missing = missing
+        what = " and ".join(str(m) for m in missing)
+        verb, it = ("is", "it") if len(missing) == 1 else ("are", "them")
+        super().__init__(f"{what} {verb} not in the chart cache {cache_dir()}: fetch {it} with `{PULL_HINT}` (or set "
+                         f"{CACHE_ENV} to a directory that holds {it})")
 
 
 _listing: list[set[ChartRef | CrdBundle]] = []
@@ -108,6 +110,19 @@ def listing() -> Iterator[set[ChartRef | CrdBundle]]:
         yield wanted
     finally:
         _listing.pop()
+
+
+def require_all(*wanted: ChartRef | CrdBundle) -> None:
+    """Each of ``wanted`` is cached (or recorded, while listing): else one ``NotCached`` naming every one
+    missing."""
+    missing = []
+    for what in wanted:
+        try:
+            require(what)
+        except NotCached:
+            missing.append(what)
+    if missing:
+        raise NotCached(*missing)
 
 
 def require(what: ChartRef | CrdBundle) -> Path | None:

@@ -41,7 +41,7 @@ def build_gateway(
     route is its ``ServedModel``'s."""
     system_selector = system_node_selector(cluster)
     gw = config.gateway
-    chart = charts.source(ENVOY_GATEWAY)
+    chart = charts.source(ENVOY_GATEWAY, config.chart_mirror)
     served = tuple(m.model_name for m in config.models)
     smoke_key = None
     if secrets.gateway_api_keys is not None:
@@ -64,8 +64,8 @@ def build_gateway(
             api_keys=secrets.gateway_api_keys,
             smoke_test_key=smoke_key,
             monitoring_crds=crds,
-            ai_gateway_crds_chart=charts.source(AI_GATEWAY_CRDS),
-            ai_gateway_chart=charts.source(AI_GATEWAY),
+            ai_gateway_crds_chart=charts.source(AI_GATEWAY_CRDS, config.chart_mirror),
+            ai_gateway_chart=charts.source(AI_GATEWAY, config.chart_mirror),
             pool_crds=charts.crd_bundle(INFERENCE_EXTENSION_CRDS),
         ),
         opts=opts,

@@ -37,7 +37,13 @@ from components.monitoring.stack import MONITORING_NAMESPACE, Alerting, Monitori
 from components.serving.architectures import gated
 from components.serving.catalog import SERVING_NAMESPACE, ModelCatalog
 from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
-from components.versions import CLUSTER_AUTOSCALER, INFERENCE_EXTENSION_CRDS, KUBE_PROMETHEUS_STACK, LLM_D_ROUTER
+from components.versions import (
+    CLUSTER_AUTOSCALER,
+    ENVOY_GATEWAY,
+    INFERENCE_EXTENSION_CRDS,
+    KUBE_PROMETHEUS_STACK,
+    LLM_D_ROUTER,
+)
 from infra import charts, live, plan
 from infra.config import (
     CONFIG_NAMESPACE,
@@ -71,9 +77,9 @@ def _require_program_charts(config: StackConfig) -> None:
     """What the program renders or reads itself must be cached, checked before any resource exists
     (``charts.NotCached``), so a missing chart creates nothing."""
     if config.gateway.enabled:
-        charts.require(INFERENCE_EXTENSION_CRDS)
-        if config.models:
-            charts.require(LLM_D_ROUTER)
+        # Envoy Gateway's CRDs are applied by the program (the release skips them): read from the cache,
+        # whatever the release fetches, so an uncached chart cannot turn the CRD patches off.
+        charts.require_all(INFERENCE_EXTENSION_CRDS, ENVOY_GATEWAY, *([LLM_D_ROUTER] if config.models else []))
 
 
 def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
@@ -121,7 +127,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         monitoring = MonitoringStack(
             "monitoring",
             MonitoringStackArgs(
-                chart=charts.source(KUBE_PROMETHEUS_STACK),
+                chart=charts.source(KUBE_PROMETHEUS_STACK, config.chart_mirror),
                 platform=Platform(config.cloud.provider),
                 storage_class=cluster.storage_class,
                 retention=config.monitoring.retention,
@@ -384,7 +390,7 @@ def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.Resource
     return [EksAddons(
         "cluster-addons",
         EksAddonsArgs(
-            autoscaler_chart=charts.source(CLUSTER_AUTOSCALER),
+            autoscaler_chart=charts.source(CLUSTER_AUTOSCALER, config.chart_mirror),
             cluster_name=config.cluster_name,
             discovery_tags=tuple(autoscaler_discovery_tags(config.cluster_name)),
             region=config.cloud.region,

@@ -56,7 +56,7 @@ def build_catalog(
                                                    bucket.uri if bucket else None, crds)
                                       for model in config.models),
                          system_node_selector=system_node_selector(cluster),
-                         keda_chart=charts.source(KEDA),
+                         keda_chart=charts.source(KEDA, config.chart_mirror),
                          hf_token=secrets.hf_token, crds=crds,
                          mirror_writer=bucket.writer_annotations if bucket else None, mirror_bucket=bucket),
         opts=opts,

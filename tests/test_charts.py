@@ -116,13 +116,14 @@ def test_a_chart_mirror_is_where_every_release_fetches_its_chart():
 
 
 def program_charts_only(tmp_path) -> Path:
-    """A chart cache with only what the program renders or reads itself: the picker's chart and the
-    InferencePool CRD."""
-    from components.versions import INFERENCE_EXTENSION_CRDS, LLM_D_ROUTER
+    """A chart cache with only what the program renders or reads itself: the picker's chart, Envoy Gateway's
+    (its CRDs) and the InferencePool CRD."""
+    from components.versions import ENVOY_GATEWAY, INFERENCE_EXTENSION_CRDS, LLM_D_ROUTER
 
     cache = tmp_path / "program-only"
     cache.mkdir()
     shutil.copy(SHARED_CHARTS / LLM_D_ROUTER.package, cache)
+    shutil.copy(SHARED_CHARTS / ENVOY_GATEWAY.package, cache)
     shutil.copytree(SHARED_CHARTS / INFERENCE_EXTENSION_CRDS.directory, cache / INFERENCE_EXTENSION_CRDS.directory)
     return cache
 
@@ -132,13 +133,14 @@ def test_what_the_program_renders_itself_must_be_cached(tmp_path, capsys):
     empty.mkdir()
     assert main(["plan", "dev", "--chart-cache", str(empty)]) == 2
     err = capsys.readouterr().err
-    assert (f"neurodock: dev: gateway-api-inference-extension v1.4.0 CRDs is not in the chart cache {empty}: fetch it "
-            "with `neurodock charts pull`") in err
+    assert (f"neurodock: dev: gateway-api-inference-extension v1.4.0 CRDs and gateway-helm v1.7.0 and "
+            f"llm-d-router-gateway v0.10.0 are not in the chart cache {empty}: fetch them with `neurodock charts pull`"
+            ) in err
     assert "Traceback" not in err
     cache = tmp_path / "crds-only"
     shutil.copytree(program_charts_only(tmp_path) / "crds", cache / "crds")
     assert main(["plan", "dev", "--chart-cache", str(cache)]) == 2
-    assert "llm-d-router-gateway v0.10.0 is not in the chart cache" in capsys.readouterr().err
+    assert "gateway-helm v1.7.0 and llm-d-router-gateway v0.10.0 are not in the chart cache" in capsys.readouterr().err
 
 
 def test_without_a_cached_chart_the_release_downloads_it_and_the_plan_warns(tmp_path, capsys, write_stack):
@@ -161,7 +163,8 @@ def test_require_charts_makes_a_missing_chart_an_error(tmp_path, capsys):
     assert not out.exists(), "nothing is written when charts are required and missing"
 
 
-def test_an_uncached_release_names_its_repository(tmp_path, monkeypatch):
+def test_an_uncached_release_still_names_its_repository_and_its_crds_still_come_from_the_program(
+        tmp_path, monkeypatch, shipped_plans):
     from infra.plan.engine import run_plan
     from infra.plan.stackfile import load_stack_file
 
@@ -172,13 +175,40 @@ def test_an_uncached_release_names_its_repository(tmp_path, monkeypatch):
         "kube-prometheus-stack", KUBE_PROMETHEUS_STACK.repository)
     gateway = next(r for r in plan.helm_releases if r.inputs["name"] == "envoy-gateway")
     assert gateway.inputs["chart"] == "oci://docker.io/envoyproxy/gateway-helm"
-    # The release installs its own CRDs then, whereas the InferencePool CRD, read by the program, still
-    # comes first.
-    assert not gateway.inputs.get("skipCrds")
-    [pool_crd] = [r for r in plan.resources if r.type.endswith("CustomResourceDefinitionPatch")]
-    assert pool_crd.manifest["metadata"]["name"] == "inferencepools.inference.networking.k8s.io"
-    assert pool_crd.urn in gateway.options["dependsOn"]
-    assert plan.releases == [] and len(plan.missing_charts) == 6
+    # Whatever is cached, the gateway release skips its CRDs and the program applies them, ahead of it:
+    # the release's inputs and the CRD patches are those of a fully cached plan.
+    full = shipped_plans["staging"]
+    assert [r.inputs for r in plan.helm_releases] == [r.inputs for r in full.helm_releases]
+    patches = sorted(r.manifest["metadata"]["name"] for r in plan.resources
+                     if r.type.endswith("CustomResourceDefinitionPatch"))
+    assert "inferencepools.inference.networking.k8s.io" in patches and "httproutes.gateway.networking.k8s.io" in patches
+    assert patches == sorted(r.manifest["metadata"]["name"] for r in full.resources
+                             if r.type.endswith("CustomResourceDefinitionPatch"))
+    assert gateway.inputs["skipCrds"] is True
+    assert [r.chart.name for r in plan.releases] == ["gateway-helm"] and len(plan.missing_charts) == 5
+
+
+def test_a_stack_with_the_gateway_needs_envoy_gateways_chart_cached(tmp_path, capsys):
+    from components.versions import INFERENCE_EXTENSION_CRDS, LLM_D_ROUTER
+
+    cache = tmp_path / "no-envoy-gateway"
+    cache.mkdir()
+    shutil.copy(SHARED_CHARTS / LLM_D_ROUTER.package, cache)
+    shutil.copytree(SHARED_CHARTS / INFERENCE_EXTENSION_CRDS.directory, cache / INFERENCE_EXTENSION_CRDS.directory)
+    assert main(["plan", "dev", "--chart-cache", str(cache)]) == 2
+    assert "gateway-helm v1.7.0 is not in the chart cache" in capsys.readouterr().err
+
+
+def test_a_chart_mirror_in_the_config_is_where_every_release_fetches(write_stack):
+    from tests.conftest import plan_with
+
+    plan = plan_with(write_stack, "staging",
+                     lambda c: c.update({"neurodock:chartMirror": "oci://registry.internal.example/charts"}))
+    assert {r.inputs["chart"] for r in plan.helm_releases} == {
+        f"oci://registry.internal.example/charts/{ref.name}" for ref in
+        (KUBE_PROMETHEUS_STACK, KEDA, CLUSTER_AUTOSCALER, *[r for r in CHARTS if r.name.startswith(("gateway-helm",
+                                                                                                    "ai-gateway"))])}
+    assert all(r.chart.package == r.package.name for r in plan.releases)  # still rendered from the cache
 
 
 def test_a_missing_chart_cache_directory_is_a_usage_error(tmp_path, capsys):

@@ -14,9 +14,9 @@ from infra.config import ConfigError
 from infra.diff import diff_plans
 from infra.plan import mocks
 from infra.plan.engine import ProgramError, run_plan
-from infra.plan.stackfile import load_stack_file
+from infra.plan.stackfile import REPO_ROOT, load_stack_file
 from infra.program import control_plane_ports
-from tests.conftest import of_type, stack_document
+from tests.conftest import SHIPPED_STACKS, of_type, stack_document
 from tests.test_serving import LLAMA_8B
 
 
@@ -386,3 +386,15 @@ def test_prod_edit_sequence(write_stack):
 
     diff = steps.edit(eight_gpus)
     assert resource(diff, "gcp:container/nodePool:NodePool", "cluster-gpu-h100").replaced
+
+
+def test_the_kubernetes_provider_leaves_delete_unreachable_to_the_dr_runbooks_environment_switch(shipped_plans):
+    """``deleteUnreachable`` set on the provider would override PULUMI_K8S_DELETE_UNREACHABLE (pulumi-kubernetes
+    provider.go: the provider flag wins over the environment), which the DR runbook sets for the one `refresh`
+    of a lost region's stack; set always, a routine refresh during a blip would drop every object."""
+    for stack in SHIPPED_STACKS:
+        [provider] = [r for r in shipped_plans[stack].resources if r.type == "pulumi:providers:kubernetes"]
+        assert "deleteUnreachable" not in provider.inputs
+        assert provider.inputs["enableServerSideApply"] in (True, "true")
+    runbook = (REPO_ROOT / "docs" / "disaster-recovery.md").read_text()
+    assert "PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh -s prod" in runbook

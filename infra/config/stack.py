@@ -14,7 +14,7 @@ from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 from pydantic import Field, PrivateAttr, ValidationError
 
 from components.gateway.keys import api_keys_problem
-from infra.config.base import CONFIG_NAMESPACE, ConfigError, Model, Name, Problem, decode, key_path
+from infra.config.base import CONFIG_NAMESPACE, ConfigError, Model, Name, Problem, decode, key_path, pattern
 from infra.config.budgets import budget_problems
 from infra.config.capacity import capacity
 from infra.config.cloud import Cloud, KindCloud, cloud_problems, cloud_warnings
@@ -43,6 +43,11 @@ SECRET_KEYS: dict[str, str] = {
 in the models: the program reads them as secret Outputs (see :mod:`infra.secrets`)."""
 
 
+ChartMirror = pattern(r"^(https?://[^\s/]+(/\S*)?|oci://[^\s/]+(/[^\s/]+)*)$",
+                      "an http:// or https:// chart repository URL, or an oci:// registry path",
+                      "oci://registry.example.com/neurodock-charts")
+
+
 class StackConfig(Model):
     """All of a stack's ``neurodock:*`` configuration."""
 
@@ -64,6 +69,10 @@ class StackConfig(Model):
     """Tags or labels put on every cloud resource that takes them (default none)."""
     deploy: Deploy = Deploy()
     """Where the stack's `pulumi up` runs (default a GitHub-hosted runner)."""
+    chart_mirror: ChartMirror | None = None
+    """An HTTP(S) chart repository or ``oci://`` registry path holding every pinned chart under its own name
+    and version, from which every Helm release fetches its chart instead of the chart's own repository: for
+    clusters deployed without internet access (default none)."""
     _secrets_set: frozenset[str] = PrivateAttr(default=frozenset())
 
     @property
