@@ -46,3 +46,18 @@ def test_nodes_use_the_pinned_image_by_digest():
 def test_a_version_without_a_pinned_image_is_rejected():
     with pytest.raises(KeyError):
         render(kubernetes_version="1.20")
+
+
+def test_a_pool_edit_replaces_the_kind_cluster_deleting_the_old_one_first(shipped_plans, write_stack):
+    """kind refuses to create a cluster whose name is taken, so the Command that creates it is replaced
+    delete-first; a pool edit changes its trigger, which is what replaces it."""
+    from tests.conftest import plan_with
+
+    [command] = [r for r in shipped_plans["dev"].resources if r.type == "command:local:Command"]
+    assert command.options["deleteBeforeReplace"] is True
+    assert command.inputs["delete"].startswith("kind delete cluster --name ")
+    edited = plan_with(write_stack, "dev", lambda c: c["neurodock:nodePools"].append(
+        {"name": "extra", "role": "cpu", "minNodes": 1, "maxNodes": 1}))
+    [after] = [r for r in edited.resources if r.type == "command:local:Command"]
+    assert after.name == command.name and after.options["deleteBeforeReplace"] is True
+    assert after.inputs["triggers"] != command.inputs["triggers"]

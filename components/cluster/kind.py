@@ -98,10 +98,19 @@ class KindCluster(pulumi.ComponentResource):
             create=create,
             delete=f"kind delete cluster --name {cluster}",
             stdin=kind_config,
-            # A changed node layout can only be applied by recreating the cluster.
+            # A changed node layout can only be applied by recreating the cluster (a trigger's change replaces
+            # the Command: pulumi-command's `triggers`).
             triggers=[kind_config],
-            # stdout is the kubeconfig, client key included.
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # stdout is the kubeconfig, client key included.
+                additional_secret_outputs=["stdout"],
+                # The cluster's name is fixed, and kind refuses to create a cluster whose nodes exist ("node(s)
+                # already exist for a cluster with the name", kind v0.29.0 pkg/cluster/internal/create/create.go
+                # 176-185): Pulumi's default replacement, the new one created before the old one is deleted,
+                # would fail, so the old cluster is deleted first.
+                delete_before_replace=True,
+            ),
         )
 
 
