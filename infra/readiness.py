@@ -46,6 +46,13 @@ class TimeToReady:
     mirror_s: int = 0
     """Of the first replica's ``weights_s``: mirroring them into the stack's bucket, a Job of its own."""
 
+    @property
+    def recovery(self) -> Phases:
+        """The first replica when the weights bucket already holds the weights (a stack re-created, or its
+        DR copy, reading ``neurodock:weightsBucket``): its mirror Job finds the completion marker and ends."""
+        return Phases(node_s=self.first.node_s, image_s=self.first.image_s,
+                      weights_s=self.first.weights_s - self.mirror_s, load_s=self.first.load_s)
+
 
 def throughput(config: StackConfig, model: ModelSpec) -> Throughput:
     return (model.readiness or config.readiness).throughput
@@ -69,7 +76,8 @@ def time_to_ready(config: StackConfig, model: ModelSpec) -> TimeToReady:
 
     if mirrored(config.cloud.provider, model, model.source):
         # Downloaded once to the Job's volume and uploaded from it, then streamed by every replica.
-        return TimeToReady(path="Hugging Face, mirrored once into the stack's bucket, streamed to the GPUs",
+        into = "the weights bucket" if config.weights_bucket else "the stack's bucket"
+        return TimeToReady(path=f"Hugging Face, mirrored once into {into}, streamed to the GPUs",
                            weights_gb=weights_gb, first=phases(hub + volume, bucket), scale_out=phases(0, bucket),
                            mirror_s=hub + volume)
     if vllm and not from_hub:

@@ -72,11 +72,12 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
     if not any(mirrored(cloud.provider, m, v.source) for m in config.models for v in m.versions()):
         return None
     opts = pulumi.ResourceOptions(providers=[provider] if provider else None)
+    existing = config.weights_bucket.split("://", 1)[1] if config.weights_bucket else None
     if isinstance(cloud, EksCloud):
         assert isinstance(cluster, EksCluster)
         account_id = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
-        name = _bucket_name(f"neurodock-{config.environment}-weights-{account_id}-{cloud.region}",
-                            f"nd-{_digest(config.environment)}-weights-{account_id}-{cloud.region}")
+        name = existing or _bucket_name(f"neurodock-{config.environment}-weights-{account_id}-{cloud.region}",
+                                        f"nd-{_digest(config.environment)}-weights-{account_id}-{cloud.region}")
         writer: ReaderArgs = S3WeightsReaderArgs(
             source=f"s3://{name}", oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
             namespace=SERVING_NAMESPACE, service_account=MIRROR_ACCOUNT, write=True)
@@ -84,15 +85,16 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
         project = None
     else:
         assert isinstance(cloud, GkeCloud) and isinstance(cluster, GkeCluster)
-        name = _bucket_name(f"{cloud.project}-neurodock-{config.environment}-weights",
-                            f"{cloud.project}-nd-{_digest(config.environment)}-weights")
+        name = existing or _bucket_name(f"{cloud.project}-neurodock-{config.environment}-weights",
+                                        f"{cloud.project}-nd-{_digest(config.environment)}-weights")
         writer = GcsWeightsReaderArgs(source=f"gs://{name}", project=cloud.project, workload_pool=cluster.workload_pool,
                                       namespace=SERVING_NAMESPACE, service_account=MIRROR_ACCOUNT,
                                       account_id=_google_account_id(config, MIRROR_ACCOUNT), write=True)
         labels_ = {"neurodock-purpose": PURPOSE}
         project = cloud.project
     return MirrorBucket("weights-mirror", MirrorBucketArgs(
-        cloud=cloud.provider, name=name, location=cloud.region, project=project, labels=labels_, writer=writer),
+        cloud=cloud.provider, name=name, location=cloud.region, project=project, labels=labels_, writer=writer,
+        existing=existing is not None),
         opts=opts)
 
 

@@ -934,3 +934,25 @@ def test_a_provider_setting_that_holds_no_credential_is_accepted(key, value):
     config = config_of(stack_document("dev"))
     config[key] = value
     parse_config(config)
+
+
+def test_a_weights_bucket_must_be_of_the_stacks_cloud():
+    import json
+
+    from infra.config import ConfigError, parse_config
+    from tests.conftest import stack_document
+
+    def values(stack: str, bucket: str) -> dict:
+        config = stack_document(stack)["config"]
+        return {**{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in config.items()},
+                "neurodock:weightsBucket": bucket}
+
+    assert parse_config(values("prod", "gs://neurodock-state-4821-weights")).weights_bucket  # control
+    with pytest.raises(ConfigError) as caught:
+        parse_config(values("prod", "s3://neurodock-weights"))
+    [problem] = [p for p in caught.value.problems if p.path == "neurodock:weightsBucket"]
+    assert "cannot hold the mirrored weights of a gke stack" in problem.message
+    assert "use a gs:// bucket" in problem.message
+    with pytest.raises(ConfigError) as caught:
+        parse_config(values("prod", "gs://bucket/with/a/path"))
+    assert any("s3://BUCKET or gs://BUCKET" in p.message for p in caught.value.problems)

@@ -170,3 +170,33 @@ def test_diff_refuses_ambiguous_sides_before_planning(monkeypatch, capsys, argv,
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_dr_runbooks_rto_table_is_the_plans_own_estimate(shipped_plans):
+    """docs/disaster-recovery.md quotes each model's recovery time from the plan; a change to a model or to
+    readiness.throughput that moves the estimate must move the runbook too."""
+    import re
+
+    from infra.plan.render import time_to_ready
+    from infra.plan.stackfile import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "disaster-recovery.md").read_text()
+    table = text.split("<!-- rto-table", 1)[1].split("<!-- /rto-table -->", 1)[0]
+    quoted = {m[0]: (m[1], int(m[2]), int(m[3])) for m in re.findall(
+        r"^\| (\S+) \| ([\d.]+) GB \| (\d+) s \(\d+ min\) \| (\d+) s \(\d+ min\) \|$", table, re.M)}
+    rows = time_to_ready(shipped_plans["prod-dr"])
+    assert quoted == {r["model"]: (str(r["weightsGb"]), r["recoveryReplica"]["totalS"], r["firstReplica"]["totalS"])
+                      for r in rows}
+    # The recovery reads the weights bucket: no Hugging Face download in it.
+    assert all(r["recoveryReplica"]["weights_s"] == 0 for r in rows)
+    assert shipped_plans["prod-dr"].config.weights_bucket == shipped_plans["prod"].config.weights_bucket
+
+
+def test_a_shared_weights_bucket_is_used_not_created(shipped_plans):
+    plan = shipped_plans["prod-dr"]
+    bucket = plan.config.weights_bucket.split("://", 1)[1]
+    assert not [r for r in plan.resources if r.type == "gcp:storage/bucket:Bucket"]
+    mirrors = [r for r in plan.manifests if r.manifest["kind"] == "Job" and "mirror" in r.name]
+    assert mirrors and all(f"gs://{bucket}/hf/" in " ".join(r.manifest["spec"]["template"]["spec"]["containers"][0]
+                                                          .get("args") or r.manifest["spec"]["template"]["spec"]
+                                                          ["containers"][0].get("command")) for r in mirrors)

@@ -54,6 +54,10 @@ class MirrorBucketArgs:
     labels: dict[str, str]
     writer: S3WeightsReaderArgs | GcsWeightsReaderArgs
     """The mirror Jobs' identity (``write`` set), bound to the ServiceAccount ``MIRROR_ACCOUNT``."""
+    existing: bool = False
+    """The bucket exists outside the stack (``neurodock:weightsBucket``, kept by the state-backend project):
+    only the writer's identity is created, and nothing is destroyed with the stack (default: the stack's
+    own bucket, a cache)."""
 
 
 class MirrorBucket(pulumi.ComponentResource):
@@ -67,6 +71,12 @@ class MirrorBucket(pulumi.ComponentResource):
     def __init__(self, name: str, args: MirrorBucketArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:serving:MirrorBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        if args.existing:
+            self.uri = f"{'s3' if args.cloud == 'eks' else 'gs'}://{args.name}"
+            reader = S3WeightsReader if args.cloud == "eks" else GcsWeightsReader
+            self.writer_annotations = reader(f"{name}-writer", args.writer, opts=child).annotations
+            self.register_outputs({"uri": self.uri})
+            return
         if args.cloud == "eks":
             bucket = aws.s3.Bucket(name, bucket=args.name, force_destroy=True, tags=args.labels, opts=child)
             aws.s3.BucketOwnershipControls(name, bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"},

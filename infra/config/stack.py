@@ -48,6 +48,11 @@ ChartMirror = pattern(r"^(https?://[^\s/]+(/\S*)?|oci://[^\s/]+(/[^\s/]+)*)$",
                       "oci://registry.example.com/neurodock-charts")
 
 
+WeightsBucket = pattern(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|gs://[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9])$",
+                        "s3://BUCKET or gs://BUCKET, a bucket name without a path",
+                        "gs://neurodock-state-4821-weights")
+
+
 class StackConfig(Model):
     """All of a stack's ``neurodock:*`` configuration."""
 
@@ -69,6 +74,12 @@ class StackConfig(Model):
     """Tags or labels put on every cloud resource that takes them (default none)."""
     deploy: Deploy = Deploy()
     """Where the stack's `pulumi up` runs (default a GitHub-hosted runner)."""
+    weights_bucket: WeightsBucket | None = None
+    """Where Hugging Face weights are mirrored and read from: an existing bucket, ``s3://NAME`` on EKS or
+    ``gs://NAME`` on GKE, such as the state-backend project's retained, replicated weights bucket (its
+    ``weightsUrl`` output). A stack re-created from its config, or its DR copy in another region, then finds
+    its models' weights there and needs neither Hugging Face nor its token (default: a bucket of the stack's
+    own, a cache destroyed with it)."""
     chart_mirror: ChartMirror | None = None
     """An HTTP(S) chart repository or ``oci://`` registry path holding every pinned chart under its own name
     and version, from which every Helm release fetches its chart instead of the chart's own repository: for
@@ -214,11 +225,22 @@ def plaintext_secret_problems(data: Any) -> list[Problem]:
     return out
 
 
+def _weights_bucket_problems(config: StackConfig) -> list[Problem]:
+    bucket = config.weights_bucket
+    want = {"eks": "s3://", "gke": "gs://"}.get(config.cloud.provider)
+    if bucket is None or (want and bucket.startswith(want)):
+        return []
+    fix = f"a {want} bucket" if want else "remove it: kind reads weights from where they are published"
+    return [Problem(key_path(("weightsBucket",)), f"{bucket} cannot hold the mirrored weights of a "
+                    f"{config.cloud.provider} stack, whose models read them with its workload identity; use {fix}")]
+
+
 def _semantic_problems(config: StackConfig) -> list[Problem]:
     """Facts across keys, concern by concern."""
-    return [*cloud_problems(config), *deploy_problems(config), *pool_problems(config), *gateway_problems(config),
-            *model_problems(config), *engine_problems(config), *budget_problems(config), *capacity(config)[0],
-            *alerting_problems(config), *coherence_problems(config, config.secrets_set)]
+    return [*_weights_bucket_problems(config), *cloud_problems(config), *deploy_problems(config),
+            *pool_problems(config), *gateway_problems(config), *model_problems(config), *engine_problems(config),
+            *budget_problems(config), *capacity(config)[0], *alerting_problems(config),
+            *coherence_problems(config, config.secrets_set)]
 
 
 def config_warnings(config: StackConfig) -> list[Problem]:

@@ -100,6 +100,7 @@ def time_to_ready(plan: Plan) -> list[dict[str, Any]]:
         out.append({"model": model.name, "weights": e.path, "weightsGb": round(e.weights_gb, 1),
                     "firstReplica": {**asdict(e.first), "totalS": e.first.total_s},
                     "scaleOutReplica": {**asdict(e.scale_out), "totalS": e.scale_out.total_s},
+                    "recoveryReplica": {**asdict(e.recovery), "totalS": e.recovery.total_s},
                     "budgets": asdict(b)})
     return out
 
@@ -111,7 +112,8 @@ def _readiness_text(plan: Plan) -> list[str]:
     lines = ["", "Time to ready, estimated (node + image + weights + load = total; readiness.throughput assumes)"]
     for row in rows:
         lines.append(f"  {row['model']}: {row['weightsGb']} GB, {row['weights']}")
-        for label, key in (("first replica", "firstReplica"), ("scale-out", "scaleOutReplica")):
+        for label, key in (("first replica", "firstReplica"), ("scale-out", "scaleOutReplica"),
+                           ("recovery", "recoveryReplica")):
             p = row[key]
             lines.append(f"    {label:<14} {p['node_s']:>5} + {p['image_s']:>4} + {p['weights_s']:>5} + "
                          f"{p['load_s']:>4} = {p['totalS']:>5} s")
