@@ -71,7 +71,9 @@ def mirror_bucket(config: StackConfig, cluster: Cluster,
     cloud = config.cloud
     if not any(mirrored(cloud.provider, m, v.source) for m in config.models for v in m.versions()):
         return None
-    opts = pulumi.ResourceOptions(providers=[provider] if provider else None)
+    # After the cluster, which waits for the project's APIs (GKE: iam, storage among them) before anything
+    # uses them: a bucket or service account created first fails while its API is still off.
+    opts = pulumi.ResourceOptions(providers=[provider] if provider else None, depends_on=[cluster])
     existing = config.weights_bucket.split("://", 1)[1] if config.weights_bucket else None
     if isinstance(cloud, EksCloud):
         assert isinstance(cluster, EksCluster)

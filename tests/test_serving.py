@@ -559,3 +559,16 @@ def test_a_long_environment_names_its_weights_bucket_by_a_digest_not_a_cut(write
     # Cut at 63, the region would go, and two regions' stacks would share one bucket name.
     name = bucket.inputs["bucket"]
     assert len(name) <= 63 and name.startswith("nd-") and name.endswith("-us-west-2"), name
+
+
+def test_the_weights_bucket_waits_for_the_cluster_and_so_for_the_projects_apis(write_stack):
+    from tests.conftest import plan_with
+
+    plan = plan_with(write_stack, "prod", lambda c: c.pop("neurodock:weightsBucket"))
+    [component] = [r for r in plan.resources if r.type == "neurodock:serving:MirrorBucket"]
+    # A component in depends_on stands for its children: the cluster, and the project's API enablements.
+    waits = component.options["dependsOn"]
+    assert any("gcp:container/cluster:Cluster::" in urn for urn in waits)
+    assert any("gcp:projects/service:Service::" in urn for urn in waits)
+    [bucket] = [r for r in plan.resources if r.type == "gcp:storage/bucket:Bucket"]
+    assert bucket.parent == component.urn  # a child: it waits for what its parent waits for
