@@ -53,7 +53,7 @@ KEDA = ChartRef("keda", "2.17.2", "https://kedacore.github.io/charts")
 # The gateway: Envoy Gateway (a Gateway API implementation; the chart brings the Gateway API
 # CRDs), and the body-based router of the Gateway API Inference Extension, which copies the
 # OpenAI request's `model` field into a header that HTTPRoutes match on.
-ENVOY_GATEWAY = ChartRef("gateway-helm", "v1.7.0", "oci://docker.io/envoyproxy")
+ENVOY_GATEWAY = ChartRef("gateway-helm", "v1.8.3", "oci://docker.io/envoyproxy")
 BODY_BASED_ROUTER_IMAGE = "registry.k8s.io/gateway-api-inference-extension/bbr:v1.4.0"
 
 # Inference-aware routing. Envoy AI Gateway's controller is Envoy Gateway's extension server for

@@ -62,8 +62,9 @@ def source(ref: ChartRef, mirror: str | None = None) -> ChartSource:
 
 
 def crds(source: ChartSource) -> tuple[dict, ...]:
-    """The CustomResourceDefinitions of a cached chart's ``crds/`` directory (none when the chart is not
-    cached: its release then installs them, once)."""
+    """The CustomResourceDefinitions of a cached chart's ``crds/`` directories, its own and its subcharts'
+    (Envoy Gateway keeps them in a ``crds`` subchart from v1.8: ``charts/crds/crds/``); none when the chart
+    is not cached."""
     if source.package_path is None:
         return ()
     return copy_of(_package_crds(*_file_key(Path(source.package_path))))
@@ -79,7 +80,11 @@ def _read_crds(path: Path) -> tuple[dict, ...]:
     with tarfile.open(path) as package:
         for member in sorted(package.getmembers(), key=lambda m: m.name):
             parts = member.name.split("/")
-            if member.isfile() and len(parts) > 2 and parts[1] == "crds" and member.name.endswith((".yaml", ".yml")):
+            # <chart>/crds/..., or <chart>/charts/<subchart>/crds/...: what Helm installs as CRDs (its loader takes
+            # every file under a chart's crds/, subdirectories included).
+            in_crds = (len(parts) > 2 and parts[1] == "crds") or (len(parts) > 4 and parts[1] == "charts"
+                                                                   and parts[3] == "crds")
+            if member.isfile() and in_crds and member.name.endswith((".yaml", ".yml")):
                 text = package.extractfile(member).read().decode()
                 out += [d for d in load_documents(text) if d.get("kind") == "CustomResourceDefinition"]
     return tuple(out)

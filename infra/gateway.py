@@ -25,7 +25,7 @@ from components.versions import (
 from infra import charts
 from infra.config import StackConfig
 from infra.readiness import budgets
-from infra.routing import hold_seconds
+from infra.routing import drain_seconds, hold_seconds
 from infra.secrets import StackSecrets
 
 
@@ -57,6 +57,8 @@ def build_gateway(
             system_node_selector=system_selector,
             # One proxy is enough on a laptop; elsewhere two ride out a node drain.
             proxy_replicas=1 if config.cloud.provider == "kind" else 2,
+            drain_s=drain_seconds(list(config.models), {m.name: hold_seconds(budgets(config, m))
+                                                        for m in config.models if m.min_replicas == 0}),
             public=gw.public,
             allowed_cidrs=tuple(gw.allowed_cidrs),
             tls_cert=secrets.gateway_tls_cert if gw.tls else None,

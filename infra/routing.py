@@ -33,6 +33,32 @@ LLAMACPP_ENGINE = {
 
 WAKE_MARGIN_S = 60
 """KEDA's part of a wake: Prometheus' scrape of the picker (10 s), KEDA's poll (15 s), the scale-up."""
+DEFAULT_HOLD_S = 60
+"""The picker's own flow-control TTL (``defaultRequestTTL``, 60 s: llm-d-router v0.10.0
+apix/config/v1alpha1/endpointpickerconfig_types.go:379-387, pkg/epp/flowcontrol/controller/config.go:33):
+how long it holds a request while a pool that is not at zero is saturated."""
+PICKER_MEMORY_LIMIT_MI = 1024
+PICKER_QUEUE_MAX_BYTES_MI = 256
+"""The picker's flow-control queue, in request bytes, across all priority bands: held requests keep their
+whole body in memory, raw and parsed (pkg/epp/handlers/server.go:448-468), and the queue has no global
+bound by default, 1 GB per band (pkg/epp/flowcontrol/registry/config.go:44,71-75): a quarter of the
+container's memory limit leaves room for the parsed copies and the picker itself (the docs: "set a
+global maxBytes under the container memory limit", docs/operations.md:22-30)."""
+PICKER_QUEUE_MAX_REQUESTS = 2000
+"""Held requests at most, across bands (default: no global bound, 5000 per band)."""
+PICKER_REPLICAS = 2
+"""Active-passive: the chart turns on leader election with more than one replica and only the leader is
+ready (routerlib templates/_deployment.yaml:110-112; pkg/epp/server/options.go:165-166,
+cmd/epp/runner/health.go:77-101), so a node drain or a crash fails over to the standby in about the lease's
+retry period (2 s, controller-runtime v0.23.3 pkg/manager/internal.go:54-56) plus one readiness period
+(2 s) instead of the time a new pod takes to start."""
+
+
+def drain_seconds(models: list[ModelSpec], holds: dict[str, int]) -> int:
+    """How long a stopping gateway proxy keeps serving: the longest a request may be held by its picker
+    (``holds``, by model name: a model at zero waits for a replica) and then run (the route's timeout)."""
+    return max((holds.get(m.name, DEFAULT_HOLD_S) + m.request_timeout_seconds for m in models),
+               default=DEFAULT_HOLD_S)
 
 
 def hold_seconds(readiness: ReadinessBudgets) -> int:
@@ -59,9 +85,11 @@ def picker_config(model: ModelSpec, readiness: ReadinessBudgets) -> str:
         "schedulingProfiles": [{"name": "default", "plugins": [
             {"pluginRef": name, "weight": weight} for name, weight in SCORERS]}],
     }
+    # A bound on what the queue holds, below the container's memory (the default has none).
+    document["flowControl"] = {"maxBytes": f"{PICKER_QUEUE_MAX_BYTES_MI}Mi", "maxRequests": PICKER_QUEUE_MAX_REQUESTS}
     if model.min_replicas == 0:
         # Otherwise the picker's default (60 s): a saturated pool holds a request that long, then 429.
-        document["flowControl"] = {"defaultRequestTTL": f"{hold_seconds(readiness)}s"}
+        document["flowControl"]["defaultRequestTTL"] = f"{hold_seconds(readiness)}s"
     return yaml.safe_dump(document, sort_keys=False)
 
 
@@ -76,10 +104,12 @@ def picker_values(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, m
         "epp": {
             # The chart's tag is `main`, pulled on every start: the release's own tag instead.
             "image": {"registry": registry, "repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
-            # One replica, the chart's advice: the prefix index lives in the picker's memory.
-            "replicas": 1,
+            # Active-passive (PICKER_REPLICAS): one leader serves, as the chart advises (the prefix index lives
+            # in its memory); the standby takes over on a drain or a crash.
+            "replicas": PICKER_REPLICAS,
             # The chart asks for 8 CPUs and 8 GiB, sized for a hundred replicas at high request rates.
-            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
+                          "limits": {"memory": f"{PICKER_MEMORY_LIMIT_MI}Mi"}},
             # pprof shares the metrics port; it has no place in production.
             "flags": {"enable-pprof": "false"},
             "pluginsConfigFile": CONFIG_FILE,

@@ -131,3 +131,20 @@ def test_a_plan_whose_objects_the_api_server_would_refuse_stops_naming_them(monk
     err = capsys.readouterr().err
     assert "the API server would refuse these objects on create" in err
     assert "InferencePool 'neurodock-serving/" in err and "spec.targetPorts: port number must be unique" in err
+
+
+def test_envoy_gateways_upgrade_policy_admits_its_crds_and_refuses_an_older_gateway_api(shipped_plans):
+    """gateway-helm v1.8.3 installs a ValidatingAdmissionPolicy that refuses Gateway API CRDs older than v1.5
+    (charts/crds/templates/gatewayapi-safe-upgrade-policy.yaml): the CRDs the program applies pass it, and a
+    rollback to v1.7.0's v1.4.1 bundle would be refused by the API server."""
+    plan = shipped_plans["dev"]
+    [policy] = [o.manifest for o in plan.chart_objects if o.kind == "ValidatingAdmissionPolicy"]
+    crds = [r.manifest for r in plan.resources if r.type.endswith("CustomResourceDefinitionPatch")]
+    routes = next(c for c in crds if c["metadata"]["name"] == "httproutes.gateway.networking.k8s.io")
+    assert routes["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == "v1.5.1"
+    assert admission_findings([policy, *crds]) == []
+    older = copy.deepcopy(routes)
+    older["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] = "v1.4.1"
+    [finding] = admission_findings([policy, older])
+    assert finding.source == "safe-upgrades.gateway.networking.k8s.io"
+    assert finding.message.startswith("Installing CRDs with version before v1.5.0 is prohibited by default")

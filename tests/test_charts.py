@@ -133,14 +133,14 @@ def test_what_the_program_renders_itself_must_be_cached(tmp_path, capsys):
     empty.mkdir()
     assert main(["plan", "dev", "--chart-cache", str(empty)]) == 2
     err = capsys.readouterr().err
-    assert (f"neurodock: dev: gateway-api-inference-extension v1.4.0 CRDs and gateway-helm v1.7.0 and "
+    assert (f"neurodock: dev: gateway-api-inference-extension v1.4.0 CRDs and gateway-helm v1.8.3 and "
             f"llm-d-router-gateway v0.10.0 are not in the chart cache {empty}: fetch them with `neurodock charts pull`"
             ) in err
     assert "Traceback" not in err
     cache = tmp_path / "crds-only"
     shutil.copytree(program_charts_only(tmp_path) / "crds", cache / "crds")
     assert main(["plan", "dev", "--chart-cache", str(cache)]) == 2
-    assert "gateway-helm v1.7.0 and llm-d-router-gateway v0.10.0 are not in the chart cache" in capsys.readouterr().err
+    assert "gateway-helm v1.8.3 and llm-d-router-gateway v0.10.0 are not in the chart cache" in capsys.readouterr().err
 
 
 def test_without_a_cached_chart_the_release_downloads_it_and_the_plan_warns(tmp_path, capsys, write_stack):
@@ -196,7 +196,7 @@ def test_a_stack_with_the_gateway_needs_envoy_gateways_chart_cached(tmp_path, ca
     shutil.copy(SHARED_CHARTS / LLM_D_ROUTER.package, cache)
     shutil.copytree(SHARED_CHARTS / INFERENCE_EXTENSION_CRDS.directory, cache / INFERENCE_EXTENSION_CRDS.directory)
     assert main(["plan", "dev", "--chart-cache", str(cache)]) == 2
-    assert "gateway-helm v1.7.0 is not in the chart cache" in capsys.readouterr().err
+    assert "gateway-helm v1.8.3 is not in the chart cache" in capsys.readouterr().err
 
 
 def test_a_chart_mirror_in_the_config_is_where_every_release_fetches(write_stack):

@@ -97,7 +97,8 @@ def test_the_body_based_router_feeds_the_model_header_to_routing(shipped_plans, 
     assert "--secure-serving=false" in router["spec"]["template"]["spec"]["containers"][0]["args"]
     # Long prompts fit the buffer the router reads.
     [traffic] = manifests(plan, "ClientTrafficPolicy", GATEWAY_NS)
-    assert traffic["spec"]["connection"]["bufferLimit"] == "8Mi"
+    # Under the body-based router's 4 MiB gRPC limit (grpc-go's default, which it keeps), with room for framing.
+    assert traffic["spec"]["connection"]["bufferLimit"] == "3968Ki"
     # The router leaves a client's model header in place when the body names no model: it is removed
     # before any filter or route sees it, so only the router's own value routes; so are the canary's
     # bucket and the picker's choice of replica.
@@ -190,8 +191,13 @@ def test_every_pool_has_a_pinned_restricted_picker_that_scores_queue_kv_and_pref
         assert config["featureGates"] == ["flowControl"]
         assert {p["pluginRef"] for p in config["schedulingProfiles"][0]["plugins"]} == {
             "queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"}
-        # Models that never scale to zero keep the picker's default hold (60 s) for a saturated pool.
-        assert "flowControl" not in config
+        # Models that never scale to zero keep the picker's default hold (60 s) for a saturated pool; every
+        # queue is bounded well below the picker's memory limit (held bodies are kept raw and parsed).
+        assert "defaultRequestTTL" not in config["flowControl"]
+        limit = container["resources"]["limits"]["memory"]
+        assert limit.endswith("Mi") and config["flowControl"]["maxBytes"].endswith("Mi")
+        assert int(config["flowControl"]["maxBytes"][:-2]) * 4 <= int(limit[:-2])
+        assert 0 < config["flowControl"]["maxRequests"] <= 5000
         # The picker reads the replicas' /metrics: their NetworkPolicy lets it in.
         variant, _ = variant_in_pool(plan, pool["metadata"]["name"])
         assert variant in {"stable", "canary"}
@@ -514,3 +520,81 @@ def test_gateway_schemas_catch_a_misspelt_field_and_an_out_of_range_mirror(shipp
     too_much["spec"]["rules"][0]["filters"][1]["requestMirror"]["percent"] = 101
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(too_much, schema)
+
+
+# -- restarts of ours cut no request -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_proxies_drain_for_the_longest_request_and_hold_spread_out_with_a_budget(shipped_plans, stack):
+    from infra.readiness import budgets
+    from infra.routing import DEFAULT_HOLD_S, hold_seconds
+
+    plan = shipped_plans[stack]
+    [proxy] = manifests(plan, "EnvoyProxy", GATEWAY_NS)
+    config = plan.config
+    longest = max(m.request_timeout_seconds + (hold_seconds(budgets(config, m)) if m.min_replicas == 0
+                                               else DEFAULT_HOLD_S) for m in config.models)
+    drain = proxy["spec"]["shutdown"]["drainTimeout"]
+    assert drain == f"{longest}s" and int(drain[:-1]) > 60  # Envoy Gateway's default would cut them
+    kubernetes = proxy["spec"]["provider"]["kubernetes"]
+    assert kubernetes["envoyPDB"] == {"maxUnavailable": 1}
+    [host, zone] = kubernetes["envoyDeployment"]["pod"]["topologySpreadConstraints"]
+    assert (host["topologyKey"], host["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
+    assert zone["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_a_model_at_zero_makes_the_proxies_drain_for_its_whole_hold(write_stack):
+    plan = plan_with(write_stack, "dev", lambda c: c["neurodock:models"][0].update(minReplicas=0))
+    [proxy] = manifests(plan, "EnvoyProxy", GATEWAY_NS)
+    from infra.readiness import budgets
+    from infra.routing import hold_seconds
+
+    model = plan.config.models[0]
+    assert proxy["spec"]["shutdown"]["drainTimeout"] == \
+        f"{hold_seconds(budgets(plan.config, model)) + model.request_timeout_seconds}s"
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_pickers_run_leader_and_standby_on_two_nodes_with_a_budget(shipped_plans, stack):
+    plan = shipped_plans[stack]
+    pickers = [d for d in manifests(plan, "Deployment", SERVING_NS) if d["metadata"]["name"].endswith("-epp")]
+    assert pickers
+    budgets_ = {tuple(sorted(p["spec"]["selector"]["matchLabels"].items())): p
+                for p in manifests(plan, "PodDisruptionBudget", SERVING_NS)}
+    for picker in pickers:
+        assert picker["spec"]["replicas"] == 2
+        # The chart's leader election (only the leader is ready: active-passive) and its Recreate strategy.
+        assert "--ha-enable-leader-election" in picker["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert picker["spec"]["strategy"] == {"type": "Recreate"}
+        term = picker["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        selector = tuple(sorted(picker["spec"]["selector"]["matchLabels"].items()))
+        assert budgets_[selector]["spec"]["maxUnavailable"] == 1
+
+
+def test_no_processing_mode_starts_envoys_message_timer_on_a_held_request(shipped_plans):
+    """Envoy starts ext_proc's message timer in every body mode but FULL_DUPLEX_STREAMED (v1.38.0
+    source/extensions/filters/http/ext_proc/processor_state.cc:26-39), and Envoy AI Gateway puts the picker in
+    that mode unless a pool's annotation asks for buffered (ai-gateway v1.1.0
+    internal/extensionserver/inferencepool.go:50,288-339): its 300 s timeout never cuts a hold."""
+    for plan in shipped_plans.values():
+        for pool in manifests(plan, "InferencePool", SERVING_NS):
+            annotations = pool["metadata"].get("annotations") or {}
+            assert annotations.get("aigateway.envoyproxy.io/processing-body-mode", "duplex") == "duplex"
+        # The one buffered processor is the body-based router's, which holds nothing: 5 s at most.
+        for policy in manifests(plan, "EnvoyExtensionPolicy", GATEWAY_NS):
+            for processor in policy["spec"].get("extProc") or []:
+                if processor.get("processingMode", {}).get("request", {}).get("body") == "Buffered":
+                    assert processor["messageTimeout"] == "5s"
+
+
+def test_a_shadow_without_endpoints_cannot_fail_its_models_route():
+    """Envoy Gateway v1.7.0 answered 500 on every rule of a route whose RequestMirror backend had no ready
+    endpoints; from v1.7.2 and v1.8.0 the mirror is dropped until it has some (v1.8.3
+    internal/gatewayapi/filters.go:1061-1071, route.go:234-239). The pinned version has the fix."""
+    from components.versions import ENVOY_GATEWAY
+
+    major, minor, patch = (int(x) for x in ENVOY_GATEWAY.version.lstrip("v").split("."))
+    assert (major, minor, patch) >= (1, 7, 2) and (minor, patch) != (7, 0)

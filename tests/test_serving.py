@@ -349,7 +349,8 @@ def test_vllm_drains_running_requests_for_the_longest_request_the_gateway_allows
 
 def test_pdb_allows_a_voluntary_disruption_and_network_policy_admits_gateway_monitoring_and_picker(shipped_plans):
     plan = shipped_plans["staging"]
-    [pdb] = [p for p in manifests(plan, "PodDisruptionBudget") if p["metadata"]["namespace"] == "neurodock-serving"]
+    [pdb] = [p for p in manifests(plan, "PodDisruptionBudget") if p["metadata"]["namespace"] == "neurodock-serving"
+             and p["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "model-server"]
     assert pdb["spec"]["maxUnavailable"] == 1
     [policy] = [p for p in manifests(plan, "NetworkPolicy") if p["metadata"]["namespace"] == "neurodock-serving"
                 and p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/name") == "model-server"]

@@ -45,8 +45,8 @@ GATEWAY_CLASS = "neurodock"
 GATEWAY_NAME = "neurodock"
 PROXY_POD_LABELS = {"app.kubernetes.io/component": "proxy", "app.kubernetes.io/managed-by": "envoy-gateway",
                     "gateway.envoyproxy.io/owning-gateway-name": GATEWAY_NAME}
-"""Labels Envoy Gateway puts on the proxy pods of a Gateway (v1.7.0,
-internal/infrastructure/kubernetes/proxy/resource.go)."""
+"""Labels Envoy Gateway puts on the proxy pods of a Gateway (v1.8.3,
+internal/infrastructure/kubernetes/proxy/resource.go:50-51; internal/gatewayapi/translator.go:41)."""
 PROXY_METRICS_PORT = "metrics"
 """The proxies' Prometheus port (19001, /stats/prometheus), on by default; their Service does not expose it."""
 PROXY_METRICS_KEPT = "envoy_cluster_upstream_rq_xx"
@@ -82,14 +82,18 @@ BBR_HEALTH_PORT = 9005
 CONTROL_PLANE_PORTS = (9443,)
 """Envoy Gateway's webhook port in its pod, which the API server calls (fixed in the gateway-helm chart,
 templates/envoy-gateway-deployment.yaml): a private GKE cluster needs it opened to its control plane."""
-"""Client id of the smoke test's own API key, so it needs none of the users' keys."""
 CLIENT_ID_HEADER = "x-neurodock-client"
 """Carries the authenticated client id to model servers (the key itself is stripped)."""
 GATEWAY_API = "gateway.networking.k8s.io"
 ENVOY_API = "gateway.envoyproxy.io"
 GATEWAY_LABELS = {labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "gateway"}
-BUFFER_LIMIT = "8Mi"
-"""Largest request body the router reads: long prompts exceed Envoy's 32 KiB default."""
+BUFFER_LIMIT = "3968Ki"
+"""Largest request body the gateway reads (long prompts exceed Envoy's 32 KiB default), under what the
+body-based router can take: Envoy sends a buffered body to it as one gRPC message, and its server keeps
+grpc-go's default 4 MiB receive limit with no flag to raise it (gateway-api-inference-extension v1.4.0
+pkg/bbr/server/runserver.go:84-86; grpc-go v1.79.1 server.go:59), so a body between that and a larger
+limit would be answered 500. 128 KiB under it leaves room for the message's framing; a larger body gets
+Envoy's 413 (ext_proc.cc, buffered mode over the connection's buffer limit)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +108,9 @@ class ModelGatewayArgs:
     """Where the controller, proxies and router run: the system pool."""
     proxy_replicas: int
     """Envoy proxy replicas."""
+    drain_s: int
+    """How long a stopping proxy keeps serving what it has in flight: the longest request a route allows or a
+    picker holds. Envoy Gateway gives the pod this plus 300 s to terminate."""
     public: bool
     """A cloud load balancer instead of a ClusterIP Service."""
     allowed_cidrs: tuple[str, ...] = ()
@@ -366,10 +373,26 @@ class ModelGateway(pulumi.ComponentResource):
                     "pod": {
                         "nodeSelector": args.system_node_selector,
                         "securityContext": RESTRICTED_POD_SECURITY,
+                        # Two proxies never share a node, and spread over zones where they can: a node drain
+                        # or a zone outage takes one at most.
+                        "topologySpreadConstraints": [
+                            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                             "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": PROXY_POD_LABELS}},
+                            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                             "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": PROXY_POD_LABELS}},
+                        ],
                     },
                     "container": {"securityContext": {**RESTRICTED_CONTAINER_SECURITY, "runAsNonRoot": True}},
                 },
-            }}},
+                # One proxy at a time through an eviction (a node drain, an upgrade): Envoy Gateway renders
+                # the PodDisruptionBudget only when asked (v1.8.3 resource_provider.go:527-555).
+                "envoyPDB": {"maxUnavailable": 1},
+            }},
+                # A stopping proxy fails its health checks, leaves the Service, and serves its open requests
+                # until they end or the drain timeout passes (v1.8.3 internal/cmd/envoy/shutdown_manager.go
+                # 121-165); the default 60 s would cut generations and held requests short.
+                "shutdown": {"drainTimeout": f"{args.drain_s}s", "minDrainDuration": "10s"},
+            },
             opts=opts,
         )
 

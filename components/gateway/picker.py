@@ -84,6 +84,19 @@ class EndpointPicker(pulumi.ComponentResource):
                                                         pulumi.ResourceOptions(parent=self, depends_on=depends)))
         [pool] = created["InferencePool"]
         self.pod_labels = picker_pod_labels(args.pool)
+        [deployment] = [o for o in args.objects if o["kind"] == "Deployment"]
+        if int(deployment["spec"].get("replicas") or 1) > 1:
+            # Active-passive replicas (the chart's leader election): an eviction takes one at a time, so a node
+            # drain leaves the standby to take the lease.
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=k8s.meta.v1.ObjectMetaArgs(namespace=deployment["metadata"]["namespace"],
+                                                    labels=_labels({})),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(
+                        match_labels=deployment["spec"]["selector"]["matchLabels"])),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=created["Deployment"]),
+            )
         namespace = next(o["metadata"]["namespace"] for o in args.objects if o["kind"] == "Deployment")
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
@@ -117,6 +130,7 @@ def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -
       Security "restricted"; the picker writes no file, llm-d-router v0.10.0);
     - it runs on the system pool, and says that it mounts its ServiceAccount's token (it watches its
       pool and the pool's pods);
+    - with more than one replica (leader and standby), they prefer different nodes;
     - its pod carries a checksum of its configuration: the picker reads it at its start only
       (llm-d-router v0.10.0 cmd/epp/runner/runner.go), so a change restarts it;
     - every object carries NeuroDock's part-of label.
@@ -133,6 +147,12 @@ def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -
             pod["nodeSelector"] = dict(node_selector)
             # It watches its pool and the pool's pods: said outright, as every NeuroDock pod says it.
             pod["automountServiceAccountToken"] = True
+            if int(obj["spec"].get("replicas") or 1) > 1:
+                # Leader and standby on different nodes: one node drain never takes both.
+                pod["affinity"] = {**(pod.get("affinity") or {}), "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": obj["spec"]["selector"]["matchLabels"]}}}]}}
             template = obj["spec"]["template"]["metadata"]
             template["annotations"] = {**(template.get("annotations") or {}),
                                        "neurodock.io/config-checksum": checksum(config)}
