@@ -167,7 +167,8 @@ def server_args(
 ) -> ModelServerArgs:
     """The server of the model's stable version, or of its canary or shadow: the stable version's
     settings with the variant's image, weights (``source``: the version's, or their mirror), flags
-    and a fixed replica count (the autoscaler follows the stable version only)."""
+    and a fixed replica count (the autoscaler follows the stable version; a shadow of a model at zero
+    goes to zero and wakes with it)."""
     variant = version.variant
     pool = config.pool(model.pool)
     assert pool is not None  # validated
@@ -184,9 +185,18 @@ def server_args(
             # Scale out at half the queue that the SLO alert fires on.
             target_per_replica=max(1, model.slo.queue_depth // 2),
         )
+    elif version.key == "shadow" and model.min_replicas == 0 and autoscaled(
+            model, monitoring=prometheus_url is not None):
+        # A shadow follows its model to zero, and wakes with it: on the stable version's own signals (a
+        # second ScaledObject on the same triggers is allowed, keda v2.17.2 scaledobject_webhook.go:285-330),
+        # never above its replica count. Its mirrored copies are dropped while it has no endpoint.
+        scaling = Autoscaling(
+            min_replicas=0, max_replicas=variant.replicas, prometheus_url=prometheus_url,
+            query=queue_query(model, held=config.gateway.enabled), busy_query=busy_query(model),
+            target_per_replica=10**6)
     extra_args = e.extra_args if variant is None or variant.extra_args is None else variant.extra_args
     if variant is not None:
-        replicas = variant.replicas
+        replicas = variant.replicas if scaling is None else 0
     else:
         replicas = max(model.min_replicas, 1) if scaling is None else model.min_replicas
     return ModelServerArgs(

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components.gateway import smoke_check
-from components.gateway.gateway import MODEL_HEADER
+from components.gateway.gateway import BUCKET_LUA, MODEL_HEADER
 from components.gateway.keys import SMOKE_TEST_CLIENT, parse_api_keys
 from components.versions import ENVOY_GATEWAY
 from infra.plan.mocks import SECRET
@@ -106,7 +106,7 @@ def test_the_body_based_router_feeds_the_model_header_to_routing(shipped_plans, 
         "X-Gateway-Model-Name", "X-Gateway-Base-Model-Name", "x-neurodock-bucket", "x-gateway-destination-endpoint"]
     # The bucket is set on every request, before the router's processor chooses the route again.
     [lua] = policy["spec"]["lua"]
-    assert 'replace("x-neurodock-bucket", tostring(math.random(0, 99)))' in lua["inline"]
+    assert lua["inline"] == BUCKET_LUA
 
 
 def test_envoy_gateway_crds_are_applied_on_every_chart_bump_not_only_the_first_install(shipped_plans, tmp_path):
@@ -598,3 +598,33 @@ def test_a_shadow_without_endpoints_cannot_fail_its_models_route():
 
     major, minor, patch = (int(x) for x in ENVOY_GATEWAY.version.lstrip("v").split("."))
     assert (major, minor, patch) >= (1, 7, 2) and (minor, patch) != (7, 0)
+
+
+def bucket_of(request_id: str | None) -> int:
+    """The canary bucket the gateway's Lua filter gives a request with this id, run by LuaJIT (Envoy's Lua)."""
+    from lupa.luajit21 import LuaRuntime
+
+    lua = LuaRuntime()
+    lua.execute(BUCKET_LUA)
+    run = lua.eval("""function(id)
+      local headers = {["x-request-id"] = id}
+      local h = {}
+      function h:get(name) return headers[name] end
+      function h:replace(name, value) headers[name] = value end
+      envoy_on_request({headers = function(self) return h end})
+      return headers["x-neurodock-bucket"]
+    end""")
+    return int(run(request_id))
+
+
+def test_canary_buckets_come_from_each_requests_own_id_uniformly():
+    import uuid
+
+    ids = [str(uuid.UUID(int=i * 0x9E3779B97F4A7C15 % 2**128)) for i in range(20000)]
+    buckets = [bucket_of(i) for i in ids[:2000]]
+    assert all(0 <= b < 100 for b in buckets)
+    assert bucket_of(ids[0]) == bucket_of(ids[0])  # one request, one bucket, on any worker thread
+    # Uniform: each tenth of the buckets holds about a tenth of the requests.
+    tenths = [sum(1 for b in buckets if b // 10 == t) for t in range(10)]
+    assert all(150 < n < 250 for n in tenths), tenths
+    assert 0 <= bucket_of(None) < 100  # no id: a random bucket rather than none

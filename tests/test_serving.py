@@ -573,3 +573,30 @@ def test_the_weights_bucket_waits_for_the_cluster_and_so_for_the_projects_apis(w
     assert any("gcp:projects/service:Service::" in urn for urn in waits)
     [bucket] = [r for r in plan.resources if r.type == "gcp:storage/bucket:Bucket"]
     assert bucket.parent == component.urn  # a child: it waits for what its parent waits for
+
+
+def test_a_shadow_follows_its_model_to_zero_and_wakes_with_it(write_stack, shipped_plans):
+    from tests.conftest import model_servers, plan_with
+
+    def servers(plan, variant):
+        return [r.manifest for r in model_servers(plan, variant)]
+
+    def at_zero(config):
+        config["neurodock:models"][0]["minReplicas"] = 0
+
+    plan = plan_with(write_stack, "prod", at_zero)
+    objects = [r.manifest for r in plan.manifests if r.manifest["kind"] == "ScaledObject"]
+    by_target = {o["spec"]["scaleTargetRef"]["name"]: o for o in objects}
+    [shadow] = [d for d in servers(plan, "shadow") if d["metadata"]["name"].startswith("llama-3-1-8b-shadow")]
+    [stable] = [d for d in servers(plan, "stable") if d["metadata"]["name"].startswith("llama-3-1-8b-server")]
+    scaler, stable_scaler = by_target[shadow["metadata"]["name"]], by_target[stable["metadata"]["name"]]
+    assert shadow["spec"]["replicas"] == 0
+    assert (scaler["spec"]["minReplicaCount"], scaler["spec"]["maxReplicaCount"]) == (0, 1)
+    # Woken, and kept up, by the stable version's own signals.
+    assert [t["metadata"]["query"] for t in scaler["spec"]["triggers"]] == \
+        [t["metadata"]["query"] for t in stable_scaler["spec"]["triggers"]]
+    # A model that never goes to zero keeps its shadow at its fixed count, without a scaler.
+    [shipped_shadow] = servers(shipped_plans["prod"], "shadow")
+    assert shipped_shadow["spec"]["replicas"] == 1
+    assert not any(o["spec"]["scaleTargetRef"]["name"] == shipped_shadow["metadata"]["name"]
+                   for o in (r.manifest for r in shipped_plans["prod"].manifests) if o["kind"] == "ScaledObject")

@@ -66,10 +66,16 @@ DESTINATION_HEADER = "x-gateway-destination-endpoint"
 envoyproxy/ai-gateway v1.1.0 internal/extensionserver/inferencepool.go)."""
 INTERNAL_HEADERS = (*ROUTER_HEADERS, BUCKET_HEADER, DESTINATION_HEADER)
 """Headers only the gateway may set: a client's are removed before any filter runs."""
-BUCKET_LUA = f"""-- NeuroDock: the canary split's bucket, a random number 0-99 per request.
-math.randomseed(os.time())
+BUCKET_LUA = f"""-- NeuroDock: the canary split's bucket, 0-99 per request, from the request's id: Envoy gives every
+-- request a random UUID (x-request-id) before any filter, so buckets are uniform and independent across worker
+-- threads, which a per-thread math.randomseed(os.time()) would not be (every worker starts in the same second).
 function envoy_on_request(request_handle)
-  request_handle:headers():replace("{BUCKET_HEADER}", tostring(math.random(0, 99)))
+  local id = request_handle:headers():get("x-request-id") or ""
+  local bits = tonumber(string.sub(string.gsub(id, "-", ""), -8), 16)
+  if bits == nil then
+    bits = math.random(0, 2147483647)
+  end
+  request_handle:headers():replace("{BUCKET_HEADER}", tostring(bits % 100))
 end
 """
 AI_GATEWAY_CONTROLLER = "ai-gateway-controller"
