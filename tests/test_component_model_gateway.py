@@ -18,6 +18,7 @@ ARGS = ModelGatewayArgs(
     route_namespaces=("neurodock-serving",),
     system_node_selector={"neurodock.io/pool": "system"},
     proxy_replicas=2,
+    drain_s=660,
     public=False,
     ai_gateway_crds_chart=ChartSource(AI_GATEWAY_CRDS),
     ai_gateway_chart=ChartSource(AI_GATEWAY),

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
 from infra.cli import main
 from infra.config import ConfigError, KindCloud, StackConfig, parse_config
@@ -453,7 +454,7 @@ def test_keys_of_other_namespaces_are_left_alone():
 def test_tls_with_both_secrets_set_as_secrets_is_accepted():
     config = config_of(stack_document("dev"))
     config["neurodock:gateway"] = {"tls": True}
-    config["neurodock:gatewayTlsCert"] = config["neurodock:gatewayTlsKey"] = "[unknown]"
+    config["neurodock:gatewayTlsCert"] = config["neurodock:gatewayTlsKey"] = UNKNOWN_MARKER
     assert parse_config(config, ["neurodock:gatewayTlsCert", "neurodock:gatewayTlsKey"]).gateway.tls is True
 
 

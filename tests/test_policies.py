@@ -87,7 +87,8 @@ CASES = [
      "Deployment 'neurodock-serving/{name}' container 'server' has no startupProbe; add a startup probe sized to "
      "the model-load time and a readiness probe on the server's health endpoint."),
     ("model-server-resilience", "staging", "kubernetes:policy/v1:PodDisruptionBudget",
-     lambda r: r.props["metadata"]["namespace"] == "neurodock-serving",
+     lambda r: r.props["metadata"]["namespace"] == "neurodock-serving"
+     and r.props["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "model-server",
      lambda r: r.props["spec"]["selector"].update(matchLabels={"app": "other"}),
      None),  # message checked in its own test: it names the Deployment
     ("no-public-exposure", "dev", "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy", lambda r: True,

@@ -164,7 +164,7 @@ def secret_value_problems(values: Mapping[str, Any], secret_keys: Iterable[str])
     for name in SECRET_KEYS:
         key = f"{CONFIG_NAMESPACE}:{name}"
         raw = values.get(key) if key in secret_keys else None
-        if raw is None or raw == UNKNOWN_MARKER:
+        if raw is None or raw == UNKNOWN_MARKER or _is_ciphertext(raw):
             continue
         text = raw if isinstance(raw, str) else json.dumps(raw)
         if name == "gatewayApiKeys" and (problem := api_keys_problem(text)) is not None:
@@ -180,6 +180,11 @@ def secret_value_problems(values: Mapping[str, Any], secret_keys: Iterable[str])
             out.append(Problem(key, "is empty or starts or ends with whitespace (a pasted newline?); set it again "
                                     f"with `pulumi config set --secret {key}`"))
     return out
+
+
+def _is_ciphertext(value: Any) -> bool:
+    """A stack file's secret as written there (``{secure: <ciphertext>}``), not decrypted: only Pulumi can."""
+    return isinstance(value, dict) and set(value) == {"secure"}
 
 
 SECRET_HOMES = {
