@@ -13,6 +13,7 @@ from pathlib import Path
 import promql_parser
 
 from components.monitoring import metrics
+from components.monitoring.recording import RECORDED
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 FIXTURE_OF_SOURCE = {"vllm": "vllm.prom", "llamacpp": "llamacpp.prom", "dcgm": "dcgm-exporter.prom",
@@ -36,6 +37,34 @@ SCRAPE_LABELS: dict[str, frozenset[str]] = {
     # on scheduler attempts becomes `exported_namespace` (honorLabels false).
     "epp": TARGET_LABELS | {"exported_namespace"},
 }
+
+CLOSED_LABELS: dict[tuple[str, str], frozenset[str]] = {
+    # llm-d-router v0.10.0 pkg/common/error/error.go:58-69 (the codes request_error_total records).
+    ("epp", "error_code"): frozenset({"Unknown", "BadRequest", "Unauthorized", "Forbidden", "NotFound",
+                                      "PreconditionFailed", "Internal", "ServiceUnavailable", "ModelServerError",
+                                      "ResourceExhausted"}),
+    # pkg/epp/flowcontrol/types/outcomes.go:82-103 (QueueOutcome.String()).
+    ("epp", "outcome"): frozenset({"Dispatched", "RejectedCapacity", "RejectedNoEndpoints", "RejectedOther",
+                                   "EvictedTTL", "EvictedContextCancelled", "EvictedOther"}),
+    # pkg/epp/metrics/metrics.go:679-697 (strconv.FormatBool of the response's streaming).
+    ("epp", "streaming"): frozenset({"true", "false"}),
+    # Envoy well_known_names.cc:71 ("_rq_((\d))xx$"); the connection managers count 1xx to 5xx.
+    ("envoy", "envoy_response_code_class"): frozenset({"1", "2", "3", "4", "5"}),
+    # kube-state-metrics v2.18.0 internal/store/utils.go:38 (conditionStatuses, lowercased).
+    ("kube-state-metrics", "condition"): frozenset({"true", "false", "unknown"}),
+}
+"""Labels whose every value the exporter's source enumerates: a matcher that matches none of them selects
+nothing, whatever the traffic (a typo, or a value from another version)."""
+
+SCOPED: dict[str, tuple[str, frozenset[str], frozenset[str]]] = {
+    # Envoy Gateway names the connection managers clients reach http-<port> / https-<port> (80 -> 10080, 443 ->
+    # 10443); its own stats and readiness listeners, and the admin interface, are connection managers too
+    # (components/monitoring/queries.py CLIENT_LISTENERS; fixtures/metrics/envoy.prom).
+    metrics.ENVOY_DOWNSTREAM_RQ_XX.name: ("envoy_http_conn_manager_prefix", frozenset({"http-10080", "https-10443"}),
+                                          frozenset({"eg-stats-http", "eg-ready-http", "admin"})),
+}
+"""Families whose series of one label's values must be told apart: a selector must match all of the first
+values (NeuroDock's HTTP and HTTPS listeners) and none of the second (Prometheus' scrapes, kubelet probes)."""
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$')
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
@@ -80,15 +109,23 @@ def samples(source: str) -> tuple[Sample, ...]:
     return tuple(parse((FIXTURES / FIXTURE_OF_SOURCE[source]).read_text()))
 
 
-def source_of(series: str) -> str | None:
+def metric_of(series: str) -> metrics.Metric | None:
     for metric in metrics.REGISTRY.values():
         if series in metric.series():
-            return metric.source
+            return metric
     return None
 
 
+def source_of(series: str) -> str | None:
+    metric = metric_of(series)
+    return metric.source if metric is not None else None
+
+
 def labels_of(series: str) -> frozenset[str]:
-    """Every label a series of this name carries once scraped: the fixture's and the scrape's."""
+    """Every label a series of this name carries once scraped: the fixture's and the scrape's (a recorded
+    series': those its rule declares)."""
+    if series in RECORDED:
+        return RECORDED[series].labels
     source = source_of(series)
     if source is None:
         return frozenset()
@@ -112,31 +149,102 @@ def promql_nodes(expr: str):
                   and not isinstance(c, (str, int, float))]
 
 
+def _matches(matcher, value: str) -> bool:
+    op = str(matcher.op).rsplit(".", 1)[-1]
+    hit = value == matcher.value if op in ("Equal", "NotEqual") else re.fullmatch(matcher.value, value) is not None
+    return hit if op in ("Equal", "Re") else not hit
+
+
+def _bound_texts(bound: float) -> set[str]:
+    """How an ``le`` bound is written: by the exporter (Go's shortest %g: ``5``, ``0.005``) and by Prometheus 3
+    on ingestion (``5.0``)."""
+    return {f"{bound:g}", repr(float(bound))}
+
+
+def _value_problems(name: str, matchers) -> list[str]:
+    out = []
+    source, metric = source_of(name), metric_of(name)
+    for matcher in matchers:
+        known = CLOSED_LABELS.get((source, matcher.name))
+        if matcher.name == "le" and name.endswith("_bucket") and metric is not None and metric.buckets:
+            known = frozenset(t for b in metric.buckets for t in _bound_texts(b)) | {"+Inf"}
+        if known is not None and str(matcher.op).endswith(("Equal", "Re")) and not str(matcher.op).endswith(
+                ("NotEqual", "NotRe")) and not any(_matches(matcher, v) for v in known):
+            out.append(f"{name}: {matcher.name} {matcher.value!r} matches no value it takes "
+                       f"({', '.join(sorted(known)[:8])}{'...' if len(known) > 8 else ''})")
+    scope = SCOPED.get(name)
+    if scope is not None:
+        label, wanted, unwanted = scope
+        on_label = [mt for mt in matchers if mt.name == label]
+        missed = sorted(v for v in wanted if not all(_matches(mt, v) for mt in on_label))
+        mixed = sorted(v for v in unwanted if all(_matches(mt, v) for mt in on_label))
+        if mixed:
+            out.append(f"{name}: mixes in {', '.join(repr(v) for v in mixed)} ({label}), which no client reaches")
+        if missed:
+            out.append(f"{name}: misses {', '.join(repr(v) for v in missed)} ({label}), a listener clients reach")
+    return out
+
+
+_RANGE_FUNCTIONS = {"rate", "irate", "increase", "delta", "idelta", "avg_over_time", "max_over_time",
+                    "min_over_time", "sum_over_time", "last_over_time", "quantile_over_time"}
+
+
+def _summed_copies(node) -> list[str]:
+    """DCGM fields a ``sum`` adds over the copies the exporter makes of one GPU's value, one per pod sharing
+    it (``metrics.DCGM_PER_PROCESS``): the sum reaches the selector through range functions alone."""
+    if str(node.op) != "sum":
+        return []
+    inner = node.expr
+    while True:
+        if isinstance(inner, promql_parser.ParenExpr):
+            inner = inner.expr
+        elif isinstance(inner, promql_parser.Call) and inner.func.name in _RANGE_FUNCTIONS:
+            inner = inner.args[0]
+        elif isinstance(inner, promql_parser.MatrixSelector):
+            inner = inner.vector_selector
+        else:
+            break
+    if isinstance(inner, promql_parser.VectorSelector) and source_of(inner.name) == "dcgm" \
+            and inner.name not in metrics.DCGM_PER_PROCESS:
+        return [f"sums {inner.name}, which the exporter copies onto every pod sharing a GPU: take one value per "
+                "GPU first (max by (hostname, gpu))"]
+    return []
+
+
 def problems(expr: str, extra_labels: frozenset[str] = frozenset()) -> list[str]:
     """What the expression asks of the exporters that their fixtures do not have: a metric no fixture
-    exposes, a matcher on a label its metric does not carry, a grouping label none of its metrics do.
-    ``extra_labels`` are labels the expression itself creates (label_replace)."""
-    selected: list[tuple[str, list[str]]] = []
+    exposes, a matcher on a label its metric does not carry or on a value it never takes, a grouping label
+    none of its metrics do; and what it does wrong with what they have: a family that mixes clients' and
+    Envoy's own connection managers, a sum over a GPU's per-pod copies. A series NeuroDock's recording rules
+    write (``recording.RECORDED``) counts as exposed with its declared labels. ``extra_labels`` are labels the
+    expression itself creates (label_replace)."""
+    selected: list[tuple[str, list]] = []
     grouping: set[str] = set()
+    out = []
     for node in promql_nodes(expr):
         modifier = getattr(node, "modifier", None)
         if isinstance(node, promql_parser.VectorSelector):
-            selected.append((node.name, [m.name for m in node.matchers.matchers]))
-        elif isinstance(node, promql_parser.AggregateExpr) and modifier is not None:
-            grouping.update(modifier.labels)
+            selected.append((node.name, list(node.matchers.matchers)))
+        elif isinstance(node, promql_parser.AggregateExpr):
+            out += _summed_copies(node)
+            if modifier is not None:
+                grouping.update(modifier.labels)
         elif isinstance(node, promql_parser.BinaryExpr) and modifier is not None:
             if modifier.matching is not None:
                 grouping.update(modifier.matching.labels)
             grouping.update(modifier.group_labels or [])
-    out = []
     available: set[str] = set(extra_labels)
     for name, matchers in selected:
-        if not exposed(name):
+        if name in RECORDED:
+            carried = RECORDED[name].labels
+        elif not exposed(name):
             out.append(f"{name}: no pinned exporter exposes it")
             continue
-        carried = labels_of(name)
+        else:
+            carried = labels_of(name)
+            out += _value_problems(name, matchers)
         available |= carried
-        out += [f"{name}: selects label {label!r}, which it does not carry" for label in matchers
-                if label not in carried | extra_labels]
+        out += [f"{name}: selects label {m.name!r}, which it does not carry" for m in matchers
+                if m.name not in carried | extra_labels]
     out += [f"groups by {label!r}, which none of its metrics carry" for label in sorted(grouping - available)]
     return out

@@ -4,13 +4,18 @@ is valid for Alertmanager (``amtool check-config``) and routes NeuroDock's alert
 
 amtool comes from Debian's ``prometheus-alertmanager`` package, which ``.ci/run`` installs; the tests
 skip without it locally and fail under CI. Debian's amtool (0.25) is older than the Alertmanager the
-chart runs (0.31.1), so a configuration it accepts uses only settings both know.
+chart runs (0.31.1), so a configuration it accepts uses only settings both know, but one: the heartbeat's
+webhook reads its URL from a file (``url_file``, Alertmanager 0.26+), which an older amtool is shown as a
+``url`` (``for_amtool``); the tests check the ``url_file`` itself against Alertmanager 0.31.1's schema.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,7 +26,7 @@ from neurodock_policies import alerts_reach_a_receiver, wiring
 from neurodock_policies.support import PRODUCTION_ENVIRONMENTS
 
 import infra.plan
-from components.monitoring.alertmanager import SECRET_NAME, SECRETS_DIR
+from components.monitoring.alertmanager import SECRET_NAME, SECRETS_DIR, WATCHDOG
 from infra.check import policy_resources
 from infra.config import ConfigError, parse_config
 from infra.plan.engine import Plan
@@ -43,11 +48,36 @@ def rendered_config(plan: Plan) -> dict:
     return yaml.safe_load(base64.b64decode(secret["data"]["alertmanager.yaml"]))
 
 
+URL_FILE_SINCE = (0, 26)
+"""Alertmanager's webhook ``url_file`` (v0.26.0, CHANGELOG #3223; v0.31.1 ``config/notifiers.go:637-670``)."""
+STAND_IN_URL = "https://url-file.invalid/"
+
+
+@functools.cache
+def amtool_version() -> tuple[int, int]:
+    shown = subprocess.run([AMTOOL, "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"version (\d+)\.(\d+)", shown.stdout + shown.stderr)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+
+def for_amtool(config: dict) -> dict:
+    """The configuration as this amtool can read it: before 0.26 it knows no webhook ``url_file``, so each is
+    shown as a ``url`` of the same receiver (routing, what amtool tests here, never reads either)."""
+    if amtool_version() >= URL_FILE_SINCE:
+        return config
+    config = copy.deepcopy(config)
+    for receiver in config.get("receivers") or []:
+        for hook in receiver.get("webhook_configs") or []:
+            if hook.pop("url_file", None) is not None:
+                hook["url"] = STAND_IN_URL + receiver["name"]
+    return config
+
+
 def amtool(*args: str, config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     if AMTOOL is None:
         pytest.fail("amtool is required under CI (install Debian's 'prometheus-alertmanager' package)")
     path = tmp_path / "alertmanager.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(for_amtool(config)))
     return subprocess.run([AMTOOL, *args, f"--config.file={path}"] if args[0] == "config" else
                           [AMTOOL, *args, str(path)], capture_output=True, text=True, check=False)
 
@@ -96,10 +126,15 @@ def test_prod_pages_critical_alerts_and_sends_everything_to_the_channel(shipped_
     assert routes(config, tmp_path, **critical) == ["oncall", "ml-alerts"]
     assert routes(config, tmp_path, alertname="NeuroDockKvCacheNearFull", severity="warning",
                   model=LLAMA_8B) == ["ml-alerts"]
-    # The chart's dead man's switch notifies nobody here.
-    assert routes(config, tmp_path, alertname="Watchdog", severity="none") == ["null"]
+    # The chart's dead man's switch goes to the heartbeat, and only there; its InfoInhibitor to nobody.
+    assert routes(config, tmp_path, alertname="Watchdog", severity="none") == ["heartbeat"]
+    assert routes(config, tmp_path, alertname="InfoInhibitor", severity="none") == ["null"]
+    # A NeuroDock alert never reaches the heartbeat, whatever its severity.
+    assert routes(config, tmp_path, alertname="NeuroDockGpuMetricsMissing", severity="critical") == [
+        "oncall", "ml-alerts"]
     # The policy's own reading of the tree agrees with Alertmanager's.
     assert wiring.receivers_for(config["route"], critical) == ["oncall", "ml-alerts"]
+    assert wiring.receivers_for(config["route"], {"alertname": "Watchdog", "severity": "none"}) == ["heartbeat"]
 
 
 @needs_amtool
@@ -139,8 +174,9 @@ def test_production_requires_a_receiver(write_stack):
 
     resources = policy_resources(plan_with(write_stack, "prod", no_receivers))
     config = {"productionEnvironments": PRODUCTION_ENVIRONMENTS}
-    [(_urn, message)] = alerts_reach_a_receiver.check(resources, config)
+    [(_urn, message), (_, watchdog)] = alerts_reach_a_receiver.check(resources, config)
     assert "receiver 'null', which notifies nobody" in message and "NeuroDockModelServerDown" in message
+    assert watchdog.startswith("Alertmanager routes the always-firing Watchdog to receiver 'null'")
     # The same stack outside production is left to the plan's warning.
     assert alerts_reach_a_receiver.check(resources, {"productionEnvironments": ["live"]}) == []
 
@@ -177,10 +213,138 @@ def test_up_refuses_receivers_without_credentials_and_a_preview_warns(monkeypatc
     secrets = StackSecrets(hf_token=None)
     monkeypatch.setattr(infra.plan, "_offline", False)
     monkeypatch.setattr("pulumi.runtime.is_dry_run", lambda: False)
-    with pytest.raises(ConfigError, match=r"neurodock:alertReceiverSecrets: receivers ml-alerts, oncall need"):
+    with pytest.raises(ConfigError,
+                       match=r"neurodock:alertReceiverSecrets: receivers heartbeat, ml-alerts, oncall need"):
         program._require_receiver_credentials(config, secrets)
     warned = []
     monkeypatch.setattr("pulumi.runtime.is_dry_run", lambda: True)
     monkeypatch.setattr("pulumi.log.warn", warned.append)
     program._require_receiver_credentials(config, secrets)
     assert warned and "`pulumi up` refuses to run without it" in warned[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The dead man's switch
+# ---------------------------------------------------------------------------------------------
+
+
+def watchdog_route(config: dict) -> dict:
+    [route] = [r for r in config["route"]["routes"] if f'alertname = "{WATCHDOG}"' in r.get("matchers", [])]
+    return route
+
+
+@pytest.mark.parametrize("stack", ["prod", "prod-dr"])
+def test_production_hears_the_watchdog_every_minute_from_a_url_in_the_secret(shipped_plans, stack):
+    """Alertmanager checks the repeat only at each group interval (v0.31.1 docs/configuration.md:264): both are
+    the heartbeat's interval, where the root's 5m and 4h would ping a dead man's switch every 4 hours."""
+    config = rendered_config(shipped_plans[stack])
+    route = watchdog_route(config)
+    assert config["route"]["routes"][0] == route  # before every other route
+    assert (route["receiver"], route["group_interval"], route["repeat_interval"]) == ("heartbeat", "1m", "1m")
+    assert config["route"]["repeat_interval"] == "4h"  # the rest unchanged
+    [receiver] = [r for r in config["receivers"] if r["name"] == "heartbeat"]
+    # The ping URL is the secret: a file of the mounted receivers' Secret, no URL and no placeholder in the config.
+    assert receiver == {"name": "heartbeat", "webhook_configs": [
+        {"send_resolved": False, "url_file": f"{SECRETS_DIR}/heartbeat"}]}
+    assert "url" not in receiver["webhook_configs"][0]
+    assert "hc-ping" not in yaml.safe_dump(config) and "example" not in str(receiver)
+
+
+def test_the_heartbeats_url_is_an_entry_of_the_receivers_secret(write_stack):
+    def with_credentials(config):
+        config["neurodock:alertReceiverSecrets"] = {"secure": "v1:AAAABBBB"}
+
+    plan = plan_with(write_stack, "prod", with_credentials)
+    [secret] = [r for r in plan.manifests if r.manifest["kind"] == "Secret"
+                and r.manifest["metadata"].get("name") == SECRET_NAME]
+    [spec] = [o.manifest["spec"] for o in plan.chart_objects if o.kind == "Alertmanager"]
+    assert spec["secrets"] == [SECRET_NAME]
+    assert secret.manifest["metadata"]["namespace"] == "monitoring"
+
+
+@needs_amtool
+@pytest.mark.parametrize("stack", ["prod", "prod-dr"])
+def test_amtool_routes_the_charts_watchdog_to_the_heartbeat(shipped_plans, stack, tmp_path):
+    """The Watchdog the chart renders (promtool: it fires, with these labels) is routed by Alertmanager's own
+    reading of the tree (amtool) to the heartbeat; every other route is as before."""
+    plan = shipped_plans[stack]
+    [watchdog] = [r for o in plan.chart_objects if o.kind == "PrometheusRule" for g in o.manifest["spec"]["groups"]
+                  for r in g["rules"] if r.get("alert") == WATCHDOG]
+    assert watchdog["expr"] == "vector(1)" and "for" not in watchdog
+    if shutil.which("promtool"):
+        (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "general", "rules": [watchdog]}]}))
+        (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "tests": [{
+            "interval": "1m", "alert_rule_test": [{"eval_time": "1m", "alertname": WATCHDOG, "exp_alerts": [
+                {"exp_labels": {"severity": "none"}, "exp_annotations": watchdog["annotations"]}]}]}]}))
+        result = subprocess.run(["promtool", "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True,
+                                text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    config = rendered_config(plan)
+    assert routes(config, tmp_path, alertname=WATCHDOG, **watchdog["labels"]) == ["heartbeat"]
+    assert routes(config, tmp_path, alertname="NeuroDockErrorBudgetBurn", severity="critical",
+                  model=LLAMA_8B) == ["oncall", "ml-alerts"]
+    assert routes(config, tmp_path, alertname="NeuroDockGpuMemoryNearFull", severity="warning") == ["ml-alerts"]
+
+
+def test_the_amtool_stand_in_changes_nothing_but_the_url_file():
+    config = {"receivers": [{"name": "heartbeat", "webhook_configs": [{"send_resolved": False, "url_file": "/x"}]},
+                            {"name": "hook", "webhook_configs": [{"url": "https://hooks.example.com/"}]}],
+              "route": {"receiver": "hook"}}
+    if AMTOOL is None or amtool_version() >= URL_FILE_SINCE:
+        pytest.skip("this amtool reads url_file itself")
+    shown = for_amtool(config)
+    assert shown["receivers"][0]["webhook_configs"] == [{"send_resolved": False, "url": STAND_IN_URL + "heartbeat"}]
+    assert shown["receivers"][1] == config["receivers"][1] and shown["route"] == config["route"]
+    assert config["receivers"][0]["webhook_configs"][0]["url_file"] == "/x"  # the rendered one is untouched
+
+
+def _preview_resources(shipped_plans) -> list:
+    """prod as CrossGuard sees it under `pulumi preview`: the monitoring release's values, no rendered Secret."""
+    return [copy.deepcopy(r) for r in policy_resources(shipped_plans["prod"]) if not wiring.from_chart(r)]
+
+
+def _release_route(resources) -> dict:
+    found = wiring.alertmanager_config(resources)
+    assert found is not None and found[0].resource_type == "kubernetes:helm.sh/v3:Release"
+    return found[0].props["values"]["alertmanager"]["config"]["route"]
+
+
+def test_production_requires_a_heartbeat_that_hears_the_watchdog_often(shipped_plans):
+    config = {"productionEnvironments": PRODUCTION_ENVIRONMENTS}
+    resources = _preview_resources(shipped_plans)
+    assert alerts_reach_a_receiver.check(resources, config) == []
+    # One field changed: the Watchdog's route repeats it every 4 hours.
+    watchdog_route({"route": _release_route(resources)})["repeat_interval"] = "4h"
+    [(_urn, message)] = alerts_reach_a_receiver.check(resources, config)
+    assert message.startswith("Alertmanager sends the Watchdog to 'heartbeat' only every 240 minutes")
+    # A repeat shorter than the group interval waits for it: 1m every 2h is every 2 hours.
+    route = watchdog_route({"route": _release_route(resources)})
+    route |= {"repeat_interval": "1m", "group_interval": "2h"}
+    [(_urn, message)] = alerts_reach_a_receiver.check(resources, config)
+    assert "only every 120 minutes" in message
+
+
+def test_a_stack_without_a_heartbeat_is_refused_in_production_only(write_stack):
+    def no_heartbeat(config):
+        del config["neurodock:monitoring"]["alerting"]["heartbeat"]
+
+    resources = policy_resources(plan_with(write_stack, "prod", no_heartbeat))
+    [(_urn, message)] = alerts_reach_a_receiver.check(resources, {"productionEnvironments": PRODUCTION_ENVIRONMENTS})
+    assert message == (
+        "Alertmanager routes the always-firing Watchdog to receiver 'null', which notifies nobody, so nothing outside "
+        "the cluster notices when Prometheus or Alertmanager stop; set monitoring.alerting.heartbeat (a ping URL of "
+        "healthchecks.io, Dead Man's Snitch or the like, in neurodock:alertReceiverSecrets).")
+    assert alerts_reach_a_receiver.check(resources, {"productionEnvironments": ["live"]}) == []
+
+
+@pytest.mark.parametrize(("heartbeat", "problem"), [
+    ({"name": "oncall"}, "neurodock:monitoring.alerting.heartbeat.name: receivers[0] is also named 'oncall'"),
+    ({"interval": "2h"}, "neurodock:monitoring.alerting.heartbeat.interval: must be a whole number of minutes from "
+                         "1 to 60"),
+])
+def test_a_heartbeat_is_checked_before_anything_is_created(heartbeat, problem):
+    document = stack_document("prod")
+    document["config"]["neurodock:monitoring"]["alerting"]["heartbeat"] = heartbeat
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document["config"])
+    assert problem in str(raised.value)

@@ -301,9 +301,10 @@ BAD_CONFIGS = [
     ("vLLM holding more GPU memory than the alert allows", "staging",
      _set(["neurodock:models", 0, "engineArgs"], {"gpuMemoryUtilization": 0.92}),
      "neurodock:models[0].engineArgs.gpuMemoryUtilization: vLLM holds 0.92 of each GPU's memory while it runs"),
-    ("a TTFT objective between vLLM's buckets", "staging", _set(["neurodock:models", 0, "slo"], {"ttftP95Seconds": 2}),
-     "neurodock:models[0].slo.ttftP95Seconds: 2.0 is not a bucket bound of vLLM's time-to-first-token histogram, "
-     "so the share of requests meeting it cannot be counted; use 2.5"),
+    ("a TTFT objective between the gateway picker's buckets", "staging",
+     _set(["neurodock:models", 0, "slo"], {"ttftP95Seconds": 2.5}),
+     "neurodock:models[0].slo.ttftP95Seconds: 2.5 is not a bucket bound of the gateway picker's time-to-first-token "
+     "histogram, so the share of requests meeting it cannot be counted; use 2 or another bound"),
     ("an unknown receiver type", "prod", _set(["neurodock:monitoring", "alerting", "receivers", 0, "type"], "sms"),
      "neurodock:monitoring.alerting.receivers[0].type: must be one of 'slack', 'pagerduty', 'webhook', 'email'"),
     ("a route to no receiver", "prod", _set(["neurodock:monitoring", "alerting", "routes", 0, "receiver"], "pager"),
@@ -468,13 +469,14 @@ def test_api_keys_in_plaintext_are_rejected():
 def test_receiver_credentials_are_checked_when_pulumi_can_read_them():
     config = config_of(stack_document("prod"))
     key = "neurodock:alertReceiverSecrets"
-    config[key] = '{"oncall": "k", "ml-alerts": "https://hooks.slack.com/x"}'
+    # prod's heartbeat reads its ping URL from the same secret.
+    config[key] = '{"oncall": "k", "ml-alerts": "https://hooks.slack.com/x", "heartbeat": "https://hc-ping.com/x"}'
     parse_config(config, secret_keys=[key])
-    config[key] = '{"oncall": "k", "ml-alert": "https://hooks.slack.com/x"}'
+    config[key] = '{"oncall": "k", "ml-alert": "https://hooks.slack.com/x", "heartbeat": "https://hc-ping.com/x"}'
     problems = problems_of(config, secret_keys=[key])
     # Names the missing and the stray entry; never the values.
     assert problems == [
-        f"{key}: has an entry 'ml-alert' that no receiver needs; receivers needing one: ml-alerts, oncall",
+        f"{key}: has an entry 'ml-alert' that no receiver needs; receivers needing one: heartbeat, ml-alerts, oncall",
         f"{key}: has no entry for receiver 'ml-alerts', which needs its credential"]
     assert not any("hooks.slack.com" in p for p in problems)
     config[key] = "https://hooks.slack.com/x"

@@ -35,6 +35,7 @@ from components.k8s import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
+from components.monitoring import metrics
 from components.monitoring.resources import service_monitor
 from components.versions import BODY_BASED_ROUTER_IMAGE
 
@@ -49,8 +50,9 @@ PROXY_POD_LABELS = {"app.kubernetes.io/component": "proxy", "app.kubernetes.io/m
 internal/infrastructure/kubernetes/proxy/resource.go:50-51; internal/gatewayapi/translator.go:41)."""
 PROXY_METRICS_PORT = "metrics"
 """The proxies' Prometheus port (19001, /stats/prometheus), on by default; their Service does not expose it."""
-PROXY_METRICS_KEPT = "envoy_cluster_upstream_rq_xx"
-"""Envoy exports thousands of series; the dashboards and alerts read this one."""
+PROXY_METRICS_KEPT = metrics.kept("envoy")
+"""Envoy exports thousands of series; the dashboards and alerts read these: the registry's Envoy families
+(components/monitoring/metrics.py), the clusters' responses and the clients' (downstream)."""
 SERVICE_NAME = "neurodock-gateway"
 """The proxies' Service: a fixed name, so clients and the smoke test have a stable address."""
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"

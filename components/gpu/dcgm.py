@@ -8,9 +8,18 @@ NVIDIA container runtime hands it the GPUs and it drops every capability. Withou
 profiling fields (``DCGM_FI_PROF_*``) are unavailable, so the counters file NeuroDock ships has none.
 
 Labels (exporter 4.8.4, docs/upstream.md): ``gpu``, ``UUID``, ``pci_bus_id``, ``device``, ``modelName``,
-``hostname`` (the node name, from ``NODE_NAME``), and ``pod``/``namespace``/``container`` only on series of
-a GPU a pod holds. The scrape drops the exporter's own ``pod``/``namespace``/``container`` target labels,
-so an idle GPU's series carry no pod at all rather than the exporter's.
+(``GPU_I_PROFILE``, ``GPU_I_ID`` on a MIG instance), ``hostname`` (the node name, from ``NODE_NAME``), and
+``pod``/``namespace``/``container`` only on series of a GPU a pod holds. The scrape drops the exporter's own
+``pod``/``namespace``/``container`` target labels, so an idle GPU's series carry no pod at all rather than the
+exporter's.
+
+Shared GPUs: with ``KUBERNETES_VIRTUAL_GPUS`` every pod sharing a GPU gets series of its own (label ``vgpu``,
+the time-slicing replica), where otherwise the GPU's series carry one of its pods and the others none
+(dcgm-exporter d5e5f51 ``internal/pkg/transformation/kubernetes.go:331-410,662-707,712-912``). Utilisation and
+framebuffer use are then each pod's own (NVML's per-process accounting, with ``pod_uid``), beside the GPU's
+sample without pod labels; every other field, power and energy included, is the whole GPU's, copied onto each
+pod (``metrics.DCGM_PER_PROCESS``). Processes are matched to pods by ``/proc/<pid>/cgroup``
+(``pidmapper.go:45-46``), which needs the host's PID namespace: without it every pod would read 0.
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
     ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
     ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    # mJ since the driver was loaded at this exporter (DCGM 4.6.1); 4.9.0 renames it and moves it to J
+    # (metrics.DCGM_ENERGY).
+    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ)."),
     ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
     # A true counter per (GPU, XID) since the exporter started (4.8.3+): what increase() alerts need.
     ("DCGM_EXP_XID_ERRORS_TOTAL", "counter", "Total XID errors observed since exporter start."),
@@ -133,6 +145,8 @@ def _pod_spec(args: DcgmExporterArgs, counters: pulumi.Input[str]) -> k8s.core.v
         k8s.core.v1.EnvVarArgs(name="DCGM_EXPORTER_COLLECTORS", value=f"{COUNTERS_DIR}/counters.csv"),
         # Attribute each GPU's metrics to the pod and namespace using it.
         k8s.core.v1.EnvVarArgs(name="DCGM_EXPORTER_KUBERNETES", value="true"),
+        # ...to every pod of a time-shared GPU, not only one of them (the module's docstring).
+        k8s.core.v1.EnvVarArgs(name="KUBERNETES_VIRTUAL_GPUS", value="true"),
         # The `hostname` label: the node's name, not the pod's.
         k8s.core.v1.EnvVarArgs(name="NODE_NAME", value_from=k8s.core.v1.EnvVarSourceArgs(
             field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="spec.nodeName"))),
@@ -166,6 +180,9 @@ def _pod_spec(args: DcgmExporterArgs, counters: pulumi.Input[str]) -> k8s.core.v
         affinity=gpu_node_affinity(),
         tolerations=gpu_tolerations(),
         automount_service_account_token=False,
+        # Per-pod attribution on shared GPUs reads each GPU process's /proc/<pid>/cgroup (world-readable):
+        # the host's PID namespace, in a namespace already privileged for the exporter; no capability is added.
+        host_pid=True,
         security_context=k8s.core.v1.PodSecurityContextArgs(
             seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
         containers=[k8s.core.v1.ContainerArgs(

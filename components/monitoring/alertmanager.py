@@ -20,9 +20,13 @@ SECRET_NAME = "neurodock-alert-receivers"
 """The Secret holding one credential per receiver, keyed by receiver name."""
 SECRETS_DIR = f"/etc/alertmanager/secrets/{SECRET_NAME}"
 """Where the Prometheus Operator mounts a Secret listed in ``alertmanagerSpec.secrets``."""
-SILENT_ALERTS = ("Watchdog", "InfoInhibitor")
-"""The chart's own alerts that are meant to notify nobody: Watchdog always fires (a dead man's switch
-for an external checker), InfoInhibitor only mutes info alerts."""
+WATCHDOG = "Watchdog"
+"""kube-prometheus-stack's always-firing alert (``expr: vector(1)``, severity ``none``; 82.6.0
+``templates/prometheus/rules-1.14/general.rules.yaml:55-88``): while Prometheus evaluates rules and Alertmanager
+sends, it arrives; a dead man's switch outside the cluster alerts when it stops."""
+SILENT_ALERTS = (WATCHDOG, "InfoInhibitor")
+"""The chart's own alerts that are meant to notify nobody (the Watchdog, unless a heartbeat hears it):
+InfoInhibitor only mutes info alerts."""
 GROUP_BY = ("alertname", "namespace", "model", "hostname")
 """One notification per alert, namespace, model and GPU node: a page about one model or node never
 hides another."""
@@ -43,6 +47,18 @@ class Receiver:
     """Also notify when an alert resolves."""
     has_secret: bool = True
     """Whether the receiver's credential is in the Secret (email without SMTP auth has none)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat:
+    """A dead man's switch: Alertmanager posts the Watchdog to a URL every ``interval``; the service behind it
+    (a healthchecks.io check, a Dead Man's Snitch, a Better Stack heartbeat...) alerts its own receivers when the
+    posts stop, so a dead Prometheus, Alertmanager or cluster is noticed."""
+
+    name: str
+    """The receiver's name, and its key in the receivers' Secret, which holds the URL."""
+    interval: str
+    """How often the Watchdog is sent (e.g. ``1m``): the route's ``group_interval`` and ``repeat_interval``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,12 +98,35 @@ def _receiver(r: Receiver) -> dict[str, Any]:
     return {"name": r.name, f"{r.kind}_configs": [{"send_resolved": r.send_resolved, **body}]}
 
 
+def _heartbeat(heartbeat: Heartbeat) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Watchdog's route and the heartbeat's receiver.
+
+    Alertmanager resends a group still firing once ``repeat_interval`` has passed, checked at each
+    ``group_interval`` ("it should be a multiple of the group_interval", v0.31.1 ``docs/configuration.md:264``;
+    the root's are 5m and ``repeatInterval``): both are the heartbeat's interval, so the Watchdog arrives
+    every interval and not every 4 hours. The URL is the secret (a ping URL holds its check's key), read from
+    the receivers' Secret with ``url_file`` (Alertmanager 0.26+, ``config/notifiers.go:637-670`` at v0.31.1, the
+    version the chart runs); nothing is sent when it resolves, as a heartbeat has nothing to resolve."""
+    route = {"receiver": heartbeat.name, "matchers": [f'alertname = "{WATCHDOG}"'],
+             "group_wait": "0s", "group_interval": heartbeat.interval, "repeat_interval": heartbeat.interval}
+    receiver = {"name": heartbeat.name,
+                "webhook_configs": [{"send_resolved": False, "url_file": f"{SECRETS_DIR}/{heartbeat.name}"}]}
+    return route, receiver
+
+
 def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[AlertRoute], default_receiver: str | None,
-                        repeat_interval: str) -> dict[str, Any]:
+                        repeat_interval: str, heartbeat: Heartbeat | None = None) -> dict[str, Any]:
     """The ``inhibit_rules``, ``route`` and ``receivers`` of Alertmanager's configuration. With no
-    receiver every alert goes to ``null``, as the chart's own default does; the program warns about it."""
+    receiver every alert goes to ``null``, as the chart's own default does; the program warns about it.
+    With a heartbeat, the Watchdog goes there, and nowhere else."""
+    silent = [name for name in SILENT_ALERTS if heartbeat is None or name != WATCHDOG]
     children: list[dict[str, Any]] = [
-        {"receiver": NULL_RECEIVER, "matchers": [f'alertname = "{name}"']} for name in SILENT_ALERTS]
+        {"receiver": NULL_RECEIVER, "matchers": [f'alertname = "{name}"']} for name in silent]
+    extra_receivers = []
+    if heartbeat is not None:
+        route, receiver = _heartbeat(heartbeat)
+        children.insert(0, route)
+        extra_receivers.append(receiver)
     for route in routes:
         matchers = []
         if route.severities:
@@ -119,5 +158,5 @@ def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[AlertRou
             "repeat_interval": repeat_interval,
             "routes": children,
         },
-        "receivers": [{"name": NULL_RECEIVER}, *(_receiver(r) for r in receivers)],
+        "receivers": [{"name": NULL_RECEIVER}, *(_receiver(r) for r in receivers), *extra_receivers],
     }

@@ -1,4 +1,5 @@
-"""Alert rules for GPUs and model servers, built from the metric registry and per-model SLOs.
+"""Alert rules for GPUs and model servers, built from the metric registry and per-model SLOs, with the
+recording rules they read (each SLI per window, GPU energy: :mod:`components.monitoring.recording`).
 
 ``rule_groups`` is pure (names in, rule groups out), so the rules can be written to a file and
 checked with ``promtool check rules`` and ``promtool test rules``; ``AlertRules`` installs them as a
@@ -13,7 +14,16 @@ import pulumi
 
 from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
-from components.monitoring.queries import GPU_LABELS, xid_errors
+from components.monitoring.queries import (
+    CLIENT_LISTENERS,
+    EPP_CLIENT_ERRORS,
+    EPP_SERVER_ERRORS,
+    GPU_PRESENCE,
+    any_of,
+    per_gpu,
+    xid_errors,
+)
+from components.monitoring.recording import Sli, burn_expr, energy_rules, sli_rules
 from components.monitoring.resources import prometheus_rule
 
 RUNBOOK_BASE = "https://github.com/neurodock/neurodock/blob/main/docs/runbooks.md"
@@ -27,17 +37,6 @@ rate (92), contained and uncontained ECC (94, 95), GSP timeout and error (119, 1
 (140), GPU reset required (154) (NVIDIA's XID catalogue, "Resolution Bucket"). The others come from
 applications (13, 31, 43, 45: a faulting or killed CUDA process) and end with it."""
 
-BURN_RATES = (
-    # severity, long window, short window, burn rate: 2% of a 30-day budget in 1 hour, 5% in 6 hours
-    # (page); 10% in 3 days... (ticket). The Site Reliability Workbook, "Alerting on SLOs", table 5-8.
-    ("critical", "1h", "5m", 14.4),
-    ("critical", "6h", "30m", 6.0),
-    ("warning", "1d", "2h", 3.0),
-    ("warning", "3d", "6h", 1.0),
-)
-"""Multi-window, multi-burn-rate alerting: an alert fires while the error budget burns this fast over
-both windows; the short window makes it resolve soon after the burn stops."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class ModelTarget:
@@ -50,9 +49,12 @@ class ModelTarget:
     """The stable model server's Deployment name."""
     min_replicas: int
     ttft_seconds: float
-    """TTFT objective: 95% of requests get their first token within this (a bound of vLLM's histogram)."""
+    """TTFT objective: 95% of streamed requests get their first token within this, as the gateway's picker
+    measures it (a bound of ``metrics.EPP_TTFT_BUCKETS``); without a route, as vLLM does (of
+    ``metrics.VLLM_TTFT_BUCKETS``)."""
     availability: float
-    """Availability objective: the share of requests the gateway answers without a 5xx."""
+    """Availability objective: the share of requests clients get an answer for, neither a 5xx nor a 429 of
+    the picker."""
     queue_depth: int
     kv_cache_usage: float
     route: str | None = None
@@ -61,6 +63,11 @@ class ModelTarget:
     wake_s: int = 0
     """At ``min_replicas`` 0: how long a replica may take to become ready from zero, when no replica
     is expected to be available."""
+    mig: bool = False
+    """The model's GPU pool is partitioned with MIG, where the exporter cannot read utilisation: no idle-GPU
+    alert (``DCGM_FI_DEV_GPU_UTIL`` reads 0 on MIG instances and NVIDIA has no plan to support it there,
+    dcgm-exporter issues #216 and #430; the profiling field it points to, ``DCGM_FI_PROF_GR_ENGINE_ACTIVE``,
+    needs a privileged exporter and a DCGM profiling module NeuroDock does not collect)."""
 
 
 TTFT_OBJECTIVE = 0.95
@@ -93,12 +100,12 @@ class Agent:
     daemon_set: pulumi.Input[str]
 
 
-def _rule(alert: str, expr: str, for_: str, severity: str, summary: str, description: str, runbook: str,
+def _rule(alert: str, expr: str, for_: str | None, severity: str, summary: str, description: str, runbook: str,
           extra_labels: dict[str, str] | None = None) -> dict:
-    return {
+    """An alerting rule; ``for_`` None fires at the first evaluation that finds it true."""
+    rule = {
         "alert": alert,
         "expr": expr,
-        "for": for_,
         "labels": {"severity": severity, **(extra_labels or {})},
         "annotations": {
             "summary": summary,
@@ -106,6 +113,9 @@ def _rule(alert: str, expr: str, for_: str, severity: str, summary: str, descrip
             "runbook_url": f"{RUNBOOK_BASE}#{runbook}",
         },
     }
+    if for_ is not None:
+        rule["for"] = for_
+    return rule
 
 
 def le_matcher(bound: float) -> str:
@@ -117,31 +127,20 @@ def le_matcher(bound: float) -> str:
     return f'le="{text}"'
 
 
-def _ratio(part: str, whole: str, *, complement: bool = False):
-    """``window -> PromQL`` of the share of ``whole``'s rate that ``part``'s rate is (or the rest of it,
-    with ``complement``): the bad-event ratio of an SLI, per window."""
-    def ratio(window: str) -> str:
-        share = f"sum(rate({part}[{window}])) / sum(rate({whole}[{window}]))"
-        return f"(1 - {share})" if complement else f"({share})"
-    return ratio
+def _burn_rules(alert: str, sli: Sli, budget: float, min_requests: int, summary: str, description: str,
+                runbook: str) -> list[dict]:
+    """One rule per severity: the budget burns at a page's (or a ticket's) rate over both windows of a pair,
+    with traffic enough to judge. No ``for``: the short window already waits for the burn to be real."""
+    return [_rule(alert, burn_expr(sli, severity, budget, min_requests), None, severity, summary, description,
+                  runbook, sli.labels)
+            for severity in ("critical", "warning")]
 
 
-def _burn_rules(alert: str, bad_ratio, budget: float, summary: str, description: str, runbook: str,
-                labels: dict[str, str]) -> list[dict]:
-    """One rule per severity: the budget burns at a page's (or a ticket's) rate over both windows."""
-    out = []
-    for severity in ("critical", "warning"):
-        windows = [(long_, short, rate) for sev, long_, short, rate in BURN_RATES if sev == severity]
-        expr = " or ".join(f"({bad_ratio(long_)} > {rate * budget:g} and {bad_ratio(short)} > {rate * budget:g})"
-                           for long_, short, rate in windows)
-        out.append(_rule(alert, expr, "2m" if severity == "critical" else "15m", severity, summary,
-                         description, runbook, labels))
-    return out
-
-
-def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) -> list[dict]:
+def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool],
+               gpu_exporter_namespace: str | None) -> list[dict]:
     hardware_xid = f'xid=~"{"|".join(HARDWARE_XIDS)}"'
     application_xid = f'xid!~"{"|".join(HARDWARE_XIDS)}"'
+    used, free = per_gpu(m.DCGM_FB_USED), per_gpu(m.DCGM_FB_FREE)
     rules = [
         _rule("NeuroDockGpuXidError",
               xid_errors(hardware_xid),
@@ -156,8 +155,8 @@ def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) ->
               "A CUDA process on this GPU faulted or was killed; the GPU itself is fine. Repeats point at "
               "the application.", "gpu-xid-application-error"),
         _rule("NeuroDockGpuMemoryNearFull",
-              f"max by ({GPU_LABELS}) ({m.DCGM_FB_USED.name} / ({m.DCGM_FB_USED.name} + {m.DCGM_FB_FREE.name})) "
-              f"> {gpu.memory_usage}",
+              # The GPU's own values: its used memory is also split per sharing pod, its free memory copied.
+              f"{used} / ({used} + {free}) > {gpu.memory_usage}",
               "10m", "warning",
               "GPU {{ $labels.gpu }} on {{ $labels.hostname }} memory above "
               f"{gpu.memory_usage:.0%}",
@@ -174,6 +173,19 @@ def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) ->
             f"{agent.title} is not ready on every GPU node",
             f"Some GPU nodes have no ready {agent.title} pod: their GPUs are not advertised or not "
             "monitored, so model servers cannot start there or run unobserved.", f"{slug}-down"))
+    if gpu_exporter_namespace is not None:
+        exporter = f'namespace="{gpu_exporter_namespace}"'
+        ready = (f"max by (node) ({m.KSM_POD_INFO.name}{{{exporter}}} * on (namespace, pod) group_left () "
+                 f'{m.KSM_POD_READY.name}{{{exporter}, condition="true"}}) == 1')
+        rules.append(_rule(
+            "NeuroDockGpuMetricsMissing",
+            # The exporter's series carry the node of the exporter pod that served them (components/gpu/dcgm.py).
+            f"{ready} unless on (node) count by (node) ({GPU_PRESENCE.name})",
+            "10m", "critical",
+            "The GPU exporter on {{ $labels.node }} is ready but Prometheus has no GPU metrics from it",
+            "The DCGM exporter pod on this node passes its readiness probe, yet no GPU series of the node reach "
+            "Prometheus: DCGM sees no GPU, its counters file is broken, or the scrape fails. The node's GPU "
+            "alerts (XIDs, memory, idle GPUs) and its energy are blind.", "gpu-metrics-missing"))
     for pool in pools:
         node = f'max by (node) ({m.KSM_NODE_LABELS.name}{{label_neurodock_io_pool="{pool.name}"}})'
         allocatable = f'sum by (node) ({m.KSM_NODE_ALLOCATABLE.name}{{resource="nvidia_com_gpu"}})'
@@ -189,6 +201,95 @@ def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool]) ->
     return rules
 
 
+def _availability_sli(t: ModelTarget) -> Sli:
+    """The stable version's requests as clients get them: the answers of its route rule's Envoy cluster (its
+    replicas', and the router's 503s and 504s), plus the requests its picker refused before the router ran,
+    which no cluster counts. Bad: a 5xx of the cluster, a 429, 503 or 500 of the picker."""
+    cluster = f'envoy_cluster_name="{cluster_name(t.namespace, t.route)}"'
+    answered = f"{m.ENVOY_UPSTREAM_RQ_XX.name}{{{cluster}}}"
+    errors = f'{m.ENVOY_UPSTREAM_RQ_XX.name}{{{cluster}, envoy_response_code_class="5"}}'
+    picker = f'namespace="{t.namespace}", job="{t.route}-epp"'
+    refused = f'{m.EPP_REQUEST_ERRORS.name}{{{picker}, error_code=~"{any_of(EPP_SERVER_ERRORS + EPP_CLIENT_ERRORS)}"}}'
+    failed = f'{m.EPP_REQUEST_ERRORS.name}{{{picker}, error_code=~"{any_of(EPP_SERVER_ERRORS)}"}}'
+
+    def rate(selector: str, window: str) -> str:
+        # Either side may have no series yet (no refusal so far): it counts as none.
+        return f"(sum(rate({selector}[{window}])) or vector(0))"
+
+    return Sli(labels={"model": t.served_name, "slo": "availability", "variant": "stable"},
+               bad=lambda w: f"{rate(errors, w)} + {rate(failed, w)}",
+               total=lambda w: f"{rate(answered, w)} + {rate(refused, w)}")
+
+
+def _ttft_sli(t: ModelTarget) -> Sli:
+    """The stable version's streamed requests slower than the objective to their first token, timed at the
+    gateway's picker (a hold for a waking replica included); without a gateway, at vLLM."""
+    if t.route is not None:
+        histogram = m.EPP_TTFT.name
+        sel = f'namespace="{t.namespace}", job="{t.route}-epp", streaming="true"'
+    else:
+        histogram = m.VLLM_TTFT.name
+        sel = f'model_name="{t.served_name}", variant="stable"'
+    total = f"{histogram}_count{{{sel}}}"
+    fast = f"{histogram}_bucket{{{sel}, {le_matcher(t.ttft_seconds)}}}"
+    return Sli(labels={"model": t.served_name, "slo": "ttft", "variant": "stable"},
+               bad=lambda w: f"sum(rate({total}[{w}])) - sum(rate({fast}[{w}]))",
+               total=lambda w: f"sum(rate({total}[{w}]))")
+
+
+GATEWAY_SLI = Sli(
+    labels={"slo": "availability", "scope": "gateway"},
+    bad=lambda w: f'sum(rate({m.ENVOY_DOWNSTREAM_RQ_XX.name}{{{CLIENT_LISTENERS}, envoy_response_code_class="5"}}'
+                  f"[{w}]))",
+    total=lambda w: f"sum(rate({m.ENVOY_DOWNSTREAM_RQ_XX.name}{{{CLIENT_LISTENERS}}}[{w}]))",
+)
+"""Every request through the gateway, as its clients got it: Envoy's downstream responses on the Gateway's
+listeners, whatever answered them (a replica, the router, the picker, or the ext_proc filter failing closed when
+the picker is down or too slow). Envoy counts them per listener, not per route, so this SLI cannot tell models
+or versions apart; the per-model SLIs can, but miss the fail-closed 500s this one sees."""
+
+
+def _slo_rules(models: list[ModelTarget], min_requests: int) -> list[dict]:
+    """Per model, its stable version's SLIs (availability behind the gateway, TTFT for vLLM); and the gateway's,
+    judged against the strictest availability objective among its models. Recording rules come first, so the
+    alerts read this evaluation's values."""
+    records: list[dict] = []
+    alerts: list[dict] = []
+    routed = [t for t in models if t.route is not None]
+    for t in models:
+        if t.route is not None:
+            sli = _availability_sli(t)
+            records += sli_rules(sli)
+            alerts += _burn_rules(
+                "NeuroDockErrorBudgetBurn", sli, 1 - t.availability, min_requests,
+                f"Model {t.served_name}: errors burn its {t.availability:.2%} availability budget",
+                "Too many of this model's requests get an error where the client sees it: a 5xx from its replicas "
+                "or the gateway (no healthy replica, a timeout), or the picker's 429 and 503 (held requests dropped, "
+                "a model waking from zero without a replica, a full queue). At this rate the month's error budget "
+                "runs out early.", "error-budget-burn")
+        if t.engine == "vllm":
+            sli = _ttft_sli(t)
+            records += sli_rules(sli)
+            alerts += _burn_rules(
+                "NeuroDockTtftBudgetBurn", sli, 1 - TTFT_OBJECTIVE, min_requests,
+                f"Model {t.served_name}: too many requests wait over {t.ttft_seconds:g}s for the first token",
+                f"More than {1 - TTFT_OBJECTIVE:.0%} of streamed requests should not wait over {t.ttft_seconds:g}s "
+                "for their first token, timed from the gateway (a hold for a replica waking up counts); at this rate "
+                "the month's budget runs out early. The model is overloaded (see queue depth and held requests), "
+                "replicas wake too slowly, or prompts got longer.", "ttft-budget-burn")
+    if routed:
+        objective = max(t.availability for t in routed)
+        records += sli_rules(GATEWAY_SLI)
+        alerts += _burn_rules(
+            "NeuroDockGatewayErrorBudgetBurn", GATEWAY_SLI, 1 - objective, min_requests,
+            f"The gateway's 5xx burn the {objective:.2%} availability budget",
+            "Clients get too many 5xx from the gateway, whichever model they ask for: replicas failing, or the "
+            "gateway failing closed because an endpoint picker is down or too slow (a 500 or 504 no model's "
+            "error budget counts). At this rate the month's error budget runs out early.",
+            "gateway-error-budget-burn")
+    return records + alerts
+
+
 def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
     who = {"model": t.served_name}
     dep = f'namespace="{t.namespace}", deployment="{t.deployment}"'
@@ -201,16 +302,6 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
         "model-server-down", who)]
     if t.route is not None:
         rules += _picker_rules(t, who)
-        # The stable version's rule's cluster (docs/upstream.md).
-        clusters = f'envoy_cluster_name="{cluster_name(t.namespace, t.route)}"'
-        codes = m.ENVOY_UPSTREAM_RQ_XX.name
-        errors = _ratio(f'{codes}{{{clusters}, envoy_response_code_class="5"}}', f"{codes}{{{clusters}}}")
-        rules += _burn_rules(
-            "NeuroDockErrorBudgetBurn", errors, 1 - t.availability,
-            f"Model {t.served_name}: errors burn its {t.availability:.2%} availability budget",
-            "The gateway answers too many of this model's requests with a 5xx (its replicas fail, time out or "
-            "are all unready): at this rate the month's error budget runs out early.",
-            "error-budget-burn", {**who, "slo": "availability", "variant": "stable"})
     if t.engine != "vllm":
         rules.append(_rule(
             "NeuroDockQueueDepthHigh",
@@ -220,15 +311,6 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
             "Requests queue faster than replicas serve them.", "queue-depth-high", who))
         return rules
     sel = f'model_name="{t.served_name}", variant="stable"'
-
-    ttft = m.VLLM_TTFT.name
-    slow = _ratio(f"{ttft}_bucket{{{sel}, {le_matcher(t.ttft_seconds)}}}", f"{ttft}_count{{{sel}}}", complement=True)
-    rules += _burn_rules(
-        "NeuroDockTtftBudgetBurn", slow, 1 - TTFT_OBJECTIVE,
-        f"Model {t.served_name}: too many requests wait over {t.ttft_seconds:g}s for the first token",
-        f"More than {1 - TTFT_OBJECTIVE:.0%} of requests should not wait over {t.ttft_seconds:g}s for their first "
-        "token; at this rate the month's budget runs out early. The model is overloaded (see queue depth) or "
-        "prompts got longer.", "ttft-budget-burn", {**who, "slo": "ttft", "variant": "stable"})
     rules += [
         _rule("NeuroDockQueueDepthHigh",
               f"sum({m.VLLM_WAITING.name}{{{sel}}}) > {t.queue_depth}", "5m", "warning",
@@ -240,16 +322,20 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
               f"Model {t.served_name}: KV cache above {t.kv_cache_usage:.0%}",
               "A full KV cache makes vLLM preempt and recompute requests, raising latency.",
               "kv-cache-near-full", who),
-        _rule("NeuroDockGpusIdleAboveMinReplicas",
-              f'avg(avg_over_time({m.DCGM_GPU_UTIL.name}{{namespace="{t.namespace}", '
-              f'pod=~"{t.deployment}-.*"}}[{gpu.idle_minutes}m])) < {gpu.idle_utilisation_percent} '
-              f"and on() {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > {t.min_replicas}",
-              "15m", "warning",
-              f"Model {t.served_name}: GPUs idle while above its minimum of {t.min_replicas} replicas",
-              f"The model's GPUs averaged under {gpu.idle_utilisation_percent}% for "
-              f"{gpu.idle_minutes} minutes with more replicas than its minimum: capacity is paid for "
-              "and unused.", "gpus-idle", who),
     ]
+    if not t.mig:
+        # Each pod's own utilisation: on a time-shared GPU the exporter gives every pod its processes' share
+        # (metrics.DCGM_PER_PROCESS), beside the GPU's sample, which has no pod.
+        rules.append(_rule(
+            "NeuroDockGpusIdleAboveMinReplicas",
+            f'avg(avg_over_time({m.DCGM_GPU_UTIL.name}{{namespace="{t.namespace}", '
+            f'pod=~"{t.deployment}-.*"}}[{gpu.idle_minutes}m])) < {gpu.idle_utilisation_percent} '
+            f"and on() {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > {t.min_replicas}",
+            "15m", "warning",
+            f"Model {t.served_name}: GPUs idle while above its minimum of {t.min_replicas} replicas",
+            f"The model's GPUs averaged under {gpu.idle_utilisation_percent}% for "
+            f"{gpu.idle_minutes} minutes with more replicas than its minimum: capacity is paid for "
+            "and unused.", "gpus-idle", who))
     return rules
 
 
@@ -280,10 +366,15 @@ def _picker_rules(t: ModelTarget, who: dict[str, str]) -> list[dict]:
     ]
 
 
-def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agent],
-                pools: list[GpuPool] = ()) -> list[dict]:
-    """Prometheus rule groups; every ``deployment`` and ``daemon_set`` must be a plain string."""
-    groups = [{"name": "neurodock-gpu", "rules": _gpu_rules(gpu, agents, list(pools))}]
+def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool] = (),
+                *, slo_min_requests: int, gpu_exporter_namespace: str | None = None) -> list[dict]:
+    """Prometheus rule groups; every ``deployment`` and ``daemon_set`` must be a plain string. Recording rules
+    precede, in their group, the alerts that read them."""
+    groups = [{"name": "neurodock-gpu", "rules": _gpu_rules(gpu, agents, list(pools), gpu_exporter_namespace)},
+              {"name": "neurodock-energy", "rules": energy_rules()}]
+    slo_rules = _slo_rules(models, slo_min_requests)
+    if slo_rules:
+        groups.append({"name": "neurodock-slo", "rules": slo_rules})
     model_rules = [rule for t in models for rule in _model_rules(t, gpu)]
     if model_rules:
         groups.append({"name": "neurodock-models", "rules": model_rules})
@@ -304,10 +395,14 @@ class AlertRulesArgs:
     """GPU thresholds."""
     pools: tuple[GpuPool, ...] = ()
     """GPU pools whose nodes must advertise their GPUs."""
+    slo_min_requests: int
+    """Requests a burn-rate alert's long window must hold before it may fire (``monitoring.alerts.sloMinRequests``)."""
+    gpu_exporter_namespace: str | None = None
+    """Namespace of the DCGM exporter, whose ready pods must deliver GPU series (default none: no GPU nodes)."""
 
 
 class AlertRules(pulumi.ComponentResource):
-    """One PrometheusRule with the GPU and model alerts."""
+    """One PrometheusRule with the GPU, energy, SLO and model rules."""
 
     def __init__(self, name: str, args: AlertRulesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("neurodock:monitoring:AlertRules", name, None, opts)
@@ -319,6 +414,8 @@ class AlertRules(pulumi.ComponentResource):
             args.gpu,
             [replace(a, daemon_set=d) for a, d in zip(args.agents, n[1], strict=True)],
             list(args.pools),
+            slo_min_requests=args.slo_min_requests,
+            gpu_exporter_namespace=args.gpu_exporter_namespace,
         ))
         prometheus_rule(f"{name}-rules", namespace=args.namespace, groups=groups, parent=self, crds=args.crds)
         self.register_outputs({})

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.monitoring import metrics as m
-from components.monitoring.queries import xid_errors
+from components.monitoring import recording as rec
+from components.monitoring.queries import CLIENT_LISTENERS, EPP_SERVER_ERRORS, any_of, per_gpu, xid_errors
 
 _DS = {"type": "prometheus", "uid": "${datasource}"}
 _QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
@@ -68,22 +69,35 @@ def _quantiles(metric: m.Metric, sel: str, by: str) -> list[Query]:
                   f"{name} {{{{{by}}}}}") for name, q in _QUANTILES]
 
 
+MIG_LEFT_OUT = ("MIG instances are left out (GPU_I_ID set): the exporter cannot read utilisation there and "
+                "reports 0 (dcgm-exporter issues #216, #430), so they would read idle however busy.")
+"""Why the utilisation panels skip MIG instances, as the idle-GPU alert skips models on MIG pools."""
+
+
 def gpu_dashboard() -> dict[str, Any]:
     node = 'hostname=~"$node"'
-    used = f"{m.DCGM_FB_USED.name}{{{node}}}"
-    free = f"{m.DCGM_FB_FREE.name}{{{node}}}"
+    used, free = per_gpu(m.DCGM_FB_USED, node), per_gpu(m.DCGM_FB_FREE, node)
+    not_mig = f'{node}, GPU_I_ID=""'
     return _dashboard("neurodock-gpu", "NeuroDock / GPUs", [
-        ("GPU utilisation by node", [Query(f"avg by (hostname) ({m.DCGM_GPU_UTIL.name}{{{node}}})", "{{hostname}}")],
-         "percent", "Average utilisation of the node's GPUs."),
+        ("GPU utilisation by node", [Query(
+            f"avg by (hostname) ({per_gpu(m.DCGM_GPU_UTIL, not_mig)})", "{{hostname}}")],
+         "percent", f"Average utilisation of the node's GPUs, each GPU's own. {MIG_LEFT_OUT}"),
         ("GPU utilisation by pod", [Query(
-            f'avg by (namespace, pod) ({m.DCGM_GPU_UTIL.name}{{{node}, pod!=""}})', "{{namespace}}/{{pod}}")],
-         "percent", "Attributed through the kubelet's pod-resources API; idle GPUs have no pod."),
+            f'avg by (namespace, pod) ({m.DCGM_GPU_UTIL.name}{{{not_mig}, pod!=""}})', "{{namespace}}/{{pod}}")],
+         "percent", "Attributed through the kubelet's pod-resources API; idle GPUs have no pod. On a time-shared "
+         f"GPU each pod's own share, from NVML's per-process accounting. {MIG_LEFT_OUT}"),
         ("GPU memory used", [Query(f"{used} / ({used} + {free})", "{{hostname}} gpu {{gpu}}")],
          "percentunit", "Framebuffer in use; vLLM reserves most of it up front."),
         ("GPU memory by pod", [Query(
             f'sum by (namespace, pod) ({m.DCGM_FB_USED.name}{{{node}, pod!=""}})', "{{namespace}}/{{pod}}")],
-         "decmbytes", ""),
-        ("Power", [Query(f"sum by (hostname) ({m.DCGM_POWER.name}{{{node}}})", "{{hostname}}")], "watt", ""),
+         "decmbytes", "On a time-shared GPU each pod's own processes' memory."),
+        ("Power", [Query(f"sum by (hostname) ({per_gpu(m.DCGM_POWER, node)})", "{{hostname}}")], "watt",
+         "The node's GPUs' power draw, each GPU once (the exporter repeats it for every pod sharing a GPU and every "
+         "MIG instance of it)."),
+        ("Energy per node, last hour", [Query(
+            f'sum by (hostname) ({rec.gpu_watts("1h").name}{{{node}}})', "{{hostname}}")],
+         "watth", "The node's GPUs' energy over the hour before each point, in Wh (their mean power over the hour, "
+         "from the energy counters DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ at exporter 4.8.4)."),
         ("Temperature", [Query(f"max by (hostname, gpu) ({m.DCGM_TEMP.name}{{{node}}})",
                                "{{hostname}} gpu {{gpu}}")], "celsius", ""),
         ("XID errors", [Query(xid_errors(node), "{{hostname}} gpu {{gpu}} xid {{xid}}")], "none",
@@ -104,9 +118,34 @@ def llm_dashboard() -> dict[str, Any]:
     by = "model_name, variant"
     legend = "{{model_name}} {{variant}}"
     codes = m.ENVOY_UPSTREAM_RQ_XX.name
+    downstream = m.ENVOY_DOWNSTREAM_RQ_XX.name
+    slo = 'model=~"$model"'
     return _dashboard("neurodock-llm", "NeuroDock / LLM serving", [
         ("Request rate", [Query(f"sum by ({by}) (rate({m.VLLM_REQUEST_SUCCESS.name}{{{sel}}}[5m]))", legend)],
          "reqps", "Finished requests per second, by version (stable, canary, shadow)."),
+        ("SLO: bad requests as users feel them (1h)", [
+            Query(f'{rec.slo_errors("1h").name}{{{slo}, slo="availability"}}', "errors {{model}}"),
+            Query(f'{rec.slo_errors("1h").name}{{{slo}, slo="ttft"}}', "slow first token {{model}}"),
+            Query(f'{rec.slo_errors("1h").name}{{scope="gateway"}}', "5xx at the gateway, all models"),
+        ], "percentunit", "The SLIs the burn-rate alerts judge, stable versions: the share of requests that got an "
+           "error (a 5xx, or the picker's 429 or 503) and the share of streamed requests whose first token came later "
+           "than the objective, timed at the gateway (a hold while a replica wakes counts); and the gateway's 5xx "
+           "across every model, fail-closed picker errors included. The budget is 1 - objective."),
+        ("Clients' responses at the gateway", [Query(
+            f"sum by (envoy_response_code_class) (rate({downstream}{{{CLIENT_LISTENERS}}}[5m]))",
+            "{{envoy_response_code_class}}xx")],
+         "reqps", "Every response the gateway's clients got, by class, whoever answered (a replica, the router, the "
+         "picker, or the gateway failing closed without its picker); Envoy counts them per listener, not per model."),
+        ("Picker: requests refused", [Query(
+            f'sum by (job, error_code) (rate({m.EPP_REQUEST_ERRORS.name}{{{POOLS}, '
+            f'error_code=~"{any_of(EPP_SERVER_ERRORS)}"}}[5m]))', "{{error_code}} {{job}}")],
+         "reqps", "What each pool's picker answered itself: ResourceExhausted (429: queue full, held past its time "
+         "with replicas up), ServiceUnavailable (503: no replica, e.g. waking from zero), Internal and Unknown (500)."),
+        ("Time to first token at the gateway", [
+            Query(f"histogram_quantile({q}, sum by (le, job) (rate({m.EPP_TTFT.name}_bucket"
+                  f'{{{POOLS}, streaming="true"}}[5m])))', f"{name} {{{{job}}}}") for name, q in _QUANTILES],
+         "s", "Streamed requests, from the picker receiving them to their first byte, held time included: what "
+         "users wait. vLLM's own panel below starts later, after the gateway."),
         ("Gateway error ratio (5xx)", [Query(
             f'sum by (envoy_cluster_name) (rate({codes}{{{GATEWAY_CLUSTERS}, envoy_response_code_class="5"}}[5m])) '
             f"/ sum by (envoy_cluster_name) (rate({codes}{{{GATEWAY_CLUSTERS}}}[5m]))", "{{envoy_cluster_name}}")],
@@ -134,7 +173,9 @@ def llm_dashboard() -> dict[str, Any]:
             Query(f"max by (name) ({m.EPP_AVG_KV.name}{{{POOLS}}})", "mean KV cache {{name}}"),
             Query(f"max by (name) ({m.EPP_READY.name}{{{POOLS}}})", "ready replicas {{name}}"),
         ], "short", "At saturation 1 the picker holds new requests; an empty pool reads 1."),
-        ("Time to first token", _quantiles(m.VLLM_TTFT, sel, by), "s", ""),
+        ("Time to first token", _quantiles(m.VLLM_TTFT, sel, by), "s",
+         "As vLLM times it, from parsing the request: a diagnostic of the engine (queue and prefill); the gateway's "
+         "panel adds the picker's holds and scheduling."),
         ("Inter-token latency", _quantiles(m.VLLM_ITL, sel, by), "s", ""),
         ("End-to-end latency", _quantiles(m.VLLM_E2E, sel, by), "s", ""),
         ("Queue depth", [
@@ -147,6 +188,19 @@ def llm_dashboard() -> dict[str, Any]:
             Query(f"sum by ({by}) (rate({m.VLLM_GENERATION_TOKENS.name}{{{sel}}}[5m]))", f"generated {legend}"),
             Query(f"sum by ({by}) (rate({m.VLLM_PROMPT_TOKENS.name}{{{sel}}}[5m]))", f"prompt {legend}"),
         ], "short", ""),
+        ("Energy per generated token", [Query(f"{rec.joules_per_token('5m').name}{{{sel}}}", legend)], "joule",
+         "GPU energy per generated token, in J: the GPUs' energy counters (DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ at "
+         "exporter 4.8.4, joules from 4.9) over the model's generated tokens. A GPU shared by pods is split evenly "
+         "between them; prompt tokens are not counted."),
+        ("Generated tokens per joule", [Query(f"1 / {rec.joules_per_token('5m').name}{{{sel}}}", legend)], "short",
+         "The inverse: tokens the GPUs generate per joule."),
+        ("GPU power per model", [Query(f"{rec.model_watts('5m').name}{{{sel}}}", legend)], "watt",
+         "The mean power of the model's GPUs, in W (a shared GPU's split evenly between the pods sharing it)."),
+        ("GPU power that serves no model", [
+            Query(f"{rec.pool_idle_watts('5m').name}", "idle {{label_neurodock_io_pool}}"),
+            Query(f"{rec.pool_watts('5m').name}", "all {{label_neurodock_io_pool}}"),
+        ], "watt", "Per GPU pool: the power of GPUs no model server holds (warm spares, nodes waiting to scale "
+           "down), beside the pool's whole GPU power, in W."),
         ("Running requests per pod", [Query(f"sum by (pod, variant) ({m.VLLM_RUNNING.name}{{{sel}}})",
                                              "{{pod}} {{variant}}")],
          "short", "Uneven load across replicas of one version points at a slow or sick pod."),

@@ -20,6 +20,8 @@ class Metric:
     kind: Literal["counter", "gauge", "histogram"]
     source: Literal["vllm", "llamacpp", "dcgm", "kube-state-metrics", "envoy", "epp"]
     help: str
+    buckets: tuple[float, ...] = ()
+    """A histogram's bucket bounds (its ``le`` values but ``+Inf``), where an objective must be one of them."""
 
     def series(self) -> set[str]:
         """The series names Prometheus stores for the metric."""
@@ -32,18 +34,19 @@ class Metric:
 VLLM_RUNNING = Metric("vllm:num_requests_running", "gauge", "vllm", "Requests being processed")
 VLLM_WAITING = Metric("vllm:num_requests_waiting", "gauge", "vllm", "Requests waiting in the queue")
 VLLM_KV_CACHE = Metric("vllm:kv_cache_usage_perc", "gauge", "vllm", "KV-cache usage, 0 to 1")
-VLLM_TTFT = Metric("vllm:time_to_first_token_seconds", "histogram", "vllm", "Time to first token")
+VLLM_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+"""Bucket bounds of ``vllm:time_to_first_token_seconds`` (vLLM v0.28.0 ``vllm/v1/metrics/loggers.py:796-827``)."""
+VLLM_TTFT = Metric("vllm:time_to_first_token_seconds", "histogram", "vllm",
+                   "Time to first token as the engine sees it: from the API server parsing the request (after the "
+                   "gateway, its picker and any hold there) to the first token's engine step; a diagnostic, the TTFT "
+                   "objective is judged on the picker's EPP_TTFT", VLLM_TTFT_BUCKETS)
 VLLM_ITL = Metric("vllm:inter_token_latency_seconds", "histogram", "vllm", "Time between output tokens")
 VLLM_E2E = Metric("vllm:e2e_request_latency_seconds", "histogram", "vllm", "End-to-end request latency")
 VLLM_PROMPT_TOKENS = Metric("vllm:prompt_tokens_total", "counter", "vllm", "Prefill tokens processed")
 VLLM_GENERATION_TOKENS = Metric("vllm:generation_tokens_total", "counter", "vllm", "Tokens generated")
 VLLM_REQUEST_SUCCESS = Metric("vllm:request_success_total", "counter", "vllm",
                               "Finished requests, by finished_reason (stop, length, abort, ...)")
-
-VLLM_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                     20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-"""Bucket bounds of ``vllm:time_to_first_token_seconds`` (vLLM v0.28.0 ``vllm/v1/metrics/loggers.py``): a
-TTFT objective must be one of them, for the share of requests meeting it to be counted exactly."""
 
 # llama.cpp
 LLAMACPP_PROCESSING = Metric("llamacpp:requests_processing", "gauge", "llamacpp", "Requests being processed")
@@ -57,6 +60,22 @@ DCGM_FB_FREE = Metric("DCGM_FI_DEV_FB_FREE", "gauge", "dcgm", "Framebuffer memor
 DCGM_POWER = Metric("DCGM_FI_DEV_POWER_USAGE", "gauge", "dcgm", "Power draw, W")
 DCGM_TEMP = Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", "dcgm", "GPU temperature, C")
 DCGM_XID_TOTAL = Metric("DCGM_EXP_XID_ERRORS_TOTAL", "counter", "dcgm", "XID errors since the exporter started, by xid")
+DCGM_ENERGY = Metric("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "dcgm",
+                     "GPU energy in millijoules since the driver was last loaded (a reload resets it)")
+"""DCGM field 156, "Total energy consumption for the GPU in mJ since the driver was last reloaded" (NVIDIA/go-dcgm
+v1.4611.0 ``pkg/dcgm/dcgm_fields.h:652-656``); the exporter's help says "since boot (in mJ)"
+(``etc/default-counters.csv:15``). dcgm-exporter 4.9.0 renames it ``DCGM_FI_DEV_GPU_ENERGY_JOULES_TOTAL`` (field
+1611) and moves it to joules (4.9.0 release notes; ``dcgm_fields.h:3596-3599``): the ``/ 1000`` of every energy rule
+and this name change together on that bump, which the fixture check then catches."""
+MJ_PER_J = 1000
+"""``DCGM_ENERGY`` is in millijoules at the pinned exporter (4.8.4): J = mJ / 1000."""
+
+DCGM_PER_PROCESS = frozenset({"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED"})
+"""With ``KUBERNETES_VIRTUAL_GPUS`` (components/gpu/dcgm.py) the exporter gives each pod on a GPU its own value of
+these two, from NVML's per-process accounting, beside the GPU's own sample (no pod labels); every other field is
+copied once per pod with the whole GPU's value (dcgm-exporter d5e5f51 ``internal/pkg/transformation/
+process_metrics.go:30-32``, ``kubernetes.go:331-410``). So a sum of any other DCGM field over pods counts a
+time-shared GPU once per pod: take one value per GPU (``max by (hostname, gpu)``) first."""
 
 # kube-state-metrics
 KSM_DEPLOYMENT_SPEC_REPLICAS = Metric("kube_deployment_spec_replicas", "gauge", "kube-state-metrics",
@@ -75,10 +94,23 @@ KSM_NODE_ALLOCATABLE = Metric("kube_node_status_allocatable", "gauge", "kube-sta
                               "A node's allocatable resources (nvidia.com/gpu as nvidia_com_gpu)")
 KSM_POD_REQUESTS = Metric("kube_pod_container_resource_requests", "gauge", "kube-state-metrics",
                           "Resources a container requests")
+KSM_POD_INFO = Metric("kube_pod_info", "gauge", "kube-state-metrics", "A pod, with the node it runs on (node)")
+KSM_POD_READY = Metric("kube_pod_status_ready", "gauge", "kube-state-metrics",
+                       "Whether a pod is Ready: one series per condition (true, false, unknown), 1 for the pod's")
 
 # Envoy (the gateway's proxies), per Envoy cluster: one per route backend (components/gateway/routes.py)
 ENVOY_UPSTREAM_RQ_XX = Metric("envoy_cluster_upstream_rq_xx", "counter", "envoy",
-                              "Responses by class (envoy_response_code_class 2, 4, 5...), local replies included")
+                              "Responses by class (envoy_response_code_class 2, 4, 5...), the router's local replies "
+                              "included; never the replies filters send before the router (the picker's)")
+ENVOY_DOWNSTREAM_RQ_XX = Metric("envoy_http_downstream_rq_xx", "counter", "envoy",
+                                "Responses clients got, by class, per HTTP connection manager "
+                                "(envoy_http_conn_manager_prefix): every local reply included, the picker's and "
+                                "its fail-closed 500s too")
+"""Charged when the response headers are encoded, local replies included (Envoy 1.37.0-dev 4d06d2f
+``source/common/http/conn_manager_impl.cc:1073-1111,2012``; ext_proc immediate responses and ``status_on_error``
+are local replies, ``source/extensions/filters/http/ext_proc/ext_proc.cc:1920-1945,2016-2047``). One series set
+per HTTP connection manager, not per route: the gateway's listeners and Envoy Gateway's own stats and
+readiness listeners (``queries.CLIENT_LISTENERS``)."""
 
 # llm-d's endpoint picker, one per InferencePool (components/gateway/picker.py): pool gauges carry the
 # pool's name in `name`, flow-control series in `inference_pool` (llm-d-router v0.10.0
@@ -101,9 +133,32 @@ EPP_SCHEDULE_LATENCY = Metric("llm_d_epp_scheduler_e2e_duration_seconds", "histo
                               "Time to pick a replica")
 EPP_PREFIX_HIT = Metric("llm_d_epp_prefix_indexer_hit_ratio", "histogram", "epp",
                         "Share of a prompt's prefix found cached on the chosen replica, 0 to 1")
+EPP_REQUEST_ERRORS = Metric("llm_d_epp_request_error_total", "counter", "epp",
+                            "Requests that ended in an error, once each, by error_code: the picker's own refusals "
+                            "(ResourceExhausted 429, ServiceUnavailable 503, Internal 500...) and ModelServerError "
+                            "(the replica answered a status other than 200)")
+"""llm-d-router v0.10.0 ``pkg/epp/metrics/llm_d_router_metrics.go:49-56``, recorded once per stream
+(``pkg/epp/handlers/server.go:352-358``); codes and their HTTP statuses ``pkg/common/error/error.go:58-141``."""
+EPP_TTFT_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0,
+                    15.0, 20.0, 30.0, 45.0, 60.0, 120.0)
+"""Bucket bounds of ``llm_d_epp_request_ttft_seconds`` (llm-d-router v0.10.0
+``pkg/epp/metrics/llm_d_router_metrics.go:143-154``)."""
+EPP_TTFT = Metric("llm_d_epp_request_ttft_seconds", "histogram", "epp",
+                  "Time from the picker receiving a request's headers to its first response byte, held time "
+                  "included; for streaming=\"false\" the whole answer", EPP_TTFT_BUCKETS)
+"""Started when the picker receives the request's headers (``pkg/epp/handlers/request.go:39``), so a hold in
+the flow-control queue (a model waking from zero) counts; ended at the first response-body chunk
+(``handlers/response.go:55-57``); observed at the end of the stream (``response.go:88-92``), so a request the
+picker refused, or a stream cut before its end, is not in it (availability counts those)."""
 
 REGISTRY: dict[str, Metric] = {
     m.name: m for m in globals().values() if isinstance(m, Metric)
 }
 
 KNOWN_SERIES: frozenset[str] = frozenset(s for m in REGISTRY.values() for s in m.series())
+
+
+def kept(source: str) -> str:
+    """A regular expression matching exactly the series of ``source``'s registered metrics: what a monitor
+    that drops the rest of an exporter's families must keep (Prometheus anchors it)."""
+    return "|".join(sorted(s for m in REGISTRY.values() if m.source == source for s in m.series()))

@@ -14,7 +14,7 @@ from components import labels
 from components.charts import ChartSource
 from components.errors import InputProblems
 from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, namespace
-from components.monitoring.alertmanager import SECRET_NAME, AlertRoute, Receiver, alertmanager_config
+from components.monitoring.alertmanager import SECRET_NAME, AlertRoute, Heartbeat, Receiver, alertmanager_config
 from components.monitoring.dashboards import DASHBOARDS
 
 MONITORING_NAMESPACE = "monitoring"
@@ -35,7 +35,10 @@ class Alerting:
     repeat_interval: str
     """How often Alertmanager sends a still-firing alert again (its ``repeat_interval``, e.g. ``4h``)."""
     credentials: pulumi.Input[str] | None = None
-    """Secret JSON object of receiver name to credential (a receiver with one cannot deliver without it)."""
+    """Secret JSON object of receiver name to credential (a receiver with one cannot deliver without it); the
+    heartbeat's is its URL."""
+    heartbeat: Heartbeat | None = None
+    """The dead man's switch that hears the Watchdog (default none: the Watchdog notifies nobody)."""
 
 
 NODE_LABELS_EXPORTED = (labels.POOL_LABEL, labels.ROLE_LABEL, labels.GPU_TYPE_LABEL)
@@ -140,7 +143,8 @@ class MonitoringStack(pulumi.ComponentResource):
     def _receiver_credentials(self, name: str, ns: k8s.core.v1.Namespace,
                               alerting: Alerting) -> pulumi.Output[str] | None:
         """The Secret Alertmanager reads each receiver's credential from, one key per receiver."""
-        if alerting.credentials is None or not any(r.has_secret for r in alerting.receivers):
+        if alerting.credentials is None or not (any(r.has_secret for r in alerting.receivers)
+                                                or alerting.heartbeat is not None):
             return None
         secret = k8s.core.v1.Secret(
             f"{name}-alert-receivers",
@@ -190,7 +194,7 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
             # Merged over the chart's default config: its global settings and templates stay; the
             # inhibition rules, routing tree and receivers are NeuroDock's.
             "config": alertmanager_config(alerting.receivers, alerting.routes, alerting.default_receiver,
-                                          alerting.repeat_interval),
+                                          alerting.repeat_interval, alerting.heartbeat),
             "alertmanagerSpec": {
                 "resources": _resources("10m", "64Mi", "256Mi"),
                 # Mounted at /etc/alertmanager/secrets/<name>/, where the receivers' *_file settings point.

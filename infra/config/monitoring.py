@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class AlertThresholds(Model):
-    """Cluster-wide GPU alert thresholds."""
+    """Cluster-wide alert thresholds: the GPU alerts', and the SLO burn-rate alerts' traffic guard."""
 
     gpu_memory_usage: Fraction = 0.95
     """Alert when a GPU's framebuffer is fuller than this fraction for 10 minutes (default 0.95)."""
@@ -21,6 +21,9 @@ class AlertThresholds(Model):
     """A GPU below this utilisation (percent) counts as idle (default 5)."""
     gpu_idle_minutes: int = Field(default=30, gt=0, le=1440)
     """Alert when a model's GPUs are idle this long while it runs above its minimum replicas (default 30)."""
+    slo_min_requests: int = Field(default=100, ge=1, le=10_000_000)
+    """Requests the long window of a burn-rate alert must have seen before the alert may fire, so that a
+    handful of requests, one of them failed, cannot page (default 100)."""
 
 
 Severity = Literal["critical", "warning", "info"]
@@ -118,6 +121,20 @@ class AlertRoute(Model):
 
 AlertInterval = pattern(r"^[1-9][0-9]*(m|h|d|w)$", "a whole number of minutes (m), hours (h), days (d) or weeks (w)",
                         "4h")
+HeartbeatInterval = pattern(r"^([1-9]|[1-5][0-9]|60)m$", "a whole number of minutes from 1 to 60, as 1m", "1m")
+
+
+class Heartbeat(Model):
+    """A dead man's switch: Alertmanager posts kube-prometheus-stack's always-firing ``Watchdog`` to a URL
+    every ``interval``, and the service behind the URL (a healthchecks.io check, Dead Man's Snitch, a Better
+    Stack heartbeat...) alerts you when the posts stop: a dead Prometheus, Alertmanager or cluster cannot
+    report itself. The URL holds the check's key, so it is the secret: the heartbeat's entry (``name``) in
+    ``neurodock:alertReceiverSecrets``."""
+
+    name: Name = "heartbeat"
+    """The heartbeat's name: its key in ``alertReceiverSecrets``, and its receiver's name (default heartbeat)."""
+    interval: HeartbeatInterval = "1m"
+    """How often the Watchdog is sent (default 1m); give the check a period of this and a grace of a few more."""
 
 
 class Alerting(Model):
@@ -132,10 +149,14 @@ class Alerting(Model):
     """Receiver of alerts no route takes (default: the first receiver)."""
     repeat_interval: AlertInterval = "4h"
     """How often a still-firing alert is sent again (default 4h)."""
+    heartbeat: Heartbeat | None = None
+    """The dead man's switch that must hear the Watchdog (default none; the policy alerts-reach-a-receiver
+    requires one in production)."""
 
     def credentialed(self) -> list[str]:
-        """Names of the receivers that need a credential in ``alertReceiverSecrets``, sorted."""
-        return sorted(r.name for r in self.receivers if r.needs_secret())
+        """Names of the receivers (and the heartbeat) that need a credential in ``alertReceiverSecrets``, sorted."""
+        names = [r.name for r in self.receivers if r.needs_secret()]
+        return sorted([*names, *([self.heartbeat.name] if self.heartbeat else [])])
 
 
 class Monitoring(Model):
@@ -175,6 +196,9 @@ def alerting_problems(config: StackConfig) -> list[Problem]:
         if receiver.name in names:
             add(("receivers", i, "name"), f"receivers[{names[receiver.name]}] is also named {receiver.name!r}")
         names.setdefault(receiver.name, i)
+    if alerting.heartbeat is not None and alerting.heartbeat.name in names:
+        add(("heartbeat", "name"), f"receivers[{names[alerting.heartbeat.name]}] is also named "
+            f"{alerting.heartbeat.name!r}; give the heartbeat a name of its own")
     known = ", ".join(names) or "none"
     if not alerting.receivers:
         if alerting.routes or alerting.default_receiver:
@@ -229,6 +253,8 @@ __all__ = [
     "AnyReceiver",
     "Email",
     "EmailReceiver",
+    "Heartbeat",
+    "HeartbeatInterval",
     "HttpUrl",
     "Monitoring",
     "PagerDutyReceiver",
