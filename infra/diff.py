@@ -8,17 +8,26 @@ that decide what survives a destroy (``protect``, ``retainOnDelete``). Stack out
 
 Each changed value is classed as *location* when substituting stack A's location (zones, region,
 project) by stack B's turns A's value into B's: that is what moving a stack to another region is
-expected to change, and nothing else. A disaster-recovery stack must differ from its primary only
-so (``--location-only``).
+expected to change, and nothing else. Some values the program derives from the zones by a rule rather
+than by naming them (``DERIVED_FROM_LOCATION``: a GKE pool's zones are those of the stack that offer its
+machine); those are location too when each side holds what the rule gives for its own stack. A
+disaster-recovery stack must differ from its primary only so (``--location-only``).
+
+A change to an input B's resource lists in ``ignoreChanges`` is kept apart (``ResourceDiff.ignored``):
+`pulumi up` leaves such a value as the running resource has it; a new stack still gets it, so it still
+counts for ``--location-only``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.cluster.zones import initial_nodes_per_zone, pool_zones
+from components.gpu.catalog import gke_accelerator
 from infra.plan.engine import Plan
 from infra.plan.helm import ChartObject
 from infra.plan.mocks import Registration, gcp_project_number, is_k8s_object, k8s_checked
@@ -38,12 +47,24 @@ REPLACED_BY = {
                                         "inputs.nodeConfig.spot", "inputs.nodeConfig.serviceAccount",
                                         "inputs.nodeConfig.oauthScopes", "inputs.nodeConfig.metadata",
                                         "inputs.cluster", "inputs.location"),
+    # terraform-provider-google resource_container_cluster.go at e03b7622 (2026-08-21): ForceNew name, location,
+    # network, subnetwork, ip_allocation_policy (and its ranges), networking_mode, datapath_provider,
+    # private_cluster_config.master_ipv4_cidr_block and private_endpoint_subnetwork; enable_private_nodes is
+    # updated in place (through the cluster's network config). Its node_config is ForceNew too, but ignored.
     "gcp:container/cluster:Cluster": ("inputs.name", "inputs.location", "inputs.network", "inputs.subnetwork",
+                                      "inputs.ipAllocationPolicy", "inputs.networkingMode",
+                                      "inputs.datapathProvider",
                                       "inputs.privateClusterConfig.masterIpv4CidrBlock",
-                                      "inputs.privateClusterConfig.enablePrivateNodes"),
+                                      "inputs.privateClusterConfig.privateEndpointSubnetwork"),
 }
 """What `neurodock diff` marks ``[replace]``: the rest updates in place (a node pool's nodes may still be
 recreated by a rolling update: README, "Editing a running stack")."""
+DERIVED_FROM_LOCATION = {
+    "gcp:container/nodePool:NodePool": ("inputs.nodeLocations", "inputs.initialNodeCount"),
+}
+"""Inputs the program derives from the stack's zones by a rule (``_derived``): a GKE pool's zones are the
+stack's zones that offer its machine, and its initial nodes per zone share its minimum among them
+(``components/cluster/zones.py``)."""
 OUTPUTS_KEY = "pulumi:pulumi:Stack::outputs"
 SHORT = 100
 """Characters of a changed value the text shows without ``--full``."""
@@ -71,10 +92,13 @@ class ResourceDiff:
     moved_from: str | None = None
     """A's key of a resource B reaches through an alias (a new parent or name): the engine moves its
     state, it is neither deleted nor created."""
+    ignored: list[Change] = field(default_factory=list)
+    """Changes to inputs B's resource lists in ``ignoreChanges``: `pulumi up` keeps the running value, a new
+    stack gets B's."""
 
     @property
     def location_only(self) -> bool:
-        return self.status == "changed" and all(c.location for c in self.changes)
+        return self.status == "changed" and all(c.location for c in [*self.changes, *self.ignored])
 
     @property
     def replaced(self) -> bool:
@@ -109,7 +133,9 @@ class PlanDiff:
                            "installOnly": r.key in self.install_only, "replaced": r.replaced,
                            "changes": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location,
                                         "replaces": c.replaces}
-                                       for c in r.changes]} for r in self.resources],
+                                       for c in r.changes],
+                           "ignoredChanges": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location}
+                                              for c in r.ignored]} for r in self.resources],
         }
 
 
@@ -181,6 +207,8 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
            if left[k][1] and right[k][1] and left[k][1] != right[k][1]]
     pairs = sorted(location + ids, key=lambda p: len(p[0]), reverse=True)
     moved = _moves(b, left.keys(), right.keys())
+    derived_a, derived_b = _derived(a, location), _derived(b, [])
+    ignoring = _ignored_inputs(b)
     out: list[ResourceDiff] = []
     for key in sorted((left.keys() - moved.values()) | right.keys()):
         old = moved.get(key, key)
@@ -189,17 +217,70 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
         elif old not in left:
             out.append(ResourceDiff(key, "added"))
         else:
-            forcing = REPLACED_BY.get(key.split("::", 1)[0].rsplit("$", 1)[-1], ())
-            changes = [Change(path, x, y, _relocated(x, pairs) == y,
-                              any(path == f or path.startswith(f + ".") or path.startswith(f + "[") for f in forcing))
-                       for path, x, y in _leaf_diffs(left[old][0], right[key][0], "")]
-            if changes or old != key:
+            type_ = key.split("::", 1)[0].rsplit("$", 1)[-1]
+            forcing = REPLACED_BY.get(type_, ())
+            derived = [f for f in DERIVED_FROM_LOCATION.get(type_, ())
+                       if f in derived_a.get(old, {}) and _at(left[old][0], f) == derived_a[old][f]
+                       and f in derived_b.get(key, {}) and _at(right[key][0], f) == derived_b[key][f]]
+            changes, ignored = [], []
+            for path, x, y in _leaf_diffs(left[old][0], right[key][0], ""):
+                change = Change(path, x, y, _relocated(x, pairs) == y or any(_under(path, f) for f in derived),
+                                any(_under(path, f) for f in forcing))
+                if any(_under(path, f"inputs.{i}") for i in ignoring.get(key, ())):
+                    ignored.append(dataclasses.replace(change, replaces=False))
+                else:
+                    changes.append(change)
+            if changes or ignored or old != key:
                 out.append(ResourceDiff(key, "moved" if old != key else "changed", changes,
-                                        moved_from=old if old != key else None))
+                                        moved_from=old if old != key else None, ignored=ignored))
     prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
     install_only = frozenset(o.urn.removeprefix(prefix) for o in b.chart_objects if o.install_only)
     compared = len(left.keys() & right.keys()) + len(moved)
     return PlanDiff(a.stack.stack, b.stack.stack, compared, location, out, install_only)
+
+
+def _under(path: str, field_: str) -> bool:
+    """Whether ``path`` is ``field_`` or inside it (``inputs.nodeLocations[0]`` is in ``inputs.nodeLocations``)."""
+    return path == field_ or path.startswith(field_ + ".") or path.startswith(field_ + "[")
+
+
+def _at(body: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path of plain keys (``inputs.nodeLocations``), None where it is missing."""
+    value: Any = body
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _ignored_inputs(plan: Plan) -> dict[str, list[str]]:
+    """Each resource's ``ignoreChanges`` (input paths, ``initialNodeCount``), under its stack-independent key."""
+    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+    return {r.urn.removeprefix(prefix): list(r.options.get("ignoreChanges") or []) for r in plan.resources
+            if r.options.get("ignoreChanges")}
+
+
+def _derived(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """The ``DERIVED_FROM_LOCATION`` values the program's rule gives each resource of ``plan`` from its own stack's
+    zones, under the resource's key as it reads after the ``pairs`` substitutions: a GKE pool's zones (those that
+    offer its machine) and its initial nodes per zone."""
+    cloud = plan.config.cloud if hasattr(plan.config, "node_pools") else None
+    if cloud is None or cloud.provider != "gke":
+        return {}
+    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+    pools = {p.name: p for p in plan.config.node_pools}
+    out: dict[str, dict[str, Any]] = {}
+    for r in plan.resources:
+        pool = pools.get(str(r.inputs.get("namePrefix", "")).removesuffix("-"))
+        if r.type != "gcp:container/nodePool:NodePool" or pool is None or len(pool.instance_types) != 1:
+            continue
+        machine = pool.instance_types[0]
+        zones = pool_zones(machine, gke_accelerator(machine, pool.gpu.type) if pool.gpu else None, cloud.zones)
+        out[_relocated(r.urn.removeprefix(prefix), pairs)] = {
+            "inputs.nodeLocations": list(zones),
+            "inputs.initialNodeCount": initial_nodes_per_zone(gpu=pool.role == "gpu", min_nodes=pool.min_nodes,
+                                                              zone_count=len(zones)),
+        }
+    return out
 
 
 def _moves(b: Plan, left: set[str], right: set[str]) -> dict[str, str]:
@@ -281,6 +362,10 @@ def render(diff: PlanDiff, *, full: bool = False) -> str:
             why = "location" if c.location else "OTHER"
             why += ", forces replacement" if c.replaces and not c.location else ""
             lines.append(f"    {c.path}: {_shown(c.old, full)} -> {_shown(c.new, full)}  [{why}]")
+        for c in r.ignored:
+            why = "location" if c.location else "OTHER"
+            lines.append(f"    {c.path}: {_shown(c.old, full)} -> {_shown(c.new, full)}  [{why}; ignoreChanges: a "
+                         "running stack keeps its value, a new one gets this]")
     changed = [r for r in diff.resources if r.status == "changed" or r.changes]
     lines.append(
         f"{diff.compared} resources in both; {len(changed)} changed "

@@ -6,7 +6,11 @@ Two things the program cannot decide from config alone:
   last destroy (``retainOnDelete``; Cloud KMS never deletes either) and must adopt them, or creating
   them again fails on their fixed names;
 - an EKS managed node group's desired size belongs to the Cluster Autoscaler, except when a raised
-  ``minNodes`` is above it: EKS then rejects the update unless the desired size is raised with it.
+  ``minNodes`` is above it: EKS then rejects the update unless the desired size is raised with it;
+- a re-created EKS stack finds its control-plane log group left behind (``retainOnDelete``) and adopts it;
+- each EKS add-on's version is EKS's default for the configured Kubernetes version, which only EKS knows.
+- a running GKE cluster keeps what it was created with (its control-plane, pod and service ranges, its
+  network and datapath): an edit of one would replace the cluster, which fails on its fixed name.
 
 Each lookup answers "nothing there" when the cluster or project does not exist yet (a first
 `pulumi up`), or when the lookup itself fails: the program then plans a plain create, and the cloud's
@@ -15,11 +19,13 @@ own error, if any, names the conflict. Under ``neurodock plan`` the mocks answer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
-from components.cluster.eks import POOL_TAG
+from components.cluster.eks import MANAGED_ADDONS, POOL_TAG, EksClusterLogGroup, control_plane_log_group
 from components.cluster.gke import CRYPTO_KEY_NAME, Retained, key_ring_name
 
 
@@ -55,6 +61,42 @@ def eks_cluster_version(cluster_name: str, region: str, provider: pulumi.Provide
     return cluster.version
 
 
+def eks_log_group(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> EksClusterLogGroup | None:
+    """The cluster's control-plane log group, if it exists: a destroyed stack of the same cluster name left it."""
+    name = control_plane_log_group(cluster_name)
+    try:
+        group = aws.cloudwatch.get_log_group(name=name, region=region, opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        # The provider answers "empty result" for a missing group (terraform-provider-aws internal/service/logs
+        # group_data_source.go: findLogGroupByName, tfresource.AssertSingleValueResult).
+        if "empty result" not in str(error):
+            pulumi.log.warn(f"could not read the log group {name} ({_first_line(error)}); it is created, which fails "
+                            "if it exists")
+        else:
+            _nothing(f"log group {name}", error)
+        return None
+    return EksClusterLogGroup(name=name, retention_in_days=group.retention_in_days or 0, tags=dict(group.tags or {}))
+
+
+def eks_addon_versions(kubernetes_version: str, region: str, provider: pulumi.ProviderResource) -> dict[str, str]:
+    """Each managed add-on's default version for ``kubernetes_version``: what EKS would install on a new cluster of
+    that version (``aws.eks.get_addon_version`` with ``most_recent=False``: the version whose compatibility says
+    ``defaultVersion``; terraform-provider-aws internal/service/eks/addon_version_data_source.go,
+    findAddonVersionByTwoPartKey). An add-on whose version cannot be read is left out, with a warning: created at
+    EKS's default, an existing one stays where it is."""
+    opts = pulumi.InvokeOptions(provider=provider)
+    versions: dict[str, str] = {}
+    for addon in MANAGED_ADDONS:
+        try:
+            versions[addon] = aws.eks.get_addon_version(addon_name=addon, kubernetes_version=kubernetes_version,
+                                                        most_recent=False, region=region, opts=opts).version
+        except Exception as error:
+            pulumi.log.warn(f"could not read the default version of the EKS add-on {addon} for Kubernetes "
+                            f"{kubernetes_version} ({_first_line(error)}); it stays at the version it runs, and a new "
+                            "one gets EKS's default")
+    return versions
+
+
 def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pulumi.ProviderResource) -> Retained:
     """The Secrets key ring and key of a destroyed stack of the same cluster name, if they exist."""
     opts = pulumi.InvokeOptions(provider=provider)
@@ -70,6 +112,57 @@ def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pu
     key = _named(gcp.kms.get_crypto_keys(key_ring=ring, opts=opts).keys, CRYPTO_KEY_NAME)
     pulumi.log.info(f"adopting the retained Secrets key ring {ring}" + (f" and key {key}" if key else ""))
     return Retained(key_ring_id=ring, crypto_key_id=key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GkeRunningCluster:
+    """What a running GKE cluster was created with and GKE cannot change in place: the inputs terraform-provider-google
+    marks ForceNew (``resource_container_cluster.go`` at e03b7622: ``private_cluster_config.master_ipv4_cidr_block``,
+    ``datapath_provider``, ``network``, ``subnetwork``, ``ip_allocation_policy``), as its data source reads them back
+    (the cluster's ``networkConfig`` and ``ipAllocationPolicy``). Networks are by name."""
+
+    name: str
+    master_cidr: str | None
+    datapath_provider: str | None
+    network: str | None
+    subnetwork: str | None
+    pods_range_name: str | None
+    services_range_name: str | None
+    pods_cidr: str | None
+    services_cidr: str | None
+
+
+def gke_cluster(project: str, region: str, cluster_name: str,
+                provider: pulumi.ProviderResource) -> GkeRunningCluster | None:
+    """The running cluster of this name, or None when there is none. The data source fails with "<path> not found"
+    for a missing cluster (terraform-provider-google ``data_source_google_container_cluster.go``); any other
+    failure but a disabled GKE API is a warning: the check against the running cluster is then skipped, and an edit
+    GKE cannot apply in place fails at `pulumi up` instead."""
+    try:
+        cluster = gcp.container.get_cluster(name=cluster_name, location=region, project=project,
+                                            opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        # No cluster: none of that name, or GKE's API not yet enabled in the project (a first `pulumi up`, which
+        # enables it), as Google's APIs report it ("SERVICE_DISABLED", "has not been used in project").
+        if any(sign in str(error) for sign in (" not found", "SERVICE_DISABLED", "has not been used in project")):
+            _nothing(f"GKE cluster {cluster_name}", error)
+        else:
+            pulumi.log.warn(f"could not read the GKE cluster {cluster_name} ({_first_line(error)}); an edit that would "
+                            "replace it (masterCidr, podsCidr, servicesCidr) is not caught before `pulumi up`")
+        return None
+    private = (cluster.private_cluster_configs or [None])[0]
+    ranges = (cluster.ip_allocation_policies or [None])[0]
+    return GkeRunningCluster(
+        name=cluster_name,
+        master_cidr=private.master_ipv4_cidr_block if private else None,
+        datapath_provider=cluster.datapath_provider or None,
+        network=cluster.network.rsplit("/", 1)[-1] if cluster.network else None,
+        subnetwork=cluster.subnetwork.rsplit("/", 1)[-1] if cluster.subnetwork else None,
+        pods_range_name=ranges.cluster_secondary_range_name if ranges else None,
+        services_range_name=ranges.services_secondary_range_name if ranges else None,
+        pods_cidr=ranges.cluster_ipv4_cidr_block if ranges else None,
+        services_cidr=ranges.services_ipv4_cidr_block if ranges else None,
+    )
 
 
 def _named(items, name: str) -> str | None:

@@ -7,6 +7,8 @@ components, whose children inherit them.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
@@ -26,7 +28,15 @@ from components.cluster.base import (
 )
 from components.cluster.eks import EksCluster, EksClusterArgs, autoscaler_discovery_tags
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
-from components.cluster.gke import GkeCluster, GkeClusterArgs, GkeClusterMaintenanceWindow
+from components.cluster.gke import (
+    DATAPATH_PROVIDER,
+    PODS_RANGE,
+    SERVICES_RANGE,
+    GkeCluster,
+    GkeClusterArgs,
+    GkeClusterMaintenanceWindow,
+    subnet_name,
+)
 from components.cluster.kind import KindCluster, KindClusterArgs
 from components.gateway.gateway import CONTROL_PLANE_PORTS as GATEWAY_CONTROL_PLANE_PORTS
 from components.gpu.dcgm import DCGM_NAMESPACE, DcgmExporter, DcgmExporterArgs, DriverLayout
@@ -210,6 +220,8 @@ def _alerting(config: StackConfig, secrets: StackSecrets) -> Alerting:
         default_receiver=alerting.default_receiver,
         repeat_interval=alerting.repeat_interval,
         credentials=secrets.alert_receiver_secrets,
+        heartbeat=alertmanager.Heartbeat(name=alerting.heartbeat.name, interval=alerting.heartbeat.interval)
+        if alerting.heartbeat else None,
     )
 
 
@@ -238,6 +250,8 @@ def _gpu_enablement(
 def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCatalog | None,
             agents: list[Agent], pools: tuple[PoolFacts, ...], opts: pulumi.ResourceOptions) -> AlertRules:
     thresholds = config.monitoring.alerts
+    # MIG pools: the exporter cannot read a GPU instance's utilisation (ModelTarget.mig).
+    mig_pools = {p.name for p in pools if p.gpu_sharing and p.gpu_sharing.strategy is SharingStrategy.MIG}
     return AlertRules(
         "alerts",
         AlertRulesArgs(
@@ -257,6 +271,7 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
                     # The gateway's route (infra/gateway.py names it after the model) counts its errors.
                     route=model.name if config.gateway.enabled else None,
                     wake_s=budgets(config, model).total_s if model.min_replicas == 0 else 0,
+                    mig=model.pool in mig_pools,
                 )
                 for model in (config.models if catalog else [])
             ),
@@ -270,6 +285,9 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
                 idle_utilisation_percent=thresholds.gpu_idle_utilisation_percent,
                 idle_minutes=thresholds.gpu_idle_minutes,
             ),
+            slo_min_requests=thresholds.slo_min_requests,
+            # The GPU agents come with the DCGM exporter, whose ready pods must deliver GPU series.
+            gpu_exporter_namespace=DCGM_NAMESPACE if agents else None,
         ),
         opts=opts,
     )
@@ -340,9 +358,12 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                 public_endpoint=cloud.endpoint.public,
                 public_access_cidrs=tuple(cloud.endpoint.allowed_cidrs),
                 admin_role_arns=tuple(cloud.admin_role_arns),
+                preview_role_arns=tuple(cloud.preview_role_arns),
                 node_pools=pools,
                 support_type=cloud.support_type,
                 live_sizes=live.eks_group_sizes(config.cluster_name, cloud.region, provider),
+                addon_versions=live.eks_addon_versions(cloud.kubernetes_version, cloud.region, provider),
+                existing_log_group=live.eks_log_group(config.cluster_name, cloud.region, provider),
                 tags=tags,
             ),
             opts=pulumi.ResourceOptions(providers=[provider]),
@@ -354,6 +375,7 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             pulumi.log.warn(f"tags.{key}: Google Cloud labels are lowercase, without ':'; labelled "
                             f"{gcp_label_key(key)}={value.lower()}")
     provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
+    _gke_fixed_at_creation(live.gke_cluster(cloud.project, cloud.region, config.cluster_name, provider), cloud)
     return GkeCluster(
         "cluster",
         GkeClusterArgs(
@@ -381,6 +403,47 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     ), provider
+
+
+def _gke_fixed_at_creation(running: live.GkeRunningCluster | None, cloud: GkeCloud) -> None:
+    """GKE sets some of a cluster's settings only when it creates it (ForceNew in terraform-provider-google:
+    docs/upstream.md, "GKE placement and creation"). Changing one would make Pulumi replace the cluster, and it
+    creates the replacement before deleting the old one: the new cluster's fixed name is taken, so `pulumi up` fails
+    half-way. Refused against the running cluster before anything changes, each with its key and the way out.
+    (Not ``delete_before_replace``: that would delete production and everything on it for a range edit, and
+    ``deletionProtection`` stops the delete anyway.)"""
+    if running is None:
+        return
+    name = running.name
+    replaced = ("which GKE cannot change in place: `pulumi up` would replace the cluster, and the replacement, created "
+                "first under the same name, would fail")
+    recreate = ("fail serving over to the DR stack or plan an outage, set cloud.deletionProtection to false and "
+                "`pulumi up`, then `pulumi destroy` and `pulumi up` (docs/disaster-recovery.md)")
+    # A pod or service range lives in the subnet, under a name the cluster keeps: the provider changes a secondary
+    # range by deleting it and adding it again (magic-modules #16858), under a cluster that allocates from it.
+    under = "which the cluster allocates from for its life: the edit would delete and re-add the subnet's range"
+    problems: list[Problem] = []
+    for key, wanted, has, why in (
+        ("masterCidr", cloud.master_cidr, running.master_cidr, f"its control plane's range, {replaced}"),
+        ("podsCidr", cloud.pods_cidr, running.pods_cidr, f"its pods' range, {under} {PODS_RANGE!r} under it"),
+        ("servicesCidr", cloud.services_cidr, running.services_cidr,
+         f"its services' range, {under} {SERVICES_RANGE!r} under it"),
+    ):
+        if has and ipaddress.ip_network(has, strict=False) != ipaddress.ip_network(wanted, strict=False):
+            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.{key}", (
+                f"the running cluster {name} was created with {has} as {why}. Set it back to {has}; to move the "
+                f"cluster to {wanted}, recreate it: {recreate}")))
+    built = {"datapath": (DATAPATH_PROVIDER, running.datapath_provider),
+             "network": (name, running.network), "subnetwork": (subnet_name(name), running.subnetwork),
+             "pod range name": (PODS_RANGE, running.pods_range_name),
+             "service range name": (SERVICES_RANGE, running.services_range_name)}
+    for what, (wanted, has) in built.items():
+        if has and has != wanted:
+            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud", (
+                f"the running cluster {name} has {what} {has} where the stack builds {wanted}, {replaced}; it was not "
+                f"created by this stack as it is now: recreate it ({recreate})")))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:

@@ -123,8 +123,7 @@ def test_autoscaler_is_installed_pinned_with_a_least_privilege_irsa_role(plan):
 
 
 def test_ebs_csi_driver_and_encrypted_default_storage_class(plan):
-    [addon] = of_type(plan, "aws:eks/addon:Addon")
-    assert addon.inputs["addonName"] == "aws-ebs-csi-driver"
+    [addon] = [a for a in of_type(plan, "aws:eks/addon:Addon") if a.inputs["addonName"] == "aws-ebs-csi-driver"]
     assert addon.inputs["serviceAccountRoleArn"].startswith("arn:aws:iam::")
     [storage] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "StorageClass"]
     assert storage["metadata"]["name"] == "gp3"

@@ -23,10 +23,24 @@ from components.cluster.base import (
     pool_facts,
     pool_resource_name,
 )
-from components.cluster.eks_addons import STORAGE_CLASS
+from components.cluster.eks_addons import CLUSTER_TAG, STORAGE_CLASS
 from components.errors import InputProblems
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+LOG_RETENTION_DAYS = 90
+"""Days the control-plane log group keeps events. A group EKS creates itself keeps them forever (CloudWatch Logs'
+default retention), which is why the stack creates the group first."""
+MANAGED_ADDONS = ("vpc-cni", "kube-proxy", "coredns", "aws-ebs-csi-driver")
+"""EKS add-ons the stack manages, each at the version ``EksClusterArgs.addon_versions`` gives. EKS installs the
+first three itself, self-managed, and never updates them: "Amazon EKS doesn't automatically update an add-on when
+new versions are released or after you update your cluster to a new Kubernetes minor version" (EKS User Guide,
+"Update an Amazon EKS add-on"; awsdocs/amazon-eks-user-guide 4d52b4d latest/ug/workloads/eks-add-ons.adoc:1776)."""
+ADMIN_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+"""Kubernetes cluster-admin (access-policy-reference.adoc:122-127, same commit as below)."""
+VIEW_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"
+"""Read most Kubernetes objects (get, list, watch); no Secrets, no writes (EKS User Guide, "Access policy
+permissions"; awsdocs/amazon-eks-user-guide 4d52b4d
+latest/ug/manage-access/k8s-access/access-policy-reference.adoc:267-318)."""
 POOL_TAG = "neurodock:pool"
 """On each node group (and its instances and volumes): the pool it serves."""
 AUTOSCALER_GPU_LABEL = "k8s.amazonaws.com/accelerator"
@@ -72,6 +86,34 @@ class EksClusterArgs:
     when it could not be read."""
     tags: dict[str, str] = field(default_factory=dict)
     """Tags for every taggable resource (default none)."""
+    addon_versions: Mapping[str, str] = field(default_factory=dict)
+    """Version of each of ``MANAGED_ADDONS`` (``infra.live.eks_addon_versions``: EKS's default for
+    ``kubernetes_version``). An add-on missing here is created at EKS's default then left at its version (default:
+    none given)."""
+    existing_log_group: EksClusterLogGroup | None = None
+    """The control-plane log group as it exists before `pulumi up` (``infra.live.eks_log_group``): a destroyed stack
+    of this cluster name left it (``retainOnDelete``), and it is adopted (``import``) instead of created (default:
+    none, create it)."""
+    preview_role_arns: tuple[str, ...] = ()
+    """IAM roles given read-only Kubernetes access (``AmazonEKSViewPolicy``, cluster scope) through access entries:
+    the pull-request preview's identity (default none)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EksClusterLogGroup:
+    """The control-plane log group as CloudWatch Logs reports it."""
+
+    name: str
+    retention_in_days: int
+    """0 when the group never expires events (a group EKS created itself)."""
+    tags: Mapping[str, str]
+
+
+def control_plane_log_group(cluster_name: str) -> str:
+    """The log group EKS sends control-plane logs to: ``/aws/eks/<cluster>/cluster`` (EKS User Guide, "Send control
+    plane logs to CloudWatch Logs"; awsdocs/amazon-eks-user-guide 4d52b4d
+    latest/ug/observability/control-plane-logs.adoc:147)."""
+    return f"/aws/eks/{cluster_name}/cluster"
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -95,7 +137,7 @@ class EksCluster(pulumi.ComponentResource):
         _validate(args)
         self._name = name
         self._args = args
-        self._tags = {**args.tags, "neurodock:cluster": args.cluster_name}
+        self._tags = {**args.tags, CLUSTER_TAG: args.cluster_name}
         self.pools = tuple(pool_facts(p, real_gpus=True) for p in args.node_pools)
 
         key = self._create_kms_key()
@@ -112,7 +154,7 @@ class EksCluster(pulumi.ComponentResource):
         self.oidc_issuer_url = oidc.url
         self._create_access_entries(cluster)
         groups = self._create_node_groups(cluster, private_subnets)
-        self._create_ebs_csi_driver(cluster, oidc, groups)
+        self._create_managed_addons(cluster, oidc, groups)
         self.autoscaler_role_arn = self._create_autoscaler_role(oidc)
 
         self.cluster_name = cluster.name
@@ -224,15 +266,7 @@ class EksCluster(pulumi.ComponentResource):
             policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
             opts=self._child(),
         )
-        # Created before the cluster so that EKS writes into a group with a retention period
-        # instead of creating one that keeps logs forever.
-        logs = aws.cloudwatch.LogGroup(
-            f"{self._name}-logs",
-            name=f"/aws/eks/{args.cluster_name}/cluster",
-            retention_in_days=90,
-            tags=self._tags,
-            opts=self._child(),
-        )
+        logs = self._create_log_group()
         return aws.eks.Cluster(
             f"{self._name}-eks",
             name=args.cluster_name,
@@ -259,20 +293,54 @@ class EksCluster(pulumi.ComponentResource):
             opts=self._child(depends_on=[attachment, logs]),
         )
 
+    def _create_log_group(self) -> aws.cloudwatch.LogGroup:
+        """The control-plane log group, created before the cluster (which depends on it) so that EKS writes into a
+        group with a retention period instead of creating one that keeps events forever.
+
+        Kept on delete: while the cluster is deleted, EKS's service-linked role (AWSServiceRoleForAmazonEKS) writes
+        its last events and creates the group again if it is gone, so a deleted group comes back and the next create
+        of the same cluster name fails with "log group already exists" (terraform-aws-modules/terraform-aws-eks#2486,
+        #2763, #2446: a Deny on the cluster role does not stop the service-linked role). A re-created stack finds the
+        group it left (``existing_log_group``) and adopts it (``import``) with the inputs it was created with."""
+        args = self._args
+        existing = args.existing_log_group
+        if existing is not None and existing.tags.get(CLUSTER_TAG) != args.cluster_name:
+            pulumi.log.warn(
+                f"{existing.name} exists without this stack's tag {CLUSTER_TAG}={args.cluster_name} (retention: "
+                f"{existing.retention_in_days or 'never expire'}): most likely EKS created it again while an earlier "
+                "stack of this cluster name was destroyed, before stacks kept their group. Importing it fails on its "
+                "retention and tags; once no cluster of this name exists, delete it (`aws logs delete-log-group "
+                f"--region {args.region} --log-group-name {existing.name}`) and run `pulumi up` again "
+                "(docs/disaster-recovery.md)", resource=self)
+        elif existing is not None:
+            pulumi.log.info(f"adopting the retained control-plane log group {existing.name}", resource=self)
+        return aws.cloudwatch.LogGroup(
+            f"{self._name}-logs",
+            name=control_plane_log_group(args.cluster_name),
+            retention_in_days=LOG_RETENTION_DAYS,
+            tags=self._tags,
+            opts=self._child(retain_on_delete=True, import_=existing.name if existing else None),
+        )
+
     def _create_access_entries(self, cluster: aws.eks.Cluster) -> None:
         for i, arn in enumerate(self._args.admin_role_arns):
-            entry = aws.eks.AccessEntry(
-                f"{self._name}-admin-{i}", cluster_name=cluster.name, principal_arn=arn,
-                tags=self._tags, opts=self._child(),
-            )
-            aws.eks.AccessPolicyAssociation(
-                f"{self._name}-admin-{i}",
-                cluster_name=cluster.name,
-                principal_arn=arn,
-                policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=self._child(depends_on=[entry]),
-            )
+            self._access_entry(f"{self._name}-admin-{i}", cluster, arn, ADMIN_ACCESS_POLICY)
+        # Named by the role, not by position: removing one role leaves the others' entries alone (EKS takes one
+        # entry per principal, so a renamed entry, created before its old self is deleted, would be refused).
+        for arn in self._args.preview_role_arns:
+            self._access_entry(f"{self._name}-preview-{_role_name(arn)}", cluster, arn, VIEW_ACCESS_POLICY)
+
+    def _access_entry(self, name: str, cluster: aws.eks.Cluster, principal_arn: str, policy_arn: str) -> None:
+        entry = aws.eks.AccessEntry(name, cluster_name=cluster.name, principal_arn=principal_arn, tags=self._tags,
+                                    opts=self._child())
+        aws.eks.AccessPolicyAssociation(
+            name,
+            cluster_name=cluster.name,
+            principal_arn=principal_arn,
+            policy_arn=policy_arn,
+            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+            opts=self._child(depends_on=[entry]),
+        )
 
     def _create_node_groups(
         self, cluster: aws.eks.Cluster, subnets: list[pulumi.Input[str]]
@@ -384,8 +452,17 @@ class EksCluster(pulumi.ComponentResource):
         return aws.iam.Role(f"{self._name}-{role_name}", assume_role_policy=policy, tags=self._tags,
                             opts=self._child())
 
-    def _create_ebs_csi_driver(self, cluster: aws.eks.Cluster, oidc: aws.iam.OpenIdConnectProvider,
+    def _create_managed_addons(self, cluster: aws.eks.Cluster, oidc: aws.iam.OpenIdConnectProvider,
                                groups: list[aws.eks.NodeGroup]) -> None:
+        """The EKS add-ons of ``MANAGED_ADDONS``, at ``addon_versions``: a ``kubernetes_version`` bump moves each in
+        place (the provider's ``addon_version`` is updatable: UpdateAddon) in the same `pulumi up`.
+
+        After the node groups, on create and on update alike: AWS's upgrade order is the control plane, then the nodes,
+        then the VPC CNI, CoreDNS and kube-proxy add-ons (EKS User Guide, "Update existing cluster to new Kubernetes
+        version", update-cluster.adoc:225 and :241), kube-proxy never newer than the nodes' kubelet (Kubernetes version
+        skew policy, as eks-networking-add-ons.adoc:4532 says), and the CoreDNS and EBS CSI controllers need nodes to
+        run on before they report ACTIVE. On a new cluster the nodes join on the self-managed copies EKS installs."""
+        args = self._args
         role = self._irsa_role("ebs-csi", oidc, "kube-system", "ebs-csi-controller-sa")
         attachment = aws.iam.RolePolicyAttachment(
             f"{self._name}-ebs-csi",
@@ -393,24 +470,38 @@ class EksCluster(pulumi.ComponentResource):
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
             opts=self._child(),
         )
-        # The EKS-managed add-on; EKS picks the driver version validated for the cluster version.
-        aws.eks.Addon(
-            f"{self._name}-ebs-csi",
-            cluster_name=cluster.name,
-            addon_name="aws-ebs-csi-driver",
-            service_account_role_arn=role.arn,
-            # The driver reads the attached ENIs and volumes from IMDS to compute each node's attach
-            # limit; with IMDS' hop limit 1 a pod-network container cannot reach it, and the
-            # Kubernetes fallback assumes one ENI and no volume, over-counting free attachments. Host
-            # networking is the driver's documented alternative to raising the hop limit for every pod
-            # (aws-ebs-csi-driver v1.64.0 docs/install.md, metadata section; docs/upstream.md).
-            configuration_values=json.dumps({"node": {"hostNetwork": True}}),
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            tags=self._tags,
-            # Its controller needs nodes to run on before the add-on reports ACTIVE.
-            opts=self._child(depends_on=[attachment, *groups]),
-        )
+        settings: dict[str, dict] = {
+            # Over EKS's self-managed copy of the same add-on: adopted (OVERWRITE on create, eks-add-ons.adoc:1726),
+            # and kept on the cluster if the add-on ever leaves the program (preserve: deleting it would delete the
+            # pod network, DNS or Services' routing with it; eks-add-ons.adoc:2090, :2116).
+            "vpc-cni": {"preserve": True},
+            "kube-proxy": {"preserve": True},
+            "coredns": {"preserve": True},
+            "aws-ebs-csi-driver": {
+                "service_account_role_arn": role.arn,
+                # The driver reads the attached ENIs and volumes from IMDS to compute each node's attach
+                # limit; with IMDS' hop limit 1 a pod-network container cannot reach it, and the
+                # Kubernetes fallback assumes one ENI and no volume, over-counting free attachments. Host
+                # networking is the driver's documented alternative to raising the hop limit for every pod
+                # (aws-ebs-csi-driver v1.64.0 docs/install.md, metadata section; docs/upstream.md).
+                "configuration_values": json.dumps({"node": {"hostNetwork": True}}),
+            },
+        }
+        logical = {"aws-ebs-csi-driver": "ebs-csi"}  # the name it had before the other add-ons joined
+        for addon in MANAGED_ADDONS:
+            aws.eks.Addon(
+                f"{self._name}-{logical.get(addon, addon)}",
+                cluster_name=cluster.name,
+                addon_name=addon,
+                addon_version=args.addon_versions.get(addon),
+                resolve_conflicts_on_create="OVERWRITE",
+                # The program owns each add-on's configuration (EKS's defaults, or configuration_values): an update
+                # resets what was changed by hand instead of failing on it (eks-add-ons.adoc:1947).
+                resolve_conflicts_on_update="OVERWRITE",
+                tags=self._tags,
+                opts=self._child(depends_on=[*groups, *([attachment] if addon == "aws-ebs-csi-driver" else [])]),
+                **settings[addon],
+            )
 
     def _create_autoscaler_role(self, oidc: aws.iam.OpenIdConnectProvider) -> pulumi.Output[str]:
         role = self._irsa_role("autoscaler", oidc, "kube-system", "cluster-autoscaler")
@@ -509,7 +600,26 @@ def _validate(args: EksClusterArgs) -> None:
     for i, pool in enumerate(args.node_pools):
         if not pool.instance_types:
             problems.add(("node_pools", i, "instance_types"), f"node pool {pool.name!r} needs instance_types")
+    unknown = sorted(set(args.addon_versions) - set(MANAGED_ADDONS))
+    if unknown:
+        problems.add("addon_versions", f"EksClusterArgs.addon_versions names add-ons the cluster does not manage "
+                     f"({', '.join(unknown)}); use {', '.join(MANAGED_ADDONS)}")
+    names: dict[str, str] = {}
+    for i, arn in enumerate(args.preview_role_arns):
+        # EKS takes one access entry per IAM principal (EKS User Guide, "Grant IAM users access to Kubernetes with
+        # EKS access entries", grant-k8s-access.adoc:202).
+        if arn in args.admin_role_arns:
+            problems.add(("preview_role_arns", i), f"EksClusterArgs.preview_role_arns[{i}] {arn} is an admin role too; "
+                         "a principal has one access entry: list it in one of the two")
+        elif names.setdefault(_role_name(arn), arn) != arn:
+            problems.add(("preview_role_arns", i), f"EksClusterArgs.preview_role_arns[{i}] {arn} has the name of "
+                         f"{names[_role_name(arn)]}; give preview roles distinct names")
     problems.raise_any()
+
+
+def _role_name(arn: str) -> str:
+    """An IAM role's name: its ARN's last path segment."""
+    return arn.rsplit("/", 1)[-1]
 
 
 def _subnet_blocks(vpc_cidr: str, count: int) -> list[str]:

@@ -16,6 +16,10 @@ from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS
 
 STORAGE_CLASS = "gp3"
 """The default StorageClass this component creates (EBS gp3, encrypted)."""
+CLUSTER_TAG = "neurodock:cluster"
+"""Tag key whose value is the cluster's name, on every AWS resource of an EKS stack that takes tags: those the
+program creates and the EBS volumes the CSI driver creates for the StorageClass's claims. A teardown's orphan
+check filters on it (docs/disaster-recovery.md)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +62,16 @@ class EksAddons(pulumi.ComponentResource):
                 labels={labels.PART_OF: PART_OF_VALUE},
             ),
             provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+            parameters={
+                "type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4",
+                # A parameter named tagSpecification* is a "key=value" tag on every volume the driver creates
+                # (aws-ebs-csi-driver v1.64.0 docs/tagging.md, pkg/driver/controller.go:220-222). Without it
+                # the driver tags a volume with no cluster: `kubernetes.io/cluster/<id>` needs the controller's
+                # --k8s-tag-cluster-id (pkg/driver/controller.go:283-289), which the add-on does not set here.
+                # StorageClass parameters are immutable, so adding this replaces the class (same name, deleted
+                # first); bound volumes keep their claims.
+                "tagSpecification_1": f"{CLUSTER_TAG}={args.cluster_name}",
+            },
             volume_binding_mode="WaitForFirstConsumer",
             allow_volume_expansion=True,
             reclaim_policy="Delete",

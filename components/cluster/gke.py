@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 
 import pulumi
@@ -20,8 +19,9 @@ from components.cluster.base import (
     pool_facts,
     pool_resource_name,
 )
+from components.cluster.zones import initial_nodes_per_zone, pool_zones, provenance
 from components.errors import InputProblems
-from components.gpu.catalog import GPU_MODELS
+from components.gpu.catalog import GPU_MODELS, gke_accelerator
 
 REQUIRED_APIS = (
     "compute.googleapis.com",
@@ -35,6 +35,13 @@ REQUIRED_APIS = (
 GKE_CONTROL_PLANE_TO_NODE_PORTS = (443, 10250)
 """Ports GKE's own firewall rule opens from a private cluster's control plane to its nodes (docs/upstream.md)."""
 CRYPTO_KEY_NAME = "etcd-secrets"
+DATAPATH_PROVIDER = "ADVANCED_DATAPATH"
+"""Dataplane V2, which enforces NetworkPolicy; fixed when GKE creates the cluster (ForceNew)."""
+PODS_RANGE, SERVICES_RANGE = "pods", "services"
+"""Names of the nodes' subnet's secondary ranges the cluster's pods and services take their addresses from."""
+NODE_OAUTH_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+"""Nodes' access scope: ``cloud-platform``, so the node service account's IAM roles alone decide what nodes may do
+(the temporary default pool and every node pool alike)."""
 
 # Least privilege for nodes: write logs and metrics, pull images. Nothing else.
 NODE_SERVICE_ACCOUNT_ROLES = (
@@ -130,10 +137,12 @@ class GkeCluster(pulumi.ComponentResource):
         self.pools = tuple(pool_facts(p, real_gpus=True) for p in args.node_pools)
 
         apis = self._enable_apis()
-        service_account = self._create_node_service_account(apis)
+        service_account, roles = self._create_node_service_account(apis)
         key, grant = self._create_kms_key(apis)
         network, subnet = self._create_network(apis)
-        cluster = self._create_control_plane(network, subnet, key, depends_on=[*apis, grant])
+        # The temporary default pool runs as the nodes' account, which must exist with its roles first.
+        cluster = self._create_control_plane(network, subnet, key, service_account,
+                                             depends_on=[*apis, grant, service_account, *roles])
         self._allow_control_plane_calls(network, service_account)
         for pool in args.node_pools:
             self._create_node_pool(cluster, pool, service_account)
@@ -186,7 +195,9 @@ class GkeCluster(pulumi.ComponentResource):
         )
         return [*services.values(), agent]
 
-    def _create_node_service_account(self, apis: list[pulumi.Resource]) -> gcp.serviceaccount.Account:
+    def _create_node_service_account(
+        self, apis: list[pulumi.Resource]
+    ) -> tuple[gcp.serviceaccount.Account, list[gcp.projects.IAMMember]]:
         args = self._args
         account = gcp.serviceaccount.Account(
             f"{self._name}-nodes",
@@ -196,15 +207,14 @@ class GkeCluster(pulumi.ComponentResource):
             project=args.project,
             opts=self._child(depends_on=apis),
         )
-        for role in NODE_SERVICE_ACCOUNT_ROLES:
-            gcp.projects.IAMMember(
-                f"{self._name}-nodes-{role.split('/')[1]}",
-                project=args.project,
-                role=role,
-                member=account.email.apply(lambda email: f"serviceAccount:{email}"),
-                opts=self._child(),
-            )
-        return account
+        roles = [gcp.projects.IAMMember(
+            f"{self._name}-nodes-{role.split('/')[1]}",
+            project=args.project,
+            role=role,
+            member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=self._child(),
+        ) for role in NODE_SERVICE_ACCOUNT_ROLES]
+        return account, roles
 
     def _create_kms_key(self, apis: list[pulumi.Resource]) -> tuple[gcp.kms.CryptoKey, gcp.kms.CryptoKeyIAMMember]:
         args = self._args
@@ -251,15 +261,15 @@ class GkeCluster(pulumi.ComponentResource):
         )
         subnet = gcp.compute.Subnetwork(
             f"{self._name}-nodes",
-            name=f"{args.cluster_name}-nodes",
+            name=subnet_name(args.cluster_name),
             project=args.project,
             region=args.region,
             network=network.id,
             ip_cidr_range=args.subnet_cidr,
             private_ip_google_access=True,
             secondary_ip_ranges=[
-                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name="pods", ip_cidr_range=args.pods_cidr),
-                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name="services", ip_cidr_range=args.services_cidr),
+                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=PODS_RANGE, ip_cidr_range=args.pods_cidr),
+                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=SERVICES_RANGE, ip_cidr_range=args.services_cidr),
             ],
             log_config=gcp.compute.SubnetworkLogConfigArgs(aggregation_interval="INTERVAL_5_MIN",
                                                            flow_sampling=0.5, metadata="INCLUDE_ALL_METADATA"),
@@ -306,7 +316,7 @@ class GkeCluster(pulumi.ComponentResource):
 
     def _create_control_plane(
         self, network: gcp.compute.Network, subnet: gcp.compute.Subnetwork, key: gcp.kms.CryptoKey,
-        depends_on: list[pulumi.Resource],
+        nodes: gcp.serviceaccount.Account, depends_on: list[pulumi.Resource],
     ) -> gcp.container.Cluster:
         args = self._args
         window = args.maintenance_window
@@ -322,10 +332,10 @@ class GkeCluster(pulumi.ComponentResource):
             subnetwork=subnet.id,
             networking_mode="VPC_NATIVE",
             ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
-                cluster_secondary_range_name="pods", services_secondary_range_name="services",
+                cluster_secondary_range_name=PODS_RANGE, services_secondary_range_name=SERVICES_RANGE,
             ),
             # Dataplane V2 enforces NetworkPolicy.
-            datapath_provider="ADVANCED_DATAPATH",
+            datapath_provider=DATAPATH_PROVIDER,
             private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
                 enable_private_nodes=True,
                 enable_private_endpoint=not args.public_endpoint,
@@ -351,10 +361,17 @@ class GkeCluster(pulumi.ComponentResource):
             ),
             database_encryption=gcp.container.ClusterDatabaseEncryptionArgs(state="ENCRYPTED", key_name=key.id),
             enable_shielded_nodes=True,
-            # The default pool is replaced by ours; it must exist for a moment at creation.
+            # The default pool is replaced by ours; it must exist for a moment at creation. It runs as the
+            # nodes' own account: without one GKE gives it the project's default compute account, and creating
+            # the cluster fails where that account is deleted or disabled (terraform-provider-google #4435, open;
+            # the cluster's node_config is the only place to set it, #2115, #17511). Its service_account and
+            # oauth_scopes are ForceNew (node_config.go at e03b7622) and matter only at creation: a running
+            # cluster, whose default pool is long gone, ignores them rather than being replaced.
             remove_default_node_pool=True,
             initial_node_count=1,
             node_config=gcp.container.ClusterNodeConfigArgs(
+                service_account=nodes.email,
+                oauth_scopes=list(NODE_OAUTH_SCOPES),
                 shielded_instance_config=gcp.container.ClusterNodeConfigShieldedInstanceConfigArgs(
                     enable_secure_boot=True, enable_integrity_monitoring=True),
                 workload_metadata_config=gcp.container.ClusterNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
@@ -376,10 +393,14 @@ class GkeCluster(pulumi.ComponentResource):
         self, cluster: gcp.container.Cluster, pool: NodePoolArgs, account: gcp.serviceaccount.Account
     ) -> gcp.container.NodePool:
         args = self._args
+        machine = pool.instance_types[0]
+        accelerator = gke_accelerator(machine, pool.gpu_type) if pool.gpu_type else None
+        zones = pool_zones(machine, accelerator, args.zones)
         accelerators = []
         if pool.gpu_type:
             accelerators.append(gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                type=GPU_MODELS[pool.gpu_type].gke_accelerator,
+                # The machine's own type: the A3 Mega's H100s are not the A3 High's (catalog.gke_accelerator).
+                type=accelerator,
                 count=pool.gpu_count,
                 # GKE installs and upgrades the driver itself: no driver DaemonSet to maintain.
                 gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
@@ -395,9 +416,11 @@ class GkeCluster(pulumi.ComponentResource):
             project=args.project,
             cluster=cluster.id,
             location=args.region,
-            node_locations=list(args.zones),
-            # Per zone on a regional pool: enough for the pool's total minimum, not that many in each zone.
-            initial_node_count=math.ceil(pool.min_nodes / len(args.zones)),
+            # Only the stack's zones that offer the machine (components/cluster/zones.py).
+            node_locations=list(zones),
+            # Per zone: a GPU pool starts at or below its minimum, a CPU pool at or above it (zones.py).
+            initial_node_count=initial_nodes_per_zone(gpu=pool.role is PoolRole.GPU, min_nodes=pool.min_nodes,
+                                                      zone_count=len(zones)),
             autoscaling=gcp.container.NodePoolAutoscalingArgs(
                 total_min_node_count=pool.min_nodes,
                 total_max_node_count=pool.max_nodes,
@@ -407,12 +430,12 @@ class GkeCluster(pulumi.ComponentResource):
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
             upgrade_settings=_upgrade_settings(pool),
             node_config=gcp.container.NodePoolNodeConfigArgs(
-                machine_type=pool.instance_types[0],
+                machine_type=machine,
                 disk_size_gb=pool.disk_size_gib,
                 disk_type="pd-balanced",
                 image_type="COS_CONTAINERD",
                 service_account=account.email,
-                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                oauth_scopes=list(NODE_OAUTH_SCOPES),
                 spot=pool.capacity is Capacity.SPOT,
                 labels=pool.node_labels(),
                 # GKE adds this taint to GPU nodes by itself only in some cases; setting it keeps
@@ -445,6 +468,11 @@ def _api_host(cluster: gcp.container.Cluster) -> pulumi.Output[str]:
         lambda c: c.dns_endpoint_config.endpoint if c and c.dns_endpoint_config else None)
 
 
+def subnet_name(cluster_name: str) -> str:
+    """The nodes' subnet; the cluster's network is named after the cluster itself."""
+    return f"{cluster_name}-nodes"
+
+
 def key_ring_name(cluster_name: str) -> str:
     return f"{cluster_name}-secrets"
 
@@ -470,6 +498,11 @@ def _validate(args: GkeClusterArgs) -> None:
             problems.add(("node_pools", i, "instance_types"), f"node pool {pool.name!r} needs exactly one machine type")
         if pool.gpu_type and not GPU_MODELS[pool.gpu_type].gke_accelerator:
             problems.add(("node_pools", i, "gpu_type"), f"node pool {pool.name!r}: GKE has no {pool.gpu_type}")
+        elif len(pool.instance_types) == 1 and not pool_zones(
+                machine := pool.instance_types[0], gke_accelerator(machine, pool.gpu_type or ""), args.zones):
+            problems.add(("node_pools", i, "instance_types"), (
+                f"node pool {pool.name!r}: no zone of {', '.join(args.zones)} offers {machine} ({provenance()}); "
+                "list a zone that does in zones, or choose another machine type"))
     problems.raise_any()
 
 

@@ -2,7 +2,8 @@
 write for the Job that mirrors Hugging Face weights into the stack's bucket.
 
 EKS: an IAM role assumable by that ServiceAccount only (IRSA), allowed to list and read the bucket
-prefix. GKE: a Google service account bound to that ServiceAccount (Workload Identity), allowed to
+prefix, and to have S3 decrypt its objects with a customer-managed KMS key (and encrypt them, for the
+writer). GKE: a Google service account bound to that ServiceAccount (Workload Identity), allowed to
 read the bucket. Nodes never get bucket access.
 """
 
@@ -35,10 +36,37 @@ class S3WeightsReaderArgs:
     """The model's ServiceAccount (fixed name: the trust policy names it)."""
     write: bool = False
     """Also upload and overwrite objects: the weights mirror's identity (default: read only)."""
+    kms_key_arn: pulumi.Input[str] | None = None
+    """The customer-managed KMS key the bucket encrypts objects with, when the stack knows it (default: any key,
+    usable only by S3 for this bucket: the grant's conditions name the bucket)."""
+    region: str | None = None
+    """The bucket's AWS region, whose S3 calls KMS on the role's behalf (default: the AWS provider's, the
+    cluster's)."""
+
+
+def s3_kms_statement(bucket: str, prefix: str, *, region: str, key_arn: str | None, write: bool) -> dict:
+    """What S3 needs of KMS on a principal's behalf to read (and write) objects under ``prefix`` of a bucket encrypted
+    with a customer-managed key (SSE-KMS), and nothing else: ``kms:Decrypt`` to download, ``kms:GenerateDataKey`` to
+    upload and ``kms:Decrypt`` again to complete a multipart upload (S3 User Guide, "Using server-side encryption with
+    AWS KMS keys", UsingKMSEncryption.md:26; "Multipart upload API and permissions", mpuoverview.md:129). Only
+    through S3 in the bucket's region (``kms:ViaService``) and only for this bucket's objects: S3 passes the object's
+    ARN as the encryption context ``aws:s3:arn``, or the bucket's ARN when the bucket uses S3 Bucket Keys
+    (UsingKMSEncryption.md:114-120, bucket-key.md:61), as AWS's own replication example conditions it
+    (replication-config-for-kms-objects.md:148-161; all awsdocs/amazon-s3-userguide at cc53dd6a)."""
+    objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+    return {
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"] if write else "kms:Decrypt",
+        "Resource": key_arn or "*",
+        "Condition": {
+            "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+            "StringLike": {"kms:EncryptionContext:aws:s3:arn": [f"arn:aws:s3:::{bucket}", objects]},
+        },
+    }
 
 
 class S3WeightsReader(pulumi.ComponentResource):
-    """IAM role (IRSA) that can read one S3 prefix."""
+    """IAM role (IRSA) that can read one S3 prefix, its objects encrypted with S3's key or a KMS key."""
 
     annotations: dict[str, pulumi.Output[str]]
     """ServiceAccount annotations that bind it to the role."""
@@ -53,15 +81,18 @@ class S3WeightsReader(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+        region = args.region or aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         aws.iam.RolePolicy(
             f"{name}-read",
             role=role.id,
-            policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
-                 **({"Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}} if prefix else {})},
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
-                 if args.write else "s3:GetObject", "Resource": objects},
-            ]}),
+            policy=pulumi.Output.all(region, args.kms_key_arn).apply(lambda a: json.dumps({
+                "Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
+                     **({"Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}} if prefix else {})},
+                    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+                     if args.write else "s3:GetObject", "Resource": objects},
+                    s3_kms_statement(bucket, prefix, region=a[0], key_arn=a[1], write=args.write),
+                ]})),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.annotations = {"eks.amazonaws.com/role-arn": role.arn}

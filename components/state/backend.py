@@ -23,6 +23,11 @@ import pulumi_gcp as gcp
 from components.errors import InputProblems
 
 BUCKET_ROLES = ("state", "weights")
+GCP_APIS = ("cloudkms.googleapis.com", "storage.googleapis.com")
+"""The Google APIs the GCP backend uses, enabled before anything uses them: Cloud KMS ("Enable the Cloud KMS API on
+your key project", Cloud KMS docs, "Create a key ring") and Cloud Storage (on by default in projects created with the
+console or gcloud, Service Usage docs, "Services enabled by default", which say nothing of projects created through
+the API). The backend creates no service account, so it needs no IAM API."""
 
 
 class Cloud(StrEnum):
@@ -205,13 +210,22 @@ class StateBackend(pulumi.ComponentResource):
 
     def _create_gcp(self) -> None:
         a = self._args
+        # Left enabled on destroy (as the cluster stacks leave theirs): other stacks of the project may use them.
+        apis = {api: gcp.projects.Service(f"{self._name}-api-{api.split('.')[0]}", project=a.project, service=api,
+                                          disable_on_destroy=False, opts=self._child())
+                for api in GCP_APIS}
+        kms_api, storage_api = apis["cloudkms.googleapis.com"], apis["storage.googleapis.com"]
         ring = gcp.kms.KeyRing(f"{self._name}-keyring", name=f"{self._name}-state", project=a.project,
-                               location=kms_location(a.location), opts=self._keep())
+                               location=kms_location(a.location),
+                               opts=pulumi.ResourceOptions.merge(self._keep(), pulumi.ResourceOptions(
+                                   depends_on=[kms_api])))
         key = gcp.kms.CryptoKey(
             f"{self._name}-key", name="pulumi-state", key_ring=ring.id,
             rotation_period=f"{90 * 24 * 3600}s", purpose="ENCRYPT_DECRYPT", labels=a.labels, opts=self._keep())
-        # Cloud Storage encrypts with the key through its service agent.
-        agent = gcp.storage.get_project_service_account_output(project=a.project)
+        # Cloud Storage encrypts with the key through its service agent, which Storage's API reports once it is on.
+        # The lookup runs through this component's provider (the project disables default providers).
+        agent = gcp.storage.get_project_service_account_output(
+            project=a.project, opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[storage_api]))
         grant = gcp.kms.CryptoKeyIAMMember(
             f"{self._name}-storage-agent", crypto_key_id=key.id, role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
             member=agent.email_address.apply(lambda email: f"serviceAccount:{email}"), opts=self._child())
@@ -227,7 +241,7 @@ class StateBackend(pulumi.ComponentResource):
                               "condition": {"days_since_noncurrent_time": a.noncurrent_version_days}}],
             force_destroy=False,
             labels={**a.labels, "neurodock-purpose": purpose},
-            opts=pulumi.ResourceOptions.merge(self._keep(), pulumi.ResourceOptions(depends_on=[grant])),
+            opts=pulumi.ResourceOptions.merge(self._keep(), pulumi.ResourceOptions(depends_on=[grant, storage_api])),
         ) for purpose in BUCKET_ROLES}
         self.backend_url = pulumi.Output.concat("gs://", buckets["state"].name)
         self.weights_url = pulumi.Output.concat("gs://", buckets["weights"].name)

@@ -133,6 +133,9 @@ class EksCloud(Model):
     """API server access (default: private only)."""
     admin_role_arns: list[RoleArn] = []
     """IAM roles granted cluster-admin through EKS access entries (default none)."""
+    preview_role_arns: list[RoleArn] = []
+    """IAM roles granted read-only Kubernetes access (``AmazonEKSViewPolicy``, cluster scope) through EKS access
+    entries: the pull-request preview's role (default none)."""
 
 
 class GkeCloud(Model):
@@ -205,6 +208,8 @@ def cloud_problems(config: StackConfig) -> list[Problem]:
         if isinstance(cloud, GkeCloud):
             problems.extend(_maintenance_window_problems(cloud.maintenance_window))
     problems.extend(_tag_problems(config))
+    if isinstance(cloud, EksCloud):
+        problems.extend(_access_entry_problems(cloud))
     subnets = cloud.existing_vpc.private_subnet_ids if isinstance(cloud, EksCloud) and cloud.existing_vpc else []
     if len(set(subnets)) != len(subnets):
         add(("cloud", "existingVpc", "privateSubnetIds"), "lists a subnet twice")
@@ -248,6 +253,27 @@ def _endpoint_problems(cloud: EksCloud | GkeCloud) -> list[Problem]:
     wide = allowlist_breadth_problem(endpoint.allowed_cidrs, "the API server")
     if wide is not None and not any(c.endswith("/0") for c in endpoint.allowed_cidrs):
         add(("allowedCidrs",), wide)
+    return out
+
+
+def _access_entry_problems(cloud: EksCloud) -> list[Problem]:
+    """EKS takes one access entry per IAM principal (EKS User Guide, "Grant IAM users access to Kubernetes with EKS
+    access entries": "An IAM principal can't be included in more than one access entry"), so a role is listed once,
+    as an admin or a preview role; preview roles' entries are named after the role, so their names differ too."""
+    out: list[Problem] = []
+    for key, arns in (("adminRoleArns", cloud.admin_role_arns), ("previewRoleArns", cloud.preview_role_arns)):
+        for i, arn in enumerate(arns):
+            if arn in arns[:i]:
+                out.append(Problem(key_path(("cloud", key, i)), f"lists {arn} twice"))
+    names: dict[str, str] = {}
+    for i, arn in enumerate(cloud.preview_role_arns):
+        name = arn.rsplit("/", 1)[-1]
+        if arn in cloud.admin_role_arns:
+            out.append(Problem(key_path(("cloud", "previewRoleArns", i)), (
+                f"{arn} is in adminRoleArns too; an IAM role has one EKS access entry: list it in one of the two")))
+        elif names.setdefault(name, arn) != arn:
+            out.append(Problem(key_path(("cloud", "previewRoleArns", i)), (
+                f"{arn} has the same role name as {names[name]}; preview roles need distinct names")))
     return out
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from components.cluster import machine_types
+from components.cluster import machine_types, zones
 from components.gpu.catalog import (
     EKS_INSTANCE_TYPES,
     GKE_ATTACHABLE,
@@ -16,6 +16,7 @@ from components.gpu.catalog import (
     MIG_PROFILES,
     GpuMachine,
     devices_per_gpu,
+    gke_accelerator,
     machine_gpus,
 )
 from infra.config.base import Model, Name, Problem, key_path
@@ -109,6 +110,8 @@ def pool_problems(config: StackConfig) -> list[Problem]:
                 add(("nodePools", i, "gpu", "type"),
                     f"EKS does not offer {pool.gpu.type!r}; EKS GPU types: {', '.join(offered)}")
         problems.extend(_machine_problems(provider, i, pool))
+        if provider == "gke":
+            problems.extend(_placement_problems(config, i, pool))
         problems.extend(_node_label_problems(i, pool, provider))
         if provider in ("eks", "gke") and not pool.instance_types:
             what = "EC2 instance types" if provider == "eks" else "a GCE machine type"
@@ -220,6 +223,30 @@ def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:
     if sharing is not None and sharing.strategy == "timeSharing" and sharing.partition_size is not None:
         add(("gpu", "sharing", "partitionSize"), "applies to mig only; remove it")
     return out
+
+
+def _placement_problems(config: StackConfig, i: int, pool: NodePool) -> list[Problem]:
+    """A GKE pool goes to the stack's zones that offer its machine (``components/cluster/zones.py``): one that no
+    zone of the stack offers could not be created at all, so it is refused here, naming the region's zones that do
+    offer the machine. The zone data is a third-party catalogue (its caveats in the file): the message says so and
+    how to check a zone."""
+    if len(pool.instance_types) != 1 or (pool.gpu is not None and pool.gpu.type not in GPU_MODELS):
+        return []  # refused above: no one machine, or no GPU to place
+    machine = pool.instance_types[0]
+    accelerator = gke_accelerator(machine, pool.gpu.type) if pool.gpu else None
+    offered = zones.offered_zones(machine, accelerator)
+    cloud = config.cloud
+    if offered is None or zones.pool_zones(machine, accelerator, cloud.zones):
+        return []
+    region = sorted(z for z in offered if z.startswith(f"{cloud.region}-"))
+    some = sorted(offered)
+    elsewhere = "" if region else f"; it is offered in {', '.join(some[:6])}{', ...' if len(some) > 6 else ''}"
+    return [Problem(key_path(("nodePools", i, "instanceTypes", 0)), (
+        f"pool {pool.name!r}: no zone of the stack ({', '.join(cloud.zones)}) offers {machine}; {cloud.region}'s zones "
+        f"that do: {', '.join(region) or 'none'}{elsewhere} ({zones.provenance()}, not Google's own table). Add such "
+        f"a zone to cloud.zones, or choose a machine type these zones offer; if "
+        f"`gcloud compute machine-types list --zones=<zone> --filter=name={machine}` lists it in one of your zones, "
+        f"add that zone to the catalogue (its refresh procedure)"))]
 
 
 LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
