@@ -226,7 +226,7 @@ def test_the_pack_entry_point_hands_the_same_policies_to_pulumi():
 def test_check_exits_0_on_a_clean_stack_and_lists_advice():
     result = run_cli("check", "dev")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"dev: 21 policies, 0 mandatory and \d+ advisory violations", result.stdout)
+    assert re.search(rf"dev: {len(POLICIES)} policies, 0 mandatory and \d+ advisory violations", result.stdout)
 
 
 def test_check_exits_1_on_a_mandatory_violation_and_2_on_bad_config(write_stack):

@@ -71,6 +71,12 @@ class GpuMachine:
     """Key of ``GPU_MODELS``."""
     count: int
     """GPUs per node."""
+    gke_accelerator: str | None = None
+    """GKE's ``accelerator_type`` for this machine where it is not its GPU model's (default: the model's): the A3
+    Mega machine's H100s are ``nvidia-h100-mega-80gb``, the A3 High machine's ``nvidia-h100-80gb`` (GKE docs, GPU
+    requirements of Standard node pools: "NVIDIA H100 80GB Mega GPUs (corresponding to the nvidia-h100-mega-80gb
+    accelerator type and A3 Mega machine type)"; Compute Engine's GPU page; read 2026-12-06). A pool's guest
+    accelerator must be its machine's: GKE refuses another."""
 
 
 def _family(gpu_type: str, sizes: dict[str, int], prefix: str) -> dict[str, GpuMachine]:
@@ -101,7 +107,7 @@ GKE_MACHINE_TYPES: dict[str, GpuMachine] = {
     "a2-megagpu-16g": GpuMachine(gpu_type="nvidia-a100-40gb", count=16),
     **_family("nvidia-a100-80gb", {"1g": 1, "2g": 2, "4g": 4, "8g": 8}, "a2-ultragpu-"),
     **_family("nvidia-h100-80gb", {"1g": 1, "2g": 2, "4g": 4, "8g": 8}, "a3-highgpu-"),
-    "a3-megagpu-8g": GpuMachine(gpu_type="nvidia-h100-80gb", count=8),
+    "a3-megagpu-8g": GpuMachine(gpu_type="nvidia-h100-80gb", count=8, gke_accelerator="nvidia-h100-mega-80gb"),
     "a3-ultragpu-8g": GpuMachine(gpu_type="nvidia-h200-141gb", count=8),
 }
 """GCE accelerator-optimised machine types: the GPUs each one has."""
@@ -130,6 +136,16 @@ def devices_per_gpu(gpu_type: str, strategy: str, max_shared_clients: int, parti
     return MIG_PROFILES.get(gpu_type, {}).get(partition_size or "")
 
 
+def gke_accelerator(machine: str, gpu_type: str) -> str | None:
+    """GKE's ``accelerator_type`` for ``gpu_type`` GPUs on GCE machine type ``machine``: the machine's own where it
+    has one (:attr:`GpuMachine.gke_accelerator`), else the GPU model's (None where GKE has no such GPU)."""
+    machine_type = GKE_MACHINE_TYPES.get(machine)
+    if machine_type is not None and machine_type.gke_accelerator is not None:
+        return machine_type.gke_accelerator
+    model = GPU_MODELS.get(gpu_type)
+    return model.gke_accelerator if model else None
+
+
 def machine_gpus(cloud: str, machine: str, attached: GpuMachine | None = None) -> GpuMachine | None:
     """The GPUs a machine type has on ``cloud``; for GKE families that take attached GPUs, the
     ``attached`` request when it is allowed. None when the machine has no (such) GPUs."""
@@ -142,3 +158,24 @@ def machine_gpus(cloud: str, machine: str, attached: GpuMachine | None = None) -
             if machine.startswith(prefix) and attached and attached.gpu_type == gpu_type and attached.count in counts:
                 return attached
     return None
+
+
+MEMORY_BANDWIDTH_GBS: dict[str, int] = {
+    "nvidia-t4": 320,
+    "nvidia-a10g": 600,
+    "nvidia-l4": 300,
+    "nvidia-l40s": 864,
+    "nvidia-a100-40gb": 1555,
+    "nvidia-a100-80gb": 2039,
+    "nvidia-h100-80gb": 3350,
+    "nvidia-h200-141gb": 4800,
+}
+"""Peak memory bandwidth per GPU, GB/s (10^9 bytes a second), the figure decode throughput is bounded by
+(``infra.cost``). NVIDIA's pages, as read in copies on 2026-12-06 (no stored nvidia.com datasheet could be opened):
+T4 "Peak Memory bandwidth Up to 320 GBytes/s" (T4 product brief, Table 2, reproduced at manualmachine.com);
+A10G has no public NVIDIA datasheet: the A10's 600 GB/s, which it shares (baseten.co, "NVIDIA A10 vs A10G");
+L4 "24 GB GDDR6 @ 300 GBps" (Compute Engine's GPU chart, as quoted; nvidia.com/en-us/data-center/l4);
+L40S 864 GB/s (NVIDIA's L40/L40S spec table); A100 SXM4 40GB 1,555 GB/s and 80GB 2,039 GB/s (A100 datasheet
+r4, nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf); H100 SXM5 3,350 GB/s (NVIDIA's H100 spec table; the p5
+and A3 machines carry the SXM part, node label NVIDIA-H100-80GB-HBM3); H200 4.8 TB/s (nvidia.com/en-us/data-center/h200).
+Peak figures: what a server achieves is a fraction of them (see ``infra.cost.Roofline``)."""

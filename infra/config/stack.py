@@ -19,6 +19,7 @@ from infra.config.budgets import budget_problems
 from infra.config.capacity import capacity
 from infra.config.cloud import Cloud, KindCloud, cloud_problems, cloud_warnings
 from infra.config.coherence import coherence_problems, coherence_warnings
+from infra.config.cost import Budget
 from infra.config.deploy import Deploy, deploy_problems
 from infra.config.engine import engine_problems
 from infra.config.gateway import Gateway, gateway_problems
@@ -80,6 +81,8 @@ class StackConfig(Model):
     ``weightsUrl`` output). A stack re-created from its config, or its DR copy in another region, then finds
     its models' weights there and needs neither Hugging Face nor its token (default: a bucket of the stack's
     own, a cache destroyed with it)."""
+    budget: Budget | None = None
+    """What the stack may cost a month, enforced by the policy pack against the plan's estimate (default none)."""
     chart_mirror: ChartMirror | None = None
     """An HTTP(S) chart repository or ``oci://`` registry path holding every pinned chart under its own name
     and version, from which every Helm release fetches its chart instead of the chart's own repository: for

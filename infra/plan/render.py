@@ -53,6 +53,7 @@ def text(plan: Plan) -> str:
     lines += [f"  {n:>{width}}  {t}" for t, n in counts.items()]
     lines += _releases_text(plan)
     lines += _readiness_text(plan)
+    lines += cost_text(plan)
     lines += ["", "Outputs"]
     key_width = max((len(k) for k in plan.outputs), default=0)
     for key, value in plan.outputs.items():
@@ -123,6 +124,85 @@ def _readiness_text(plan: Plan) -> list[str]:
     return lines
 
 
+def cost_json(plan: Plan) -> dict[str, Any] | None:
+    """The plan's cost (``infra.cost``); None on kind, which costs nothing."""
+    from infra.cost import plan_cost
+
+    cost = plan_cost(plan)
+    return None if cost is None else cost.to_json()
+
+
+def _usd(value: float | None) -> str:
+    return "?" if value is None else f"${value:,.2f}" if value < 100 else f"${value:,.0f}"
+
+
+def cost_text(plan: Plan) -> list[str]:
+    """The cost section: per pool and per model at minimum and maximum scale, the fixed costs, the totals,
+    each model's price per million tokens, the budget's verdict, and what the estimate leaves out."""
+    from infra.cost import plan_cost
+
+    cost = plan_cost(plan)
+    if cost is None:
+        return []
+    from components.cost.catalogue import HOURS_PER_MONTH
+
+    s = cost.stack
+
+    def both(hourly_min: float, hourly_max: float) -> str:
+        return (f"{_usd(hourly_min)}/h {_usd(hourly_min * HOURS_PER_MONTH)}/mo .. "
+                f"{_usd(hourly_max)}/h {_usd(hourly_max * HOURS_PER_MONTH)}/mo")
+
+    lines = ["", f"Cost, estimated at list prices in {s.region} (USD; minimum .. maximum scale; month = "
+                 f"{HOURS_PER_MONTH} h)"]
+    for p in s.pools:
+        machines = "/".join(p.machines)
+        nodes = f"{p.min_nodes}-{p.max_nodes} x {machines}"
+        if p.unpriced:
+            lines.append(f"  pool {p.name}: {nodes}: NOT PRICED: {p.unpriced}")
+            continue
+        spot = ""
+        if p.spot:
+            low = "market price" if p.node_hourly_low is None else f"from {_usd(p.node_hourly_low)}/node-h"
+            spot = f"; Spot: {low}, at most on-demand; nodes may be reclaimed at any time"
+        lines.append(f"  pool {p.name}: {nodes} at {_usd(p.node_hourly)}/node-h{spot}")
+        lines.append(f"    {both(p.hourly('minimum'), p.hourly('maximum'))}")
+    for f in s.fixed:
+        lines.append(f"  {f.what}" + (f" x{f.count}" if f.count > 1 else "") + f": {both(f.hourly_min, f.hourly_max)}")
+    lines.append(f"  total: {both(s.hourly('minimum'), s.hourly('maximum'))}")
+    if s.has_spot:
+        low_min, low_max = s.hourly_low("minimum"), s.hourly_low("maximum")
+        lines.append("    (Spot nodes at on-demand; " + ("AWS has no Spot list price: they cost less at market price)"
+                                                         if low_min is None or low_max is None else
+                                                         f"at published Spot prices {both(low_min, low_max)})"))
+    models = [m for m in cost.models if m.replica_hourly is not None or m.note]
+    if models:
+        lines.append("  models (their share of their pool; decode bound at peak memory bandwidth, full batch):")
+    for m in models:
+        if m.replica_hourly is None:
+            lines.append(f"    {m.name}: {m.note}")
+            continue
+        line = (f"    {m.name}: {m.replicas_min}-{m.replicas_max} replicas x {_usd(m.replica_hourly)}/h = "
+                f"{both(m.hourly('minimum'), m.hourly('maximum'))}")
+        lines.append(line)
+        if m.roofline is not None and m.usd_per_mtok is not None:
+            r = m.roofline
+            lines.append(f"      <= {r.tokens_per_s:,.0f} tokens/s per replica ({r.sequences} sequences x {r.context} "
+                         f"tokens, {r.bytes_per_step / 1e9:.1f} GB read per step per GPU at {r.bandwidth_gbs} GB/s) "
+                         f"-> >= {_usd(m.usd_per_mtok)} per million tokens at full load")
+        elif m.note:
+            lines.append(f"      {m.note}")
+    if cost.budget_usd is not None:
+        lines.append(f"  budget: ${cost.budget_usd:,} a month at {cost.budget_scale} scale: "
+                     + ("within it" if cost.verdict is None else f"BROKEN: {cost.verdict}"))
+    if s.unpriced:
+        lines.append(f"  not priced: {len(s.unpriced)} item(s) above; the totals leave them out")
+    lines.append(f"  left out (usage-based): {', '.join(s.left_out)}")
+    lines.append("  sources: " + "; ".join(f"{src.url} ({src.kind}, as of {src.as_of})" for src in s.sources))
+    if cost.stale:
+        lines.append(f"  warning: {cost.stale}")
+    return lines
+
+
 def release_json(release: RenderedRelease) -> dict[str, Any]:
     counts = Counter(o.kind for o in release.objects)
     return {"urn": release.urn, "name": release.name, "namespace": release.namespace, "chart": release.chart.name,
@@ -162,6 +242,7 @@ def as_json(plan: Plan) -> dict[str, Any]:
         "missingCharts": [{"urn": m.urn, "release": m.release, "chart": m.chart, "version": m.version}
                           for m in plan.missing_charts],
         "timeToReady": time_to_ready(plan),
+        "cost": cost_json(plan),
         "outputs": plan.outputs,
         "warnings": plan.warnings,
         "resources": resources_json(plan),

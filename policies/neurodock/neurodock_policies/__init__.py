@@ -28,6 +28,7 @@ from neurodock_policies import (
     pod_security_restricted,
     prod_gpu_pools_not_spot_only,
     prod_stateful_resources_retained,
+    stack_within_budget,
 )
 
 PACK_NAME = "neurodock"
@@ -36,6 +37,6 @@ MODULES = (
     gpu_node_pools_tainted, model_server_probes, model_server_resilience, no_public_exposure, eks_cluster_hardening,
     eks_node_hardening, gke_cluster_hardening, no_plaintext_secrets, prod_gpu_pools_not_spot_only,
     prod_stateful_resources_retained, helm_charts_pinned, model_fits_gpu, in_cluster_wiring, alerts_reach_a_receiver,
-    gke_control_plane_reaches_webhooks, deploy_reaches_api,
+    gke_control_plane_reaches_webhooks, deploy_reaches_api, stack_within_budget,
 )
 POLICIES = [m.POLICY for m in MODULES]
