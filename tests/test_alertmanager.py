@@ -286,6 +286,82 @@ def test_amtool_routes_the_charts_watchdog_to_the_heartbeat(shipped_plans, stack
     assert routes(config, tmp_path, alertname="NeuroDockGpuMemoryNearFull", severity="warning") == ["ml-alerts"]
 
 
+def alert_label_sets(plan: Plan) -> list[dict[str, str]]:
+    """Every alert the stack's Prometheus evaluates, the chart's and NeuroDock's, as the labels its rule gives it
+    (once per distinct set)."""
+    manifests = [o.manifest for o in plan.chart_objects if o.kind == "PrometheusRule"]
+    manifests += [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule"]
+    found: dict[tuple, dict[str, str]] = {}
+    for manifest in manifests:
+        for group in manifest["spec"]["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    labels = {"alertname": rule["alert"], **{k: str(v) for k, v in (rule.get("labels") or {}).items()}}
+                    found.setdefault(tuple(sorted(labels.items())), labels)
+    return list(found.values())
+
+
+@needs_amtool
+def test_amtool_the_heartbeat_reroutes_the_watchdog_and_nothing_else(shipped_plans, write_stack, tmp_path):
+    """Every alert prod's Prometheus can raise (the chart's 130-odd and NeuroDock's, each with its rule's labels)
+    reaches the same receivers with and without the heartbeat, as Alertmanager's own routing reads both trees
+    (amtool); only the Watchdog moves, from the chart's ``null`` to the heartbeat."""
+
+    def no_heartbeat(config):
+        del config["neurodock:monitoring"]["alerting"]["heartbeat"]
+
+    trees = {"with": rendered_config(shipped_plans["prod"]),
+             "without": rendered_config(plan_with(write_stack, "prod", no_heartbeat))}
+    files = {}
+    for name, config in trees.items():
+        files[name] = tmp_path / f"{name}.yaml"
+        files[name].write_text(yaml.safe_dump(for_amtool(config)))
+    alerts = alert_label_sets(shipped_plans["prod"])
+    names = {a["alertname"] for a in alerts}
+    assert {WATCHDOG, "NeuroDockErrorBudgetBurn", "NeuroDockGpuMetricsMissing", "KubePodCrashLooping"} <= names
+    assert {a.get("severity") for a in alerts} >= {"critical", "warning", "info", "none"}
+
+    def receivers(tree: str, labels: dict[str, str]) -> list[str]:
+        result = subprocess.run([AMTOOL, "config", "routes", "test", f"--config.file={files[tree]}",
+                                 *(f"{k}={v}" for k, v in labels.items())], capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().split(",")
+
+    moved = {}
+    for labels in alerts:
+        before, after = receivers("without", labels), receivers("with", labels)
+        if before != after:
+            moved[labels["alertname"]] = (before, after)
+    assert moved == {WATCHDOG: (["null"], ["heartbeat"])}
+    # A control: the comparison sees routing, not only the Watchdog's (a page still pages, a ticket does not).
+    page = next(a for a in alerts if a["alertname"] == "NeuroDockErrorBudgetBurn" and a["severity"] == "critical")
+    assert receivers("with", page) == ["oncall", "ml-alerts"]
+    assert receivers("with", {**page, "severity": "warning"}) == ["ml-alerts"]
+
+
+WEBHOOK_FIELDS = frozenset({"send_resolved", "http_config", "url", "url_file", "max_alerts", "timeout"})
+"""The fields of Alertmanager v0.31.1's ``webhook_configs`` (``config/notifiers.go``: ``NotifierConfig`` :228-230,
+``WebhookConfig`` :637-654), which it reads strictly: an unknown field fails the whole configuration. Its
+``UnmarshalYAML`` (:657-670) requires exactly one of ``url`` and ``url_file``."""
+
+
+@pytest.mark.parametrize("stack", ["prod", "prod-dr"])
+def test_the_heartbeats_webhook_is_one_the_charts_alertmanager_reads(shipped_plans, stack):
+    """What Debian's amtool 0.25 cannot check (it knows no ``url_file``): the webhook is valid for the Alertmanager
+    the chart runs, which must be one that reads ``url_file`` (0.26+)."""
+    plan = shipped_plans[stack]
+    [spec] = [o.manifest["spec"] for o in plan.chart_objects if o.kind == "Alertmanager"]
+    found = re.fullmatch(r"v(\d+)\.(\d+)\.\d+", spec["version"])
+    assert found is not None and (int(found.group(1)), int(found.group(2))) >= URL_FILE_SINCE, spec["version"]
+    assert spec["image"].endswith(f":{spec['version']}")
+    hooks = [hook for r in rendered_config(plan)["receivers"] for hook in r.get("webhook_configs") or []]
+    assert hooks, "no webhook: the heartbeat is missing"
+    for hook in hooks:
+        assert set(hook) <= WEBHOOK_FIELDS, set(hook) - WEBHOOK_FIELDS
+        assert ("url" in hook) != ("url_file" in hook), hook
+
+
 def test_the_amtool_stand_in_changes_nothing_but_the_url_file():
     config = {"receivers": [{"name": "heartbeat", "webhook_configs": [{"send_resolved": False, "url_file": "/x"}]},
                             {"name": "hook", "webhook_configs": [{"url": "https://hooks.example.com/"}]}],

@@ -149,6 +149,32 @@ def test_a_model_on_a_mig_pool_gets_no_idle_gpu_alert():
     assert {r["labels"]["model"] for r in alerts["NeuroDockGpusIdleAboveMinReplicas"]} == {"org/fast"}
 
 
+def test_a_stack_serving_a_model_from_a_mig_pool_installs_no_idle_gpu_alert_for_it(shipped_plans, write_stack):
+    """The program tells the rules which pools are MIG-partitioned: prod's 8B model on whole L4s has the idle alert;
+    moved to a MIG-partitioned H100 pool, it has none (and keeps every other alert)."""
+    from tests.conftest import plan_with
+
+    def idle_models(plan) -> set[str]:
+        [rule] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule"]
+        return {r["labels"]["model"] for g in rule["spec"]["groups"] for r in g["rules"]
+                if r.get("alert") == "NeuroDockGpusIdleAboveMinReplicas"}
+
+    llama = "meta-llama/Llama-3.1-8B-Instruct"
+    assert llama in idle_models(shipped_plans["prod"])
+
+    def on_mig(config):
+        [h100] = [p for p in config["neurodock:nodePools"] if p["name"] == "gpu-h100"]
+        h100["gpu"]["sharing"] = {"strategy": "mig", "partitionSize": "3g.40gb"}
+        config["neurodock:models"] = [{**m, "pool": "gpu-h100"} for m in config["neurodock:models"]
+                                      if m["servedName"] == llama]
+
+    plan = plan_with(write_stack, "prod", on_mig)
+    assert idle_models(plan) == set()
+    [rule] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule"]
+    assert {r["labels"].get("model") for g in rule["spec"]["groups"] for r in g["rules"]
+            if r.get("alert") == "NeuroDockModelServerDown"} == {llama}
+
+
 def test_the_ttft_sli_is_the_gateways_with_a_route_and_vllms_without():
     by_model = {(r["labels"]["model"], r["record"]): r["expr"] for r in records()
                 if r.get("labels", {}).get("slo") == "ttft"}
@@ -594,6 +620,24 @@ def _energy_tests() -> list[dict]:
             {"expr": f"round({record}, 0.001)", "eval_time": "70m",
              "exp_samples": [{"labels": "{" + selector + "}", "value": value} for selector, value in rows]}
             for record, rows in samples.items()
+        ],
+    }, {
+        # A version that generated nothing in the window: its GPU's power counts (16 W), its energy per token is no
+        # sample at all, not +Inf (nor a division by zero a panel would draw).
+        "interval": "1m",
+        "input_series": [
+            {"series": dcgm(energy, {"gpu": "1"}, namespace=NS, pod="quiet-server-a1", container="engine"),
+             "values": "4.23456789e9+9.6e5x80"},
+            {"series": vllm("vllm:generation_tokens_total", "org/quiet", pod="quiet-server-a1"), "values": "42x80"},
+            {"series": vllm("vllm:num_requests_running", "org/quiet", pod="quiet-server-a1"), "values": "0x80"},
+            {"series": fixture("kube-state-metrics", "kube_node_labels", node=HOST), "values": "1x80"},
+        ],
+        "promql_expr_test": [
+            {"expr": "round(neurodock:model_gpu_power_watts:rate5m, 0.001)", "eval_time": "70m", "exp_samples": [
+                {"labels": '{model_name="org/quiet", variant="stable"}', "value": 16}]},
+            {"expr": "neurodock:model_joules_per_token:ratio_rate5m", "eval_time": "70m", "exp_samples": []},
+            # Its GPU serves a model, though an idle one: no idle power in the pool (every GPU is held).
+            {"expr": "neurodock:pool_idle_gpu_power_watts:rate5m", "eval_time": "70m", "exp_samples": []},
         ],
     }]
 

@@ -185,9 +185,10 @@ def energy_rules() -> list[dict]:
             {"record": model_watts(w).name,
              "expr": f"sum by (model_name, variant) ({pod_watts(w).name} "
                      f"* on (namespace, pod) group_left (model_name, variant) {servers})"},
+            # A version that generated nothing has no J/token (not +Inf): its power is in model_watts.
             {"record": joules_per_token(w).name,
              "expr": f"{model_watts(w).name} / on (model_name, variant) "
-                     f"sum by (model_name, variant) (rate({m.VLLM_GENERATION_TOKENS.name}[{w}]))"},
+                     f"(sum by (model_name, variant) (rate({m.VLLM_GENERATION_TOKENS.name}[{w}])) > 0)"},
         ]
     return rules
 
