@@ -6,11 +6,13 @@ Exit codes: 0 success; 2 invalid configuration or usage; 1 anything else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,29 +41,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml's ``version``), as package metadata records it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("neurodock")
+    except PackageNotFoundError:  # run from a checkout that was never `pip install -e .`'d
+        return "unknown (not installed: pip install -e .)"
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _progress(args: argparse.Namespace, message: str):
+    """A spinner with ``message`` on stderr while slow work runs: only when stderr is a terminal, and
+    never with ``--json`` or ``NEURODOCK_NO_PROGRESS``, so CI logs and piped output stay clean."""
+    if getattr(args, "json", False) or os.environ.get("NEURODOCK_NO_PROGRESS") or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(file=sys.stderr).status(message)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neurodock",
         description="NeuroDock: LLM inference on Kubernetes (EKS, GKE, kind) as one Pulumi program.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock stacks", "neurodock plan dev", "neurodock check staging",
+                         "neurodock charts pull", "neurodock COMMAND --help"),
     )
+    parser.add_argument("--version", action="version", version=f"neurodock {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     plan = commands.add_parser(
-        "plan",
+        "plan", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock plan dev                 # the summary, then the details",
+                         "neurodock plan staging --tree      # with the full component tree",
+                         "neurodock plan prod --json > plan.json",
+                         "neurodock plan prod --out /tmp/prod-plan --require-charts"),
         help="preview a stack offline: what `pulumi up -s STACK` would create",
         description="Validate stacks/Pulumi.STACK.yaml and run the stack program in process under Pulumi's "
-        "mocks. Needs no credentials and no Pulumi CLI; creates nothing.",
+        "mocks. Needs no credentials and no Pulumi CLI; creates nothing. Prints a summary first (resources by "
+        "component, models, cost, warnings grouped), then the details and how to reach the gateway.",
     )
     _stack_arguments(plan)
     plan.add_argument("--out", type=Path, metavar="DIR",
                       help="write resources.json, outputs.json, manifests/ (with manifests/RELEASE/ per Helm "
                       "release) and helm-releases.yaml to DIR, replacing DIR as a whole, all or nothing. DIR must "
                       "be new, empty or an earlier plan's --out (it holds resources.json); checked before planning")
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text")
+    plan.add_argument("--tree", action="store_true", help="also print the full component tree")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text (always complete; "
+                      "with 'summary' and 'endpoint')")
     plan.set_defaults(run=_plan)
 
     check = commands.add_parser(
-        "check",
+        "check", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock check staging", "neurodock check prod --level mandatory",
+                         "neurodock check prod --policy-config policy-config.json --json"),
         help="run the policy pack on a stack offline: what reviewers run on a pull request",
         description="Plan the stack offline (as `neurodock plan`) and run every policy of the CrossGuard pack "
         "in policies/neurodock on it, in process. Each violation names the stack-config key its resource came "
@@ -78,7 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     diff = commands.add_parser(
-        "diff",
+        "diff", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock diff prod prod-dr --location-only",
+                         "neurodock diff prod prod --stack-file prod=edited.yaml",
+                         "neurodock diff --files old.yaml new.yaml --json"),
         help="compare two stacks' offline plans resource by resource",
         description="Plan stacks A and B (or two stack files, --files) offline and list the resources added, "
         "removed and changed, with each changed value and whether stack B's location (region, zones, project) "
@@ -105,19 +148,32 @@ def _parser() -> argparse.ArgumentParser:
     diff.set_defaults(run=_diff)
 
     chart_command = commands.add_parser(
-        "charts",
+        "charts", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock charts list", "neurodock charts pull",
+                         "neurodock charts pull --mirror https://charts.example.com/mirror",
+                         f"{CHART_CACHE_ENV}=/srv/charts neurodock charts list"),
         help="the chart cache: what each stack's Helm releases need, and fetching it",
         description="Helm charts are rendered offline from a cache of packaged charts (<chart>-<version>.tgz), "
         f"and `pulumi up` installs those same files. The cache is ${CHART_CACHE_ENV}, else charts/ in your "
         "user cache directory.",
     )
     chart_actions = chart_command.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = chart_actions.add_parser("list", help="each pinned chart: which stacks need it, and whether it is cached")
+    listing = chart_actions.add_parser(
+        "list", help="each pinned chart: which stacks need it, and whether it is cached",
+        description="Each pinned chart and CRD bundle, the stacks that need it and whether it is cached. What a "
+        "stack needs is learned by planning it once (without rendering charts) and kept in the user cache "
+        "directory, keyed by the stack file and the program's code, so later runs do not plan again.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock charts list", "neurodock charts list prod --json"))
     listing.add_argument("stacks", nargs="*", metavar="STACK", help="only these stacks (default: every shipped stack)")
     listing.add_argument("--json", action="store_true", help="print a JSON list")
     _chart_cache_argument(listing)
     listing.set_defaults(run=_charts_list)
-    pull = chart_actions.add_parser("pull", help="fetch the charts the stacks need into the cache (needs network)")
+    pull = chart_actions.add_parser(
+        "pull", help="fetch the charts the stacks need into the cache (needs network)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock charts pull", "neurodock charts pull prod --chart-cache /srv/charts",
+                         "neurodock charts pull --mirror https://charts.example.com/mirror"))
     pull.add_argument("stacks", nargs="*", metavar="STACK", help="only the charts of these stacks (default: every "
                       "pinned chart)")
     pull.add_argument("--mirror", metavar="URL", type=_mirror_url,
@@ -128,13 +184,18 @@ def _parser() -> argparse.ArgumentParser:
     pull.set_defaults(run=_charts_pull)
 
     stacks = commands.add_parser(
-        "stacks",
+        "stacks", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("neurodock stacks", "neurodock stacks --json | jq -r '.[].stack'"),
         help="list the shipped stacks with their cloud, region and environment",
         description="Validate every stacks/Pulumi.*.yaml and list it. CI builds its per-stack jobs from "
         "`neurodock stacks --json`, so a new stack file is previewed without editing a workflow.",
     )
     stacks.add_argument("--json", action="store_true", help="print a JSON list")
     stacks.set_defaults(run=_stacks)
+
+    from infra import rollout  # its own module (docs/rollouts.md); it imports nothing heavy at load
+
+    rollout.register(commands)
     return parser
 
 
@@ -187,13 +248,18 @@ def _plan(args: argparse.Namespace) -> int:
     if args.out is not None and (problem := render.out_problem(args.out)):
         print(f"neurodock: --out {args.out}: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    plan = _load_and_plan(args)
+    with _progress(args, f"planning stack {args.stack} offline…"):
+        plan = _load_and_plan(args)
     if isinstance(plan, int):
         return plan
     if args.json:
-        print(json.dumps(render.as_json(plan), indent=2))
+        from infra.plan.summary import endpoint_json, summary_json
+
+        document = render.as_json(plan)
+        document |= {"summary": summary_json(plan, document), "endpoint": endpoint_json(plan)}
+        print(json.dumps(document, indent=2))
     else:
-        sys.stdout.write(render.text(plan))
+        sys.stdout.write(render.text(plan, tree=args.tree))
     if args.out:
         try:
             written = render.write_out(plan, args.out)
@@ -278,10 +344,11 @@ def _check(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(f"  {problem}", file=sys.stderr)
             return EXIT_USAGE
-    plan = _load_and_plan(args)
-    if isinstance(plan, int):
-        return plan
-    report = check(plan, lambda: _first_preview(plan), POLICIES, settings)
+    with _progress(args, f"planning stack {args.stack} and running {len(POLICIES)} policies…"):
+        plan = _load_and_plan(args)
+        if isinstance(plan, int):
+            return plan
+        report = check(plan, lambda: _first_preview(plan), POLICIES, settings)
     violations, mandatory = report.violations, report.mandatory
     listed = mandatory if args.level == "mandatory" else violations
     if args.json:
@@ -295,10 +362,16 @@ def _check(args: argparse.Namespace) -> int:
             found = [v for v in listed if v.found_by == pass_name]
             if found:
                 print(f"{title}:")
-            for v in found:
-                print(f"{v.enforcement:9}  {v.policy}\n  {v.urn}\n  {v.message}")
-                if v.config:
-                    print(f"  config: {v.config}")
+            # Grouped by policy, mandatory ones first: 28 advisories of one policy read as one finding.
+            by_policy: dict[str, list] = {}
+            for v in sorted(found, key=lambda v: v.enforcement != "mandatory"):
+                by_policy.setdefault(v.policy, []).append(v)
+            for policy, items in by_policy.items():
+                print(f"{items[0].enforcement:9}  {policy}: {len(items)} violation{'s' if len(items) > 1 else ''}")
+                for v in items:
+                    print(f"  {v.urn}\n    {v.message}")
+                    if v.config:
+                        print(f"    config: {v.config}")
         for name, reason in report.not_applicable.items():
             print(f"not applicable under CrossGuard: {name}: {reason}")
         if report.preview_gaps:
@@ -309,6 +382,9 @@ def _check(args: argparse.Namespace) -> int:
         hidden = " (advisory ones not listed: --level mandatory)" if len(listed) < len(violations) else ""
         print(f"{args.stack}: {len(POLICIES)} policies, {len(mandatory)} mandatory and "
               f"{len(violations) - len(mandatory)} advisory violations{hidden}")
+        counted = Counter((v.enforcement, v.policy) for v in violations)
+        for (level, policy), n in sorted(counted.items(), key=lambda kv: (kv[0][0] != "mandatory", -kv[1], kv[0][1])):
+            print(f"  {n:>4}  {level:9}  {policy}")
     return EXIT_FAILURE if mandatory else EXIT_OK
 
 
@@ -387,7 +463,7 @@ def _stacks(args: argparse.Namespace) -> int:
     from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file, stack_names
 
     rows = []
-    for name in stack_names():
+    for name in stack_names():  # validation only: fast, no progress display needed
         try:
             stack = load_stack_file(name)
             config = validate(stack)
@@ -403,31 +479,75 @@ def _stacks(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
+        print(f"{'STACK':12} {'CLOUD':5} {'REGION':16} ENVIRONMENT")
         for row in rows:
             print(f"{row['stack']:12} {row['provider']:5} {row['region'] or '-':16} {row['environment']}")
     return EXIT_OK
 
 
-def _stack_charts(names: Sequence[str]) -> dict[str, list[str]] | int:
+def _stack_charts(names: Sequence[str], args: argparse.Namespace | None = None) -> dict[str, list[str]] | int:
     """Chart package -> the stacks whose releases install it, from each stack's offline plan (charts
-    not rendered); an exit code when a stack cannot be planned."""
-    from components.charts import ChartRef
-    from infra import charts
+    not rendered), kept per stack by ``_needs_cached``; an exit code when a stack cannot be planned."""
     from infra.plan.stackfile import stack_names
 
     needs: dict[str, list[str]] = {}
     for name in names or stack_names():
-        # The releases' chart inputs say which charts; no need to render them. What the program
-        # renders or reads itself is recorded as it goes.
-        with charts.listing() as read:
-            plan = _load_and_plan(argparse.Namespace(stack=name, stack_file=None), render_charts=False)
-        if isinstance(plan, int):
-            return plan
-        refs = [charts.ref_of(str(r.inputs.get("chart")), r.inputs.get("version")) for r in plan.helm_releases]
-        for key in dict.fromkeys([ref.package for ref in refs if ref is not None]
-                                 + [w.package if isinstance(w, ChartRef) else w.directory for w in read]):
+        with _progress(args or argparse.Namespace(), f"learning which charts stack {name} needs (planned once, "
+                       "then cached)…"):
+            keys = _needs_cached(name)
+        if isinstance(keys, int):
+            return keys
+        for key in keys:
             needs.setdefault(key, []).append(name)
     return needs
+
+
+def _needs_cached(name: str) -> list[str] | int:
+    """The chart packages and CRD bundle folders stack ``name`` needs. Planning a stack takes seconds, and
+    the answer only depends on the stack file and the program's code: it is kept on disk under a digest of
+    both (in the render cache's directory; ``NEURODOCK_RENDER_CACHE=off`` keeps nothing)."""
+    import hashlib
+
+    import platformdirs
+
+    from infra import charts
+    from infra.plan.stackfile import REPO_ROOT
+
+    stack_file = REPO_ROOT / "stacks" / f"Pulumi.{name}.yaml"
+    configured = os.environ.get(charts.RENDER_CACHE_ENV, "")
+    path = None
+    if configured != "off" and stack_file.is_file():
+        digest = hashlib.sha256(stack_file.read_bytes())
+        for folder in ("infra", "components"):
+            for source in sorted((REPO_ROOT / folder).rglob("*")):
+                if source.is_file() and "__pycache__" not in source.parts:
+                    digest.update(str(source.relative_to(REPO_ROOT)).encode() + b"\0" + source.read_bytes())
+        directory = Path(configured) if configured else Path(platformdirs.user_cache_dir("neurodock")) / "rendered"
+        path = directory / f"chart-needs-{name}-{digest.hexdigest()[:32]}.json"
+        with contextlib.suppress(OSError, ValueError):
+            return list(json.loads(path.read_text()))
+    keys = _stack_needs(name)
+    if path is not None and not isinstance(keys, int):
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(keys))
+    return keys
+
+
+def _stack_needs(name: str) -> list[str] | int:
+    """What ``_needs_cached`` keeps: learned from the stack's offline plan."""
+    from components.charts import ChartRef
+    from infra import charts
+
+    # The releases' chart inputs say which charts; no need to render them. What the program
+    # renders or reads itself is recorded as it goes.
+    with charts.listing() as read:
+        plan = _load_and_plan(argparse.Namespace(stack=name, stack_file=None), render_charts=False)
+    if isinstance(plan, int):
+        return plan
+    refs = [charts.ref_of(str(r.inputs.get("chart")), r.inputs.get("version")) for r in plan.helm_releases]
+    return list(dict.fromkeys([ref.package for ref in refs if ref is not None]
+                              + [w.package if isinstance(w, ChartRef) else w.directory for w in read]))
 
 
 def _charts_list(args: argparse.Namespace) -> int:
@@ -436,7 +556,7 @@ def _charts_list(args: argparse.Namespace) -> int:
 
     if (code := _use_chart_cache(args)) is not None:
         return code
-    needs = _stack_charts(args.stacks)
+    needs = _stack_charts(args.stacks, args)
     if isinstance(needs, int):
         return needs
     directory = charts.cache_dir()
@@ -470,23 +590,31 @@ def _charts_pull(args: argparse.Namespace) -> int:
         return code
     wanted: tuple = (*CHARTS, *CRD_BUNDLES)
     if args.stacks:
-        needs = _stack_charts(args.stacks)
+        needs = _stack_charts(args.stacks, args)
         if isinstance(needs, int):
             return needs
         wanted = (*(ref for ref in CHARTS if ref.package in needs), *(b for b in CRD_BUNDLES if b.directory in needs))
     directory = charts.cache_dir()
-    failed = 0
+    failed = []
     for ref in wanted:
         try:
-            pulled = (charts.pull(ref, directory, mirror=args.mirror, force=args.force) if ref in CHARTS
-                      else charts.pull_crds(ref, directory, mirror=args.mirror, force=args.force))
+            with _progress(args, f"fetching {ref}…"):
+                pulled = (charts.pull(ref, directory, mirror=args.mirror, force=args.force) if ref in CHARTS
+                          else charts.pull_crds(ref, directory, mirror=args.mirror, force=args.force))
         except charts.PullError as exc:
-            failed += 1
+            failed.append(ref)
             print(f"neurodock: cannot fetch {exc}", file=sys.stderr)
             continue
         print(f"{'fetched' if pulled.fetched else 'cached '}  {ref}  {pulled.path}")
     if failed:
-        print(f"neurodock: {failed} of {len(wanted)} chart(s) not fetched; the cache {directory} holds the rest",
+        print(f"neurodock: {len(failed)} of {len(wanted)} chart(s) not fetched into the cache {directory}:",
+              file=sys.stderr)
+        for ref in failed:
+            print(f"  {ref}", file=sys.stderr)
+        source = f"the mirror {args.mirror}" if args.mirror else "their repositories"
+        print(f"neurodock: this machine could not reach {source}. Either pass --mirror URL (an HTTP chart repository "
+              f"that holds the same packages, and crds/NAME-VERSION/ for the CRD bundles), or copy the packages from "
+              f"a machine that has them and point {CHART_CACHE_ENV} (or --chart-cache) at that directory",
               file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

@@ -69,11 +69,11 @@ VARIANT_HEADER = "x-neurodock-variant"
 """Request header naming the version a request was routed to (stable, canary)."""
 
 
-def cluster_name(namespace: str, route: str) -> str:
+def cluster_name(namespace: str, route: str, rule: int = 0) -> str:
     """The Envoy cluster Envoy Gateway builds for the route's stable rule, the ``envoy_cluster_name`` of
     its statistics: ``httproute/<namespace>/<name>/rule/0`` (``rule/1`` the canary's, ``-mirror-<filter
     index>`` a mirror's; gateway v1.7.0 ``internal/gatewayapi/helpers.go``, ``filters.go``; docs/upstream.md)."""
-    return f"httproute/{namespace}/{route}/rule/0"
+    return f"httproute/{namespace}/{route}/rule/{rule}"
 
 
 def canary_buckets(weight: int) -> str:

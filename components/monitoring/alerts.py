@@ -201,14 +201,23 @@ def _gpu_rules(gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool],
     return rules
 
 
-def _availability_sli(t: ModelTarget) -> Sli:
-    """The stable version's requests as clients get them: the answers of its route rule's Envoy cluster (its
+VARIANT_RULES = {"stable": 0, "canary": 1}
+"""A version's rule of the model's route (``routes.cluster_name``) and, but for the stable one, the suffix of its
+InferencePool and picker (``<model>-canary``, ``infra/routing.py``)."""
+
+
+def _pool(t: ModelTarget, variant: str) -> str:
+    return t.route if variant == "stable" else f"{t.route}-{variant}"
+
+
+def _availability_sli(t: ModelTarget, variant: str = "stable") -> Sli:
+    """A version's requests as clients get them: the answers of its route rule's Envoy cluster (its
     replicas', and the router's 503s and 504s), plus the requests its picker refused before the router ran,
     which no cluster counts. Bad: a 5xx of the cluster, a 429, 503 or 500 of the picker."""
-    cluster = f'envoy_cluster_name="{cluster_name(t.namespace, t.route)}"'
+    cluster = f'envoy_cluster_name="{cluster_name(t.namespace, t.route, VARIANT_RULES[variant])}"'
     answered = f"{m.ENVOY_UPSTREAM_RQ_XX.name}{{{cluster}}}"
     errors = f'{m.ENVOY_UPSTREAM_RQ_XX.name}{{{cluster}, envoy_response_code_class="5"}}'
-    picker = f'namespace="{t.namespace}", job="{t.route}-epp"'
+    picker = f'namespace="{t.namespace}", job="{_pool(t, variant)}-epp"'
     refused = f'{m.EPP_REQUEST_ERRORS.name}{{{picker}, error_code=~"{any_of(EPP_SERVER_ERRORS + EPP_CLIENT_ERRORS)}"}}'
     failed = f'{m.EPP_REQUEST_ERRORS.name}{{{picker}, error_code=~"{any_of(EPP_SERVER_ERRORS)}"}}'
 
@@ -216,25 +225,44 @@ def _availability_sli(t: ModelTarget) -> Sli:
         # Either side may have no series yet (no refusal so far): it counts as none.
         return f"(sum(rate({selector}[{window}])) or vector(0))"
 
-    return Sli(labels={"model": t.served_name, "slo": "availability", "variant": "stable"},
+    return Sli(labels={"model": t.served_name, "slo": "availability", "variant": variant},
                bad=lambda w: f"{rate(errors, w)} + {rate(failed, w)}",
                total=lambda w: f"{rate(answered, w)} + {rate(refused, w)}")
 
 
-def _ttft_sli(t: ModelTarget) -> Sli:
-    """The stable version's streamed requests slower than the objective to their first token, timed at the
+def _ttft_sli(t: ModelTarget, variant: str = "stable") -> Sli:
+    """A version's streamed requests slower than the objective to their first token, timed at the
     gateway's picker (a hold for a waking replica included); without a gateway, at vLLM."""
     if t.route is not None:
         histogram = m.EPP_TTFT.name
-        sel = f'namespace="{t.namespace}", job="{t.route}-epp", streaming="true"'
+        sel = f'namespace="{t.namespace}", job="{_pool(t, variant)}-epp", streaming="true"'
     else:
         histogram = m.VLLM_TTFT.name
-        sel = f'model_name="{t.served_name}", variant="stable"'
+        sel = f'model_name="{t.served_name}", variant="{variant}"'
     total = f"{histogram}_count{{{sel}}}"
     fast = f"{histogram}_bucket{{{sel}, {le_matcher(t.ttft_seconds)}}}"
     return Sli(labels={"model": t.served_name, "slo": "ttft", "variant": "stable"},
                bad=lambda w: f"sum(rate({total}[{w}])) - sum(rate({fast}[{w}]))",
                total=lambda w: f"sum(rate({total}[{w}]))")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SliBudget:
+    """An SLI of a model's version with the share of its events that may be bad (its error budget)."""
+
+    sli: Sli
+    budget: float
+
+
+def version_slis(t: ModelTarget, variant: str = "stable") -> list[SliBudget]:
+    """The SLIs the burn-rate alerts judge a model's ``variant`` (stable, canary) on, each with its budget: the
+    one home of their PromQL, which ``neurodock rollout analyze`` reads too."""
+    out = []
+    if t.route is not None:
+        out.append(SliBudget(sli=_availability_sli(t, variant), budget=1 - t.availability))
+    if t.engine == "vllm":
+        out.append(SliBudget(sli=_ttft_sli(t, variant), budget=1 - TTFT_OBJECTIVE))
+    return out
 
 
 GATEWAY_SLI = Sli(

@@ -145,11 +145,30 @@ class Variant(Model):
     """Replicas of the variant (default 1)."""
 
 
+class CanaryAnalysis(Model):
+    """How ``neurodock rollout analyze`` judges a canary's step (docs/rollouts.md)."""
+
+    window_minutes: int = Field(default=10, ge=1, le=1440)
+    """Minutes of traffic each SLI is compared over, the canary's against the stable version's (default 10)."""
+    min_requests: int = Field(default=100, ge=1, le=10_000_000)
+    """Requests the canary must have served in the window before any verdict but ``hold`` (default 100)."""
+
+
 class Canary(Variant):
     """A canary: takes ``weight`` percent of the model's requests."""
 
     weight: int = Field(ge=0, le=100)
     """Percent of the model's traffic sent to the canary (0-100)."""
+    steps: list[int] | None = None
+    """Weights ``neurodock rollout step`` moves the canary through, rising, each 1-99; after the last,
+    ``rollout promote`` (default none: the weight is edited by hand)."""
+    analysis: CanaryAnalysis = CanaryAnalysis()
+    """How each step is judged (defaults: a 10-minute window, 100 requests)."""
+    eval_suite: str | None = None
+    """A promptfoo-style test file (repository-relative path) the canary must pass before any traffic
+    (default none: traffic at once, as without a gate)."""
+    eval_pass_rate: Fraction = 1.0
+    """Share of the suite's cases that must pass (default 1.0: all)."""
 
 
 class Shadow(Variant):
@@ -351,6 +370,31 @@ def model_warnings(config: StackConfig) -> list[Problem]:
     return out
 
 
+def canary_problems(i: int, model: ModelSpec) -> list[Problem]:
+    """``canary.steps`` rise, each a share 1-99 (100 is ``rollout promote``), and a canary with steps sits at
+    0 (before its first step, or rolled back) or on one of them, so ``rollout step`` knows the next."""
+    canary = model.canary
+    if canary is None or canary.steps is None:
+        return []
+    out: list[Problem] = []
+    where = ("models", i, "canary")
+    steps = canary.steps
+    if not steps:
+        out.append(Problem(key_path((*where, "steps")), "must list at least one weight, e.g. [5, 25, 50]; or remove "
+                           "it to edit the weight by hand"))
+    for j, step in enumerate(steps):
+        if not 1 <= step <= 99:
+            out.append(Problem(key_path((*where, "steps", j)), f"must be 1-99 percent (got {step}); 100 is the "
+                               "promotion, `neurodock rollout promote`"))
+        elif j and step <= steps[j - 1]:
+            out.append(Problem(key_path((*where, "steps", j)), f"must be above the step before it ({steps[j - 1]}); "
+                               "steps rise, e.g. [5, 25, 50]"))
+    if not out and canary.weight not in (0, *steps):
+        out.append(Problem(key_path((*where, "weight")), f"{canary.weight} is not one of canary.steps "
+                           f"({', '.join(map(str, steps))}) nor 0: set it to one of them, or to 0 to start over"))
+    return out
+
+
 def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
                     monitoring: Monitoring, gateway: bool) -> list[Problem]:
     """Engine flags, rollout, and capacity: the model fits its pool's GPUs before anything exists."""
@@ -384,6 +428,7 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
             "enable monitoring or set maxReplicas equal to minReplicas")
     if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:
         add(("rollout",), "maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
+    out.extend(canary_problems(i, model))
     for key in VARIANTS:
         variant = getattr(model, key)
         if variant is not None and variant.source is not None:
@@ -497,7 +542,7 @@ def _cache_problems(i: int, model: ModelSpec, pool: NodePool, provider: str) -> 
 
 
 __all__ = [
-    "MAX_DEFAULT_DRAIN_S", "Canary", "EngineArgs", "GgufFile", "ModelArchitecture",
+    "MAX_DEFAULT_DRAIN_S", "Canary", "CanaryAnalysis", "EngineArgs", "GgufFile", "ModelArchitecture",
     "ModelSpec", "ModelVersion", "Readiness", "Revision", "Rollout", "ServedName", "Shadow", "Slo", "Throughput",
-    "Variant", "WeightsCache", "mirrored", "model_problems", "model_warnings", "on_volume"
+    "Variant", "WeightsCache", "canary_problems", "mirrored", "model_problems", "model_warnings", "on_volume"
 ]

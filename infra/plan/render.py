@@ -36,14 +36,18 @@ def cloud_of(plan: Plan) -> str:
     return str(getattr(cloud, "provider", cloud))
 
 
-def text(plan: Plan) -> str:
+def text(plan: Plan, *, tree: bool = False) -> str:
+    """The readable plan: the summary first (``infra.plan.summary``), then the details; the component
+    tree only with ``tree``."""
+    from infra.plan.summary import endpoint_text, grouped_text, summary_text
+
     custom = [r for r in plan.resources if r.custom]
     lines = [
         f"Plan of stack '{plan.stack.stack}' ({cloud_of(plan)}) from {plan.stack.path}",
         "Offline, under mocks: nothing was created and no credentials were used.",
         "",
-        "Component tree",
-        *_tree(plan.resources),
+        *summary_text(plan, as_json(plan)),
+        *(["", "Component tree", *_tree(plan.resources)] if tree else []),
         "",
         f"Resources by type ({len(custom)} resources, "
         f"{sum(1 for r in plan.resources if not r.custom and r.type != STACK_TYPE)} components)",
@@ -60,8 +64,9 @@ def text(plan: Plan) -> str:
         shown = value if isinstance(value, str) else json.dumps(value, indent=2)
         shown = shown.replace("\n", "\n" + " " * (key_width + 4))
         lines.append(f"  {key:<{key_width}}  {shown}")
+    lines += endpoint_text(plan)
     if plan.warnings:
-        lines += ["", "Warnings", *(f"  {w}" for w in plan.warnings)]
+        lines += ["", "Warnings (identical ones grouped)", *grouped_text(plan.warnings)]
     return "\n".join(lines) + "\n"
 
 
