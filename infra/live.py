@@ -9,6 +9,7 @@ Two things the program cannot decide from config alone:
   ``minNodes`` is above it: EKS then rejects the update unless the desired size is raised with it;
 - a re-created EKS stack finds its control-plane log group left behind (``retainOnDelete``) and adopts it;
 - each EKS add-on's version is EKS's default for the configured Kubernetes version, which only EKS knows.
+- which availability zones offer an EKS node group's instance types, which only EC2 knows, per account.
 - a running GKE cluster keeps what it was created with (its control-plane, pod and service ranges, its
   network and datapath): an edit of one would replace the cluster, which fails on its fixed name.
 
@@ -95,6 +96,32 @@ def eks_addon_versions(kubernetes_version: str, region: str, provider: pulumi.Pr
                             f"{kubernetes_version} ({_first_line(error)}); it stays at the version it runs, and a new "
                             "one gets EKS's default")
     return versions
+
+
+def eks_instance_type_zones(instance_types: list[str], region: str,
+                            provider: pulumi.ProviderResource) -> dict[str, frozenset[str]] | None:
+    """The availability zones of ``region`` that offer each of ``instance_types``, by zone name, as this account
+    names them: EC2's DescribeInstanceTypeOfferings with ``LocationType=availability-zone``, the only source of a
+    zone's types ("To see if an instance type is available in a Region, use the describe-instance-type-offerings
+    command", EC2 User Guide, ec2-instance-topology-prerequisites; zone names map to different physical zones in
+    different accounts of older Regions, so no table from elsewhere would do). The data source answers parallel
+    lists, empty ones when nothing matches (terraform-provider-aws internal/service/ec2/
+    ec2_instance_type_offerings_data_source.go): a type the region does not offer maps to no zone. None when the
+    lookup fails, with a warning: node groups then use every zone."""
+    try:
+        found = aws.ec2.get_instance_type_offerings(
+            location_type="availability-zone", region=region,
+            filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type",
+                                                                values=sorted(set(instance_types)))],
+            opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        pulumi.log.warn(f"could not read which zones of {region} offer {', '.join(sorted(set(instance_types)))} "
+                        f"({_first_line(error)}); node groups are placed in every zone of the stack")
+        return None
+    zones: dict[str, set[str]] = {t: set() for t in instance_types}
+    for kind, location in zip(found.instance_types or [], found.locations or [], strict=True):
+        zones.setdefault(kind, set()).add(location)
+    return {kind: frozenset(where) for kind, where in zones.items()}
 
 
 def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pulumi.ProviderResource) -> Retained:

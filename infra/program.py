@@ -38,6 +38,7 @@ from components.cluster.gke import (
     subnet_name,
 )
 from components.cluster.kind import KindCluster, KindClusterArgs
+from components.cost.budget import budget_tags
 from components.gateway.gateway import CONTROL_PLANE_PORTS as GATEWAY_CONTROL_PLANE_PORTS
 from components.gpu.dcgm import DCGM_NAMESPACE, DcgmExporter, DcgmExporterArgs, DriverLayout
 from components.gpu.device_plugin import DEVICE_PLUGIN_NAMESPACE, NvidiaDevicePlugin, NvidiaDevicePluginArgs
@@ -364,7 +365,10 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                 live_sizes=live.eks_group_sizes(config.cluster_name, cloud.region, provider),
                 addon_versions=live.eks_addon_versions(cloud.kubernetes_version, cloud.region, provider),
                 existing_log_group=live.eks_log_group(config.cluster_name, cloud.region, provider),
+                instance_type_zones=live.eks_instance_type_zones(
+                    [t for p in pools for t in p.instance_types], cloud.region, provider),
                 tags=tags,
+                cluster_tags=_budget_tags(config, labels=False),
             ),
             opts=pulumi.ResourceOptions(providers=[provider]),
         ), provider
@@ -400,9 +404,16 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                                                  recurrence=cloud.maintenance_window.recurrence),
             adopt=live.gke_retained_keys(cloud.project, cloud.region, config.cluster_name, provider),
             labels=labels,
+            cluster_labels=_budget_tags(config, labels=True),
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     ), provider
+
+
+def _budget_tags(config: StackConfig, *, labels: bool) -> dict[str, str]:
+    """The stack's budget on its cluster resource, where the policy pack's ``stack-within-budget`` reads it."""
+    budget = config.budget
+    return budget_tags(budget.monthly_usd, budget.scale, labels=labels) if budget else {}
 
 
 def _gke_fixed_at_creation(running: live.GkeRunningCluster | None, cloud: GkeCloud) -> None:

@@ -26,7 +26,7 @@ from components.versions import KUBE_PROMETHEUS_STACK
 from infra.config import ConfigError, parse_config
 from infra.diff import diff_plans
 from infra.plan import mocks
-from infra.plan.engine import BOOTSTRAP_DIR, run_plan
+from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
 from tests.conftest import of_type, release_of, stack_document
 from tests.pools import pool_args
@@ -321,3 +321,60 @@ def test_prometheus_claim_on_eks_goes_with_its_statefulset_onto_a_deleting_class
     claim = kps.inputs["values"]["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
     [storage] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "StorageClass"]
     assert claim["storageClassName"] == storage["metadata"]["name"] and storage["reclaimPolicy"] == "Delete"
+
+
+# -- 6. Node groups only in the zones that offer their instance types (EC2's own answer, read at deploy) ---------
+
+
+def private_subnet_zones(plan) -> dict[str, list[str]]:
+    """Each node group's subnets, as the zones of the private subnets they are."""
+    zone_of = {s.id: s.inputs["availabilityZone"] for s in of_type(plan, "aws:ec2/subnet:Subnet")
+               if s.name.startswith("cluster-private-")}
+    return {g.name: [zone_of[i] for i in g.inputs["subnetIds"]] for g in of_type(plan, "aws:eks/nodeGroup:NodeGroup")}
+
+
+def test_a_node_group_goes_only_to_the_zones_that_offer_one_of_its_types(write_stack, monkeypatch):
+    monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {"us-west-2": {
+        "g6.2xlarge": ["us-west-2b", "us-west-2c", "us-west-2d"],
+        "m7i.xlarge": ["us-west-2b"], "m6i.xlarge": ["us-west-2a", "us-west-2b", "us-west-2d"]}})
+    plan = plan_of(write_stack, stack_document("staging"))
+    assert private_subnet_zones(plan) == {
+        "cluster-gpu-l4": ["us-west-2b", "us-west-2c"],  # the stack's zones (a, b, c) that offer g6.2xlarge
+        "cluster-system": ["us-west-2a", "us-west-2b"],  # either type will do: the group launches what a zone has
+    }
+    [cluster] = of_type(plan, "aws:eks/cluster:Cluster")
+    assert len(cluster.inputs["vpcConfig"]["subnetIds"]) == 3  # the control plane keeps every zone
+    # Control: offered everywhere (or not known), every group gets every zone.
+    monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {})
+    assert set(map(tuple, private_subnet_zones(plan_of(write_stack, stack_document("staging"))).values())) == {
+        ("us-west-2a", "us-west-2b", "us-west-2c")}
+
+
+def test_a_pool_no_zone_of_the_stack_offers_fails_the_plan_naming_the_zones_that_do(write_stack, monkeypatch):
+    monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {"us-west-2": {
+        "g6.2xlarge": ["us-west-2d"], "m7i.xlarge": ["us-west-2a"], "m6i.xlarge": []}})
+    with pytest.raises(ProgramError) as caught:
+        plan_of(write_stack, stack_document("staging"))
+    message = str(caught.value)
+    assert ("node pool 'gpu-l4': no zone of us-west-2a, us-west-2b, us-west-2c offers g6.2xlarge (EC2 "
+            "DescribeInstanceTypeOfferings); us-west-2's zones that do: us-west-2d") in message
+    assert "'system'" not in message  # control: m7i.xlarge in us-west-2a is enough for the system pool
+
+
+def test_an_unreadable_offering_places_every_group_everywhere_and_says_so(write_stack, monkeypatch):
+    monkeypatch.setitem(mocks.LIVE, "ec2OfferingsError", "UnauthorizedOperation: ec2:DescribeInstanceTypeOfferings")
+    plan = plan_of(write_stack, stack_document("staging"))
+    assert [w for w in plan.warnings if "could not read which zones of us-west-2 offer" in w]
+    assert all(len(zones) == 3 for zones in private_subnet_zones(plan).values())
+
+
+@pytest.mark.usefixtures("_aws_modules")
+def test_an_existing_vpcs_subnets_are_all_used_and_never_judged():
+    offered = {"m6i.large": frozenset({"us-west-2d"})}
+    # Created subnets: judged, and nothing offers m6i.large in a or b.
+    assert input_errors(lambda: EksCluster("cluster", replace(ARGS, instance_type_zones=offered)))[0][0] == \
+        "node_pools[0].instance_types"
+    # Control: an existing VPC's subnets are in zones the component does not know; each group gets all of them.
+    existing = replace(ARGS, instance_type_zones=offered, existing_private_subnet_ids=("subnet-1", "subnet-2"))
+    [group] = build(lambda: EksCluster("cluster", existing)).of_type("aws:eks/nodeGroup:NodeGroup")
+    assert group.inputs["subnetIds"] == ["subnet-1", "subnet-2"]

@@ -290,6 +290,24 @@ def test_the_gcp_bootstrap_enables_kms_and_storage_before_the_key_ring_grant_and
     assert not of_type(run_plan(load_stack_file("aws", root=BOOTSTRAP_DIR)), "gcp:projects/service:Service")
 
 
+def test_a_gke_stack_enables_storage_before_its_weights_bucket(write_stack):
+    """The stack's own weights bucket (no neurodock:weightsBucket) is a GCS bucket: Storage's API is on by default only
+    in projects made with the console or gcloud, so the cluster's APIs include it and the bucket waits for them."""
+    from tests.conftest import plan_with
+
+    plan = plan_with(write_stack, "prod", lambda c: c.pop("neurodock:weightsBucket"))
+    services = {s.inputs["service"]: s.urn for s in of_type(plan, "gcp:projects/service:Service")}
+    assert "storage.googleapis.com" in services
+    [component] = [r for r in plan.resources if r.type == "neurodock:serving:MirrorBucket"]
+    [bucket] = of_type(plan, "gcp:storage/bucket:Bucket")
+    # The bucket is the component's child, and the component waits for the cluster component's children: the API
+    # enablements, the storage one among them.
+    assert bucket.parent == component.urn
+    assert services["storage.googleapis.com"] in component.options["dependsOn"]
+    [storage] = [r for r in plan.resources if r.urn == services["storage.googleapis.com"]]
+    assert storage.inputs["disableOnDestroy"] is False and storage.inputs["project"] == "neurodock-prod-4821"
+
+
 # -- 8. An edit that would replace the fixed-name cluster is refused -------------------------------
 
 RUNNING = "projects/neurodock-prod-4821/locations/europe-west4/clusters/neurodock-prod"

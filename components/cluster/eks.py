@@ -86,6 +86,9 @@ class EksClusterArgs:
     when it could not be read."""
     tags: dict[str, str] = field(default_factory=dict)
     """Tags for every taggable resource (default none)."""
+    cluster_tags: dict[str, str] = field(default_factory=dict)
+    """Tags for the EKS cluster alone, on top of ``tags`` (default none): the stack's budget, which the policy
+    pack reads there (``components.cost.budget``)."""
     addon_versions: Mapping[str, str] = field(default_factory=dict)
     """Version of each of ``MANAGED_ADDONS`` (``infra.live.eks_addon_versions``: EKS's default for
     ``kubernetes_version``). An add-on missing here is created at EKS's default then left at its version (default:
@@ -94,6 +97,12 @@ class EksClusterArgs:
     """The control-plane log group as it exists before `pulumi up` (``infra.live.eks_log_group``): a destroyed stack
     of this cluster name left it (``retainOnDelete``), and it is adopted (``import``) instead of created (default:
     none, create it)."""
+    instance_type_zones: Mapping[str, frozenset[str]] | None = None
+    """The availability zones of ``region`` that offer each instance type of the node pools
+    (``infra.live.eks_instance_type_zones``: EC2's DescribeInstanceTypeOfferings, the only source AWS gives for a
+    zone's types). A node group then gets the private subnets of the zones of ``zones`` that offer one of its types,
+    and a pool none of them offers is refused. None (default): not known, every zone; with
+    ``existing_private_subnet_ids`` the subnets' zones are not known, and every subnet is used."""
     preview_role_arns: tuple[str, ...] = ()
     """IAM roles given read-only Kubernetes access (``AmazonEKSViewPolicy``, cluster scope) through access entries:
     the pull-request preview's identity (default none)."""
@@ -142,6 +151,9 @@ class EksCluster(pulumi.ComponentResource):
 
         key = self._create_kms_key()
         private_subnets = list(args.existing_private_subnet_ids) or [s.id for s in self._create_network()]
+        # The created subnets are in zone order; an existing VPC's subnets' zones are unknown here.
+        self._subnets_by_zone = (None if args.existing_private_subnet_ids
+                                 else dict(zip(args.zones, private_subnets, strict=True)))
         cluster = self._create_control_plane(key, private_subnets)
         oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc",
@@ -289,7 +301,7 @@ class EksCluster(pulumi.ComponentResource):
                 # The identity running `pulumi up` needs access to deploy the workloads.
                 bootstrap_cluster_creator_admin_permissions=True,
             ),
-            tags=self._tags,
+            tags={**self._tags, **args.cluster_tags},
             opts=self._child(depends_on=[attachment, logs]),
         )
 
@@ -394,7 +406,12 @@ class EksCluster(pulumi.ComponentResource):
                 cluster_name=cluster.name,
                 node_group_name_prefix=f"{pool.name}-",
                 node_role_arn=role.arn,
-                subnet_ids=subnets,
+                # Only the subnets of zones that offer one of the pool's instance types: the group's Auto Scaling
+                # group would otherwise keep trying, and failing, to launch in the others. ForceNew in the provider
+                # (terraform-provider-aws internal/service/eks/node_group.go, docs/upstream.md):
+                # a zone that starts offering the type replaces the group (its name is a prefix, so the new one
+                # comes up before the old one is drained), shown as a replace in the preview.
+                subnet_ids=self._pool_subnets(pool, subnets),
                 ami_type=_AMI_TYPES[pool.role],
                 instance_types=list(pool.instance_types),
                 capacity_type="SPOT" if pool.capacity is Capacity.SPOT else "ON_DEMAND",
@@ -421,6 +438,12 @@ class EksCluster(pulumi.ComponentResource):
             self._tag_for_scale_from_zero(pool, group)
             groups.append(group)
         return groups
+
+    def _pool_subnets(self, pool: NodePoolArgs, subnets: list[pulumi.Input[str]]) -> list[pulumi.Input[str]]:
+        if self._subnets_by_zone is None:
+            return subnets
+        return [self._subnets_by_zone[z] for z in pool_zones(pool.instance_types, self._args.zones,
+                                                             self._args.instance_type_zones)]
 
     def _tag_for_scale_from_zero(self, pool: NodePoolArgs, group: aws.eks.NodeGroup) -> None:
         """Node-template tags on the group's Auto Scaling group.
@@ -590,6 +613,16 @@ def irsa_trust_policy(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pul
     return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(lambda a: render(a[0], a[1]))
 
 
+def pool_zones(instance_types: tuple[str, ...] | list[str], zones: tuple[str, ...],
+               offered: Mapping[str, frozenset[str]] | None) -> tuple[str, ...]:
+    """The zones of ``zones`` where a node group of ``instance_types`` is placed: those that offer at least one of
+    them (the group's Auto Scaling group launches whichever type a zone has), in the stack's order; every one when
+    the offerings are not known (``offered`` None)."""
+    if offered is None:
+        return tuple(zones)
+    return tuple(z for z in zones if any(z in offered.get(t, frozenset()) for t in instance_types))
+
+
 def _validate(args: EksClusterArgs) -> None:
     problems = InputProblems()
     if len(args.zones) < 2 and not args.existing_private_subnet_ids:
@@ -600,6 +633,13 @@ def _validate(args: EksClusterArgs) -> None:
     for i, pool in enumerate(args.node_pools):
         if not pool.instance_types:
             problems.add(("node_pools", i, "instance_types"), f"node pool {pool.name!r} needs instance_types")
+        elif (offered := args.instance_type_zones) is not None and not args.existing_private_subnet_ids \
+                and not pool_zones(pool.instance_types, args.zones, offered):
+            there = sorted({z for t in pool.instance_types for z in offered.get(t, ())})
+            problems.add(("node_pools", i, "instance_types"), (
+                f"node pool {pool.name!r}: no zone of {', '.join(args.zones)} offers {', '.join(pool.instance_types)} "
+                f"(EC2 DescribeInstanceTypeOfferings); {args.region}'s zones that do: {', '.join(there) or 'none'}. "
+                "Add such a zone to cloud.zones, or choose instance types these zones offer"))
     unknown = sorted(set(args.addon_versions) - set(MANAGED_ADDONS))
     if unknown:
         problems.add("addon_versions", f"EksClusterArgs.addon_versions names add-ons the cluster does not manage "

@@ -30,8 +30,12 @@ REQUIRED_APIS = (
     "iam.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
+    "storage.googleapis.com",
 )
-"""Services the cluster, its network, its Secrets key and its nodes' service account use."""
+"""Services the cluster, its network, its Secrets key and its nodes' service account use, and the stack's weights
+bucket and its IAM bindings (``storage``: on by default only for projects created with the console or gcloud, Service
+Usage docs, "Services enabled by default"; a project created through the API or Pulumi may lack it). The weights
+bucket waits for the cluster, and so for these (``infra/serving.py``)."""
 GKE_CONTROL_PLANE_TO_NODE_PORTS = (443, 10250)
 """Ports GKE's own firewall rule opens from a private cluster's control plane to its nodes (docs/upstream.md)."""
 CRYPTO_KEY_NAME = "etcd-secrets"
@@ -113,6 +117,9 @@ class GkeClusterArgs:
     """Retained resources with fixed names found in the project: adopted instead of created."""
     labels: dict[str, str] = field(default_factory=dict)
     """Resource labels (default none)."""
+    cluster_labels: dict[str, str] = field(default_factory=dict)
+    """Labels for the GKE cluster alone, on top of ``labels`` (default none): the stack's budget, which the policy
+    pack reads there (``components.cost.budget``)."""
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -384,7 +391,7 @@ class GkeCluster(pulumi.ComponentResource):
             logging_config=gcp.container.ClusterLoggingConfigArgs(
                 enable_components=["SYSTEM_COMPONENTS", "APISERVER", "CONTROLLER_MANAGER", "SCHEDULER", "WORKLOADS"],
             ),
-            resource_labels=self._labels,
+            resource_labels={**self._labels, **args.cluster_labels},
             deletion_protection=args.deletion_protection,
             opts=self._child(ignore_changes=["nodeConfig", "initialNodeCount"], depends_on=depends_on),
         )

@@ -262,6 +262,8 @@ test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "d
 ``gcpKeyRings`` ({"projects/P/locations/L": [ring ids]}), ``gcpCryptoKeys`` ({ring id: [key ids]}),
 ``awsLogGroups`` ({name: {"retentionInDays", "tags"}}), ``eksAddonVersionError`` (a failure message for the add-on
 version lookup), ``eksAddonVersions`` ({(add-on, minor): version}, replacing ``EKS_ADDON_DEFAULTS``' entries),
+``ec2Offerings`` ({region: {instance type: [zones that offer it]}}, replacing the default: every type in zones a-d),
+``ec2OfferingsError`` (a failure message for that lookup),
 ``gkeClusters`` ({"projects/P/locations/L/clusters/N": the running cluster as ``gcp.container.get_cluster`` answers,
 camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``subnetwork``, ``datapathProvider``})."""
 
@@ -407,6 +409,20 @@ class PlanMocks(pulumi.runtime.Mocks):
                              or f"reading EKS Add-On version info ({name}, {minor}): empty result")]
             return {"addonName": name, "kubernetesVersion": minor, "mostRecent": bool(a.get("mostRecent")),
                     "version": version, "id": name, "region": aws_region}
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            # One row per (instance type, zone), as DescribeInstanceTypeOfferings answers; every type in every zone
+            # (a to d) unless the test says otherwise (``ec2Offerings``). Empty lists, not an error, when nothing
+            # matches (terraform-provider-aws ec2_instance_type_offerings_data_source.go).
+            if LIVE.get("ec2OfferingsError"):
+                return {}, [("filters", LIVE["ec2OfferingsError"])]
+            wanted = [v for f in a.get("filters") or [] if f.get("name") == "instance-type"
+                      for v in f.get("values", [])]
+            offered = LIVE.get("ec2Offerings", {}).get(aws_region)
+            rows = [(t, z) for t in wanted for z in (offered.get(t, []) if offered is not None
+                                                     else [f"{aws_region}{x}" for x in "abcd"])]
+            return {"id": aws_region, "region": aws_region, "locationType": a.get("locationType"),
+                    "filters": a.get("filters") or [], "instanceTypes": [t for t, _ in rows],
+                    "locations": [z for _, z in rows], "locationTypes": [a.get("locationType") or "region"] * len(rows)}
         if args.token == "aws:cloudwatch/getLogGroup:getLogGroup":
             name = a.get("name")
             group = LIVE.get("awsLogGroups", {}).get(name)
