@@ -179,4 +179,52 @@ def roofline(config: StackConfig, model: ModelSpec, pool: PoolCost) -> Roofline 
                     tensor_parallel=tp, gpu=gpu)
 
 
-__all__ = ["ModelCost", "PlanCost", "Roofline", "cost_resources", "model_cost", "plan_cost", "roofline"]
+def cost_delta(a: dict | None, b: dict | None) -> dict | None:
+    """What an edit changes in what a stack costs a month: per pool, per model, the fixed costs and the total, at
+    minimum and maximum scale, from two plans' cost sections (``PlanCost.to_json``; None: kind, which costs
+    nothing). Rows that do not change are left out; None when neither side costs anything."""
+    if a is None and b is None:
+        return None
+
+    def monthly(row: dict | None, key: str = "cost") -> tuple[float, float]:
+        if row is None:
+            return 0.0, 0.0
+        span = row[key]
+        return (span["minimum"]["monthly"] or 0.0, span["maximum"]["monthly"] or 0.0)
+
+    def fixed(side: dict | None) -> dict:
+        if side is None:
+            return {"cost": {"minimum": {"monthly": 0.0}, "maximum": {"monthly": 0.0}}}
+        lo = sum(f["cost"]["minimum"]["monthly"] for f in side["fixed"])
+        hi = sum(f["cost"]["maximum"]["monthly"] for f in side["fixed"])
+        return {"cost": {"minimum": {"monthly": lo}, "maximum": {"monthly": hi}}}
+
+    def rows(kind: str) -> list[dict]:
+        left = {r["name"]: r for r in (a or {}).get(kind, [])}
+        right = {r["name"]: r for r in (b or {}).get(kind, [])}
+        out = []
+        for name in sorted(left.keys() | right.keys()):
+            row = _delta_row(name, monthly(left.get(name)), monthly(right.get(name)))
+            unpriced = [side[name]["unpriced"] for side in (left, right) if side.get(name, {}).get("unpriced")]
+            if unpriced:
+                row["unpriced"] = unpriced[0]
+            if row["delta"] != [0.0, 0.0] or name not in left or name not in right or unpriced:
+                out.append(row)
+        return out
+
+    return {
+        "currency": "USD", "period": "month",
+        "pools": rows("pools"), "models": rows("models"),
+        "fixed": _delta_row("fixed costs", monthly(fixed(a)), monthly(fixed(b))),
+        "total": _delta_row("total", monthly(a, "total") if a else (0.0, 0.0), monthly(b, "total") if b else (0.0, 0.0)),
+        "unpriced": sorted(set((a or {}).get("unpriced", [])) | set((b or {}).get("unpriced", []))),
+    }
+
+
+def _delta_row(name: str, a: tuple[float, float], b: tuple[float, float]) -> dict:
+    return {"name": name, "a": [round(a[0], 2), round(a[1], 2)], "b": [round(b[0], 2), round(b[1], 2)],
+            "delta": [round(b[0] - a[0], 2), round(b[1] - a[1], 2)]}
+
+
+__all__ = ["ModelCost", "PlanCost", "Roofline", "cost_delta", "cost_resources", "model_cost", "plan_cost",
+           "roofline"]

@@ -28,6 +28,7 @@ from typing import Any
 
 from components.cluster.zones import initial_nodes_per_zone, pool_zones
 from components.gpu.catalog import gke_accelerator
+from infra.cost import cost_delta, plan_cost
 from infra.plan.engine import Plan
 from infra.plan.helm import ChartObject
 from infra.plan.mocks import Registration, gcp_project_number, is_k8s_object, k8s_checked
@@ -118,6 +119,9 @@ class PlanDiff:
     install_only: frozenset[str] = frozenset()
     """Keys of CRDs from charts' ``crds/``: Helm creates them on the first install only, so a change
     shown here does not reach an existing cluster by `pulumi up`."""
+    cost: dict[str, Any] | None = None
+    """What the edit changes in the stack's monthly cost (``infra.cost.cost_delta``); None when neither side
+    costs anything (kind)."""
 
     @property
     def other(self) -> list[ResourceDiff]:
@@ -136,6 +140,7 @@ class PlanDiff:
                                        for c in r.changes],
                            "ignoredChanges": [{"path": c.path, "a": c.old, "b": c.new, "location": c.location}
                                               for c in r.ignored]} for r in self.resources],
+            "cost": self.cost,
         }
 
 
@@ -171,8 +176,9 @@ def saved_plan(document: dict[str, Any], like: Plan) -> Plan:
     # ChartObject derives its URN; a saved one must read back as it was written.
     if objects_urns != {r["urn"] for r in document["resources"] if "release" in r}:
         raise SavedPlanError("its Helm releases' objects do not read back under the URNs it names")
+    # Its cost as its own config priced it (models, budget): ``like``'s config is the other commit's.
     return Plan(stack=like.stack, config=like.config, resources=resources, outputs=document.get("outputs", {}),
-                warnings=[], releases=[_Release(objects)])
+                warnings=[], releases=[_Release(objects)], saved_cost=document.get("cost") or {})
 
 
 @dataclass(frozen=True)
@@ -236,7 +242,17 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
     prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
     install_only = frozenset(o.urn.removeprefix(prefix) for o in b.chart_objects if o.install_only)
     compared = len(left.keys() & right.keys()) + len(moved)
-    return PlanDiff(a.stack.stack, b.stack.stack, compared, location, out, install_only)
+    return PlanDiff(a.stack.stack, b.stack.stack, compared, location, out, install_only,
+                    cost_delta(_cost_of(a), _cost_of(b)))
+
+
+def _cost_of(plan: Plan) -> dict[str, Any] | None:
+    """A plan's cost section: as a saved plan recorded it (its own config priced it; ``{}`` where it recorded
+    none: kind, or an older plan), else computed."""
+    if plan.saved_cost is not None:
+        return plan.saved_cost or None
+    cost = plan_cost(plan)
+    return None if cost is None else cost.to_json()
 
 
 def _under(path: str, field_: str) -> bool:
@@ -366,6 +382,7 @@ def render(diff: PlanDiff, *, full: bool = False) -> str:
             why = "location" if c.location else "OTHER"
             lines.append(f"    {c.path}: {_shown(c.old, full)} -> {_shown(c.new, full)}  [{why}; ignoreChanges: a "
                          "running stack keeps its value, a new one gets this]")
+    lines.extend(_cost_lines(diff.cost))
     changed = [r for r in diff.resources if r.status == "changed" or r.changes]
     lines.append(
         f"{diff.compared} resources in both; {len(changed)} changed "
@@ -376,6 +393,31 @@ def render(diff: PlanDiff, *, full: bool = False) -> str:
         f"{sum(r.replaced and not r.location_only for r in diff.resources)} replaced; "
         f"{len(diff.other)} differences not explained by location")
     return "\n".join(lines) + "\n"
+
+
+def _cost_lines(cost: dict[str, Any] | None) -> list[str]:
+    """The cost change, per pool and model that changes, the fixed costs and the total (USD a month)."""
+    if cost is None:
+        return []
+
+    def usd(value: float, sign: bool = False) -> str:
+        return f"{'+' if sign and value > 0 else '-' if value < 0 else ''}${abs(value):,.0f}"
+
+    def line(what: str, row: dict[str, Any]) -> str:
+        (a_lo, a_hi), (b_lo, b_hi), (d_lo, d_hi) = row["a"], row["b"], row["delta"]
+        text = (f"  {what}: {usd(a_lo)} .. {usd(a_hi)} -> {usd(b_lo)} .. {usd(b_hi)}  "
+                f"({usd(d_lo, True)} .. {usd(d_hi, True)})")
+        return text + (f"  NOT PRICED: {row['unpriced']}" if row.get("unpriced") else "")
+
+    lines = ["cost a month, list prices (USD; minimum .. maximum scale; A -> B (change)):"]
+    lines += [line(f"pool {r['name']}", r) for r in cost["pools"]]
+    lines += [line(f"model {r['name']}", r) for r in cost["models"]]
+    if cost["fixed"]["delta"] != [0.0, 0.0]:
+        lines.append(line("fixed costs", cost["fixed"]))
+    lines.append(line("total", cost["total"]))
+    if cost["unpriced"]:
+        lines.append(f"  not priced on a side ({len(cost['unpriced'])}): the totals leave them out")
+    return lines
 
 
 def _shown(value: Any, full: bool) -> str:

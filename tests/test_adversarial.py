@@ -77,8 +77,8 @@ CONFIGS = [
      "neurodock:cloud.masterCidr: 8.8.8.0/28 must be a private (RFC 1918) /28"),
     ("a zone ID instead of a zone name", "staging", _set(["neurodock:cloud", "zones", 0], "usw2-az1"),
      "neurodock:cloud.zones[0]: 'usw2-az1' is a zone ID; give the zone's name, the region and a letter, e.g. "
-     "'us-west-2a'"),
-    ("a zone listed twice", "staging", _set(["neurodock:cloud", "zones"], ["us-west-2a", "us-west-2a", "us-west-2b"]),
+     "'us-east-1a'"),
+    ("a zone listed twice", "staging", _set(["neurodock:cloud", "zones"], ["us-east-1a", "us-east-1a", "us-east-1b"]),
      "neurodock:cloud.zones: lists a zone twice"),
     # Pools and machines.
     ("a GPU count the machine does not have", "staging", _set(["neurodock:nodePools", 1, "gpu", "count"], 2),

@@ -81,7 +81,7 @@ def test_neurodock_stacks_lists_each_stack_with_its_cloud_and_region():
     assert result.returncode == 0, result.stderr
     rows = {row["stack"]: row for row in json.loads(result.stdout)}
     assert set(rows) == {p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml")}
-    assert rows["staging"]["provider"] == "eks" and rows["staging"]["region"] == "us-west-2"
+    assert rows["staging"]["provider"] == "eks" and rows["staging"]["region"] == "us-east-1"
     assert rows["dev"]["provider"] == "kind" and rows["dev"]["region"] is None
 
 

@@ -23,7 +23,7 @@ def test_secrets_are_envelope_encrypted_with_a_rotating_retained_key(plan):
     [encryption] = cluster.inputs["encryptionConfig"] if isinstance(cluster.inputs["encryptionConfig"], list) \
         else [cluster.inputs["encryptionConfig"]]
     assert encryption["resources"] == ["secrets"]
-    assert encryption["provider"]["keyArn"].startswith("arn:aws:kms:us-west-2:")
+    assert encryption["provider"]["keyArn"].startswith("arn:aws:kms:us-east-1:")
     assert key.inputs["enableKeyRotation"] is True
     assert key.options["retainOnDelete"] is True
 
@@ -58,7 +58,7 @@ def test_private_endpoint_only_by_default(write_stack):
 def test_nodes_run_in_private_subnets_of_every_zone(plan):
     subnets = {r.id: r for r in of_type(plan, "aws:ec2/subnet:Subnet")}
     private = {sid for sid, s in subnets.items() if "kubernetes.io/role/internal-elb" in s.inputs["tags"]}
-    assert {subnets[s].inputs["availabilityZone"] for s in private} == {"us-west-2a", "us-west-2b", "us-west-2c"}
+    assert {subnets[s].inputs["availabilityZone"] for s in private} == {"us-east-1a", "us-east-1b", "us-east-1c"}
     for group in of_type(plan, "aws:eks/nodeGroup:NodeGroup"):
         assert set(group.inputs["subnetIds"]) == private
     assert len(of_type(plan, "aws:ec2/natGateway:NatGateway")) == 3
@@ -150,7 +150,7 @@ def test_kubernetes_provider_uses_aws_eks_get_token(plan):
     assert config["users"][0]["user"]["exec"]["args"][:3] == ["eks", "get-token", "--cluster-name"]
     assert cluster.provider.endswith("pulumi:providers:aws::aws")
     [aws] = of_type(plan, "pulumi:providers:aws")
-    assert aws.inputs["region"] == "us-west-2"
+    assert aws.inputs["region"] == "us-east-1"
 
 
 def test_existing_vpc_is_used_instead_of_creating_one(write_stack):

@@ -97,7 +97,7 @@ def test_a_group_eks_recreated_after_an_older_destroy_is_named_with_its_fix(writ
     monkeypatch.setitem(mocks.LIVE, "awsLogGroups", {LOG_GROUP: {"retentionInDays": 0, "tags": {}}})
     plan = plan_of(write_stack, stack_document("staging"))
     [warning] = [w for w in plan.warnings if LOG_GROUP in w]
-    assert f"aws logs delete-log-group --region us-west-2 --log-group-name {LOG_GROUP}" in warning
+    assert f"aws logs delete-log-group --region us-east-1 --log-group-name {LOG_GROUP}" in warning
     assert f"{CLUSTER_TAG}=neurodock-staging" in warning and "never expire" in warning
     assert one(plan, "aws:cloudwatch/logGroup:LogGroup").options["import"] == LOG_GROUP
 
@@ -174,13 +174,13 @@ def test_an_unreadable_default_leaves_the_addon_where_it_is_and_says_so(write_st
 
 def test_a_reader_may_decrypt_only_through_s3_for_its_bucket_and_the_mirror_may_also_encrypt(shipped_plans):
     plan = shipped_plans["staging"]
-    bucket = "neurodock-staging-weights-123456789012-us-west-2"
+    bucket = "neurodock-staging-weights-123456789012-us-east-1"
     prefix = "hf/meta-llama/Llama-3.1-8B-Instruct/0e9e39f249a16976918f6564b8830bc894c89659"
     reader = policy(plan, "llama-3-1-8b-weights-reader-read")["Statement"]
     kms = [s for s in reader if any(a.startswith("kms:") for a in _actions(s))]
     assert kms == [{
         "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
-        "Condition": {"StringEquals": {"kms:ViaService": "s3.us-west-2.amazonaws.com"},
+        "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
                       "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
                           f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*"]}}}]
     # Control: the mirror's writer uploads (GenerateDataKey) and completes multipart uploads (Decrypt).
@@ -334,37 +334,37 @@ def private_subnet_zones(plan) -> dict[str, list[str]]:
 
 
 def test_a_node_group_goes_only_to_the_zones_that_offer_one_of_its_types(write_stack, monkeypatch):
-    monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {"us-west-2": {
-        "g6.2xlarge": ["us-west-2b", "us-west-2c", "us-west-2d"],
-        "m7i.xlarge": ["us-west-2b"], "m6i.xlarge": ["us-west-2a", "us-west-2b", "us-west-2d"]}})
+    monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {"us-east-1": {
+        "g6.2xlarge": ["us-east-1b", "us-east-1c", "us-east-1d"],
+        "m7i.xlarge": ["us-east-1b"], "m6i.xlarge": ["us-east-1a", "us-east-1b", "us-east-1d"]}})
     plan = plan_of(write_stack, stack_document("staging"))
     assert private_subnet_zones(plan) == {
-        "cluster-gpu-l4": ["us-west-2b", "us-west-2c"],  # the stack's zones (a, b, c) that offer g6.2xlarge
-        "cluster-system": ["us-west-2a", "us-west-2b"],  # either type will do: the group launches what a zone has
+        "cluster-gpu-l4": ["us-east-1b", "us-east-1c"],  # the stack's zones (a, b, c) that offer g6.2xlarge
+        "cluster-system": ["us-east-1a", "us-east-1b"],  # either type will do: the group launches what a zone has
     }
     [cluster] = of_type(plan, "aws:eks/cluster:Cluster")
     assert len(cluster.inputs["vpcConfig"]["subnetIds"]) == 3  # the control plane keeps every zone
     # Control: offered everywhere (or not known), every group gets every zone.
     monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {})
     assert set(map(tuple, private_subnet_zones(plan_of(write_stack, stack_document("staging"))).values())) == {
-        ("us-west-2a", "us-west-2b", "us-west-2c")}
+        ("us-east-1a", "us-east-1b", "us-east-1c")}
 
 
 def test_a_pool_no_zone_of_the_stack_offers_fails_the_plan_naming_the_zones_that_do(write_stack, monkeypatch):
-    monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {"us-west-2": {
-        "g6.2xlarge": ["us-west-2d"], "m7i.xlarge": ["us-west-2a"], "m6i.xlarge": []}})
+    monkeypatch.setitem(mocks.LIVE, "ec2Offerings", {"us-east-1": {
+        "g6.2xlarge": ["us-east-1d"], "m7i.xlarge": ["us-east-1a"], "m6i.xlarge": []}})
     with pytest.raises(ProgramError) as caught:
         plan_of(write_stack, stack_document("staging"))
     message = str(caught.value)
-    assert ("node pool 'gpu-l4': no zone of us-west-2a, us-west-2b, us-west-2c offers g6.2xlarge (EC2 "
-            "DescribeInstanceTypeOfferings); us-west-2's zones that do: us-west-2d") in message
-    assert "'system'" not in message  # control: m7i.xlarge in us-west-2a is enough for the system pool
+    assert ("node pool 'gpu-l4': no zone of us-east-1a, us-east-1b, us-east-1c offers g6.2xlarge (EC2 "
+            "DescribeInstanceTypeOfferings); us-east-1's zones that do: us-east-1d") in message
+    assert "'system'" not in message  # control: m7i.xlarge in us-east-1a is enough for the system pool
 
 
 def test_an_unreadable_offering_places_every_group_everywhere_and_says_so(write_stack, monkeypatch):
     monkeypatch.setitem(mocks.LIVE, "ec2OfferingsError", "UnauthorizedOperation: ec2:DescribeInstanceTypeOfferings")
     plan = plan_of(write_stack, stack_document("staging"))
-    assert [w for w in plan.warnings if "could not read which zones of us-west-2 offer" in w]
+    assert [w for w in plan.warnings if "could not read which zones of us-east-1 offer" in w]
     assert all(len(zones) == 3 for zones in private_subnet_zones(plan).values())
 
 

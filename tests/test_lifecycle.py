@@ -239,7 +239,7 @@ def test_eks_version_moves_one_minor_at_a_time(write_stack, monkeypatch, running
 
 
 def test_the_kubernetes_provider_is_replaced_only_with_the_cluster(shipped_plans):
-    for stack, prefix in (("staging", "eks:https://oidc.eks.us-west-2.amazonaws.com/id/"),
+    for stack, prefix in (("staging", "eks:https://oidc.eks.us-east-1.amazonaws.com/id/"),
                           ("prod", "gke:projects/neurodock-prod-4821/locations/europe-west4/clusters/neurodock-prod:")):
         [provider] = [r for r in shipped_plans[stack].resources if r.type == "pulumi:providers:kubernetes"]
         assert provider.inputs["clusterIdentifier"].startswith(prefix)

@@ -74,7 +74,7 @@ def test_kubeconfig_is_a_secret_output(shipped_plans, stack):
 
 def test_eks_outputs_look_like_eks(shipped_plans):
     plan = shipped_plans["staging"]
-    assert re.fullmatch(r"https://[0-9A-F]{32}\.gr7\.us-west-2\.eks\.amazonaws\.com", plan.outputs["clusterEndpoint"])
+    assert re.fullmatch(r"https://[0-9A-F]{32}\.gr7\.us-east-1\.eks\.amazonaws\.com", plan.outputs["clusterEndpoint"])
     [vpc] = [r for r in plan.resources if r.type == "aws:ec2/vpc:Vpc"]
     assert re.fullmatch(r"vpc-[0-9a-f]{17}", vpc.id)
     [cluster] = [r for r in plan.resources if r.type == "aws:eks/cluster:Cluster"]

@@ -132,13 +132,13 @@ def test_hugging_face_weights_are_mirrored_once_at_the_pinned_revision_without_o
     assert "revision=sys.argv[2]" in program
     [upload] = pod["containers"]
     script = upload["command"][2]
-    prefix = f"s3://neurodock-staging-weights-123456789012-us-west-2/hf/{repo}/{revision}"
+    prefix = f"s3://neurodock-staging-weights-123456789012-us-east-1/hf/{repo}/{revision}"
     # Skips when the marker is there; writes the marker last, naming source and revision.
     assert script.index(f"aws s3 ls {prefix}/.neurodock-complete") < script.index("aws s3 cp --recursive")
     assert script.rstrip().endswith(f"aws s3 cp - {prefix}/.neurodock-complete")
     assert pod["serviceAccountName"] == "weights-mirror"
     assert job["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"  # a failed mirror runs again
-    assert {"name": "AWS_REGION", "value": "us-west-2"} in upload["env"]
+    assert {"name": "AWS_REGION", "value": "us-east-1"} in upload["env"]
     # Every replica streams from the mirror: no download step, no weights volume.
     d = deployment_of(plan, "llama-3-1-8b")
     command = server(d)["command"]
@@ -146,7 +146,7 @@ def test_hugging_face_weights_are_mirrored_once_at_the_pinned_revision_without_o
     assert json.loads(flag(command, "--model-loader-extra-config")) == {"concurrency": 16, "memory_limit": 4 * 2**30}
     assert "initContainers" not in d["spec"]["template"]["spec"]
     assert "weights" not in {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]}
-    assert {"name": "AWS_REGION", "value": "us-west-2"} in server(d)["env"]
+    assert {"name": "AWS_REGION", "value": "us-east-1"} in server(d)["env"]
     # The replicas' identity reads the prefix; only the mirror's may write.
     policies = {r.name: r.inputs["policy"] for r in plan.resources if r.type == "aws:iam/rolePolicy:RolePolicy"}
     assert f"{prefix.removeprefix('s3://')}/*" in policies["llama-3-1-8b-weights-reader-read"]
@@ -559,7 +559,7 @@ def test_a_long_environment_names_its_weights_bucket_by_a_digest_not_a_cut(write
     [bucket] = [r for r in plan.resources if r.type == "aws:s3/bucket:Bucket"]
     # Cut at 63, the region would go, and two regions' stacks would share one bucket name.
     name = bucket.inputs["bucket"]
-    assert len(name) <= 63 and name.startswith("nd-") and name.endswith("-us-west-2"), name
+    assert len(name) <= 63 and name.startswith("nd-") and name.endswith("-us-east-1"), name
 
 
 def test_the_weights_bucket_waits_for_the_cluster_and_so_for_the_projects_apis(write_stack):

@@ -152,7 +152,13 @@ def _dig(value: Any, *keys: str) -> Any:
 
 
 def _int(value: Any, default: int = 0) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    """A whole number as a plan holds it (``int``) or as CrossGuard hands it (a protobuf ``Struct`` has only
+    doubles: ``2.0``); ``default`` for anything else."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else default
 
 
 def stack_cost(resources: Iterable[CostResource], catalogue: Catalogue) -> StackCost | None:

@@ -51,6 +51,9 @@ class Plan:
     """The stack's outputs as the SDK registered them: secrets wrapped with their values."""
     first_preview: bool = False
     """Planned as the first `pulumi preview` of a new stack sees it: computed outputs unknown."""
+    saved_cost: dict[str, Any] | None = None
+    """For a plan read back from `neurodock plan --json` (``infra.diff.saved_plan``): the cost section it
+    recorded, priced with its own commit's config; None for a plan computed here."""
 
     @property
     def manifests(self) -> list[Registration]:
