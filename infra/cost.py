@@ -20,9 +20,10 @@ import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from components.cost.catalogue import HOURS_PER_MONTH, load
+from components.cost.catalogue import CLOUDS, HOURS_PER_MONTH, load
 from components.cost.estimate import CostResource, PoolCost, Scale, StackCost, stack_cost, within_budget
-from components.gpu.catalog import MEMORY_BANDWIDTH_GBS, devices_per_gpu
+from components.gpu.catalog import GKE_ATTACHABLE, MEMORY_BANDWIDTH_GBS, devices_per_gpu
+from components.monitoring.cost import NodePrice
 from components.serving.architectures import GIB
 from infra.config import ModelSpec, StackConfig, replica_size
 
@@ -179,6 +180,32 @@ def roofline(config: StackConfig, model: ModelSpec, pool: PoolCost) -> Roofline 
                     tensor_parallel=tp, gpu=gpu)
 
 
+def node_prices(config: StackConfig) -> tuple[NodePrice, ...]:
+    """Each pool's machine types at their on-demand price with the pool's boot disk (the plan's node price), for
+    the running-cost recording rules; empty on kind. A machine the catalogue cannot price, or one whose GPUs are
+    attached and unpriced, gets no rule: its nodes are missing from the dashboards' cost, as from the plan's."""
+    cloud = CLOUDS.get(config.cloud.provider)
+    if cloud is None:
+        return ()
+    catalogue = load()
+    disk = catalogue.storage(cloud, "gp3" if cloud == "aws" else "pd-balanced", config.cloud.region)
+    out = []
+    for pool in config.node_pools:
+        devices = 0
+        if pool.gpu is not None:
+            sharing = pool.gpu.sharing
+            devices = pool.gpu.count * ((devices_per_gpu(pool.gpu.type, sharing.strategy, sharing.max_shared_clients,
+                                                         sharing.partition_size) or 1) if sharing else 1)
+        for machine in pool.instance_types:
+            price = catalogue.machine(cloud, config.cloud.region, machine)
+            attached = cloud == "gcp" and any(machine.startswith(prefix) for prefix in GKE_ATTACHABLE)
+            if price is None or disk is None or (attached and pool.gpu is not None):
+                continue
+            out.append(NodePrice(pool=pool.name, instance_type=machine, devices=devices,
+                                 usd_per_hour=price.on_demand + pool.disk_size_gib * disk[0] / HOURS_PER_MONTH))
+    return tuple(out)
+
+
 def cost_delta(a: dict | None, b: dict | None) -> dict | None:
     """What an edit changes in what a stack costs a month: per pool, per model, the fixed costs and the total, at
     minimum and maximum scale, from two plans' cost sections (``PlanCost.to_json``; None: kind, which costs
@@ -226,5 +253,5 @@ def _delta_row(name: str, a: tuple[float, float], b: tuple[float, float]) -> dic
             "delta": [round(b[0] - a[0], 2), round(b[1] - a[1], 2)]}
 
 
-__all__ = ["ModelCost", "PlanCost", "Roofline", "cost_delta", "cost_resources", "model_cost", "plan_cost",
-           "roofline"]
+__all__ = ["ModelCost", "PlanCost", "Roofline", "cost_delta", "cost_resources", "model_cost", "node_prices",
+           "plan_cost", "roofline"]

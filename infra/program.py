@@ -71,8 +71,10 @@ from infra.config import (
     missing_receiver_credentials,
     parse_config,
 )
+from infra.cost import node_prices
 from infra.gateway import build_gateway, build_smoke_test
 from infra.readiness import budgets
+from infra.routing import drain_seconds, hold_seconds, proxy_grace_seconds
 from infra.secrets import StackSecrets
 from infra.serving import autoscaled, build_catalog
 
@@ -273,6 +275,7 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
                     route=model.name if config.gateway.enabled else None,
                     wake_s=budgets(config, model).total_s if model.min_replicas == 0 else 0,
                     mig=model.pool in mig_pools,
+                    canary=model.canary is not None,
                 )
                 for model in (config.models if catalog else [])
             ),
@@ -289,6 +292,7 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
             slo_min_requests=thresholds.slo_min_requests,
             # The GPU agents come with the DCGM exporter, whose ready pods must deliver GPU series.
             gpu_exporter_namespace=DCGM_NAMESPACE if agents else None,
+            node_prices=node_prices(config),
         ),
         opts=opts,
     )
@@ -471,6 +475,10 @@ def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.Resource
             kubernetes_version=config.cloud.kubernetes_version,
             autoscaler_role_arn=cluster.autoscaler_role_arn,
             system_node_selector=system_node_selector(cluster),
+            # A scale-down gives the gateway proxies their whole grace period (as infra/gateway.py drains them).
+            max_graceful_termination_s=proxy_grace_seconds(drain_seconds(
+                list(config.models), {m.name: hold_seconds(budgets(config, m))
+                                      for m in config.models if m.min_replicas == 0})),
         ),
         opts=opts,
     )]

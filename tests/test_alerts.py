@@ -18,6 +18,7 @@ import yaml
 
 from components.monitoring import metrics
 from components.monitoring.alerts import Agent, GpuPool, GpuThresholds, ModelTarget, rule_groups
+from components.monitoring.cost import NodePrice
 from components.monitoring.recording import RECORDED, SLO_WINDOWS
 from infra.config import AlertThresholds
 from tests import scrape
@@ -53,9 +54,14 @@ MIN_REQUESTS = _DEFAULTS.slo_min_requests
 DCGM_NS = "nvidia-dcgm-exporter"
 
 
+PRICES = (NodePrice(pool="gpu-l4", instance_type="g2-standard-16", usd_per_hour=1.2, devices=1),
+          NodePrice(pool="system", instance_type="e2-standard-8", usd_per_hour=0.3))
+"""Node prices of the cost rules (the program's come from the catalogue: ``infra.cost.node_prices``)."""
+
+
 def groups(models: tuple[ModelTarget, ...] = (SLOW, FAST, CPU)) -> list[dict]:
     return rule_groups(list(models), THRESHOLDS, AGENTS, POOLS, slo_min_requests=MIN_REQUESTS,
-                       gpu_exporter_namespace=DCGM_NS)
+                       gpu_exporter_namespace=DCGM_NS, node_prices=PRICES)
 
 
 def rules_by_alert(models: tuple[ModelTarget, ...] = (SLOW, FAST, CPU)) -> dict[str, list[dict]]:
@@ -642,6 +648,37 @@ def _energy_tests() -> list[dict]:
     }]
 
 
+def _cost_tests() -> list[dict]:
+    """The running cost from the fixtures' series, by hand: the GPU node (pool gpu-l4, a g2-standard-16 at $1.20 an
+    hour with one GPU) runs the model's server, which requests its GPU and generates 600 tokens a minute, 36,000
+    an hour: $1.20 / 0.036 million tokens = $33.333 per million. A system node is in no model's cost."""
+    pod = "llama-3-1-8b-server-7f9c6d5b4-x2kqp"
+    gpu_request = fixture("kube-state-metrics", "kube_pod_container_resource_requests", {"resource": "nvidia_com_gpu"},
+                          namespace=NS, pod=pod, node=HOST)
+    system = fixture("kube-state-metrics", "kube_node_labels", node="system-1", label_neurodock_io_pool="system",
+                     label_neurodock_io_role="system", label_node_kubernetes_io_instance_type="e2-standard-8")
+    model = f'model_name="{LLAMA}", variant="stable"'
+    return [{
+        "interval": "1m",
+        "input_series": [
+            {"series": fixture("kube-state-metrics", "kube_node_labels", node=HOST), "values": "1x80"},
+            {"series": system, "values": "1x80"},
+            {"series": gpu_request, "values": "1x80"},
+            {"series": vllm("vllm:generation_tokens_total", LLAMA, pod=pod), "values": "0+600x80"},
+            {"series": vllm("vllm:num_requests_running", LLAMA, pod=pod), "values": "3x80"},
+        ],
+        "promql_expr_test": [
+            {"expr": "round(neurodock:pool_price_usd_per_hour, 0.001)", "eval_time": "70m", "exp_samples": [
+                {"labels": '{label_neurodock_io_pool="gpu-l4"}', "value": 1.2},
+                {"labels": '{label_neurodock_io_pool="system"}', "value": 0.3}]},
+            {"expr": "round(neurodock:model_price_usd_per_hour, 0.001)", "eval_time": "70m", "exp_samples": [
+                {"labels": "{" + model + "}", "value": 1.2}]},
+            {"expr": "round(neurodock:model_usd_per_million_tokens:ratio_rate1h, 0.001)", "eval_time": "70m",
+             "exp_samples": [{"labels": "{" + model + "}", "value": 33.333}]},
+        ],
+    }]
+
+
 def _unit_tests() -> list[dict]:
     r = rules_by_alert()
     by_model = {name: {(rule["labels"].get("model"), rule["labels"]["severity"]): rule for rule in rules}
@@ -654,6 +691,7 @@ def _unit_tests() -> list[dict]:
         *_gpu_tests(r),
         *_slo_tests(by_model),
         *_energy_tests(),
+        *_cost_tests(),
         {   # Model servers: 'slow' has no available replica (fires after 5m); 'fast' has one.
             "interval": "1m",
             "input_series": [

@@ -260,3 +260,35 @@ def test_the_cost_delta_of_a_new_pool_and_of_kind():
     assert added["pools"] == [{"name": "a", "a": [0.0, 0.0], "b": [10.0, 20.0], "delta": [10.0, 20.0]}]
     assert added["total"]["delta"] == [10.0, 20.0]
     assert cost_delta(side, side)["pools"] == []
+
+
+# --- the dashboards' running cost ---------------------------------------------------------------------------------
+
+
+def test_the_running_cost_rules_price_each_pools_machine_as_the_plan_does(shipped_plans):
+    from infra.cost import node_prices
+
+    prices = {(p.pool, p.instance_type): p for p in node_prices(shipped_plans["prod"].config)}
+    assert set(prices) == {("system", "e2-standard-8"), ("gpu-l4", "g2-standard-16"), ("gpu-h100", "a3-highgpu-4g")}
+    assert prices["gpu-l4", "g2-standard-16"].usd_per_hour == pytest.approx(L4_NODE)
+    assert (prices["gpu-h100", "a3-highgpu-4g"].usd_per_hour, prices["gpu-h100", "a3-highgpu-4g"].devices) == (
+        pytest.approx(H100_NODE), 4)
+    assert prices["system", "e2-standard-8"].devices == 0
+    assert node_prices(shipped_plans["dev"].config) == ()
+    # The program installs them, and kube-state-metrics exports the label they match nodes by.
+    [rule] = [r for r in shipped_plans["prod"].resources if r.type.endswith(":PrometheusRule")]
+    [cost] = [g for g in rule.inputs["spec"]["groups"] if g["name"] == "neurodock-cost"]
+    assert f"{L4_NODE:.6f} * max by" in json.dumps(cost["rules"])
+    assert "node.kubernetes.io/instance-type" in json.dumps(shipped_plans["prod"].outputs) or any(
+        "node.kubernetes.io/instance-type" in json.dumps(r.inputs) for r in shipped_plans["prod"].resources
+        if r.type == "kubernetes:helm.sh/v3:Release")
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_the_readmes_figures_are_the_plans(shipped_plans, stack):
+    from infra.plan.stackfile import REPO_ROOT
+
+    cost = plan_cost(shipped_plans[stack], datetime.date(2026, 12, 6))
+    figures = f"${cost.stack.monthly('minimum'):,.0f} .. ${cost.stack.monthly('maximum'):,.0f}"
+    for page in ("README.md", "docs/cost.md"):
+        assert figures in (REPO_ROOT / page).read_text(), (page, figures)

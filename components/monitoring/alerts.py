@@ -23,6 +23,7 @@ from components.monitoring.queries import (
     per_gpu,
     xid_errors,
 )
+from components.monitoring.cost import NodePrice, cost_rules
 from components.monitoring.recording import Sli, burn_expr, energy_rules, sli_rules
 from components.monitoring.resources import prometheus_rule
 
@@ -63,6 +64,9 @@ class ModelTarget:
     wake_s: int = 0
     """At ``min_replicas`` 0: how long a replica may take to become ready from zero, when no replica
     is expected to be available."""
+    canary: bool = False
+    """The model has a canary: its SLIs are recorded and judged too, and a fast burn asks for its rollback
+    (``canary_rules``)."""
     mig: bool = False
     """The model's GPU pool is partitioned with MIG, where the exporter cannot read utilisation: no idle-GPU
     alert (``DCGM_FI_DEV_GPU_UTIL`` reads 0 on MIG instances and NVIDIA has no plan to support it there,
@@ -241,7 +245,7 @@ def _ttft_sli(t: ModelTarget, variant: str = "stable") -> Sli:
         sel = f'model_name="{t.served_name}", variant="{variant}"'
     total = f"{histogram}_count{{{sel}}}"
     fast = f"{histogram}_bucket{{{sel}, {le_matcher(t.ttft_seconds)}}}"
-    return Sli(labels={"model": t.served_name, "slo": "ttft", "variant": "stable"},
+    return Sli(labels={"model": t.served_name, "slo": "ttft", "variant": variant},
                bad=lambda w: f"sum(rate({total}[{w}])) - sum(rate({fast}[{w}]))",
                total=lambda w: f"sum(rate({total}[{w}]))")
 
@@ -263,6 +267,40 @@ def version_slis(t: ModelTarget, variant: str = "stable") -> list[SliBudget]:
     if t.engine == "vllm":
         out.append(SliBudget(sli=_ttft_sli(t, variant), budget=1 - TTFT_OBJECTIVE))
     return out
+
+
+ROLLBACK_LABEL = ("rollback", "canary")
+"""The label of an alert that asks for the model's canary to be rolled back: Alertmanager routes it to the
+rollback receiver (``alertmanager.with_canary_rollback``), whatever its severity."""
+CANARY_ALERT = "NeuroDockCanaryBudgetBurn"
+STACK_MODEL_LABEL = "neurodock_model"
+"""The model's name in the stack file (``models[i].name``, its route's name), which ``neurodock rollout rollback
+--model`` takes; the ``model`` label is its served name."""
+
+
+def canary_rules(models: list[ModelTarget], min_requests: int) -> list[dict]:
+    """Per model with a canary, the canary's SLIs (``version_slis``, the ones ``rollout analyze`` reads) recorded
+    with ``variant="canary"``, and an alert when its budget burns at a page's rate (the 1h/5m and 6h/30m pairs) on
+    any of them. It carries ``ROLLBACK_LABEL``: the canary is taken off traffic without a person (docs/rollouts.md);
+    ``warning``, as the automation acts and people follow up."""
+    records: list[dict] = []
+    alerts: list[dict] = []
+    for t in models:
+        # Without a route nothing splits traffic, so there is no weight to roll back.
+        if not t.canary or t.route is None:
+            continue
+        for sli_budget in version_slis(t, "canary"):
+            sli = sli_budget.sli
+            records += sli_rules(sli)
+            alerts.append(_rule(
+                CANARY_ALERT, burn_expr(sli, "critical", sli_budget.budget, min_requests), None, "warning",
+                f"Model {t.served_name}: its canary burns the {sli.labels['slo']} budget; rolling it back",
+                "The canary's own requests (its route rule and picker) break the model's objective fast enough to "
+                "page for a stable version. The rollback workflow sets its weight to 0 (`neurodock rollout "
+                "rollback`) and deploys it; check that it ran, then fix or remove the canary.",
+                "canary-budget-burn", {ROLLBACK_LABEL[0]: ROLLBACK_LABEL[1], STACK_MODEL_LABEL: t.route,
+                                       "slo": sli.labels["slo"]}))
+    return records + alerts
 
 
 GATEWAY_SLI = Sli(
@@ -395,17 +433,20 @@ def _picker_rules(t: ModelTarget, who: dict[str, str]) -> list[dict]:
 
 
 def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool] = (),
-                *, slo_min_requests: int, gpu_exporter_namespace: str | None = None) -> list[dict]:
+                *, slo_min_requests: int, gpu_exporter_namespace: str | None = None,
+                node_prices: tuple[NodePrice, ...] = ()) -> list[dict]:
     """Prometheus rule groups; every ``deployment`` and ``daemon_set`` must be a plain string. Recording rules
     precede, in their group, the alerts that read them."""
     groups = [{"name": "neurodock-gpu", "rules": _gpu_rules(gpu, agents, list(pools), gpu_exporter_namespace)},
               {"name": "neurodock-energy", "rules": energy_rules()}]
-    slo_rules = _slo_rules(models, slo_min_requests)
+    slo_rules = _slo_rules(models, slo_min_requests) + canary_rules(models, slo_min_requests)
     if slo_rules:
         groups.append({"name": "neurodock-slo", "rules": slo_rules})
     model_rules = [rule for t in models for rule in _model_rules(t, gpu)]
     if model_rules:
         groups.append({"name": "neurodock-models", "rules": model_rules})
+    if cost := cost_rules(node_prices):
+        groups.append({"name": "neurodock-cost", "rules": cost})
     return groups
 
 
@@ -427,6 +468,9 @@ class AlertRulesArgs:
     """Requests a burn-rate alert's long window must hold before it may fire (``monitoring.alerts.sloMinRequests``)."""
     gpu_exporter_namespace: str | None = None
     """Namespace of the DCGM exporter, whose ready pods must deliver GPU series (default none: no GPU nodes)."""
+    node_prices: tuple[NodePrice, ...] = ()
+    """Each pool's machine types at their list price (``components.monitoring.cost``; default none: kind, or a
+    stack the catalogue cannot price): the cost recording rules."""
 
 
 class AlertRules(pulumi.ComponentResource):
@@ -444,6 +488,7 @@ class AlertRules(pulumi.ComponentResource):
             list(args.pools),
             slo_min_requests=args.slo_min_requests,
             gpu_exporter_namespace=args.gpu_exporter_namespace,
+            node_prices=args.node_prices,
         ))
         prometheus_rule(f"{name}-rules", namespace=args.namespace, groups=groups, parent=self, crds=args.crds)
         self.register_outputs({})

@@ -242,8 +242,18 @@ def capacity_dashboard() -> dict[str, Any]:
     ], [])
 
 
+def cost_dashboard() -> dict[str, Any]:
+    """What the running stack costs, from the cost recording rules (``components.monitoring.cost``)."""
+    from components.monitoring.cost import cost_dashboard_panels
+
+    return _dashboard("neurodock-cost", "NeuroDock / Cost", [
+        (title, [Query(expr, legend) for expr, legend in queries], unit, description)
+        for title, queries, unit, description in cost_dashboard_panels()
+    ], [])
+
+
 DASHBOARDS = {"neurodock-gpu.json": gpu_dashboard, "neurodock-llm.json": llm_dashboard,
-              "neurodock-capacity.json": capacity_dashboard}
+              "neurodock-capacity.json": capacity_dashboard, "neurodock-cost.json": cost_dashboard}
 """File name in the ConfigMap -> dashboard builder."""
 
 

@@ -106,11 +106,34 @@ def joules_per_token(window: str) -> Recorded:
                     f"GPU energy per generated token over {window}, in J")
 
 
+INSTANCE_TYPE = "label_node_kubernetes_io_instance_type"
+"""A node's machine type, as kube-state-metrics exports the allow-listed ``node.kubernetes.io/instance-type``."""
+COST_WINDOWS = ("1h",)
+"""The window of the measured $/Mtok (``components.monitoring.cost``): an hour, so a quiet minute does not swing
+it."""
+NODE_PRICE = Recorded("neurodock:node_price_usd_per_hour", frozenset({"node", POOL, INSTANCE_TYPE}),
+                      "A node's on-demand list price per hour, boot disk included, from the plan's catalogue")
+DEVICE_PRICE = Recorded("neurodock:node_device_price_usd_per_hour", frozenset({"node", POOL, INSTANCE_TYPE}),
+                        "A GPU node's price per hour of one schedulable GPU device")
+POOL_PRICE = Recorded("neurodock:pool_price_usd_per_hour", frozenset({POOL}),
+                      "A pool's running nodes' list price per hour")
+MODEL_PRICE = Recorded("neurodock:model_price_usd_per_hour", frozenset({"model_name", "variant"}),
+                       "A model version's GPU devices at their nodes' price per device, per hour")
+
+
+def usd_per_mtok(window: str) -> Recorded:
+    return Recorded(f"neurodock:model_usd_per_million_tokens:ratio_rate{window}", frozenset({"model_name", "variant"}),
+                    f"A model version's cost per million generated tokens over {window}, measured")
+
+
+
+
 RECORDED: dict[str, Recorded] = {
     r.name: r for r in (
         *(f(w) for w in SLO_WINDOWS for f in (slo_errors, slo_requests)),
         *(f(w) for w in ENERGY_WINDOWS
           for f in (gpu_watts, pool_watts, pool_idle_watts, pod_watts, model_watts, joules_per_token)),
+        NODE_PRICE, DEVICE_PRICE, POOL_PRICE, MODEL_PRICE, *(usd_per_mtok(w) for w in COST_WINDOWS),
     )
 }
 """Every series a NeuroDock recording rule writes, by name."""

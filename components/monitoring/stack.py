@@ -41,8 +41,12 @@ class Alerting:
     """The dead man's switch that hears the Watchdog (default none: the Watchdog notifies nobody)."""
 
 
-NODE_LABELS_EXPORTED = (labels.POOL_LABEL, labels.ROLE_LABEL, labels.GPU_TYPE_LABEL)
-"""Node labels kube-state-metrics exports on ``kube_node_labels``."""
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+"""The well-known label the kubelet sets to the node's machine type from its cloud provider (Kubernetes docs,
+"Well-Known Labels, Annotations and Taints": node.kubernetes.io/instance-type)."""
+NODE_LABELS_EXPORTED = (labels.POOL_LABEL, labels.ROLE_LABEL, labels.GPU_TYPE_LABEL, INSTANCE_TYPE_LABEL)
+"""Node labels kube-state-metrics exports on ``kube_node_labels``: the cost rules price a node by its
+``node.kubernetes.io/instance-type`` (``components.monitoring.cost``)."""
 
 
 class Platform(StrEnum):
