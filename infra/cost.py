@@ -94,11 +94,13 @@ class PlanCost:
 
         return {
             "currency": "USD", "hoursPerMonth": HOURS_PER_MONTH, "region": s.region,
-            "pools": [{"name": p.name, "machines": list(p.machines), "spot": p.spot, "nodes": [p.min_nodes, p.max_nodes],
+            "pools": [{"name": p.name, "machines": list(p.machines), "spot": p.spot,
+                       "nodes": [p.min_nodes, p.max_nodes],
                        "nodeHourly": money(p.node_hourly), "nodeHourlyLow": money(p.node_hourly_low),
                        "cost": span({"minimum": p.hourly("minimum"), "maximum": p.hourly("maximum")}),
                        "unpriced": p.unpriced or None} for p in s.pools],
-            "fixed": [{"what": f.what, "count": f.count, "cost": span({"minimum": f.hourly_min, "maximum": f.hourly_max}),
+            "fixed": [{"what": f.what, "count": f.count,
+                       "cost": span({"minimum": f.hourly_min, "maximum": f.hourly_max}),
                        "source": f.source.url, "caveat": f.caveat or None} for f in s.fixed],
             "models": [{"name": m.name, "pool": m.pool, "replicas": [m.replicas_min, m.replicas_max],
                         "replicaHourly": money(m.replica_hourly),
@@ -243,7 +245,8 @@ def cost_delta(a: dict | None, b: dict | None) -> dict | None:
         "currency": "USD", "period": "month",
         "pools": rows("pools"), "models": rows("models"),
         "fixed": _delta_row("fixed costs", monthly(fixed(a)), monthly(fixed(b))),
-        "total": _delta_row("total", monthly(a, "total") if a else (0.0, 0.0), monthly(b, "total") if b else (0.0, 0.0)),
+        "total": _delta_row("total", monthly(a, "total") if a else (0.0, 0.0),
+                            monthly(b, "total") if b else (0.0, 0.0)),
         "unpriced": sorted(set((a or {}).get("unpriced", [])) | set((b or {}).get("unpriced", []))),
     }
 

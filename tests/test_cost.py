@@ -15,9 +15,10 @@ from components.cost.catalogue import HOURS_PER_MONTH, STALE_AFTER_DAYS, load
 from components.cost.estimate import CostResource, stack_cost
 from components.gpu.catalog import EKS_INSTANCE_TYPES, GKE_MACHINE_TYPES, GPU_MODELS, MEMORY_BANDWIDTH_GBS
 from infra.cost import cost_delta, plan_cost
+from infra.crossguard import pack_process
 from infra.diff import diff_plans
 from tests.conftest import SHIPPED_STACKS, plan_with, run_cli, stack_document
-from tests.test_policy_pack_server import findings, mandatory, offline, pack, seeded  # noqa: F401 (fixture)
+from tests.test_policy_pack_server import findings, mandatory, offline, seeded
 
 # europe-west4 rows of the catalogue, USD: machines per node-hour, pd-balanced per GiB-month.
 G2_STANDARD_16 = 1.205773
@@ -206,6 +207,14 @@ def test_a_stack_over_its_budget_fails_check_naming_its_dearest_pools_and_a_cont
     document["config"]["neurodock:budget"]["scale"] = "minimum"
     result = run_cli("check", "prod", "--stack-file", str(write_stack(document)), "--json")
     assert result.returncode == 0, result.stdout
+
+
+@pytest.fixture(scope="module")
+def pack():
+    """The policy pack's own process (``python -m pulumi.policy``), as `pulumi preview --policy-pack` starts it."""
+    with pack_process() as running:
+        running.configure({})
+        yield running
 
 
 def _budget_label(amount: str):

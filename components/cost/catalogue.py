@@ -18,7 +18,7 @@ from typing import Any
 
 DATA_FILE = Path(__file__).parent / "data" / "prices.json"
 HOURS_PER_MONTH = 730
-"""The month both clouds' calculators use: 365 days × 24 hours / 12."""
+"""The month both clouds' calculators use: 365 days x 24 hours / 12."""
 STALE_AFTER_DAYS = 90
 """A catalogue not refreshed for this long is flagged in every plan that shows a cost."""
 
@@ -125,5 +125,14 @@ def load(path: Path = DATA_FILE) -> Catalogue:
     return Catalogue(json.loads(path.read_text()))
 
 
-__all__ = ["CLOUDS", "Catalogue", "DATA_FILE", "FixedPrice", "HOURS_PER_MONTH", "MachinePrice", "STALE_AFTER_DAYS",
-           "Source", "load"]
+__all__ = [
+    "CLOUDS",
+    "DATA_FILE",
+    "HOURS_PER_MONTH",
+    "STALE_AFTER_DAYS",
+    "Catalogue",
+    "FixedPrice",
+    "MachinePrice",
+    "Source",
+    "load",
+]

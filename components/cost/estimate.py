@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.cost.catalogue import HOURS_PER_MONTH, Catalogue, Source
+from components.cost.catalogue import HOURS_PER_MONTH, Catalogue, FixedPrice, Source
 from components.gpu.catalog import GKE_ATTACHABLE, machine_gpus
 
 Scale = Literal["minimum", "maximum"]
@@ -194,7 +194,7 @@ def stack_cost(resources: Iterable[CostResource], catalogue: Catalogue) -> Stack
         if r.type == "gcp:compute/routerNat:RouterNat":
             per_vm, cap = catalogue.fixed("gcp-cloud-nat-vm"), catalogue.fixed("gcp-cloud-nat-gateway")
 
-            def nat(nodes: int) -> float:
+            def nat(nodes: int, per_vm: FixedPrice = per_vm, cap: FixedPrice = cap) -> float:
                 return per_vm.hourly * nodes if nodes <= CLOUD_NAT_VM_CAP else cap.hourly
 
             fixed.append(FixedCost(what=f"{per_vm.what}: the stack's {nodes_min}-{nodes_max} nodes", count=1,
@@ -233,7 +233,7 @@ def _eks_pool(r: CostResource, resources: list[CostResource], catalogue: Catalog
     base = dict(name=pool, cloud="aws", region=region, machines=machines, spot=spot,
                 min_nodes=_int(scaling.get("minSize")), max_nodes=_int(scaling.get("maxSize")),
                 gpus_per_node=gpus.count if gpus else 0)
-    missing = [m for m, p in zip(machines, prices) if p is None]
+    missing = [m for m, p in zip(machines, prices, strict=True) if p is None]
     disk = catalogue.storage("aws", disk_type, region)
     if missing or not machines:
         return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(),
@@ -244,7 +244,7 @@ def _eks_pool(r: CostResource, resources: list[CostResource], catalogue: Catalog
     disk_hourly = disk_gib * disk[0] / HOURS_PER_MONTH
     node = max(p.on_demand for p in prices if p) + disk_hourly
     return PoolCost(**base, node_hourly=node, node_hourly_low=None if spot else node, disk_hourly=disk_hourly,
-                    sources=tuple({p.source.id: p.source for p in prices if p}.values()) + (disk[1],))
+                    sources=(*{p.source.id: p.source for p in prices if p}.values(), disk[1]))
 
 
 def _gke_pool(r: CostResource, catalogue: Catalogue) -> PoolCost:

@@ -140,7 +140,8 @@ def rebuild(catalogue: dict[str, Any], *, karpenter: tuple[str, str, str] | None
                      f"(generated at {generated})."),
             "asOf": date, "read": today.isoformat()}
         for region, rows in regions.items():
-            machines.setdefault("aws", {})[region] = {n: {"onDemand": p, "source": source} for n, p in sorted(rows.items())}
+            machines.setdefault("aws", {})[region] = {n: {"onDemand": p, "source": source}
+                                                      for n, p in sorted(rows.items())}
     for offer in offers:
         region, published, rows = offer_rows(offer)
         source = f"aws-price-list-{region}-{published}"
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gcp-pricing-date", default="")
     parser.add_argument("--out", type=Path, default=DATA_FILE)
     args = parser.parse_args(argv)
-    for flag, path, extra in (("--aws-karpenter", args.aws_karpenter, (args.aws_karpenter_commit, args.aws_karpenter_date)),
+    karpenter_args = (args.aws_karpenter_commit, args.aws_karpenter_date)
+    for flag, path, extra in (("--aws-karpenter", args.aws_karpenter, karpenter_args),
                               ("--gcp-pricing", args.gcp_pricing, (args.gcp_pricing_commit, args.gcp_pricing_date))):
         if path is not None and not all(extra):
             print(f"{flag} needs its -commit and -date: the rows cite both", file=sys.stderr)

@@ -177,5 +177,6 @@ A10G has no public NVIDIA datasheet: the A10's 600 GB/s, which it shares (basete
 L4 "24 GB GDDR6 @ 300 GBps" (Compute Engine's GPU chart, as quoted; nvidia.com/en-us/data-center/l4);
 L40S 864 GB/s (NVIDIA's L40/L40S spec table); A100 SXM4 40GB 1,555 GB/s and 80GB 2,039 GB/s (A100 datasheet
 r4, nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf); H100 SXM5 3,350 GB/s (NVIDIA's H100 spec table; the p5
-and A3 machines carry the SXM part, node label NVIDIA-H100-80GB-HBM3); H200 4.8 TB/s (nvidia.com/en-us/data-center/h200).
+and A3 machines carry the SXM part, node label NVIDIA-H100-80GB-HBM3); H200 4.8 TB/s
+(nvidia.com/en-us/data-center/h200).
 Peak figures: what a server achieves is a fraction of them (see ``infra.cost.Roofline``)."""

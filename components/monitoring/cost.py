@@ -30,7 +30,6 @@ from components.monitoring.recording import (
 )
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class NodePrice:
     pool: str

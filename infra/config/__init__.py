@@ -7,7 +7,8 @@ One module per concern, each owning its models, defaults and checks: ``cloud`` (
 network, endpoint and tags), ``offerings`` (the regions, zones and versions the clouds offer, from ``data/``),
 ``pools`` (node pools and their GPUs), ``serving`` (models, versions, rollout, readiness), ``engine`` (what
 the engine would refuse: managed flags, images, model sizes, number formats), ``capacity`` (whether they fit),
-``budgets`` (readiness budgets against the estimate), ``cost`` (the stack's monthly budget), ``monitoring`` (and alerting), ``gateway``, ``deploy``,
+``budgets`` (readiness budgets against the estimate), ``cost`` (the stack's monthly budget), ``monitoring`` (and
+alerting), ``gateway``, ``deploy``,
 ``providers`` (credentials in the cloud providers' namespaces), ``coherence`` (settings another setting
 silently drops); ``stack`` puts them together and reads them from Pulumi, ``messages`` words pydantic's
 errors, ``base`` holds what they share. Stack files themselves are read by ``infra.plan.stackfile``.
