@@ -5,6 +5,7 @@ cloud identity, readiness budgets, autoscaling on queue depth, and its route."""
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 
 import pulumi
@@ -20,6 +21,8 @@ from components.monitoring import metrics
 from components.monitoring.stack import MONITORING_NAMESPACE
 from components.serving import architectures
 from components.serving.catalog import SERVING_NAMESPACE, ModelCatalog, ModelCatalogArgs
+from components.serving.eval_job import EvalGateArgs
+from components.serving.eval_runner import load_suite
 from components.serving.model_server import (
     Autoscaling,
     Engine,
@@ -34,6 +37,7 @@ from components.serving.weights_mirror import MIRROR_ACCOUNT, PURPOSE, MirrorBuc
 from components.versions import KEDA
 from infra import charts
 from infra.config import EksCloud, GkeCloud, ModelSpec, ModelVersion, StackConfig, mirrored, replica_size
+from infra.config.serving import eval_suite_path
 from infra.readiness import budgets, mirror_budget
 from infra.routing import picker_args
 from infra.secrets import StackSecrets
@@ -145,7 +149,26 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
                       canary_weight=model.canary.weight if model.canary else 0,
                       shadow_percent=model.shadow.percent if model.shadow else 100)
     return ServedModelArgs(name=model.name, stable=versions["stable"], canary=versions.get("canary"),
-                           shadow=versions.get("shadow"), route=route, cloud_provider=cloud_provider)
+                           shadow=versions.get("shadow"), route=route, cloud_provider=cloud_provider,
+                           canary_eval=canary_eval(model, system_node_selector(cluster)))
+
+
+def canary_eval(model: ModelSpec, node_selector: dict[str, str]) -> EvalGateArgs | None:
+    """The canary's eval gate, when it names a suite (validated by the config)."""
+    canary = model.canary
+    if canary is None or canary.eval_suite is None:
+        return None
+    suite = eval_suite_path(canary.eval_suite).read_text(encoding="utf-8")
+    # What the canary answers with (weights, engine, flags; the model's where the canary inherits them) and
+    # the suite and bar it must pass: a change to any runs the gate again; a weight step does not.
+    answers = {"canary": canary.model_dump(mode="json", exclude={"weight", "steps", "analysis"}),
+               "model": model.model_dump(mode="json", include={"name", "served_name", "source", "revision",
+                                                               "engine", "engine_args", "file"}),
+               "suite": suite}
+    return EvalGateArgs(suite=suite, cases=len(load_suite(suite)), pass_rate=canary.eval_pass_rate,
+                        request_timeout_s=model.request_timeout_seconds,
+                        revision=hashlib.sha256(json.dumps(answers, sort_keys=True).encode()).hexdigest(),
+                        node_selector=node_selector)
 
 
 def _listed(version: ModelVersion, server: ModelServerArgs) -> Version:

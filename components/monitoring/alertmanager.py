@@ -160,3 +160,46 @@ def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[AlertRou
         },
         "receivers": [{"name": NULL_RECEIVER}, *(_receiver(r) for r in receivers), *extra_receivers],
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanaryRollback:
+    """Where an alert asking for a canary's rollback (``alerts.ROLLBACK_LABEL``) is sent: the rollback relay,
+    which turns Alertmanager's webhook message into GitHub's ``repository_dispatch`` (docs/rollouts.md)."""
+
+    receiver: str
+    """The receiver's name."""
+    url: str
+    """The relay's in-cluster URL; it holds no credential (the relay reads the GitHub token itself)."""
+    label: tuple[str, str]
+    """The alert label and value that ask for a rollback (``alerts.ROLLBACK_LABEL``)."""
+
+
+ROLLBACK_GROUP_BY = ("alertname", "model")
+"""One rollback request per model: each model's canary is rolled back on its own."""
+
+
+def with_canary_rollback(config: dict[str, Any], rollback: CanaryRollback) -> dict[str, Any]:
+    """``config`` (from ``alertmanager_config``) with a first route sending rollback requests to the relay at
+    once (``group_wait: 0s``), then on to the routes below it (``continue``), so people still hear of the breach.
+
+    Alertmanager's webhook posts its own message (v0.31.1 ``notify/webhook/webhook.go`` ``Message``: version,
+    groupKey, status, receiver, groupLabels, commonLabels, alerts...); ``webhook_config`` has no body template
+    (``config/notifiers.go:637-654``: url/url_file, http_config, max_alerts, timeout). GitHub's dispatch endpoint
+    needs ``{"event_type": ...}`` (docs.github.com REST "Create a repository dispatch event"), hence the relay.
+    ``repeat_interval`` resends while the canary still burns: a dispatch lost on the way is retried, and the
+    rollback is idempotent (weight 0 stays 0)."""
+    out = {**config, "route": {**config["route"]}, "receivers": [*config["receivers"]]}
+    key, value = rollback.label
+    out["route"]["routes"] = [
+        {"receiver": rollback.receiver, "matchers": [f'{key} = "{value}"'], "group_by": list(ROLLBACK_GROUP_BY),
+         "group_wait": "0s", "group_interval": "1m", "repeat_interval": "10m", "continue": True},
+        *config["route"].get("routes", []),
+    ]
+    if "matchers" in out["route"]["routes"][-1]:
+        # A node whose child matched does not handle the alert itself (v0.31.1 ``dispatch/route.go:147-170``):
+        # without a catch-all child, the rollback route would keep a breach from the default receiver.
+        out["route"]["routes"].append({"receiver": config["route"]["receiver"]})
+    out["receivers"].append({"name": rollback.receiver, "webhook_configs": [
+        {"send_resolved": False, "url": rollback.url, "max_alerts": 0}]})
+    return out

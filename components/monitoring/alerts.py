@@ -14,6 +14,7 @@ import pulumi
 
 from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
+from components.monitoring.cost import NodePrice, cost_rules
 from components.monitoring.queries import (
     CLIENT_LISTENERS,
     EPP_CLIENT_ERRORS,
@@ -23,7 +24,6 @@ from components.monitoring.queries import (
     per_gpu,
     xid_errors,
 )
-from components.monitoring.cost import NodePrice, cost_rules
 from components.monitoring.recording import Sli, burn_expr, energy_rules, sli_rules
 from components.monitoring.resources import prometheus_rule
 

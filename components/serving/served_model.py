@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from components.gateway.picker import EndpointPicker, EndpointPickerArgs
 from components.gateway.routes import Backend, ModelRouteArgs, model_route
+from components.serving.eval_job import EvalGateArgs, EvalTarget, eval_job, eval_pod_labels
 from components.serving.model_server import PORT, ModelServer, ModelServerArgs
 from components.serving.weights_access import (
     GcsWeightsReader,
@@ -90,6 +91,8 @@ class ServedModelArgs:
     """None without a gateway."""
     cloud_provider: pulumi.ProviderResource | None
     """The provider of the weights readers' cloud resources."""
+    canary_eval: EvalGateArgs | None = None
+    """The suite the canary must pass before the route gives it traffic (default none: no gate)."""
 
 
 class ServedModel(pulumi.ComponentResource):
@@ -133,11 +136,21 @@ class ServedModel(pulumi.ComponentResource):
                 server = replace(server, wait_for=(*server.wait_for, jobs[m.target]))
             if version.shared_storage_class:
                 server = replace(server, shared_cache_claim=self._shared_claim(version, under_catalog))
+            if key == "canary" and args.canary_eval is not None:
+                server = replace(server, allowed_pods=(*server.allowed_pods, eval_pod_labels(version.name)))
             servers[key] = ModelServer(version.name, server, opts=pulumi.ResourceOptions(
                 parent=self, aliases=under_catalog))
             if version.picker is not None:
                 pickers[key] = EndpointPicker(f"{version.name}-picker", version.picker,
                                               opts=pulumi.ResourceOptions(parent=self))
+        # The gate: the suite against the canary's own Service, once its replicas are ready; the route waits
+        # for it, so a failing suite fails `pulumi up` with the route (and so the traffic split) unchanged.
+        gates: list[pulumi.Resource] = []
+        if args.canary_eval is not None and args.canary is not None:
+            gates.append(eval_job(f"{args.canary.name}-eval", args.canary_eval, EvalTarget(
+                version=args.canary.name, namespace=args.canary.server.namespace,
+                service=servers["canary"].service_name, port=PORT, served_name=args.canary.server.served_name),
+                parent=self, wait_for=[servers["canary"]]))
         stable = servers["stable"]
         self.deployment_name = stable.deployment_name
         self.url = stable.url
@@ -154,7 +167,7 @@ class ServedModel(pulumi.ComponentResource):
                 shadow_percent=args.route.shadow_percent,
                 request_timeout_s=args.route.request_timeout_s,
             ), pulumi.ResourceOptions(parent=self, depends_on=[args.route.gateway, *servers.values(),
-                                                               *pickers.values()],
+                                                               *pickers.values(), *gates],
                                       aliases=at_root))
         self.register_outputs({"url": self.url})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -13,6 +14,7 @@ from pydantic import Field
 from components.gpu.catalog import GPU_MODELS
 from components.monitoring.metrics import EPP_TTFT_BUCKETS, VLLM_TTFT_BUCKETS
 from components.serving.architectures import CUDA_CONTEXT_GIB
+from components.serving.eval_runner import SuiteError, load_suite
 from infra.config.base import VARIANTS, Fraction, Model, Name, Problem, Token, WeightsUri, key_path, pattern
 from infra.config.capacity import label, model_architecture, replica_size
 from infra.config.engine import architecture_refused
@@ -395,6 +397,37 @@ def canary_problems(i: int, model: ModelSpec) -> list[Problem]:
     return out
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""What ``canary.evalSuite`` paths are relative to: the repository holding the stack files."""
+
+
+def eval_suite_path(suite: str) -> Path:
+    """The file a ``canary.evalSuite`` names."""
+    return REPO_ROOT / suite
+
+
+def eval_suite_problems(i: int, model: ModelSpec) -> list[Problem]:
+    """A canary's ``evalSuite`` is a file inside the repository that the runner accepts, so `pulumi up` never
+    starts a gate that can only fail on its own suite."""
+    canary = model.canary
+    if canary is None or canary.eval_suite is None:
+        return []
+    where = ("models", i, "canary")
+    suite = canary.eval_suite
+    path = eval_suite_path(suite)
+    if Path(suite).is_absolute() or not path.resolve().is_relative_to(REPO_ROOT):
+        return [Problem(key_path((*where, "evalSuite")), f"{suite!r} must be a path inside the repository, relative "
+                        "to its root, e.g. evals/llama.json")]
+    try:
+        load_suite(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return [Problem(key_path((*where, "evalSuite")), f"cannot read {suite!r} ({exc.strerror}); give the suite's "
+                        "path relative to the repository root")]
+    except SuiteError as exc:
+        return [Problem(key_path((*where, "evalSuite")), f"{suite}: {exc} (docs/rollouts.md, the eval gate)")]
+    return []
+
+
 def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
                     monitoring: Monitoring, gateway: bool) -> list[Problem]:
     """Engine flags, rollout, and capacity: the model fits its pool's GPUs before anything exists."""
@@ -429,6 +462,7 @@ def _model_problems(i: int, model: ModelSpec, pool: NodePool, provider: str,
     if model.rollout.max_surge == 0 and model.rollout.max_unavailable == 0:
         add(("rollout",), "maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
     out.extend(canary_problems(i, model))
+    out.extend(eval_suite_problems(i, model))
     for key in VARIANTS:
         variant = getattr(model, key)
         if variant is not None and variant.source is not None:
