@@ -107,7 +107,7 @@ def eks_instance_type_zones(instance_types: list[str], region: str,
     different accounts of older Regions, so no table from elsewhere would do). The data source answers parallel
     lists, empty ones when nothing matches (terraform-provider-aws internal/service/ec2/
     ec2_instance_type_offerings_data_source.go): a type the region does not offer maps to no zone. None when the
-    lookup fails, with a warning: node groups then use every zone."""
+    lookup fails in a preview, with a warning: node groups then use every zone; in a deployment it is an error."""
     try:
         found = aws.ec2.get_instance_type_offerings(
             location_type="availability-zone", region=region,
@@ -115,6 +115,12 @@ def eks_instance_type_zones(instance_types: list[str], region: str,
                                                                 values=sorted(set(instance_types)))],
             opts=pulumi.InvokeOptions(provider=provider))
     except Exception as error:
+        if not pulumi.runtime.is_dry_run():
+            # Every zone would change a running group's subnet_ids (ForceNew): a replaced GPU node group. Fail closed.
+            raise RuntimeError(
+                f"could not read which zones of {region} offer {', '.join(sorted(set(instance_types)))} "
+                f"({_first_line(error)}): the deploying role needs ec2:DescribeInstanceTypeOfferings; placing node "
+                "groups in every zone instead would replace running ones, so nothing was changed") from error
         pulumi.log.warn(f"could not read which zones of {region} offer {', '.join(sorted(set(instance_types)))} "
                         f"({_first_line(error)}); node groups are placed in every zone of the stack")
         return None

@@ -54,6 +54,16 @@ retry period (2 s, controller-runtime v0.23.3 pkg/manager/internal.go:54-56) plu
 (2 s) instead of the time a new pod takes to start."""
 
 
+ENVOY_GRACE_BEYOND_DRAIN_S = 300
+"""Envoy Gateway gives a proxy pod its drain timeout plus 300 s to terminate (``terminationGracePeriodSeconds``,
+v1.8.3 internal/infrastructure/kubernetes/proxy/resource_provider.go:614-624)."""
+
+
+def proxy_grace_seconds(drain_s: int) -> int:
+    """A gateway proxy pod's grace period for a drain of ``drain_s`` seconds (what Envoy Gateway renders)."""
+    return drain_s + ENVOY_GRACE_BEYOND_DRAIN_S
+
+
 def drain_seconds(models: list[ModelSpec], holds: dict[str, int]) -> int:
     """How long a stopping gateway proxy keeps serving: the longest a request may be held by its picker
     (``holds``, by model name: a model at zero waits for a replica) and then run (the route's timeout)."""

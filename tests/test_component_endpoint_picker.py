@@ -58,3 +58,17 @@ def test_minimal_args_build_the_pool_its_picker_and_the_picker_network_policy():
         "a field NeuroDock does not create is refused"])
 def test_rendering_the_picker_cannot_create_is_refused(objects, expected):
     assert input_errors(lambda: picker(replace(ARGS, objects=objects))) == expected
+
+
+def test_an_active_passive_picker_waits_for_its_leader_alone_and_has_no_budget():
+    two = {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 2}}
+    built = build(lambda: picker(replace(ARGS, objects=(POOL, two, SERVICE))))
+    assert "kubernetes:policy/v1:PodDisruptionBudget" not in built.types
+    [deployment] = built.manifests("Deployment")
+    assert deployment["metadata"]["annotations"]["pulumi.com/waitFor"] == (
+        '["jsonpath={.status.updatedReplicas}=2", "jsonpath={.status.readyReplicas}=1"]')
+
+
+def test_a_single_picker_keeps_pulumis_own_await():
+    [deployment] = build(lambda: picker(ARGS)).manifests("Deployment")
+    assert "pulumi.com/waitFor" not in (deployment["metadata"].get("annotations") or {})

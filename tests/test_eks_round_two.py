@@ -180,8 +180,8 @@ def test_a_reader_may_decrypt_only_through_s3_for_its_bucket_and_the_mirror_may_
     kms = [s for s in reader if any(a.startswith("kms:") for a in _actions(s))]
     assert kms == [{
         "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
-        "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
-                      "StringLike": {"kms:EncryptionContext:aws:s3:arn": [
+        # The bucket may be in another region than the cluster's (an existing, replicated one): S3 in any region.
+        "Condition": {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": [
                           f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/{prefix}/*"]}}}]
     # Control: the mirror's writer uploads (GenerateDataKey) and completes multipart uploads (Decrypt).
     writer = policy(plan, "weights-mirror-writer-read")["Statement"]
@@ -361,11 +361,23 @@ def test_a_pool_no_zone_of_the_stack_offers_fails_the_plan_naming_the_zones_that
     assert "'system'" not in message  # control: m7i.xlarge in us-east-1a is enough for the system pool
 
 
-def test_an_unreadable_offering_places_every_group_everywhere_and_says_so(write_stack, monkeypatch):
+def test_an_unreadable_offering_places_every_group_everywhere_in_a_preview_and_says_so(write_stack, monkeypatch):
+    import pulumi
+
     monkeypatch.setitem(mocks.LIVE, "ec2OfferingsError", "UnauthorizedOperation: ec2:DescribeInstanceTypeOfferings")
+    monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: True)
     plan = plan_of(write_stack, stack_document("staging"))
     assert [w for w in plan.warnings if "could not read which zones of us-east-1 offer" in w]
     assert all(len(zones) == 3 for zones in private_subnet_zones(plan).values())
+
+
+def test_an_unreadable_offering_fails_a_deployment_rather_than_replacing_node_groups(write_stack, monkeypatch):
+    import pulumi
+
+    monkeypatch.setitem(mocks.LIVE, "ec2OfferingsError", "UnauthorizedOperation: ec2:DescribeInstanceTypeOfferings")
+    monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: False)
+    with pytest.raises(Exception, match="needs ec2:DescribeInstanceTypeOfferings"):
+        plan_of(write_stack, stack_document("staging"))
 
 
 @pytest.mark.usefixtures("_aws_modules")
@@ -378,3 +390,20 @@ def test_an_existing_vpcs_subnets_are_all_used_and_never_judged():
     existing = replace(ARGS, instance_type_zones=offered, existing_private_subnet_ids=("subnet-1", "subnet-2"))
     [group] = build(lambda: EksCluster("cluster", existing)).of_type("aws:eks/nodeGroup:NodeGroup")
     assert group.inputs["subnetIds"] == ["subnet-1", "subnet-2"]
+
+
+# -- 5. A scale-down gives the gateway proxies their whole grace period ---------------------------------------
+
+
+def test_the_autoscaler_gives_evicted_proxies_their_whole_grace_period(shipped_plans):
+    """Cluster Autoscaler caps an evicted pod's grace period at --max-graceful-termination-sec (600 s unless set,
+    cluster-autoscaler 1.35.1 core/scaledown/actuation/drain.go:230-236); Envoy Gateway gives a proxy its drain
+    plus 300 s (v1.8.3 resource_provider.go:614-624)."""
+    plan = shipped_plans["staging"]
+    [proxy] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "EnvoyProxy"]
+    grace = int(proxy["spec"]["shutdown"]["drainTimeout"].removesuffix("s")) + 300
+    assert grace > 600  # the autoscaler's default would cut it short
+    [deployment] = [o.manifest for o in plan.chart_objects
+                    if o.kind == "Deployment" and o.manifest["metadata"]["name"].startswith("cluster-autoscaler")]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert f"--max-graceful-termination-sec={grace}" in container["command"]

@@ -320,8 +320,10 @@ class EksCluster(pulumi.ComponentResource):
             pulumi.log.warn(
                 f"{existing.name} exists without this stack's tag {CLUSTER_TAG}={args.cluster_name} (retention: "
                 f"{existing.retention_in_days or 'never expire'}): most likely EKS created it again while an earlier "
-                "stack of this cluster name was destroyed, before stacks kept their group. Importing it fails on its "
-                "retention and tags; once no cluster of this name exists, delete it (`aws logs delete-log-group "
+                "stack of this cluster name was destroyed, before stacks kept their group. The stack adopts it and "
+                "sets its retention and tags (the Pulumi CLI imports a resource whose inputs differ, then updates it, "
+                "since v3.174.0, pulumi/pulumi#19339); with an older CLI the import fails: then, once no cluster of "
+                "this name exists, delete it (`aws logs delete-log-group "
                 f"--region {args.region} --log-group-name {existing.name}`) and run `pulumi up` again "
                 "(docs/disaster-recovery.md)", resource=self)
         elif existing is not None:

@@ -38,6 +38,10 @@ class EksAddonsArgs:
     """IRSA role of the autoscaler's ServiceAccount."""
     system_node_selector: dict[str, str] = field(default_factory=dict)
     """Where the autoscaler runs: the system pool (default: anywhere)."""
+    max_graceful_termination_s: int = 600
+    """The longest grace period, in seconds, the autoscaler gives a pod it evicts to remove a node (default: the
+    autoscaler's own, 600 s, cluster-autoscaler 1.35.1 config/flags/flags.go:121; it cuts a longer one short,
+    core/scaledown/actuation/drain.go:230-236): the gateway proxies' (their drain plus 300 s)."""
 
 
 class EksAddons(pulumi.ComponentResource):
@@ -108,6 +112,9 @@ class EksAddons(pulumi.ComponentResource):
                     "skip-nodes-with-system-pods": "false",
                     # GPU nodes are expensive: give back idle ones after 10 minutes.
                     "scale-down-unneeded-time": "10m",
+                    # A scale-down evicts with the pod's grace period capped at this: a stopping proxy keeps
+                    # serving held and running requests for its drain, which may exceed the default 600 s.
+                    "max-graceful-termination-sec": str(args.max_graceful_termination_s),
                 },
             },
             atomic=True,

@@ -11,6 +11,7 @@ the serving namespace. What is changed, and why, is in :func:`harden`; everythin
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,15 @@ PICKER_UID = 65532
 """The user of the picker's image (Dockerfile.epp: ``USER 65532:65532``, distroless nonroot)."""
 SELECTOR_LABEL = "llm-d-router-gateway"
 """The label the chart selects the picker's pods by, valued ``<release>-epp`` (routerlib _helpers.tpl)."""
+
+
+WAIT_FOR = "pulumi.com/waitFor"
+
+
+def picker_wait_for(replicas: int) -> str:
+    """What Pulumi waits for on an active-passive picker: every replica of the new revision (observedGeneration
+    current, provider/pkg/await/condition/jsonpath.go:46-52) and one of them ready, the leader."""
+    return json.dumps([f"jsonpath={{.status.updatedReplicas}}={replicas}", "jsonpath={.status.readyReplicas}=1"])
 
 
 def picker_name(pool: str) -> str:
@@ -84,19 +94,9 @@ class EndpointPicker(pulumi.ComponentResource):
                                                         pulumi.ResourceOptions(parent=self, depends_on=depends)))
         [pool] = created["InferencePool"]
         self.pod_labels = picker_pod_labels(args.pool)
-        [deployment] = [o for o in args.objects if o["kind"] == "Deployment"]
-        if int(deployment["spec"].get("replicas") or 1) > 1:
-            # Active-passive replicas (the chart's leader election): an eviction takes one at a time, so a node
-            # drain leaves the standby to take the lease.
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb",
-                metadata=k8s.meta.v1.ObjectMetaArgs(namespace=deployment["metadata"]["namespace"],
-                                                    labels=_labels({})),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(
-                        match_labels=deployment["spec"]["selector"]["matchLabels"])),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=created["Deployment"]),
-            )
+        # No PodDisruptionBudget: only the leader is ready (llm-d-router v0.10.0 cmd/epp/runner/health.go:76-100),
+        # so a budget counting ready pods would allow no eviction of the leader and block every node drain; the
+        # standby takes the lease when the leader goes (docs/upstream.md, "picker readiness").
         namespace = next(o["metadata"]["namespace"] for o in args.objects if o["kind"] == "Deployment")
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
@@ -130,7 +130,8 @@ def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -
       Security "restricted"; the picker writes no file, llm-d-router v0.10.0);
     - it runs on the system pool, and says that it mounts its ServiceAccount's token (it watches its
       pool and the pool's pods);
-    - with more than one replica (leader and standby), they prefer different nodes;
+    - with more than one replica (leader and standby), they prefer different nodes, and Pulumi waits for the
+      leader alone (only it is ready);
     - its pod carries a checksum of its configuration: the picker reads it at its start only
       (llm-d-router v0.10.0 cmd/epp/runner/runner.go), so a change restarts it;
     - every object carries NeuroDock's part-of label.
@@ -153,6 +154,12 @@ def harden(objects: tuple[dict[str, Any], ...], node_selector: dict[str, str]) -
                     "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
                         "topologyKey": "kubernetes.io/hostname",
                         "labelSelector": {"matchLabels": obj["spec"]["selector"]["matchLabels"]}}}]}}
+                # pulumi-kubernetes' own Deployment await wants every replica ready (v4.34.2
+                # provider/pkg/await/deployment.go:676-690), which the standby never is: wait instead for the
+                # rollout (the chart's Recreate strategy, routerlib templates/_deployment.yaml:338-345) and one
+                # ready leader (a custom waitFor replaces that await, provider/pkg/await/await.go:321-332).
+                obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
+                                                  WAIT_FOR: picker_wait_for(int(obj["spec"]["replicas"]))}
             template = obj["spec"]["template"]["metadata"]
             template["annotations"] = {**(template.get("annotations") or {}),
                                        "neurodock.io/config-checksum": checksum(config)}

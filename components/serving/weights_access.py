@@ -40,16 +40,18 @@ class S3WeightsReaderArgs:
     """The customer-managed KMS key the bucket encrypts objects with, when the stack knows it (default: any key,
     usable only by S3 for this bucket: the grant's conditions name the bucket)."""
     region: str | None = None
-    """The bucket's AWS region, whose S3 calls KMS on the role's behalf (default: the AWS provider's, the
-    cluster's)."""
+    """The bucket's AWS region, whose S3 calls KMS on the role's behalf (default: unknown, so S3 in any region: an
+    existing bucket, such as the bootstrap's replicated one a DR stack reads, may be in another than the cluster's)."""
 
 
-def s3_kms_statement(bucket: str, prefix: str, *, region: str, key_arn: str | None, write: bool) -> dict:
+def s3_kms_statement(bucket: str, prefix: str, *, region: str | None, key_arn: str | None, write: bool) -> dict:
     """What S3 needs of KMS on a principal's behalf to read (and write) objects under ``prefix`` of a bucket encrypted
     with a customer-managed key (SSE-KMS), and nothing else: ``kms:Decrypt`` to download, ``kms:GenerateDataKey`` to
     upload and ``kms:Decrypt`` again to complete a multipart upload (S3 User Guide, "Using server-side encryption with
     AWS KMS keys", UsingKMSEncryption.md:26; "Multipart upload API and permissions", mpuoverview.md:129). Only
-    through S3 in the bucket's region (``kms:ViaService``) and only for this bucket's objects: S3 passes the object's
+    through S3 (``kms:ViaService``, ``s3.<region>.amazonaws.com``; ``s3.*.amazonaws.com`` by ``StringLike``'s
+    wildcard when the bucket's region is not known: IAM User Guide, "Condition operators", string operators) and
+    only for this bucket's objects: S3 passes the object's
     ARN as the encryption context ``aws:s3:arn``, or the bucket's ARN when the bucket uses S3 Bucket Keys
     (UsingKMSEncryption.md:114-120, bucket-key.md:61), as AWS's own replication example conditions it
     (replication-config-for-kms-objects.md:148-161; all awsdocs/amazon-s3-userguide at cc53dd6a)."""
@@ -59,8 +61,9 @@ def s3_kms_statement(bucket: str, prefix: str, *, region: str, key_arn: str | No
         "Action": ["kms:Decrypt", "kms:GenerateDataKey"] if write else "kms:Decrypt",
         "Resource": key_arn or "*",
         "Condition": {
-            "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
-            "StringLike": {"kms:EncryptionContext:aws:s3:arn": [f"arn:aws:s3:::{bucket}", objects]},
+            **({"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}} if region else {}),
+            "StringLike": {**({} if region else {"kms:ViaService": "s3.*.amazonaws.com"}),
+                           "kms:EncryptionContext:aws:s3:arn": [f"arn:aws:s3:::{bucket}", objects]},
         },
     }
 
@@ -81,11 +84,10 @@ class S3WeightsReader(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
-        region = args.region or aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         aws.iam.RolePolicy(
             f"{name}-read",
             role=role.id,
-            policy=pulumi.Output.all(region, args.kms_key_arn).apply(lambda a: json.dumps({
+            policy=pulumi.Output.all(args.region, args.kms_key_arn).apply(lambda a: json.dumps({
                 "Version": "2012-10-17", "Statement": [
                     {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
                      **({"Condition": {"StringLike": {"s3:prefix": [f"{prefix}/*", prefix]}}} if prefix else {})},
