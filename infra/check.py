@@ -26,6 +26,7 @@ from neurodock_policies.support import plain
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
+    PolicyProviderResource,
     PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
@@ -214,6 +215,10 @@ def policy_resources(plan: Plan) -> list[PolicyResource]:
     check sees what it installs, rendered by Helm from the cached chart.
     """
     out = []
+    # Each resource's provider with its inputs (a region, a project), as the engine hands them to the pack
+    # (AnalyzerProviderResource): the budget policy prices an EKS pool in its provider's region.
+    providers = {r.urn: PolicyProviderResource(r.type, plain(r.inputs), r.urn, r.name) for r in plan.resources
+                 if r.type.startswith("pulumi:providers:")}
     for r in plan.resources:
         if r.type.startswith("pulumi:providers:") or r.type == STACK_TYPE:
             continue
@@ -230,7 +235,8 @@ def policy_resources(plan: Plan) -> list[PolicyResource]:
         options.retain_on_delete = bool(r.options.get("retainOnDelete"))
         # Kubernetes objects as the provider checks them: with the names it generates.
         props = r.manifest if r.manifest is not None else r.inputs
-        out.append(PolicyResource(r.type, plain(props), r.urn, r.name, options, None, None, [], {}))
+        out.append(PolicyResource(r.type, plain(props), r.urn, r.name, options, providers.get(r.provider or ""), None,
+                                  [], {}))
     for o in plan.chart_objects:
         out.append(PolicyResource(o.type, plain(o.manifest), o.urn, o.name, _no_options(o.release_urn), None, None,
                                   [], {}))
