@@ -28,7 +28,8 @@ from typing import Any
 
 from components.cluster.zones import initial_nodes_per_zone, pool_zones
 from components.gpu.catalog import gke_accelerator
-from infra.cost import cost_delta, plan_cost
+from components.monitoring.cost import cost_groups
+from infra.cost import cost_delta, node_prices, plan_cost
 from infra.plan.engine import Plan
 from infra.plan.helm import ChartObject
 from infra.plan.mocks import Registration, gcp_project_number, is_k8s_object, k8s_checked
@@ -60,12 +61,15 @@ REPLACED_BY = {
 }
 """What `neurodock diff` marks ``[replace]``: the rest updates in place (a node pool's nodes may still be
 recreated by a rolling update: README, "Editing a running stack")."""
+COST_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 DERIVED_FROM_LOCATION = {
     "gcp:container/nodePool:NodePool": ("inputs.nodeLocations", "inputs.initialNodeCount"),
+    COST_RULE: ("manifest.spec",),
 }
 """Inputs the program derives from the stack's zones by a rule (``_derived``): a GKE pool's zones are the
 stack's zones that offer its machine, and its initial nodes per zone share its minimum among them
-(``components/cluster/zones.py``)."""
+(``components/cluster/zones.py``); the cost recording rules price each pool's machines at its region's
+list price (``infra.cost.node_prices``)."""
 OUTPUTS_KEY = "pulumi:pulumi:Stack::outputs"
 SHORT = 100
 """Characters of a changed value the text shows without ``--full``."""
@@ -280,11 +284,17 @@ def _derived(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, dict[str, An
     zones, under the resource's key as it reads after the ``pairs`` substitutions: a GKE pool's zones (those that
     offer its machine) and its initial nodes per zone."""
     cloud = plan.config.cloud if hasattr(plan.config, "node_pools") else None
-    if cloud is None or cloud.provider != "gke":
+    if cloud is None:
         return {}
     prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
-    pools = {p.name: p for p in plan.config.node_pools}
     out: dict[str, dict[str, Any]] = {}
+    for r in plan.resources:
+        if r.type == COST_RULE and r.name.endswith("-cost"):
+            out[_relocated(r.urn.removeprefix(prefix), pairs)] = {
+                "manifest.spec": {"groups": cost_groups(node_prices(plan.config))}}
+    if cloud.provider != "gke":
+        return out
+    pools = {p.name: p for p in plan.config.node_pools}
     for r in plan.resources:
         pool = pools.get(str(r.inputs.get("namePrefix", "")).removesuffix("-"))
         if r.type != "gcp:container/nodePool:NodePool" or pool is None or len(pool.instance_types) != 1:

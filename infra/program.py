@@ -43,8 +43,23 @@ from components.gateway.gateway import CONTROL_PLANE_PORTS as GATEWAY_CONTROL_PL
 from components.gpu.dcgm import DCGM_NAMESPACE, DcgmExporter, DcgmExporterArgs, DriverLayout
 from components.gpu.device_plugin import DEVICE_PLUGIN_NAMESPACE, NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.monitoring import alertmanager
-from components.monitoring.alerts import Agent, AlertRules, AlertRulesArgs, GpuPool, GpuThresholds, ModelTarget
-from components.monitoring.stack import MONITORING_NAMESPACE, Alerting, MonitoringStack, MonitoringStackArgs, Platform
+from components.monitoring.alerts import (
+    ROLLBACK_LABEL,
+    Agent,
+    AlertRules,
+    AlertRulesArgs,
+    GpuPool,
+    GpuThresholds,
+    ModelTarget,
+)
+from components.monitoring.stack import (
+    MONITORING_NAMESPACE,
+    Alerting,
+    AlertingCanaryRollback,
+    MonitoringStack,
+    MonitoringStackArgs,
+    Platform,
+)
 from components.serving.architectures import gated
 from components.serving.catalog import SERVING_NAMESPACE, ModelCatalog
 from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
@@ -225,6 +240,10 @@ def _alerting(config: StackConfig, secrets: StackSecrets) -> Alerting:
         credentials=secrets.alert_receiver_secrets,
         heartbeat=alertmanager.Heartbeat(name=alerting.heartbeat.name, interval=alerting.heartbeat.interval)
         if alerting.heartbeat else None,
+        canary_rollback=AlertingCanaryRollback(
+            repository=alerting.canary_rollback.repository, stack=pulumi.get_stack(),
+            token_key=alerting.canary_rollback.token_key, label=ROLLBACK_LABEL,
+        ) if alerting.canary_rollback else None,
     )
 
 
@@ -292,7 +311,7 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
             slo_min_requests=thresholds.slo_min_requests,
             # The GPU agents come with the DCGM exporter, whose ready pods must deliver GPU series.
             gpu_exporter_namespace=DCGM_NAMESPACE if agents else None,
-            node_prices=node_prices(config),
+            node_prices=node_prices(config) if config.cloud.provider != "kind" else None,
         ),
         opts=opts,
     )

@@ -153,3 +153,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
     return subprocess.CompletedProcess(["neurodock", *args], code, out.getvalue(), err.getvalue())
+
+
+def alert_rule(plan: Plan) -> dict[str, Any]:
+    """The manifest of the stack's PrometheusRule of alert and recording rules (``alerts-rules``; the cost rules
+    are ``alerts-cost``)."""
+    [rule] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule" and r.name == "alerts-rules"]
+    return rule

@@ -22,7 +22,7 @@ from components.monitoring.cost import NodePrice
 from components.monitoring.recording import RECORDED, SLO_WINDOWS
 from infra.config import AlertThresholds
 from tests import scrape
-from tests.conftest import SHIPPED_STACKS, selectors
+from tests.conftest import SHIPPED_STACKS, alert_rule, selectors
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
@@ -161,7 +161,7 @@ def test_a_stack_serving_a_model_from_a_mig_pool_installs_no_idle_gpu_alert_for_
     from tests.conftest import plan_with
 
     def idle_models(plan) -> set[str]:
-        [rule] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule"]
+        rule = alert_rule(plan)
         return {r["labels"]["model"] for g in rule["spec"]["groups"] for r in g["rules"]
                 if r.get("alert") == "NeuroDockGpusIdleAboveMinReplicas"}
 
@@ -176,7 +176,7 @@ def test_a_stack_serving_a_model_from_a_mig_pool_installs_no_idle_gpu_alert_for_
 
     plan = plan_with(write_stack, "prod", on_mig)
     assert idle_models(plan) == set()
-    [rule] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule"]
+    rule = alert_rule(plan)
     assert {r["labels"].get("model") for g in rule["spec"]["groups"] for r in g["rules"]
             if r.get("alert") == "NeuroDockModelServerDown"} == {llama}
 
@@ -241,7 +241,7 @@ def test_every_registered_metric_is_in_its_exporters_fixture():
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_each_stack_installs_a_rule_for_each_model(shipped_plans, stack):
     plan = shipped_plans[stack]
-    [rule] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule"]
+    rule = alert_rule(plan)
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     downs = [r for r in alerts if r["alert"] == "NeuroDockModelServerDown"]
     assert {r["labels"]["model"] for r in downs} == {m.model_name for m in plan.config.models}
@@ -261,7 +261,7 @@ def test_slo_thresholds_come_from_config(write_stack):
                                                          "availability": 0.995}
     document["config"]["neurodock:monitoring"]["alerts"] = {"sloMinRequests": 250}
     plan = run_plan(load_stack_file("test", write_stack(document)))
-    [rule] = [r.manifest for r in plan.manifests if r.manifest["kind"] == "PrometheusRule"]
+    rule = alert_rule(plan)
     llama = [r for g in rule["spec"]["groups"] for r in g["rules"]
              if r.get("labels", {}).get("model", "").startswith("meta-llama/Llama-3.1")]
     exprs = {(r["alert"], r["labels"]["severity"]): r["expr"] for r in llama if "alert" in r}
@@ -289,8 +289,11 @@ def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @needs_promtool
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_promtool_checks_each_stacks_rules(shipped_plans, stack, tmp_path):
-    [rule] = [r.manifest for r in shipped_plans[stack].manifests if r.manifest["kind"] == "PrometheusRule"]
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    # The alert and recording rules, and the cost rules (a PrometheusRule of their own on a cloud stack).
+    groups = [g for r in shipped_plans[stack].manifests if r.manifest["kind"] == "PrometheusRule"
+              for g in r.manifest["spec"]["groups"]]
+    assert "neurodock-slo" in {g["name"] for g in groups}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     result = _promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -285,7 +285,8 @@ def test_the_running_cost_rules_price_each_pools_machine_as_the_plan_does(shippe
     assert prices["system", "e2-standard-8"].devices == 0
     assert node_prices(shipped_plans["dev"].config) == ()
     # The program installs them, and kube-state-metrics exports the label they match nodes by.
-    [rule] = [r for r in shipped_plans["prod"].resources if r.type.endswith(":PrometheusRule")]
+    [rule] = [r for r in shipped_plans["prod"].resources
+              if r.type.endswith(":PrometheusRule") and r.name == "alerts-cost"]
     [cost] = [g for g in rule.inputs["spec"]["groups"] if g["name"] == "neurodock-cost"]
     assert f"{L4_NODE:.6f} * max by" in json.dumps(cost["rules"])
     assert "node.kubernetes.io/instance-type" in json.dumps(shipped_plans["prod"].outputs) or any(

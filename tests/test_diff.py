@@ -45,7 +45,7 @@ def relocated(document: dict, region: str, zones: list[str], project: str | None
 
 
 MOVES = {
-    "staging": ("us-east-1", ["us-east-1a", "us-east-1b", "us-east-1c"]),
+    "staging": ("us-west-2", ["us-west-2a", "us-west-2b", "us-west-2c"]),
     "prod": ("us-central1", ["us-central1-a", "us-central1-b", "us-central1-c"]),
 }
 

@@ -5,6 +5,7 @@ can be created again. Each test has a control: the same check on a stack built t
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from neurodock_policies import deploy_reaches_api, gke_control_plane_reaches_webhooks, wiring
@@ -341,13 +342,27 @@ def resource(diff, type_: str, name: str):
     return found
 
 
+def priced_pool(diff) -> str:
+    """The pool whose price the cost rules gained in ``diff``: their only change is one rule more."""
+    [cost] = [r for r in diff.resources if r.key.endswith("::alerts-cost")]
+    added = {c.path.split(".rules")[0] for c in cost.changes}
+    assert added == {"manifest.spec.groups[0]"}, cost.changes
+    def pools(value) -> set[str]:
+        return set(re.findall(r'label_neurodock_io_pool=\\"([^"\\]+)', json.dumps(value)))
+
+    [pool] = set.union(*(pools(c.new) - pools(c.old) for c in cost.changes))
+    return pool
+
+
 def test_staging_edit_sequence(write_stack):
     steps = EditSequence(write_stack, "staging",
                          start=lambda c: c["neurodock:cloud"].update(kubernetesVersion="1.34", supportType="EXTENDED"))
-    # 1. add a CPU pool: only its group, launch template and autoscaler tags are added.
+    # 1. add a CPU pool: only its group, launch template and autoscaler tags are added, and its nodes' price
+    #    joins the cost rules.
     diff = steps.edit(lambda c: c["neurodock:nodePools"].append(
         {"name": "cpu", "role": "cpu", "instanceTypes": ["m7i.2xlarge"], "minNodes": 0, "maxNodes": 3}))
-    assert {r.status for r in diff.resources} == {"added"}
+    assert {r.status for r in diff.resources if not r.key.endswith("::alerts-cost")} == {"added"}
+    assert priced_pool(diff) == "cpu"
     resource(diff, "aws:eks/nodeGroup:NodeGroup", "cluster-cpu")
     resource(diff, "aws:ec2/launchTemplate:LaunchTemplate", "cluster-cpu")
     # 2. raise minNodes: the group's scaling config changes in place.
@@ -369,10 +384,12 @@ def test_staging_edit_sequence(write_stack):
 
 def test_prod_edit_sequence(write_stack):
     steps = EditSequence(write_stack, "prod")
-    # add a pool: only the pool is added.
+    # add a pool: only the pool is added, and its nodes' price joins the cost rules.
     diff = steps.edit(lambda c: c["neurodock:nodePools"].append(
         {"name": "cpu", "role": "cpu", "instanceTypes": ["n2-standard-8"], "minNodes": 0, "maxNodes": 3}))
-    assert [(r.key.rsplit("::", 1)[-1], r.status) for r in diff.resources] == [("cluster-cpu", "added")]
+    assert {(r.key.rsplit("::", 1)[-1], r.status) for r in diff.resources} == {("alerts-cost", "changed"),
+                                                                               ("cluster-cpu", "added")}
+    assert priced_pool(diff) == "cpu"
     # raise minNodes: the pool's autoscaling changes in place.
     [pool] = steps.edit(lambda c: c["neurodock:nodePools"][1].update(minNodes=3)).resources
     # initialNodeCount is per zone (ceil(3 / 3 zones) = 1, as before): only the total minimum moves.

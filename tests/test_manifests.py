@@ -13,7 +13,7 @@ import pytest
 
 from components.labels import NAME
 from infra.plan.render import manifest_files
-from tests.conftest import SHIPPED_STACKS, model_servers
+from tests.conftest import SHIPPED_STACKS, alert_rule, model_servers
 
 CHANNEL_DEFAULT = "1.35"
 """GKE stacks without kubernetesVersion run the release channel's default; validated against 1.35, in GKE
@@ -63,7 +63,7 @@ def test_custom_kinds_come_from_the_pinned_charts_crds(crd_schemas):
 
 
 def test_custom_resource_schema_rejects_an_unknown_field(shipped_plans, crd_schemas):
-    [rule] = [r.manifest for r in shipped_plans["staging"].manifests if r.manifest["kind"] == "PrometheusRule"]
+    rule = alert_rule(shipped_plans["staging"])
     assert problems(rule, "1.33", crd_schemas) == []
     broken = {**rule, "spec": {"groups": [{**rule["spec"]["groups"][0], "interval_": "1m"}]}}
     assert any("interval_" in p for p in problems(broken, "1.33", crd_schemas))

@@ -14,7 +14,7 @@ import pulumi
 
 from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
-from components.monitoring.cost import NodePrice, cost_rules
+from components.monitoring.cost import NodePrice, cost_groups
 from components.monitoring.queries import (
     CLIENT_LISTENERS,
     EPP_CLIENT_ERRORS,
@@ -445,9 +445,7 @@ def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agen
     model_rules = [rule for t in models for rule in _model_rules(t, gpu)]
     if model_rules:
         groups.append({"name": "neurodock-models", "rules": model_rules})
-    if cost := cost_rules(node_prices):
-        groups.append({"name": "neurodock-cost", "rules": cost})
-    return groups
+    return groups + cost_groups(node_prices)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -468,9 +466,11 @@ class AlertRulesArgs:
     """Requests a burn-rate alert's long window must hold before it may fire (``monitoring.alerts.sloMinRequests``)."""
     gpu_exporter_namespace: str | None = None
     """Namespace of the DCGM exporter, whose ready pods must deliver GPU series (default none: no GPU nodes)."""
-    node_prices: tuple[NodePrice, ...] = ()
-    """Each pool's machine types at their list price (``components.monitoring.cost``; default none: kind, or a
-    stack the catalogue cannot price): the cost recording rules."""
+    node_prices: tuple[NodePrice, ...] | None = None
+    """Each pool's machine types at their list price (``components.monitoring.cost``), for the cost recording
+    rules, in a PrometheusRule of their own (``<name>-cost``: what they hold follows the region's prices, so a DR
+    stack's differ from its primary's by location alone); default None, no such rule (kind). Empty where the
+    catalogue prices nothing of the stack: the rule exists, with no group."""
 
 
 class AlertRules(pulumi.ComponentResource):
@@ -488,7 +488,9 @@ class AlertRules(pulumi.ComponentResource):
             list(args.pools),
             slo_min_requests=args.slo_min_requests,
             gpu_exporter_namespace=args.gpu_exporter_namespace,
-            node_prices=args.node_prices,
         ))
         prometheus_rule(f"{name}-rules", namespace=args.namespace, groups=groups, parent=self, crds=args.crds)
+        if args.node_prices is not None:
+            prometheus_rule(f"{name}-cost", namespace=args.namespace, groups=cost_groups(args.node_prices),
+                            parent=self, crds=args.crds)
         self.register_outputs({})

@@ -70,6 +70,12 @@ def cost_rules(prices: Iterable[NodePrice]) -> list[dict]:
     return rules
 
 
+def cost_groups(prices: Iterable[NodePrice]) -> list[dict]:
+    """The cost rule group, or none where nothing is priced."""
+    rules = cost_rules(prices)
+    return [{"name": "neurodock-cost", "rules": rules}] if rules else []
+
+
 def cost_dashboard_panels() -> list[tuple[str, list[tuple[str, str]], str, str]]:
     """The *NeuroDock / Cost* dashboard's panels: (title, [(expr, legend)], unit, description)."""
     return [
@@ -86,5 +92,10 @@ def cost_dashboard_panels() -> list[tuple[str, list[tuple[str, str]], str, str]]
     ]
 
 
-__all__ = ["NodePrice",
-           "cost_dashboard_panels", "cost_rules", "usd_per_mtok"]
+__all__ = [
+    "NodePrice",
+    "cost_dashboard_panels",
+    "cost_groups",
+    "cost_rules",
+    "usd_per_mtok",
+]
