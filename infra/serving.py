@@ -37,7 +37,7 @@ from components.serving.weights_mirror import MIRROR_ACCOUNT, PURPOSE, MirrorBuc
 from components.versions import KEDA
 from infra import charts
 from infra.config import EksCloud, GkeCloud, ModelSpec, ModelVersion, StackConfig, mirrored, replica_size
-from infra.config.serving import eval_suite_path
+from infra.config.rollout import eval_suite_path
 from infra.readiness import budgets, mirror_budget
 from infra.routing import picker_args
 from infra.secrets import StackSecrets

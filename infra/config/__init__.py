@@ -5,10 +5,10 @@ turns them into component ``Args``; no ``Output`` ever enters a model.
 
 One module per concern, each owning its models, defaults and checks: ``cloud`` (the cluster's cloud,
 network, endpoint and tags), ``offerings`` (the regions, zones and versions the clouds offer, from ``data/``),
-``pools`` (node pools and their GPUs), ``serving`` (models, versions, rollout, readiness), ``engine`` (what
-the engine would refuse: managed flags, images, model sizes, number formats), ``capacity`` (whether they fit),
-``budgets`` (readiness budgets against the estimate), ``cost`` (the stack's monthly budget), ``monitoring`` (and
-alerting), ``gateway``, ``deploy``,
+``pools`` (node pools and their GPUs), ``serving`` (models, versions, readiness), ``rollout`` (a canary's steps
+and eval gate), ``engine`` (what the engine would refuse: managed flags, images, model sizes, number formats),
+``capacity`` (whether they fit), ``budgets`` (readiness budgets against the estimate), ``cost`` (the stack's monthly
+budget), ``monitoring`` (and alerting), ``gateway``, ``deploy``,
 ``providers`` (credentials in the cloud providers' namespaces), ``coherence`` (settings another setting
 silently drops); ``stack`` puts them together and reads them from Pulumi, ``messages`` words pydantic's
 errors, ``base`` holds what they share. Stack files themselves are read by ``infra.plan.stackfile``.
@@ -37,5 +37,6 @@ from infra.config.monitoring import *  # noqa: F403
 from infra.config.offerings import *  # noqa: F403
 from infra.config.pools import *  # noqa: F403
 from infra.config.providers import *  # noqa: F403
+from infra.config.rollout import *  # noqa: F403
 from infra.config.serving import *  # noqa: F403
 from infra.config.stack import *  # noqa: F403
