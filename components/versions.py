@@ -77,6 +77,8 @@ SMOKE_TEST_IMAGE = "docker.io/library/python:3.13.9-alpine3.22"
 # The eval gate's runner (components/serving/eval_runner.py) is standard library only too: the same image.
 # TODO(issue 32): add the digest (tag@sha256:...) once read from the registry; not reachable where this was written.
 EVAL_RUNNER_IMAGE = SMOKE_TEST_IMAGE
+# The canary rollback relay (components/monitoring/rollback_relay.py): standard library only, the same image.
+ROLLBACK_RELAY_IMAGE = SMOKE_TEST_IMAGE
 
 CHARTS: tuple[ChartRef, ...] = (KUBE_PROMETHEUS_STACK, KEDA, ENVOY_GATEWAY, CLUSTER_AUTOSCALER, AI_GATEWAY_CRDS,
                                 AI_GATEWAY, LLM_D_ROUTER)

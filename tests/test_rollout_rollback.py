@@ -29,6 +29,7 @@ from components.monitoring.alerts import (
     version_slis,
 )
 from components.monitoring.recording import SLO_WINDOWS, slo_requests
+from tests.conftest import alert_rule
 from tests.test_alertmanager import amtool, needs_amtool, routes
 from tests.test_alerts import MIN_REQUESTS, PROMTOOL, SLOW, groups, needs_promtool
 from tests.test_ci_workflows import WORKFLOWS, steps, uses, workflow
@@ -64,7 +65,7 @@ def test_no_canary_or_no_route_no_rollback_alert():
 
 
 def test_the_shipped_prod_stack_alerts_on_its_canary(shipped_plans):
-    [rule] = [r.manifest for r in shipped_plans["prod"].manifests if r.manifest["kind"] == "PrometheusRule"]
+    rule = alert_rule(shipped_plans["prod"])
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == CANARY_ALERT]
     with_canary = {mdl.name for mdl in shipped_plans["prod"].config.models if mdl.canary}
     assert with_canary and {a["labels"][STACK_MODEL_LABEL] for a in alerts} == with_canary
@@ -270,3 +271,360 @@ def test_the_rollback_workflow_runs_on_the_relays_dispatch_and_deploys_the_merge
 def test_the_workflow_is_named_like_the_others():
     assert (WORKFLOWS / "rollout-rollback.yaml").exists()
     assert re.search(r"rollout rollback", (WORKFLOWS / "rollout-rollback.yaml").read_text())
+
+
+# --- the relay in the program (monitoring.alerting.canaryRollback) -----------------------------------------------
+
+ROLLBACK_KEY = "neurodock:monitoring.alerting.canaryRollback"
+ROLLBACK_CONFIG = {"repository": "acme/neurodock-stacks", "tokenKey": "github-rollback"}
+
+
+def _with_rollback(config: dict, **overrides) -> None:
+    config["neurodock:monitoring"]["alerting"]["canaryRollback"] = {**ROLLBACK_CONFIG, **overrides}
+
+
+@pytest.fixture(scope="module")
+def rollback_plan(tmp_path_factory):
+    from infra.plan.engine import run_plan
+    from infra.plan.stackfile import load_stack_file
+    from tests.conftest import stack_document
+
+    document = stack_document("prod")
+    _with_rollback(document["config"])
+    path = tmp_path_factory.mktemp("rollback") / "Pulumi.test.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return run_plan(load_stack_file("test", path))
+
+
+def _relay_objects(plan) -> dict[str, list]:
+    from components.monitoring.rollback_relay_deploy import NAME_VALUE
+
+    out: dict[str, list] = {}
+    for r in plan.resources:
+        if r.type.startswith("kubernetes:") and (r.manifest or {}).get("metadata", {}).get("labels", {}).get(
+                "app.kubernetes.io/name") == NAME_VALUE:
+            out.setdefault(r.manifest["kind"], []).append(r)
+    return out
+
+
+def _alertmanager_service(plan) -> dict:
+    [service] = [o.manifest for o in plan.chart_objects if o.kind == "Service"
+                 and (o.manifest["spec"].get("selector") or {}).get("app.kubernetes.io/name") == "alertmanager"]
+    return service
+
+
+@needs_amtool
+def test_amtool_the_planned_alertmanager_sends_the_canary_alert_to_the_planned_relay(rollback_plan, tmp_path):
+    from tests.test_alertmanager import rendered_config
+
+    config = rendered_config(rollback_plan)
+    assert amtool("check-config", config=config, tmp_path=tmp_path).returncode == 0
+    [model] = [mdl for mdl in rollback_plan.config.models if mdl.canary]
+    labels = {"alertname": CANARY_ALERT, ROLLBACK_LABEL[0]: ROLLBACK_LABEL[1], STACK_MODEL_LABEL: model.name,
+              "severity": "critical", "model": model.model_name, "slo": "availability"}
+    # The relay first, then the people prod routes a critical alert to (oncall, then the default receiver).
+    assert routes(config, tmp_path, **labels) == ["canary-rollback", "oncall", "ml-alerts"]
+    # The receiver's URL is the planned Service's.
+    [service] = _relay_objects(rollback_plan)["Service"]
+    meta, [port] = service.manifest["metadata"], service.manifest["spec"]["ports"]
+    [receiver] = [r for r in config["receivers"] if r["name"] == "canary-rollback"]
+    assert receiver["webhook_configs"][0]["url"] == (
+        f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local:{port['port']}/")
+    # The Service reaches the relay's pods on the port the relay listens on.
+    [deployment] = _relay_objects(rollback_plan)["Deployment"]
+    pod = deployment.manifest["spec"]["template"]
+    assert service.manifest["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    [container] = pod["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}[port["targetPort"]] == int(env["PORT"])
+
+
+def test_the_relay_runs_the_script_with_the_token_from_the_receivers_secret(rollback_plan):
+    from components.monitoring.alertmanager import SECRET_NAME
+    from components.monitoring.rollback_relay_deploy import SCRIPT
+
+    objects = _relay_objects(rollback_plan)
+    [deployment], [config_map] = objects["Deployment"], objects["ConfigMap"]
+    pod = deployment.manifest["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["GITHUB_REPOSITORY"] == ROLLBACK_CONFIG["repository"] and env["NEURODOCK_STACK"] == "test"
+    assert config_map.manifest["data"] == {SCRIPT.name: SCRIPT.read_text()}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m_["name"]: m_["mountPath"] for m_ in container["volumeMounts"]}
+    assert volumes["script"]["configMap"]["name"] == config_map.manifest["metadata"]["name"]
+    assert container["command"][-1] == f"{mounts['script']}/{SCRIPT.name}"
+    token = volumes["token"]["secret"]
+    assert token["secretName"] == SECRET_NAME
+    # Only the token is projected; the file the relay reads is that key.
+    [item] = token["items"]
+    assert item["key"] == ROLLBACK_CONFIG["tokenKey"] and env["TOKEN_FILE"] == f"{mounts['token']}/{item['path']}"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert deployment.manifest["metadata"]["namespace"] == _alertmanager_service(rollback_plan)["metadata"].get(
+        "namespace", "monitoring")
+
+
+def test_the_relay_meets_pod_security_restricted_has_resources_and_a_pinned_image(rollback_plan):
+    from neurodock_policies import POLICIES
+
+    from components.versions import ROLLBACK_RELAY_IMAGE
+    from infra.check import run_policies
+
+    [deployment] = _relay_objects(rollback_plan)["Deployment"]
+    pod = deployment.manifest["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == ROLLBACK_RELAY_IMAGE and ":" in ROLLBACK_RELAY_IMAGE.rsplit("/", 1)[1]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    checked = [p for p in POLICIES if p.name in ("pod-security-restricted", "container-resources", "images-pinned")]
+    assert len(checked) == 3
+    found = run_policies(rollback_plan, checked)
+    assert [v for v in found if v.urn == deployment.urn or "rollback" in v.message] == []
+
+
+def test_the_relay_admits_alertmanagers_pods_only_and_reaches_dns_and_https_only(rollback_plan):
+    [policy] = _relay_objects(rollback_plan)["NetworkPolicy"]
+    [deployment] = _relay_objects(rollback_plan)["Deployment"]
+    spec = policy.manifest["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= deployment.manifest["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    [rule] = spec["ingress"]
+    [peer] = rule["from"]
+    # Alertmanager's pods, as the chart's own Alertmanager Service selects them.
+    assert set(peer) == {"podSelector"}
+    assert peer["podSelector"]["matchLabels"] == _alertmanager_service(rollback_plan)["spec"]["selector"]
+    egress_ports = sorted((p["port"], p["protocol"]) for r in spec["egress"] for p in r["ports"])
+    assert egress_ports == [(53, "TCP"), (53, "UDP"), (443, "TCP")]
+
+
+def test_without_the_key_no_relay_and_no_rollback_route(shipped_plans, rollback_plan):
+    from tests.test_alertmanager import rendered_config
+
+    for stack in ("prod", "staging"):
+        plan = shipped_plans[stack]
+        assert _relay_objects(plan) == {}
+        assert not any(r["name"] == "canary-rollback" for r in rendered_config(plan)["receivers"])
+    assert set(_relay_objects(rollback_plan)) == {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
+    # Apart from the relay and the rollback route, the Alertmanager configuration is prod's.
+    with_key, without = rendered_config(rollback_plan), rendered_config(shipped_plans["prod"])
+    without_relay = {**with_key, "route": {**with_key["route"], "routes": with_key["route"]["routes"][1:]},
+                     "receivers": [r for r in with_key["receivers"] if r["name"] != "canary-rollback"]}
+    assert without_relay == without
+
+
+@pytest.mark.parametrize(("mutate", "key", "says"), [
+    (lambda c: _with_rollback(c, repository="not a repo"), f"{ROLLBACK_KEY}.repository", "owner/name"),
+    (lambda c: _with_rollback(c, tokenKey="oncall"), f"{ROLLBACK_KEY}.tokenKey", "receivers[0]"),
+    (lambda c: _with_rollback(c, tokenKey="heartbeat"), f"{ROLLBACK_KEY}.tokenKey", "heartbeat"),
+    (lambda c: (_with_rollback(c), c["neurodock:monitoring"]["alerting"]["receivers"][1].update(
+        name="canary-rollback"), c["neurodock:monitoring"]["alerting"].update(defaultReceiver="canary-rollback")),
+     "neurodock:monitoring.alerting.receivers[1].name", "rollback relay"),
+    (lambda c: (_with_rollback(c), c["neurodock:monitoring"]["alerting"].update(receivers=[], routes=[]),
+                c["neurodock:monitoring"]["alerting"].pop("defaultReceiver")),
+     ROLLBACK_KEY, "needs monitoring.alerting.receivers"),
+])
+def test_a_bad_canary_rollback_is_refused_naming_the_key(write_stack, mutate, key, says):
+    from infra.config import ConfigError
+    from infra.plan.engine import validate
+    from infra.plan.stackfile import load_stack_file
+    from tests.conftest import stack_document
+
+    document = stack_document("prod")
+    mutate(document["config"])
+    with pytest.raises(ConfigError) as caught:
+        validate(load_stack_file("test", write_stack(document)))
+    assert key in str(caught.value) and says in str(caught.value), str(caught.value)
+
+
+def test_canary_rollback_without_monitoring_exits_2_naming_the_key(write_stack):
+    from tests.conftest import run_cli, stack_document
+
+    document = stack_document("prod")
+    _with_rollback(document["config"])
+    document["config"]["neurodock:monitoring"] = {"enabled": False,
+                                                  "alerting": document["config"]["neurodock:monitoring"]["alerting"]}
+    result = run_cli("plan", "prod", "--stack-file", str(write_stack(document)))
+    assert result.returncode == 2 and ROLLBACK_KEY in result.stderr and "monitoring.enabled" in result.stderr
+
+
+def test_the_token_is_an_entry_of_the_receivers_secret_and_a_stack_without_canary_is_warned():
+    from infra.config import parse_config
+    from infra.config.monitoring import alerting_warnings, receiver_secret_problems
+    from tests.conftest import stack_document
+
+    config = stack_document("prod")["config"]
+    _with_rollback(config)
+    parsed = parse_config(config)
+    assert "github-rollback" in parsed.monitoring.alerting.credentialed()
+    entries = {name: "x" for name in ("oncall", "ml-alerts", "heartbeat")}
+    missing = receiver_secret_problems(parsed, json.dumps(entries))
+    assert [str(p) for p in missing] and all("github-rollback" in str(p) for p in missing)
+    assert receiver_secret_problems(parsed, json.dumps({**entries, "github-rollback": "ghp_x"})) == []
+    assert alerting_warnings(parsed) == []
+    for model in config["neurodock:models"]:
+        model.pop("canary", None)
+    [warning] = alerting_warnings(parse_config(config))
+    assert ROLLBACK_KEY in str(warning) and "no model has a canary" in str(warning)
+
+
+# --- the scheduled analysis workflow -----------------------------------------------------------------------------
+
+def _step(job: dict, name_starts: str) -> dict:
+    [step] = [s for s in steps(job) if s.get("name", "").startswith(name_starts)]
+    return step
+
+
+def test_the_analysis_runs_on_a_schedule_and_by_hand_with_the_teams_mode():
+    flow = workflow("rollout-analyze.yaml")
+    assert flow["on"]["schedule"] and all(len(c["cron"].split()) == 5 for c in flow["on"]["schedule"])
+    assert set(flow["on"]["workflow_dispatch"]["inputs"]) == {"stack", "mode", "deploy"}
+    assert flow["permissions"] == {"contents": "read"}
+    analyze = flow["jobs"]["analyze"]
+    assert analyze["needs"] == "rollouts" and analyze["runs-on"] == "${{ matrix.runsOn }}"
+    assert analyze["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.rollouts.outputs.rollouts) }}"
+    # The team's choice: the input, else the repository variable, else a pull request for review.
+    assert analyze["env"]["MODE"] == "${{ inputs.mode || vars.NEURODOCK_ROLLOUT_MODE || 'pr' }}"
+    runs = {s.get("name", ""): s.get("run", "") for s in steps(analyze)}
+    assert any('neurodock rollout analyze "$STACK" --prometheus "$url" --json' in r for r in runs.values())
+    merge = _step(analyze, "Open the pull request")["run"]
+    assert "gh pr create" in merge
+    assert merge.index('if [ "$MODE" = merge ]') < merge.index("gh pr merge") < merge.index("deploy=\"$STACK\"")
+    # Nothing from an expression is pasted into a script; no token stays in the checkout.
+    for job in flow["jobs"].values():
+        assert not any("${{" in s.get("run", "") for s in steps(job))
+        for step in steps(job):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+    up = flow["jobs"]["up"]
+    assert up["needs"] == "target" and up["environment"] == "${{ inputs.deploy }}"
+    assert up["runs-on"] == "${{ fromJSON(needs.target.outputs.runner) }}"
+    pulumi = uses(up, "pulumi/actions")["with"]
+    assert (pulumi["command"], pulumi["policyPacks"]) == ("up", "policies/neurodock")
+    # Only the workflow's own dispatch after a merge deploys; a scheduled run never does.
+    assert "inputs.deploy != ''" in flow["jobs"]["target"]["if"] and "inputs.deploy" in flow["jobs"]["rollouts"]["if"]
+
+
+def _run_step(script: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **env}, check=False)
+
+
+def test_the_listing_finds_the_stacks_whose_canary_takes_traffic(tmp_path):
+    import shutil
+
+    from tests.conftest import run_cli, stack_document
+
+    flow = workflow("rollout-analyze.yaml")
+    script = _step(flow["jobs"]["rollouts"], "List the stacks")["run"]
+    listing = script[script.index("venv/bin/python - <<'PY'"):]
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "stacks").mkdir()
+    for path in (root / "stacks").glob("Pulumi.*.yaml"):
+        shutil.copy(path, tmp_path / "stacks" / path.name)
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").symlink_to(root / "venv" / "bin" / "python")
+    stacks = json.loads(run_cli("stacks", "--json").stdout)
+    (tmp_path / "stacks.json").write_text(json.dumps(stacks))
+    expected = sorted(s["stack"] for s in stacks if any(
+        (m.get("canary") or {}).get("weight", 0) > 0 for m in stack_document(s["stack"])["config"]["neurodock:models"]))
+    assert expected  # prod and prod-dr ship a canary
+
+    def listed(only: str = "") -> list[dict]:
+        out = tmp_path / "github-output"
+        out.write_text("")
+        result = _run_step(listing, tmp_path, {"GITHUB_OUTPUT": str(out), "ONLY": only})
+        assert result.returncode == 0, result.stderr
+        return json.loads(out.read_text().removeprefix("rollouts="))
+
+    assert sorted(r["stack"] for r in listed()) == expected
+    assert {r["stack"]: r["runsOn"] for r in listed()} == {s["stack"]: s["runsOn"] for s in stacks
+                                                           if s["stack"] in expected}
+    assert listed("dev") == []
+    # A rolled-back canary (weight 0) is left alone: no analysis would step it back up.
+    document = yaml.safe_load((tmp_path / "stacks" / f"Pulumi.{expected[0]}.yaml").read_text())
+    for model in document["config"]["neurodock:models"]:
+        if model.get("canary"):
+            model["canary"]["weight"] = 0
+    (tmp_path / "stacks" / f"Pulumi.{expected[0]}.yaml").write_text(yaml.safe_dump(document))
+    assert expected[0] not in [r["stack"] for r in listed()]
+
+
+def test_each_verdict_leads_to_its_edit_and_hold_to_none(tmp_path):
+    import shutil
+
+    if shutil.which("jq") is None:
+        pytest.skip("jq not installed (GitHub's runners have it)")
+    flow = workflow("rollout-analyze.yaml")
+    script = _step(flow["jobs"]["analyze"], "Edit the stack file")["run"]
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    fake = tmp_path / "venv" / "bin" / "neurodock"
+    fake.write_text('#!/bin/sh\necho "$@" >> calls\n')
+    fake.chmod(0o755)
+    verdicts = {"stack": "prod", "verdict": "rollback", "models": [
+        {"model": "a", "verdict": "advance", "weight": 5, "next_weight": 25, "reasons": []},
+        {"model": "b", "verdict": "rollback", "weight": 25, "next_weight": 50, "reasons": []},
+        {"model": "c", "verdict": "hold", "weight": 5, "next_weight": 25, "reasons": []},
+        {"model": "d", "verdict": "advance", "weight": 50, "next_weight": None, "reasons": []},
+    ]}
+    (tmp_path / "verdict.json").write_text(json.dumps(verdicts))
+    result = _run_step(script, tmp_path, {"STACK": "prod"})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calls").read_text().splitlines() == ["rollout rollback prod --model b",
+                                                             "rollout step prod --model a"]
+    assert "::notice::d is at its last step" in result.stdout
+
+
+# --- the relay as a component --------------------------------------------------------------------------------------
+
+def _relay_args():
+    from components.monitoring.rollback_relay_deploy import RollbackRelayArgs
+
+    return RollbackRelayArgs(namespace="monitoring", repository="acme/stacks", stack="prod", token_secret="receivers",
+                             token_key="github-rollback", alertmanager_pod_labels={"alertmanager": "main"})
+
+
+def test_the_relay_component_builds_its_four_objects_and_refuses_an_open_selector():
+    from components.monitoring.rollback_relay_deploy import RollbackRelay
+    from tests.test_component_harness import build, input_errors
+
+    built = build(lambda: RollbackRelay("relay", _relay_args()))
+    assert built.types == {"kubernetes:core/v1:ConfigMap", "kubernetes:apps/v1:Deployment",
+                           "kubernetes:core/v1:Service", "kubernetes:networking.k8s.io/v1:NetworkPolicy"}
+    assert input_errors(lambda: RollbackRelay("relay", replace(_relay_args(), alertmanager_pod_labels={}))) == [
+        ("alertmanager_pod_labels", "RollbackRelayArgs.alertmanager_pod_labels must select Alertmanager's pods: an "
+                                    "empty selector would admit every pod of the namespace")]
+    assert [p for p, _ in input_errors(lambda: RollbackRelay("relay", replace(_relay_args(), repository="x")))] == [
+        "repository"]
+
+
+def test_the_monitoring_stack_mounts_the_receivers_secret_it_creates_into_the_relay():
+    from components.charts import ChartSource
+    from components.monitoring.stack import (
+        Alerting,
+        AlertingCanaryRollback,
+        MonitoringStack,
+        MonitoringStackArgs,
+        Platform,
+    )
+    from components.versions import KUBE_PROMETHEUS_STACK
+    from tests.test_component_harness import build, load
+
+    load("pulumi_kubernetes.helm.v3", "pulumi_random")
+    alerting = Alerting(repeat_interval="4h", credentials=json.dumps({"github-rollback": "ghp_x"}),
+                        canary_rollback=AlertingCanaryRollback(repository="acme/stacks", stack="prod",
+                                                               token_key="github-rollback", label=ROLLBACK_LABEL))
+    built = build(lambda: MonitoringStack("monitoring", MonitoringStackArgs(
+        chart=ChartSource(KUBE_PROMETHEUS_STACK), platform=Platform.KIND, storage_class="standard", retention="15d",
+        storage_gib=50, grafana=False, alerting=alerting)))
+    secrets = [s for s in built.of_type("kubernetes:core/v1:Secret")
+               if s.inputs["metadata"].get("name") == "neurodock-alert-receivers"]
+    assert len(secrets) == 1
+    [deployment] = built.of_type("kubernetes:apps/v1:Deployment")
+    [token] = [v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"] if v["name"] == "token"]
+    assert token["secret"]["secretName"] == "neurodock-alert-receivers"
+    [release] = built.of_type("kubernetes:helm.sh/v3:Release")
+    receivers = release.inputs["values"]["alertmanager"]["config"]["receivers"]
+    assert [r["name"] for r in receivers if r["name"] == "canary-rollback"] == ["canary-rollback"]

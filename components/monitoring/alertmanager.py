@@ -175,6 +175,8 @@ class CanaryRollback:
     """The alert label and value that ask for a rollback (``alerts.ROLLBACK_LABEL``)."""
 
 
+ROLLBACK_RECEIVER = "canary-rollback"
+"""The receiver of rollback requests, the relay (``components.monitoring.rollback_relay_deploy``)."""
 ROLLBACK_GROUP_BY = ("alertname", "model")
 """One rollback request per model: each model's canary is rolled back on its own."""
 

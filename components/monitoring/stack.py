@@ -14,14 +14,46 @@ from components import labels
 from components.charts import ChartSource
 from components.errors import InputProblems
 from components.k8s import PART_OF_VALUE, RESTRICTED_CONTAINER_SECURITY, namespace
-from components.monitoring.alertmanager import SECRET_NAME, AlertRoute, Heartbeat, Receiver, alertmanager_config
+from components.monitoring.alertmanager import (
+    ROLLBACK_RECEIVER,
+    SECRET_NAME,
+    AlertRoute,
+    CanaryRollback,
+    Heartbeat,
+    Receiver,
+    alertmanager_config,
+    with_canary_rollback,
+)
 from components.monitoring.dashboards import DASHBOARDS
+from components.monitoring.rollback_relay_deploy import RollbackRelay, RollbackRelayArgs, relay_url
 
 MONITORING_NAMESPACE = "monitoring"
 RELEASE = "kps"
 SELECTED = {"release": RELEASE}
 """The label Prometheus selects ServiceMonitors, PodMonitors and PrometheusRules on: the chart's own
 carry it (its ``release`` label), and so must every monitoring resource NeuroDock creates."""
+
+
+ALERTMANAGER_POD_LABELS = {"app.kubernetes.io/name": "alertmanager",
+                           "alertmanager": f"{RELEASE}-kube-prometheus-stack-alertmanager"}
+"""Labels of Alertmanager's pods: those the chart's Alertmanager Service selects them by (kube-prometheus-stack
+82.6.0 ``templates/alertmanager/service.yaml:56-58``: ``app.kubernetes.io/name: alertmanager`` and ``alertmanager:``
+the Alertmanager resource's name, ``<fullname>-alertmanager`` in ``_helpers.tpl:47-53``, the fullname being
+``<release>-kube-prometheus-stack``). tests/test_rollout_rollback.py checks them against the rendered Service."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertingCanaryRollback:
+    """The rollback relay (``components.monitoring.rollback_relay_deploy``) and Alertmanager's route to it."""
+
+    repository: str
+    """The GitHub repository (owner/name) whose rollback workflow the relay starts."""
+    stack: str
+    """The stack's name, sent to the workflow."""
+    token_key: str
+    """The GitHub token's key in the receivers' Secret (``Alerting.credentials``)."""
+    label: tuple[str, str]
+    """The alert label and value asking for a rollback (``alerts.ROLLBACK_LABEL``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +71,8 @@ class Alerting:
     heartbeat's is its URL."""
     heartbeat: Heartbeat | None = None
     """The dead man's switch that hears the Watchdog (default none: the Watchdog notifies nobody)."""
+    canary_rollback: AlertingCanaryRollback | None = None
+    """Where rollback requests go (default none: a canary's burn-rate alert reaches people only)."""
 
 
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -116,6 +150,14 @@ class MonitoringStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.release = release
+        rollback = args.alerting.canary_rollback
+        if rollback is not None:
+            RollbackRelay(f"{name}-rollback", RollbackRelayArgs(
+                namespace=ns.metadata.name, repository=rollback.repository, stack=rollback.stack,
+                # Offline (no credentials given), the Secret is the one `pulumi up` creates, by its fixed name.
+                token_secret=receiver_secret if receiver_secret is not None else SECRET_NAME,
+                token_key=rollback.token_key, alertmanager_pod_labels=dict(ALERTMANAGER_POD_LABELS),
+            ), opts=pulumi.ResourceOptions(parent=self))
         self._dashboards(name, ns)
         self.namespace = release.status.namespace
         self.prometheus_url = pulumi.Output.concat(
@@ -148,7 +190,8 @@ class MonitoringStack(pulumi.ComponentResource):
                               alerting: Alerting) -> pulumi.Output[str] | None:
         """The Secret Alertmanager reads each receiver's credential from, one key per receiver."""
         if alerting.credentials is None or not (any(r.has_secret for r in alerting.receivers)
-                                                or alerting.heartbeat is not None):
+                                                or alerting.heartbeat is not None
+                                                or alerting.canary_rollback is not None):
             return None
         secret = k8s.core.v1.Secret(
             f"{name}-alert-receivers",
@@ -192,13 +235,17 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
             receiver_secret: pulumi.Input[str] | None) -> dict:
     selected = {"matchLabels": dict(SELECTED)}
     alerting = args.alerting
+    config = alertmanager_config(alerting.receivers, alerting.routes, alerting.default_receiver,
+                                 alerting.repeat_interval, alerting.heartbeat)
+    if alerting.canary_rollback is not None:
+        config = with_canary_rollback(config, CanaryRollback(
+            receiver=ROLLBACK_RECEIVER, url=relay_url(MONITORING_NAMESPACE), label=alerting.canary_rollback.label))
     return {
         **_control_plane(args.platform),
         "alertmanager": {
             # Merged over the chart's default config: its global settings and templates stay; the
             # inhibition rules, routing tree and receivers are NeuroDock's.
-            "config": alertmanager_config(alerting.receivers, alerting.routes, alerting.default_receiver,
-                                          alerting.repeat_interval, alerting.heartbeat),
+            "config": config,
             "alertmanagerSpec": {
                 "resources": _resources("10m", "64Mi", "256Mi"),
                 # Mounted at /etc/alertmanager/secrets/<name>/, where the receivers' *_file settings point.

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field
 
+from components.monitoring.alertmanager import ROLLBACK_RECEIVER
 from infra.config.base import CONFIG_NAMESPACE, Duration, Fraction, Model, Name, Problem, decode, key_path, pattern
 
 if TYPE_CHECKING:
@@ -137,6 +138,25 @@ class Heartbeat(Model):
     """How often the Watchdog is sent (default 1m); give the check a period of this and a grace of a few more."""
 
 
+GitHubRepository = pattern(r"^[A-Za-z0-9](-?[A-Za-z0-9]){0,38}/[-_.A-Za-z0-9]{1,100}$",
+                           "a GitHub repository as owner/name", "acme/neurodock-stacks")
+"""GitHub's limits: an owner of at most 39 letters, digits and single hyphens, not starting or ending with one; a
+repository name of at most 100 letters, digits, '-', '_' and '.'."""
+
+
+class AlertingCanaryRollback(Model):
+    """Automatic rollback: a canary breaching its SLOs (the alert ``NeuroDockCanaryBudgetBurn``) is routed by
+    Alertmanager to a small in-cluster relay, which starts ``.github/workflows/rollout-rollback.yaml`` in
+    ``repository`` by a ``repository_dispatch`` (docs/rollouts.md). The relay's GitHub token is an entry of the
+    secret ``neurodock:alertReceiverSecrets``, like the receivers' credentials."""
+
+    repository: GitHubRepository
+    """The repository holding this stack file and the rollback workflow, as owner/name."""
+    token_key: Name
+    """The entry of ``alertReceiverSecrets`` holding a GitHub token allowed to create repository dispatch events
+    on ``repository`` (a fine-grained token with Contents: read and write)."""
+
+
 class Alerting(Model):
     """Who hears about alerts (Alertmanager's receivers and routing tree)."""
 
@@ -152,11 +172,17 @@ class Alerting(Model):
     heartbeat: Heartbeat | None = None
     """The dead man's switch that must hear the Watchdog (default none; the policy alerts-reach-a-receiver
     requires one in production)."""
+    canary_rollback: AlertingCanaryRollback | None = None
+    """Roll a breaching canary back without a person: the relay and Alertmanager's route to it (default none: a
+    canary's burn-rate alert reaches people only)."""
 
     def credentialed(self) -> list[str]:
-        """Names of the receivers (and the heartbeat) that need a credential in ``alertReceiverSecrets``, sorted."""
+        """Names of the receivers (the heartbeat, the rollback relay's token) that need an entry in
+        ``alertReceiverSecrets``, sorted."""
         names = [r.name for r in self.receivers if r.needs_secret()]
-        return sorted([*names, *([self.heartbeat.name] if self.heartbeat else [])])
+        names += [self.heartbeat.name] if self.heartbeat else []
+        names += [self.canary_rollback.token_key] if self.canary_rollback else []
+        return sorted(names)
 
 
 class Monitoring(Model):
@@ -199,6 +225,7 @@ def alerting_problems(config: StackConfig) -> list[Problem]:
     if alerting.heartbeat is not None and alerting.heartbeat.name in names:
         add(("heartbeat", "name"), f"receivers[{names[alerting.heartbeat.name]}] is also named "
             f"{alerting.heartbeat.name!r}; give the heartbeat a name of its own")
+    out += _canary_rollback_problems(config, names)
     known = ", ".join(names) or "none"
     if not alerting.receivers:
         if alerting.routes or alerting.default_receiver:
@@ -215,6 +242,46 @@ def alerting_problems(config: StackConfig) -> list[Problem]:
                 add(("routes", i, "models", j), f"no model serves {model!r}; models: "
                     f"{', '.join(sorted(served)) or 'none'} (use the served name, as clients send it)")
     return out
+
+
+def _canary_rollback_problems(config: StackConfig, receivers: dict[str, int]) -> list[Problem]:
+    rollback = config.monitoring.alerting.canary_rollback
+    if rollback is None:
+        return []
+    key = key_path(("monitoring", "alerting", "canaryRollback"))
+    out = []
+    if not config.monitoring.enabled:
+        out.append(Problem(key, "needs the monitoring stack: the canary's burn-rate alert and Alertmanager, which "
+                                "sends it to the rollback relay, come with it, and monitoring.enabled is false; set "
+                                "monitoring.enabled to true, or remove canaryRollback"))
+    if not config.monitoring.alerting.receivers:
+        out.append(Problem(key, "needs monitoring.alerting.receivers: a canary rolled back by the relay must also "
+                                "reach people, who learn of the breach and the rollback from the same alert; add a "
+                                "receiver, or remove canaryRollback"))
+    if rollback.token_key == ROLLBACK_RECEIVER or rollback.token_key in receivers:
+        taken = (f"the name of receivers[{receivers[rollback.token_key]}]" if rollback.token_key in receivers
+                 else "the rollback relay's own receiver")
+        out.append(Problem(f"{key}.tokenKey", f"{rollback.token_key!r} is {taken}, whose alertReceiverSecrets entry is "
+                                              "another credential; give the GitHub token an entry of its own, e.g. "
+                                              "'github-rollback'"))
+    heartbeat = config.monitoring.alerting.heartbeat
+    if heartbeat is not None and heartbeat.name == rollback.token_key:
+        out.append(Problem(f"{key}.tokenKey", f"{rollback.token_key!r} is the heartbeat's entry (its ping URL); give "
+                                              "the GitHub token an entry of its own, e.g. 'github-rollback'"))
+    if ROLLBACK_RECEIVER in receivers:
+        out.append(Problem(key_path(("monitoring", "alerting", "receivers", receivers[ROLLBACK_RECEIVER], "name")),
+                           f"{ROLLBACK_RECEIVER!r} is the name of the rollback relay's receiver, which canaryRollback "
+                           "adds; rename this receiver"))
+    return out
+
+
+def alerting_warnings(config: StackConfig) -> list[Problem]:
+    """A rollback relay with no canary to roll back is harmless between rollouts, but worth saying."""
+    if config.monitoring.alerting.canary_rollback is None or any(m.canary for m in config.models):
+        return []
+    return [Problem(key_path(("monitoring", "alerting", "canaryRollback")),
+                    "is set but no model has a canary: the relay runs and waits, and rolls back nothing until a "
+                    "model gets a canary")]
 
 
 def missing_receiver_credentials(config: StackConfig) -> Problem:
@@ -250,9 +317,11 @@ __all__ = [
     "AlertRoute",
     "AlertThresholds",
     "Alerting",
+    "AlertingCanaryRollback",
     "AnyReceiver",
     "Email",
     "EmailReceiver",
+    "GitHubRepository",
     "Heartbeat",
     "HeartbeatInterval",
     "HttpUrl",
@@ -265,6 +334,7 @@ __all__ = [
     "SmtpHost",
     "WebhookReceiver",
     "alerting_problems",
+    "alerting_warnings",
     "missing_receiver_credentials",
     "receiver_secret_problems"
 ]

@@ -24,7 +24,7 @@ from infra.config.deploy import Deploy, deploy_problems
 from infra.config.engine import engine_problems
 from infra.config.gateway import Gateway, gateway_problems
 from infra.config.messages import structural_problems
-from infra.config.monitoring import Monitoring, alerting_problems, receiver_secret_problems
+from infra.config.monitoring import Monitoring, alerting_problems, alerting_warnings, receiver_secret_problems
 from infra.config.pools import NodePool, pool_problems, pool_warnings
 from infra.config.providers import provider_credential_problems
 from infra.config.serving import ModelSpec, Readiness, model_problems, model_warnings
@@ -255,7 +255,7 @@ def config_warnings(config: StackConfig) -> list[Problem]:
     """What a valid configuration may not mean: settings that change nothing, and limits it runs into only
     at its peak. `pulumi preview` and `neurodock plan` show them; `pulumi up` goes on."""
     return [*capacity(config)[1], *cloud_warnings(config), *pool_warnings(config), *model_warnings(config),
-            *coherence_warnings(config, config.secrets_set)]
+            *alerting_warnings(config), *coherence_warnings(config, config.secrets_set)]
 
 
 __all__ = [
