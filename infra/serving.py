@@ -150,22 +150,25 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
                       shadow_percent=model.shadow.percent if model.shadow else 100)
     return ServedModelArgs(name=model.name, stable=versions["stable"], canary=versions.get("canary"),
                            shadow=versions.get("shadow"), route=route, cloud_provider=cloud_provider,
-                           canary_eval=canary_eval(model, system_node_selector(cluster)))
+                           canary_eval=version_eval(model, "canary", system_node_selector(cluster)),
+                           shadow_eval=version_eval(model, "shadow", system_node_selector(cluster)))
 
 
-def canary_eval(model: ModelSpec, node_selector: dict[str, str]) -> EvalGateArgs | None:
-    """The canary's eval gate, when it names a suite (validated by the config)."""
-    canary = model.canary
-    if canary is None or canary.eval_suite is None:
+def version_eval(model: ModelSpec, key: str, node_selector: dict[str, str]) -> EvalGateArgs | None:
+    """The eval gate of the model's ``canary`` or ``shadow``, when it names a suite (validated by the config)."""
+    variant = getattr(model, key)
+    if variant is None or variant.eval_suite is None:
         return None
-    suite = eval_suite_path(canary.eval_suite).read_text(encoding="utf-8")
-    # What the canary answers with (weights, engine, flags; the model's where the canary inherits them) and
-    # the suite and bar it must pass: a change to any runs the gate again; a weight step does not.
-    answers = {"canary": canary.model_dump(mode="json", exclude={"weight", "steps", "analysis"}),
+    suite = eval_suite_path(variant.eval_suite).read_text(encoding="utf-8")
+    # What the version answers with (weights, engine, flags; the model's where it inherits them), and the suite
+    # and bar it must pass (the stable version's answers among them when compared): a change to any runs the
+    # gate again; a weight step or a mirrored share does not.
+    answers = {key: variant.model_dump(mode="json", exclude={"weight", "steps", "analysis", "percent"}),
                "model": model.model_dump(mode="json", include={"name", "served_name", "source", "revision",
                                                                "engine", "engine_args", "file"}),
                "suite": suite}
-    return EvalGateArgs(suite=suite, cases=len(load_suite(suite)), pass_rate=canary.eval_pass_rate,
+    return EvalGateArgs(suite=suite, cases=len(load_suite(suite)), pass_rate=variant.eval_pass_rate,
+                        max_regression=variant.eval_max_regression if variant.eval_compare_stable else None,
                         request_timeout_s=model.request_timeout_seconds,
                         revision=hashlib.sha256(json.dumps(answers, sort_keys=True).encode()).hexdigest(),
                         node_selector=node_selector)

@@ -129,3 +129,120 @@ def test_main_exits_by_the_pass_rate_and_names_the_failing_cases(server, tmp_pat
     assert eval_runner.main([*args, "--pass-rate", "0.5"]) == 0
     (tmp_path / "bad.json").write_text("{")
     assert eval_runner.main(["--suite", str(tmp_path / "bad.json"), "--base-url", server, "--model", "m"]) == 2
+
+
+# The regression gate: the same suite asked of a baseline (the stable version) and a candidate, two fake servers.
+
+def _answering(answers: dict[str, str], asked: list[str]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            prompt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"][0]["content"]
+            asked.append(prompt)
+            payload = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                           "content": answers[prompt]}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def pair():
+    """Start a server per answer table; yields a function (answers) -> (base URL, the prompts it was asked)."""
+    started: list[ThreadingHTTPServer] = []
+
+    def start(answers: dict[str, str]) -> tuple[str, list[str]]:
+        asked: list[str] = []
+        httpd = _Server(("127.0.0.1", 0), _answering(answers, asked))
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        started.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}", asked
+
+    yield start
+    for httpd in started:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+RIGHT = {"capital": "Paris", "sum": "4", "colour": "blue"}
+
+
+@pytest.fixture
+def compared_suite(tmp_path: Path) -> Path:
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"prompts": ["{{q}}"], "tests": [
+        {"description": "capital", "vars": {"q": "capital"}, "assert": [{"type": "equals", "value": "Paris"}]},
+        {"description": "sum", "vars": {"q": "sum"}, "assert": [{"type": "equals", "value": "4"}]},
+        {"description": "colour", "vars": {"q": "colour"}, "assert": [{"type": "icontains", "value": "BLUE"}]},
+    ]}))
+    return suite
+
+
+def _compare(suite: Path, candidate: str, baseline: str, *extra: str) -> int:
+    return eval_runner.main(["--suite", str(suite), "--base-url", candidate, "--baseline-url", baseline,
+                             "--model", "m", "--pass-rate", "0.5", "--timeout", "2", *extra])
+
+
+def test_a_candidate_failing_what_the_baseline_passes_is_a_regression_naming_the_case(pair, compared_suite, capsys):
+    baseline, _ = pair(RIGHT)
+    candidate, _ = pair({**RIGHT, "sum": "5"})
+    # 2/3 meets the 0.5 pass rate alone; the comparison is what fails it.
+    assert _compare(compared_suite, candidate, baseline) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED sum: passes on the baseline, fails here: equals '4' failed on '5'" in out
+    assert "REGRESSED capital" not in out and "REGRESSED colour" not in out
+    assert "baseline 3/3" in out and "regressed by 1" in out
+
+
+def test_a_regression_within_the_tolerance_passes(pair, compared_suite, capsys):
+    baseline, _ = pair(RIGHT)
+    candidate, _ = pair({**RIGHT, "sum": "5"})
+    assert _compare(compared_suite, candidate, baseline, "--max-regression", "1") == 0
+    assert "REGRESSED sum" in capsys.readouterr().out
+    worse, _ = pair({**RIGHT, "sum": "5", "capital": "Lyon"})
+    assert _compare(compared_suite, worse, baseline, "--max-regression", "1", "--pass-rate", "0.3") == 1
+
+
+def test_an_equal_result_passes_even_when_both_fail_a_case(pair, compared_suite, capsys):
+    both = {**RIGHT, "colour": "green"}
+    baseline, _ = pair(both)
+    candidate, _ = pair(both)
+    assert _compare(compared_suite, candidate, baseline) == 0
+    out = capsys.readouterr().out
+    assert "REGRESSED" not in out and "FAIL colour" in out and "did not regress" in out
+
+
+def test_a_candidate_better_than_the_baseline_passes(pair, compared_suite, capsys):
+    baseline, _ = pair({**RIGHT, "capital": "Lyon", "sum": "5"})
+    candidate, _ = pair(RIGHT)
+    assert _compare(compared_suite, candidate, baseline) == 0
+    out = capsys.readouterr().out
+    assert "REGRESSED" not in out and "baseline 1/3" in out and "3/3 cases passed" in out
+
+
+def test_the_pass_rate_still_applies_when_comparing(pair, compared_suite):
+    wrong = {"capital": "Lyon", "sum": "5", "colour": "red"}
+    baseline, _ = pair(wrong)
+    candidate, _ = pair(wrong)
+    assert _compare(compared_suite, candidate, baseline) == 1
+
+
+def test_an_unreachable_baseline_exits_2_without_asking_the_candidate(pair, compared_suite, capsys):
+    candidate, asked = pair(RIGHT)
+    assert _compare(compared_suite, candidate, "http://127.0.0.1:1") == 2
+    captured = capsys.readouterr()
+    assert "the baseline http://127.0.0.1:1 did not answer 3 of 3 cases" in captured.err
+    assert "no comparison was made" in captured.err
+    assert asked == []
+
+
+def test_a_negative_tolerance_is_refused(pair, compared_suite, capsys):
+    baseline, _ = pair(RIGHT)
+    assert _compare(compared_suite, baseline, baseline, "--max-regression", "-1") == 2
+    assert "--max-regression must be 0 or more" in capsys.readouterr().err

@@ -5,6 +5,7 @@ Without a suite the plan's graph is the shipped one. Bad suites are config error
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from neurodock_policies import POLICIES
@@ -181,5 +182,108 @@ def test_an_unsupported_assertion_type_is_refused_before_any_deploy(write_stack,
 def test_the_deadline_covers_every_case():
     from components.serving.eval_job import EvalGateArgs
 
-    args = EvalGateArgs(suite="{}", cases=4, pass_rate=1.0, request_timeout_s=30, revision="r", node_selector={})
+    args = EvalGateArgs(suite="{}", cases=4, pass_rate=1.0, max_regression=None, request_timeout_s=30, revision="r",
+                        node_selector={})
     assert deadline_s(args) >= 4 * 30
+    # Comparing asks every case twice: of the stable version, then of the candidate.
+    compared = deadline_s(replace(args, max_regression=0))
+    assert compared >= 2 * 4 * 30 and compared - deadline_s(args) == 4 * 30
+
+
+# The regression gate: the canary compared with the stable version, and the shadow gated before its mirror.
+
+def _compared(config: dict) -> None:
+    [model] = [m for m in config["neurodock:models"] if m["name"] == MODEL]
+    model["canary"].update(evalSuite=SUITE, evalCompareStable=True, evalMaxRegression=1)
+    model["shadow"].update(evalSuite=SUITE, evalCompareStable=True)
+
+
+@pytest.fixture(scope="module")
+def compared_plan(tmp_path_factory):
+    import yaml
+
+    document = stack_document("prod")
+    _compared(document["config"])
+    path = tmp_path_factory.mktemp("compare") / "Pulumi.prod.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return run_plan(load_stack_file("prod", path))
+
+
+def _job_of(plan, version: str):
+    [job] = [j for j in _eval_jobs(plan) if j.name == f"{version}-eval-job"]
+    return job
+
+
+def _url(plan, service: str) -> str:
+    svc = _one(plan, "kubernetes:core/v1:Service", service).manifest
+    return (f"http://{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local:"
+            f"{svc['spec']['ports'][0]['port']}")
+
+
+@pytest.mark.parametrize(("version", "max_regression"), [(f"{MODEL}-canary", "1"), (f"{MODEL}-shadow", "0")])
+def test_a_compared_gate_asks_its_own_service_and_the_stable_one(compared_plan, version, max_regression):
+    job = _job_of(compared_plan, version)
+    command = job.manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--base-url") + 1] == _url(compared_plan, f"{version}-svc")
+    assert command[command.index("--baseline-url") + 1] == _url(compared_plan, f"{MODEL}-svc")
+    assert _url(compared_plan, f"{version}-svc") != _url(compared_plan, f"{MODEL}-svc")
+    assert command[command.index("--max-regression") + 1] == max_regression
+    # It asks the stable version too, so it waits for that server as well as its own.
+    deps = job.options["dependsOn"]
+    assert _one(compared_plan, "kubernetes:apps/v1:Deployment", f"{version}-server").urn in deps
+    assert _one(compared_plan, "kubernetes:apps/v1:Deployment", f"{MODEL}-server").urn in deps
+
+
+def test_the_uncompared_gate_carries_no_baseline(gated_plan):
+    [job] = _eval_jobs(gated_plan)
+    command = job.manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--baseline-url" not in command and "--max-regression" not in command
+
+
+def test_the_shadows_mirror_waits_for_its_gate(compared_plan):
+    route = _one(compared_plan, "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", f"{MODEL}-route")
+    mirrors = [f["requestMirror"] for rule in route.manifest["spec"]["rules"] for f in rule.get("filters", [])
+               if f["type"] == "RequestMirror"]
+    shadow_svc = _one(compared_plan, "kubernetes:core/v1:Service", f"{MODEL}-shadow-svc").manifest["metadata"]["name"]
+    # The mirror lives in this route, so the route's dependency is the mirror's.
+    assert mirrors and all(m["backendRef"]["name"] == shadow_svc for m in mirrors)
+    assert _job_of(compared_plan, f"{MODEL}-shadow").urn in route.options["dependsOn"]
+    assert _job_of(compared_plan, f"{MODEL}-canary").urn in route.options["dependsOn"]
+
+
+def test_the_stable_version_admits_only_the_comparing_gates(compared_plan, gated_plan):
+    def admitted(plan, policy: str, version: str) -> bool:
+        pod_labels = _job_of(plan, version).manifest["spec"]["template"]["metadata"]["labels"]
+        manifest = _one(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", policy).manifest
+        peers = [p for rule in manifest["spec"].get("ingress", []) for p in rule["from"]]
+        return any("podSelector" in p and p["podSelector"]["matchLabels"].items() <= pod_labels.items()
+                   for p in peers)
+
+    for version in (f"{MODEL}-canary", f"{MODEL}-shadow"):
+        assert admitted(compared_plan, f"{MODEL}-ingress", version)
+        assert admitted(compared_plan, f"{version}-ingress", version)
+    assert not admitted(compared_plan, f"{MODEL}-canary-ingress", f"{MODEL}-shadow")
+    assert not admitted(gated_plan, f"{MODEL}-ingress", f"{MODEL}-canary")
+
+
+def test_a_compared_gate_is_pod_security_restricted(compared_plan):
+    found = run_policies(compared_plan, [p for p in POLICIES if p.name in ("pod-security-restricted", "images-pinned",
+                                                                           "container-resources")])
+    assert [v for v in found if "-eval" in v.message] == []
+
+
+@pytest.mark.parametrize(("variant", "settings", "key", "says"), [
+    ("canary", {"evalCompareStable": True}, "canary.evalCompareStable", "only applies with"),
+    ("shadow", {"evalMaxRegression": 2}, "shadow.evalMaxRegression", "only applies with"),
+    ("canary", {"evalSuite": SUITE, "evalMaxRegression": 2}, "canary.evalMaxRegression", "evalCompareStable: true"),
+    ("shadow", {"evalSuite": "evals/no-such-suite.json"}, "shadow.evalSuite", "cannot read"),
+    ("shadow", {"evalSuite": SUITE, "evalCompareStable": True, "evalMaxRegression": -1}, "shadow.evalMaxRegression",
+     "greater than or equal to 0"),
+])
+def test_a_bad_comparison_is_refused_naming_the_key(write_stack, variant, settings, key, says):
+    document = stack_document("prod")
+    [model] = [m for m in document["config"]["neurodock:models"] if m["name"] == MODEL]
+    model[variant].update(settings)
+    with pytest.raises(ConfigError) as caught:
+        validate(load_stack_file("test", write_stack(document)))
+    assert f"neurodock:models[0].{key}" in str(caught.value) and says in str(caught.value), str(caught.value)

@@ -11,6 +11,11 @@ created or updated only after the suite passed, and a failing suite fails ``pulu
 ``terminationMessagePolicy: FallbackToLogsOnError`` makes the end of the runner's log (its ``FAIL`` lines) that
 message, so the failing cases appear in ``pulumi up``'s error as well as in ``kubectl logs``.
 
+Comparing (``max_regression`` set), the Job asks the stable version's own Service the same suite first
+(``--baseline-url``) and fails when the version passes more than ``max_regression`` cases fewer; it then waits for
+the stable version's server too, and the stable version's NetworkPolicy must admit the Job's pods
+(:func:`eval_pod_labels`), as the version's does.
+
 The Job's name carries a revision (a hash of the version's settings and the suite): a new canary, or a changed
 suite, replaces the Job and runs the suite again; a weight step alone does not.
 """
@@ -49,6 +54,8 @@ class EvalGateArgs:
     """How many cases the suite holds (prompts x tests): sizes the deadline."""
     pass_rate: float
     """Share of cases that must pass, 0-1."""
+    max_regression: int | None
+    """Cases the version may pass fewer than the stable version, asked the same suite; None: no comparison."""
     request_timeout_s: int
     """Longest one answer may take."""
     revision: str
@@ -69,11 +76,15 @@ class EvalTarget:
     port: int
     served_name: str
     """The OpenAI ``model`` the version serves."""
+    baseline_service: pulumi.Input[str] | None = None
+    """The stable version's own Service, in the same namespace on the same port; required when comparing."""
 
 
 def deadline_s(args: EvalGateArgs) -> int:
-    """The Job's ``activeDeadlineSeconds``: every case at its longest, and two minutes to pull and start."""
-    return args.cases * args.request_timeout_s + 120
+    """The Job's ``activeDeadlineSeconds``: every case at its longest (twice when the stable version is asked
+    too), and two minutes to pull and start."""
+    runs = 1 if args.max_regression is None else 2
+    return runs * args.cases * args.request_timeout_s + 120
 
 
 def eval_job(name: str, args: EvalGateArgs, target: EvalTarget, *, parent: pulumi.Resource,
@@ -85,6 +96,11 @@ def eval_job(name: str, args: EvalGateArgs, target: EvalTarget, *, parent: pulum
         problems.add("cases", "EvalGateArgs.cases must be at least 1: a suite without cases gates nothing")
     if not 0 < args.pass_rate <= 1:
         problems.add("pass_rate", f"EvalGateArgs.pass_rate must be in (0, 1] (got {args.pass_rate})")
+    if args.max_regression is not None and args.max_regression < 0:
+        problems.add("max_regression", f"EvalGateArgs.max_regression must be 0 or more (got {args.max_regression})")
+    if args.max_regression is not None and target.baseline_service is None:
+        problems.add("baseline_service", "EvalTarget.baseline_service is required when EvalGateArgs.max_regression "
+                     "is set: the stable version's Service to compare with")
     problems.raise_any()
     object_labels = {**eval_pod_labels(target.version), labels.PART_OF: PART_OF_VALUE,
                      labels.COMPONENT: "serving"}
@@ -95,7 +111,12 @@ def eval_job(name: str, args: EvalGateArgs, target: EvalTarget, *, parent: pulum
         opts=pulumi.ResourceOptions(parent=parent),
     )
     active_s = deadline_s(args)
-    url = pulumi.Output.format("http://{0}.{1}.svc.cluster.local:{2}", target.service, target.namespace, target.port)
+    def url(service: pulumi.Input[str]) -> pulumi.Output[str]:
+        return pulumi.Output.format("http://{0}.{1}.svc.cluster.local:{2}", service, target.namespace, target.port)
+
+    compare: list[pulumi.Input[str]] = []
+    if args.max_regression is not None:
+        compare = ["--baseline-url", url(target.baseline_service), "--max-regression", str(args.max_regression)]
     return k8s.batch.v1.Job(
         f"{name}-job",
         metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -120,8 +141,9 @@ def eval_job(name: str, args: EvalGateArgs, target: EvalTarget, *, parent: pulum
                         name="eval",
                         image=EVAL_RUNNER_IMAGE,
                         command=["python", f"{MOUNT}/eval_runner.py", "--suite", f"{MOUNT}/suite.json",
-                                 "--base-url", url, "--model", target.served_name,
-                                 "--pass-rate", f"{args.pass_rate:g}", "--timeout", str(args.request_timeout_s)],
+                                 "--base-url", url(target.service), "--model", target.served_name,
+                                 "--pass-rate", f"{args.pass_rate:g}", "--timeout", str(args.request_timeout_s),
+                                 *compare],
                         env=[k8s.core.v1.EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1")],
                         # The runner's last lines (each failing case, then the tally) become the terminated
                         # container's message, which the provider puts in `pulumi up`'s error.

@@ -15,8 +15,14 @@ would judge differently never passes here silently:
 - ``contains-json``: the output contains a valid JSON object or array somewhere;
 - ``latency``: the answer took at most ``threshold`` milliseconds.
 
-Exit codes: 0 the pass rate met ``--pass-rate``; 1 it did not (the failing cases are printed, one per line);
-2 a bad suite file or arguments.
+With ``--baseline-url`` (the stable version's own Service) the runner is also a regression gate: the same cases
+are asked of the baseline first, then of the candidate, and the candidate fails when it passes more than
+``--max-regression`` cases fewer than the baseline; each case that passes on the baseline and fails on the
+candidate is printed (``REGRESSED``). A baseline that cannot be asked (refused, unreachable, timed out) is no
+baseline: the run stops with exit 2 rather than judging the candidate against a number it never measured.
+
+Exit codes: 0 the pass rate met ``--pass-rate`` (and, comparing, the candidate did not regress); 1 it did not (the
+failing cases are printed, one per line); 2 a bad suite file or arguments, or a baseline that did not answer.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class Result:
     case: Case
     passed: bool
     failures: list[str] = field(default_factory=list)
+    answered: bool = True
+    """False when the server gave no answer at all (refused, unreachable, timed out)."""
 
 
 def load_suite(text: str) -> list[Case]:
@@ -153,11 +161,11 @@ def run(cases: list[Case], base_url: str, model: str, timeout_s: float) -> list[
         try:
             output, latency = ask(base_url, model, case.prompt, timeout_s)
         except TimeoutError:
-            results.append(Result(case, False, [f"no answer within {timeout_s:g} s"]))
+            results.append(Result(case, False, [f"no answer within {timeout_s:g} s"], answered=False))
             continue
         except urllib.error.URLError as exc:
             reason = "timed out" if isinstance(exc.reason, TimeoutError) else exc.reason
-            results.append(Result(case, False, [f"request failed: {reason}"]))
+            results.append(Result(case, False, [f"request failed: {reason}"], answered=False))
             continue
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             results.append(Result(case, False, [f"malformed answer: {exc!r}"]))
@@ -167,6 +175,11 @@ def run(cases: list[Case], base_url: str, model: str, timeout_s: float) -> list[
     return results
 
 
+def regressions(baseline: list[Result], candidate: list[Result]) -> list[Result]:
+    """The candidate's results on the cases the baseline passed and the candidate failed, in suite order."""
+    return [c for b, c in zip(baseline, candidate, strict=True) if b.passed and not c.passed]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eval_runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", required=True, help="the promptfoo-style JSON suite")
@@ -174,13 +187,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="the OpenAI model name it serves")
     parser.add_argument("--pass-rate", type=float, default=1.0, help="share of cases that must pass (default 1)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per request (default 60)")
+    parser.add_argument("--baseline-url", help="compare with this version's Service (the stable one); "
+                        "default none: the pass rate alone judges")
+    parser.add_argument("--max-regression", type=int, default=0,
+                        help="cases the candidate may pass fewer than the baseline (default 0)")
     args = parser.parse_args(argv)
+    if args.max_regression < 0:
+        print(f"eval: --max-regression must be 0 or more (got {args.max_regression})", file=sys.stderr)
+        return 2
     try:
         with open(args.suite, encoding="utf-8") as f:
             cases = load_suite(f.read())
     except (OSError, SuiteError) as exc:
         print(f"eval: {args.suite}: {exc}", file=sys.stderr)
         return 2
+    baseline = None
+    if args.baseline_url:
+        # The baseline first: without it there is nothing to compare, and the candidate need not be asked.
+        baseline = run(cases, args.baseline_url, args.model, args.timeout)
+        unanswered = [r for r in baseline if not r.answered]
+        if unanswered:
+            first = unanswered[0]
+            print(f"eval: the baseline {args.baseline_url} did not answer {len(unanswered)} of {len(baseline)} "
+                  f"cases (first: {first.case.description}: {first.failures[0]}); no comparison was made. Check "
+                  "that the stable version is ready and admits the eval pods, then run again.", file=sys.stderr)
+            return 2
     results = run(cases, args.base_url, args.model, args.timeout)
     passed = sum(r.passed for r in results)
     rate = passed / len(results)
@@ -188,7 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         if not r.passed:
             print(f"FAIL {r.case.description}: {'; '.join(r.failures)}")
     print(f"eval: {passed}/{len(results)} cases passed ({rate:.0%}, required {args.pass_rate:.0%})")
-    return 0 if rate >= args.pass_rate else 1
+    ok = rate >= args.pass_rate
+    if baseline is not None:
+        for r in regressions(baseline, results):
+            print(f"REGRESSED {r.case.description}: passes on the baseline, fails here: {'; '.join(r.failures)}")
+        baseline_passed = sum(r.passed for r in baseline)
+        worse = baseline_passed - passed
+        verdict = f"regressed by {worse}" if worse > 0 else "did not regress"
+        print(f"eval: baseline {baseline_passed}/{len(baseline)} cases passed; the candidate {verdict} "
+              f"(at most {args.max_regression} allowed)")
+        ok = ok and worse <= args.max_regression
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ class ServedModelArgs:
     """The provider of the weights readers' cloud resources."""
     canary_eval: EvalGateArgs | None = None
     """The suite the canary must pass before the route gives it traffic (default none: no gate)."""
+    shadow_eval: EvalGateArgs | None = None
+    """The suite the shadow must pass before the route mirrors requests to it (default none: no gate)."""
 
 
 class ServedModel(pulumi.ComponentResource):
@@ -113,6 +115,8 @@ class ServedModel(pulumi.ComponentResource):
         servers: dict[str, ModelServer] = {}
         pickers: dict[str, EndpointPicker] = {}
         jobs: dict[str, pulumi.Resource] = {}
+        evals = {key: gate for key, gate in (("canary", args.canary_eval), ("shadow", args.shadow_eval))
+                 if gate is not None and getattr(args, key) is not None}
         for key, version in (("stable", args.stable), ("canary", args.canary), ("shadow", args.shadow)):
             if version is None:
                 continue
@@ -136,21 +140,30 @@ class ServedModel(pulumi.ComponentResource):
                 server = replace(server, wait_for=(*server.wait_for, jobs[m.target]))
             if version.shared_storage_class:
                 server = replace(server, shared_cache_claim=self._shared_claim(version, under_catalog))
-            if key == "canary" and args.canary_eval is not None:
+            if key in evals:
                 server = replace(server, allowed_pods=(*server.allowed_pods, eval_pod_labels(version.name)))
+            if key == "stable":
+                # A gate comparing with the stable version asks its Service too.
+                server = replace(server, allowed_pods=(*server.allowed_pods, *(
+                    eval_pod_labels(getattr(args, k).name) for k, g in evals.items() if g.max_regression is not None)))
             servers[key] = ModelServer(version.name, server, opts=pulumi.ResourceOptions(
                 parent=self, aliases=under_catalog))
             if version.picker is not None:
                 pickers[key] = EndpointPicker(f"{version.name}-picker", version.picker,
                                               opts=pulumi.ResourceOptions(parent=self))
-        # The gate: the suite against the canary's own Service, once its replicas are ready; the route waits
-        # for it, so a failing suite fails `pulumi up` with the route (and so the traffic split) unchanged.
+        # The gates: the suite against the canary's (or shadow's) own Service, once its replicas are ready (and
+        # the stable version's, when compared with it); the route, which holds both the canary's rule and the
+        # shadow's mirror, waits for them, so a failing suite fails `pulumi up` with the route (and so the traffic
+        # split and the mirror) unchanged.
         gates: list[pulumi.Resource] = []
-        if args.canary_eval is not None and args.canary is not None:
-            gates.append(eval_job(f"{args.canary.name}-eval", args.canary_eval, EvalTarget(
-                version=args.canary.name, namespace=args.canary.server.namespace,
-                service=servers["canary"].service_name, port=PORT, served_name=args.canary.server.served_name),
-                parent=self, wait_for=[servers["canary"]]))
+        for key, gate in evals.items():
+            version = getattr(args, key)
+            compare = gate.max_regression is not None
+            gates.append(eval_job(f"{version.name}-eval", gate, EvalTarget(
+                version=version.name, namespace=version.server.namespace, service=servers[key].service_name,
+                port=PORT, served_name=version.server.served_name,
+                baseline_service=servers["stable"].service_name if compare else None),
+                parent=self, wait_for=[servers[key], *([servers["stable"]] if compare else [])]))
         stable = servers["stable"]
         self.deployment_name = stable.deployment_name
         self.url = stable.url

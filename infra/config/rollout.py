@@ -1,16 +1,34 @@
-"""A canary's rollout: its steps (``canary.steps``, which ``neurodock rollout step`` walks) and its eval gate
-(``canary.evalSuite``, run by the program as a Job before the canary gets traffic)."""
+"""A canary's rollout: its steps (``canary.steps``, which ``neurodock rollout step`` walks) and the eval gate of a
+canary or shadow (``evalSuite``, run by the program as a Job before the version gets traffic, optionally compared
+with the stable version's answers: ``evalCompareStable``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from components.serving.eval_runner import SuiteError, load_suite
-from infra.config.base import Problem, key_path
+from infra.config.base import VARIANTS, Fraction, Model, Problem, key_path
 
 if TYPE_CHECKING:
     from infra.config.serving import ModelSpec
+
+
+class EvalGate(Model):
+    """The eval gate of a canary or shadow (docs/rollouts.md, the eval gate)."""
+
+    eval_suite: str | None = None
+    """A promptfoo-style test file (repository-relative path) the version must pass before any traffic: a canary
+    its weight, a shadow its mirrored copies (default none: traffic at once, as without a gate)."""
+    eval_pass_rate: Fraction = 1.0
+    """Share of the suite's cases that must pass (default 1.0: all)."""
+    eval_compare_stable: bool = False
+    """Also ask the stable version's own Service the same suite, and fail when this version passes more than
+    ``evalMaxRegression`` cases fewer (default false: the pass rate alone judges)."""
+    eval_max_regression: int = Field(default=0, ge=0, le=10_000)
+    """With ``evalCompareStable``: cases this version may pass fewer than the stable version (default 0)."""
 
 
 def canary_problems(i: int, model: ModelSpec) -> list[Problem]:
@@ -48,13 +66,27 @@ def eval_suite_path(suite: str) -> Path:
 
 
 def eval_suite_problems(i: int, model: ModelSpec) -> list[Problem]:
-    """A canary's ``evalSuite`` is a file inside the repository that the runner accepts, so `pulumi up` never
-    starts a gate that can only fail on its own suite."""
-    canary = model.canary
-    if canary is None or canary.eval_suite is None:
-        return []
-    where = ("models", i, "canary")
-    suite = canary.eval_suite
+    """A canary's or shadow's ``evalSuite`` is a file inside the repository that the runner accepts, so
+    `pulumi up` never starts a gate that can only fail on its own suite; the comparison keys need a suite."""
+    out: list[Problem] = []
+    for key in VARIANTS:
+        variant = getattr(model, key)
+        if variant is not None:
+            out.extend(_gate_problems(("models", i, key), variant))
+    return out
+
+
+def _gate_problems(where: tuple[str | int, ...], gate: EvalGate) -> list[Problem]:
+    if gate.eval_suite is None:
+        return [Problem(key_path((*where, field)), f"only applies with {key_path((*where, 'evalSuite'))}: name a "
+                        "suite there, or remove this key")
+                for field, name in (("evalCompareStable", "eval_compare_stable"),
+                                    ("evalMaxRegression", "eval_max_regression"), ("evalPassRate", "eval_pass_rate"))
+                if name in gate.model_fields_set]
+    if "eval_max_regression" in gate.model_fields_set and not gate.eval_compare_stable:
+        return [Problem(key_path((*where, "evalMaxRegression")), "only applies with evalCompareStable: true; set "
+                        "that to compare with the stable version, or remove this key")]
+    suite = gate.eval_suite
     path = eval_suite_path(suite)
     if Path(suite).is_absolute() or not path.resolve().is_relative_to(REPO_ROOT):
         return [Problem(key_path((*where, "evalSuite")), f"{suite!r} must be a path inside the repository, relative "
@@ -69,4 +101,4 @@ def eval_suite_problems(i: int, model: ModelSpec) -> list[Problem]:
     return []
 
 
-__all__ = ["canary_problems", "eval_suite_path", "eval_suite_problems"]
+__all__ = ["EvalGate", "canary_problems", "eval_suite_path", "eval_suite_problems"]

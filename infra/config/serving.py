@@ -18,7 +18,7 @@ from infra.config.capacity import label, model_architecture, replica_size
 from infra.config.engine import architecture_refused
 from infra.config.monitoring import GPU_MEMORY_ALERT_HEADROOM, Monitoring
 from infra.config.pools import NodePool, device_memory_gib
-from infra.config.rollout import canary_problems, eval_suite_problems
+from infra.config.rollout import EvalGate, canary_problems, eval_suite_problems
 
 if TYPE_CHECKING:
     from infra.config.stack import StackConfig
@@ -155,7 +155,7 @@ class CanaryAnalysis(Model):
     """Requests the canary must have served in the window before any verdict but ``hold`` (default 100)."""
 
 
-class Canary(Variant):
+class Canary(EvalGate, Variant):
     """A canary: takes ``weight`` percent of the model's requests."""
 
     weight: int = Field(ge=0, le=100)
@@ -165,14 +165,9 @@ class Canary(Variant):
     ``rollout promote`` (default none: the weight is edited by hand)."""
     analysis: CanaryAnalysis = CanaryAnalysis()
     """How each step is judged (defaults: a 10-minute window, 100 requests)."""
-    eval_suite: str | None = None
-    """A promptfoo-style test file (repository-relative path) the canary must pass before any traffic
-    (default none: traffic at once, as without a gate)."""
-    eval_pass_rate: Fraction = 1.0
-    """Share of the suite's cases that must pass (default 1.0: all)."""
 
 
-class Shadow(Variant):
+class Shadow(EvalGate, Variant):
     """A shadow: receives a copy of the model's requests; its answers are discarded."""
 
     percent: int = Field(default=100, ge=1, le=100)
