@@ -60,7 +60,7 @@ REPLACED_BY = {
                                       "inputs.privateClusterConfig.privateEndpointSubnetwork"),
 }
 """What `neurodock diff` marks ``[replace]``: the rest updates in place (a node pool's nodes may still be
-recreated by a rolling update: README, "Editing a running stack")."""
+recreated by a rolling update: docs/operations.md, "Editing a running stack")."""
 COST_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 DERIVED_FROM_LOCATION = {
     "gcp:container/nodePool:NodePool": ("inputs.nodeLocations", "inputs.initialNodeCount"),

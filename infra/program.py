@@ -225,7 +225,7 @@ def _alerting(config: StackConfig, secrets: StackSecrets) -> Alerting:
     alerting = config.monitoring.alerting
     if not alerting.receivers:
         pulumi.log.warn("monitoring.alerting has no receivers: every alert goes to Alertmanager's 'null' receiver and "
-                        "reaches nobody; add receivers and routes (README, \"Alerts\")")
+                        "reaches nobody; add receivers and routes (docs/monitoring.md, \"Alert receivers\")")
     return Alerting(
         receivers=tuple(
             alertmanager.Receiver(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from components.cluster.base import GpuSharing, PoolFacts, PoolRole, SharingStrategy
 from components.gpu.device_plugin import plugin_configs
@@ -63,13 +64,21 @@ def test_time_sliced_pools_get_their_own_plugin_config():
     assert document["flags"]["failOnInitError"] is True
 
 
-def test_time_slicing_config_reaches_the_cluster(write_stack):
+@pytest.fixture(scope="module")
+def time_shared_plan(tmp_path_factory):
+    """staging with its L4 pool time-shared three ways (planned once for this module's tests)."""
     document = stack_document("staging")
     document["config"]["neurodock:nodePools"][1]["gpu"]["sharing"] = {"strategy": "timeSharing",
                                                                         "maxSharedClients": 3}
     # The 8B model takes a whole L4: a time-shared one holds none (the config refuses it).
     document["config"]["neurodock:models"] = []
-    plan = run_plan(load_stack_file("test", write_stack(document)))
+    path = tmp_path_factory.mktemp("time-shared") / "Pulumi.test.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return run_plan(load_stack_file("test", path))
+
+
+def test_time_slicing_config_reaches_the_cluster(time_shared_plan):
+    plan = time_shared_plan
     [config] = manifests(plan, "ConfigMap", "nvidia-device-plugin")
     assert "replicas: 3" in config["data"]["shared-gpu-l4.yaml"]
     [ds] = manifests(plan, "DaemonSet", "nvidia-device-plugin")
@@ -93,6 +102,36 @@ def test_dcgm_attributes_metrics_to_pods_and_is_scraped_with_its_labels(shipped_
     # busy GPU's pod keeps its name instead of becoming exported_pod.
     assert endpoint["honorLabels"] is False
     assert {"action": "labeldrop", "regex": "pod|namespace|container"} in endpoint["relabelings"]
+
+
+def test_dcgm_attributes_every_pod_of_a_time_shared_gpu_from_the_hosts_pid_namespace(time_shared_plan):
+    """Without ``KUBERNETES_VIRTUAL_GPUS`` the exporter credits a time-shared GPU to one of its pods; with it,
+    each pod gets series of its own, matched to its processes through ``/proc/<pid>/cgroup``, which needs the
+    host's PID namespace (dcgm-exporter d5e5f51 ``internal/pkg/transformation/kubernetes.go``, ``pidmapper.go``;
+    components/gpu/dcgm.py)."""
+    plan = time_shared_plan
+    # The stack really time-shares its L4s: the device plugin advertises three per GPU on that pool...
+    [config] = manifests(plan, "ConfigMap", "nvidia-device-plugin")
+    assert "replicas: 3" in config["data"]["shared-gpu-l4.yaml"]
+    # ...and the exporter runs on that pool's nodes.
+    [group] = [r for r in of_type(plan, "aws:eks/nodeGroup:NodeGroup") if "gpu-l4" in r.name]
+    node_labels = group.inputs["labels"]
+    [ds] = manifests(plan, "DaemonSet", "nvidia-dcgm-exporter")
+    pod = ds["spec"]["template"]["spec"]
+    [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    for expression in term["matchExpressions"]:
+        value = node_labels.get(expression["key"])
+        assert {"Exists": value is not None, "In": value in expression.get("values", ()),
+                "NotIn": value not in expression.get("values", ())}[expression["operator"]], expression
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBERNETES_VIRTUAL_GPUS"] == "true"
+    # Virtual GPUs refine the pod mapping, which must be on for them to mean anything.
+    assert env["DCGM_EXPORTER_KUBERNETES"] == "true"
+    assert pod["hostPID"] is True
+    # The host's PID namespace adds no privilege off GKE: every capability still dropped, none added.
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
 def test_dcgm_collects_its_counters_file_and_no_profiling_field(shipped_plans):

@@ -27,7 +27,7 @@ Location = pattern(r"^[A-Za-z][A-Za-z0-9-]*[0-9A-Za-z]$", "an AWS region, or a C
 
 
 class BootstrapConfig(Model):
-    """Where the state backend lives. See README, "State backend"."""
+    """Where the state backend lives. See docs/operations.md, "State backend"."""
 
     cloud: Literal["aws", "gcp"]
     """``aws`` (S3 + KMS) or ``gcp`` (Cloud Storage + Cloud KMS)."""

@@ -121,7 +121,7 @@ class EksCloud(Model):
     """Availability zones for subnets and node groups: at least two, all in ``region``."""
     kubernetes_version: KubernetesVersion = "1.35"
     """EKS Kubernetes version, one in EKS standard support (default 1.35, in standard support until 2027-03-27:
-    infra/config/data/eks_versions.json; see README, "Kubernetes versions")."""
+    infra/config/data/eks_versions.json; see docs/operations.md, "Kubernetes versions")."""
     support_type: EksSupportType = "STANDARD"
     """At the end of standard support, ``STANDARD`` lets EKS upgrade the control plane; ``EXTENDED`` keeps the
     version for up to 12 more months at an extra hourly charge (default STANDARD)."""

@@ -229,7 +229,7 @@ def plaintext_secret_problems(data: Any) -> list[Problem]:
                f"keep credentials in the secret keys ({', '.join(SECRET_KEYS)}), set with `pulumi config set "
                "--secret`")
         out.append(Problem(key_path(loc), f"holds {what} in plain text, which would sit in git and in every plan "
-                           f"and cloud console; remove it, revoke it, and {fix} (README, \"Secrets\")"))
+                           f"and cloud console; remove it, revoke it, and {fix} (docs/configuration.md, \"Secrets\")"))
     return out
 
 

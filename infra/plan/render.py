@@ -1,6 +1,6 @@
 """Present a plan: the readable preview, its JSON form, and the files of ``--out DIR``.
 
-The files are a public interface (see README "Plan output"): keep their shape stable.
+The files are a public interface (see docs/cli.md, "Plan output"): keep their shape stable.
 """
 
 from __future__ import annotations
