@@ -148,3 +148,20 @@ def test_envoy_gateways_upgrade_policy_admits_its_crds_and_refuses_an_older_gate
     [finding] = admission_findings([policy, older])
     assert finding.source == "safe-upgrades.gateway.networking.k8s.io"
     assert finding.message.startswith("Installing CRDs with version before v1.5.0 is prohibited by default")
+
+
+def test_a_policy_sees_the_fields_it_reads_and_the_whole_object_when_it_cannot_tell():
+    from infra.plan.admission import _paths_read, _pruned
+
+    crd = {"kind": "CustomResourceDefinition", "spec": {"group": "g", "versions": [{"name": "v1"}]},
+           "metadata": {"name": "n", "annotations": {"a": "b"}}}
+    read = _paths_read("object.spec.group != 'g' || (has(object.metadata.annotations) && "
+                       "object.metadata.annotations.exists(k, k == 'a') && object.metadata.annotations['a'] == 'b')",
+                       "object")
+    assert _pruned(crd, read) == {"spec": {"group": "g"}, "metadata": {"annotations": {"a": "b"}}}
+    # A macro over a field keeps that field whole; oldObject is another variable.
+    assert _paths_read("object.spec.versions.all(v, v.name != '') && oldObject == null", "object") == [
+        ("spec", "versions")]
+    # The object whole, indexed, or optionally selected: nothing is pruned.
+    for expression in ("object == null", "object['spec'] != null", "object.?spec.hasValue()", "size(object) > 0"):
+        assert _pruned(crd, _paths_read(expression, "object")) == crd, expression
