@@ -18,7 +18,7 @@ from infra.cost import cost_delta, plan_cost
 from infra.crossguard import pack_process
 from infra.diff import diff_plans
 from tests.conftest import SHIPPED_STACKS, plan_with, run_cli, stack_document
-from tests.test_policy_pack_server import findings, mandatory, offline, seeded
+from tests.test_policy_pack_server import mandatory, offline, seeded, stack_findings
 
 # europe-west4 rows of the catalogue, USD: machines per node-hour, pd-balanced per GiB-month.
 G2_STANDARD_16 = 1.205773
@@ -233,10 +233,10 @@ def _budget_label(amount: str, scale: str = "maximum"):
 def test_the_pack_process_refuses_a_stack_over_budget_as_offline_and_passes_the_shipped_one(pack, shipped_plans):
     prod = shipped_plans["prod"]
     over = seeded(prod, _budget_label("100000"))
-    found = mandatory(findings(pack, over))
+    found = mandatory(stack_findings(pack, over))
     assert found and found == offline(over, "stack-within-budget")
     assert "over its budget of $100,000 (neurodock:budget.monthlyUsd)" in found[0][2]
-    assert mandatory(findings(pack, seeded(prod, lambda r: None))) == []
+    assert mandatory(stack_findings(pack, seeded(prod, lambda r: None))) == []
 
 
 def test_the_budget_rides_on_the_cluster_resource_only(shipped_plans):

@@ -291,10 +291,9 @@ def _paths_read(expression: str, variable: str) -> list[tuple[str, ...]] | None:
         after = rest[chain.end():].lstrip()
         if after.startswith("("):
             names = names[:-1]  # a method or macro on what precedes it
-        if after.startswith("[") or not names:
-            if not names:
-                return None
-        found.append(tuple(names))
+        if not names:
+            return None  # a method on the object itself
+        found.append(tuple(names))  # indexed after the path (annotations['a']): the path's value whole
     return found
 
 
