@@ -70,6 +70,43 @@ def restricted_container_security_context() -> k8s.core.v1.SecurityContextArgs:
 
 
 # The same profiles as plain dicts, for Helm values and custom resources (EnvoyProxy).
+def script_job(resource_name: str, *, name: pulumi.Input[str], namespace: pulumi.Input[str],
+               object_labels: dict[str, str], revision: str, active_s: int, run_as: int,
+               node_selector: pulumi.Input[dict[str, str]] | None, container: k8s.core.v1.ContainerArgs,
+               volumes: list[k8s.core.v1.VolumeArgs], parent: pulumi.Resource,
+               depends_on: list[pulumi.Resource] | None = None) -> k8s.batch.v1.Job:
+    """A Job that runs one script once to a verdict (the gateway's smoke test, a canary's eval gate): one pod,
+    restricted, no service-account token; replaced by the next `pulumi up` when it failed, and run again when
+    ``revision`` changes. Past ``active_s`` the Job fails itself (DeadlineExceeded); Pulumi's await outlasts it,
+    so the failure and its message, not a bare timeout, is what `pulumi up` reports."""
+    return k8s.batch.v1.Job(
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=name, namespace=namespace, labels=object_labels,
+            annotations={"pulumi.com/replaceUnready": "true", "neurodock.io/revision": revision},
+        ),
+        spec=k8s.batch.v1.JobSpecArgs(
+            # A second pod would only repeat the first: one verdict.
+            backoff_limit=0,
+            active_deadline_seconds=active_s,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
+                spec=k8s.core.v1.PodSpecArgs(
+                    restart_policy="Never",
+                    automount_service_account_token=False,
+                    security_context=restricted_pod_security_context(run_as),
+                    node_selector=node_selector,
+                    containers=[container],
+                    volumes=volumes,
+                ),
+            ),
+        ),
+        opts=pulumi.ResourceOptions(
+            parent=parent, depends_on=depends_on,
+            custom_timeouts=pulumi.CustomTimeouts(create=f"{active_s + 60}s", update=f"{active_s + 60}s")),
+    )
+
+
 RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                  "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}

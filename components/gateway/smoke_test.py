@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.errors import InputProblems
 from components.gateway.gateway import GATEWAY_LABELS, GATEWAY_NAMESPACE
-from components.k8s import restricted_container_security_context, restricted_pod_security_context
+from components.k8s import restricted_container_security_context, script_job
 from components.versions import SMOKE_TEST_IMAGE
 
 SCRIPT = Path(__file__).with_name("smoke_check.py")
@@ -85,43 +85,20 @@ class SmokeTest(pulumi.ComponentResource):
             volumes.append(k8s.core.v1.VolumeArgs(name="ca", secret=k8s.core.v1.SecretVolumeSourceArgs(
                 secret_name=args.ca_secret, items=[k8s.core.v1.KeyToPathArgs(key="tls.crt", path="tls.crt")])))
         active_s = deadline_s + 120
-        job = k8s.batch.v1.Job(
-            f"{name}-job",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"smoke-test-{args.revision[:10]}",
-                namespace=GATEWAY_NAMESPACE,
-                labels=object_labels,
-                # A failed test is run again by the next `pulumi up`, not left standing.
-                annotations={"pulumi.com/replaceUnready": "true", "neurodock.io/revision": args.revision},
+        job = script_job(
+            f"{name}-job", name=f"smoke-test-{args.revision[:10]}", namespace=GATEWAY_NAMESPACE,
+            object_labels=object_labels, revision=args.revision, active_s=active_s, run_as=65532,
+            node_selector=args.node_selector, parent=self, volumes=volumes,
+            container=k8s.core.v1.ContainerArgs(
+                name="smoke-test",
+                image=SMOKE_TEST_IMAGE,
+                command=["python", f"{SCRIPT_DIR}/smoke_check.py"],
+                env=env,
+                volume_mounts=mounts,
+                resources=k8s.core.v1.ResourceRequirementsArgs(
+                    requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
+                security_context=restricted_container_security_context(),
             ),
-            spec=k8s.batch.v1.JobSpecArgs(
-                # The script retries until its deadline; a second pod would only repeat it.
-                backoff_limit=0,
-                active_deadline_seconds=active_s,
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        restart_policy="Never",
-                        automount_service_account_token=False,
-                        security_context=restricted_pod_security_context(65532),
-                        node_selector=args.node_selector,
-                        containers=[k8s.core.v1.ContainerArgs(
-                            name="smoke-test",
-                            image=SMOKE_TEST_IMAGE,
-                            command=["python", f"{SCRIPT_DIR}/smoke_check.py"],
-                            env=env,
-                            volume_mounts=mounts,
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
-                            security_context=restricted_container_security_context(),
-                        )],
-                        volumes=volumes,
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(
-                parent=self, custom_timeouts=pulumi.CustomTimeouts(create=f"{active_s + 60}s",
-                                                                   update=f"{active_s + 60}s")),
         )
         self.job_name = job.metadata.name
         self.register_outputs({"jobName": self.job_name})

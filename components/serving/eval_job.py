@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.errors import InputProblems
-from components.k8s import PART_OF_VALUE, restricted_container_security_context, restricted_pod_security_context
+from components.k8s import PART_OF_VALUE, restricted_container_security_context, script_job
 from components.versions import EVAL_RUNNER_IMAGE
 
 RUNNER = Path(__file__).with_name("eval_runner.py")
@@ -117,50 +117,25 @@ def eval_job(name: str, args: EvalGateArgs, target: EvalTarget, *, parent: pulum
     compare: list[pulumi.Input[str]] = []
     if args.max_regression is not None:
         compare = ["--baseline-url", url(target.baseline_service), "--max-regression", str(args.max_regression)]
-    return k8s.batch.v1.Job(
-        f"{name}-job",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=f"{target.version[:40]}-eval-{args.revision[:10]}",
-            namespace=target.namespace,
-            labels=object_labels,
-            # A failed gate is run again by the next `pulumi up`, not left standing as a failure.
-            annotations={"pulumi.com/replaceUnready": "true", "neurodock.io/revision": args.revision},
+    return script_job(
+        f"{name}-job", name=f"{target.version[:40]}-eval-{args.revision[:10]}", namespace=target.namespace,
+        object_labels=object_labels, revision=args.revision, active_s=active_s, run_as=RUN_AS,
+        node_selector=args.node_selector, parent=parent, depends_on=wait_for,
+        container=k8s.core.v1.ContainerArgs(
+            name="eval",
+            image=EVAL_RUNNER_IMAGE,
+            command=["python", f"{MOUNT}/eval_runner.py", "--suite", f"{MOUNT}/suite.json",
+                     "--base-url", url(target.service), "--model", target.served_name,
+                     "--pass-rate", f"{args.pass_rate:g}", "--timeout", str(args.request_timeout_s), *compare],
+            env=[k8s.core.v1.EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1")],
+            # The runner's last lines (each failing case, then the tally) become the terminated container's
+            # message, which the provider puts in `pulumi up`'s error.
+            termination_message_policy="FallbackToLogsOnError",
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="eval", mount_path=MOUNT, read_only=True)],
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
+            security_context=restricted_container_security_context(),
         ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            # A second pod would ask the same questions of the same server: one verdict.
-            backoff_limit=0,
-            active_deadline_seconds=active_s,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    restart_policy="Never",
-                    automount_service_account_token=False,
-                    security_context=restricted_pod_security_context(RUN_AS),
-                    node_selector=args.node_selector,
-                    containers=[k8s.core.v1.ContainerArgs(
-                        name="eval",
-                        image=EVAL_RUNNER_IMAGE,
-                        command=["python", f"{MOUNT}/eval_runner.py", "--suite", f"{MOUNT}/suite.json",
-                                 "--base-url", url(target.service), "--model", target.served_name,
-                                 "--pass-rate", f"{args.pass_rate:g}", "--timeout", str(args.request_timeout_s),
-                                 *compare],
-                        env=[k8s.core.v1.EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1")],
-                        # The runner's last lines (each failing case, then the tally) become the terminated
-                        # container's message, which the provider puts in `pulumi up`'s error.
-                        termination_message_policy="FallbackToLogsOnError",
-                        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="eval", mount_path=MOUNT, read_only=True)],
-                        resources=k8s.core.v1.ResourceRequirementsArgs(
-                            requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "128Mi"}),
-                        security_context=restricted_container_security_context(),
-                    )],
-                    volumes=[k8s.core.v1.VolumeArgs(name="eval", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-                        name=files.metadata.name))],
-                ),
-            ),
-        ),
-        opts=pulumi.ResourceOptions(
-            parent=parent, depends_on=wait_for,
-            # Past the deadline the Job fails itself (DeadlineExceeded); the await outlasts it so the
-            # failure, with its cases, is what `pulumi up` reports rather than a bare timeout.
-            custom_timeouts=pulumi.CustomTimeouts(create=f"{active_s + 60}s", update=f"{active_s + 60}s")),
+        volumes=[k8s.core.v1.VolumeArgs(name="eval", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+            name=files.metadata.name))],
     )
