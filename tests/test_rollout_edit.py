@@ -9,7 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from neurodock_policies import POLICIES
 
+from infra.check import policy_resources, run_on
 from infra.config import ConfigError
 from infra.plan.engine import run_plan, validate
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
@@ -104,6 +106,9 @@ def test_promote_moves_the_canarys_flags_to_the_model_removes_it_and_the_stack_p
                 if d.manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == MODEL]
     args = stable.manifest["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--max-num-batched-tokens" in args and args[args.index("--max-num-batched-tokens") + 1] == "16384"
+    # And it checks clean: no mandatory violation of the policy pack (what `neurodock check` gates on).
+    mandatory = [v for v in run_on(policy_resources(plan), POLICIES) if v.enforcement == "mandatory"]
+    assert mandatory == []
 
 
 def test_promote_refuses_a_canary_image_and_leaves_the_file(tmp_path):
