@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from components.cost.catalogue import CLOUDS, HOURS_PER_MONTH, load
-from components.cost.estimate import CostResource, PoolCost, Scale, StackCost, stack_cost, within_budget
+from components.cost.estimate import (
+    DEFAULT_DISK,
+    CostResource,
+    PoolCost,
+    Scale,
+    StackCost,
+    disk_hourly,
+    stack_cost,
+    within_budget,
+)
 from components.gpu.catalog import GKE_ATTACHABLE, MEMORY_BANDWIDTH_GBS, devices_per_gpu
 from components.monitoring.cost import NodePrice
 from components.serving.architectures import GIB
@@ -190,7 +199,7 @@ def node_prices(config: StackConfig) -> tuple[NodePrice, ...]:
     if cloud is None:
         return ()
     catalogue = load()
-    disk = catalogue.storage(cloud, "gp3" if cloud == "aws" else "pd-balanced", config.cloud.region)
+    disk = catalogue.storage(cloud, DEFAULT_DISK[cloud], config.cloud.region)
     out = []
     for pool in config.node_pools:
         devices = 0
@@ -204,7 +213,7 @@ def node_prices(config: StackConfig) -> tuple[NodePrice, ...]:
             if price is None or disk is None or (attached and pool.gpu is not None):
                 continue
             out.append(NodePrice(pool=pool.name, instance_type=machine, devices=devices,
-                                 usd_per_hour=price.on_demand + pool.disk_size_gib * disk[0] / HOURS_PER_MONTH))
+                                 usd_per_hour=price.on_demand + disk_hourly(pool.disk_size_gib, disk[0])))
     return tuple(out)
 
 

@@ -23,6 +23,7 @@ import promql_parser
 import pytest
 import yaml
 
+from infra.crossguard import Pack, pack_process
 from infra.plan.engine import Plan, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file, stack_names
 from tests.scrape import promql_nodes
@@ -115,6 +116,15 @@ def crd_schemas(shipped_plans) -> dict[tuple[str, str], dict[str, Any]]:
     rendered |= {r.manifest["metadata"]["name"]: r.manifest for plan in shipped_plans.values() for r in plan.manifests
                  if r.manifest["kind"] == "CustomResourceDefinition"}
     return schemas([*rendered.values(), *shared_crds()])
+
+
+@pytest.fixture(scope="module")
+def pack() -> Iterator[Pack]:
+    """The policy pack's own process (``python -m pulumi.policy``), as `pulumi preview --policy-pack` starts it,
+    with the default policy config; one per test module."""
+    with pack_process() as running:
+        running.configure({})
+        yield running
 
 
 def stack_document(name: str) -> dict[str, Any]:

@@ -405,7 +405,12 @@ BAD_CONFIGS = [
 def test_bad_config_is_reported_with_its_key(write_stack, capsys, stack, mutate, expected):
     document = stack_document(stack)
     mutate(config_of(document))
-    # As a user meets it: `neurodock plan` exits 2, with the problem on a line of its own that starts with the key.
+    planned_exits_2_naming(write_stack, capsys, document, expected)
+
+
+def planned_exits_2_naming(write_stack, capsys, document, expected: str) -> None:
+    """As a user meets bad config: `neurodock plan` exits 2, with the problem on a line of its own that starts with
+    the key, and no traceback."""
     assert main(["plan", "test", "--stack-file", str(write_stack(document))]) == 2
     captured = capsys.readouterr()
     assert f"\n  {expected}" in captured.err, captured.err
@@ -788,10 +793,7 @@ RULES = [
 def test_each_rule_refuses_its_case_naming_the_key(on_read_date, write_stack, capsys, stack, mutate, expected):
     document = stack_document(stack)
     mutate(config_of(document))
-    assert main(["plan", "test", "--stack-file", str(write_stack(document))]) == 2
-    captured = capsys.readouterr()
-    assert f"\n  {expected}" in captured.err, captured.err
-    assert "Traceback" not in captured.err and captured.out == ""
+    planned_exits_2_naming(write_stack, capsys, document, expected)
 
 
 @pytest.mark.parametrize(("stack", "control"), [(c[1], c[4]) for c in RULES], ids=[c[0] for c in RULES])

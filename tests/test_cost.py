@@ -15,7 +15,6 @@ from components.cost.catalogue import HOURS_PER_MONTH, STALE_AFTER_DAYS, load
 from components.cost.estimate import CostResource, stack_cost
 from components.gpu.catalog import EKS_INSTANCE_TYPES, GKE_MACHINE_TYPES, GPU_MODELS, MEMORY_BANDWIDTH_GBS
 from infra.cost import cost_delta, plan_cost
-from infra.crossguard import pack_process
 from infra.diff import diff_plans
 from tests.conftest import SHIPPED_STACKS, plan_with, run_cli, stack_document
 from tests.test_policy_pack_server import mandatory, offline, seeded, stack_findings
@@ -211,14 +210,6 @@ def test_a_budget_judged_at_minimum_scale_holds_the_stack_at_its_floor(shipped_p
     idle = seeded(shipped_plans["prod"], _budget_label("100000", scale="minimum"))
     assert offline(idle, "stack-within-budget") == []
     assert offline(seeded(shipped_plans["prod"], _budget_label("43000", scale="minimum")), "stack-within-budget")
-
-
-@pytest.fixture(scope="module")
-def pack():
-    """The policy pack's own process (``python -m pulumi.policy``), as `pulumi preview --policy-pack` starts it."""
-    with pack_process() as running:
-        running.configure({})
-        yield running
 
 
 def _budget_label(amount: str, scale: str = "maximum"):

@@ -11,7 +11,7 @@ pack; only the CLI itself is missing here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -35,13 +35,6 @@ from infra.plan.mocks import Registration
 from tests.conftest import SHIPPED_STACKS
 
 LEVELS = {proto.MANDATORY: "mandatory", proto.ADVISORY: "advisory", proto.DISABLED: "disabled"}
-
-
-@pytest.fixture(scope="module")
-def pack() -> Iterator[Pack]:
-    with pack_process() as running:
-        running.configure({})
-        yield running
 
 
 def findings(pack: Pack, plan: Plan) -> list:

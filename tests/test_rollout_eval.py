@@ -21,7 +21,26 @@ ANSWERS = {
 }
 
 
-class _Fake(BaseHTTPRequestHandler):
+class _Quiet(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server's replies, without its access log."""
+
+    def reply(self, payload: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _chat(content: str) -> bytes:
+    """A chat completion's body with one answer."""
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+
+
+class _Fake(_Quiet):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert self.path == "/v1/chat/completions" and body["model"] == "m"
@@ -33,16 +52,8 @@ class _Fake(BaseHTTPRequestHandler):
         elif prompt == "nochoices":
             payload = json.dumps({"choices": []}).encode()
         else:
-            content = ANSWERS.get(prompt, "slow answer")
-            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
+            payload = _chat(ANSWERS.get(prompt, "slow answer"))
+        self.reply(payload)
 
 
 class _Server(ThreadingHTTPServer):
@@ -134,20 +145,11 @@ def test_main_exits_by_the_pass_rate_and_names_the_failing_cases(server, tmp_pat
 # The regression gate: the same suite asked of a baseline (the stable version) and a candidate, two fake servers.
 
 def _answering(answers: dict[str, str], asked: list[str]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_Quiet):
         def do_POST(self) -> None:
             prompt = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["messages"][0]["content"]
             asked.append(prompt)
-            payload = json.dumps({"choices": [{"message": {"role": "assistant",
-                                                           "content": answers[prompt]}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args) -> None:
-            pass
+            self.reply(_chat(answers[prompt]))
 
     return Handler
 

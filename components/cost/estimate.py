@@ -151,6 +151,15 @@ def _dig(value: Any, *keys: str) -> Any:
     return value
 
 
+DEFAULT_DISK = {"aws": "gp3", "gcp": "pd-balanced"}
+"""The boot disk type of the node pools the program creates (components/cluster/eks.py, gke.py)."""
+
+
+def disk_hourly(disk_gib: int, usd_per_gib_month: float) -> float:
+    """A node's boot disk per hour: disks are priced by the GiB-month."""
+    return disk_gib * usd_per_gib_month / HOURS_PER_MONTH
+
+
 def _int(value: Any, default: int = 0) -> int:
     """A whole number as a plan holds it (``int``) or as CrossGuard hands it (a protobuf ``Struct`` has only
     doubles: ``2.0``); ``default`` for anything else."""
@@ -225,7 +234,7 @@ def _eks_pool(r: CostResource, resources: list[CostResource], catalogue: Catalog
                     None)
     ebs = _dig((_dig(template.props, "blockDeviceMappings") or [{}])[0], "ebs") if template else None
     disk_gib = _int(_dig(ebs, "volumeSize")) if ebs else _int(r.props.get("diskSize"), 20)
-    disk_type = (_dig(ebs, "volumeType") if ebs else None) or "gp3"
+    disk_type = (_dig(ebs, "volumeType") if ebs else None) or DEFAULT_DISK["aws"]
     prices = [catalogue.machine("aws", region, m) for m in machines]
     gpus = machine_gpus("eks", machines[0]) if machines else None
     pool = (r.props.get("tags") or {}).get(POOL_TAG) or r.name
@@ -241,9 +250,9 @@ def _eks_pool(r: CostResource, resources: list[CostResource], catalogue: Catalog
     if disk is None:
         return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(),
                         unpriced=f"no {disk_type} volume price for {region} in the catalogue")
-    disk_hourly = disk_gib * disk[0] / HOURS_PER_MONTH
-    node = max(p.on_demand for p in prices if p) + disk_hourly
-    return PoolCost(**base, node_hourly=node, node_hourly_low=None if spot else node, disk_hourly=disk_hourly,
+    disk_cost = disk_hourly(disk_gib, disk[0])
+    node = max(p.on_demand for p in prices if p) + disk_cost
+    return PoolCost(**base, node_hourly=node, node_hourly_low=None if spot else node, disk_hourly=disk_cost,
                     sources=(*{p.source.id: p.source for p in prices if p}.values(), disk[1]))
 
 
@@ -276,15 +285,15 @@ def _gke_pool(r: CostResource, catalogue: Catalogue) -> PoolCost:
         accelerator = str(attached.get("type"))
         return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(price.source,),
                         unpriced=f"{accelerator}: {catalogue.unpriced('gcp', accelerator) or 'no GPU price'}")
-    disk_type = str(config.get("diskType") or "pd-balanced")
+    disk_type = str(config.get("diskType") or DEFAULT_DISK["gcp"])
     disk = catalogue.storage("gcp", disk_type, region)
     if disk is None:
         return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(),
                         unpriced=f"no {disk_type} price for {region} in the catalogue")
-    disk_hourly = _int(config.get("diskSizeGb"), 100) * disk[0] / HOURS_PER_MONTH
-    node = price.on_demand + disk_hourly
-    low = (price.spot + disk_hourly) if spot and price.spot is not None else (None if spot else node)
-    return PoolCost(**base, node_hourly=node, node_hourly_low=low, disk_hourly=disk_hourly,
+    disk_cost = disk_hourly(_int(config.get("diskSizeGb"), 100), disk[0])
+    node = price.on_demand + disk_cost
+    low = (price.spot + disk_cost) if spot and price.spot is not None else (None if spot else node)
+    return PoolCost(**base, node_hourly=node, node_hourly_low=low, disk_hourly=disk_cost,
                     sources=(price.source,) if disk[1].id == price.source.id else (price.source, disk[1]))
 
 
@@ -321,4 +330,5 @@ def within_budget(cost: StackCost, monthly_usd: float, scale: Scale) -> str | No
             f"${cost.fixed_hourly * HOURS_PER_MONTH:,.0f}")
 
 
-__all__ = ["CostResource", "FixedCost", "PoolCost", "Scale", "StackCost", "stack_cost", "within_budget"]
+__all__ = ["DEFAULT_DISK", "CostResource", "FixedCost", "PoolCost", "Scale", "StackCost", "disk_hourly", "stack_cost",
+           "within_budget"]
