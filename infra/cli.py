@@ -286,20 +286,28 @@ def _use_chart_cache(args: argparse.Namespace) -> int | None:
     return None
 
 
+def _load_stack(args: argparse.Namespace, *, root: Path | None = None):
+    """The stack file ``args.stack`` (or ``args.stack_file``) names, or the usage exit code after saying why."""
+    from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file
+
+    try:
+        return load_stack_file(args.stack, args.stack_file, root=root or REPO_ROOT)
+    except StackFileError as exc:
+        print(f"neurodock: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def _load_and_plan(args: argparse.Namespace, *, render_charts: bool = True):
     """The stack's offline plan, or an exit code when it cannot be had."""
     from infra.config import ConfigError
     from infra.plan.engine import BOOTSTRAP_DIR, AdmissionError, ProgramError, run_plan
-    from infra.plan.stackfile import REPO_ROOT, StackFileError, load_stack_file
+    from infra.plan.stackfile import REPO_ROOT
 
     if (code := _use_chart_cache(args)) is not None:
         return code
-    try:
-        root = BOOTSTRAP_DIR if getattr(args, "bootstrap", False) else REPO_ROOT
-        stack = load_stack_file(args.stack, args.stack_file, root=root)
-    except StackFileError as exc:
-        print(f"neurodock: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    stack = _load_stack(args, root=BOOTSTRAP_DIR if getattr(args, "bootstrap", False) else REPO_ROOT)
+    if isinstance(stack, int):
+        return stack
     from infra import charts
 
     try:

@@ -238,19 +238,18 @@ def register(commands: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> tuple[Any, StackConfig] | int:
-    from infra.cli import _print_config_error
+    from infra.cli import _load_stack, _print_config_error
     from infra.config import ConfigError
     from infra.plan.engine import validate
-    from infra.plan.stackfile import StackFileError, load_stack_file
 
+    stack = _load_stack(args)
+    if isinstance(stack, int):
+        return stack
     try:
-        stack = load_stack_file(args.stack, args.stack_file)
         return stack, validate(stack)
-    except StackFileError as exc:
-        print(f"neurodock: {exc}", file=sys.stderr)
     except ConfigError as exc:
         _print_config_error(stack.path, exc)
-    return EXIT_USAGE
+        return EXIT_USAGE
 
 
 def _analyze(args: argparse.Namespace) -> int:
