@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 # Node labels NeuroDock sets on every pool, so workloads can select a pool or a GPU model.
 POOL_LABEL = "neurodock.io/pool"
 ROLE_LABEL = "neurodock.io/role"
@@ -17,6 +20,27 @@ GPU_TAINT_EFFECT = "NoSchedule"
 # The version of a model a model server runs: stable, canary or shadow. Its scrape copies it into
 # the `variant` label of every metric.
 VARIANT_LABEL = "neurodock.io/variant"
+
+# The served model name a model server's pods serve, as a label value (``model_label_value``): every version
+# of a model (stable, canary, shadow) carries the same one, so a canary's InferencePool can select the
+# stable replicas too and fall back to them (infra/routing.py).
+MODEL_LABEL = "neurodock.io/model"
+
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+"""A Kubernetes label value: at most 63 of ``[-A-Za-z0-9_.]``, beginning and ending with an alphanumeric
+(apimachinery pkg/util/validation/validation.go, ``IsValidLabelValue``)."""
+
+
+def model_label_value(served_name: str) -> str:
+    """``MODEL_LABEL``'s value for ``served_name``: the name with ``/`` as ``_``, cut to 63, where that is a valid
+    label value (what earlier releases set, so their pods are not replaced); otherwise its other characters
+    (``:``) as ``_``, cut to 54 and ended by 8 hex digits of the name's digest, so that it is valid and still
+    tells models apart. The config refuses two models whose values collide."""
+    plain = served_name.replace("/", "_")
+    if _LABEL_VALUE.match(plain[:63]):
+        return plain[:63]
+    cleaned = re.sub(r"[^-A-Za-z0-9_.]", "_", plain)[:54].strip("-_.")
+    return f"{cleaned}-{hashlib.sha256(served_name.encode()).hexdigest()[:8]}".lstrip("-")
 
 # Recommended Kubernetes labels on objects NeuroDock creates.
 PART_OF = "app.kubernetes.io/part-of"

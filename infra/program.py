@@ -295,6 +295,7 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
                     wake_s=budgets(config, model).total_s if model.min_replicas == 0 else 0,
                     mig=model.pool in mig_pools,
                     canary=model.canary is not None,
+                    start_s=budgets(config, model).total_s,
                 )
                 for model in (config.models if catalog else [])
             ),

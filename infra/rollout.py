@@ -173,6 +173,12 @@ def analyze_model(config: StackConfig, model: ModelSpec, url: str, at: str | Non
         return out
     worst = max((s.verdict for s in out.slis), key=SEVERITY.__getitem__)
     out.reasons.extend(s.reason for s in out.slis)
+    if worst == "advance" and target.route is not None and _canary_fell_back(url, target, window, at):
+        # Its picker sent its share to the stable replicas for part of the window: the canary's SLIs are partly
+        # the stable version's, too kind to judge it by.
+        worst = "hold"
+        out.reasons.append(f"the canary had no ready replica for part of the last {window}, when the stable version "
+                           "served its share (its picker's fallback): wait for a window it served in full")
     if worst == "advance":
         step = out.next_weight
         out.reasons.append(f"next: `neurodock rollout step` to {step}%" if step is not None
@@ -180,6 +186,13 @@ def analyze_model(config: StackConfig, model: ModelSpec, url: str, at: str | Non
     elif worst == "rollback":
         out.reasons.append("next: `neurodock rollout rollback` (canary weight 0)")
     return ModelVerdict(**{**out.__dict__, "verdict": worst})
+
+
+def _canary_fell_back(url: str, target: ModelTarget, window: str, at: str | None) -> bool:
+    """The canary had no ready replica at some point of the window (sampled each minute)."""
+    from components.monitoring.alerts import canary_ready
+
+    return query(url, f"min_over_time({canary_ready(target)}[{window}:1m])", at) < 1
 
 
 def canary_models(config: StackConfig, name: str | None) -> list[ModelSpec]:

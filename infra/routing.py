@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import yaml
 
-from components.gateway.gateway import GATEWAY_NAMESPACE
+from components import labels
+from components.gateway.gateway import GATEWAY_NAMESPACE, PREFER_HEADER
 from components.gateway.picker import EndpointPickerArgs
 from components.monitoring.stack import MONITORING_NAMESPACE, SELECTED
 from components.serving.catalog import SERVING_NAMESPACE
-from components.serving.model_server import PORT, ReadinessBudgets, pod_match_labels
+from components.serving.model_server import MODEL_SERVER, PORT, ReadinessBudgets, pod_match_labels
 from components.versions import ENDPOINT_PICKER_IMAGE, LLM_D_ROUTER
 from infra import charts
 from infra.config import ModelSpec
@@ -29,6 +30,15 @@ LLAMACPP_ENGINE = {
     "runningRequestsSpec": "llamacpp:requests_processing",
     "kvUsageSpec": "",
 }
+
+
+CANARY_FILTER = "stable-or-canary"
+CANARY_SCORER = "prefer-canary"
+CANARY_PREFERENCE_WEIGHT = 100
+"""The weight of the canary picker's preference for the canary's replicas: above the other scorers' weights
+together (``SCORERS``, each score is 0-1, llm-d-router v0.10.0 pkg/epp/scheduling/scheduler_profile.go:204-213
+sums them weighted), so a ready canary replica always wins and a stable one is chosen only when no canary
+replica is left: a draining, evicted or crashed canary's share falls back to the stable version."""
 
 
 WAKE_MARGIN_S = 60
@@ -78,22 +88,38 @@ def hold_seconds(readiness: ReadinessBudgets) -> int:
     return readiness.total_s + WAKE_MARGIN_S
 
 
-def picker_config(model: ModelSpec, readiness: ReadinessBudgets) -> str:
-    """The picker's EndpointPickerConfig (llm-d.ai/v1alpha1, decoded strictly by the picker)."""
+def picker_config(model: ModelSpec, readiness: ReadinessBudgets, variant: str = "stable") -> str:
+    """The picker's EndpointPickerConfig (llm-d.ai/v1alpha1, decoded strictly by the picker). A canary's
+    picker sees the stable replicas too (``pool_match_labels``) and prefers its own: it falls back to stable."""
     extractor: dict = {"type": "core-metrics-extractor"}
     if model.engine == "llamacpp":
         extractor["parameters"] = {"defaultEngine": "llamacpp", "engineConfigs": [LLAMACPP_ENGINE]}
+    plugins: list[dict] = [*({"type": name} for name, _ in SCORERS),
+                           {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics"}},
+                           extractor]
+    profile: list[dict] = [{"pluginRef": name, "weight": weight} for name, weight in SCORERS]
+    if variant == "canary":
+        plugins += [
+            # The pool also holds the shadow's replicas (they share the model's label): never send to them
+            # (label-selector-filter, pkg/epp/framework/plugins/scheduling/filter/bylabel/selector.go).
+            {"type": "label-selector-filter", "name": CANARY_FILTER, "parameters": {"matchExpressions": [
+                {"key": labels.VARIANT_LABEL, "operator": "In", "values": ["stable", "canary"]}]}},
+            # A replica whose variant label equals the request's PREFER_HEADER (always "canary", set by the
+            # gateway) scores 1, others 0 and stay eligible (header-label-affinity-scorer,
+            # pkg/epp/framework/plugins/scheduling/scorer/headerlabelaffinity/plugin.go:82-97).
+            {"type": "header-label-affinity-scorer", "name": CANARY_SCORER,
+             "parameters": {"headerName": PREFER_HEADER, "labelKey": labels.VARIANT_LABEL}},
+        ]
+        profile = [{"pluginRef": CANARY_FILTER}, *profile,
+                   {"pluginRef": CANARY_SCORER, "weight": CANARY_PREFERENCE_WEIGHT}]
     document = {
         "apiVersion": "llm-d.ai/v1alpha1",
         "kind": "EndpointPickerConfig",
         # Flow control holds a request while the pool is saturated or empty, instead of a 503 at once
         # (pkg/epp/flowcontrol/README.md): what lets a model scaled to zero wake on its first request.
         "featureGates": ["flowControl"],
-        "plugins": [*({"type": name} for name, _ in SCORERS),
-                    {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics"}},
-                    extractor],
-        "schedulingProfiles": [{"name": "default", "plugins": [
-            {"pluginRef": name, "weight": weight} for name, weight in SCORERS]}],
+        "plugins": plugins,
+        "schedulingProfiles": [{"name": "default", "plugins": profile}],
     }
     # A bound on what the queue holds, below the container's memory (the default has none).
     document["flowControl"] = {"maxBytes": f"{PICKER_QUEUE_MAX_BYTES_MI}Mi", "maxRequests": PICKER_QUEUE_MAX_REQUESTS}
@@ -103,11 +129,26 @@ def picker_config(model: ModelSpec, readiness: ReadinessBudgets) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def picker_values(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, monitoring: bool) -> dict:
-    """The llm-d-router-gateway chart's values for the InferencePool ``pool`` (a version of ``model``)."""
+def pool_match_labels(model: ModelSpec, pool: str, variant: str) -> dict[str, str]:
+    """The pods the InferencePool ``pool`` (``variant`` of ``model``) holds: a version's own replicas, but a
+    canary's holds every replica of its model (the picker keeps to stable and canary, preferring the canary's),
+    so its share of requests is served by the stable version while it has no ready replica."""
+    if variant == "canary":
+        return {labels.NAME: MODEL_SERVER, labels.MODEL_LABEL: labels.model_label_value(model.model_name)}
+    return pod_match_labels(pool)
+
+
+def picker_values(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, monitoring: bool,
+                  variant: str = "stable") -> dict:
+    """The llm-d-router-gateway chart's values for the InferencePool ``pool`` (``variant`` of ``model``)."""
     registry, repository, tag = ENDPOINT_PICKER_IMAGE
+    flags = {"enable-pprof": "false"}
+    if variant == "canary":
+        # header-label-affinity-scorer is registered as Alpha, which the picker refuses to load without this
+        # flag (cmd/epp/runner/runner.go:595, pkg/epp/framework/interface/plugin/registry.go:107-118).
+        flags["allow-experimental-plugins"] = "true"
     return {"router": {
-        "modelServers": {"matchLabels": pod_match_labels(pool), "targetPorts": [{"number": PORT}]},
+        "modelServers": {"matchLabels": pool_match_labels(model, pool, variant), "targetPorts": [{"number": PORT}]},
         # The gateway (Envoy AI Gateway) fails closed whatever the pool says (envoyproxy/ai-gateway
         # v1.1.0 internal/extensionserver/inferencepool.go): say so.
         "inferencePool": {"create": True, "failureMode": "FailClose"},
@@ -121,9 +162,9 @@ def picker_values(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, m
             "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
                           "limits": {"memory": f"{PICKER_MEMORY_LIMIT_MI}Mi"}},
             # pprof shares the metrics port; it has no place in production.
-            "flags": {"enable-pprof": "false"},
+            "flags": flags,
             "pluginsConfigFile": CONFIG_FILE,
-            "pluginsCustomConfig": {CONFIG_FILE: picker_config(model, readiness)},
+            "pluginsCustomConfig": {CONFIG_FILE: picker_config(model, readiness, variant)},
         },
         # /metrics asks for a token (--metrics-endpoint-auth): the chart's ServiceMonitor presents the
         # picker's own, from a Secret whose default name every release in a namespace would share.
@@ -133,8 +174,8 @@ def picker_values(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, m
 
 
 def picker_args(model: ModelSpec, pool: str, readiness: ReadinessBudgets, *, monitoring: bool,
-                system_node_selector: dict[str, str]) -> EndpointPickerArgs:
-    values = picker_values(model, pool, readiness, monitoring=monitoring)
+                system_node_selector: dict[str, str], variant: str = "stable") -> EndpointPickerArgs:
+    values = picker_values(model, pool, readiness, monitoring=monitoring, variant=variant)
     return EndpointPickerArgs(
         pool=pool,
         objects=tuple(charts.render(LLM_D_ROUTER, values, name=pool, namespace=SERVING_NAMESPACE)),

@@ -133,12 +133,17 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
         picker = None
         if gateway is not None and v.key != "shadow":
             picker = replace(picker_args(model, v.name, readiness, monitoring=prometheus_url is not None,
-                                         system_node_selector=system_node_selector(cluster)),
+                                         system_node_selector=system_node_selector(cluster), variant=v.key),
                              pool_crd=gateway.pool_crd, monitoring_crds=crds)
             if not picker.objects:
                 return _listed(v, server)
             # The picker reads the replicas' /metrics.
             server = replace(server, allowed_pods=(picker_pod_labels(v.name),))
+        if gateway is not None and model.canary is not None and v.key != "canary":
+            # The canary's pool holds every replica of the model, which its picker reads and may fall back to
+            # (infra/routing.py pool_match_labels).
+            server = replace(server, allowed_pods=(*server.allowed_pods,
+                                                   picker_pod_labels(model.variant_name("canary"))))
         return Version(name=v.name, server=server, reader=_reader_args(config, cluster, v.name, source),
                        shared_storage_class=model.cache.shared_storage_class, mirror=mirror, picker=picker)
 

@@ -152,6 +152,11 @@ BAD_CONFIGS = [
      "gs://BUCKET/PREFIX"),
     ("duplicate served name", "prod", _set(["neurodock:models", 1, "servedName"], "meta-llama/Llama-3.1-8B-Instruct"),
      "neurodock:models[1].servedName: served name 'meta-llama/Llama-3.1-8B-Instruct' is already used by models[0]"),
+    # 'meta-llama/Llama-3.1-8B-Instruct' and this one both label their pods meta-llama_Llama-3.1-8B-Instruct.
+    ("served names with one pod label", "prod",
+     _set(["neurodock:models", 1, "servedName"], "meta-llama_Llama-3.1-8B-Instruct"),
+     "neurodock:models[1].servedName: served name 'meta-llama_Llama-3.1-8B-Instruct' and models[0]'s "
+     "'meta-llama/Llama-3.1-8B-Instruct' make the same pod label neurodock.io/model=meta-llama_Llama-3.1-8B-Instruct"),
     ("replicas min above max", "prod", _set(["neurodock:models", 0, "minReplicas"], 20),
      "neurodock:models[0].minReplicas: must be <= maxReplicas (20 > 6)"),
     ("bad retention", "dev", _set(["neurodock:monitoring", "retention"], "2 days"),

@@ -42,13 +42,83 @@ def service_selecting(plan, name: str) -> dict:
     return service
 
 
-def variant_in_pool(plan, pool_name: str) -> tuple[str, str]:
-    """The variant and instance of the one model-server Deployment whose pods the pool selects:
-    exactly one, whatever else runs in the namespace."""
+def picker_config_of(plan, pool: dict) -> tuple[dict, list[str]]:
+    """The EndpointPickerConfig and the container arguments of the picker the pool names."""
+    picker_ref = pool["spec"]["endpointPickerRef"]
+    [service] = [s for s in manifests(plan, "Service", SERVING_NS) if s["metadata"]["name"] == picker_ref["name"]]
+    [picker] = [d for d in manifests(plan, "Deployment", SERVING_NS)
+                if service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    pod = picker["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    config_file = container["args"][container["args"].index("--config-file") + 1].removeprefix("/config/")
+    [config_map] = [c for c in manifests(plan, "ConfigMap", SERVING_NS)
+                    if c["metadata"]["name"] == pod["volumes"][0]["configMap"]["name"]]
+    return yaml.safe_load(config_map["data"][config_file]), container["args"]
+
+
+def gateway_set_headers(plan) -> dict[str, str]:
+    """The headers the gateway sets on every request before any filter (ClientTrafficPolicy)."""
+    [policy] = manifests(plan, "ClientTrafficPolicy", GATEWAY_NS)
+    return {h["name"].lower(): h["value"] for h in policy["spec"]["headers"]["earlyRequestHeaders"].get("set", [])}
+
+
+def _selects(selector: dict, pod_labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions In/NotIn/Exists/DoesNotExist)."""
+    ops = {"In": lambda k, vs: pod_labels.get(k) in vs, "NotIn": lambda k, vs: pod_labels.get(k) not in vs,
+           "Exists": lambda k, _: k in pod_labels, "DoesNotExist": lambda k, _: k not in pod_labels}
+    return (selector.get("matchLabels", {}).items() <= pod_labels.items()
+            and all(ops[e["operator"]](e["key"], e.get("values", [])) for e in selector.get("matchExpressions", [])))
+
+
+def pool_choice(plan, pool_name: str, ready: set[str] | None = None) -> tuple[set[str], str | None]:
+    """What the pool's picker may send to, by variant, and the variant it sends to whatever the replicas'
+    load (None: no variant always wins), with only the ``ready`` variants' replicas ready (default all).
+
+    The picker at v0.10.0: the pool's pods that are Ready (pkg/epp/controller/pod_reconciler.go:98), through its
+    profile's filters, the highest weighted sum of scores (each 0-1; pkg/epp/scheduling/scheduler_profile.go).
+    Only the configured filter and scorer types modelled here are allowed; the chart's default scorers are taken
+    at their worst for the preferred replica: it must win even when it scores 0 on all of them and the others 1."""
     [pool] = [p for p in manifests(plan, "InferencePool", SERVING_NS) if p["metadata"]["name"] == pool_name]
-    selector = pool["spec"]["selector"]["matchLabels"]
+    config, _ = picker_config_of(plan, pool)
+    plugins = {p.get("name", p["type"]): p for p in config["plugins"]}
+    pods = {}
+    for d in manifests(plan, "Deployment", SERVING_NS):
+        pod_labels = d["spec"]["template"]["metadata"]["labels"]
+        if _selects(pool["spec"]["selector"], pod_labels):
+            assert pod_labels["neurodock.io/variant"] not in pods, (pool_name, "two Deployments of one variant")
+            pods[pod_labels["neurodock.io/variant"]] = pod_labels
+    headers = gateway_set_headers(plan)
+    eligible = dict(pods)
+    affinity: dict[str, float] = dict.fromkeys(pods, 0.0)
+    others = 0.0
+    [profile] = config["schedulingProfiles"]
+    for entry in profile["plugins"]:
+        plugin = plugins[entry["pluginRef"]]
+        if plugin["type"] == "label-selector-filter":
+            eligible = {v: lab for v, lab in eligible.items() if _selects(plugin["parameters"], lab)}
+        elif plugin["type"] == "header-label-affinity-scorer":
+            wanted = headers.get(plugin["parameters"]["headerName"].lower())
+            key = plugin["parameters"]["labelKey"]
+            for v, lab in pods.items():
+                affinity[v] += entry["weight"] * (wanted is not None and lab.get(key) == wanted)
+        else:
+            assert plugin["type"] in {"queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"}, plugin
+            others += entry["weight"]
+    candidates = {v for v in eligible if ready is None or v in ready}
+    winners = [v for v in candidates if all(affinity[v] > affinity[o] + others for o in candidates - {v})]
+    return set(eligible), (winners[0] if winners else None)
+
+
+def variant_in_pool(plan, pool_name: str) -> tuple[str, str]:
+    """The variant and instance of the model-server Deployment the pool's picker sends to while every
+    replica is ready: exactly one, whatever else runs in the namespace."""
+    eligible, chosen = pool_choice(plan, pool_name)
+    assert chosen is not None, (pool_name, eligible)
     [deployment] = [d for d in manifests(plan, "Deployment", SERVING_NS)
-                    if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+                    if d["spec"]["template"]["metadata"]["labels"].get("neurodock.io/variant") == chosen
+                    and _selects(next(p for p in manifests(plan, "InferencePool", SERVING_NS)
+                                      if p["metadata"]["name"] == pool_name)["spec"]["selector"],
+                                 d["spec"]["template"]["metadata"]["labels"])]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     return pod_labels["neurodock.io/variant"], pod_labels["app.kubernetes.io/instance"]
 
@@ -189,8 +259,10 @@ def test_every_pool_has_a_pinned_restricted_picker_that_scores_queue_kv_and_pref
                         if c["metadata"]["name"] == pod["volumes"][0]["configMap"]["name"]]
         config = yaml.safe_load(config_map["data"][config_file])
         assert config["featureGates"] == ["flowControl"]
+        # The chart's three scorers; a canary's picker adds its fallback (test_prod_canary_share_falls_back...).
+        extra = {"stable-or-canary", "prefer-canary"} if pool["metadata"]["name"].endswith("-canary") else set()
         assert {p["pluginRef"] for p in config["schedulingProfiles"][0]["plugins"]} == {
-            "queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"}
+            "queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer", *extra}
         # Models that never scale to zero keep the picker's default hold (60 s) for a saturated pool; every
         # queue is bounded well below the picker's memory limit (held bodies are kept raw and parsed).
         assert "defaultRequestTTL" not in config["flowControl"]
@@ -223,9 +295,45 @@ def test_prod_splits_the_8b_model_between_two_pools_and_mirrors_to_the_shadow(sh
         assert mirror["requestMirror"]["percent"] == 5
         ref = mirror["requestMirror"]["backendRef"]
         assert ref["kind"] == "Service" and variant_behind(plan, ref["name"]) == "shadow"
-    # No pool selects the shadow's pods: clients never see its answers.
+    # No picker sends to the shadow's pods: clients never see its answers.
     assert {variant_in_pool(plan, p["metadata"]["name"])[0] for p in manifests(plan, "InferencePool")} == {
         "stable", "canary"}
+    for pool in manifests(plan, "InferencePool"):
+        assert "shadow" not in pool_choice(plan, pool["metadata"]["name"])[0]
+
+
+def test_prod_canary_share_falls_back_to_stable_while_the_canary_has_no_ready_replica(shipped_plans):
+    from components.gateway.gateway import PREFER_HEADER
+
+    plan = shipped_plans["prod"]
+    stable_rule, canary_rule = route_of(plan, LLAMA_8B)["spec"]["rules"]
+    canary_pool, stable_pool = canary_rule["backendRefs"][0]["name"], stable_rule["backendRefs"][0]["name"]
+    # Its one replica ready, the canary gets its share; draining, evicted or crashed, the stable version does,
+    # never the shadow; with neither, nothing (the picker holds, then 503).
+    assert pool_choice(plan, canary_pool) == ({"stable", "canary"}, "canary")
+    assert pool_choice(plan, canary_pool, ready={"stable", "shadow"})[1] == "stable"
+    assert pool_choice(plan, canary_pool, ready={"shadow"})[1] is None
+    # The stable pool never sends to the canary, even with no stable replica ready.
+    assert pool_choice(plan, stable_pool) == ({"stable"}, "stable")
+    assert pool_choice(plan, stable_pool, ready={"canary", "shadow"})[1] is None
+    # The preference needs the gateway's header on every request, set before the picker's filter runs.
+    assert gateway_set_headers(plan)[PREFER_HEADER] == "canary"
+    # The preference scorer is Alpha at the pinned picker: only the canary's picker allows experimental plugins.
+    for pool, allowed in ((canary_pool, True), (stable_pool, False)):
+        [p] = [x for x in manifests(plan, "InferencePool", SERVING_NS) if x["metadata"]["name"] == pool]
+        assert ("--allow-experimental-plugins=true" in picker_config_of(plan, p)[1]) is allowed
+    # The canary's picker reads every replica it may choose: their NetworkPolicies let it in.
+    [canary_pod] = [d["spec"]["template"]["metadata"]["labels"] for d in manifests(plan, "Deployment", SERVING_NS)
+                    if d["metadata"]["name"].startswith(f"{canary_pool}-epp")]
+    for variant in ("stable", "canary", "shadow"):
+        [server] = [d for d in model_servers(plan, variant) if "llama-3-1-8b" in d.manifest["metadata"]["name"]]
+        server_labels = server.manifest["spec"]["template"]["metadata"]["labels"]
+        [policy] = [n for n in manifests(plan, "NetworkPolicy", SERVING_NS)
+                    if n["spec"]["podSelector"]["matchLabels"].items() <= server_labels.items()
+                    and n["spec"]["podSelector"]["matchLabels"]]
+        peers = [peer.get("podSelector", {}).get("matchLabels", {}) for rule in policy["spec"]["ingress"]
+                 for peer in rule.get("from", [])]
+        assert any(peer and peer.items() <= canary_pod.items() for peer in peers), variant
     # The 70B model has neither.
     [rule_70b] = route_of(plan, "meta-llama/Llama-3.3-70B-Instruct")["spec"]["rules"]
     assert [f["type"] for f in rule_70b["filters"]] == ["RequestHeaderModifier"]
@@ -634,3 +742,17 @@ def test_canary_buckets_come_from_each_requests_own_id_uniformly():
     tenths = [sum(1 for b in buckets if b // 10 == t) for t in range(10)]
     assert all(150 < n < 250 for n in tenths), tenths
     assert 0 <= bucket_of(None) < 100  # no id: a random bucket rather than none
+
+
+def test_the_model_label_is_a_valid_label_value_for_any_served_name_and_unchanged_where_it_was():
+    from components.labels import model_label_value
+
+    valid = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+    # What earlier releases set stays (their pods are not replaced): '/' as '_', cut to 63 when that is valid.
+    assert model_label_value(LLAMA_8B) == "meta-llama_Llama-3.1-8B-Instruct"
+    assert model_label_value("q" * 100) == "q" * 63
+    # What earlier releases made invalid (a ':', an edge '-' or '.' after the cut) becomes valid and distinct.
+    odd = ["qwen:0.5b", "qwen_0.5b", "a" * 62 + "-tail", "m/" + "x" * 60 + ".y", "org/model:v1", "org/model_v1"]
+    values = [model_label_value(n) for n in odd]
+    assert all(valid.match(v) for v in values), values
+    assert len(set(values)) == len(values)

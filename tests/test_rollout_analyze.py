@@ -40,7 +40,12 @@ PHASES = {
     "equal": {"stable": (9.9, 0.1, 9.5, 0.5), "canary": (0.99, 0.01, 0.95, 0.05)},
     "worse": {"stable": (9.9, 0.1, 9.5, 0.5), "canary": (0.8, 0.2, 0.5, 0.5)},
     "quiet": {"stable": (9.9, 0.1, 9.5, 0.5), "canary": (0.05, 0.0, 0.05, 0.0)},
+    # As good as stable at the gateway, but only because its picker fell back to the stable replicas while the
+    # canary had no ready replica (from FALLBACK_S before the phase's end).
+    "fallback": {"stable": (9.9, 0.1, 9.5, 0.5), "canary": (0.99, 0.01, 0.95, 0.05)},
 }
+FALLBACK_S = 4 * 60
+CANARY_POD = f"{MODEL}-canary-server-5d8f7c2a-7b9c6d5f4-x2k8q"
 
 
 def _stack(tmp_path: Path, steps=(10, 25, 50)) -> Path:
@@ -92,6 +97,13 @@ def _openmetrics(start: int, ttft_bound: float) -> str:
                     points[key].append(f"{name}{{{text}}} {totals[key]:.3f} {t}")
         for key in series:
             lines.extend(points[key])
+    # The canary's one replica, ready but for the end of the fallback phase (kube-state-metrics).
+    ready = {"namespace": NAMESPACE, "pod": CANARY_POD, "uid": "0b7d3f4e-9a1c-4e2b-8f6d-2c5a7e9b1d30",
+             "condition": "true"}
+    text = ",".join(f'{k}="{v}"' for k, v in ready.items())
+    end = start + len(PHASES) * PHASE_S
+    for t in range(start + STEP_S, end + 1, STEP_S):
+        lines.append(f"{m.KSM_POD_READY.name}{{{text}}} {0 if t > end - FALLBACK_S else 1} {t}")
     # One family per name: group the lines by series name, keeping each series' order.
     lines.sort(key=lambda line: line.split("{", 1)[0])
     return "\n".join(lines) + "\n# EOF\n"
@@ -102,6 +114,8 @@ def test_every_backfilled_series_and_label_is_one_the_exporters_expose():
         for name, labels in _series(variant, 5.0).values():
             assert scrape.exposed(name), name
             assert set(labels) <= scrape.labels_of(name), (name, set(labels) - scrape.labels_of(name))
+    assert scrape.exposed(m.KSM_POD_READY.name)
+    assert {"namespace", "pod", "uid", "condition"} <= scrape.labels_of(m.KSM_POD_READY.name)
 
 
 def test_the_canary_slis_are_the_alerts_with_the_canarys_rule_and_picker():
@@ -219,6 +233,20 @@ def test_a_canary_with_too_little_traffic_holds(prometheus, tmp_path):
     text = run_cli("rollout", "analyze", "prod", "--stack-file", str(_stack(tmp_path)), "--prometheus", url,
                    "--at", str(_end(start, "quiet")))
     assert text.returncode == rollout.EXIT_HOLD and f"{MODEL}: hold" in text.stdout
+
+
+@needs_prometheus
+def test_a_canary_that_fell_back_to_stable_in_the_window_holds(prometheus, tmp_path):
+    url, start = prometheus
+    result = _analyze(tmp_path, url, _end(start, "fallback"))
+    assert result.returncode == rollout.EXIT_HOLD, result.stderr
+    [model] = json.loads(result.stdout)["models"]
+    # Its SLIs alone would advance it: the fallback is what holds it.
+    assert model["verdict"] == "hold" and {s["verdict"] for s in model["slis"]} == {"advance"}
+    assert any("no ready replica" in r for r in model["reasons"])
+    # Control: the window before the canary lost its replica advances.
+    before = _analyze(tmp_path, url, _end(start, "fallback") - FALLBACK_S - 60)
+    assert before.returncode == rollout.EXIT_ADVANCE, before.stdout
 
 
 def test_an_unreachable_prometheus_is_a_clear_error_exit_2_and_nothing_is_edited(tmp_path):

@@ -23,6 +23,7 @@ from components.monitoring import rollback_relay
 from components.monitoring.alertmanager import CanaryRollback, Receiver, alertmanager_config, with_canary_rollback
 from components.monitoring.alerts import (
     CANARY_ALERT,
+    CANARY_FALLBACK_ALERT,
     ROLLBACK_LABEL,
     STACK_MODEL_LABEL,
     canary_rules,
@@ -43,7 +44,7 @@ RELAY = CanaryRollback(receiver="canary-rollback", url="http://rollback-relay.ne
 
 def test_the_canary_alert_reads_the_canarys_slis_from_their_one_home():
     rules = canary_rules([CANARY], MIN_REQUESTS)
-    alerts = [r for r in rules if "alert" in r]
+    alerts = [r for r in rules if r.get("alert") == CANARY_ALERT]
     assert {a["labels"]["slo"] for a in alerts} == {s.sli.labels["slo"] for s in version_slis(CANARY, "canary")}
     for a in alerts:
         assert a["alert"] == CANARY_ALERT and "for" not in a
@@ -106,6 +107,55 @@ def test_promtool_fires_on_a_breaching_canary_and_not_on_a_healthy_one(tmp_path)
     # And the check can fail: expecting silence from the breaching canary is refused.
     (tmp_path / "wrong").mkdir()
     assert _promtool_test(tmp_path / "wrong", 50, expect_firing=False).returncode != 0
+
+
+def _fallback_test(tmp_path: Path, ready: str, eval_time: str, expect_firing: bool) -> subprocess.CompletedProcess:
+    target = replace(CANARY, start_s=20 * 60)
+    rules = canary_rules([target], MIN_REQUESTS)
+    [alert] = [r for r in rules if r.get("alert") == CANARY_FALLBACK_ALERT]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "canary", "rules": [alert]}]}))
+    pod = f"{target.route}-canary-server-5d8f7c2a-7b9c6d5f4-x2k8q"
+    expected = [{"exp_labels": alert["labels"], "exp_annotations": alert["annotations"]}] if expect_firing else []
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": f'{m.KSM_POD_READY.name}{{namespace="{target.namespace}", pod="{pod}", uid="u1", '
+                       'condition="true"}', "values": ready},
+            # The stable replica, ready all along, is not the canary's.
+            {"series": f'{m.KSM_POD_READY.name}{{namespace="{target.namespace}", pod="{target.route}-server-abc-'
+                       'def-ghi", uid="u2", condition="true"}', "values": "1x60"},
+        ],
+        "alert_rule_test": [{"eval_time": eval_time, "alertname": CANARY_FALLBACK_ALERT, "exp_alerts": expected}],
+    }]}
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
+    return subprocess.run([PROMTOOL, "test", "rules", str(tmp_path / "test.yaml")], capture_output=True, text=True,
+                          check=False)
+
+
+def test_the_fallback_alert_waits_a_start_and_names_the_model():
+    [alert] = [r for r in canary_rules([replace(CANARY, start_s=20 * 60)], MIN_REQUESTS)
+               if r.get("alert") == CANARY_FALLBACK_ALERT]
+    assert alert["for"] == "20m" and alert["labels"][STACK_MODEL_LABEL] == "slow"
+    [short] = [r for r in canary_rules([replace(CANARY, start_s=60)], MIN_REQUESTS)
+               if r.get("alert") == CANARY_FALLBACK_ALERT]
+    assert short["for"] == "15m"
+    assert ROLLBACK_LABEL[0] not in alert["labels"]  # the canary is judged by people, not rolled back
+
+
+@needs_promtool
+@pytest.mark.parametrize(("case", "ready", "eval_time", "firing"), [
+    ("down", "1x9 0x50", "40m", True),       # not ready from minute 10: fires after its 20 minutes
+    ("starting", "1x9 0x50", "25m", False),  # not ready for 15 minutes: a start, no alert yet
+    ("gone", "1x9 _x50", "40m", True),       # its pod gone altogether (no series): fires too
+    ("ready", "1x59", "40m", False),
+])
+def test_promtool_the_fallback_alert_fires_only_on_a_canary_down_longer_than_a_start(tmp_path, case, ready,
+                                                                                       eval_time, firing):
+    result = _fallback_test(tmp_path, ready, eval_time, firing)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # And the check can fail: the opposite expectation is refused.
+    (tmp_path / "wrong").mkdir()
+    assert _fallback_test(tmp_path / "wrong", ready, eval_time, not firing).returncode != 0
 
 
 # --- Alertmanager ------------------------------------------------------------------------------------------------

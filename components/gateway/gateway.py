@@ -68,6 +68,12 @@ DESTINATION_HEADER = "x-gateway-destination-endpoint"
 envoyproxy/ai-gateway v1.1.0 internal/extensionserver/inferencepool.go)."""
 INTERNAL_HEADERS = (*ROUTER_HEADERS, BUCKET_HEADER, DESTINATION_HEADER)
 """Headers only the gateway may set: a client's are removed before any filter runs."""
+PREFER_HEADER = "x-neurodock-prefer"
+PREFER_VALUE = "canary"
+"""Set on every request before any filter (replacing a client's): a canary's endpoint picker prefers the
+replicas whose variant label equals it (infra/routing.py). The picker's scorer compares a label with a
+request header, and only headers set before the picker's filter reach it; the route's own header filters
+run later, in the router."""
 BUCKET_LUA = f"""-- NeuroDock: the canary split's bucket, 0-99 per request, from the request's id: Envoy gives every
 -- request a random UUID (x-request-id) before any filter, so buckets are uniform and independent across worker
 -- threads, which a per-thread math.randomseed(os.time()) would not be (every worker starts in the same second).
@@ -259,7 +265,8 @@ class ModelGateway(pulumi.ComponentResource):
             spec={"targetRefs": target, "connection": {"bufferLimit": BUFFER_LIMIT},
                   # Before any filter: routing reads these headers, which only the gateway may set. When
                   # a body has no `model`, the router sets nothing, and a client's header must not route.
-                  "headers": {"earlyRequestHeaders": {"remove": list(INTERNAL_HEADERS)}}},
+                  "headers": {"earlyRequestHeaders": {"remove": list(INTERNAL_HEADERS),
+                                                      "set": [{"name": PREFER_HEADER, "value": PREFER_VALUE}]}}},
             opts=self._child(depends_on=[release, self.gateway]),
         )
         router = self._body_based_router(args, crds)

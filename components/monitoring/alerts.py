@@ -67,6 +67,9 @@ class ModelTarget:
     canary: bool = False
     """The model has a canary: its SLIs are recorded and judged too, and a fast burn asks for its rollback
     (``canary_rules``)."""
+    start_s: int = 0
+    """How long a replica may take to become ready, from a new node to a loaded model: a canary without a
+    ready replica for longer is not merely starting."""
     mig: bool = False
     """The model's GPU pool is partitioned with MIG, where the exporter cannot read utilisation: no idle-GPU
     alert (``DCGM_FI_DEV_GPU_UTIL`` reads 0 on MIG instances and NVIDIA has no plan to support it there,
@@ -278,6 +281,17 @@ STACK_MODEL_LABEL = "neurodock_model"
 --model`` takes; the ``model`` label is its served name."""
 
 
+CANARY_FALLBACK_ALERT = "NeuroDockCanaryFallingBack"
+
+
+def canary_ready(t: ModelTarget) -> str:
+    """PromQL for the canary's ready replicas, 0 when it has none. With none, its picker sends the canary's
+    share of requests to the stable replicas (``infra/routing.py``): clients see no error, and the canary's
+    SLIs count the stable version's answers, so neither they nor its burn-rate alert can judge the canary."""
+    pods = f'namespace="{t.namespace}", pod=~"{t.route}-canary-server-.*", condition="true"'
+    return f"(sum({m.KSM_POD_READY.name}{{{pods}}}) or vector(0))"
+
+
 def canary_rules(models: list[ModelTarget], min_requests: int) -> list[dict]:
     """Per model with a canary, the canary's SLIs (``version_slis``, the ones ``rollout analyze`` reads) recorded
     with ``variant="canary"``, and an alert when its budget burns at a page's rate (the 1h/5m and 6h/30m pairs) on
@@ -300,6 +314,13 @@ def canary_rules(models: list[ModelTarget], min_requests: int) -> list[dict]:
                 "rollback`) and deploys it; check that it ran, then fix or remove the canary.",
                 "canary-budget-burn", {ROLLBACK_LABEL[0]: ROLLBACK_LABEL[1], STACK_MODEL_LABEL: t.route,
                                        "slo": sli.labels["slo"]}))
+        alerts.append(_rule(
+            CANARY_FALLBACK_ALERT, f"{canary_ready(t)} == 0", f"{max(15, -(-t.start_s // 60))}m", "warning",
+            f"Model {t.served_name}: its canary has no ready replica; the stable version serves its share",
+            "The canary's replicas are all down or not ready for longer than a start takes (crashing, evicted, "
+            "unschedulable). Clients see no error: the canary's endpoint picker falls back to the stable "
+            "replicas. But nothing judges the canary meanwhile, and `neurodock rollout analyze` holds. Find why "
+            "it is not ready, or roll it back.", "canary-falling-back", {STACK_MODEL_LABEL: t.route}))
     return records + alerts
 
 

@@ -197,7 +197,7 @@ class ModelServer(pulumi.ComponentResource):
         self._name = name
         match_labels = pod_match_labels(name)
         object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "serving",
-                         "neurodock.io/model": args.served_name.replace("/", "_")[:63],
+                         labels.MODEL_LABEL: labels.model_label_value(args.served_name),
                          labels.VARIANT_LABEL: args.variant}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
@@ -341,10 +341,14 @@ class ModelServer(pulumi.ComponentResource):
         )
 
 
+MODEL_SERVER = "model-server"
+"""Every model server pod's ``app.kubernetes.io/name``."""
+
+
 def pod_match_labels(name: str) -> dict[str, str]:
     """The labels that select exactly the pods of server ``name`` (a model version): its Deployment's,
     Service's and InferencePool's selector."""
-    return {labels.NAME: "model-server", labels.INSTANCE: name}
+    return {labels.NAME: MODEL_SERVER, labels.INSTANCE: name}
 
 
 def service_account_name(model: str) -> str:

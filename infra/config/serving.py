@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from components.gpu.catalog import GPU_MODELS
+from components.labels import MODEL_LABEL, model_label_value
 from components.monitoring.metrics import EPP_TTFT_BUCKETS, VLLM_TTFT_BUCKETS
 from components.serving.architectures import CUDA_CONTEXT_GIB
 from infra.config.base import VARIANTS, Fraction, Model, Name, Problem, Token, WeightsUri, key_path, pattern
@@ -299,6 +300,7 @@ def model_problems(config: StackConfig) -> list[Problem]:
     # Models.
     names: dict[str, int] = {}
     served: dict[str, int] = {}
+    label_values: dict[str, int] = {}
     for i, model in enumerate(config.models):
         if model.name in names:
             add(("models", i, "name"), f"model name {model.name!r} is already used by models[{names[model.name]}]")
@@ -317,7 +319,15 @@ def model_problems(config: StackConfig) -> list[Problem]:
         if model.model_name in served:
             add(("models", i, "servedName"),
                 f"served name {model.model_name!r} is already used by models[{served[model.model_name]}]")
+        elif (label := model_label_value(model.model_name)) in label_values:
+            # The label selects a model's replicas, for its canary's fallback among others: it must be unique.
+            other = label_values[label]
+            add(("models", i, "servedName"),
+                f"served name {model.model_name!r} and models[{other}]'s {config.models[other].model_name!r} make "
+                f"the same pod label {MODEL_LABEL}={label} ('/' and characters a label cannot hold become '_', "
+                "long names are cut): change one of the served names")
         served.setdefault(model.model_name, i)
+        label_values.setdefault(model_label_value(model.model_name), i)
         # Scale from zero needs the gateway's endpoint picker to hold the first request (and Prometheus,
         # for KEDA to see it held: checked with every autoscaled model).
         if model.min_replicas == 0 and not config.gateway.enabled:
