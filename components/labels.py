@@ -22,9 +22,13 @@ GPU_TAINT_EFFECT = "NoSchedule"
 VARIANT_LABEL = "neurodock.io/variant"
 
 # The served model name a model server's pods serve, as a label value (``model_label_value``): every version
-# of a model (stable, canary, shadow) carries the same one, so a canary's InferencePool can select the
-# stable replicas too and fall back to them (infra/routing.py).
+# of a model (stable, canary, shadow) carries the same one.
 MODEL_LABEL = "neurodock.io/model"
+
+# The model (its stack name) whose route may answer from these pods: its stable and canary versions' pods carry
+# it, a shadow's do not (its answers never reach a client). A canary's InferencePool selects it, so that its
+# picker can fall back to the stable replicas (infra/routing.py).
+ROUTE_LABEL = "neurodock.io/route"
 
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 """A Kubernetes label value: at most 63 of ``[-A-Za-z0-9_.]``, beginning and ending with an alphanumeric

@@ -100,8 +100,9 @@ def picker_config(model: ModelSpec, readiness: ReadinessBudgets, variant: str = 
     profile: list[dict] = [{"pluginRef": name, "weight": weight} for name, weight in SCORERS]
     if variant == "canary":
         plugins += [
-            # The pool also holds the shadow's replicas (they share the model's label): never send to them
-            # (label-selector-filter, pkg/epp/framework/plugins/scheduling/filter/bylabel/selector.go).
+            # Only stable and canary replicas, whatever the pool's selector finds: a safeguard, as a shadow's pods
+            # lack the route label (label-selector-filter, pkg/epp/framework/plugins/scheduling/filter/bylabel/
+            # selector.go).
             {"type": "label-selector-filter", "name": CANARY_FILTER, "parameters": {"matchExpressions": [
                 {"key": labels.VARIANT_LABEL, "operator": "In", "values": ["stable", "canary"]}]}},
             # A replica whose variant label equals the request's PREFER_HEADER (always "canary", set by the
@@ -131,10 +132,12 @@ def picker_config(model: ModelSpec, readiness: ReadinessBudgets, variant: str = 
 
 def pool_match_labels(model: ModelSpec, pool: str, variant: str) -> dict[str, str]:
     """The pods the InferencePool ``pool`` (``variant`` of ``model``) holds: a version's own replicas, but a
-    canary's holds every replica of its model (the picker keeps to stable and canary, preferring the canary's),
-    so its share of requests is served by the stable version while it has no ready replica."""
+    canary's holds the stable version's too (``labels.ROUTE_LABEL``, which a shadow's pods lack: the picker's
+    flow control judges saturation over the whole pool, pkg/epp/flowcontrol/controller/internal/processor.go),
+    and its picker prefers the canary's, so the stable version serves the canary's share while it has no ready
+    replica."""
     if variant == "canary":
-        return {labels.NAME: MODEL_SERVER, labels.MODEL_LABEL: labels.model_label_value(model.model_name)}
+        return {labels.NAME: MODEL_SERVER, labels.ROUTE_LABEL: model.name}
     return pod_match_labels(pool)
 
 

@@ -139,8 +139,8 @@ def served_model(config: StackConfig, cluster: Cluster, cloud_provider: pulumi.P
                 return _listed(v, server)
             # The picker reads the replicas' /metrics.
             server = replace(server, allowed_pods=(picker_pod_labels(v.name),))
-        if gateway is not None and model.canary is not None and v.key != "canary":
-            # The canary's pool holds every replica of the model, which its picker reads and may fall back to
+        if gateway is not None and model.canary is not None and v.key == "stable":
+            # The canary's pool holds the stable replicas too, which its picker reads and may fall back to
             # (infra/routing.py pool_match_labels).
             server = replace(server, allowed_pods=(*server.allowed_pods,
                                                    picker_pod_labels(model.variant_name("canary"))))
@@ -259,6 +259,7 @@ def server_args(
         autoscaling=scaling,
         gpu_memory_need_gib=size.memory.per_gpu_gib if size.memory else None,
         variant=version.key,
+        route=model.name if version.key != "shadow" else None,
         image=variant.image if variant else None,
     )
 

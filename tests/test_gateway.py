@@ -316,6 +316,17 @@ def test_prod_canary_share_falls_back_to_stable_while_the_canary_has_no_ready_re
     # The stable pool never sends to the canary, even with no stable replica ready.
     assert pool_choice(plan, stable_pool) == ({"stable"}, "stable")
     assert pool_choice(plan, stable_pool, ready={"canary", "shadow"})[1] is None
+    # The canary's pool selects the stable and canary servers by their route label, which the shadow's lack; on an
+    # upgrade that adds the label, the pool's selector changes only once both servers carry it.
+    routed = [r for r in plan.manifests if r.manifest["kind"] == "Deployment"
+              and r.manifest["spec"]["template"]["metadata"]["labels"].get("neurodock.io/route") == "llama-3-1-8b"]
+    assert sorted(r.manifest["metadata"]["labels"]["neurodock.io/variant"] for r in routed) == ["canary", "stable"]
+    [pool] = [r for r in plan.manifests if r.manifest["kind"] == "InferencePool"
+              and r.manifest["metadata"]["name"] == canary_pool]
+    assert {r.urn for r in routed} <= set(pool.dependencies)
+    [stable_pool_res] = [r for r in plan.manifests if r.manifest["kind"] == "InferencePool"
+                         and r.manifest["metadata"]["name"] == stable_pool]
+    assert not {r.urn for r in routed} & set(stable_pool_res.dependencies)
     # The preference needs the gateway's header on every request, set before the picker's filter runs.
     assert gateway_set_headers(plan)[PREFER_HEADER] == "canary"
     # The preference scorer is Alpha at the pinned picker: only the canary's picker allows experimental plugins.
@@ -325,7 +336,7 @@ def test_prod_canary_share_falls_back_to_stable_while_the_canary_has_no_ready_re
     # The canary's picker reads every replica it may choose: their NetworkPolicies let it in.
     [canary_pod] = [d["spec"]["template"]["metadata"]["labels"] for d in manifests(plan, "Deployment", SERVING_NS)
                     if d["metadata"]["name"].startswith(f"{canary_pool}-epp")]
-    for variant in ("stable", "canary", "shadow"):
+    for variant in ("stable", "canary"):
         [server] = [d for d in model_servers(plan, variant) if "llama-3-1-8b" in d.manifest["metadata"]["name"]]
         server_labels = server.manifest["spec"]["template"]["metadata"]["labels"]
         [policy] = [n for n in manifests(plan, "NetworkPolicy", SERVING_NS)

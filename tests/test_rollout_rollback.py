@@ -109,7 +109,8 @@ def test_promtool_fires_on_a_breaching_canary_and_not_on_a_healthy_one(tmp_path)
     assert _promtool_test(tmp_path / "wrong", 50, expect_firing=False).returncode != 0
 
 
-def _fallback_test(tmp_path: Path, ready: str, eval_time: str, expect_firing: bool) -> subprocess.CompletedProcess:
+def _fallback_test(tmp_path: Path, ready: str, eval_time: str, expect_firing: bool,
+                   extra: tuple[dict, ...] = ()) -> subprocess.CompletedProcess:
     target = replace(CANARY, start_s=20 * 60)
     rules = canary_rules([target], MIN_REQUESTS)
     [alert] = [r for r in rules if r.get("alert") == CANARY_FALLBACK_ALERT]
@@ -124,6 +125,7 @@ def _fallback_test(tmp_path: Path, ready: str, eval_time: str, expect_firing: bo
             # The stable replica, ready all along, is not the canary's.
             {"series": f'{m.KSM_POD_READY.name}{{namespace="{target.namespace}", pod="{target.route}-server-abc-'
                        'def-ghi", uid="u2", condition="true"}', "values": "1x60"},
+            *({**e, "series": e["series"].format(ns=target.namespace, pod=pod)} for e in extra),
         ],
         "alert_rule_test": [{"eval_time": eval_time, "alertname": CANARY_FALLBACK_ALERT, "exp_alerts": expected}],
     }]}
@@ -156,6 +158,26 @@ def test_promtool_the_fallback_alert_fires_only_on_a_canary_down_longer_than_a_s
     # And the check can fail: the opposite expectation is refused.
     (tmp_path / "wrong").mkdir()
     assert _fallback_test(tmp_path / "wrong", ready, eval_time, not firing).returncode != 0
+
+
+DELETING = {"series": f'{m.KSM_POD_DELETION.name}{{{{namespace="{{ns}}", pod="{{pod}}", uid="u1"}}}}',
+            "values": "_x9 1765069200x50"}
+NAMESAKE = {"series": f'{m.KSM_POD_READY.name}{{{{namespace="{{ns}}", pod="slow-canary-server-x-server-a1-b2-c3", '
+                      'uid="u3", condition="true"}}', "values": "1x59"}
+
+
+@needs_promtool
+@pytest.mark.parametrize(("case", "extra", "firing"), [
+    # Ready by its probe but being deleted from minute 10 (stuck in its drain): the picker already dropped it.
+    ("terminating", (DELETING,), True),
+    # A ready pod of another model whose name starts like the canary's Deployment does not count as the canary.
+    ("namesake", (NAMESAKE,), True),
+    ("control", (), False),
+])
+def test_promtool_the_fallback_alert_counts_only_the_canarys_own_live_pods(tmp_path, case, extra, firing):
+    ready = "1x59" if case == "terminating" else ("1x59" if case == "control" else "0x59")
+    result = _fallback_test(tmp_path, ready, "40m", firing, extra)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- Alertmanager ------------------------------------------------------------------------------------------------

@@ -68,6 +68,9 @@ class EndpointPickerArgs:
     """The InferencePool CRD; the pool waits for it."""
     monitoring_crds: pulumi.Resource | None = None
     """The monitoring release (ServiceMonitor CRD), when the chart renders a ServiceMonitor."""
+    pool_after: tuple[pulumi.Resource, ...] = ()
+    """What the InferencePool waits for besides its CRD: the servers whose pods a changed selector must find
+    labelled first (a canary's pool, which selects the stable replicas too)."""
 
 
 class EndpointPicker(pulumi.ComponentResource):
@@ -88,8 +91,8 @@ class EndpointPicker(pulumi.ComponentResource):
             depends = [r for before in AFTER.get(kind, ()) for r in created.get(before, [])]
             if kind == "ServiceMonitor" and args.monitoring_crds:
                 depends.append(args.monitoring_crds)
-            if kind == "InferencePool" and args.pool_crd is not None:
-                depends.append(args.pool_crd)
+            if kind == "InferencePool":
+                depends += [*([args.pool_crd] if args.pool_crd is not None else []), *args.pool_after]
             created.setdefault(kind, []).append(_create(f"{name}-{kind.lower()}-{obj['metadata']['name']}", obj,
                                                         pulumi.ResourceOptions(parent=self, depends_on=depends)))
         [pool] = created["InferencePool"]

@@ -287,9 +287,16 @@ CANARY_FALLBACK_ALERT = "NeuroDockCanaryFallingBack"
 def canary_ready(t: ModelTarget) -> str:
     """PromQL for the canary's ready replicas, 0 when it has none. With none, its picker sends the canary's
     share of requests to the stable replicas (``infra/routing.py``): clients see no error, and the canary's
-    SLIs count the stable version's answers, so neither they nor its burn-rate alert can judge the canary."""
-    pods = f'namespace="{t.namespace}", pod=~"{t.route}-canary-server-.*", condition="true"'
-    return f"(sum({m.KSM_POD_READY.name}{{{pods}}}) or vector(0))"
+    SLIs count the stable version's answers, so neither they nor its burn-rate alert can judge the canary.
+
+    A pod being deleted counts as not ready, as the picker drops it at once (llm-d-router v0.10.0
+    pkg/epp/util/pod/pod.go:23-26) while its Ready condition holds until its container stops. The pods are the
+    canary Deployment's: ``<model>-canary-server-<name suffix>-<ReplicaSet hash>-<pod suffix>`` exactly, so a model
+    named ``<model>-canary-server-x`` is not counted."""
+    pods = f'namespace="{t.namespace}", pod=~"{t.route}-canary-server-[a-z0-9]+-[a-z0-9]+-[a-z0-9]+"'
+    ready = f'{m.KSM_POD_READY.name}{{{pods}, condition="true"}}'
+    deleting = f"{m.KSM_POD_DELETION.name}{{{pods}}}"
+    return f"(sum({ready} unless on(namespace, pod) {deleting}) or vector(0))"
 
 
 def canary_rules(models: list[ModelTarget], min_requests: int) -> list[dict]:

@@ -172,7 +172,8 @@ def llm_dashboard() -> dict[str, Any]:
             Query(f"max by (name) ({m.EPP_AVG_QUEUE.name}{{{POOLS}}})", "mean queue {{name}}"),
             Query(f"max by (name) ({m.EPP_AVG_KV.name}{{{POOLS}}})", "mean KV cache {{name}}"),
             Query(f"max by (name) ({m.EPP_READY.name}{{{POOLS}}})", "ready replicas {{name}}"),
-        ], "short", "At saturation 1 the picker holds new requests; an empty pool reads 1."),
+        ], "short", "At saturation 1 the picker holds new requests; an empty pool reads 1. A canary's pool holds the "
+           "stable replicas too (its fallback): its figures are stable's and canary's together."),
         ("Time to first token", _quantiles(m.VLLM_TTFT, sel, by), "s",
          "As vLLM times it, from parsing the request: a diagnostic of the engine (queue and prefill); the gateway's "
          "panel adds the picker's holds and scheduling."),

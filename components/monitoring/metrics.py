@@ -94,6 +94,8 @@ KSM_NODE_ALLOCATABLE = Metric("kube_node_status_allocatable", "gauge", "kube-sta
                               "A node's allocatable resources (nvidia.com/gpu as nvidia_com_gpu)")
 KSM_POD_REQUESTS = Metric("kube_pod_container_resource_requests", "gauge", "kube-state-metrics",
                           "Resources a container requests")
+KSM_POD_DELETION = Metric("kube_pod_deletion_timestamp", "gauge", "kube-state-metrics",
+                          "When a pod was marked for deletion (Unix seconds); no series for a pod not being deleted")
 KSM_POD_INFO = Metric("kube_pod_info", "gauge", "kube-state-metrics", "A pod, with the node it runs on (node)")
 KSM_POD_READY = Metric("kube_pod_status_ready", "gauge", "kube-state-metrics",
                        "Whether a pod is Ready: one series per condition (true, false, unknown), 1 for the pod's")

@@ -181,6 +181,9 @@ class ModelServerArgs:
     """Estimated memory per GPU (weights share + KV cache + runtime), stated for policy checks."""
     variant: str
     """Which version of the model this is: ``stable``, ``canary`` or ``shadow``."""
+    route: str | None = None
+    """The model whose route may answer from these pods (``labels.ROUTE_LABEL``): the stable and canary
+    versions' model name; None for a shadow."""
 
 
 class ModelServer(pulumi.ComponentResource):
@@ -198,7 +201,8 @@ class ModelServer(pulumi.ComponentResource):
         match_labels = pod_match_labels(name)
         object_labels = {**match_labels, labels.PART_OF: PART_OF_VALUE, labels.COMPONENT: "serving",
                          labels.MODEL_LABEL: labels.model_label_value(args.served_name),
-                         labels.VARIANT_LABEL: args.variant}
+                         labels.VARIANT_LABEL: args.variant,
+                         **({labels.ROUTE_LABEL: args.route} if args.route else {})}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             # A fixed name: the cloud identity that may read the weights names it.

@@ -149,7 +149,12 @@ class ServedModel(pulumi.ComponentResource):
             servers[key] = ModelServer(version.name, server, opts=pulumi.ResourceOptions(
                 parent=self, aliases=under_catalog))
             if version.picker is not None:
-                pickers[key] = EndpointPicker(f"{version.name}-picker", version.picker,
+                picker = version.picker
+                if key == "canary":
+                    # Its pool selects the stable replicas too: on an upgrade that labels them, the selector changes
+                    # only once the servers carry the label, so the pool is never left empty meanwhile.
+                    picker = replace(picker, pool_after=(*picker.pool_after, servers["stable"], servers["canary"]))
+                pickers[key] = EndpointPicker(f"{version.name}-picker", picker,
                                               opts=pulumi.ResourceOptions(parent=self))
         # The gates: the suite against the canary's (or shadow's) own Service, once its replicas are ready (and
         # the stable version's, when compared with it); the route, which holds both the canary's rule and the
