@@ -67,12 +67,8 @@ def crds(source: ChartSource) -> tuple[dict, ...]:
     is not cached."""
     if source.package_path is None:
         return ()
-    return copy_of(_package_crds(*_file_key(Path(source.package_path))))
-
-
-@functools.lru_cache(maxsize=16)
-def _package_crds(path: Path, digest: str) -> tuple[dict, ...]:
-    return _stored(("crds", digest), lambda: _read_crds(path))
+    path, digest = _file_key(Path(source.package_path))
+    return _fresh(("crds", digest), lambda: _read_crds(path))
 
 
 def _read_crds(path: Path) -> tuple[dict, ...]:
@@ -235,14 +231,9 @@ def helm(package: Path, values: dict[str, Any], *, name: str, namespace: str) ->
     package and values once: tests and ``neurodock diff`` plan the same releases many times. Callers
     get their own copy to change."""
     key = json.dumps(values, sort_keys=True, separators=(",", ":"))
-    return copy_of(_helm(*_file_key(package), key, name, namespace))
-
-
-@functools.lru_cache(maxsize=256)
-def _helm(package: Path, digest: str, values: str, name: str, namespace: str) -> HelmOutput:
-    fields = _stored(("helm", digest, values, name, namespace),
-                     lambda: dataclasses.astuple(_render(package, json.loads(values), name, namespace)))
-    return HelmOutput(*fields)
+    path, digest = _file_key(package)
+    return HelmOutput(*_fresh(("helm", digest, key, name, namespace),
+                              lambda: dataclasses.astuple(_render(path, json.loads(key), name, namespace))))
 
 
 def _render(package: Path, values: dict[str, Any], name: str, namespace: str) -> HelmOutput:
@@ -277,22 +268,34 @@ RENDER_CACHE_ENV = "NEURODOCK_RENDER_CACHE"
 directory); ``off`` keeps nothing."""
 
 
-def _stored(key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+def stored(key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
     """``compute()``, kept on disk under a digest of ``key`` and of everything that shapes the result:
-    this module's code, PyYAML's and the Helm SDK's versions. Parsing a chart's YAML is most of a fresh
-    plan's time, and the result only depends on those. Stored with ``marshal`` (plain data, no code runs
-    when it is read back); a result that is not plain data, or a cache that cannot be written, is simply
-    computed again next time."""
+    this module's code, PyYAML's and the Helm SDK's versions (a caller whose result depends on more puts
+    that in ``key``). Parsing a chart's YAML is most of a fresh plan's time, and the result only depends
+    on those. Stored with ``marshal`` (plain data, no code runs when it is read back); a result that is
+    not plain data, or a cache that cannot be written, is simply computed again next time."""
+    return _stored(key, compute)[0]
+
+
+def _stored(key: tuple[str, ...], compute: Callable[[], Any]) -> tuple[Any, bytes | None]:
+    """``stored``, with the value's ``marshal`` data (None when it is not plain data)."""
     configured = os.environ.get(RENDER_CACHE_ENV, "")
     if configured == "off":
-        return compute()
+        value = compute()
+        with contextlib.suppress(ValueError):
+            return value, marshal.dumps(value)
+        return value, None
     directory = Path(configured) if configured else Path(platformdirs.user_cache_dir("neurodock")) / "rendered"
     path = directory / f"{hashlib.sha256(repr((_code_version(), *key)).encode()).hexdigest()}.marshal"
     with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
-        return marshal.loads(path.read_bytes())
+        data = path.read_bytes()
+        return marshal.loads(data), data
     value = compute()
-    with contextlib.suppress(OSError, ValueError):
+    try:
         data = marshal.dumps(value)
+    except ValueError:
+        return value, None
+    with contextlib.suppress(OSError, ValueError):
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
@@ -302,15 +305,52 @@ def _stored(key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+    return value, data
+
+
+_KEPT_MAX = 512
+_kept: dict[tuple[str, ...], Any] = {}
+"""``_fresh``'s results in this process: their ``marshal`` data (or, for a value that is not plain data,
+the value), oldest first."""
+
+
+def _fresh(key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    """``stored(key, compute)``, computed or read once per process, and a fresh copy for each caller to
+    change: the value kept as its ``marshal`` data, which reads back several times faster than a copy
+    of the objects is made (the first caller takes the value read from disk, which nobody else holds)."""
+    kept = _kept.get(key)
+    if isinstance(kept, bytes):
+        return marshal.loads(kept)
+    if kept is not None:
+        return copy_of(kept)
+    value, data = _stored(key, compute)
+    _kept[key] = data if data is not None else copy_of(value)
+    while len(_kept) > _KEPT_MAX:
+        del _kept[next(iter(_kept))]
     return value
 
 
 @functools.cache
 def _code_version() -> tuple[str, ...]:
-    import helm_python
+    # The Helm SDK's version from its distribution's metadata: importing the SDK loads Helm's Go library,
+    # which a plan whose renders are all stored never needs.
+    from importlib.metadata import PackageNotFoundError, version
 
-    return (hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), yaml.__version__, helm_python.__version__,
-            sys.version)
+    try:
+        helm_version = version("helm-python-sdk")
+    except PackageNotFoundError:  # installed without its metadata
+        import helm_python
+
+        helm_version = helm_python.__version__
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), yaml.__version__, helm_version, sys.version
+
+
+def parsed_document(text: str) -> dict[str, Any]:
+    """The one mapping of a YAML text (``load_documents``), the caller's own copy, kept in the render cache
+    under a digest of the text: a chart's CustomResourceDefinitions are megabytes of YAML, which every plan
+    reads again."""
+    [document] = _fresh(("document", hashlib.sha256(text.encode()).hexdigest()), lambda: load_documents(text))
+    return document
 
 
 def copy_of(value: Any) -> Any:

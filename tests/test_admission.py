@@ -12,6 +12,7 @@ import copy
 
 import pytest
 
+from infra import charts
 from infra.cli import main
 from infra.plan import admission
 from infra.plan.admission import Finding, admission_findings, defaulted
@@ -33,6 +34,7 @@ def judged(objects: list[dict], kind: str, change) -> tuple[list[Finding], list[
 
 
 def test_the_shipped_stacks_pass_admission_and_rules_are_evaluated(shipped_plans, monkeypatch):
+    monkeypatch.setenv(charts.RENDER_CACHE_ENV, "off")  # evaluated here, not read back from an earlier run
     evaluated = []
     real = admission._evaluate
     monkeypatch.setattr(admission, "_evaluate", lambda rule, act: evaluated.append(rule) or real(rule, act))
@@ -165,3 +167,25 @@ def test_a_policy_sees_the_fields_it_reads_and_the_whole_object_when_it_cannot_t
     # The object whole, indexed, or optionally selected: nothing is pruned.
     for expression in ("object == null", "object['spec'] != null", "object.?spec.hasValue()", "size(object) > 0"):
         assert _pruned(crd, _paths_read(expression, "object")) == crd, expression
+
+
+def test_evaluations_are_stored_per_object_and_an_object_changed_is_evaluated_again(prod_objects, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setenv(charts.RENDER_CACHE_ENV, str(tmp_path))
+    evaluated = []
+    real = admission._evaluate
+    monkeypatch.setattr(admission, "_evaluate", lambda rule, act: evaluated.append(rule) or real(rule, act))
+    crds = [o for o in prod_objects if o.get("kind") == "CustomResourceDefinition"]
+    [route] = [o for o in prod_objects if o.get("kind") == "HTTPRoute"][:1]
+    first = admission_findings([*crds, route])
+    assert evaluated and first == []
+    evaluated.clear()
+    assert admission_findings([*crds, route]) == first
+    assert evaluated == []  # every result read back
+    broken = copy.deepcopy(route)
+    for rule in broken["spec"]["rules"]:
+        rule["name"] = "same"
+    findings = admission_findings([*crds, broken])
+    assert evaluated  # a changed object is judged anew, with the same result as without the store
+    monkeypatch.setenv(charts.RENDER_CACHE_ENV, "off")
+    assert findings == admission_findings([*crds, broken]) != []

@@ -499,3 +499,33 @@ def test_diff_shows_what_a_values_change_does_to_the_charts_objects(shipped_plan
     prometheus = next(k for k in changed if "monitoring.coreos.com/v1:Prometheus::" in k)
     assert [(c.path, c.new) for c in changed[prometheus].changes] == [("manifest.spec.retention", "30d")]
     assert not any(c.location for c in changed[prometheus].changes)
+
+
+def test_a_stored_render_is_each_callers_own_copy_and_a_later_process_reads_it_without_helm(tmp_path, monkeypatch):
+    monkeypatch.setenv(charts.RENDER_CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(charts, "_kept", {})
+    package = SHARED_CHARTS / KEDA.package
+    first = charts.helm(package, {}, name="keda", namespace="keda")
+    second = charts.helm(package, {}, name="keda", namespace="keda")
+    assert first == second and first.documents
+    first.documents[0][1]["metadata"]["name"] = "changed"
+    assert charts.helm(package, {}, name="keda", namespace="keda") == second != first
+    monkeypatch.setattr(charts, "_kept", {})  # as a new process finds it: on disk only
+    monkeypatch.setattr(charts, "_render", lambda *args: pytest.fail("rendered again"))
+    assert charts.helm(package, {}, name="keda", namespace="keda") == second
+    with pytest.raises(pytest.fail.Exception):  # the control: other values are rendered
+        charts.helm(package, {"replicaCount": 2}, name="keda", namespace="keda")
+
+
+def test_a_parsed_document_is_each_callers_own_copy_and_is_parsed_once(tmp_path, monkeypatch):
+    monkeypatch.setenv(charts.RENDER_CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(charts, "_kept", {})
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n"
+    first = charts.parsed_document(text)
+    first["data"]["k"] = "changed"
+    monkeypatch.setattr(charts, "_kept", {})
+    monkeypatch.setattr(charts, "load_documents", lambda text: pytest.fail("parsed again"))
+    assert charts.parsed_document(text) == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
+                                            "data": {"k": "v"}}
+    with pytest.raises(pytest.fail.Exception):
+        charts.parsed_document(text.replace("name: a", "name: b"))

@@ -21,7 +21,9 @@ the common ones (strings: ``lowerAscii``, ``upperAscii``, ``split``, ``join``, `
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
+import marshal
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -89,6 +91,34 @@ def _evaluate(rule: str, activation: dict[str, Any]) -> tuple[bool | None, str |
     if isinstance(result, celpy.CELEvalError):
         return None, _error(result)
     return bool(result), None
+
+
+def _evaluate_all(calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bool | None, str | None]]:
+    """``_evaluate`` of each ``(rule, activation)``, kept in the render cache (``infra.charts.stored``)
+    under a digest of the calls and of what the results depend on (this module, cel-python and lark): an
+    object's evaluations are the same in every plan that creates it unchanged, and building the CEL parser
+    and compiling the rules are most of admission's time, all saved when every object's are stored."""
+    if not calls:
+        return []
+    try:
+        # Version 2: no back-references, so equal calls always give equal bytes.
+        digest = hashlib.sha256(marshal.dumps(calls, 2)).hexdigest()
+    except ValueError:  # not plain data
+        return [_evaluate(rule, activation) for rule, activation in calls]
+    from infra import charts
+
+    results = charts.stored(("cel", *_cel_version(), digest),
+                            lambda: [_evaluate(rule, activation) for rule, activation in calls])
+    return [(passed, error) for passed, error in results]
+
+
+@functools.cache
+def _cel_version() -> tuple[str, ...]:
+    from importlib.metadata import version
+
+    with open(__file__, "rb") as source:
+        code = hashlib.sha256(source.read()).hexdigest()
+    return code, version("cel-python"), version("lark")
 
 
 def _error(exc: Exception) -> str:
@@ -229,11 +259,12 @@ def crd_findings(obj: Mapping[str, Any], crds: Mapping[tuple[str, str], Mapping[
     metadata = obj.get("metadata") or {}
     name = f"{metadata['namespace']}/{metadata.get('name')}" if metadata.get("namespace") else str(metadata.get("name"))
     out = []
-    for path, rule, value in _rule_sites(schema, defaulted(schema, dict(obj)), ""):
+    sites = [(path, rule, value) for path, rule, value in _rule_sites(schema, defaulted(schema, dict(obj)), "")
+             # a transition rule: updates only
+             if not (_transition(str(rule.get("rule", ""))) and not rule.get("optionalOldSelf"))]
+    results = _evaluate_all([(str(rule.get("rule", "")), {"self": value}) for _, rule, value in sites])
+    for (path, rule, _), (passed, error) in zip(sites, results, strict=True):
         text = str(rule.get("rule", ""))
-        if _transition(text) and not rule.get("optionalOldSelf"):
-            continue  # a transition rule: updates only
-        passed, error = _evaluate(text, {"self": value})
         if passed:
             continue
         where = f"{path}{rule['fieldPath']}" if rule.get("fieldPath") else (path or "(object)")
@@ -331,15 +362,16 @@ def policy_findings(policy: Mapping[str, Any], objects: list[Mapping[str, Any]],
             str(metadata.get("name"))
         limited = [k for k in ("paramKind", "matchConditions") if spec.get(k)] + \
             [k for k in ("namespaceSelector", "objectSelector") if constraints.get(k)]
-        for validation in spec.get("validations") or []:
-            expression = str(validation.get("expression", ""))
-            if limited:
-                out.append(Finding(str(obj.get("kind")), shown, "(object)", f"its {', '.join(limited)} are not "
-                                   "evaluated offline", expression, evaluated=False, source=name))
-                continue
-            variables = {"object": _pruned(obj, _paths_read(expression, "object")), "oldObject": None,
-                         "request": {"operation": "CREATE"}, "params": None}
-            passed, error = _evaluate(expression, variables)
+        validations = spec.get("validations") or []
+        if limited:
+            out += [Finding(str(obj.get("kind")), shown, "(object)", f"its {', '.join(limited)} are not "
+                            "evaluated offline", str(validation.get("expression", "")), evaluated=False, source=name)
+                    for validation in validations]
+            continue
+        calls = [(expression, {"object": _pruned(obj, _paths_read(expression, "object")), "oldObject": None,
+                               "request": {"operation": "CREATE"}, "params": None})
+                 for expression in (str(validation.get("expression", "")) for validation in validations)]
+        for validation, (expression, _), (passed, error) in zip(validations, calls, _evaluate_all(calls), strict=True):
             if passed:
                 continue
             if error and error.startswith(UNEVALUATED):

@@ -13,8 +13,8 @@ not the target cluster's: a template that branches on ``.Capabilities`` may diff
 from __future__ import annotations
 
 import base64
-import functools
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,17 +22,10 @@ from typing import Any
 
 from components.charts import ChartRef
 from infra import charts
-from infra.charts import CLUSTER_SCOPED, dump_document, load_documents
+from infra.charts import CLUSTER_SCOPED, dump_document
 from infra.plan.mocks import Registration
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
-
-@functools.lru_cache(maxsize=256)
-def _parsed(text: str) -> dict[str, Any]:
-    """A CRD's one document, parsed once per process: plans of one stack read the same CRDs again."""
-    [document] = load_documents(text)
-    return document
-
 
 _CRD_NAME = re.compile(r"^metadata:\s*\n(?:[ \t]+.*\n|\s*\n)*?[ \t]+name:[ \t]*['\"]?([^'\"\s]+)", re.MULTILINE)
 _DOCUMENT_SPLIT = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
@@ -63,7 +56,7 @@ class ChartObject:
     def manifest(self) -> dict[str, Any]:
         if self._manifest is not None:
             return self._manifest
-        return charts.copy_of(_parsed(self._text or ""))
+        return charts.parsed_document(self._text or "")
 
     @property
     def text(self) -> str:
@@ -181,14 +174,16 @@ def render_releases(registrations: list[Registration], cache: Path | None = None
 
 def render_release(release: Registration, ref: ChartRef, package: Path) -> RenderedRelease:
     """The objects ``release`` installs from ``package``, rendered as the provider renders them."""
-    import helm_python  # the Go SDK: loaded only when a plan renders charts
-
     name = str(release.inputs.get("name") or release.name)
     namespace = str(release.inputs.get("namespace") or "default")
     values = release.inputs.get("values") or {}
     try:
         output = charts.helm(package, values, name=name, namespace=namespace)
-    except helm_python.HelmError as exc:
+    except Exception as exc:
+        # Only a render loads the Go SDK (a stored render does not): a HelmError comes from one that did.
+        helm_python = sys.modules.get("helm_python")
+        if helm_python is None or not isinstance(exc, helm_python.HelmError):
+            raise
         raise RenderError(f"Helm release '{name}' ({ref}): {exc}") from None
     crds = [] if release.inputs.get("skipCrds") else [c for c in output.crds
                                                        if _enabled(output.metadata, c, output.merged_values)]
