@@ -292,7 +292,6 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
                     kv_cache_usage=model.slo.kv_cache_usage,
                     # The gateway's route (infra/gateway.py names it after the model) counts its errors.
                     route=model.name if config.gateway.enabled else None,
-                    wake_s=budgets(config, model).total_s if model.min_replicas == 0 else 0,
                     mig=model.pool in mig_pools,
                     canary=model.canary is not None,
                     start_s=budgets(config, model).total_s,

@@ -61,15 +61,12 @@ class ModelTarget:
     route: str | None = None
     """The model's HTTPRoute name, whose gateway statistics give its error rate, and the name of its
     stable version's InferencePool (None: no gateway)."""
-    wake_s: int = 0
-    """At ``min_replicas`` 0: how long a replica may take to become ready from zero, when no replica
-    is expected to be available."""
     canary: bool = False
     """The model has a canary: its SLIs are recorded and judged too, and a fast burn asks for its rollback
     (``canary_rules``)."""
     start_s: int = 0
-    """How long a replica may take to become ready, from a new node to a loaded model: a canary without a
-    ready replica for longer is not merely starting."""
+    """How long a replica may take to become ready, from a new node to a loaded model: a model woken from zero,
+    or a canary, without a ready replica for longer is not merely starting."""
     mig: bool = False
     """The model's GPU pool is partitioned with MIG, where the exporter cannot read utilisation: no idle-GPU
     alert (``DCGM_FI_DEV_GPU_UTIL`` reads 0 on MIG instances and NVIDIA has no plan to support it there,
@@ -391,7 +388,8 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
         "NeuroDockModelServerDown",
         f"{m.KSM_DEPLOYMENT_AVAILABLE.name}{{{dep}}} == 0 and {m.KSM_DEPLOYMENT_SPEC_REPLICAS.name}{{{dep}}} > 0",
         # A model woken from zero has no available replica until it is ready: not an outage.
-        f"{max(5, -(-t.wake_s // 60))}m", "critical", f"Model {t.served_name} has no available replica",
+        f"{max(5, -(-t.start_s // 60)) if t.min_replicas == 0 else 5}m", "critical",
+        f"Model {t.served_name} has no available replica",
         "Every replica of the model server is down or not ready: requests for this model fail.",
         "model-server-down", who)]
     if t.route is not None:

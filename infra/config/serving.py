@@ -320,7 +320,7 @@ def model_problems(config: StackConfig) -> list[Problem]:
             add(("models", i, "servedName"),
                 f"served name {model.model_name!r} is already used by models[{served[model.model_name]}]")
         elif (label := model_label_value(model.model_name)) in label_values:
-            # The label selects a model's replicas, for its canary's fallback among others: it must be unique.
+            # The label tells one model's pods from another's (kubectl -l, dashboards): it must be unique.
             other = label_values[label]
             add(("models", i, "servedName"),
                 f"served name {model.model_name!r} and models[{other}]'s {config.models[other].model_name!r} make "
