@@ -70,6 +70,11 @@ def _selects(selector: dict, pod_labels: dict[str, str]) -> bool:
             and all(ops[e["operator"]](e["key"], e.get("values", [])) for e in selector.get("matchExpressions", [])))
 
 
+def pool_named(plan, name: str) -> dict:
+    [pool] = [p for p in manifests(plan, "InferencePool", SERVING_NS) if p["metadata"]["name"] == name]
+    return pool
+
+
 def pool_choice(plan, pool_name: str, ready: set[str] | None = None) -> tuple[set[str], str | None]:
     """What the pool's picker may send to, by variant, and the variant it sends to whatever the replicas'
     load (None: no variant always wins), with only the ``ready`` variants' replicas ready (default all).
@@ -78,7 +83,13 @@ def pool_choice(plan, pool_name: str, ready: set[str] | None = None) -> tuple[se
     profile's filters, the highest weighted sum of scores (each 0-1; pkg/epp/scheduling/scheduler_profile.go).
     Only the configured filter and scorer types modelled here are allowed; the chart's default scorers are taken
     at their worst for the preferred replica: it must win even when it scores 0 on all of them and the others 1."""
-    [pool] = [p for p in manifests(plan, "InferencePool", SERVING_NS) if p["metadata"]["name"] == pool_name]
+    eligible, chosen = _decision(plan, pool_name, ready)
+    return set(eligible), chosen
+
+
+def _decision(plan, pool_name: str, ready: set[str] | None) -> tuple[dict[str, dict], str | None]:
+    """``pool_choice``, with the eligible variants' pod labels."""
+    pool = pool_named(plan, pool_name)
     config, _ = picker_config_of(plan, pool)
     plugins = {p.get("name", p["type"]): p for p in config["plugins"]}
     pods = {}
@@ -106,21 +117,15 @@ def pool_choice(plan, pool_name: str, ready: set[str] | None = None) -> tuple[se
             others += entry["weight"]
     candidates = {v for v in eligible if ready is None or v in ready}
     winners = [v for v in candidates if all(affinity[v] > affinity[o] + others for o in candidates - {v})]
-    return set(eligible), (winners[0] if winners else None)
+    return eligible, (winners[0] if winners else None)
 
 
 def variant_in_pool(plan, pool_name: str) -> tuple[str, str]:
     """The variant and instance of the model-server Deployment the pool's picker sends to while every
     replica is ready: exactly one, whatever else runs in the namespace."""
-    eligible, chosen = pool_choice(plan, pool_name)
-    assert chosen is not None, (pool_name, eligible)
-    [deployment] = [d for d in manifests(plan, "Deployment", SERVING_NS)
-                    if d["spec"]["template"]["metadata"]["labels"].get("neurodock.io/variant") == chosen
-                    and _selects(next(p for p in manifests(plan, "InferencePool", SERVING_NS)
-                                      if p["metadata"]["name"] == pool_name)["spec"]["selector"],
-                                 d["spec"]["template"]["metadata"]["labels"])]
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    return pod_labels["neurodock.io/variant"], pod_labels["app.kubernetes.io/instance"]
+    eligible, chosen = _decision(plan, pool_name, None)
+    assert chosen is not None, (pool_name, set(eligible))
+    return chosen, eligible[chosen]["app.kubernetes.io/instance"]
 
 
 def variant_behind(plan, service_name: str) -> str:
@@ -331,8 +336,7 @@ def test_prod_canary_share_falls_back_to_stable_while_the_canary_has_no_ready_re
     assert gateway_set_headers(plan)[PREFER_HEADER] == "canary"
     # The preference scorer is Alpha at the pinned picker: only the canary's picker allows experimental plugins.
     for pool, allowed in ((canary_pool, True), (stable_pool, False)):
-        [p] = [x for x in manifests(plan, "InferencePool", SERVING_NS) if x["metadata"]["name"] == pool]
-        assert ("--allow-experimental-plugins=true" in picker_config_of(plan, p)[1]) is allowed
+        assert ("--allow-experimental-plugins=true" in picker_config_of(plan, pool_named(plan, pool))[1]) is allowed
     # The canary's picker reads every replica it may choose: their NetworkPolicies let it in.
     [canary_pod] = [d["spec"]["template"]["metadata"]["labels"] for d in manifests(plan, "Deployment", SERVING_NS)
                     if d["metadata"]["name"].startswith(f"{canary_pool}-epp")]
