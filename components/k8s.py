@@ -69,7 +69,6 @@ def restricted_container_security_context() -> k8s.core.v1.SecurityContextArgs:
     )
 
 
-# The same profiles as plain dicts, for Helm values and custom resources (EnvoyProxy).
 def script_job(resource_name: str, *, name: pulumi.Input[str], namespace: pulumi.Input[str],
                object_labels: dict[str, str], revision: str, active_s: int, run_as: int,
                node_selector: pulumi.Input[dict[str, str]] | None, container: k8s.core.v1.ContainerArgs,
@@ -107,6 +106,7 @@ def script_job(resource_name: str, *, name: pulumi.Input[str], namespace: pulumi
     )
 
 
+# The same profiles as plain dicts, for Helm values and custom resources (EnvoyProxy).
 RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                  "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}

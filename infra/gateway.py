@@ -29,6 +29,13 @@ from infra.routing import drain_seconds, hold_seconds
 from infra.secrets import StackSecrets
 
 
+def stack_drain_seconds(config: StackConfig) -> int:
+    """How long the stack's gateway proxies drain (``drain_seconds``): the holds of its models at zero
+    are their wake budgets."""
+    return drain_seconds(list(config.models), {m.name: hold_seconds(budgets(config, m))
+                                               for m in config.models if m.min_replicas == 0})
+
+
 def build_gateway(
     config: StackConfig,
     cluster: Cluster,
@@ -57,8 +64,7 @@ def build_gateway(
             system_node_selector=system_selector,
             # One proxy is enough on a laptop; elsewhere two ride out a node drain.
             proxy_replicas=1 if config.cloud.provider == "kind" else 2,
-            drain_s=drain_seconds(list(config.models), {m.name: hold_seconds(budgets(config, m))
-                                                        for m in config.models if m.min_replicas == 0}),
+            drain_s=stack_drain_seconds(config),
             public=gw.public,
             allowed_cidrs=tuple(gw.allowed_cidrs),
             tls_cert=secrets.gateway_tls_cert if gw.tls else None,

@@ -50,7 +50,6 @@ from components.monitoring.alerts import (
     AlertRulesArgs,
     GpuPool,
     GpuThresholds,
-    ModelTarget,
 )
 from components.monitoring.stack import (
     MONITORING_NAMESPACE,
@@ -61,7 +60,7 @@ from components.monitoring.stack import (
     Platform,
 )
 from components.serving.architectures import gated
-from components.serving.catalog import SERVING_NAMESPACE, ModelCatalog
+from components.serving.catalog import ModelCatalog
 from components.serving.keda import CONTROL_PLANE_PORTS as KEDA_CONTROL_PLANE_PORTS
 from components.versions import (
     CLUSTER_AUTOSCALER,
@@ -87,9 +86,10 @@ from infra.config import (
     parse_config,
 )
 from infra.cost import node_prices
-from infra.gateway import build_gateway, build_smoke_test
+from infra.gateway import build_gateway, build_smoke_test, stack_drain_seconds
 from infra.readiness import budgets
-from infra.routing import drain_seconds, hold_seconds, proxy_grace_seconds
+from infra.rollout import model_target
+from infra.routing import proxy_grace_seconds
 from infra.secrets import StackSecrets
 from infra.serving import autoscaled, build_catalog
 
@@ -280,22 +280,9 @@ def _alerts(config: StackConfig, monitoring: MonitoringStack, catalog: ModelCata
             namespace=MONITORING_NAMESPACE,
             crds=monitoring.release,
             models=tuple(
-                ModelTarget(
-                    served_name=model.model_name,
-                    engine=model.engine,
-                    namespace=SERVING_NAMESPACE,
-                    deployment=catalog.deployments[model.model_name],
-                    min_replicas=model.min_replicas,
-                    ttft_seconds=model.slo.ttft_p95_seconds,
-                    availability=model.slo.availability,
-                    queue_depth=model.slo.queue_depth,
-                    kv_cache_usage=model.slo.kv_cache_usage,
-                    # The gateway's route (infra/gateway.py names it after the model) counts its errors.
-                    route=model.name if config.gateway.enabled else None,
-                    mig=model.pool in mig_pools,
-                    canary=model.canary is not None,
-                    start_s=budgets(config, model).total_s,
-                )
+                model_target(config, model, deployment=catalog.deployments[model.model_name],
+                             mig=model.pool in mig_pools, canary=model.canary is not None,
+                             start_s=budgets(config, model).total_s)
                 for model in (config.models if catalog else [])
             ),
             agents=tuple(agents),
@@ -495,9 +482,7 @@ def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.Resource
             autoscaler_role_arn=cluster.autoscaler_role_arn,
             system_node_selector=system_node_selector(cluster),
             # A scale-down gives the gateway proxies their whole grace period (as infra/gateway.py drains them).
-            max_graceful_termination_s=proxy_grace_seconds(drain_seconds(
-                list(config.models), {m.name: hold_seconds(budgets(config, m))
-                                      for m in config.models if m.min_replicas == 0})),
+            max_graceful_termination_s=proxy_grace_seconds(stack_drain_seconds(config)),
         ),
         opts=opts,
     )]

@@ -20,7 +20,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +28,7 @@ if TYPE_CHECKING:
     from components.monitoring.alerts import ModelTarget
     from infra.config import ModelSpec, StackConfig
 
-EXIT_ADVANCE = 0
-EXIT_FAILURE = 1
+EXIT_OK = EXIT_ADVANCE = 0
 EXIT_USAGE = 2
 EXIT_HOLD = 3
 EXIT_ROLLBACK = 4
@@ -76,17 +75,18 @@ class ModelVerdict:
     reasons: list[str] = field(default_factory=list)
 
 
-def model_target(config: StackConfig, model: ModelSpec) -> ModelTarget:
-    """The model as the SLO alerts see it (``infra/program.py`` builds the same for ``AlertRules``); only the
-    fields the SLIs read matter here."""
+def model_target(config: StackConfig, model: ModelSpec, *, deployment: Any = None, **extra: Any) -> ModelTarget:
+    """The model as the SLO alerts see it: the one builder, for ``AlertRules`` (``infra/program.py``, which adds the
+    stable Deployment's name and the alerts' other facts in ``extra``) and for ``analyze``, whose SLIs read only
+    the fields set here. The gateway's route (``infra/gateway.py`` names it after the model) counts its errors."""
     from components.monitoring.alerts import ModelTarget
     from components.serving.catalog import SERVING_NAMESPACE
 
     return ModelTarget(served_name=model.model_name, engine=model.engine, namespace=SERVING_NAMESPACE,
-                       deployment=model.name, min_replicas=model.min_replicas,
+                       deployment=model.name if deployment is None else deployment, min_replicas=model.min_replicas,
                        ttft_seconds=model.slo.ttft_p95_seconds, availability=model.slo.availability,
                        queue_depth=model.slo.queue_depth, kv_cache_usage=model.slo.kv_cache_usage,
-                       route=model.name if config.gateway.enabled else None)
+                       route=model.name if config.gateway.enabled else None, **extra)
 
 
 def query(url: str, expr: str, at: str | None) -> float:
@@ -185,7 +185,7 @@ def analyze_model(config: StackConfig, model: ModelSpec, url: str, at: str | Non
                            else "next: `neurodock rollout promote` (the last step passed)")
     elif worst == "rollback":
         out.reasons.append("next: `neurodock rollout rollback` (canary weight 0)")
-    return ModelVerdict(**{**out.__dict__, "verdict": worst})
+    return replace(out, verdict=worst)
 
 
 def _canary_fell_back(url: str, target: ModelTarget, window: str, at: str | None) -> bool:
@@ -303,6 +303,3 @@ def _edit(args: argparse.Namespace) -> int:
     for change in changes:
         print(f"{stack.path}: {change}")
     return EXIT_OK
-
-
-EXIT_OK = 0

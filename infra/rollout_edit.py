@@ -158,7 +158,9 @@ def edit_text(text: str, path: Path, model: ModelSpec, action: str) -> tuple[str
     if action == "step":
         if not canary.steps:
             raise EditError(f"{where}.steps is not set: list the weights to move through, e.g. steps: [5, 25, 50]")
-        weight = next((s for s in canary.steps if s > canary.weight), None)
+        from infra.rollout import next_weight
+
+        weight = next_weight(model)
         if weight is None:
             raise EditError(f"{where} is at its last step ({canary.weight}%): `neurodock rollout promote` is next")
         splices, change = [_set_weight(canary_node, weight)], f"{where}.weight {canary.weight} -> {weight}"

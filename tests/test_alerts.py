@@ -18,7 +18,7 @@ import yaml
 
 from components.monitoring import metrics
 from components.monitoring.alerts import Agent, GpuPool, GpuThresholds, ModelTarget, rule_groups
-from components.monitoring.cost import NodePrice
+from components.monitoring.cost import NodePrice, cost_groups
 from components.monitoring.recording import RECORDED, SLO_WINDOWS
 from infra.config import AlertThresholds
 from tests import scrape
@@ -61,7 +61,7 @@ PRICES = (NodePrice(pool="gpu-l4", instance_type="g2-standard-16", usd_per_hour=
 
 def groups(models: tuple[ModelTarget, ...] = (SLOW, FAST, CPU)) -> list[dict]:
     return rule_groups(list(models), THRESHOLDS, AGENTS, POOLS, slo_min_requests=MIN_REQUESTS,
-                       gpu_exporter_namespace=DCGM_NS, node_prices=PRICES)
+                       gpu_exporter_namespace=DCGM_NS) + cost_groups(PRICES)
 
 
 def rules_by_alert(models: tuple[ModelTarget, ...] = (SLOW, FAST, CPU)) -> dict[str, list[dict]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import pulumi
 
+from components.gateway.picker import picker_name
 from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
 from components.monitoring.cost import NodePrice, cost_groups
@@ -221,7 +222,7 @@ def _availability_sli(t: ModelTarget, variant: str = "stable") -> Sli:
     cluster = f'envoy_cluster_name="{cluster_name(t.namespace, t.route, VARIANT_RULES[variant])}"'
     answered = f"{m.ENVOY_UPSTREAM_RQ_XX.name}{{{cluster}}}"
     errors = f'{m.ENVOY_UPSTREAM_RQ_XX.name}{{{cluster}, envoy_response_code_class="5"}}'
-    picker = f'namespace="{t.namespace}", job="{_pool(t, variant)}-epp"'
+    picker = f'namespace="{t.namespace}", job="{picker_name(_pool(t, variant))}"'
     refused = f'{m.EPP_REQUEST_ERRORS.name}{{{picker}, error_code=~"{any_of(EPP_SERVER_ERRORS + EPP_CLIENT_ERRORS)}"}}'
     failed = f'{m.EPP_REQUEST_ERRORS.name}{{{picker}, error_code=~"{any_of(EPP_SERVER_ERRORS)}"}}'
 
@@ -239,7 +240,7 @@ def _ttft_sli(t: ModelTarget, variant: str = "stable") -> Sli:
     gateway's picker (a hold for a waking replica included); without a gateway, at vLLM."""
     if t.route is not None:
         histogram = m.EPP_TTFT.name
-        sel = f'namespace="{t.namespace}", job="{_pool(t, variant)}-epp", streaming="true"'
+        sel = f'namespace="{t.namespace}", job="{picker_name(_pool(t, variant))}", streaming="true"'
     else:
         histogram = m.VLLM_TTFT.name
         sel = f'model_name="{t.served_name}", variant="{variant}"'
@@ -434,7 +435,7 @@ def _model_rules(t: ModelTarget, gpu: GpuThresholds) -> list[dict]:
 def _picker_rules(t: ModelTarget, who: dict[str, str]) -> list[dict]:
     """The stable version's endpoint picker: without it the model's requests fail; saturated, it holds
     them; holding them past their time, it drops them."""
-    picker = f'namespace="{t.namespace}", deployment="{t.route}-epp"'
+    picker = f'namespace="{t.namespace}", deployment="{picker_name(t.route)}"'
     pool = f'namespace="{t.namespace}", inference_pool="{t.route}"'
     return [
         _rule("NeuroDockEndpointPickerDown",
@@ -459,8 +460,7 @@ def _picker_rules(t: ModelTarget, who: dict[str, str]) -> list[dict]:
 
 
 def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agent], pools: list[GpuPool] = (),
-                *, slo_min_requests: int, gpu_exporter_namespace: str | None = None,
-                node_prices: tuple[NodePrice, ...] = ()) -> list[dict]:
+                *, slo_min_requests: int, gpu_exporter_namespace: str | None = None) -> list[dict]:
     """Prometheus rule groups; every ``deployment`` and ``daemon_set`` must be a plain string. Recording rules
     precede, in their group, the alerts that read them."""
     groups = [{"name": "neurodock-gpu", "rules": _gpu_rules(gpu, agents, list(pools), gpu_exporter_namespace)},
@@ -471,7 +471,7 @@ def rule_groups(models: list[ModelTarget], gpu: GpuThresholds, agents: list[Agen
     model_rules = [rule for t in models for rule in _model_rules(t, gpu)]
     if model_rules:
         groups.append({"name": "neurodock-models", "rules": model_rules})
-    return groups + cost_groups(node_prices)
+    return groups
 
 
 @dataclass(frozen=True, kw_only=True)

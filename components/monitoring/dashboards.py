@@ -8,6 +8,7 @@ from typing import Any
 
 from components.monitoring import metrics as m
 from components.monitoring import recording as rec
+from components.monitoring.cost import cost_dashboard_panels
 from components.monitoring.queries import CLIENT_LISTENERS, EPP_SERVER_ERRORS, any_of, per_gpu, xid_errors
 
 _DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -245,8 +246,6 @@ def capacity_dashboard() -> dict[str, Any]:
 
 def cost_dashboard() -> dict[str, Any]:
     """What the running stack costs, from the cost recording rules (``components.monitoring.cost``)."""
-    from components.monitoring.cost import cost_dashboard_panels
-
     return _dashboard("neurodock-cost", "NeuroDock / Cost", [
         (title, [Query(expr, legend) for expr, legend in queries], unit, description)
         for title, queries, unit, description in cost_dashboard_panels()
