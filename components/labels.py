@@ -7,6 +7,8 @@ import re
 
 # Node labels NeuroDock sets on every pool, so workloads can select a pool or a GPU model.
 POOL_LABEL = "neurodock.io/pool"
+# The tag naming an EKS node group's pool (on the group and its launch template's instances and volumes).
+POOL_TAG = "neurodock:pool"
 ROLE_LABEL = "neurodock.io/role"
 GPU_TYPE_LABEL = "neurodock.io/gpu-type"
 GPU_COUNT_LABEL = "neurodock.io/gpu-count"

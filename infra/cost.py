@@ -24,7 +24,6 @@ from components.cost.catalogue import CLOUDS, HOURS_PER_MONTH, load
 from components.cost.estimate import (
     DEFAULT_DISK,
     CostResource,
-    PoolCost,
     Scale,
     StackCost,
     disk_hourly,
@@ -34,7 +33,7 @@ from components.cost.estimate import (
 from components.gpu.catalog import GKE_ATTACHABLE, MEMORY_BANDWIDTH_GBS, devices_per_gpu
 from components.monitoring.cost import NodePrice
 from components.serving.architectures import GIB
-from infra.config import ModelSpec, StackConfig, replica_size
+from infra.config import ModelSpec, NodePool, StackConfig, replica_size
 
 if TYPE_CHECKING:
     from infra.plan.engine import Plan
@@ -173,13 +172,13 @@ def model_cost(config: StackConfig, model: ModelSpec, stack: StackCost) -> Model
     if sharing is not None:
         return ModelCost(**base, replica_hourly=replica_hourly, roofline=None,
                          note=f"shares its GPUs ({sharing.strategy}): no bandwidth figure per device")
-    return ModelCost(**base, replica_hourly=replica_hourly, roofline=roofline(config, model, pool))
+    return ModelCost(**base, replica_hourly=replica_hourly, roofline=roofline(model, pool_spec))
 
 
-def roofline(config: StackConfig, model: ModelSpec, pool: PoolCost) -> Roofline | None:
-    pool_spec = config.pool(model.pool)
-    size = replica_size(model, pool_spec) if pool_spec else None
-    gpu = pool_spec.gpu.type if pool_spec and pool_spec.gpu else ""
+def roofline(model: ModelSpec, pool_spec: NodePool) -> Roofline | None:
+    """The model's decode bound on its GPU pool ``pool_spec`` (None where its memory or GPU is unknown)."""
+    size = replica_size(model, pool_spec)
+    gpu = pool_spec.gpu.type if pool_spec.gpu else ""
     if size is None or size.memory is None or gpu not in MEMORY_BANDWIDTH_GBS:
         return None
     tp = model.gpus_per_replica

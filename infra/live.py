@@ -26,8 +26,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
-from components.cluster.eks import MANAGED_ADDONS, POOL_TAG, EksClusterLogGroup, control_plane_log_group
+from components.cluster.eks import MANAGED_ADDONS, EksClusterLogGroup, control_plane_log_group
 from components.cluster.gke import CRYPTO_KEY_NAME, Retained, key_ring_name
+from components.labels import POOL_TAG
 
 
 def eks_group_sizes(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> dict[str, int] | None:

@@ -25,6 +25,7 @@ from components.cluster.base import (
 )
 from components.cluster.eks_addons import CLUSTER_TAG, STORAGE_CLASS
 from components.errors import InputProblems
+from components.labels import POOL_TAG
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 LOG_RETENTION_DAYS = 90
@@ -41,8 +42,6 @@ VIEW_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy
 """Read most Kubernetes objects (get, list, watch); no Secrets, no writes (EKS User Guide, "Access policy
 permissions"; awsdocs/amazon-eks-user-guide 4d52b4d
 latest/ug/manage-access/k8s-access/access-policy-reference.adoc:267-318)."""
-POOL_TAG = "neurodock:pool"
-"""On each node group (and its instances and volumes): the pool it serves."""
 AUTOSCALER_GPU_LABEL = "k8s.amazonaws.com/accelerator"
 """The Cluster Autoscaler's AWS GPU label (cloudprovider/aws/aws_cloud_provider.go, ``GPULabel``): a
 node carrying it counts as not ready until its GPUs are allocatable, so a scale-up is not undone

@@ -19,13 +19,10 @@ from typing import Any, Literal
 
 from components.cost.catalogue import HOURS_PER_MONTH, Catalogue, FixedPrice, Source
 from components.gpu.catalog import GKE_ATTACHABLE, machine_gpus
+from components.labels import POOL_LABEL, POOL_TAG
 
 Scale = Literal["minimum", "maximum"]
 
-POOL_TAG = "neurodock:pool"
-"""The EKS node group tag naming its pool."""
-POOL_LABEL = "neurodock.io/pool"
-"""The GKE node label naming its pool."""
 CLOUD_NAT_VM_CAP = 32
 """Cloud NAT charges per VM up to this many VMs, then a flat gateway-hour."""
 

@@ -316,10 +316,11 @@ def model_problems(config: StackConfig) -> list[Problem]:
                 add(("models", i, key), f"its resources would be named {variant_name!r}, the name of "
                     f"models[{names[variant_name]}]; rename one of the models")
             names.setdefault(variant_name, i)
+        label = model_label_value(model.model_name)
         if model.model_name in served:
             add(("models", i, "servedName"),
                 f"served name {model.model_name!r} is already used by models[{served[model.model_name]}]")
-        elif (label := model_label_value(model.model_name)) in label_values:
+        elif label in label_values:
             # The label tells one model's pods from another's (kubectl -l, dashboards): it must be unique.
             other = label_values[label]
             add(("models", i, "servedName"),
@@ -327,7 +328,7 @@ def model_problems(config: StackConfig) -> list[Problem]:
                 f"the same pod label {MODEL_LABEL}={label} ('/' and characters a label cannot hold become '_', "
                 "long names are cut): change one of the served names")
         served.setdefault(model.model_name, i)
-        label_values.setdefault(model_label_value(model.model_name), i)
+        label_values.setdefault(label, i)
         # Scale from zero needs the gateway's endpoint picker to hold the first request (and Prometheus,
         # for KEDA to see it held: checked with every autoscaled model).
         if model.min_replicas == 0 and not config.gateway.enabled:

@@ -107,9 +107,8 @@ def _evaluate_all(calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bool | 
         return [_evaluate(rule, activation) for rule, activation in calls]
     from infra import charts
 
-    results = charts.stored(("cel", *_cel_version(), digest),
-                            lambda: [_evaluate(rule, activation) for rule, activation in calls])
-    return [(passed, error) for passed, error in results]
+    return charts.stored(("cel", *_cel_version(), digest),
+                         lambda: [_evaluate(rule, activation) for rule, activation in calls])
 
 
 @functools.cache

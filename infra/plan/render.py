@@ -137,10 +137,6 @@ def cost_json(plan: Plan) -> dict[str, Any] | None:
     return None if cost is None else cost.to_json()
 
 
-def _usd(value: float | None) -> str:
-    return "?" if value is None else f"${value:,.2f}" if value < 100 else f"${value:,.0f}"
-
-
 def cost_text(plan: Plan) -> list[str]:
     """The cost section: per pool and per model at minimum and maximum scale, the fixed costs, the totals,
     each model's price per million tokens, the budget's verdict, and what the estimate leaves out."""
@@ -150,6 +146,7 @@ def cost_text(plan: Plan) -> list[str]:
     if cost is None:
         return []
     from components.cost.catalogue import HOURS_PER_MONTH
+    from infra.plan.summary import usd as _usd
 
     s = cost.stack
 

@@ -130,7 +130,8 @@ def summary_json(plan: Plan, plan_json: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _usd(value: float | None) -> str:
+def usd(value: float | None) -> str:
+    """Dollars as the plan shows them: cents under $100, whole dollars above; ``?`` for no price."""
     return "?" if value is None else f"${value:,.2f}" if value < 100 else f"${value:,.0f}"
 
 
@@ -152,8 +153,8 @@ def summary_text(plan: Plan, plan_json: dict[str, Any]) -> list[str]:
                      f"{m['pool']}{ready}")
     if s["cost"] is not None:
         total = s["cost"]["total"]
-        lines.append(f"  cost        {_usd(total['minimum']['hourly'])}..{_usd(total['maximum']['hourly'])}/h, "
-                     f"{_usd(total['minimum']['monthly'])}..{_usd(total['maximum']['monthly'])}/month "
+        lines.append(f"  cost        {usd(total['minimum']['hourly'])}..{usd(total['maximum']['hourly'])}/h, "
+                     f"{usd(total['minimum']['monthly'])}..{usd(total['maximum']['monthly'])}/month "
                      "(minimum..maximum scale, list prices)")
         budget = s["cost"].get("budget")
         if budget:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from components.cost.budget import BUDGET_LABEL, BUDGET_SCALE_LABEL, BUDGET_SCALE_TAG, BUDGET_TAG
 from components.cost.catalogue import load
-from components.cost.estimate import POOL_LABEL, CostResource, stack_cost, within_budget
+from components.cost.estimate import CostResource, stack_cost, within_budget
+from components.labels import POOL_LABEL
 from neurodock_policies.support import describe, dig, is_model_server, known, plain, pod_spec, stack_policy
 
 NAME = "stack-within-budget"
