@@ -227,7 +227,7 @@ class HelmOutput:
 
 def helm(package: Path, values: dict[str, Any], *, name: str, namespace: str) -> HelmOutput:
     """Render ``package`` for release ``name`` in ``namespace`` with Helm's Go SDK, as an install
-    (``helm_python.HelmError`` when Helm refuses). Rendering is deterministic, so a process renders each
+    (``HelmRefused`` when Helm refuses). Rendering is deterministic, so a process renders each
     package and values once: tests and ``neurodock diff`` plan the same releases many times. Callers
     get their own copy to change."""
     key = json.dumps(values, sort_keys=True, separators=(",", ":"))
@@ -236,9 +236,20 @@ def helm(package: Path, values: dict[str, Any], *, name: str, namespace: str) ->
                               lambda: dataclasses.astuple(_render(path, json.loads(key), name, namespace))))
 
 
+class HelmRefused(Exception):
+    """Helm refused to render a chart with the values given; the message is Helm's."""
+
+
 def _render(package: Path, values: dict[str, Any], name: str, namespace: str) -> HelmOutput:
     import helm_python  # the Go SDK: loaded only when something renders a chart
 
+    try:
+        return _render_with(helm_python, package, values, name, namespace)
+    except helm_python.HelmError as exc:
+        raise HelmRefused(str(exc)) from None
+
+
+def _render_with(helm_python: Any, package: Path, values: dict[str, Any], name: str, namespace: str) -> HelmOutput:
     with helm_python.Chart.load(package) as chart:
         # Helm validates the values against the chart's values.schema.json, where it ships one.
         files = chart.render(values, name=name, namespace=namespace, is_install=True)
@@ -277,15 +288,22 @@ def stored(key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
     return _stored(key, compute)[0]
 
 
-def _stored(key: tuple[str, ...], compute: Callable[[], Any]) -> tuple[Any, bytes | None]:
-    """``stored``, with the value's ``marshal`` data (None when it is not plain data)."""
+def render_cache_dir() -> Path | None:
+    """Where rendered and parsed charts are kept (``RENDER_CACHE_ENV``); None when it is ``off``."""
     configured = os.environ.get(RENDER_CACHE_ENV, "")
     if configured == "off":
+        return None
+    return Path(configured) if configured else Path(platformdirs.user_cache_dir("neurodock")) / "rendered"
+
+
+def _stored(key: tuple[str, ...], compute: Callable[[], Any]) -> tuple[Any, bytes | None]:
+    """``stored``, with the value's ``marshal`` data (None when it is not plain data)."""
+    directory = render_cache_dir()
+    if directory is None:
         value = compute()
         with contextlib.suppress(ValueError):
             return value, marshal.dumps(value)
         return value, None
-    directory = Path(configured) if configured else Path(platformdirs.user_cache_dir("neurodock")) / "rendered"
     path = directory / f"{hashlib.sha256(repr((_code_version(), *key)).encode()).hexdigest()}.marshal"
     with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
         data = path.read_bytes()

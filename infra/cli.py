@@ -516,21 +516,18 @@ def _needs_cached(name: str) -> list[str] | int:
     both (in the render cache's directory; ``NEURODOCK_RENDER_CACHE=off`` keeps nothing)."""
     import hashlib
 
-    import platformdirs
-
     from infra import charts
     from infra.plan.stackfile import REPO_ROOT
 
     stack_file = REPO_ROOT / "stacks" / f"Pulumi.{name}.yaml"
-    configured = os.environ.get(charts.RENDER_CACHE_ENV, "")
+    directory = charts.render_cache_dir()
     path = None
-    if configured != "off" and stack_file.is_file():
+    if directory is not None and stack_file.is_file():
         digest = hashlib.sha256(stack_file.read_bytes())
         for folder in ("infra", "components"):
             for source in sorted((REPO_ROOT / folder).rglob("*")):
                 if source.is_file() and "__pycache__" not in source.parts:
                     digest.update(str(source.relative_to(REPO_ROOT)).encode() + b"\0" + source.read_bytes())
-        directory = Path(configured) if configured else Path(platformdirs.user_cache_dir("neurodock")) / "rendered"
         path = directory / f"chart-needs-{name}-{digest.hexdigest()[:32]}.json"
         with contextlib.suppress(OSError, ValueError):
             return list(json.loads(path.read_text()))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import re
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -179,11 +178,7 @@ def render_release(release: Registration, ref: ChartRef, package: Path) -> Rende
     values = release.inputs.get("values") or {}
     try:
         output = charts.helm(package, values, name=name, namespace=namespace)
-    except Exception as exc:
-        # Only a render loads the Go SDK (a stored render does not): a HelmError comes from one that did.
-        helm_python = sys.modules.get("helm_python")
-        if helm_python is None or not isinstance(exc, helm_python.HelmError):
-            raise
+    except charts.HelmRefused as exc:
         raise RenderError(f"Helm release '{name}' ({ref}): {exc}") from None
     crds = [] if release.inputs.get("skipCrds") else [c for c in output.crds
                                                        if _enabled(output.metadata, c, output.merged_values)]
