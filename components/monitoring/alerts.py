@@ -341,6 +341,23 @@ the picker is down or too slow). Envoy counts them per listener, not per route, 
 or versions apart; the per-model SLIs can, but miss the fail-closed 500s this one sees."""
 
 
+def _stable_burn_alert(t: ModelTarget, slo: str) -> tuple[str, str, str, str]:
+    """The burn-rate alert of the stable version's ``slo`` (``version_slis``): name, summary, description, runbook."""
+    if slo == "availability":
+        return ("NeuroDockErrorBudgetBurn", f"Model {t.served_name}: errors burn its {t.availability:.2%} availability "
+                "budget",
+                "Too many of this model's requests get an error where the client sees it: a 5xx from its replicas "
+                "or the gateway (no healthy replica, a timeout), or the picker's 429 and 503 (held requests dropped, "
+                "a model waking from zero without a replica, a full queue). At this rate the month's error budget "
+                "runs out early.", "error-budget-burn")
+    return ("NeuroDockTtftBudgetBurn",
+            f"Model {t.served_name}: too many requests wait over {t.ttft_seconds:g}s for the first token",
+            f"More than {1 - TTFT_OBJECTIVE:.0%} of streamed requests should not wait over {t.ttft_seconds:g}s "
+            "for their first token, timed from the gateway (a hold for a replica waking up counts); at this rate "
+            "the month's budget runs out early. The model is overloaded (see queue depth and held requests), "
+            "replicas wake too slowly, or prompts got longer.", "ttft-budget-burn")
+
+
 def _slo_rules(models: list[ModelTarget], min_requests: int) -> list[dict]:
     """Per model, its stable version's SLIs (availability behind the gateway, TTFT for vLLM); and the gateway's,
     judged against the strictest availability objective among its models. Recording rules come first, so the
@@ -349,26 +366,11 @@ def _slo_rules(models: list[ModelTarget], min_requests: int) -> list[dict]:
     alerts: list[dict] = []
     routed = [t for t in models if t.route is not None]
     for t in models:
-        if t.route is not None:
-            sli = _availability_sli(t)
+        for sli_budget in version_slis(t):
+            sli = sli_budget.sli
+            alert, summary, description, runbook = _stable_burn_alert(t, sli.labels["slo"])
             records += sli_rules(sli)
-            alerts += _burn_rules(
-                "NeuroDockErrorBudgetBurn", sli, 1 - t.availability, min_requests,
-                f"Model {t.served_name}: errors burn its {t.availability:.2%} availability budget",
-                "Too many of this model's requests get an error where the client sees it: a 5xx from its replicas "
-                "or the gateway (no healthy replica, a timeout), or the picker's 429 and 503 (held requests dropped, "
-                "a model waking from zero without a replica, a full queue). At this rate the month's error budget "
-                "runs out early.", "error-budget-burn")
-        if t.engine == "vllm":
-            sli = _ttft_sli(t)
-            records += sli_rules(sli)
-            alerts += _burn_rules(
-                "NeuroDockTtftBudgetBurn", sli, 1 - TTFT_OBJECTIVE, min_requests,
-                f"Model {t.served_name}: too many requests wait over {t.ttft_seconds:g}s for the first token",
-                f"More than {1 - TTFT_OBJECTIVE:.0%} of streamed requests should not wait over {t.ttft_seconds:g}s "
-                "for their first token, timed from the gateway (a hold for a replica waking up counts); at this rate "
-                "the month's budget runs out early. The model is overloaded (see queue depth and held requests), "
-                "replicas wake too slowly, or prompts got longer.", "ttft-budget-burn")
+            alerts += _burn_rules(alert, sli, sli_budget.budget, min_requests, summary, description, runbook)
     if routed:
         objective = max(t.availability for t in routed)
         records += sli_rules(GATEWAY_SLI)
