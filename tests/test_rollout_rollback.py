@@ -20,7 +20,7 @@ import yaml
 from components.gateway.routes import cluster_name
 from components.monitoring import metrics as m
 from components.monitoring import rollback_relay
-from components.monitoring.alertmanager import CanaryRollback, Receiver, alertmanager_config, with_canary_rollback
+from components.monitoring.alertmanager import CanaryRollback, Receiver, alertmanager_config
 from components.monitoring.alerts import (
     CANARY_ALERT,
     CANARY_FALLBACK_ALERT,
@@ -187,9 +187,8 @@ def _config(**kwargs) -> dict:
                  Receiver(name="team", kind="slack", settings={"channel": "#llm"}, send_resolved=True)]
     from components.monitoring.alertmanager import AlertRoute
 
-    base = alertmanager_config(receivers, [AlertRoute(receiver="oncall", severities=("critical",), continue_=False)],
-                               "team", "4h", **kwargs)
-    return with_canary_rollback(base, RELAY)
+    return alertmanager_config(receivers, [AlertRoute(receiver="oncall", severities=("critical",), continue_=False)],
+                               "team", "4h", canary_rollback=RELAY, **kwargs)
 
 
 @needs_amtool
@@ -210,9 +209,8 @@ def test_amtool_sends_a_rollback_request_to_the_relay_and_on_to_people(tmp_path)
 
 @needs_amtool
 def test_amtool_a_rollback_reaches_the_default_receiver_without_other_routes(tmp_path):
-    config = with_canary_rollback(alertmanager_config([Receiver(name="team", kind="slack",
-                                                                 settings={"channel": "#llm"}, send_resolved=True)],
-                                                      [], None, "4h"), RELAY)
+    config = alertmanager_config([Receiver(name="team", kind="slack", settings={"channel": "#llm"},
+                                           send_resolved=True)], [], None, "4h", canary_rollback=RELAY)
     labels = {"alertname": CANARY_ALERT, ROLLBACK_LABEL[0]: ROLLBACK_LABEL[1], STACK_MODEL_LABEL: "slow"}
     assert routes(config, tmp_path, **labels) == ["canary-rollback", "team"]
 

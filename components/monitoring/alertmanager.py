@@ -115,16 +115,22 @@ def _heartbeat(heartbeat: Heartbeat) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[AlertRoute], default_receiver: str | None,
-                        repeat_interval: str, heartbeat: Heartbeat | None = None) -> dict[str, Any]:
+                        repeat_interval: str, heartbeat: Heartbeat | None = None,
+                        canary_rollback: CanaryRollback | None = None) -> dict[str, Any]:
     """The ``inhibit_rules``, ``route`` and ``receivers`` of Alertmanager's configuration. With no
     receiver every alert goes to ``null``, as the chart's own default does; the program warns about it.
-    With a heartbeat, the Watchdog goes there, and nowhere else."""
+    With a heartbeat, the Watchdog goes there, and nowhere else. With ``canary_rollback``, rollback requests
+    go first to its relay (``_canary_rollback``)."""
     silent = [name for name in SILENT_ALERTS if heartbeat is None or name != WATCHDOG]
     children: list[dict[str, Any]] = [
         {"receiver": NULL_RECEIVER, "matchers": [f'alertname = "{name}"']} for name in silent]
     extra_receivers = []
     if heartbeat is not None:
         route, receiver = _heartbeat(heartbeat)
+        children.insert(0, route)
+        extra_receivers.append(receiver)
+    if canary_rollback is not None:
+        route, receiver = _canary_rollback(canary_rollback)
         children.insert(0, route)
         extra_receivers.append(receiver)
     for route in routes:
@@ -135,9 +141,9 @@ def alertmanager_config(receivers: Sequence[Receiver], routes: Sequence[AlertRou
             matchers.append(f'model =~ "{_any_of(route.models)}"')
         children.append({"receiver": route.receiver, "matchers": matchers, "continue": route.continue_})
     root = default_receiver or (receivers[0].name if receivers else NULL_RECEIVER)
-    if routes:
-        # Alertmanager uses the root's receiver only when no child matched: an alert a `continue`
-        # route took reaches the default receiver through this last, catch-all child.
+    if routes or canary_rollback is not None:
+        # Alertmanager uses the root's receiver only when no child matched (v0.31.1 ``dispatch/route.go:147-170``):
+        # an alert a `continue` route took reaches the default receiver through this last, catch-all child.
         children.append({"receiver": root})
     return {
         "inhibit_rules": [
@@ -181,9 +187,9 @@ ROLLBACK_GROUP_BY = ("alertname", "model")
 """One rollback request per model: each model's canary is rolled back on its own."""
 
 
-def with_canary_rollback(config: dict[str, Any], rollback: CanaryRollback) -> dict[str, Any]:
-    """``config`` (from ``alertmanager_config``) with a first route sending rollback requests to the relay at
-    once (``group_wait: 0s``), then on to the routes below it (``continue``), so people still hear of the breach.
+def _canary_rollback(rollback: CanaryRollback) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first route, sending rollback requests to the relay at once (``group_wait: 0s``), then on to the
+    routes below it (``continue``), so people still hear of the breach; and the relay's receiver.
 
     Alertmanager's webhook posts its own message (v0.31.1 ``notify/webhook/webhook.go`` ``Message``: version,
     groupKey, status, receiver, groupLabels, commonLabels, alerts...); ``webhook_config`` has no body template
@@ -191,17 +197,8 @@ def with_canary_rollback(config: dict[str, Any], rollback: CanaryRollback) -> di
     needs ``{"event_type": ...}`` (docs.github.com REST "Create a repository dispatch event"), hence the relay.
     ``repeat_interval`` resends while the canary still burns: a dispatch lost on the way is retried, and the
     rollback is idempotent (weight 0 stays 0)."""
-    out = {**config, "route": {**config["route"]}, "receivers": [*config["receivers"]]}
     key, value = rollback.label
-    out["route"]["routes"] = [
-        {"receiver": rollback.receiver, "matchers": [f'{key} = "{value}"'], "group_by": list(ROLLBACK_GROUP_BY),
-         "group_wait": "0s", "group_interval": "1m", "repeat_interval": "10m", "continue": True},
-        *config["route"].get("routes", []),
-    ]
-    if "matchers" in out["route"]["routes"][-1]:
-        # A node whose child matched does not handle the alert itself (v0.31.1 ``dispatch/route.go:147-170``):
-        # without a catch-all child, the rollback route would keep a breach from the default receiver.
-        out["route"]["routes"].append({"receiver": config["route"]["receiver"]})
-    out["receivers"].append({"name": rollback.receiver, "webhook_configs": [
-        {"send_resolved": False, "url": rollback.url, "max_alerts": 0}]})
-    return out
+    return ({"receiver": rollback.receiver, "matchers": [f'{key} = "{value}"'], "group_by": list(ROLLBACK_GROUP_BY),
+             "group_wait": "0s", "group_interval": "1m", "repeat_interval": "10m", "continue": True},
+            {"name": rollback.receiver, "webhook_configs": [{"send_resolved": False, "url": rollback.url,
+                                                             "max_alerts": 0}]})

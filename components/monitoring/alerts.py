@@ -272,7 +272,7 @@ def version_slis(t: ModelTarget, variant: str = "stable") -> list[SliBudget]:
 
 ROLLBACK_LABEL = ("rollback", "canary")
 """The label of an alert that asks for the model's canary to be rolled back: Alertmanager routes it to the
-rollback receiver (``alertmanager.with_canary_rollback``), whatever its severity."""
+rollback receiver (``alertmanager.alertmanager_config``'s ``canary_rollback``), whatever its severity."""
 CANARY_ALERT = "NeuroDockCanaryBudgetBurn"
 STACK_MODEL_LABEL = "neurodock_model"
 """The model's name in the stack file (``models[i].name``, its route's name), which ``neurodock rollout rollback

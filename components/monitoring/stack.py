@@ -22,7 +22,6 @@ from components.monitoring.alertmanager import (
     Heartbeat,
     Receiver,
     alertmanager_config,
-    with_canary_rollback,
 )
 from components.monitoring.dashboards import DASHBOARDS
 from components.monitoring.rollback_relay_deploy import RollbackRelay, RollbackRelayArgs, relay_url
@@ -235,11 +234,11 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
             receiver_secret: pulumi.Input[str] | None) -> dict:
     selected = {"matchLabels": dict(SELECTED)}
     alerting = args.alerting
-    config = alertmanager_config(alerting.receivers, alerting.routes, alerting.default_receiver,
-                                 alerting.repeat_interval, alerting.heartbeat)
-    if alerting.canary_rollback is not None:
-        config = with_canary_rollback(config, CanaryRollback(
-            receiver=ROLLBACK_RECEIVER, url=relay_url(MONITORING_NAMESPACE), label=alerting.canary_rollback.label))
+    rollback = alerting.canary_rollback
+    config = alertmanager_config(
+        alerting.receivers, alerting.routes, alerting.default_receiver, alerting.repeat_interval, alerting.heartbeat,
+        canary_rollback=None if rollback is None else CanaryRollback(
+            receiver=ROLLBACK_RECEIVER, url=relay_url(MONITORING_NAMESPACE), label=rollback.label))
     return {
         **_control_plane(args.platform),
         "alertmanager": {
