@@ -39,9 +39,6 @@ class Source:
     read: str
     """When NeuroDock read them."""
 
-    def cite(self) -> str:
-        return f"{self.url} ({self.kind}, as of {self.as_of}, read {self.read})"
-
 
 @dataclass(frozen=True, kw_only=True)
 class MachinePrice:

@@ -41,21 +41,18 @@ class CostResource:
 @dataclass(frozen=True, kw_only=True)
 class PoolCost:
     name: str
-    cloud: str
     region: str
     machines: tuple[str, ...]
     spot: bool
     min_nodes: int
     max_nodes: int
     gpus_per_node: int
-    node_hourly: float | None
+    node_hourly: float | None = None
     """On-demand USD per node-hour, its root disk included; for several EC2 types the dearest (None: unpriced)."""
-    node_hourly_low: float | None
+    node_hourly_low: float | None = None
     """The lowest a node-hour may cost: on-demand again, or the published Spot price; None for AWS Spot, whose
     price is the market's."""
-    disk_hourly: float
-    """Of ``node_hourly``: the root disk's share."""
-    sources: tuple[Source, ...]
+    sources: tuple[Source, ...] = ()
     unpriced: str = ""
     """Why the pool has no price (empty when it has one)."""
 
@@ -236,20 +233,18 @@ def _eks_pool(r: CostResource, resources: list[CostResource], catalogue: Catalog
     gpus = machine_gpus("eks", machines[0]) if machines else None
     pool = (r.props.get("tags") or {}).get(POOL_TAG) or r.name
     spot = r.props.get("capacityType") == "SPOT"
-    base = dict(name=pool, cloud="aws", region=region, machines=machines, spot=spot,
+    base = dict(name=pool, region=region, machines=machines, spot=spot,
                 min_nodes=_int(scaling.get("minSize")), max_nodes=_int(scaling.get("maxSize")),
                 gpus_per_node=gpus.count if gpus else 0)
     missing = [m for m, p in zip(machines, prices, strict=True) if p is None]
     disk = catalogue.storage("aws", disk_type, region)
     if missing or not machines:
-        return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(),
-                        unpriced=_no_price("aws", region, missing or ["(no instance type)"], catalogue))
+        return PoolCost(**base, unpriced=_no_price("aws", region, missing or ["(no instance type)"], catalogue))
     if disk is None:
-        return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(),
-                        unpriced=f"no {disk_type} volume price for {region} in the catalogue")
+        return PoolCost(**base, unpriced=f"no {disk_type} volume price for {region} in the catalogue")
     disk_cost = disk_hourly(disk_gib, disk[0])
     node = max(p.on_demand for p in prices if p) + disk_cost
-    return PoolCost(**base, node_hourly=node, node_hourly_low=None if spot else node, disk_hourly=disk_cost,
+    return PoolCost(**base, node_hourly=node, node_hourly_low=None if spot else node,
                     sources=(*{p.source.id: p.source for p in prices if p}.values(), disk[1]))
 
 
@@ -272,25 +267,23 @@ def _gke_pool(r: CostResource, catalogue: Catalogue) -> PoolCost:
     attached = next((a for a in accelerators if any(machine.startswith(p) for p in GKE_ATTACHABLE)), None)
     gpus = sum(_int(a.get("count")) for a in accelerators)
     pool = (config.get("labels") or {}).get(POOL_LABEL) or r.name
-    base = dict(name=pool, cloud="gcp", region=region, machines=(machine,), spot=spot, min_nodes=lo, max_nodes=hi,
+    base = dict(name=pool, region=region, machines=(machine,), spot=spot, min_nodes=lo, max_nodes=hi,
                 gpus_per_node=gpus)
     price = catalogue.machine("gcp", region, machine)
     if price is None:
-        return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(),
-                        unpriced=_no_price("gcp", region, [machine], catalogue))
+        return PoolCost(**base, unpriced=_no_price("gcp", region, [machine], catalogue))
     if attached is not None:
         accelerator = str(attached.get("type"))
-        return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(price.source,),
+        return PoolCost(**base, sources=(price.source,),
                         unpriced=f"{accelerator}: {catalogue.unpriced('gcp', accelerator) or 'no GPU price'}")
     disk_type = str(config.get("diskType") or DEFAULT_DISK["gcp"])
     disk = catalogue.storage("gcp", disk_type, region)
     if disk is None:
-        return PoolCost(**base, node_hourly=None, node_hourly_low=None, disk_hourly=0.0, sources=(),
-                        unpriced=f"no {disk_type} price for {region} in the catalogue")
+        return PoolCost(**base, unpriced=f"no {disk_type} price for {region} in the catalogue")
     disk_cost = disk_hourly(_int(config.get("diskSizeGb"), 100), disk[0])
     node = price.on_demand + disk_cost
     low = (price.spot + disk_cost) if spot and price.spot is not None else (None if spot else node)
-    return PoolCost(**base, node_hourly=node, node_hourly_low=low, disk_hourly=disk_cost,
+    return PoolCost(**base, node_hourly=node, node_hourly_low=low,
                     sources=(price.source,) if disk[1].id == price.source.id else (price.source, disk[1]))
 
 
