@@ -151,6 +151,21 @@ def plan_with(write_stack, stack: str, mutate: Callable[[dict[str, Any]], None])
     return run_plan(load_stack_file("test", write_stack(document)))
 
 
+def plan_in(directory: Path, stack: str, mutate: Callable[[dict[str, Any]], None], name: str = "test") -> Plan:
+    """``plan_with`` for a module-scoped fixture: the edited stack file is written to ``directory``."""
+    document = stack_document(stack)
+    mutate(document["config"])
+    path = directory / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return run_plan(load_stack_file(name, path))
+
+
+def one(plan: Plan, type_: str) -> Any:
+    """The plan's one registration of a resource type."""
+    [registration] = of_type(plan, type_)
+    return registration
+
+
 def of_type(plan: Plan, type_: str) -> list:
     """The plan's registrations of one resource type."""
     return [r for r in plan.resources if r.type == type_]

@@ -28,7 +28,7 @@ from infra.diff import diff_plans
 from infra.plan import mocks
 from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
-from tests.conftest import of_type, release_of, stack_document
+from tests.conftest import of_type, one, release_of, stack_document
 from tests.pools import pool_args
 from tests.test_component_harness import build, input_errors, load
 
@@ -39,11 +39,6 @@ PREVIEW = "arn:aws:iam::123456789012:role/neurodock-preview"
 
 def plan_of(write_stack, document):
     return run_plan(load_stack_file("test", write_stack(document)))
-
-
-def one(plan, type_):
-    [registration] = of_type(plan, type_)
-    return registration
 
 
 def addons(plan) -> dict:

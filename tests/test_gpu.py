@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from components.cluster.base import GpuSharing, PoolFacts, PoolRole, SharingStrategy
 from components.gpu.device_plugin import plugin_configs
 from components.versions import KUBE_PROMETHEUS_STACK
 from infra.plan.engine import run_plan
 from infra.plan.stackfile import load_stack_file
-from tests.conftest import model_servers, of_type, release_of, stack_document
+from tests.conftest import model_servers, of_type, plan_in, release_of, stack_document
 
 
 def manifests(plan, kind, namespace=None):
@@ -67,14 +66,12 @@ def test_time_sliced_pools_get_their_own_plugin_config():
 @pytest.fixture(scope="module")
 def time_shared_plan(tmp_path_factory):
     """staging with its L4 pool time-shared three ways (planned once for this module's tests)."""
-    document = stack_document("staging")
-    document["config"]["neurodock:nodePools"][1]["gpu"]["sharing"] = {"strategy": "timeSharing",
-                                                                        "maxSharedClients": 3}
-    # The 8B model takes a whole L4: a time-shared one holds none (the config refuses it).
-    document["config"]["neurodock:models"] = []
-    path = tmp_path_factory.mktemp("time-shared") / "Pulumi.test.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return run_plan(load_stack_file("test", path))
+    def time_shared(config: dict) -> None:
+        config["neurodock:nodePools"][1]["gpu"]["sharing"] = {"strategy": "timeSharing", "maxSharedClients": 3}
+        # The 8B model takes a whole L4: a time-shared one holds none (the config refuses it).
+        config["neurodock:models"] = []
+
+    return plan_in(tmp_path_factory.mktemp("time-shared"), "staging", time_shared)
 
 
 def test_time_slicing_config_reaches_the_cluster(time_shared_plan):

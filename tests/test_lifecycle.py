@@ -17,17 +17,12 @@ from infra.plan import mocks
 from infra.plan.engine import ProgramError, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
 from infra.program import control_plane_ports
-from tests.conftest import SHIPPED_STACKS, of_type, stack_document
+from tests.conftest import SHIPPED_STACKS, of_type, one, stack_document
 from tests.test_serving import LLAMA_8B
 
 
 def plan_of(write_stack, document, name="test", render_charts=False):
     return run_plan(load_stack_file(name, write_stack(document, name)), render_charts=render_charts)
-
-
-def one(plan, type_):
-    [registration] = of_type(plan, type_)
-    return registration
 
 
 def depends_on(plan, registration, type_) -> bool:

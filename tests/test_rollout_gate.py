@@ -16,7 +16,7 @@ from infra.check import run_policies
 from infra.config import ConfigError
 from infra.plan.engine import run_plan, validate
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
-from tests.conftest import of_type, run_cli, stack_document
+from tests.conftest import of_type, plan_in, run_cli, stack_document
 
 SUITE = "evals/llama-3-1-8b.json"
 MODEL = "llama-3-1-8b"
@@ -31,13 +31,7 @@ def _with_suite(config: dict, suite: str = SUITE, pass_rate: float | None = None
 
 @pytest.fixture(scope="module")
 def gated_plan(tmp_path_factory):
-    document = stack_document("prod")
-    _with_suite(document["config"], pass_rate=0.5)
-    path = tmp_path_factory.mktemp("gate") / "Pulumi.prod.yaml"
-    import yaml
-
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return run_plan(load_stack_file("prod", path))
+    return plan_in(tmp_path_factory.mktemp("gate"), "prod", lambda c: _with_suite(c, pass_rate=0.5), name="prod")
 
 
 def _eval_jobs(plan) -> list:
@@ -200,13 +194,7 @@ def _compared(config: dict) -> None:
 
 @pytest.fixture(scope="module")
 def compared_plan(tmp_path_factory):
-    import yaml
-
-    document = stack_document("prod")
-    _compared(document["config"])
-    path = tmp_path_factory.mktemp("compare") / "Pulumi.prod.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return run_plan(load_stack_file("prod", path))
+    return plan_in(tmp_path_factory.mktemp("compare"), "prod", _compared, name="prod")
 
 
 def _job_of(plan, version: str):

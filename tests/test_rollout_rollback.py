@@ -355,15 +355,9 @@ def _with_rollback(config: dict, **overrides) -> None:
 
 @pytest.fixture(scope="module")
 def rollback_plan(tmp_path_factory):
-    from infra.plan.engine import run_plan
-    from infra.plan.stackfile import load_stack_file
-    from tests.conftest import stack_document
+    from tests.conftest import plan_in
 
-    document = stack_document("prod")
-    _with_rollback(document["config"])
-    path = tmp_path_factory.mktemp("rollback") / "Pulumi.test.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return run_plan(load_stack_file("test", path))
+    return plan_in(tmp_path_factory.mktemp("rollback"), "prod", _with_rollback)
 
 
 def _relay_objects(plan) -> dict[str, list]:
