@@ -69,6 +69,11 @@ def restricted_container_security_context() -> k8s.core.v1.SecurityContextArgs:
     )
 
 
+SCRIPT_UID = 65532
+"""The user NeuroDock's own scripts run as (the smoke test, the eval gate, the rollback relay): the Python image's
+default user is root, which Pod Security "restricted" refuses, so an unprivileged uid is set."""
+
+
 def script_job(resource_name: str, *, name: pulumi.Input[str], namespace: pulumi.Input[str],
                object_labels: dict[str, str], revision: str, active_s: int, run_as: int,
                node_selector: pulumi.Input[dict[str, str]] | None, container: k8s.core.v1.ContainerArgs,

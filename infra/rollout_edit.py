@@ -11,7 +11,6 @@ as it was.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +98,6 @@ def _model_node(nodes: list[yaml.MappingNode], name: str, path: Path) -> yaml.Ma
     raise EditError(f"{path}: model {name!r} is not written in this file (is it in Pulumi.yaml's defaults?)")
 
 
-def _set_weight(canary: yaml.MappingNode, weight: int) -> _Splice:
-    found = _get(canary, "weight")
-    assert found is not None  # required by the config model
-    node = found[1]
-    return _Splice(node.start_mark.index, node.end_mark.index, str(weight))
-
-
 def _set(text: str, mapping: yaml.MappingNode, keys: tuple[str, ...], value: Any, before: int) -> _Splice:
     """Set ``keys`` (a path below ``mapping``) to ``value``: replace a one-line value, or insert the missing keys
     as new lines at ``before`` (a line start) with the mapping's indentation."""
@@ -130,7 +122,8 @@ def _set(text: str, mapping: yaml.MappingNode, keys: tuple[str, ...], value: Any
 
 
 def _expected(document: dict, name: str, action: str, weight: int | None) -> dict:
-    out = copy.deepcopy(document)
+    """``document`` (the file as read, changed in place) as the edit must leave it."""
+    out = document
     [model] = [m for m in out["config"][MODELS_KEY] if m.get("name") == name]
     if action == "promote":
         canary = model.pop("canary")
@@ -163,12 +156,14 @@ def edit_text(text: str, path: Path, model: ModelSpec, action: str) -> tuple[str
         weight = next_weight(model)
         if weight is None:
             raise EditError(f"{where} is at its last step ({canary.weight}%): `neurodock rollout promote` is next")
-        splices, change = [_set_weight(canary_node, weight)], f"{where}.weight {canary.weight} -> {weight}"
+        splices = [_set(text, canary_node, ("weight",), weight, 0)]
+        change = f"{where}.weight {canary.weight} -> {weight}"
     elif action == "rollback":
         if canary.weight == 0:
             raise EditError(f"{where}.weight is already 0: the canary takes no traffic")
         weight = 0
-        splices, change = [_set_weight(canary_node, 0)], f"{where}.weight {canary.weight} -> 0 (rolled back)"
+        splices = [_set(text, canary_node, ("weight",), 0, 0)]
+        change = f"{where}.weight {canary.weight} -> 0 (rolled back)"
     else:
         if canary.image is not None:
             raise EditError(f"{where}.image: the stable version runs the engine image pinned in components/versions.py;"

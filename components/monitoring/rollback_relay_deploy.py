@@ -16,7 +16,12 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.errors import InputProblems
-from components.k8s import PART_OF_VALUE, restricted_container_security_context, restricted_pod_security_context
+from components.k8s import (
+    PART_OF_VALUE,
+    SCRIPT_UID,
+    restricted_container_security_context,
+    restricted_pod_security_context,
+)
 from components.versions import ROLLBACK_RELAY_IMAGE
 
 SCRIPT = Path(__file__).with_name("rollback_relay.py")
@@ -28,8 +33,6 @@ PORT = 8080
 HEALTH_PATH = "/healthz"
 """Answered 200 by the relay's ``do_GET``."""
 SERVICE_NAME = "neurodock-rollback-relay"
-RUN_AS = 65532
-"""An unprivileged uid: the Python image's default user is root, which "restricted" refuses."""
 NAME_VALUE = "rollback-relay"
 HTTPS = 443
 DNS = 53
@@ -93,7 +96,7 @@ class RollbackRelay(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
                     spec=k8s.core.v1.PodSpecArgs(
                         automount_service_account_token=False,
-                        security_context=restricted_pod_security_context(RUN_AS),
+                        security_context=restricted_pod_security_context(SCRIPT_UID),
                         containers=[k8s.core.v1.ContainerArgs(
                             name="relay",
                             image=ROLLBACK_RELAY_IMAGE,
