@@ -30,7 +30,7 @@ from components.cost.estimate import (
     stack_cost,
     within_budget,
 )
-from components.gpu.catalog import GKE_ATTACHABLE, MEMORY_BANDWIDTH_GBS, devices_per_gpu
+from components.gpu.catalog import MEMORY_BANDWIDTH_GBS, devices_per_gpu, takes_attached_gpus
 from components.monitoring.cost import NodePrice
 from components.serving.architectures import GIB
 from infra.config import ModelSpec, NodePool, StackConfig, replica_size
@@ -208,7 +208,7 @@ def node_prices(config: StackConfig) -> tuple[NodePrice, ...]:
                                                          sharing.partition_size) or 1) if sharing else 1)
         for machine in pool.instance_types:
             price = catalogue.machine(cloud, config.cloud.region, machine)
-            attached = cloud == "gcp" and any(machine.startswith(prefix) for prefix in GKE_ATTACHABLE)
+            attached = cloud == "gcp" and takes_attached_gpus(machine)
             if price is None or disk is None or (attached and pool.gpu is not None):
                 continue
             out.append(NodePrice(pool=pool.name, instance_type=machine, devices=devices,

@@ -208,6 +208,11 @@ def location_pairs(a: Plan, b: Plan) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: len(p[0]), reverse=True)
 
 
+def _urn_prefix(plan: Plan) -> str:
+    """What every URN of ``plan`` starts with: its stack and project."""
+    return f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+
+
 def diff_plans(a: Plan, b: Plan) -> PlanDiff:
     location = location_pairs(a, b)
     # Logical names may carry a zone (one subnet per zone): read A's keys in B's location.
@@ -243,7 +248,7 @@ def diff_plans(a: Plan, b: Plan) -> PlanDiff:
             if changes or ignored or old != key:
                 out.append(ResourceDiff(key, "moved" if old != key else "changed", changes,
                                         moved_from=old if old != key else None, ignored=ignored))
-    prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
+    prefix = _urn_prefix(b)
     install_only = frozenset(o.urn.removeprefix(prefix) for o in b.chart_objects if o.install_only)
     compared = len(left.keys() & right.keys()) + len(moved)
     return PlanDiff(a.stack.stack, b.stack.stack, compared, location, out, install_only,
@@ -274,7 +279,7 @@ def _at(body: dict[str, Any], path: str) -> Any:
 
 def _ignored_inputs(plan: Plan) -> dict[str, list[str]]:
     """Each resource's ``ignoreChanges`` (input paths, ``initialNodeCount``), under its stack-independent key."""
-    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+    prefix = _urn_prefix(plan)
     return {r.urn.removeprefix(prefix): list(r.options.get("ignoreChanges") or []) for r in plan.resources
             if r.options.get("ignoreChanges")}
 
@@ -286,7 +291,7 @@ def _derived(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, dict[str, An
     cloud = plan.config.cloud if hasattr(plan.config, "node_pools") else None
     if cloud is None:
         return {}
-    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+    prefix = _urn_prefix(plan)
     out: dict[str, dict[str, Any]] = {}
     for r in plan.resources:
         if r.type == COST_RULE and r.name.endswith("-cost"):
@@ -311,7 +316,7 @@ def _derived(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, dict[str, An
 
 def _moves(b: Plan, left: set[str], right: set[str]) -> dict[str, str]:
     """B's key -> A's key, for each resource of B that only A has under one of B's aliases."""
-    prefix = f"urn:pulumi:{b.stack.stack}::{b.stack.project}::"
+    prefix = _urn_prefix(b)
     only_a = left - right
     out: dict[str, str] = {}
     for r in b.resources:
@@ -327,7 +332,7 @@ def _moves(b: Plan, left: set[str], right: set[str]) -> dict[str, str]:
 def _index(plan: Plan, pairs: list[tuple[str, str]]) -> dict[str, tuple[dict[str, Any], str | None]]:
     """Each resource's comparable content and cloud id, under its stack-independent key as it reads
     after the ``pairs`` substitutions."""
-    prefix = f"urn:pulumi:{plan.stack.stack}::{plan.stack.project}::"
+    prefix = _urn_prefix(plan)
     # URNs inside values (dependencies, parents) name the stack: make them comparable.
     anonymous = [(prefix, "urn:pulumi:STACK::PROJECT::")]
     out: dict[str, tuple[dict[str, Any], str | None]] = {}

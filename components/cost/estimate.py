@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from components.cost.catalogue import HOURS_PER_MONTH, Catalogue, FixedPrice, Source
-from components.gpu.catalog import GKE_ATTACHABLE, machine_gpus
+from components.gpu.catalog import machine_gpus, takes_attached_gpus
 from components.labels import POOL_LABEL, POOL_TAG
 
 Scale = Literal["minimum", "maximum"]
@@ -264,7 +264,7 @@ def _gke_pool(r: CostResource, catalogue: Catalogue) -> PoolCost:
         lo = hi = _int(r.props.get("nodeCount"), _int(r.props.get("initialNodeCount"))) * zones
     spot = bool(config.get("spot") or config.get("preemptible"))
     accelerators = [a for a in config.get("guestAccelerators") or [] if isinstance(a, Mapping)]
-    attached = next((a for a in accelerators if any(machine.startswith(p) for p in GKE_ATTACHABLE)), None)
+    attached = accelerators[0] if accelerators and takes_attached_gpus(machine) else None
     gpus = sum(_int(a.get("count")) for a in accelerators)
     pool = (config.get("labels") or {}).get(POOL_LABEL) or r.name
     base = dict(name=pool, region=region, machines=(machine,), spot=spot, min_nodes=lo, max_nodes=hi,

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from components.cost.catalogue import DATA_FILE
-from components.gpu.catalog import EKS_INSTANCE_TYPES, GKE_ATTACHABLE, GKE_MACHINE_TYPES
+from components.gpu.catalog import EKS_INSTANCE_TYPES, GKE_MACHINE_TYPES, takes_attached_gpus
 
 AWS_FAMILIES = ("m5.", "m5a.", "m6i.", "m6a.", "m7i.", "m7a.", "c6i.", "c7i.", "r6i.", "r7i.", "t3.")
 """General-purpose EC2 families kept beside the GPU instance types, for system and CPU pools."""
@@ -59,7 +59,7 @@ def wanted_aws(name: str) -> bool:
 
 def wanted_gcp(name: str) -> bool:
     return (name in GKE_MACHINE_TYPES or name.startswith(GCP_FAMILIES)
-            or any(name.startswith(prefix) for prefix in GKE_ATTACHABLE))
+            or takes_attached_gpus(name))
 
 
 def karpenter_rows(text: str) -> tuple[str, dict[str, dict[str, float]]]:

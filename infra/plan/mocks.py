@@ -307,12 +307,16 @@ class PlanMocks(pulumi.runtime.Mocks):
         self._providers: dict[str, dict[str, Any]] = {}
         """Each provider's inputs (plain JSON, unknowns as ``[unknown]``), by URN."""
 
+    def _provider_inputs(self, reference: str | None) -> dict[str, Any]:
+        """The inputs of the provider a reference (``URN::ID``) names; none for the default provider."""
+        return self._providers.get((reference or "").rsplit("::", 1)[0], {})
+
     def checks(self, provider_reference: str | None) -> bool:
         """Whether the provider of this reference (``URN::ID``) is configured, so it checks its resources'
         inputs: always, but on a first preview where its configuration holds an unknown."""
         if not self.first_preview:
             return True
-        inputs = self._providers.get((provider_reference or "").rsplit("::", 1)[0], {})
+        inputs = self._provider_inputs(provider_reference)
         return UNKNOWN not in json.dumps(inputs)
 
     # -- resources ---------------------------------------------------------------------------
@@ -344,7 +348,7 @@ class PlanMocks(pulumi.runtime.Mocks):
             obj["metadata"].setdefault("namespace", obj["metadata"].get("namespace"))
             return obj["metadata"]["name"], obj
         handler = _HANDLERS.get(typ) or _HANDLERS.get(typ.split(":")[0])
-        provider = self._providers.get((args.provider or "").rsplit("::", 1)[0], {})
+        provider = self._provider_inputs(args.provider)
         if handler is None:
             return f"{name}-{digest(typ, name, length=8)}", inputs
         return handler(typ, name, inputs, provider)
@@ -399,8 +403,7 @@ class PlanMocks(pulumi.runtime.Mocks):
             return {"keyRing": a.get("keyRing"), "id": a.get("keyRing"),
                     "keys": [{"id": k, "name": k.rsplit("/", 1)[-1]} for k in keys]}
         # The region of the AWS provider the invoke runs under (its reference is ``URN::ID``).
-        aws_region = a.get("region") or self._providers.get((args.provider or "").rsplit("::", 1)[0], {}).get(
-            "region", "us-east-1")
+        aws_region = a.get("region") or self._provider_inputs(args.provider).get("region", "us-east-1")
         if args.token == "aws:eks/getAddonVersion:getAddonVersion":
             name, minor = a.get("addonName"), a.get("kubernetesVersion")
             version = {**EKS_ADDON_DEFAULTS, **LIVE.get("eksAddonVersions", {})}.get((name, minor))
