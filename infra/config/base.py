@@ -207,3 +207,9 @@ __all__ = [
     "key_path",
     "pattern"
 ]
+
+
+def is_secure(value: Any) -> bool:
+    """Pulumi's rule for a stack file's secret as written there: a mapping whose only key is ``secure``, holding
+    text (the ciphertext, which only Pulumi can decrypt)."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("secure"), str)

@@ -14,7 +14,17 @@ from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 from pydantic import Field, PrivateAttr, ValidationError
 
 from components.gateway.keys import api_keys_problem
-from infra.config.base import CONFIG_NAMESPACE, ConfigError, Model, Name, Problem, decode, key_path, pattern
+from infra.config.base import (
+    CONFIG_NAMESPACE,
+    ConfigError,
+    Model,
+    Name,
+    Problem,
+    decode,
+    is_secure,
+    key_path,
+    pattern,
+)
 from infra.config.budgets import budget_problems
 from infra.config.capacity import capacity
 from infra.config.cloud import Cloud, KindCloud, cloud_problems, cloud_warnings
@@ -167,7 +177,7 @@ def secret_value_problems(values: Mapping[str, Any], secret_keys: Iterable[str])
     for name in SECRET_KEYS:
         key = f"{CONFIG_NAMESPACE}:{name}"
         raw = values.get(key) if key in secret_keys else None
-        if raw is None or raw == UNKNOWN_MARKER or _is_ciphertext(raw):
+        if raw is None or raw == UNKNOWN_MARKER or is_secure(raw):
             continue
         text = raw if isinstance(raw, str) else json.dumps(raw)
         if name == "gatewayApiKeys" and (problem := api_keys_problem(text)) is not None:
@@ -183,11 +193,6 @@ def secret_value_problems(values: Mapping[str, Any], secret_keys: Iterable[str])
             out.append(Problem(key, "is empty or starts or ends with whitespace (a pasted newline?); set it again "
                                     f"with `pulumi config set --secret {key}`"))
     return out
-
-
-def _is_ciphertext(value: Any) -> bool:
-    """A stack file's secret as written there (``{secure: <ciphertext>}``), not decrypted: only Pulumi can."""
-    return isinstance(value, dict) and set(value) == {"secure"}
 
 
 SECRET_HOMES = {

@@ -35,6 +35,7 @@ import yaml
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
 from infra.config import CONFIG_NAMESPACE, PLAIN_KEY, SECRET_KEYS
+from infra.config.base import is_secure
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
@@ -472,11 +473,6 @@ def _qualify(key: str, project: str) -> str:
     return key if ":" in key else f"{project}:{key}"
 
 
-def _is_secure(value: Any) -> bool:
-    """Pulumi's rule: a secret is a mapping whose only key is ``secure``, with text (the ciphertext)."""
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("secure"), str)
-
-
 def _check_secure(path: Path, values: dict[str, Any]) -> None:
     """``neurodock:*`` keys hold a secret only where the program reads one (``SECRET_KEYS``).
 
@@ -509,7 +505,7 @@ def _secure_values(value: Any, where: str) -> Iterator[tuple[str, bool]]:
     """The path of each mapping with a ``secure`` key, at any depth, and whether it is a secret."""
     if isinstance(value, dict):
         if "secure" in value:
-            yield where, _is_secure(value)
+            yield where, is_secure(value)
             return
         for key, item in value.items():
             yield from _secure_values(item, _child(where, key))
@@ -520,7 +516,7 @@ def _secure_values(value: Any, where: str) -> Iterator[tuple[str, bool]]:
 
 def _strip_secure(value: Any) -> tuple[Any, bool]:
     """Replace ``{secure: ...}`` values (at any depth) by the unknown marker."""
-    if _is_secure(value):
+    if is_secure(value):
         return UNKNOWN_MARKER, True
     if isinstance(value, dict):
         found = False
