@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -213,3 +214,7 @@ def is_secure(value: Any) -> bool:
     """Pulumi's rule for a stack file's secret as written there: a mapping whose only key is ``secure``, holding
     text (the ciphertext, which only Pulumi can decrypt)."""
     return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("secure"), str)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The repository: where the stack files are, and what ``canary.evalSuite`` paths are relative to."""

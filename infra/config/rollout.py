@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from components.serving.eval_runner import SuiteError, load_suite
-from infra.config.base import VARIANTS, Fraction, Model, Problem, key_path
+from infra.config.base import REPO_ROOT, VARIANTS, Fraction, Model, Problem, key_path
 
 if TYPE_CHECKING:
     from infra.config.serving import ModelSpec
@@ -56,8 +56,6 @@ def canary_problems(i: int, model: ModelSpec) -> list[Problem]:
     return out
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-"""What ``canary.evalSuite`` paths are relative to: the repository holding the stack files."""
 
 
 def eval_suite_path(suite: str) -> Path:

@@ -35,9 +35,8 @@ import yaml
 from pulumi.runtime.rpc import UNKNOWN as UNKNOWN_MARKER
 
 from infra.config import CONFIG_NAMESPACE, PLAIN_KEY, SECRET_KEYS
-from infra.config.base import is_secure
+from infra.config.base import REPO_ROOT, is_secure
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
 """What Pulumi's stack settings file holds (pulumi.com/docs/iac/concepts/projects/stack-settings-file)."""
 STACK_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+")
