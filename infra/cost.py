@@ -229,12 +229,9 @@ def cost_delta(a: dict | None, b: dict | None) -> dict | None:
         span = row[key]
         return (span["minimum"]["monthly"] or 0.0, span["maximum"]["monthly"] or 0.0)
 
-    def fixed(side: dict | None) -> dict:
-        if side is None:
-            return {"cost": {"minimum": {"monthly": 0.0}, "maximum": {"monthly": 0.0}}}
-        lo = sum(f["cost"]["minimum"]["monthly"] for f in side["fixed"])
-        hi = sum(f["cost"]["maximum"]["monthly"] for f in side["fixed"])
-        return {"cost": {"minimum": {"monthly": lo}, "maximum": {"monthly": hi}}}
+    def fixed(side: dict | None) -> tuple[float, float]:
+        rows = [monthly(f) for f in (side or {}).get("fixed", [])]
+        return sum((lo for lo, _ in rows), 0.0), sum((hi for _, hi in rows), 0.0)
 
     def rows(kind: str) -> list[dict]:
         left = {r["name"]: r for r in (a or {}).get(kind, [])}
@@ -252,9 +249,8 @@ def cost_delta(a: dict | None, b: dict | None) -> dict | None:
     return {
         "currency": "USD", "period": "month",
         "pools": rows("pools"), "models": rows("models"),
-        "fixed": _delta_row("fixed costs", monthly(fixed(a)), monthly(fixed(b))),
-        "total": _delta_row("total", monthly(a, "total") if a else (0.0, 0.0),
-                            monthly(b, "total") if b else (0.0, 0.0)),
+        "fixed": _delta_row("fixed costs", fixed(a), fixed(b)),
+        "total": _delta_row("total", monthly(a, "total"), monthly(b, "total")),
         "unpriced": sorted(set((a or {}).get("unpriced", [])) | set((b or {}).get("unpriced", []))),
     }
 
