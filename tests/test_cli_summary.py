@@ -12,7 +12,7 @@ import pytest
 
 from infra import charts, cli
 from infra.plan import engine, render
-from infra.plan.summary import counts_by_component, endpoint_json, group_warnings, grouped_text, summary_json
+from infra.plan.summary import counts_by_component, endpoint_json, group_warnings, grouped_text, summary_json, usd
 from tests.conftest import run_cli
 
 
@@ -51,7 +51,7 @@ def test_the_summary_repeats_the_plans_own_figures(planned):
         assert re.search(rf"^\s+{n}  {re.escape(what)}$", summary, re.M), what
     total = document["cost"]["total"]
     for scale in ("minimum", "maximum"):
-        assert render._usd(total[scale]["monthly"]) in summary
+        assert usd(total[scale]["monthly"]) in summary
     for row in document["timeToReady"]:
         assert row["model"] in summary
         assert f"~{round(row['firstReplica']['totalS'] / 60)} min" in summary
