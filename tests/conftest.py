@@ -192,7 +192,7 @@ def model_servers(plan: Plan, variant: str = "stable") -> list:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """``neurodock ARGS`` run in this process (``infra.cli.main``, what the console script calls), its
+    """``neurodock ARGS`` run in this process (``infra.cli.main``, what the console script runs), its
     exit code and output as ``subprocess.run`` reports them: the same code path without a fresh
     interpreter's imports. Tests of the process itself (no traceback on stderr) start one."""
     from infra.cli import main

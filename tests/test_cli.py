@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from infra import cli
 from infra.charts import load_documents
 from infra.cli import main
 from infra.plan import render
+from infra.plan.stackfile import REPO_ROOT as ROOT
 from tests.conftest import stack_document
 
 
@@ -216,6 +218,23 @@ def test_bad_config_from_the_shell_has_no_traceback(write_stack):
     assert "neurodock:cloud.provider: must be one of 'kind', 'eks', 'gke' (got 'aks')" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_the_command_ends_with_all_it_wrote_and_its_own_exit_code():
+    """The console script skips the interpreter's teardown (``infra.cli.run`` ends with ``os._exit``): what
+    a command wrote to a pipe must still arrive whole, and the process's code be the command's."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"neurodock": "infra.cli:run"}
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell has it
+    result = subprocess.run([sys.executable, "-m", "infra.cli", "plan", "--bootstrap", "aws", "--json"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT, check=False, env=buffered)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["resourceCount"] > 0
+    assert result.stdout.endswith("}\n")  # the last line's end sits in the stream's buffer until the flush
+    failed = subprocess.run([sys.executable, "-m", "infra.cli", "check", "nosuchstack"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT, check=False, env=buffered)
+    assert failed.returncode == 2 and "stacks here:" in failed.stderr
 
 
 def test_usage_errors_exit_2(capsys):
