@@ -15,8 +15,8 @@ import sys
 import traceback
 from collections import Counter
 from collections.abc import Sequence
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
