@@ -84,13 +84,15 @@ def fresh(stack: str, env: dict[str, str]) -> dict[str, float]:
 
 
 def one(stack: str) -> None:
-    """`neurodock plan STACK` in this process, timing what ``infra.charts`` spends rendering and parsing
-    (the last line of output is that figure, as JSON)."""
+    """`neurodock plan STACK` in this process, as the console script runs it (``infra.cli.run``), timing
+    what ``infra.charts`` spends rendering and parsing (the last line of output is that figure, as JSON)."""
+    from infra import cli
+
+    cli.collect_less()  # first, as the console script does
     import contextlib
     import io
 
     from infra import charts
-    from infra.cli import main
     from infra.plan import helm
 
     spent = [0.0]
@@ -113,11 +115,16 @@ def one(stack: str) -> None:
     import infra.plan.engine as engine
 
     engine.render_releases = helm.render_releases
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["plan", stack])
-    if code != 0:
-        sys.exit(code)
-    print(json.dumps({"render": spent[0]}))
+    plan = cli.main
+
+    def main(argv):
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = plan(argv)
+        print(json.dumps({"render": spent[0]}))
+        return code
+
+    cli.main = main
+    cli.run(["plan", stack])  # ends the process, with the plan's exit code
 
 
 def with_models(count: int, directory: Path, *, variants: bool) -> Path:
@@ -167,7 +174,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.one:
         one(args.one)
-        return 0
 
     from components.versions import CHARTS
     from infra.charts import CACHE_ENV, RENDER_CACHE_ENV, cache_dir, cached

@@ -635,21 +635,26 @@ def _print_config_error(path: Path, exc: Exception) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
-def run() -> NoReturn:
-    """The console script and ``python -m infra.cli``: ``main``, with the collector and the interpreter's
-    exit set for a command that builds a large, long-lived object graph and then ends.
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script and ``python -m infra.cli``: ``main``, in a process set up for a command that
+    builds a large, long-lived object graph and then ends (``collect_less``, ``end``)."""
+    collect_less()
+    end(main(argv))
 
-    - The collector's youngest generation is collected every 10,000 allocations instead of 700, as a plan
-      does already (``infra.plan.engine``): the imports before it allocate hundreds of thousands of objects
-      that all live to the end.
-    - The process ends with ``os._exit`` once the standard streams are flushed. A plan leaves about two
-      million objects; Python's own exit frees them one by one, which took 0.5-0.7 s of a 2.5-3.5 s
-      `neurodock plan dev` here, for memory the OS takes back at once. By then every file and temporary
-      directory ``main`` opened is closed (each is a ``with`` block), no thread is left, and nothing that
-      must run at exit is registered.
-    """
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
-    code = main()
+
+def collect_less() -> None:
+    """Collect the youngest generation every 10,000 allocations instead of 700, as a plan does already
+    (``infra.plan.engine``): the imports before it allocate hundreds of thousands of objects that all live
+    until the process ends."""
+    gc.set_threshold(max(gc.get_threshold()[0], 10_000), *gc.get_threshold()[1:])
+
+
+def end(code: int) -> NoReturn:
+    """End the process with ``code`` once the standard streams are flushed, without the interpreter's
+    teardown. A plan leaves about two million objects; Python's own exit frees them one by one, which took
+    0.5-0.7 s of a 2.5-3.5 s `neurodock plan dev` here, for memory the OS takes back at once. By then every
+    file and temporary directory ``main`` opened is closed (each is a ``with`` block), no thread is left,
+    and nothing that must run at exit is registered."""
     with contextlib.suppress(BrokenPipeError):  # the reader left early: `neurodock plan dev | head`
         sys.stdout.flush()
     with contextlib.suppress(BrokenPipeError):
