@@ -9,8 +9,11 @@ For each shipped stack, in a fresh process as a reviewer runs it:
 - wall: the whole `neurodock plan STACK`, interpreter start included (median of --repeat), with the
   render cache warm (the usual case: charts are parsed once per machine) and cold (a first plan);
 - rendering: the part of that run spent rendering Helm charts and reading their YAML (``infra.charts``).
-Then, in process, the marginal cost of one more served model: the staging stack with --models copies
-of its model, plain and with a canary and a shadow each.
+Then, in process, what the Pulumi SDK alone spends registering each stack's resources (``sdk_only``:
+the same registrations replayed by a program and against an engine that compute nothing), the least any
+program that plans through the SDK can take beside its imports; and the marginal cost of one more served
+model: the staging stack with --models copies of its model, plain and with a canary and a shadow each,
+with the SDK's own share of it measured the same way.
 
 Targets: warm wall at most 1.5 x the floor for dev and prod; at most 20 ms per extra model. The
 script prints every figure and exits 3 when a target is missed (1 is a crash, 2 a missing chart), so it
@@ -168,9 +171,10 @@ def in_process(path: Path, repeat: int) -> float:
 
 def sdk_only(path: Path, repeat: int) -> float:
     """Seconds the Pulumi SDK alone spends registering what the stack at ``path`` registers: the same
-    resources, with the same classes, names, parents, providers, dependencies and inputs, replayed by a
+    resources, with the same types, names, parents, providers, dependencies and inputs, replayed by a
     program that computes nothing, against an engine that computes nothing (each registration answered
-    with its own inputs). No program that registers these resources through the SDK can plan them faster,
+    with its own inputs). The replay uses the SDK's generic resource classes, which spare it the provider
+    SDKs' typed outputs: no program that registers these resources through the SDK can plan them faster,
     so it measures what of a plan is ours to speed up."""
     import pulumi
     from pulumi.runtime.stack import run_pulumi_func
@@ -180,79 +184,32 @@ def sdk_only(path: Path, repeat: int) -> float:
     from infra.plan.stackfile import load_stack_file
 
     stack = load_stack_file(path.stem.removeprefix("Pulumi."), path)
-    registrations = run_plan(stack, render_charts=False).resources
-    classes = _resource_classes()  # of the provider SDKs the program imported
-    replay = [(r, (classes.get(r.type) or _custom_resource_class(r.type)) if r.custom else None,
-               wire_to_json(r.wire, redact=False))
-              for r in registrations if r.type != "pulumi:pulumi:Stack"]
+    replay = [(r, wire_to_json(r.wire, redact=False))
+              for r in run_plan(stack, render_charts=False).resources if r.type != "pulumi:pulumi:Stack"]
 
     def program() -> None:
         made: dict[str, pulumi.Resource] = {}
-        for r, cls, kwargs in replay:
+        for r, inputs in replay:
             opts = pulumi.ResourceOptions(
                 parent=made.get(r.parent), provider=made.get(r.provider),
                 depends_on=[made[urn] for urn in r.options["dependsOn"] if urn in made] or None,
                 protect=r.options["protect"] or None, retain_on_delete=r.options["retainOnDelete"] or None)
-            if cls is None:
+            if not r.custom:
                 made[r.urn] = pulumi.ComponentResource(r.type, r.name, None, opts)
                 made[r.urn].register_outputs({})
-                continue
-            made[r.urn] = pulumi.CustomResource(r.type, r.name, kwargs, opts)
+            elif r.type.startswith("pulumi:providers:"):
+                made[r.urn] = pulumi.ProviderResource(r.type.rsplit(":", 1)[1], r.name, inputs, opts)
+            else:
+                made[r.urn] = pulumi.CustomResource(r.type, r.name, inputs, opts)
 
     times = []
-    for _ in range(repeat + 1):  # the first pays for imports the replay adds
+    for _ in range(repeat + 1):  # the first pays for what the replay imports
         mocks = PlanMocks()
         with mocked_sdk(stack, mocks, _EchoEngine(mocks), logging.getLogger("sdk-only"), preview=False) as loop:
             start = time.perf_counter()
             loop.run_until_complete(run_pulumi_func(program))
             times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _resource_classes() -> dict[str, type]:
-    """The provider SDKs' classes by resource type, as the SDK finds them to rehydrate a resource reference,
-    and their providers'."""
-    import importlib
-
-    from pulumi.runtime import rpc
-
-    classes = {}
-    for modules in rpc._RESOURCE_MODULES.values():
-        for module in modules:
-            info = getattr(module, "mod_info", None)
-            if info:
-                for type_, name in info["classes"].items():
-                    classes[type_] = (info["fqn"], name)
-    for package in ("kubernetes", "aws", "gcp", "command", "random"):
-        classes[f"pulumi:providers:{package}"] = (f"pulumi_{package}", "Provider")
-    return _Lazy(classes, importlib.import_module)
-
-
-class _Lazy(dict):
-    """Classes by type, each imported on first use."""
-
-    def __init__(self, where: dict[str, tuple[str, str]], load) -> None:
-        super().__init__()
-        self._where, self._load = where, load
-
-    def get(self, type_, default=None):
-        if type_ not in self and type_ in self._where:
-            module, name = self._where[type_]
-            self[type_] = getattr(self._load(module), name)
-        return super().get(type_, default)
-
-
-def _custom_resource_class(type_: str) -> type:
-    """A Kubernetes custom resource's kind: the SDK's generic class."""
-    if not type_.startswith("kubernetes:"):
-        raise LookupError(f"no class registered for {type_}")
-    import pulumi_kubernetes
-
-    return pulumi_kubernetes.apiextensions.CustomResource
 
 
 class _EchoEngine:
