@@ -92,7 +92,7 @@ def one(stack: str) -> None:
     what ``infra.charts`` spends rendering and parsing (the last line of output is that figure, as JSON)."""
     from infra import cli
 
-    cli.collect_less()  # first, as the console script does
+    cli.without_collector()  # first, as the console script does
     import contextlib
     import io
 

@@ -237,6 +237,28 @@ def test_the_command_ends_with_all_it_wrote_and_its_own_exit_code():
     assert failed.returncode == 2 and "stacks here:" in failed.stderr
 
 
+def test_the_console_script_runs_the_command_without_the_collector_and_exits_with_its_code(monkeypatch):
+    import gc
+
+    seen = []
+
+    def command(argv):
+        seen.append((argv, gc.isenabled()))
+        return 3
+
+    def exit_now(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "main", command)
+    monkeypatch.setattr(cli.os, "_exit", exit_now)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.run(["plan", "dev"])
+    finally:
+        gc.enable()
+    assert ended.value.code == 3 and seen == [(["plan", "dev"], False)]
+
+
 def test_usage_errors_exit_2(capsys):
     assert main([]) == 2
     try:
