@@ -3,6 +3,8 @@ and the picker's configuration (what it scores, how long it holds a request)."""
 
 from __future__ import annotations
 
+import functools
+
 import yaml
 
 from components import labels
@@ -91,8 +93,15 @@ def hold_seconds(readiness: ReadinessBudgets) -> int:
 def picker_config(model: ModelSpec, readiness: ReadinessBudgets, variant: str = "stable") -> str:
     """The picker's EndpointPickerConfig (llm-d.ai/v1alpha1, decoded strictly by the picker). A canary's
     picker sees the stable replicas too (``pool_match_labels``) and prefers its own: it falls back to stable."""
+    return _picker_config(model.engine, variant, hold_seconds(readiness) if model.min_replicas == 0 else None)
+
+
+@functools.cache
+def _picker_config(engine: str, variant: str, hold_s: int | None) -> str:
+    """The config's YAML from all it depends on: models that share these share the text (emitting it was
+    a few milliseconds per picker)."""
     extractor: dict = {"type": "core-metrics-extractor"}
-    if model.engine == "llamacpp":
+    if engine == "llamacpp":
         extractor["parameters"] = {"defaultEngine": "llamacpp", "engineConfigs": [LLAMACPP_ENGINE]}
     plugins: list[dict] = [*({"type": name} for name, _ in SCORERS),
                            {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics"}},
@@ -124,9 +133,9 @@ def picker_config(model: ModelSpec, readiness: ReadinessBudgets, variant: str = 
     }
     # A bound on what the queue holds, below the container's memory (the default has none).
     document["flowControl"] = {"maxBytes": f"{PICKER_QUEUE_MAX_BYTES_MI}Mi", "maxRequests": PICKER_QUEUE_MAX_REQUESTS}
-    if model.min_replicas == 0:
+    if hold_s is not None:  # a model that scales to zero
         # Otherwise the picker's default (60 s): a saturated pool holds a request that long, then 429.
-        document["flowControl"]["defaultRequestTTL"] = f"{hold_seconds(readiness)}s"
+        document["flowControl"]["defaultRequestTTL"] = f"{hold_s}s"
     return yaml.safe_dump(document, sort_keys=False)
 
 
