@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 invalid configuration or usage; 1 anything else.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import gc
 import json
@@ -647,20 +648,32 @@ def without_collector() -> None:
     polls or waits), and what it allocates lives until then: the imports before a plan, then the plan's
     own heap (the plan turns the collector off while it runs, ``infra.plan.engine.run_plan``, but put back
     on, its first pass over the plan's heap took 0.2-0.4 s for prod, to free a few megabytes). A command
-    that runs for long must turn it back on."""
+    that plans several stacks still frees each plan before the next (``run_plan`` collects first when a
+    plan ran before it with the collector off). A command that runs for long must turn it back on."""
     gc.disable()
 
 
-def end(code: int) -> NoReturn:
-    """End the process with ``code`` once the standard streams are flushed, without the interpreter's
-    teardown. A plan leaves about two million objects; Python's own exit frees them one by one, which took
-    0.5-0.7 s of a 2.5-3.5 s `neurodock plan dev` here, for memory the OS takes back at once. By then every
-    file and temporary directory ``main`` opened is closed (each is a ``with`` block), no thread is left,
-    and nothing that must run at exit is registered."""
-    with contextlib.suppress(BrokenPipeError):  # the reader left early: `neurodock plan dev | head`
-        sys.stdout.flush()
-    with contextlib.suppress(BrokenPipeError):
-        sys.stderr.flush()
+def end(code: int | None) -> NoReturn:
+    """End the process with ``code`` (None is 0, as for ``sys.exit``) without the interpreter's teardown. A
+    plan leaves about two million objects; Python's own exit frees them one by one, which took 0.5-0.7 s of
+    a 2.5-3.5 s `neurodock plan dev` here, for memory the OS takes back at once. What must happen at exit
+    still does: the exit handlers run (``logging``'s, the SDK's tracer's when ``TRACEPARENT`` is set) and the
+    standard streams are flushed. Every file and temporary directory ``main`` opened is closed by then (each
+    is a ``with`` block). Under a profiler, tracer or coverage tool, which write their results after the
+    program returns, the process exits the usual way."""
+    code = 0 if code is None else code
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:  # the reader left early: `neurodock plan dev | head`
+            pass
+        except OSError as exc:  # a full disk under a redirect, say: the output is not whole
+            with contextlib.suppress(OSError):
+                print(f"neurodock: error: writing the output: {exc}", file=sys.__stderr__, flush=True)
+            code = code or EXIT_FAILURE
     os._exit(code)
 
 

@@ -249,14 +249,41 @@ def test_the_console_script_runs_the_command_without_the_collector_and_exits_wit
     def exit_now(code):
         raise SystemExit(code)
 
+    exit_handlers = []
     monkeypatch.setattr(cli, "main", command)
     monkeypatch.setattr(cli.os, "_exit", exit_now)
+    monkeypatch.setattr(cli.atexit, "_run_exitfuncs", lambda: exit_handlers.append(True))
+    profiler, tracer = sys.getprofile(), sys.gettrace()
+    sys.setprofile(None)
+    sys.settrace(None)
     try:
         with pytest.raises(SystemExit) as ended:
             cli.run(["plan", "dev"])
+        with pytest.raises(SystemExit) as ended_none:
+            cli.end(None)
     finally:
+        sys.setprofile(profiler)
+        sys.settrace(tracer)
         gc.enable()
     assert ended.value.code == 3 and seen == [(["plan", "dev"], False)]
+    assert ended_none.value.code == 0 and exit_handlers == [True, True]  # what must run at exit does
+
+
+def test_the_console_script_exits_the_usual_way_under_a_profiler(monkeypatch):
+    """A profiler (``python -m cProfile -m infra.cli``), tracer or coverage tool writes its results after the
+    program returns: ``os._exit`` would lose them."""
+    def fail(code):
+        raise AssertionError("os._exit under a profiler")
+
+    monkeypatch.setattr(cli.os, "_exit", fail)
+    profiler = sys.getprofile()
+    sys.setprofile(lambda *args: None)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.end(2)
+    finally:
+        sys.setprofile(profiler)
+    assert ended.value.code == 2
 
 
 def test_usage_errors_exit_2(capsys):

@@ -127,10 +127,16 @@ def test_a_plan_runs_without_the_cycle_collector_and_puts_it_back_as_it_was(monk
     with pytest.raises(engine.ProgramError):
         engine.run_plan(None)
     assert seen == [False] and gc.isenabled()
-    gc.disable()  # a caller that had turned it off keeps it off
+    collected = []
+    monkeypatch.setattr(engine.gc, "collect", lambda: collected.append(True))
+    monkeypatch.setattr(engine, "_planned_without_collector", [])
+    gc.disable()  # a caller that had turned it off (the `neurodock` command) keeps it off,
     try:
         with pytest.raises(engine.ProgramError):
             engine.run_plan(None)
-        assert seen == [False, False] and not gc.isenabled()
+        assert seen == [False, False] and not gc.isenabled() and collected == []
+        with pytest.raises(engine.ProgramError):  # and each plan after the first frees the one before
+            engine.run_plan(None)
+        assert seen == [False, False, False] and not gc.isenabled() and collected == [True]
     finally:
         gc.enable()

@@ -34,6 +34,8 @@ from infra.plan.stackfile import StackFile
 PROGRAM_DIR = Path(__file__).resolve().parents[1]
 """``infra/``, the directory Pulumi.yaml's ``main`` names."""
 BOOTSTRAP_DIR = PROGRAM_DIR / "bootstrap"
+_planned_without_collector: list[StackFile] = []
+"""Stacks planned in this process while its caller kept the cycle collector off (``run_plan``)."""
 """``infra/bootstrap/``: the state-backend project, with its own Pulumi.yaml and stacks."""
 
 
@@ -107,13 +109,20 @@ def run_plan(stack: StackFile, *, render_charts: bool = True, first_preview: boo
     # over an ever larger heap took a fifth (dev) to a third (prod) of a plan, and 30% of one serving 41
     # models with a canary and a shadow each (12.5 s against 8.9 s without). It is off while the plan runs;
     # that plan's peak memory grew 7% (479 MB to 513 MB), dev's and prod's under 1%.
+    # Where the caller keeps the collector off (the `neurodock` command, ``infra.cli.without_collector``), an
+    # earlier plan's heap is only freed by collecting: done before the next plan, so that a command planning
+    # several stacks holds one at a time.
     collecting = gc.isenabled()
+    if not collecting and _planned_without_collector:
+        gc.collect()
     gc.disable()
     try:
         return _run_plan(stack, render_charts=render_charts, first_preview=first_preview)
     finally:
         if collecting:
             gc.enable()
+        else:
+            _planned_without_collector.append(stack)
 
 
 def _run_plan(stack: StackFile, *, render_charts: bool, first_preview: bool) -> Plan:
@@ -161,17 +170,17 @@ def mocked_sdk(stack: StackFile, mocks: pulumi.runtime.Mocks, monitor: MockMonit
     """The Pulumi SDK set up as the language host sets it up for ``stack``, with ``monitor`` in the engine's
     place: a fresh event loop to run a program on, the stack's config, and its root stack resource."""
     loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    infra.plan._offline = True
     stack_trace = pulumi_resource._get_stack_trace
-    # The SDK sends each resource's source position (the user's stack frames, each with its source line
-    # read) to the engine, which keeps it for error messages. The recording monitor reads none, and
-    # reading them was a fifth of each registration's time.
-    pulumi_resource._get_stack_trace = source_pb2.StackTrace
-    # The SDK awaits a coroutine per value of an input, however deep: plain values go the synchronous way.
     serialize_property = rpc.serialize_property
-    rpc.serialize_property = with_plain_path(serialize_property)
     try:
+        asyncio.set_event_loop(loop)
+        infra.plan._offline = True
+        # The SDK sends each resource's source position (the user's stack frames, each with its source line
+        # read) to the engine, which keeps it for error messages. The recording monitor reads none, and
+        # reading them was a fifth of each registration's time.
+        pulumi_resource._get_stack_trace = source_pb2.StackTrace
+        # The SDK awaits a coroutine per value of an input, however deep: plain values go the synchronous way.
+        rpc.serialize_property = with_plain_path(serialize_property)
         pulumi_settings.ROOT.set(None)
         pulumi.runtime.set_all_config(dict(stack.config), sorted(stack.secret_keys))
         pulumi.runtime.set_mocks(mocks, project=stack.project, stack=stack.stack, preview=preview,
