@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader left early (`neurodock plan dev --json | head`): not the command's error
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # output that is no file (a test's)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        return EXIT_FAILURE
     except Exception as exc:
         if os.environ.get("NEURODOCK_DEBUG"):
             traceback.print_exc()
@@ -668,7 +672,7 @@ def end(code: int | None) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BrokenPipeError:  # the reader left early: `neurodock plan dev | head`
+        except BrokenPipeError:  # the reader left early (``main`` says nothing of it either)
             pass
         except OSError as exc:  # a full disk under a redirect, say: the output is not whole
             with contextlib.suppress(OSError):

@@ -237,6 +237,18 @@ def test_the_command_ends_with_all_it_wrote_and_its_own_exit_code():
     assert failed.returncode == 2 and "stacks here:" in failed.stderr
 
 
+def test_a_reader_that_leaves_early_is_no_error_of_the_command():
+    """`neurodock plan dev --json | head`: the command stops quietly, exit 1 (as Python's own recipe for
+    SIGPIPE has it), without an error message or a traceback."""
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen([sys.executable, "-m", "infra.cli", "plan", "--bootstrap", "aws", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=buffered)
+    process.stdout.close()  # no reader: the first write fails with EPIPE
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 1
+    assert err == "", err
+
+
 def test_the_console_script_runs_the_command_without_the_collector_and_exits_with_its_code(monkeypatch):
     import gc
 
