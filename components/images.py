@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.versions import DIGEST, IMAGE_LOCK_FILE, LOCKABLE_IMAGES
+from components.versions import DIGEST, IMAGE_LOCK_FILE, LOCKABLE_IMAGES, lock_entry_shape_problem
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -221,20 +221,13 @@ def read_lock(path: Path) -> dict[str, dict[str, str]]:
 
 
 def lock_entry_problem(ref: str, entry: object) -> str | None:
-    """Why a lock entry is malformed, or None."""
+    """Why a lock entry is malformed, or None: a reference the registry API could not take, or an entry whose
+    shape deploying refuses (``components.versions.lock_entry_shape_problem``)."""
     try:
         ImageRef.parse(ref)
     except InputError as e:
         return f"is not a tag reference ({e})"
-    if not isinstance(entry, dict) or set(entry) != {"digest", "resolved"}:
-        return 'needs exactly {"digest": "sha256:...", "resolved": "YYYY-MM-DD"}'
-    if not isinstance(entry["digest"], str) or not DIGEST.fullmatch(entry["digest"]):
-        return "has a digest that is not sha256:<64 lowercase hex>"
-    try:
-        datetime.date.fromisoformat(entry["resolved"])
-    except (TypeError, ValueError):
-        return "has a 'resolved' that is not a YYYY-MM-DD date"
-    return None
+    return lock_entry_shape_problem(ref, entry)
 
 
 def write_lock(path: Path, lock: Mapping[str, Mapping[str, str]]) -> None:

@@ -8,6 +8,7 @@ moves the tag cannot change what runs. With an image absent from the lock the re
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import re
@@ -30,14 +31,27 @@ def image_lock() -> dict[str, str]:
     if not isinstance(raw, dict):
         raise ValueError(f"{IMAGE_LOCK_FILE}: expected an object of image references; "
                          "regenerate it with `python -m components.images lock`")
-    out = {}
     for ref, entry in raw.items():
-        digest = entry.get("digest") if isinstance(entry, dict) else None
-        if not isinstance(digest, str) or not DIGEST.fullmatch(digest) or "@" in ref:
-            raise ValueError(f"{IMAGE_LOCK_FILE}: {ref!r} needs a tag reference and a 'digest' of the form "
-                             "sha256:<64 hex>; regenerate it with `python -m components.images lock`")
-        out[ref] = digest
-    return out
+        if problem := lock_entry_shape_problem(ref, entry):
+            raise ValueError(f"{IMAGE_LOCK_FILE}: {ref!r} {problem}; regenerate it with "
+                             "`python -m components.images lock`")
+    return {ref: entry["digest"] for ref, entry in raw.items()}
+
+
+def lock_entry_shape_problem(ref: str, entry: object) -> str | None:
+    """Why a lock entry is malformed (None when it is not), as deploying and the lock command both judge it; the
+    command also checks the reference's grammar (``components.images.lock_entry_problem``)."""
+    if "@" in ref:
+        return "is not a tag reference: it carries a digest"
+    if not isinstance(entry, dict) or set(entry) != {"digest", "resolved"}:
+        return 'needs exactly {"digest": "sha256:...", "resolved": "YYYY-MM-DD"}'
+    if not isinstance(entry["digest"], str) or not DIGEST.fullmatch(entry["digest"]):
+        return "has a digest that is not sha256:<64 lowercase hex>"
+    try:
+        datetime.date.fromisoformat(entry["resolved"])
+    except (TypeError, ValueError):
+        return "has a 'resolved' that is not a YYYY-MM-DD date"
+    return None
 
 
 def pinned(image: str) -> str:
