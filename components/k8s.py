@@ -75,14 +75,14 @@ default user is root, which Pod Security "restricted" refuses, so an unprivilege
 
 
 def script_job(resource_name: str, *, name: pulumi.Input[str], namespace: pulumi.Input[str],
-               object_labels: dict[str, str], revision: str, active_s: int, run_as: int,
+               object_labels: dict[str, str], revision: str, active_s: int,
                node_selector: pulumi.Input[dict[str, str]] | None, container: k8s.core.v1.ContainerArgs,
                volumes: list[k8s.core.v1.VolumeArgs], parent: pulumi.Resource,
                depends_on: list[pulumi.Resource] | None = None) -> k8s.batch.v1.Job:
     """A Job that runs one script once to a verdict (the gateway's smoke test, a canary's eval gate): one pod,
-    restricted, no service-account token; replaced by the next `pulumi up` when it failed, and run again when
-    ``revision`` changes. Past ``active_s`` the Job fails itself (DeadlineExceeded); Pulumi's await outlasts it,
-    so the failure and its message, not a bare timeout, is what `pulumi up` reports."""
+    restricted (as ``SCRIPT_UID``), no service-account token; replaced by the next `pulumi up` when it failed,
+    and run again when ``revision`` changes. Past ``active_s`` the Job fails itself (DeadlineExceeded); Pulumi's
+    await outlasts it, so the failure and its message, not a bare timeout, is what `pulumi up` reports."""
     return k8s.batch.v1.Job(
         resource_name,
         metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -98,7 +98,7 @@ def script_job(resource_name: str, *, name: pulumi.Input[str], namespace: pulumi
                 spec=k8s.core.v1.PodSpecArgs(
                     restart_policy="Never",
                     automount_service_account_token=False,
-                    security_context=restricted_pod_security_context(run_as),
+                    security_context=restricted_pod_security_context(SCRIPT_UID),
                     node_selector=node_selector,
                     containers=[container],
                     volumes=volumes,

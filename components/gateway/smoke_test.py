@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.errors import InputProblems
 from components.gateway.gateway import GATEWAY_LABELS, GATEWAY_NAMESPACE
-from components.k8s import SCRIPT_UID, restricted_container_security_context, script_job
+from components.k8s import restricted_container_security_context, script_job
 from components.versions import SMOKE_TEST_IMAGE
 
 SCRIPT = Path(__file__).with_name("smoke_check.py")
@@ -87,7 +87,7 @@ class SmokeTest(pulumi.ComponentResource):
         active_s = deadline_s + 120
         job = script_job(
             f"{name}-job", name=f"smoke-test-{args.revision[:10]}", namespace=GATEWAY_NAMESPACE,
-            object_labels=object_labels, revision=args.revision, active_s=active_s, run_as=SCRIPT_UID,
+            object_labels=object_labels, revision=args.revision, active_s=active_s,
             node_selector=args.node_selector, parent=self, volumes=volumes,
             container=k8s.core.v1.ContainerArgs(
                 name="smoke-test",

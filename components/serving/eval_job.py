@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.errors import InputProblems
-from components.k8s import PART_OF_VALUE, SCRIPT_UID, restricted_container_security_context, script_job
+from components.k8s import PART_OF_VALUE, restricted_container_security_context, script_job
 from components.versions import EVAL_RUNNER_IMAGE
 
 RUNNER = Path(__file__).with_name("eval_runner.py")
@@ -117,7 +117,7 @@ def eval_job(name: str, args: EvalGateArgs, target: EvalTarget, *, parent: pulum
         compare = ["--baseline-url", url(target.baseline_service), "--max-regression", str(args.max_regression)]
     return script_job(
         f"{name}-job", name=f"{target.version[:40]}-eval-{args.revision[:10]}", namespace=target.namespace,
-        object_labels=object_labels, revision=args.revision, active_s=active_s, run_as=SCRIPT_UID,
+        object_labels=object_labels, revision=args.revision, active_s=active_s,
         node_selector=args.node_selector, parent=parent, depends_on=wait_for,
         container=k8s.core.v1.ContainerArgs(
             name="eval",
