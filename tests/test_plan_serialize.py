@@ -1,7 +1,7 @@
 """A plan serialises plain input values without the SDK's coroutine per value (``infra.plan.serialize``): the
 engine must receive exactly what the SDK's own ``serialize_properties`` sends, names translated by the input
-types, maps of user keys left alone, and anything that is not plain data handed to the SDK. And a plan collects
-garbage less often, and leaves the collector as it found it."""
+types, maps of user keys left alone, and anything that is not plain data handed to the SDK. And a plan runs
+without the cycle collector, and leaves it as it found it."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_a_plan_runs_without_the_cycle_collector_and_puts_it_back_as_it_was(monk
     assert seen == [False] and gc.isenabled()
     collected = []
     monkeypatch.setattr(engine.gc, "collect", lambda: collected.append(True))
-    monkeypatch.setattr(engine, "_planned_without_collector", [])
+    monkeypatch.setattr(engine, "_planned_without_collector", False)
     gc.disable()  # a caller that had turned it off (the `neurodock` command) keeps it off,
     try:
         with pytest.raises(engine.ProgramError):

@@ -34,8 +34,8 @@ from infra.plan.stackfile import StackFile
 PROGRAM_DIR = Path(__file__).resolve().parents[1]
 """``infra/``, the directory Pulumi.yaml's ``main`` names."""
 BOOTSTRAP_DIR = PROGRAM_DIR / "bootstrap"
-_planned_without_collector: list[StackFile] = []
-"""Stacks planned in this process while its caller kept the cycle collector off (``run_plan``)."""
+_planned_without_collector = False
+"""Whether a plan ran in this process while its caller kept the cycle collector off (``run_plan``)."""
 """``infra/bootstrap/``: the state-backend project, with its own Pulumi.yaml and stacks."""
 
 
@@ -112,6 +112,7 @@ def run_plan(stack: StackFile, *, render_charts: bool = True, first_preview: boo
     # Where the caller keeps the collector off (the `neurodock` command, ``infra.cli.without_collector``), an
     # earlier plan's heap is only freed by collecting: done before the next plan, so that a command planning
     # several stacks holds one at a time.
+    global _planned_without_collector
     collecting = gc.isenabled()
     if not collecting and _planned_without_collector:
         gc.collect()
@@ -122,7 +123,7 @@ def run_plan(stack: StackFile, *, render_charts: bool = True, first_preview: boo
         if collecting:
             gc.enable()
         else:
-            _planned_without_collector.append(stack)
+            _planned_without_collector = True
 
 
 def _run_plan(stack: StackFile, *, render_charts: bool, first_preview: bool) -> Plan:
