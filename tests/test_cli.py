@@ -220,12 +220,17 @@ def test_bad_config_from_the_shell_has_no_traceback(write_stack):
     assert result.stdout == ""
 
 
+def _as_a_shell_has_it() -> dict[str, str]:
+    """This environment with buffered standard streams, as a user's shell has them (the suite's is unbuffered)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
 def test_the_command_ends_with_all_it_wrote_and_its_own_exit_code():
     """The console script skips the interpreter's teardown (``infra.cli.run`` ends with ``os._exit``): what
     a command wrote to a pipe must still arrive whole, and the process's code be the command's."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"neurodock": "infra.cli:run"}
-    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell has it
+    buffered = _as_a_shell_has_it()
     result = subprocess.run([sys.executable, "-m", "infra.cli", "plan", "--bootstrap", "aws", "--json"],
                             capture_output=True, text=True, timeout=120, cwd=ROOT, check=False, env=buffered)
     assert result.returncode == 0, result.stderr
@@ -240,9 +245,9 @@ def test_the_command_ends_with_all_it_wrote_and_its_own_exit_code():
 def test_a_reader_that_leaves_early_is_no_error_of_the_command():
     """`neurodock plan dev --json | head`: the command stops quietly, exit 1 (as Python's own recipe for
     SIGPIPE has it), without an error message or a traceback."""
-    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     process = subprocess.Popen([sys.executable, "-m", "infra.cli", "plan", "--bootstrap", "aws", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=buffered)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               env=_as_a_shell_has_it())
     process.stdout.close()  # no reader: the first write fails with EPIPE
     err = process.stderr.read()
     assert process.wait(timeout=120) == 1

@@ -186,6 +186,14 @@ def _analyze(tmp_path, url, at: int, *extra: str):
                    "--at", str(at), "--json", *extra)
 
 
+def _judged(tmp_path, url, at: int, code: int) -> dict:
+    """The one model's verdict in `rollout analyze --json` at ``at``, which must exit ``code``."""
+    result = _analyze(tmp_path, url, at)
+    assert result.returncode == code, result.stderr
+    [model] = json.loads(result.stdout)["models"]
+    return model
+
+
 def _end(start: int, phase: str) -> int:
     return start + (list(PHASES).index(phase) + 1) * PHASE_S
 
@@ -210,9 +218,7 @@ def test_a_canary_equal_to_stable_advances_to_the_next_step(prometheus, tmp_path
 @needs_prometheus
 def test_a_canary_worse_than_stable_is_rolled_back_with_the_failing_slis_named(prometheus, tmp_path):
     url, start = prometheus
-    result = _analyze(tmp_path, url, _end(start, "worse"))
-    assert result.returncode == rollout.EXIT_ROLLBACK, result.stderr
-    [model] = json.loads(result.stdout)["models"]
+    model = _judged(tmp_path, url, _end(start, "worse"), rollout.EXIT_ROLLBACK)
     assert model["verdict"] == "rollback"
     verdicts = {s["slo"]: s for s in model["slis"]}
     assert verdicts["availability"]["verdict"] == verdicts["ttft"]["verdict"] == "rollback"
@@ -224,9 +230,7 @@ def test_a_canary_worse_than_stable_is_rolled_back_with_the_failing_slis_named(p
 @needs_prometheus
 def test_a_canary_with_too_little_traffic_holds(prometheus, tmp_path):
     url, start = prometheus
-    result = _analyze(tmp_path, url, _end(start, "quiet"))
-    assert result.returncode == rollout.EXIT_HOLD, result.stderr
-    [model] = json.loads(result.stdout)["models"]
+    model = _judged(tmp_path, url, _end(start, "quiet"), rollout.EXIT_HOLD)
     assert model["verdict"] == "hold"
     assert all(s["verdict"] == "hold" and "minRequests" in s["reason"] for s in model["slis"])
     # The text output says the same.
@@ -238,9 +242,7 @@ def test_a_canary_with_too_little_traffic_holds(prometheus, tmp_path):
 @needs_prometheus
 def test_a_canary_that_fell_back_to_stable_in_the_window_holds(prometheus, tmp_path):
     url, start = prometheus
-    result = _analyze(tmp_path, url, _end(start, "fallback"))
-    assert result.returncode == rollout.EXIT_HOLD, result.stderr
-    [model] = json.loads(result.stdout)["models"]
+    model = _judged(tmp_path, url, _end(start, "fallback"), rollout.EXIT_HOLD)
     # Its SLIs alone would advance it: the fallback is what holds it.
     assert model["verdict"] == "hold" and {s["verdict"] for s in model["slis"]} == {"advance"}
     assert any("no ready replica" in r for r in model["reasons"])
