@@ -122,6 +122,7 @@ def takes_attached_gpus(machine: str) -> bool:
     """Whether GPUs are attached to GCE ``machine`` by count (``GKE_ATTACHABLE``), rather than built in."""
     return machine.startswith(tuple(GKE_ATTACHABLE))
 
+
 MIG_PROFILES: dict[str, dict[str, int]] = {
     "nvidia-a100-40gb": {"1g.5gb": 7, "2g.10gb": 3, "3g.20gb": 2, "7g.40gb": 1},
     "nvidia-a100-80gb": {"1g.10gb": 7, "2g.20gb": 3, "3g.40gb": 2, "7g.80gb": 1},

@@ -56,8 +56,6 @@ def canary_problems(i: int, model: ModelSpec) -> list[Problem]:
     return out
 
 
-
-
 def eval_suite_path(suite: str) -> Path:
     """The file a ``canary.evalSuite`` names."""
     return REPO_ROOT / suite
