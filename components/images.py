@@ -244,10 +244,8 @@ def lock_images(client: RegistryClient, path: Path, images: Sequence[str], *, pr
     day = (today or datetime.date.today()).isoformat()
     failed = 0
     for image in images:
-        try:
-            digest = client.digest(image)
-        except RegistryError as e:
-            print(f"FAILED  {e}", file=out)
+        digest = _digest_or_report(client, image, out)
+        if digest is None:
             failed += 1
             continue
         previous = lock.get(image, {}).get("digest")
@@ -276,10 +274,8 @@ def check_images(client: RegistryClient, path: Path, images: Sequence[str], *, s
                   file=out)
             problems += 1
             continue
-        try:
-            digest = client.digest(image)
-        except RegistryError as e:
-            print(f"FAILED  {e}", file=out)
+        digest = _digest_or_report(client, image, out)
+        if digest is None:
             problems += 1
             continue
         if digest != locked:
@@ -294,6 +290,15 @@ def check_images(client: RegistryClient, path: Path, images: Sequence[str], *, s
             print(f"STALE   {ref}: no longer pinned in components/versions.py; run `lock` to drop it", file=out)
             problems += 1
     return 1 if problems else 0
+
+
+def _digest_or_report(client: RegistryClient, image: str, out) -> str | None:
+    """The digest ``image``'s tag names now, or None after saying why the registry did not give it."""
+    try:
+        return client.digest(image)
+    except RegistryError as e:
+        print(f"FAILED  {e}", file=out)
+        return None
 
 
 def _endpoints(values: Iterable[str]) -> dict[str, str]:
