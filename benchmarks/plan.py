@@ -327,7 +327,10 @@ def main() -> int:
                 ok, flag = False, f"  over {PER_MODEL_TARGET_S * 1000:.0f} ms"
             print(f"  {what:<27} 1 model {small:6.2f} s, {args.models + 1} models {large:6.2f} s: "
                   f"{per_model * 1000:6.1f} ms per model{flag}")
-            print(f"  {'':<27} the SDK alone registering the same: {sdk_per_model * 1000:6.1f} ms per model")
+            beyond = ""
+            if sdk_per_model > PER_MODEL_TARGET_S:
+                beyond = f"  (already over {PER_MODEL_TARGET_S * 1000:.0f} ms)"
+            print(f"  {'':<27} the SDK alone registering the same: {sdk_per_model * 1000:6.1f} ms per model{beyond}")
     return 0 if ok else MISSED
 
 
