@@ -662,6 +662,10 @@ def test_proxies_drain_for_the_longest_request_and_hold_spread_out_with_a_budget
     assert drain == f"{longest}s" and int(drain[:-1]) > 60  # Envoy Gateway's default would cut them
     kubernetes = proxy["spec"]["provider"]["kubernetes"]
     assert kubernetes["envoyPDB"] == {"maxUnavailable": 1}
+    # Envoy Gateway hands this to the shutdown-manager too, which writes a file when the drain ends.
+    security = kubernetes["envoyDeployment"]["container"]["securityContext"]
+    assert security["readOnlyRootFilesystem"] is False and security["runAsNonRoot"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]} and security["allowPrivilegeEscalation"] is False
     [host, zone] = kubernetes["envoyDeployment"]["pod"]["topologySpreadConstraints"]
     assert (host["topologyKey"], host["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
     assert zone["topologyKey"] == "topology.kubernetes.io/zone"

@@ -48,6 +48,8 @@ PROXY_POD_LABELS = {"app.kubernetes.io/component": "proxy", "app.kubernetes.io/m
                     "gateway.envoyproxy.io/owning-gateway-name": GATEWAY_NAME}
 """Labels Envoy Gateway puts on the proxy pods of a Gateway (v1.8.3,
 internal/infrastructure/kubernetes/proxy/resource.go:50-51; internal/gatewayapi/translator.go:41)."""
+ENVOY_UID = 65532
+"""The uid Envoy Gateway runs its proxy containers as by default (v1.8.3 proxy/resource.go 489-492, 504-506)."""
 PROXY_METRICS_PORT = "metrics"
 """The proxies' Prometheus port (19001, /stats/prometheus), on by default; their Service does not expose it."""
 PROXY_METRICS_KEPT = metrics.kept("envoy")
@@ -397,7 +399,15 @@ class ModelGateway(pulumi.ComponentResource):
                              "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": PROXY_POD_LABELS}},
                         ],
                     },
-                    "container": {"securityContext": {**RESTRICTED_CONTAINER_SECURITY, "runAsNonRoot": True}},
+                    # Restricted, with a writable root: Envoy Gateway gives this securityContext to the
+                    # shutdown-manager as well (v1.8.3 internal/infrastructure/kubernetes/proxy/resource.go
+                    # 499-513), which writes /tmp/shutdown-ready when a drain ends (internal/cmd/envoy/
+                    # shutdown_manager.go 38, 165) and has no volume to write it to. On a read-only root each
+                    # proxy pod's preStop would wait out the whole drain timeout. The uid is the image's
+                    # (the same file, 489-492).
+                    "container": {"securityContext": {**RESTRICTED_CONTAINER_SECURITY, "readOnlyRootFilesystem": False,
+                                                      "runAsNonRoot": True, "runAsUser": ENVOY_UID,
+                                                      "runAsGroup": ENVOY_UID}},
                 },
                 # One proxy at a time through an eviction (a node drain, an upgrade): Envoy Gateway renders
                 # the PodDisruptionBudget only when asked (v1.8.3 resource_provider.go:527-555).
