@@ -167,11 +167,15 @@ def test_workload_identity_binding_takes_the_pool_from_the_cluster(write_stack):
 
 
 def test_gke_deletion_protection_is_a_config_key(shipped_plans, write_stack):
-    assert one(shipped_plans["prod"], "gcp:container/cluster:Cluster").inputs["deletionProtection"] is True
+    """GKE's flag, and Pulumi's protect: `pulumi destroy` would delete everything that depends on the cluster
+    before GKE's flag stops it; a protected resource fails the destroy's preview instead."""
+    cluster = one(shipped_plans["prod"], "gcp:container/cluster:Cluster")
+    assert cluster.inputs["deletionProtection"] is True and cluster.options["protect"] is True
     document = stack_document("prod-dr")
     document["config"]["neurodock:cloud"]["deletionProtection"] = False
     plan = plan_of(write_stack, document)
-    assert one(plan, "gcp:container/cluster:Cluster").inputs["deletionProtection"] is False
+    cluster = one(plan, "gcp:container/cluster:Cluster")
+    assert cluster.inputs["deletionProtection"] is False and not cluster.options["protect"]
 
 
 def test_a_recreated_gke_stack_adopts_its_retained_key_ring_and_key(write_stack, monkeypatch, shipped_plans):

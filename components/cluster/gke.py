@@ -393,7 +393,12 @@ class GkeCluster(pulumi.ComponentResource):
             ),
             resource_labels={**self._labels, **args.cluster_labels},
             deletion_protection=args.deletion_protection,
-            opts=self._child(ignore_changes=["nodeConfig", "initialNodeCount"], depends_on=depends_on),
+            # GKE's flag only stops the cluster's own delete, which `pulumi destroy` reaches last: every
+            # Kubernetes object, node pool, NAT and firewall rule would be gone by then. Pulumi's `protect`
+            # fails the destroy's preview, before anything is deleted (pulumi pkg/resource/deploy/step.go,
+            # DeleteStep.Apply, checked in preview too).
+            opts=self._child(ignore_changes=["nodeConfig", "initialNodeCount"], depends_on=depends_on,
+                             protect=args.deletion_protection),
         )
 
     def _create_node_pool(

@@ -164,8 +164,9 @@ class GkeCloud(Model):
     endpoint: GkeEndpointAccess = GkeEndpointAccess()
     """API server access (default: the IAM-gated DNS endpoint, and a private IP endpoint)."""
     deletion_protection: bool = True
-    """GKE refuses to delete the cluster, so `pulumi destroy` stops at it; set false (and `pulumi up`)
-    before a planned destroy such as a DR drill's teardown (default true)."""
+    """The cluster is protected twice: Pulumi's `protect`, so `pulumi destroy` fails in its preview before it
+    deletes anything, and GKE's own flag, so nothing else deletes it; set false (and `pulumi up`) before a
+    planned destroy such as a DR drill's teardown (default true)."""
     maintenance_window: GkeMaintenanceWindow = GkeMaintenanceWindow()
     """When GKE may upgrade the cluster and its pools (default weekends, 01:00-09:00 UTC)."""
 
