@@ -138,7 +138,15 @@ def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pu
     try:
         rings = gcp.kms.get_key_rings(project=project, location=region, opts=opts).key_rings
     except Exception as error:
-        _nothing(f"Cloud KMS key rings of {project}/{region}", error)
+        # Nothing to adopt where Cloud KMS's API is not yet enabled (a first `pulumi up`, which enables it). Any
+        # other failure (a denied permission, a transient error) may hide a retained ring whose name a create
+        # would then collide with: said, so that the 409 that follows has its cause beside it.
+        if _api_not_enabled(error):
+            _nothing(f"Cloud KMS key rings of {project}/{region}", error)
+        else:
+            pulumi.log.warn(f"could not list the Cloud KMS key rings of {project}/{region} ({_first_line(error)}); "
+                            f"a key ring {ring_name} retained by an earlier stack of this cluster is not adopted, and "
+                            "creating it again fails with 409: the deploying identity needs cloudkms.keyRings.list")
         return Retained()
     ring = _named(rings, ring_name)
     if ring is None:
@@ -164,6 +172,8 @@ class GkeRunningCluster:
     services_range_name: str | None
     pods_cidr: str | None
     services_cidr: str | None
+    subnet_cidr: str | None = None
+    """The node subnet's primary range (``google_compute_subnetwork``'s ``ip_cidr_range``): None when unread."""
 
 
 def gke_cluster(project: str, region: str, cluster_name: str,
@@ -178,7 +188,7 @@ def gke_cluster(project: str, region: str, cluster_name: str,
     except Exception as error:
         # No cluster: none of that name, or GKE's API not yet enabled in the project (a first `pulumi up`, which
         # enables it), as Google's APIs report it ("SERVICE_DISABLED", "has not been used in project").
-        if any(sign in str(error) for sign in (" not found", "SERVICE_DISABLED", "has not been used in project")):
+        if " not found" in str(error) or _api_not_enabled(error):
             _nothing(f"GKE cluster {cluster_name}", error)
         else:
             pulumi.log.warn(f"could not read the GKE cluster {cluster_name} ({_first_line(error)}); an edit that would "
@@ -186,22 +196,41 @@ def gke_cluster(project: str, region: str, cluster_name: str,
         return None
     private = (cluster.private_cluster_configs or [None])[0]
     ranges = (cluster.ip_allocation_policies or [None])[0]
+    subnetwork = cluster.subnetwork.rsplit("/", 1)[-1] if cluster.subnetwork else None
     return GkeRunningCluster(
         name=cluster_name,
         master_cidr=private.master_ipv4_cidr_block if private else None,
         datapath_provider=cluster.datapath_provider or None,
         network=cluster.network.rsplit("/", 1)[-1] if cluster.network else None,
-        subnetwork=cluster.subnetwork.rsplit("/", 1)[-1] if cluster.subnetwork else None,
+        subnetwork=subnetwork,
         pods_range_name=ranges.cluster_secondary_range_name if ranges else None,
         services_range_name=ranges.services_secondary_range_name if ranges else None,
         pods_cidr=ranges.cluster_ipv4_cidr_block if ranges else None,
         services_cidr=ranges.services_ipv4_cidr_block if ranges else None,
+        subnet_cidr=_subnet_cidr(project, region, subnetwork, provider) if subnetwork else None,
     )
+
+
+def _subnet_cidr(project: str, region: str, name: str, provider: pulumi.ProviderResource) -> str | None:
+    """The primary range of the running cluster's subnet, or None (with a warning) when it cannot be read."""
+    try:
+        subnet = gcp.compute.get_subnetwork(name=name, region=region, project=project,
+                                            opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        pulumi.log.warn(f"could not read the subnet {name} ({_first_line(error)}); an edit of subnetCidr that would "
+                        "replace it is not caught before `pulumi up`")
+        return None
+    return subnet.ip_cidr_range or None
 
 
 def _named(items, name: str) -> str | None:
     """The id of the KMS object called ``name`` (its id is a path ending in the name)."""
     return next((i.id for i in items if i.id.rsplit("/", 1)[-1] == name or i.name == name), None)
+
+
+def _api_not_enabled(error: Exception) -> bool:
+    """Whether a Google Cloud API answered that it is not enabled in the project, as Google's APIs report it."""
+    return any(sign in str(error) for sign in ("SERVICE_DISABLED", "has not been used in project"))
 
 
 def _first_line(error: Exception) -> str:

@@ -454,6 +454,19 @@ def _gke_fixed_at_creation(running: live.GkeRunningCluster | None, cloud: GkeClo
             problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.{key}", (
                 f"the running cluster {name} was created with {has} as {why}. Set it back to {has}; to move the "
                 f"cluster to {wanted}, recreate it: {recreate}")))
+    # The node subnet has a fixed name too. Google Cloud widens its primary range in place; any other edit replaces
+    # it (terraform-provider-google resource_compute_subnetwork.go at e03b7622: ForceNewIfChange("ip_cidr_range",
+    # IsShrinkageIpCidr), an expansion being a range holding the old one's first and last address).
+    if running.subnet_cidr:
+        has = ipaddress.ip_network(running.subnet_cidr, strict=False)
+        wanted = ipaddress.ip_network(cloud.subnet_cidr, strict=False)
+        if has != wanted and not (has.version == wanted.version and has.subnet_of(wanted)):
+            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.subnetCidr", (
+                f"the running cluster {name}'s node subnet {subnet_name(name)} has the range {has}, and Google Cloud "
+                f"only widens a subnet's range in place: {wanted} does not contain {has}, so `pulumi up` would "
+                f"replace the subnet under the running cluster, and the replacement, created first under the same "
+                f"name, would fail. Set {has}, or a wider range that contains it (e.g. {has.supernet()}); to move "
+                f"the cluster to {wanted}, recreate it: {recreate}")))
     built = {"datapath": (DATAPATH_PROVIDER, running.datapath_provider),
              "network": (name, running.network), "subnetwork": (subnet_name(name), running.subnetwork),
              "pod range name": (PODS_RANGE, running.pods_range_name),

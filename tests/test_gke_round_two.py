@@ -8,6 +8,7 @@ where the behaviour must not happen, or the rule that would have failed."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import warnings
 from datetime import date, timedelta
 
@@ -390,3 +391,54 @@ def test_what_the_live_check_compares_is_what_the_diff_marks_as_replacing():
                  "inputs.subnetwork", "inputs.ipAllocationPolicy", "inputs.name", "inputs.location"):
         assert path in forcing, path
     assert "inputs.privateClusterConfig.enablePrivateNodes" not in forcing
+
+
+SUBNET = "projects/neurodock-prod-4821/regions/europe-west4/subnetworks/neurodock-prod-nodes"
+
+
+def test_a_subnet_range_may_widen_and_any_other_edit_is_refused(monkeypatch):
+    """Google Cloud widens a subnet's primary range in place and replaces the subnet for any other edit, under its
+    fixed name, beneath the running cluster."""
+    monkeypatch.setitem(mocks.LIVE, "gkeClusters", running_prod())
+    stack = load_stack_file("prod")
+    shipped = ipaddress.ip_network(run_plan(stack, render_charts=False).config.cloud.subnet_cidr)
+    narrower = next(shipped.subnets(prefixlen_diff=1))
+    monkeypatch.setitem(mocks.LIVE, "gcpSubnets", {SUBNET: {"ipCidrRange": str(narrower)}})
+    assert of_type(run_plan(stack, render_charts=False), CLUSTER)  # the control: the shipped range widens it
+    wider = shipped.supernet()
+    monkeypatch.setitem(mocks.LIVE, "gcpSubnets", {SUBNET: {"ipCidrRange": str(wider)}})
+    with pytest.raises(ProgramError) as caught:
+        run_plan(stack, render_charts=False)
+    message = str(caught.value)
+    assert (f"neurodock:cloud.subnetCidr: the running cluster neurodock-prod's node subnet neurodock-prod-nodes "
+            f"has the range {wider}") in message
+    assert f"Set {wider}, or a wider range that contains it" in message and "docs/disaster-recovery.md" in message
+    # The same size elsewhere is no widening either.
+    moved = ipaddress.ip_network((int(shipped.network_address) + shipped.num_addresses, shipped.prefixlen))
+    monkeypatch.setitem(mocks.LIVE, "gcpSubnets", {SUBNET: {"ipCidrRange": str(moved)}})
+    with pytest.raises(ProgramError, match=rf"neurodock:cloud\.subnetCidr: .* {shipped} does not contain {moved}"):
+        run_plan(stack, render_charts=False)
+
+
+def test_an_unreadable_subnet_or_key_ring_list_warns_and_a_disabled_api_does_not(monkeypatch):
+    from infra import live
+
+    calls = []
+    monkeypatch.setattr(live.pulumi.log, "warn", lambda message, *a, **k: calls.append(message))
+    assert live._subnet_cidr("p", "europe-west4", "neurodock-prod-nodes", None) is None  # LIVE has none: not found
+    assert calls and "could not read the subnet neurodock-prod-nodes" in calls[-1]
+
+    calls.clear()
+    denied = "googleapi: Error 403: Permission 'cloudkms.keyRings.list' denied on resource"
+    monkeypatch.setitem(mocks.LIVE, "gcpKeyRingsError", denied)
+    assert run_plan(load_stack_file("prod-dr"), render_charts=False)
+    [warning] = [c for c in calls if "key rings" in c]
+    assert "could not list the Cloud KMS key rings of neurodock-prod-dr-4821/europe-west1" in warning
+    assert "neurodock-prod-secrets" in warning and "409" in warning
+
+    calls.clear()
+    monkeypatch.setitem(mocks.LIVE, "gcpKeyRingsError",
+                        "googleapi: Error 403: Cloud Key Management Service (KMS) API has not been used in project "
+                        "4821 before or it is disabled. SERVICE_DISABLED")
+    assert run_plan(load_stack_file("prod-dr"), render_charts=False)
+    assert not [c for c in calls if "key rings" in c]

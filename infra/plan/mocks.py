@@ -265,7 +265,9 @@ version lookup), ``eksAddonVersions`` ({(add-on, minor): version}, replacing ``E
 ``ec2Offerings`` ({region: {instance type: [zones that offer it]}}, replacing the default: every type in zones a-d),
 ``ec2OfferingsError`` (a failure message for that lookup),
 ``gkeClusters`` ({"projects/P/locations/L/clusters/N": the running cluster as ``gcp.container.get_cluster`` answers,
-camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``subnetwork``, ``datapathProvider``})."""
+camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``subnetwork``, ``datapathProvider``}),
+``gcpSubnets`` ({"projects/P/regions/R/subnetworks/N": {"ipCidrRange"}}), ``gcpKeyRingsError`` (a failure message for
+the key ring lookup)."""
 
 EKS_ADDON_DEFAULTS: dict[tuple[str, str], str] = {
     # AWS's add-on pages list the LATEST version per Kubernetes minor, not the DEFAULT one (only
@@ -393,7 +395,16 @@ class PlanMocks(pulumi.runtime.Mocks):
                 return {}, [("name", f"{path} not found")]
             return {"name": a.get("name"), "location": a.get("location"), "project": a.get("project"), "id": path,
                     **running}
+        if args.token == "gcp:compute/getSubnetwork:getSubnetwork":
+            path = f"projects/{a.get('project')}/regions/{a.get('region')}/subnetworks/{a.get('name')}"
+            subnet = LIVE.get("gcpSubnets", {}).get(path)
+            if subnet is None:  # the data source's own error for a missing subnet
+                return {}, [("name", f"{path} not found")]
+            return {"name": a.get("name"), "region": a.get("region"), "project": a.get("project"), "id": path,
+                    "selfLink": f"https://www.googleapis.com/compute/v1/{path}", **subnet}
         if args.token == "gcp:kms/getKeyRings:getKeyRings":
+            if LIVE.get("gcpKeyRingsError"):
+                return {}, [("location", LIVE["gcpKeyRingsError"])]
             parent = f"projects/{a.get('project')}/locations/{a.get('location')}"
             rings = LIVE.get("gcpKeyRings", {}).get(parent, [])
             return {"project": a.get("project"), "location": a.get("location"), "id": parent,
