@@ -241,6 +241,23 @@ def test_preview_roles_get_the_view_policy_and_admins_cluster_admin(write_stack)
     assert associations[ADMIN].inputs["policyArn"] == ADMIN_ACCESS_POLICY
 
 
+def test_admin_entries_are_named_by_role_and_keep_their_positional_names_as_aliases(write_stack):
+    """By position, dropping the first admin would move the second role onto the first entry (ForceNew), whose
+    replacement is created while the second entry still holds that role: EKS refuses a second entry of one
+    principal. Stacks whose entries were named by position adopt them through an alias."""
+    other = ADMIN.replace("platform-admins", "sre")
+    document = stack_document("staging")
+    document["config"]["neurodock:cloud"].update(adminRoleArns=[ADMIN, other])
+    plan = plan_of(write_stack, document)
+    for kind in ("aws:eks/accessEntry:AccessEntry", "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"):
+        by_role = {r.inputs["principalArn"]: r for r in of_type(plan, kind)}
+        assert (by_role[ADMIN].name, by_role[other].name) == ("cluster-admin-platform-admins", "cluster-admin-sre")
+        assert [urn.rsplit("::", 1)[-1] for urn in by_role[other].aliases] == ["cluster-admin-1"]
+    document["config"]["neurodock:cloud"].update(adminRoleArns=[other])
+    entries = of_type(plan_of(write_stack, document), "aws:eks/accessEntry:AccessEntry")
+    assert [e.name for e in entries] == ["cluster-admin-sre"]  # the same name as before: left alone
+
+
 @pytest.mark.parametrize(("roles", "expected"), [
     ({"previewRoleArns": ["neurodock-preview"]}, "neurodock:cloud.previewRoleArns[0]: must be an IAM role ARN"),
     ({"adminRoleArns": [ADMIN], "previewRoleArns": [ADMIN]},
@@ -248,7 +265,9 @@ def test_preview_roles_get_the_view_policy_and_admins_cluster_admin(write_stack)
     ({"previewRoleArns": [PREVIEW, PREVIEW]}, f"neurodock:cloud.previewRoleArns[1]: lists {PREVIEW} twice"),
     ({"previewRoleArns": [PREVIEW, PREVIEW.replace("123456789012", "210987654321")]},
      "neurodock:cloud.previewRoleArns[1]: arn:aws:iam::210987654321:role/neurodock-preview has the same role name"),
-], ids=["not an ARN", "also an admin", "listed twice", "two roles of one name"])
+    ({"adminRoleArns": [ADMIN, ADMIN.replace("123456789012", "210987654321")]},
+     "neurodock:cloud.adminRoleArns[1]: arn:aws:iam::210987654321:role/platform-admins has the same role name"),
+], ids=["not an ARN", "also an admin", "listed twice", "two roles of one name", "two admins of one name"])
 def test_preview_roles_are_checked_like_admin_roles(roles, expected):
     config = stack_document("staging")["config"]
     config["neurodock:cloud"].update(roles)

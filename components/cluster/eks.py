@@ -336,23 +336,29 @@ class EksCluster(pulumi.ComponentResource):
         )
 
     def _create_access_entries(self, cluster: aws.eks.Cluster) -> None:
+        # Named by the role, not by position: removing or reordering roles leaves the others' entries alone. By
+        # position, an entry would change principal (ForceNew), and its replacement, created before the old entry
+        # is deleted, would be refused while another entry still held that principal (EKS takes one per principal).
+        # Admin entries were once named by position: each keeps that name as an alias, so a stack of that time
+        # adopts its entries as they are, provided its first update under this name does not also reorder them.
         for i, arn in enumerate(self._args.admin_role_arns):
-            self._access_entry(f"{self._name}-admin-{i}", cluster, arn, ADMIN_ACCESS_POLICY)
-        # Named by the role, not by position: removing one role leaves the others' entries alone (EKS takes one
-        # entry per principal, so a renamed entry, created before its old self is deleted, would be refused).
+            self._access_entry(f"{self._name}-admin-{_role_name(arn)}", cluster, arn, ADMIN_ACCESS_POLICY,
+                               was=f"{self._name}-admin-{i}")
         for arn in self._args.preview_role_arns:
             self._access_entry(f"{self._name}-preview-{_role_name(arn)}", cluster, arn, VIEW_ACCESS_POLICY)
 
-    def _access_entry(self, name: str, cluster: aws.eks.Cluster, principal_arn: str, policy_arn: str) -> None:
+    def _access_entry(self, name: str, cluster: aws.eks.Cluster, principal_arn: str, policy_arn: str,
+                      was: str | None = None) -> None:
+        aliases = [pulumi.Alias(name=was)] if was else None
         entry = aws.eks.AccessEntry(name, cluster_name=cluster.name, principal_arn=principal_arn, tags=self._tags,
-                                    opts=self._child())
+                                    opts=self._child(aliases=aliases))
         aws.eks.AccessPolicyAssociation(
             name,
             cluster_name=cluster.name,
             principal_arn=principal_arn,
             policy_arn=policy_arn,
             access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-            opts=self._child(depends_on=[entry]),
+            opts=self._child(depends_on=[entry], aliases=aliases),
         )
 
     def _create_node_groups(

@@ -260,21 +260,21 @@ def _endpoint_problems(cloud: EksCloud | GkeCloud) -> list[Problem]:
 def _access_entry_problems(cloud: EksCloud) -> list[Problem]:
     """EKS takes one access entry per IAM principal (EKS User Guide, "Grant IAM users access to Kubernetes with EKS
     access entries": "An IAM principal can't be included in more than one access entry"), so a role is listed once,
-    as an admin or a preview role; preview roles' entries are named after the role, so their names differ too."""
+    as an admin or a preview role; entries are named after the role, so the roles of each list have distinct names."""
     out: list[Problem] = []
     for key, arns in (("adminRoleArns", cloud.admin_role_arns), ("previewRoleArns", cloud.preview_role_arns)):
+        names: dict[str, str] = {}
+        what = "admin" if key == "adminRoleArns" else "preview"
         for i, arn in enumerate(arns):
+            name = arn.rsplit("/", 1)[-1]
             if arn in arns[:i]:
                 out.append(Problem(key_path(("cloud", key, i)), f"lists {arn} twice"))
-    names: dict[str, str] = {}
-    for i, arn in enumerate(cloud.preview_role_arns):
-        name = arn.rsplit("/", 1)[-1]
-        if arn in cloud.admin_role_arns:
-            out.append(Problem(key_path(("cloud", "previewRoleArns", i)), (
-                f"{arn} is in adminRoleArns too; an IAM role has one EKS access entry: list it in one of the two")))
-        elif names.setdefault(name, arn) != arn:
-            out.append(Problem(key_path(("cloud", "previewRoleArns", i)), (
-                f"{arn} has the same role name as {names[name]}; preview roles need distinct names")))
+            elif key == "previewRoleArns" and arn in cloud.admin_role_arns:
+                out.append(Problem(key_path(("cloud", key, i)), (
+                    f"{arn} is in adminRoleArns too; an IAM role has one EKS access entry: list it in one of the two")))
+            elif names.setdefault(name, arn) != arn:
+                out.append(Problem(key_path(("cloud", key, i)), (
+                    f"{arn} has the same role name as {names[name]}; {what} roles need distinct names")))
     return out
 
 
