@@ -131,6 +131,20 @@ def eks_instance_type_zones(instance_types: list[str], region: str,
     return {kind: frozenset(where) for kind, where in zones.items()}
 
 
+def aws_zone_ids(region: str, provider: pulumi.ProviderResource) -> dict[str, str] | None:
+    """Each availability zone's ID, by the zone's name in this account (EC2 DescribeAvailabilityZones: names map to
+    different physical zones in different accounts, IDs do not). None, with a warning, when it cannot be read: the
+    zones are then not checked, and a zone EKS refuses fails the cluster's create instead."""
+    try:
+        found = aws.get_availability_zones(region=region, opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        pulumi.log.warn(f"could not read the availability zones of {region} ({_first_line(error)}); a zone EKS does "
+                        "not take is not caught before `pulumi up`: the deploying role needs "
+                        "ec2:DescribeAvailabilityZones")
+        return None
+    return dict(zip(found.names or [], found.zone_ids or [], strict=True))
+
+
 def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pulumi.ProviderResource) -> Retained:
     """The Secrets key ring and key of a destroyed stack of the same cluster name, if they exist."""
     opts = pulumi.InvokeOptions(provider=provider)

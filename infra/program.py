@@ -26,7 +26,7 @@ from components.cluster.base import (
     SharingStrategy,
     system_node_selector,
 )
-from components.cluster.eks import EksCluster, EksClusterArgs, autoscaler_discovery_tags
+from components.cluster.eks import EKS_DISALLOWED_ZONE_IDS, EksCluster, EksClusterArgs, autoscaler_discovery_tags
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
 from components.cluster.gke import (
     DATAPATH_PROVIDER,
@@ -330,6 +330,25 @@ def _one_minor_at_a_time(running: str | None, wanted: str) -> None:
             f"the cluster runs {running} and EKS cannot downgrade it to {wanted}; set {running} or later"))])
 
 
+def _zones_eks_takes(zone_ids: dict[str, str] | None, cloud: EksCloud) -> None:
+    """EKS refuses a cluster subnet in some zones, known by ID (``EKS_DISALLOWED_ZONE_IDS``); the stack's zones are
+    names, which map to IDs per account: refused against this account's map before the VPC is created, or
+    CreateCluster fails with the VPC, its NAT gateways and addresses already made and billed."""
+    disallowed = EKS_DISALLOWED_ZONE_IDS.get(cloud.region, frozenset())
+    problems = []
+    for i, zone in enumerate(cloud.zones):
+        zone_id = (zone_ids or {}).get(zone)
+        if zone_id in disallowed:
+            others = sorted(name for name, other in (zone_ids or {}).items()
+                            if other not in disallowed and name not in cloud.zones)
+            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.zones[{i}]", (
+                f"{zone} is the zone {zone_id} in this account, where EKS does not put a cluster's subnets (EKS User "
+                f"Guide, subnet requirements); use another zone of {cloud.region}"
+                + (f": {', '.join(others)}" if others else ""))))
+    if problems:
+        raise ConfigError(problems)
+
+
 def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | None]:
     """The cluster, and the cloud provider later cloud resources (weights readers) use."""
     cloud = config.cloud
@@ -357,6 +376,7 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
         )
         _one_minor_at_a_time(live.eks_cluster_version(config.cluster_name, cloud.region, provider),
                              cloud.kubernetes_version)
+        _zones_eks_takes(live.aws_zone_ids(cloud.region, provider), cloud)
         return EksCluster(
             "cluster",
             EksClusterArgs(

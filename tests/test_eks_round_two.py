@@ -421,3 +421,36 @@ def test_the_autoscaler_gives_evicted_proxies_their_whole_grace_period(shipped_p
                     if o.kind == "Deployment" and o.manifest["metadata"]["name"].startswith("cluster-autoscaler")]
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert f"--max-graceful-termination-sec={grace}" in container["command"]
+
+
+# -- Zones EKS does not take ----------------------------------------------------------------------------------
+
+
+def test_a_zone_eks_refuses_in_this_account_is_refused_by_name_and_id(monkeypatch):
+    """us-east-1's names map to different zones per account: the one that is use1-az3 here is refused before the VPC
+    exists, with the zones that would do."""
+    stack = load_stack_file("staging")
+    config = run_plan(stack, render_charts=False).config  # the control: the mock account's a to c are accepted
+    assert config.cloud.region == "us-east-1"
+    third = config.cloud.zones[2]
+    ids = {"us-east-1a": "use1-az6", "us-east-1b": "use1-az1", "us-east-1c": "use1-az2",
+           "us-east-1d": "use1-az4", "us-east-1e": "use1-az3", "us-east-1f": "use1-az5"}
+    ids[third], ids["us-east-1e"] = "use1-az3", ids[third]
+    monkeypatch.setitem(mocks.LIVE, "awsZoneIds", {"us-east-1": ids})
+    with pytest.raises(ProgramError) as caught:
+        run_plan(stack, render_charts=False)
+    message = str(caught.value)
+    assert (f"neurodock:cloud.zones[2]: {third} is the zone use1-az3 in this account, where EKS does not put a "
+            "cluster's subnets") in message
+    assert "use another zone of us-east-1: us-east-1d, us-east-1e, us-east-1f" in message
+
+
+def test_unreadable_zones_warn_and_plan(monkeypatch):
+    from infra import live
+
+    calls = []
+    monkeypatch.setattr(live.pulumi.log, "warn", lambda message, *a, **k: calls.append(message))
+    monkeypatch.setitem(mocks.LIVE, "awsZonesError", "UnauthorizedOperation: ec2:DescribeAvailabilityZones")
+    assert live.aws_zone_ids("us-east-1", None) is None
+    assert "could not read the availability zones of us-east-1" in calls[-1]
+    assert "ec2:DescribeAvailabilityZones" in calls[-1]

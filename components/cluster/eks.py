@@ -664,6 +664,17 @@ def _validate(args: EksClusterArgs) -> None:
     problems.raise_any()
 
 
+EKS_DISALLOWED_ZONE_IDS: dict[str, frozenset[str]] = {
+    "us-east-1": frozenset({"use1-az3"}),
+    "us-west-1": frozenset({"usw1-az2"}),
+    "ca-central-1": frozenset({"cac1-az3"}),
+}
+"""Availability Zone IDs a cluster's subnets cannot be in, by region (EKS User Guide, awsdocs/amazon-eks-user-guide at
+4d52b4d0, latest/ug/networking/network-reqs.adoc 82-101, "The subnets can't reside in the following Availability
+Zones"). By ID, not name: a zone's name maps to a different physical zone, and ID, in each account of these
+regions."""
+
+
 def _role_name(arn: str) -> str:
     """An IAM role's name: its ARN's last path segment."""
     return arn.rsplit("/", 1)[-1]

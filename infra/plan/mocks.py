@@ -267,7 +267,25 @@ version lookup), ``eksAddonVersions`` ({(add-on, minor): version}, replacing ``E
 ``gkeClusters`` ({"projects/P/locations/L/clusters/N": the running cluster as ``gcp.container.get_cluster`` answers,
 camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``subnetwork``, ``datapathProvider``}),
 ``gcpSubnets`` ({"projects/P/regions/R/subnetworks/N": {"ipCidrRange"}}), ``gcpKeyRingsError`` (a failure message for
-the key ring lookup)."""
+the key ring lookup), ``awsZoneIds`` ({region: {zone name: zone ID}}, replacing ``default_zone_ids``), ``awsZonesError``
+(a failure message for that lookup)."""
+
+_ZONE_ID_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
+                       "southeast": "se", "northwest": "nw", "southwest": "sw"}
+
+
+def default_zone_ids(region: str) -> dict[str, str]:
+    """Zones a to d of ``region``, with IDs as AWS forms them (``use1-az1``: the region's short form, then the zone's
+    number). Which name is which ID differs per account; this mock account keeps the IDs EKS refuses
+    (``EKS_DISALLOWED_ZONE_IDS``) off zones a to d, so stacks in those zones plan as shipped."""
+    from components.cluster.eks import EKS_DISALLOWED_ZONE_IDS
+
+    geo, direction, number = [*region.split("-"), "", ""][:3]
+    prefix = f"{geo}{_ZONE_ID_DIRECTIONS.get(direction, direction[:1])}{number}"
+    refused = EKS_DISALLOWED_ZONE_IDS.get(region, frozenset())
+    ids = [zone_id for n in range(1, 9) if (zone_id := f"{prefix}-az{n}") not in refused]
+    return dict(zip((f"{region}{letter}" for letter in "abcd"), ids, strict=False))
+
 
 EKS_ADDON_DEFAULTS: dict[tuple[str, str], str] = {
     # AWS's add-on pages list the LATEST version per Kubernetes minor, not the DEFAULT one (only
@@ -423,6 +441,14 @@ class PlanMocks(pulumi.runtime.Mocks):
                              or f"reading EKS Add-On version info ({name}, {minor}): empty result")]
             return {"addonName": name, "kubernetesVersion": minor, "mostRecent": bool(a.get("mostRecent")),
                     "version": version, "id": name, "region": aws_region}
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            # The region's zones, by name and ID, as DescribeAvailabilityZones answers for this account
+            # (``awsZoneIds`` says otherwise); a failure message in ``awsZonesError``.
+            if LIVE.get("awsZonesError"):
+                return {}, [("region", LIVE["awsZonesError"])]
+            zones = LIVE.get("awsZoneIds", {}).get(aws_region) or default_zone_ids(aws_region)
+            return {"id": aws_region, "region": aws_region, "names": list(zones), "zoneIds": list(zones.values()),
+                    "groupNames": [aws_region] * len(zones)}
         if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
             # One row per (instance type, zone), as DescribeInstanceTypeOfferings answers; every type in every zone
             # (a to d) unless the test says otherwise (``ec2Offerings``). Empty lists, not an error, when nothing
