@@ -143,7 +143,7 @@ def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]
         "kubeconfig": cluster.kubeconfig,
         # Where `pulumi up` runs: the policy deploy-reaches-api proves it can reach the endpoint.
         "deploy": {"runsOn": config.deploy.runs_on, "inVpc": config.deploy.in_vpc,
-                   "egressCidrs": config.deploy.egress_cidrs},
+                   "egressCidrs": config.deploy.egress_cidrs, "privateCidrs": config.deploy.private_cidrs},
     }
     if isinstance(cluster, KindCluster) and cluster.gpuless_pools:
         outputs["gpulessPools"] = list(cluster.gpuless_pools)
@@ -390,6 +390,7 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                 public_access_cidrs=tuple(cloud.endpoint.allowed_cidrs),
                 admin_role_arns=tuple(cloud.admin_role_arns),
                 preview_role_arns=tuple(cloud.preview_role_arns),
+                api_source_cidrs=tuple(config.deploy.private_cidrs) if config.deploy.in_vpc else (),
                 node_pools=pools,
                 support_type=cloud.support_type,
                 live_sizes=live.eks_group_sizes(config.cluster_name, cloud.region, provider),

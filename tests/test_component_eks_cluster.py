@@ -57,8 +57,16 @@ def test_existing_subnets_need_no_second_zone_and_no_vpc():
      [("public_access_cidrs", "EksClusterArgs.public_access_cidrs is required when public_endpoint is true")]),
     ({"node_pools": (SYSTEM, pool_args(name="gpu", role=PoolRole.GPU))},
      [("node_pools[1].instance_types", "node pool 'gpu' needs instance_types")]),
+    ({"api_source_cidrs": ("52.94.76.0/22",)},
+     [("api_source_cidrs[0]", "EksClusterArgs.api_source_cidrs[0] 52.94.76.0/22 is not a private range: the private "
+                              "endpoint is reached from inside the VPC or a network connected to it")]),
+    ({"admin_role_arns": ("arn:aws:iam::123456789012:role/ops", "arn:aws:iam::210987654321:role/ops")},
+     [("admin_role_arns[1]", "EksClusterArgs.admin_role_arns[1] arn:aws:iam::210987654321:role/ops has the name of "
+                             "arn:aws:iam::123456789012:role/ops; give admin roles distinct names (entries are named "
+                             "by role)")]),
 ], ids=["one zone without existing subnets is refused", "a public endpoint without an allow-list is refused",
-        "a pool without instance types is refused"])
+        "a pool without instance types is refused", "a public range as an API source is refused",
+        "two admin roles of one name are refused"])
 def test_a_broken_cluster_is_refused(change, expected):
     assert input_errors(lambda: cluster(replace(ARGS, **change))) == expected
 
@@ -66,3 +74,12 @@ def test_a_broken_cluster_is_refused(change, expected):
 def test_every_problem_is_reported_at_once():
     assert [path for path, _ in input_errors(lambda: cluster(replace(ARGS, zones=(), public_endpoint=True)))] == [
         "zones", "public_access_cidrs"]
+
+
+@pytest.mark.usefixtures("_provider_modules")
+def test_each_api_source_range_gets_port_443_on_the_cluster_security_group():
+    built = build(lambda: cluster(replace(ARGS, api_source_cidrs=("10.1.32.0/20", "100.64.0.0/16"))))
+    rules = built.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert sorted(r.inputs["cidrIpv4"] for r in rules) == ["10.1.32.0/20", "100.64.0.0/16"]
+    assert {(r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"]) for r in rules} == {("tcp", 443, 443)}
+    assert not build(lambda: cluster(ARGS)).of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")

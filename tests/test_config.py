@@ -624,7 +624,7 @@ def _existing_vpc(config: dict) -> None:
     config["neurodock:cloud"].pop("vpcCidr")
     config["neurodock:cloud"]["existingVpc"] = {"vpcId": "vpc-0a1b2c3d4e5f67890",
                                                 "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"]}
-    config["neurodock:deploy"] = {"runsOn": ["self-hosted"], "inVpc": True}
+    config["neurodock:deploy"] = {"runsOn": ["self-hosted"], "inVpc": True, "privateCidrs": ["10.1.32.0/20"]}
 
 
 _T4 = _multi(_set(["neurodock:nodePools", 1, "instanceTypes"], ["g4dn.xlarge"]),
@@ -716,6 +716,19 @@ RULES = [
         _existing_vpc, _set(["neurodock:cloud", "endpoint"], {"public": False, "allowedCidrs": ["198.51.100.10/32"]})),
      "neurodock:cloud.endpoint.allowedCidrs: is ignored: EKS applies the allow-list to a public endpoint only",
      _multi(_existing_vpc, _set(["neurodock:cloud", "endpoint"], {"public": False}))),
+    ("a runner in the VPC without its range, which EKS's security group would not admit", "staging", _multi(
+        _existing_vpc, _set(["neurodock:cloud", "endpoint"], {"public": False}),
+        _delete(["neurodock:deploy", "privateCidrs"])),
+     "neurodock:deploy.privateCidrs: is required with deploy.inVpc on EKS",
+     _multi(_existing_vpc, _set(["neurodock:cloud", "endpoint"], {"public": False}))),
+    ("a public range as the runner's private range", "staging", _multi(
+        _existing_vpc, _set(["neurodock:deploy", "privateCidrs"], ["52.94.76.0/22"])),
+     "neurodock:deploy.privateCidrs[0]: 52.94.76.0/22 is not a private range", _existing_vpc),
+    ("the runner's private range without a runner in the VPC", "staging",
+     _set(["neurodock:deploy"], {"runsOn": ["self-hosted"], "egressCidrs": ["198.51.100.10/32"],
+                                 "privateCidrs": ["10.1.32.0/20"]}),
+     "neurodock:deploy.privateCidrs: is read only on EKS with deploy.inVpc true",
+     _set(["neurodock:deploy"], {"runsOn": ["self-hosted"], "egressCidrs": ["198.51.100.10/32"]})),
     # 6. Model sizes, number formats and budgets the engine and the GPUs would refuse.
     ("more KV heads than attention heads", "prod",
      _set(["neurodock:models", 1, "architecture"], {**_ARCH_70B, "kvHeads": 128}),

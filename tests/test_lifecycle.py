@@ -84,12 +84,26 @@ def test_a_runner_egress_outside_the_allow_list_is_flagged(write_stack):
 def test_a_private_eks_endpoint_needs_a_runner_in_an_existing_vpc(write_stack):
     document = stack_document("staging")
     document["config"]["neurodock:cloud"]["endpoint"] = {"public": False}
-    document["config"]["neurodock:deploy"] = {"runsOn": ["self-hosted", "in-vpc"], "inVpc": True}
+    document["config"]["neurodock:deploy"] = {"runsOn": ["self-hosted", "in-vpc"], "inVpc": True,
+                                              "privateCidrs": ["10.0.32.0/20", "10.8.0.0/16"]}
     [(_, message)] = _deploy_violations(plan_of(write_stack, document))
     assert "this stack creates that VPC" in message
     document["config"]["neurodock:cloud"]["existingVpc"] = {
         "vpcId": "vpc-0a1b2c3d4e5f60718", "privateSubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]}
-    assert _deploy_violations(plan_of(write_stack, document)) == []
+    plan = plan_of(write_stack, document)
+    assert _deploy_violations(plan) == []
+    # The runner's ranges reach the API server: EKS's cluster security group admits only itself, so the stack adds
+    # one rule per range, on that group, port 443.
+    group = one(plan, "aws:eks/cluster:Cluster").state["vpcConfig"]["clusterSecurityGroupId"]
+    rules = {r.inputs["cidrIpv4"]: r.inputs for r in of_type(
+        plan, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
+    assert set(rules) == {"10.0.32.0/20", "10.8.0.0/16"}
+    assert all((r["securityGroupId"], r["ipProtocol"], r["fromPort"], r["toPort"]) == (group, "tcp", 443, 443)
+               for r in rules.values())
+    # Without a rule for one range, the policy names it.
+    resources = [r for r in policy_resources(plan) if r.props.get("cidrIpv4") != "10.8.0.0/16"]
+    [(_, message)] = deploy_reaches_api.check(resources, {})
+    assert "no ingress rule on the cluster's security group admits the runner's ['10.8.0.0/16'] on port 443" in message
 
 
 def test_a_private_gke_ip_endpoint_without_the_dns_endpoint_is_unreachable_from_github(write_stack):

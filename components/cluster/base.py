@@ -6,6 +6,7 @@ Kubernetes provider, the node pools with their GPU facts, and a storage class fo
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,3 +181,14 @@ def system_node_selector(cluster: Cluster) -> dict[str, str]:
     """Node selector of the cluster's system pool, where controllers and small services run."""
     system = next(p for p in cluster.pools if p.role is PoolRole.SYSTEM)
     return {labels.POOL_LABEL: system.name}
+
+
+PRIVATE_RANGES = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                           "100.64.0.0/10"))
+"""Address ranges of private networks: RFC 1918's, and RFC 6598's shared space, which VPCs use as secondary ranges."""
+
+
+def is_private_range(cidr: str) -> bool:
+    """Whether the IPv4 range ``cidr`` lies inside one of ``PRIVATE_RANGES``."""
+    network = ipaddress.IPv4Network(cidr, strict=False)
+    return any(network.subnet_of(private) for private in PRIVATE_RANGES)

@@ -6,6 +6,7 @@ Plain resources rather than the pulumi-eks component: every child is then visibl
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from components.cluster.base import (
     NodePoolArgs,
     PoolFacts,
     PoolRole,
+    is_private_range,
     pool_facts,
     pool_resource_name,
 )
@@ -105,6 +107,9 @@ class EksClusterArgs:
     preview_role_arns: tuple[str, ...] = ()
     """IAM roles given read-only Kubernetes access (``AmazonEKSViewPolicy``, cluster scope) through access entries:
     the pull-request preview's identity (default none)."""
+    api_source_cidrs: tuple[str, ...] = ()
+    """Private ranges (IPv4) admitted to the API server's private endpoint on port 443: a deploy runner inside the VPC
+    or a network connected to it. The cluster security group EKS creates admits only itself (default none)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +169,7 @@ class EksCluster(pulumi.ComponentResource):
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer_url = oidc.url
         self._create_access_entries(cluster)
+        self._admit_api_sources(cluster)
         groups = self._create_node_groups(cluster, private_subnets)
         self._create_managed_addons(cluster, oidc, groups)
         self.autoscaler_role_arn = self._create_autoscaler_role(oidc)
@@ -346,6 +352,24 @@ class EksCluster(pulumi.ComponentResource):
                                was=f"{self._name}-admin-{i}")
         for arn in self._args.preview_role_arns:
             self._access_entry(f"{self._name}-preview-{_role_name(arn)}", cluster, arn, VIEW_ACCESS_POLICY)
+
+    def _admit_api_sources(self, cluster: aws.eks.Cluster) -> None:
+        """Port 443 of the private endpoint, from each of ``api_source_cidrs``. EKS's cluster security group admits
+        only itself (EKS User Guide, sec-group-reqs.adoc 24-45), and a network reaching a private-only endpoint needs
+        "rules to allow ingress traffic on port 443" in it (cluster-endpoint.adoc 241). One rule per range, named by
+        it: adding or removing a range leaves the others alone."""
+        for cidr in self._args.api_source_cidrs:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{self._name}-api-from-{cidr.replace('.', '-').replace('/', '-')}",
+                security_group_id=cluster.vpc_config.cluster_security_group_id,
+                cidr_ipv4=cidr,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                description="NeuroDock: the deploy runner to the Kubernetes API",
+                tags=self._tags,
+                opts=self._child(),
+            )
 
     def _access_entry(self, name: str, cluster: aws.eks.Cluster, principal_arn: str, policy_arn: str,
                       was: str | None = None) -> None:
@@ -651,6 +675,20 @@ def _validate(args: EksClusterArgs) -> None:
     if unknown:
         problems.add("addon_versions", f"EksClusterArgs.addon_versions names add-ons the cluster does not manage "
                      f"({', '.join(unknown)}); use {', '.join(MANAGED_ADDONS)}")
+    for i, cidr in enumerate(args.api_source_cidrs):
+        try:
+            private = is_private_range(cidr)
+        except ValueError as error:
+            problems.add(("api_source_cidrs", i), f"EksClusterArgs.api_source_cidrs[{i}] {cidr!r}: {error}")
+            continue
+        if not private:
+            problems.add(("api_source_cidrs", i), f"EksClusterArgs.api_source_cidrs[{i}] {cidr} is not a private "
+                         "range: the private endpoint is reached from inside the VPC or a network connected to it")
+    admins: dict[str, str] = {}
+    for i, arn in enumerate(args.admin_role_arns):
+        if admins.setdefault(_role_name(arn), arn) != arn:
+            problems.add(("admin_role_arns", i), f"EksClusterArgs.admin_role_arns[{i}] {arn} has the name of "
+                         f"{admins[_role_name(arn)]}; give admin roles distinct names (entries are named by role)")
     names: dict[str, str] = {}
     for i, arn in enumerate(args.preview_role_arns):
         # EKS takes one access entry per IAM principal (EKS User Guide, "Grant IAM users access to Kubernetes with
@@ -681,8 +719,6 @@ def _role_name(arn: str) -> str:
 
 
 def _subnet_blocks(vpc_cidr: str, count: int) -> list[str]:
-    import ipaddress
-
     network = ipaddress.IPv4Network(vpc_cidr)
     prefix = max(network.prefixlen + (count - 1).bit_length(), EKS_SUBNET_PREFIX)
     return [str(s) for s in list(network.subnets(new_prefix=prefix))[:count]]

@@ -559,6 +559,9 @@ def _eks_cluster(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str
         "platformVersion": "eks.12",
         "status": "ACTIVE",
         "clusterId": _uuid(typ, name, "id"),
+        # The security group EKS creates for the control plane's network interfaces (eks-cluster-sg-<name>-<id>).
+        "vpcConfig": {**(inputs.get("vpcConfig") or {}),
+                      "clusterSecurityGroupId": f"sg-{digest(typ, name, 'cluster-sg', length=17)}"},
     }
 
 

@@ -7,6 +7,8 @@ update fails at the first Kubernetes object, twenty minutes in.
   every runner egress address must be inside it. A GitHub-hosted runner has no fixed address.
 - A private endpoint only: the runner must sit in the cluster's network (``deploy.inVpc``), which a
   stack that creates its own VPC cannot offer on its first `pulumi up`.
+- EKS, with the runner in the VPC: the cluster's security group admits only itself (EKS User Guide,
+  sec-group-reqs.adoc), so ingress rules on it must admit the runner's ranges (``deploy.privateCidrs``) on 443.
 """
 
 from __future__ import annotations
@@ -55,6 +57,37 @@ def _reach(public: bool, allowed: list[str], deploy: dict, creates_vpc: bool, wh
     return None
 
 
+def _security_group_admits(cluster, resources, deploy: dict, what: str) -> str | None:
+    """For a runner in the VPC: ingress rules on the cluster's security group (or on one not known yet, at a first
+    preview) admit each of its private ranges on port 443."""
+    if not deploy.get("inVpc"):
+        return None
+    group = dig(cluster.props, "vpcConfig", "clusterSecurityGroupId")
+    admitted = []
+    for rule in resources:
+        if rule.resource_type != "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+            continue
+        props = rule.props
+        target, cidr = props.get("securityGroupId"), props.get("cidrIpv4")
+        if known(target) and known(group) and target != group:
+            continue
+        low, high = props.get("fromPort"), props.get("toPort")
+        any_port = str(props.get("ipProtocol")) == "-1"
+        if known(cidr) and (any_port or (str(props.get("ipProtocol")) in ("tcp", "6")
+                                         and isinstance(low, int) and isinstance(high, int) and low <= 443 <= high)):
+            admitted.append(cidr)
+    private = [c for c in deploy.get("privateCidrs") or [] if known(c)]
+    if not private:
+        return (f"{what} is reached from inside the VPC (neurodock:deploy.inVpc), but the cluster's security group "
+                "admits only the cluster itself, and neurodock:deploy.privateCidrs names no runner range to admit on "
+                "port 443: `pulumi up` would time out at the first Kubernetes object. List the runner's subnet there.")
+    outside = _outside(private, admitted)
+    if outside:
+        return (f"{what} is reached from inside the VPC, but no ingress rule on the cluster's security group admits "
+                f"the runner's {outside} on port 443; the stack makes one per neurodock:deploy.privateCidrs entry.")
+    return None
+
+
 def _all_known(*values) -> bool:
     """Nothing unknown at preview in these values (lists and dicts looked into): else no verdict."""
     for value in values:
@@ -84,7 +117,8 @@ def check(resources, config) -> list[tuple[str, str]]:
             allowed = dig(r.props, "vpcConfig", "publicAccessCidrs") or ["0.0.0.0/0"]
             if not _all_known(public, allowed, deploy):
                 continue
-            problem = _reach(public is True, list(allowed), deploy, creates_vpc, what)
+            problem = _reach(public is True, list(allowed), deploy, creates_vpc, what) or \
+                _security_group_admits(r, resources, deploy, what)
         elif r.resource_type == "gcp:container/cluster:Cluster":
             if dig(r.props, "controlPlaneEndpointsConfig", "dnsEndpointConfig", "allowExternalTraffic") is True:
                 continue
