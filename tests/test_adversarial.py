@@ -72,7 +72,7 @@ CONFIGS = [
      "it is 203.0.113.0/24"),
     ("a subnet too small for the nodes", "prod", _set(["neurodock:cloud", "subnetCidr"], "10.10.0.0/28"),
      "neurodock:cloud.subnetCidr: 10.10.0.0/28 has 12 usable addresses (Google Cloud reserves 4), fewer than the "
-     "21 nodes"),
+     "19 nodes"),
     ("a control plane in public address space", "prod", _set(["neurodock:cloud", "masterCidr"], "8.8.8.0/28"),
      "neurodock:cloud.masterCidr: 8.8.8.0/28 must be a private (RFC 1918) /28"),
     ("a zone ID instead of a zone name", "staging", _set(["neurodock:cloud", "zones", 0], "usw2-az1"),

@@ -70,11 +70,11 @@ def test_gpu_pools_have_accelerators_managed_drivers_taints_and_autoscaling(plan
     pools = {p.inputs["namePrefix"].rstrip("-"): p.inputs for p in of_type(plan, "gcp:container/nodePool:NodePool")}
     h100 = pools["gpu-h100"]
     [accelerator] = h100["nodeConfig"]["guestAccelerators"]
-    assert accelerator["type"] == "nvidia-h100-80gb" and accelerator["count"] == 4
+    assert accelerator["type"] == "nvidia-h100-80gb" and accelerator["count"] == 8
     assert accelerator["gpuDriverInstallationConfig"]["gpuDriverVersion"] == "LATEST"
     assert h100["nodeConfig"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
     assert h100["nodeConfig"]["labels"]["neurodock.io/gpu-type"] == "nvidia-h100-80gb"
-    assert h100["autoscaling"]["totalMaxNodeCount"] == 5
+    assert h100["autoscaling"]["totalMaxNodeCount"] == 3
     assert "guestAccelerators" not in pools["system"]["nodeConfig"] or not pools["system"]["nodeConfig"][
         "guestAccelerators"]
 

@@ -166,8 +166,8 @@ BAD_CONFIGS = [
      "neurodock:nodePools[1].instanceTypes[0]: 'g6f.xlarge' is not a known eks GPU machine type"),
     ("instance type disagrees with gpu", "staging", _set(["neurodock:nodePools", 1, "instanceTypes"], ["g6.12xlarge"]),
      "neurodock:nodePools[1].instanceTypes[0]: g6.12xlarge has 4 x nvidia-l4 but gpu says 1 x nvidia-l4"),
-    ("GKE machine disagrees with gpu", "prod", _set(["neurodock:nodePools", 2, "instanceTypes"], ["a3-highgpu-8g"]),
-     "neurodock:nodePools[2].instanceTypes[0]: a3-highgpu-8g has 8 x nvidia-h100-80gb but gpu says 4"),
+    ("GKE machine disagrees with gpu", "prod", _set(["neurodock:nodePools", 2, "instanceTypes"], ["a3-highgpu-4g"]),
+     "neurodock:nodePools[2].instanceTypes[0]: a3-highgpu-4g has 4 x nvidia-h100-80gb but gpu says 8"),
     ("GPU machine in a CPU pool", "staging", _set(["neurodock:nodePools", 0, "instanceTypes"], ["g6.xlarge"]),
      "neurodock:nodePools[0].instanceTypes[0]: g6.xlarge has GPUs; put it in a pool with role 'gpu'"),
     ("MIG on EKS", "staging", _set(["neurodock:nodePools", 1, "gpu", "sharing"], {"strategy": "mig"}),
@@ -246,9 +246,9 @@ BAD_CONFIGS = [
         _set(["neurodock:models", 1, "architecture"], {"parametersBillions": 70, "layers": 80, "attentionHeads": 60,
                                                         "kvHeads": 6, "headDim": 128}),
         _set(["neurodock:models", 1, "gpusPerReplica"], 3), _set(["neurodock:models", 1, "concurrency"], 8),
-        _set(["neurodock:models", 1, "maxReplicas"], 6)),
-     "neurodock:models[1].maxReplicas: model 'llama-3-3-70b' (hf://meta-llama/Llama-3.3-70B-Instruct) needs up to 6 "
-     "replicas of 3 GPUs each (maxReplicas 6); pool 'gpu-h100' holds at most 20 GPUs (5 nodes x 4), room for 5 such "
+        _set(["neurodock:models", 1, "maxReplicas"], 7)),
+     "neurodock:models[1].maxReplicas: model 'llama-3-3-70b' (hf://meta-llama/Llama-3.3-70B-Instruct) needs up to 7 "
+     "replicas of 3 GPUs each (maxReplicas 7); pool 'gpu-h100' holds at most 24 GPUs (3 nodes x 8), room for 6 such "
      "replicas"),
     ("tensor parallelism across MIG slices", "prod",
      _set(["neurodock:nodePools", 2, "gpu", "sharing"], {"strategy": "mig", "partitionSize": "1g.10gb"}),
@@ -339,7 +339,7 @@ BAD_CONFIGS = [
      "neurodock:cloud.masterCidr: 10.20.0.0/28 overlaps servicesCidr 10.20.0.0/20"),
     ("GKE pods range too small for the pools", "prod", _set(["neurodock:cloud", "podsCidr"], "10.16.0.0/21"),
      "neurodock:cloud.podsCidr: 10.16.0.0/21 holds the pods of 8 nodes (GKE takes a /24 per node for its 110 "
-     "pods); the node pools' maxNodes add up to 20, and an upgrade adds one: use a /19 or larger"),
+     "pods); the node pools' maxNodes add up to 18, and an upgrade adds one: use a /19 or larger"),
     ("GKE control plane in the Docker bridge", "prod", _set(["neurodock:cloud", "masterCidr"], "172.17.0.0/28"),
      "neurodock:cloud.masterCidr: 172.17.0.0/28 must be a private (RFC 1918) /28 outside 172.17.0.0/16"),
     ("GCP-style region on EKS", "staging", _set(["neurodock:cloud", "region"], "us-west2"),
@@ -729,6 +729,15 @@ RULES = [
                                  "privateCidrs": ["10.1.32.0/20"]}),
      "neurodock:deploy.privateCidrs: is read only on EKS with deploy.inVpc true",
      _set(["neurodock:deploy"], {"runsOn": ["self-hosted"], "egressCidrs": ["198.51.100.10/32"]})),
+    ("an H100 machine Google starts only as Spot or flex-start VMs, on demand", "prod", _multi(
+        _set(["neurodock:nodePools", 2, "instanceTypes"], ["a3-highgpu-4g"]), _set(["neurodock:nodePools", 2, "gpu",
+                                                                                     "count"], 4),
+        _set(["neurodock:nodePools", 2, "maxNodes"], 5)),
+     "neurodock:nodePools[2].capacity: a3-highgpu-4g does not run on demand on Google Cloud: \"you must create "
+     "instances by using Spot VMs or Flex-start VMs\"", _multi(
+        _set(["neurodock:nodePools", 2, "instanceTypes"], ["a3-highgpu-4g"]), _set(["neurodock:nodePools", 2, "gpu",
+                                                                                     "count"], 4),
+        _set(["neurodock:nodePools", 2, "maxNodes"], 5), _set(["neurodock:nodePools", 2, "capacity"], "spot"))),
     # 6. Model sizes, number formats and budgets the engine and the GPUs would refuse.
     ("more KV heads than attention heads", "prod",
      _set(["neurodock:models", 1, "architecture"], {**_ARCH_70B, "kvHeads": 128}),

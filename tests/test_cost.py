@@ -21,14 +21,14 @@ from tests.test_policy_pack_server import mandatory, offline, seeded, stack_find
 
 # europe-west4 rows of the catalogue, USD: machines per node-hour, pd-balanced per GiB-month.
 G2_STANDARD_16 = 1.205773
-A3_HIGHGPU_4G = 56.27024
+A3_HIGHGPU_8G = 112.540479
 E2_STANDARD_8 = 0.295088
 PD_BALANCED = 0.11
 GKE_FEE, NAT_PER_VM, KMS_VERSION_MONTH = 0.10, 0.0014, 0.06
 
 # prod's pools: (nodes min, max), node-hour with its boot disk (diskSizeGib; the system pool's default 100 GiB).
 L4_NODE = G2_STANDARD_16 + 200 * PD_BALANCED / HOURS_PER_MONTH
-H100_NODE = A3_HIGHGPU_4G + 500 * PD_BALANCED / HOURS_PER_MONTH
+H100_NODE = A3_HIGHGPU_8G + 500 * PD_BALANCED / HOURS_PER_MONTH
 SYSTEM_NODE = E2_STANDARD_8 + 100 * PD_BALANCED / HOURS_PER_MONTH
 
 
@@ -64,15 +64,15 @@ def test_the_stack_total_is_its_pools_and_its_fixed_costs(prod_cost):
     stack = prod_cost.stack
     fixed = {f.what.split(",")[0].split(" (")[0]: f for f in stack.fixed}
     nat = next(f for f in stack.fixed if f.what.startswith("Cloud NAT"))
-    # Cloud NAT bills per VM using it (6 nodes at the floor, 20 at the ceiling), under its 32-VM cap.
-    assert (nat.hourly_min, nat.hourly_max) == (pytest.approx(6 * NAT_PER_VM), pytest.approx(20 * NAT_PER_VM))
+    # Cloud NAT bills per VM using it (6 nodes at the floor, 18 at the ceiling), under its 32-VM cap.
+    assert (nat.hourly_min, nat.hourly_max) == (pytest.approx(6 * NAT_PER_VM), pytest.approx(18 * NAT_PER_VM))
     assert sum(f.hourly_min for f in stack.fixed) == pytest.approx(GKE_FEE + 6 * NAT_PER_VM
                                                                    + KMS_VERSION_MONTH / HOURS_PER_MONTH)
     assert len(fixed) == 3
     low = 3 * SYSTEM_NODE + 2 * L4_NODE + 1 * H100_NODE + GKE_FEE + 6 * NAT_PER_VM + KMS_VERSION_MONTH / 730
-    high = 6 * SYSTEM_NODE + 9 * L4_NODE + 5 * H100_NODE + GKE_FEE + 20 * NAT_PER_VM + KMS_VERSION_MONTH / 730
-    assert stack.hourly("minimum") == pytest.approx(low) == pytest.approx(59.8564, abs=1e-4)
-    assert stack.hourly("maximum") == pytest.approx(high) == pytest.approx(294.8401, abs=1e-4)
+    high = 6 * SYSTEM_NODE + 9 * L4_NODE + 3 * H100_NODE + GKE_FEE + 18 * NAT_PER_VM + KMS_VERSION_MONTH / 730
+    assert stack.hourly("minimum") == pytest.approx(low) == pytest.approx(116.1266, abs=1e-4)
+    assert stack.hourly("maximum") == pytest.approx(high) == pytest.approx(350.9569, abs=1e-4)
     assert stack.monthly("maximum") == pytest.approx(high * 730)
     assert stack.unpriced == ()
 
@@ -92,8 +92,8 @@ def test_a_models_roofline_and_price_per_million_tokens_by_hand(prod_cost):
     step = (70.6e9 * 2 / 4 + 48 * 8192 * 80 * 8 * 128 * 2 * 2 / 4) / 3350e9
     assert seventy_b.roofline.tensor_parallel == 4
     assert seventy_b.roofline.tokens_per_s == pytest.approx(48 / step, rel=0.005)
-    assert seventy_b.replica_hourly == pytest.approx(H100_NODE)  # its 4 GPUs are the whole a3-highgpu-4g
-    assert seventy_b.usd_per_mtok == pytest.approx(H100_NODE / (48 / step * 3600) * 1e6, rel=0.005)
+    assert seventy_b.replica_hourly == pytest.approx(H100_NODE / 2)  # its 4 GPUs are half an a3-highgpu-8g
+    assert seventy_b.usd_per_mtok == pytest.approx(H100_NODE / 2 / (48 / step * 3600) * 1e6, rel=0.005)
 
 
 def test_kind_costs_nothing_and_the_plan_says_so_nowhere(shipped_plans):
@@ -105,10 +105,10 @@ def test_the_plan_prints_the_cost_and_its_json_carries_it(shipped_plans):
 
     text = "\n".join(cost_text(shipped_plans["prod"]))
     assert "pool gpu-l4: 2-9 x g2-standard-16" in text
-    assert "total: $59.86/h $43,695/mo .. $295/h $215,233/mo" in text
+    assert "total: $116/h $84,772/mo .. $351/h $256,199/mo" in text
     assert "llama-3-1-8b: 4-8 replicas x $1.24/h" in text and "-> >= $10.42 per million tokens at full load" in text
     document = cost_json(shipped_plans["prod"])
-    assert document["total"]["maximum"]["monthly"] == pytest.approx(294.8401 * 730, abs=0.1)
+    assert document["total"]["maximum"]["monthly"] == pytest.approx(350.9569 * 730, abs=0.1)
     assert {p["name"] for p in document["pools"]} == {"system", "gpu-l4", "gpu-h100"}
     assert all(s["url"].startswith("https://") and s["asOf"] and s["read"] for s in document["sources"])
 
@@ -200,10 +200,10 @@ def test_a_stack_over_its_budget_fails_check_naming_its_dearest_pools(write_stac
     assert result.returncode == 1, result.stderr
     [violation] = [v for v in json.loads(result.stdout)["violations"] if v["enforcement"] == "mandatory"]
     assert violation["policy"] == "stack-within-budget"
-    assert "$215,233" in violation["message"] and "$100,000" in violation["message"]
+    assert "$256,199" in violation["message"] and "$100,000" in violation["message"]
     assert "pool 'gpu-h100' runs" in violation["message"] and "llama-3-3-70b" in violation["message"]
     # Controls, by the same policy on the shipped plan: its own budget passes `neurodock check` (test_policies:
-    # every shipped stack checks clean), and this budget judged idle (the floor, $43,695 a month) keeps it.
+    # every shipped stack checks clean), and this budget judged idle (the floor, $84,772 a month) keeps it.
 
 
 def test_a_budget_judged_at_minimum_scale_holds_the_stack_at_its_floor(shipped_plans):
@@ -233,7 +233,7 @@ def test_the_pack_process_refuses_a_stack_over_budget_as_offline_and_passes_the_
 def test_the_budget_rides_on_the_cluster_resource_only(shipped_plans):
     prod = shipped_plans["prod"]
     [cluster] = [r for r in prod.resources if r.type == "gcp:container/cluster:Cluster"]
-    assert cluster.inputs["resourceLabels"]["neurodock-budget-monthly-usd"] == "250000"
+    assert cluster.inputs["resourceLabels"]["neurodock-budget-monthly-usd"] == "260000"
     others = [r for r in prod.resources if r.type != "gcp:container/cluster:Cluster"
               and "neurodock-budget-monthly-usd" in json.dumps(r.inputs)]
     assert others == []
@@ -274,10 +274,10 @@ def test_the_running_cost_rules_price_each_pools_machine_as_the_plan_does(shippe
     from infra.cost import node_prices
 
     prices = {(p.pool, p.instance_type): p for p in node_prices(shipped_plans["prod"].config)}
-    assert set(prices) == {("system", "e2-standard-8"), ("gpu-l4", "g2-standard-16"), ("gpu-h100", "a3-highgpu-4g")}
+    assert set(prices) == {("system", "e2-standard-8"), ("gpu-l4", "g2-standard-16"), ("gpu-h100", "a3-highgpu-8g")}
     assert prices["gpu-l4", "g2-standard-16"].usd_per_hour == pytest.approx(L4_NODE)
-    assert (prices["gpu-h100", "a3-highgpu-4g"].usd_per_hour, prices["gpu-h100", "a3-highgpu-4g"].devices) == (
-        pytest.approx(H100_NODE), 4)
+    assert (prices["gpu-h100", "a3-highgpu-8g"].usd_per_hour, prices["gpu-h100", "a3-highgpu-8g"].devices) == (
+        pytest.approx(H100_NODE), 8)
     assert prices["system", "e2-standard-8"].devices == 0
     assert node_prices(shipped_plans["dev"].config) == ()
     # The program installs them, and kube-state-metrics exports the label they match nodes by.

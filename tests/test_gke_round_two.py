@@ -127,6 +127,18 @@ def test_a_pool_s_guest_accelerator_is_its_machine_s():
     assert built["system-"]["nodeLocations"] == PROD_ZONES
 
 
+@pytest.mark.usefixtures("_provider_modules")
+def test_a3_ultra_nodes_boot_from_hyperdisk_and_the_others_from_persistent_disk():
+    """A3 Ultra takes no Persistent Disk: Hyperdisk Balanced is its only boot disk (Compute Engine docs,
+    accelerator-optimized machines, A3 Ultra limitations)."""
+    ultra = pool_args(name="ultra", role=PoolRole.GPU, instance_types=("a3-ultragpu-8g",), gpu_type="nvidia-h200-141gb",
+                      gpu_count=8)
+    args = dataclasses.replace(ARGS, node_pools=(SYSTEM, ultra, _gpu_pool("a3-highgpu-8g", 8)))
+    built = {p.inputs["namePrefix"]: p.inputs for p in build(lambda: GkeCluster("cluster", args)).of_type(POOL)}
+    assert built["ultra-"]["nodeConfig"]["diskType"] == "hyperdisk-balanced"
+    assert built["gpu-"]["nodeConfig"]["diskType"] == built["system-"]["nodeConfig"]["diskType"] == "pd-balanced"
+
+
 def test_the_component_refuses_a_gpu_pool_no_zone_offers():
     only_a = dataclasses.replace(ARGS, zones=("europe-west4-a",), node_pools=(SYSTEM, _gpu_pool("a3-highgpu-4g", 4)))
     [(path, reason)] = input_errors(lambda: GkeCluster("cluster", only_a))
@@ -168,7 +180,7 @@ def test_a_pool_no_zone_of_the_stack_offers_is_a_config_error_naming_the_offerin
         parse_config(_with_zones("prod-dr", ["europe-west1-d"]))
     problems = [str(p) for p in caught.value.problems]
     assert ("neurodock:nodePools[2].instanceTypes[0]: pool 'gpu-h100': no zone of the stack (europe-west1-d) offers "
-            "a3-highgpu-4g; europe-west1's zones that do: europe-west1-b, europe-west1-c (THIRD-PARTY catalogue "
+            "a3-highgpu-8g; europe-west1's zones that do: europe-west1-b, europe-west1-c (THIRD-PARTY catalogue "
             "components/cluster/data/gce_gpu_zones.json, read 2026-12-06") in "\n".join(problems)
     assert any(p.startswith("neurodock:nodePools[1].instanceTypes[0]: pool 'gpu-l4': no zone of the stack") and
                "g2-standard-16" in p for p in problems)
@@ -183,7 +195,7 @@ def test_prod_in_europe_west4_a_alone_names_b_and_c_for_its_h100s(write_stack):
     document["config"] = config
     result = run_cli("plan", "prod", "--stack-file", str(write_stack(document, "prod")))
     assert result.returncode == 2, result.stderr
-    assert ("pool 'gpu-h100': no zone of the stack (europe-west4-a) offers a3-highgpu-4g; europe-west4's zones that "
+    assert ("pool 'gpu-h100': no zone of the stack (europe-west4-a) offers a3-highgpu-8g; europe-west4's zones that "
             "do: europe-west4-b, europe-west4-c") in result.stderr
     assert "gpu-l4" not in result.stderr  # L4s are offered in europe-west4-a: the control
 

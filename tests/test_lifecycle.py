@@ -409,12 +409,13 @@ def test_prod_edit_sequence(write_stack):
     assert not pool.replaced and {c.path for c in pool.changes} == {"inputs.autoscaling.totalMinNodeCount"}
 
     # a different GPU count per node replaces the pool, by prefix: the new pool comes up first.
-    def eight_gpus(config):
-        config["neurodock:nodePools"][2]["gpu"]["count"] = 8
-        config["neurodock:nodePools"][2]["instanceTypes"] = ["a3-highgpu-8g"]
-        config["neurodock:models"][1]["gpusPerReplica"] = 8
+    def four_gpus(config):
+        config["neurodock:nodePools"][2]["gpu"]["count"] = 4
+        config["neurodock:nodePools"][2]["instanceTypes"] = ["a3-highgpu-4g"]
+        config["neurodock:nodePools"][2]["capacity"] = "spot"  # Google starts a3-highgpu-4g as Spot VMs only
+        config["neurodock:nodePools"][2]["maxNodes"] = 5
 
-    diff = steps.edit(eight_gpus)
+    diff = steps.edit(four_gpus)
     assert resource(diff, "gcp:container/nodePool:NodePool", "cluster-gpu-h100").replaced
 
 

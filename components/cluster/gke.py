@@ -21,7 +21,7 @@ from components.cluster.base import (
 )
 from components.cluster.zones import initial_nodes_per_zone, pool_zones, provenance
 from components.errors import InputProblems
-from components.gpu.catalog import GPU_MODELS, gke_accelerator
+from components.gpu.catalog import GPU_MODELS, gke_accelerator, gke_boot_disk
 
 REQUIRED_APIS = (
     "compute.googleapis.com",
@@ -444,7 +444,7 @@ class GkeCluster(pulumi.ComponentResource):
             node_config=gcp.container.NodePoolNodeConfigArgs(
                 machine_type=machine,
                 disk_size_gb=pool.disk_size_gib,
-                disk_type="pd-balanced",
+                disk_type=gke_boot_disk(machine),
                 image_type="COS_CONTAINERD",
                 service_account=account.email,
                 oauth_scopes=list(NODE_OAUTH_SCOPES),

@@ -112,6 +112,29 @@ GKE_MACHINE_TYPES: dict[str, GpuMachine] = {
 }
 """GCE accelerator-optimised machine types: the GPUs each one has."""
 
+GKE_NOT_ON_DEMAND: dict[str, str] = {
+    **{f"a3-highgpu-{n}g": "you must create instances by using Spot VMs or Flex-start VMs" for n in (1, 2, 4)},
+    "a3-ultragpu-8g": "you must reserve capacity to create instances or clusters, use Spot VMs, use Flex-start VMs, or "
+                      "create a resize request in a MIG",
+}
+"""Machine types Compute Engine does not start on demand (the standard provisioning model), with Google's words for
+what it takes instead (Compute Engine docs, "Accelerator-optimized machine family",
+docs.cloud.google.com/compute/docs/accelerator-optimized-machines, updated 2026-04-13: the notes under A3 High and A3
+Ultra, and the table "Consumption option availability by machine type"). NeuroDock's pools run on demand or as Spot
+VMs (``capacity``); reservations and flex-start are not offered, so these machines run as Spot VMs or not at all."""
+
+GKE_HYPERDISK_ONLY = ("a3-ultragpu-",)
+"""Machine families that take no Persistent Disk (the same page, A3 Ultra limitations: "You can't use Persistent Disk
+(regional or zonal). You can only use Google Cloud Hyperdisk", and "Hyperdisk Balanced (hyperdisk-balanced): this is the
+only disk type that is supported for the boot disk")."""
+
+
+def gke_boot_disk(machine: str) -> str:
+    """The boot disk type a GKE node of ``machine`` gets: Hyperdisk Balanced where Persistent Disk is not supported,
+    Persistent Disk Balanced elsewhere."""
+    return "hyperdisk-balanced" if machine.startswith(GKE_HYPERDISK_ONLY) else "pd-balanced"
+
+
 GKE_ATTACHABLE: dict[str, tuple[str, frozenset[int]]] = {
     "n1-": ("nvidia-t4", frozenset({1, 2, 4})),
 }

@@ -12,6 +12,7 @@ from components.gpu.catalog import (
     EKS_INSTANCE_TYPES,
     GKE_ATTACHABLE,
     GKE_MACHINE_TYPES,
+    GKE_NOT_ON_DEMAND,
     GPU_MODELS,
     MIG_PROFILES,
     GpuMachine,
@@ -208,6 +209,14 @@ def _machine_problems(provider: str, i: int, pool: NodePool) -> list[Problem]:
             elif (gpus.gpu_type, gpus.count) != (pool.gpu.type, pool.gpu.count):
                 add(("instanceTypes", j), f"{machine} has {gpus.count} x {gpus.gpu_type} but gpu says "
                     f"{pool.gpu.count} x {pool.gpu.type}; make them agree")
+            if provider == "gke" and machine in GKE_NOT_ON_DEMAND and pool.capacity == "onDemand":
+                on_demand = sorted(m for m, g in GKE_MACHINE_TYPES.items()
+                                   if m not in GKE_NOT_ON_DEMAND and gpus is not None and g.gpu_type == gpus.gpu_type)
+                add(("capacity",), (
+                    f"{machine} does not run on demand on Google Cloud: \"{GKE_NOT_ON_DEMAND[machine]}\" (Compute "
+                    "Engine docs, accelerator-optimized machines); NeuroDock runs pools on demand or as Spot VMs, so "
+                    "set capacity: spot" + (f", or use a machine that runs on demand: {', '.join(on_demand)}"
+                                            if on_demand else "")))
     sharing = pool.gpu.sharing if pool.gpu else None
     if sharing is not None and sharing.strategy == "mig":
         profiles = MIG_PROFILES.get(pool.gpu.type)
