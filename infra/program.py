@@ -330,6 +330,37 @@ def _one_minor_at_a_time(running: str | None, wanted: str) -> None:
             f"the cluster runs {running} and EKS cannot downgrade it to {wanted}; set {running} or later"))])
 
 
+def _admins_without_an_entry_of_their_own(config: StackConfig, provider: pulumi.ProviderResource, *,
+                                          running: bool) -> None:
+    """EKS gives the role that creates a cluster an access entry of its own, with cluster-admin
+    (``bootstrapClusterCreatorAdminPermissions``: EKS User Guide, grant-k8s-access.adoc 153), and takes one entry per
+    principal (the same page, 202): the stack's entry for that role, in ``adminRoleArns``, would fail with 409. Refused
+    before anything changes: on a first `pulumi up` when the deploying role is listed, on a running cluster when a
+    listed role has an entry the stack did not make."""
+    cloud = config.cloud
+    assert isinstance(cloud, EksCloud)
+    if not cloud.admin_role_arns:
+        return
+    problems = []
+    if not running:
+        role = live.aws_deploying_role(provider)
+        if role in cloud.admin_role_arns:
+            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.adminRoleArns[{cloud.admin_role_arns.index(role)}]", (
+                f"{role} is the role this `pulumi up` runs as, which creates the cluster: EKS gives it an access entry "
+                "with cluster-admin of its own, and refuses a second one for it (409). Remove it from adminRoleArns; "
+                "it keeps cluster-admin through EKS's entry")))
+    else:
+        for arn in live.eks_foreign_access_entries(config.cluster_name, cloud.region, list(cloud.admin_role_arns),
+                                                   provider):
+            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.adminRoleArns[{cloud.admin_role_arns.index(arn)}]", (
+                f"{arn} already has an access entry on the running cluster {config.cluster_name} that this stack did "
+                "not make (EKS makes one for the role that created the cluster), and EKS refuses a second one (409). "
+                "Remove it from adminRoleArns, or delete that entry first: `aws eks delete-access-entry --region "
+                f"{cloud.region} --cluster-name {config.cluster_name} --principal-arn {arn}`")))
+    if problems:
+        raise ConfigError(problems)
+
+
 def _zones_eks_takes(zone_ids: dict[str, str] | None, cloud: EksCloud) -> None:
     """EKS refuses a cluster subnet in some zones, known by ID (``EKS_DISALLOWED_ZONE_IDS``); the stack's zones are
     names, which map to IDs per account: refused against this account's map before the VPC is created, or
@@ -374,9 +405,10 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             # Tag everything taggable, including resources of components we do not write.
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
         )
-        _one_minor_at_a_time(live.eks_cluster_version(config.cluster_name, cloud.region, provider),
-                             cloud.kubernetes_version)
+        running = live.eks_cluster_version(config.cluster_name, cloud.region, provider)
+        _one_minor_at_a_time(running, cloud.kubernetes_version)
         _zones_eks_takes(live.aws_zone_ids(cloud.region, provider), cloud)
+        _admins_without_an_entry_of_their_own(config, provider, running=running is not None)
         return EksCluster(
             "cluster",
             EksClusterArgs(

@@ -454,3 +454,39 @@ def test_unreadable_zones_warn_and_plan(monkeypatch):
     assert live.aws_zone_ids("us-east-1", None) is None
     assert "could not read the availability zones of us-east-1" in calls[-1]
     assert "ec2:DescribeAvailabilityZones" in calls[-1]
+
+
+# -- The cluster creator's own access entry ---------------------------------------------------------------------
+
+
+def test_the_deploying_role_listed_as_admin_on_a_first_up_is_refused(write_stack, monkeypatch):
+    """EKS gives the role that creates the cluster an entry of its own and takes one per principal: the stack's entry
+    for it would fail with 409, after the VPC and the cluster exist."""
+    document = stack_document("staging")
+    document["config"]["neurodock:cloud"]["adminRoleArns"] = [PREVIEW.replace("neurodock-preview", "sre"), ADMIN]
+    monkeypatch.setitem(mocks.LIVE, "awsCaller", "arn:aws:sts::123456789012:assumed-role/platform-admins/gha-4821")
+    with pytest.raises(ProgramError) as caught:
+        plan_of(write_stack, document)
+    assert (f"neurodock:cloud.adminRoleArns[1]: {ADMIN} is the role this `pulumi up` runs as, which creates the "
+            "cluster") in str(caught.value)
+    # The control: another role deploys, and lists this one.
+    monkeypatch.setitem(mocks.LIVE, "awsCaller", "arn:aws:sts::123456789012:assumed-role/neurodock-deploy/gha-4821")
+    assert {e.inputs["principalArn"] for e in of_type(plan_of(write_stack, document),
+                                                      "aws:eks/accessEntry:AccessEntry")} >= {ADMIN}
+
+
+def test_an_admin_with_an_entry_the_stack_did_not_make_is_refused_on_a_running_cluster(write_stack, monkeypatch):
+    document = stack_document("staging")
+    document["config"]["neurodock:cloud"]["adminRoleArns"] = [ADMIN]
+    monkeypatch.setitem(mocks.LIVE, "eksClusters", {"neurodock-staging": "1.35"})
+    monkeypatch.setitem(mocks.LIVE, "eksAccessEntries", {"neurodock-staging": {ADMIN: {}}})  # EKS's, untagged
+    with pytest.raises(ProgramError) as caught:
+        plan_of(write_stack, document)
+    message = str(caught.value)
+    assert f"neurodock:cloud.adminRoleArns[0]: {ADMIN} already has an access entry on the running cluster" in message
+    assert f"aws eks delete-access-entry --region us-east-1 --cluster-name neurodock-staging --principal-arn {ADMIN}" \
+        in message
+    # The control: the stack's own entry (its tag) is its own.
+    monkeypatch.setitem(mocks.LIVE, "eksAccessEntries",
+                        {"neurodock-staging": {ADMIN: {CLUSTER_TAG: "neurodock-staging"}}})
+    assert of_type(plan_of(write_stack, document), "aws:eks/accessEntry:AccessEntry")

@@ -132,7 +132,8 @@ class EksCloud(Model):
     endpoint: EndpointAccess = EndpointAccess()
     """API server access (default: private only)."""
     admin_role_arns: list[RoleArn] = []
-    """IAM roles granted cluster-admin through EKS access entries (default none)."""
+    """IAM roles granted cluster-admin through EKS access entries; not the role that creates the cluster, which EKS
+    gives an entry of its own (default none)."""
     preview_role_arns: list[RoleArn] = []
     """IAM roles granted read-only Kubernetes access (``AmazonEKSViewPolicy``, cluster scope) through EKS access
     entries: the pull-request preview's role (default none)."""

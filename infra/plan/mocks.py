@@ -268,7 +268,8 @@ version lookup), ``eksAddonVersions`` ({(add-on, minor): version}, replacing ``E
 camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``subnetwork``, ``datapathProvider``}),
 ``gcpSubnets`` ({"projects/P/regions/R/subnetworks/N": {"ipCidrRange"}}), ``gcpKeyRingsError`` (a failure message for
 the key ring lookup), ``awsZoneIds`` ({region: {zone name: zone ID}}, replacing ``default_zone_ids``), ``awsZonesError``
-(a failure message for that lookup)."""
+(a failure message for that lookup), ``awsCaller`` (the caller's ARN, default an IAM user), ``eksAccessEntries``
+({cluster: {principal ARN: the entry's tags}})."""
 
 _ZONE_ID_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
                        "southeast": "se", "northwest": "nw", "southwest": "sw"}
@@ -475,8 +476,26 @@ class PlanMocks(pulumi.runtime.Mocks):
             return {"region": aws_region, "name": aws_region, "id": aws_region,
                     "endpoint": f"ec2.{aws_region}.amazonaws.com", "description": aws_region}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": AWS_ACCOUNT_ID, "arn": f"arn:aws:iam::{AWS_ACCOUNT_ID}:user/neurodock",
-                    "userId": "AIDA" + digest("user").upper(), "id": AWS_ACCOUNT_ID}
+            arn = LIVE.get("awsCaller") or f"arn:aws:iam::{AWS_ACCOUNT_ID}:user/neurodock"
+            return {"accountId": AWS_ACCOUNT_ID, "arn": arn, "userId": "AIDA" + digest(arn).upper(),
+                    "id": AWS_ACCOUNT_ID}
+        if args.token == "aws:iam/getSessionContext:getSessionContext":
+            # arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION is a session of arn:aws:iam::ACCOUNT:role/NAME.
+            arn = a.get("arn", "")
+            account, _, rest = arn.removeprefix("arn:aws:sts::").partition(":assumed-role/")
+            name, _, session = rest.rpartition("/")
+            issuer = f"arn:aws:iam::{account}:role/{name}" if rest else arn
+            return {"arn": arn, "id": arn, "issuerArn": issuer, "issuerId": "AROA" + digest(issuer).upper()[:17],
+                    "issuerName": name, "sessionName": session}
+        if args.token == "aws:eks/getAccessEntry:getAccessEntry":
+            entry = LIVE.get("eksAccessEntries", {}).get(a.get("clusterName"), {}).get(a.get("principalArn"))
+            if entry is None:
+                key = f"{a.get('clusterName')}:{a.get('principalArn')}"
+                return {}, [("principalArn", f"reading EKS Access Entry ({key}): couldn't find resource")]
+            return {"clusterName": a.get("clusterName"), "principalArn": a.get("principalArn"),
+                    "id": f"{a.get('clusterName')}:{a.get('principalArn')}", "type": "STANDARD", "tags": entry,
+                    "tagsAll": entry, "region": aws_region,
+                    "accessEntryArn": f"arn:aws:eks:{aws_region}:{AWS_ACCOUNT_ID}:access-entry/{a.get('clusterName')}"}
         return {}
 
 
