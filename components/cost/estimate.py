@@ -154,6 +154,16 @@ def disk_hourly(disk_gib: int, usd_per_gib_month: float) -> float:
     return disk_gib * usd_per_gib_month / HOURS_PER_MONTH
 
 
+def _fields(value: Any) -> Mapping[str, Any]:
+    """``value`` where it is a mapping: one not known yet (a first preview's ``"[unknown]"``) holds nothing."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    """``value`` where it is a list: one not known yet holds nothing."""
+    return value if isinstance(value, list) else []
+
+
 def _int(value: Any, default: int = 0) -> int:
     """A whole number as a plan holds it (``int``) or as CrossGuard hands it (a protobuf ``Struct`` has only
     doubles: ``2.0``); ``default`` for anything else."""
@@ -221,17 +231,17 @@ def _pool(r: CostResource, resources: list[CostResource], catalogue: Catalogue) 
 
 def _eks_pool(r: CostResource, resources: list[CostResource], catalogue: Catalogue) -> PoolCost:
     region = str(r.provider.get("region") or "")
-    machines = tuple(m for m in (r.props.get("instanceTypes") or []) if isinstance(m, str))
-    scaling = r.props.get("scalingConfig") or {}
+    machines = tuple(m for m in _items(r.props.get("instanceTypes")) if isinstance(m, str))
+    scaling = _fields(r.props.get("scalingConfig"))
     # The root volume is the pool's launch template's (registered under the node group's own name).
     template = next((t for t in resources if t.type == "aws:ec2/launchTemplate:LaunchTemplate" and t.name == r.name),
                     None)
-    ebs = _dig((_dig(template.props, "blockDeviceMappings") or [{}])[0], "ebs") if template else None
+    ebs = _dig((_items(_dig(template.props, "blockDeviceMappings")) or [{}])[0], "ebs") if template else None
     disk_gib = _int(_dig(ebs, "volumeSize")) if ebs else _int(r.props.get("diskSize"), 20)
     disk_type = (_dig(ebs, "volumeType") if ebs else None) or DEFAULT_DISK["aws"]
     prices = [catalogue.machine("aws", region, m) for m in machines]
     gpus = machine_gpus("eks", machines[0]) if machines else None
-    pool = (r.props.get("tags") or {}).get(POOL_TAG) or r.name
+    pool = _fields(r.props.get("tags")).get(POOL_TAG) or r.name
     spot = r.props.get("capacityType") == "SPOT"
     base = dict(name=pool, region=region, machines=machines, spot=spot,
                 min_nodes=_int(scaling.get("minSize")), max_nodes=_int(scaling.get("maxSize")),
@@ -249,13 +259,13 @@ def _eks_pool(r: CostResource, resources: list[CostResource], catalogue: Catalog
 
 
 def _gke_pool(r: CostResource, catalogue: Catalogue) -> PoolCost:
-    config = r.props.get("nodeConfig") or {}
+    config = _fields(r.props.get("nodeConfig"))
     location = str(r.props.get("location") or "")
     # A zonal location (europe-west4-a) is in the region its name starts with.
     region = location[:-2] if len(location.split("-")) == 3 else location
     machine = str(config.get("machineType") or "")
-    zones = len(r.props.get("nodeLocations") or []) or 1
-    autoscaling = r.props.get("autoscaling") or {}
+    zones = len(_items(r.props.get("nodeLocations"))) or 1
+    autoscaling = _fields(r.props.get("autoscaling"))
     if "totalMinNodeCount" in autoscaling or "totalMaxNodeCount" in autoscaling:
         lo, hi = _int(autoscaling.get("totalMinNodeCount")), _int(autoscaling.get("totalMaxNodeCount"))
     elif autoscaling:
@@ -263,10 +273,10 @@ def _gke_pool(r: CostResource, catalogue: Catalogue) -> PoolCost:
     else:
         lo = hi = _int(r.props.get("nodeCount"), _int(r.props.get("initialNodeCount"))) * zones
     spot = bool(config.get("spot") or config.get("preemptible"))
-    accelerators = [a for a in config.get("guestAccelerators") or [] if isinstance(a, Mapping)]
+    accelerators = [a for a in _items(config.get("guestAccelerators")) if isinstance(a, Mapping)]
     attached = accelerators[0] if accelerators and takes_attached_gpus(machine) else None
     gpus = sum(_int(a.get("count")) for a in accelerators)
-    pool = (config.get("labels") or {}).get(POOL_LABEL) or r.name
+    pool = _fields(config.get("labels")).get(POOL_LABEL) or r.name
     base = dict(name=pool, region=region, machines=(machine,), spot=spot, min_nodes=lo, max_nodes=hi,
                 gpus_per_node=gpus)
     price = catalogue.machine("gcp", region, machine)

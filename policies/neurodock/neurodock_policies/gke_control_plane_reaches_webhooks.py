@@ -13,21 +13,26 @@ import ipaddress
 
 from components.cluster.gke import GKE_CONTROL_PLANE_TO_NODE_PORTS
 from neurodock_policies import wiring
-from neurodock_policies.support import describe, dig, known, stack_policy
+from neurodock_policies.support import all_known, describe, dig, entries, known, stack_policy
 
 NAME = "gke-control-plane-reaches-webhooks"
 
 
 def _opened(firewall, master_cidr: str) -> set[int]:
     props = firewall.props
+    if not all_known([props.get("direction"), props.get("disabled"), props.get("sourceRanges")]):
+        return set(range(1, 65536))  # a rule not known yet may open any port: judged once known
     if props.get("direction", "INGRESS") != "INGRESS" or props.get("disabled") is True:
         return set()
-    sources = [s for s in props.get("sourceRanges") or [] if known(s)]
+    sources = [s for s in (props.get("sourceRanges") if isinstance(props.get("sourceRanges"), list) else [])
+               if known(s)]
     master = ipaddress.ip_network(master_cidr)
     if not any(master.subnet_of(ipaddress.ip_network(s)) for s in sources):
         return set()
+    if not all_known(props.get("allows")):
+        return set(range(1, 65536))  # rules not known yet may open any port: judged once known
     ports: set[int] = set()
-    for rule in props.get("allows") or []:
+    for rule in entries(props.get("allows")):
         if rule.get("protocol") not in ("tcp", "all"):
             continue
         if rule.get("protocol") == "all" or not rule.get("ports"):

@@ -3,7 +3,7 @@ that ask for GPUs land on the most expensive nodes."""
 
 from __future__ import annotations
 
-from neurodock_policies.support import GPU_RESOURCE, dig, known, resource_policy
+from neurodock_policies.support import GPU_RESOURCE, all_known, dig, entries, known, resource_policy
 
 NAME = "gpu-node-pools-tainted"
 
@@ -21,9 +21,9 @@ def check(resource_type, props, name, config) -> list[str]:
     if not _is_gpu_pool(resource_type, props):
         return []
     taints = props.get("taints") if resource_type.startswith("aws:") else dig(props, "nodeConfig", "taints")
-    if not known(taints):
-        return []
-    if any(t.get("key") == GPU_RESOURCE and t.get("effect") == "NO_SCHEDULE" for t in taints or []):
+    if not known(taints) or not all_known(taints):
+        return []  # judged once known
+    if any(t.get("key") == GPU_RESOURCE and t.get("effect") == "NO_SCHEDULE" for t in entries(taints)):
         return []
     kind = "NodeGroup" if resource_type.startswith("aws:") else "NodePool"
     return [f"{kind} '{name}' has GPUs but no taint {GPU_RESOURCE}=present:NO_SCHEDULE; add it so that only GPU "

@@ -3,7 +3,16 @@ scheduler only counts extended resources there), and its pod tolerates the GPU p
 
 from __future__ import annotations
 
-from neurodock_policies.support import GPU_RESOURCE, all_containers, describe, gpu_count, pod_spec, resource_policy
+from neurodock_policies.support import (
+    GPU_RESOURCE,
+    all_containers,
+    all_known,
+    describe,
+    entries,
+    gpu_count,
+    pod_spec,
+    resource_policy,
+)
 
 NAME = "gpu-workloads"
 
@@ -21,9 +30,10 @@ def check(resource_type, props, name, config) -> list[str]:
             out.append(f"{what} container '{c.get('name')}' requests {GPU_RESOURCE} without a limit; set "
                        f"resources.limits['{GPU_RESOURCE}'] to the GPUs it needs.")
         uses_gpu = uses_gpu or bool(requested or limited)
+    tolerations = pod.get("tolerations")
     tolerated = any(t.get("key") == GPU_RESOURCE and t.get("operator") in ("Exists", "Equal", None)
-                    for t in pod.get("tolerations") or [])
-    if uses_gpu and not tolerated:
+                    for t in entries(tolerations))
+    if uses_gpu and not tolerated and all_known(tolerations):  # tolerations not known yet: judged once known
         out.append(f"{what} uses GPUs but does not tolerate the taint {GPU_RESOURCE}:NoSchedule that GPU pools "
                    f"carry; add a toleration for key '{GPU_RESOURCE}'.")
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pulumi_policy import PolicyConfigSchema
 
 from components.gpu.catalog import GPU_MODELS
-from neurodock_policies.support import describe, dig, is_model_server, known, pod_spec, stack_policy
+from neurodock_policies.support import all_known, describe, dig, entries, is_model_server, known, pod_spec, stack_policy
 
 NAME = "model-fits-gpu"
 NEED_ANNOTATION = "neurodock.io/gpu-memory-need-gib"
@@ -52,7 +52,10 @@ def check(resources, config) -> list[tuple[str, str]]:
         if not known(need) or not known(pool) or pool not in pools or pools[pool] not in GPU_MODELS:
             continue
         gpu = GPU_MODELS[pools[pool]]
-        engine = (pod.get("containers") or [{}])[0]
+        containers = pod.get("containers")
+        if not all_known(containers) or not entries(containers):
+            continue  # judged once known
+        engine = entries(containers)[0]
         usable = gpu.memory_gib * _utilisation(list(engine.get("command") or []) + list(engine.get("args") or []))
         if float(need) + free > usable:
             spare = f" and {free:g} GiB must stay free" if free else ""

@@ -4,13 +4,25 @@ CPU moves. KEDA ScaledObjects on LLM signals, or HPAs on custom metrics, are the
 
 from __future__ import annotations
 
-from neurodock_policies.support import describe, dig, is_model_server, known, pod_labels, stack_policy
+from neurodock_policies.support import (
+    all_known,
+    describe,
+    dig,
+    fields,
+    is_model_server,
+    known,
+    pod_labels,
+    stack_policy,
+)
 
 NAME = "model-server-resilience"
 
 
 def _selects(selector, labels) -> bool:
-    match = dig(selector, "matchLabels") or {}
+    """Whether a budget's selector takes these pods; one not known yet does (judged once known)."""
+    if not all_known(selector) or not all_known(labels):
+        return True
+    match = fields(dig(selector, "matchLabels"))
     return bool(match) and all(labels.get(k) == v for k, v in match.items())
 
 

@@ -15,7 +15,7 @@ from pulumi_policy import PolicyConfigSchema
 
 from neurodock_policies.secret_shapes import secret_args, secret_shape
 from neurodock_policies.secrets import is_secret
-from neurodock_policies.support import SECRET, all_containers, describe, known, pod_spec, stack_policy
+from neurodock_policies.support import SECRET, all_containers, describe, fields, known, pod_spec, stack_policy
 
 NAME = "no-plaintext-secrets"
 DEFAULT_SECRET_NAME_PATTERN = r"(password|passwd|secret|token|api[-_]?key|private[-_]?key|credentials?)$"
@@ -58,7 +58,7 @@ def check(resources, config) -> list[tuple[str, str]]:
                                    "annotations are readable by anyone who may read the resource: move it to a "
                                    "secret."))
         if r.resource_type == "kubernetes:core/v1:ConfigMap":
-            for key, value in (r.props.get("data") or {}).items():
+            for key, value in fields(r.props.get("data")).items():
                 if _looks_secret(key, value):
                     out.append((r.urn, f"{what} holds a secret in key '{key}'; move it to a Secret."))
         if r.resource_type == "pulumi:pulumi:Stack":

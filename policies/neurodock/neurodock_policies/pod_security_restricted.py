@@ -17,7 +17,7 @@ from __future__ import annotations
 from pulumi_policy import PolicyConfigSchema
 
 from neurodock_policies.pss import violations
-from neurodock_policies.support import POD_SPEC_PATHS, describe, dig, known, pod_spec, stack_policy
+from neurodock_policies.support import POD_SPEC_PATHS, UNKNOWN, describe, dig, known, pod_spec, stack_policy
 
 NAME = "pod-security-restricted"
 DEFAULT_NODE_AGENT_NAMESPACES = ["nvidia-device-plugin", "nvidia-dcgm-exporter",
@@ -28,9 +28,20 @@ CONFIG_SCHEMA = PolicyConfigSchema(properties={
 
 def check(resources, config) -> list[tuple[str, str]]:
     agents = set(config["nodeAgentNamespaces"])
-    privileged = {dig(r.props, "metadata", "name") for r in resources
-                  if r.resource_type == "kubernetes:core/v1:Namespace"
-                  and dig(r.props, "metadata", "labels", "pod-security.kubernetes.io/enforce") == "privileged"}
+    privileged: set[str] = set()
+    undecided: set[str] = set()  # namespaces whose level is not known yet
+    unnamed = False  # a namespace whose name is not known yet may be any of them
+    for r in resources:
+        if r.resource_type != "kubernetes:core/v1:Namespace":
+            continue
+        namespace = dig(r.props, "metadata", "name")
+        enforce = dig(r.props, "metadata", "labels", "pod-security.kubernetes.io/enforce")
+        if not known(namespace):
+            unnamed = True
+        elif enforce == UNKNOWN:
+            undecided.add(namespace)
+        elif enforce == "privileged":
+            privileged.add(namespace)
     out = []
     for r in resources:
         if r.resource_type not in POD_SPEC_PATHS:
@@ -39,9 +50,11 @@ def check(resources, config) -> list[tuple[str, str]]:
         if pod is None:
             continue
         namespace, name = dig(r.props, "metadata", "namespace"), dig(r.props, "metadata", "name")
-        if (r.resource_type == "kubernetes:apps/v1:DaemonSet" and known(namespace) and namespace in privileged
-                and (namespace in agents or f"{namespace}/{name}" in agents)):
-            continue
+        if r.resource_type == "kubernetes:apps/v1:DaemonSet":
+            agent = namespace in agents or f"{namespace}/{name}" in agents or (
+                not known(name) and any(a.startswith(f"{namespace}/") for a in agents))
+            if not known(namespace) or (agent and (namespace in privileged or namespace in undecided or unnamed)):
+                continue  # exempt, or maybe exempt: judged once its namespace and level are known
         for problem in violations(dict(pod), "restricted"):
             out.append((r.urn, f"{describe(r.resource_type, r.props, r.name)} breaks Pod Security 'restricted' "
                                f"({problem}); fix its security context, or, for a node agent, run it as a "

@@ -130,9 +130,33 @@ def known(value: Any) -> bool:
     return value is not None and value not in (UNKNOWN, SECRET)
 
 
+def fields(value: Any) -> Mapping[str, Any]:
+    """``value`` where it is a mapping, else ``{}``: an unset or unknown mapping holds nothing to judge yet."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def entries(value: Any) -> list[Mapping[str, Any]]:
+    """The mappings of the list ``value``: an unset or unknown list, or an unknown element, holds nothing to judge
+    yet. Where a verdict needs every element (that one of them tolerates a taint, say), ask ``all_known`` first."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def all_known(value: Any) -> bool:
+    """Nothing unknown in ``value``, however deep (a redacted secret is known: it is there)."""
+    if isinstance(value, Mapping):
+        return all(all_known(v) for v in value.values())
+    if isinstance(value, list):
+        return all(all_known(v) for v in value)
+    return value != UNKNOWN
+
+
 def dig(props: Mapping[str, Any] | None, *path: str | int, default: Any = None) -> Any:
+    """The value at ``path``, ``default`` where it is unset, and ``"[unknown]"`` where the path runs through a value
+    not known yet: what lies under an unknown is unknown, not unset."""
     node: Any = props
     for key in path:
+        if node == UNKNOWN:
+            return UNKNOWN
         in_list = isinstance(node, list) and isinstance(key, int) and key < len(node)
         if (isinstance(node, Mapping) and key in node) or in_list:
             node = node[key]
@@ -163,11 +187,14 @@ def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] 
     return spec if isinstance(spec, Mapping) else None
 
 
-def pod_labels(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any]:
+def pod_labels(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | str:
+    """The pod template's labels; ``"[unknown]"`` while they are not known."""
     path = POD_SPEC_PATHS.get(resource_type)
     if path is None:
         return {}
     labels = dig(props, *path[:-1], "metadata", "labels") if len(path) > 1 else dig(props, "metadata", "labels")
+    if labels == UNKNOWN:
+        return UNKNOWN
     return labels if isinstance(labels, Mapping) else {}
 
 

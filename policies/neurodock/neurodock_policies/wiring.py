@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from neurodock_policies.support import describe, dig, kind_of, known
+from neurodock_policies.support import UNKNOWN, all_known, describe, dig, entries, fields, kind_of, known
 
 RELEASE_CHILD = "$kubernetes:helm.sh/v3:Release$"
 """In the URN of every object a Helm release installs (``infra/plan/helm.py``)."""
@@ -44,13 +44,16 @@ def objects(resources: Sequence, kind: str) -> list:
 
 
 def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, Any] | None) -> bool:
-    """A Kubernetes label selector: ``None`` selects nothing, ``{}`` everything."""
+    """A Kubernetes label selector: ``None`` selects nothing, ``{}`` everything. A selector or labels not known yet
+    select: whether they will is judged once they are known."""
     if selector is None:
         return False
-    labels = labels or {}
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+    if not all_known(selector) or not all_known(labels):
+        return True
+    labels = fields(labels)
+    if any(labels.get(k) != v for k, v in fields(selector.get("matchLabels")).items()):
         return False
-    for expression in selector.get("matchExpressions") or []:
+    for expression in entries(selector.get("matchExpressions")):
         key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
         present = key in labels
         if ((operator == "In" and labels.get(key) not in values) or (operator == "NotIn" and labels.get(key) in values)
@@ -63,7 +66,7 @@ def namespace_labels(resources: Sequence, name: str) -> dict[str, Any]:
     """A namespace's labels, with the one the API server always sets."""
     for ns in objects(resources, "Namespace"):
         if dig(ns.props, "metadata", "name") == name:
-            return {**(dig(ns.props, "metadata", "labels") or {}), "kubernetes.io/metadata.name": name}
+            return {**fields(dig(ns.props, "metadata", "labels")), "kubernetes.io/metadata.name": name}
     return {"kubernetes.io/metadata.name": name}
 
 
@@ -76,7 +79,7 @@ def unselected_monitors(resources: Sequence) -> list[tuple[str, str]]:
     out = []
     for kind, (selector_key, namespace_key) in MONITOR_SELECTORS.items():
         for monitor in objects(resources, kind):
-            labels = dig(monitor.props, "metadata", "labels") or {}
+            labels = dig(monitor.props, "metadata", "labels") or {}  # an unknown one selects (``selects``)
             namespace = dig(monitor.props, "metadata", "namespace")
             chosen = [p for p in prometheuses if selects(dig(p.props, "spec", selector_key), labels)
                       and _namespace_selected(resources, p, namespace_key, namespace)]
@@ -99,26 +102,32 @@ def _namespace_selected(resources: Sequence, prometheus, key: str, namespace: An
 def unloaded_dashboards(resources: Sequence) -> list[tuple[str, str]]:
     """NeuroDock's dashboard ConfigMaps that Grafana's sidecar does not load."""
     sidecars = [(d, c) for d in objects(resources, "Deployment") if from_chart(d)
-                for c in dig(d.props, "spec", "template", "spec", "containers", default=[]) or []
+                for c in entries(dig(d.props, "spec", "template", "spec", "containers"))
                 if c.get("name") == DASHBOARD_SIDECAR]
     if not sidecars:
         return []
     out = []
     for cm in objects(resources, "ConfigMap"):
-        data = dig(cm.props, "data") or {}
+        data = fields(dig(cm.props, "data"))
         if from_chart(cm) or not any(str(k).endswith(".json") for k in data):
             continue
-        labels = dig(cm.props, "metadata", "labels") or {}
+        labels = dig(cm.props, "metadata", "labels")
+        if not all_known(labels):
+            continue  # judged once its labels are known
+        labels = fields(labels)
         namespace = dig(cm.props, "metadata", "namespace")
         loaded = False
         for _, container in sidecars:
-            env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+            if not all_known(container.get("env")):
+                loaded = True  # what the sidecar loads is not known yet: no verdict
+                continue
+            env = {e.get("name"): e.get("value") for e in entries(container.get("env"))}
             label, value, where = env.get("LABEL"), env.get("LABEL_VALUE"), env.get("NAMESPACE")
             in_scope = where in (None, "ALL") or namespace in str(where).split(",")
             if in_scope and label in labels and (value is None or str(labels[label]) == str(value)):
                 loaded = True
         if not loaded:
-            env = {e.get("name"): e.get("value") for e in sidecars[0][1].get("env") or []}
+            env = {e.get("name"): e.get("value") for e in entries(sidecars[0][1].get("env"))}
             out.append((cm.urn, f"{describe(cm.resource_type, cm.props, cm.name)} holds a dashboard but Grafana's "
                                 f"sidecar loads ConfigMaps labelled {env.get('LABEL')}={env.get('LABEL_VALUE')!r} in "
                                 f"{env.get('NAMESPACE') or 'its own namespace'}; label it so."))
@@ -152,9 +161,12 @@ def dangling_urls(resources: Sequence) -> list[tuple[str, str]]:
         return []
     releases = {r.props.get("namespace") for r in resources if r.resource_type == "kubernetes:helm.sh/v3:Release"}
     services = {(dig(s.props, "metadata", "namespace"), dig(s.props, "metadata", "name")):
-                {p.get("port") for p in dig(s.props, "spec", "ports", default=[]) or []}
+                ({p.get("port") for p in entries(dig(s.props, "spec", "ports"))}
+                 if all_known(dig(s.props, "spec", "ports")) else None)  # None: not known yet
                 for s in objects(resources, "Service")}
     services.update(_envoy_services(resources))
+    # A Service whose namespace or name is not known yet may be the one a URL names: no verdict on "nothing creates".
+    unnamed = any(not known(ns) or not known(name) for ns, name in services)
     out = []
     for urn, what, url in in_cluster_urls(resources):
         parts = urlsplit(url)
@@ -165,30 +177,39 @@ def dangling_urls(resources: Sequence) -> list[tuple[str, str]]:
         if key[0] in releases - rendered:
             continue  # a release in that namespace was not rendered: its Services are unknown here
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        if key not in services:
+        if key not in services and not unnamed:
             out.append((urn, f"{what} {url} names Service '{key[0]}/{key[1]}', which nothing creates; "
                              "point it at a Service the stack installs."))
-        elif port not in services[key]:
+        elif key in services and services[key] is not None and port not in services[key]:
             out.append((urn, f"{what} {url} uses port {port}, but Service '{key[0]}/{key[1]}' exposes "
                              f"{sorted(services[key])}; use one of those."))
     return out
 
 
-def _envoy_services(resources: Sequence) -> dict[tuple[str, str], set[int]]:
+def _envoy_services(resources: Sequence) -> dict[tuple[str, str], set[int] | None]:
     """The proxies' Services Envoy Gateway creates at run time: named by the EnvoyProxy a GatewayClass
     refers to, with a port per listener of each Gateway of that class."""
-    out: dict[tuple[str, str], set[int]] = {}
+    out: dict[tuple[str, str], set[int] | None] = {}  # None: its ports are not known yet
     proxies = {(dig(p.props, "metadata", "namespace"), dig(p.props, "metadata", "name")): p
                for p in objects(resources, "EnvoyProxy")}
     classes = {dig(c.props, "metadata", "name"): c for c in objects(resources, "GatewayClass")}
+    if not all_known([list(key) for key in proxies]) or not all_known(list(classes)):
+        out[(UNKNOWN, UNKNOWN)] = None  # a proxy or class not known yet: its Service may be any
     for gateway in objects(resources, "Gateway"):
         gateway_class = classes.get(dig(gateway.props, "spec", "gatewayClassName"))
         ref = dig(gateway_class.props, "spec", "parametersRef") if gateway_class else None
         proxy = proxies.get((dig(ref, "namespace"), dig(ref, "name"))) if ref else None
         name = dig(proxy.props, "spec", "provider", "kubernetes", "envoyService", "name") if proxy else None
+        if not all_known([dig(gateway.props, "spec", "gatewayClassName"), ref, name]):
+            out[(UNKNOWN, UNKNOWN)] = None  # which Service it makes is not known yet
+            continue
         if known(name):
-            ports = {listener.get("port") for listener in dig(gateway.props, "spec", "listeners", default=[]) or []}
-            out.setdefault((dig(gateway.props, "metadata", "namespace"), name), set()).update(ports)
+            listeners = dig(gateway.props, "spec", "listeners")
+            key = (dig(gateway.props, "metadata", "namespace"), name)
+            if not all_known(listeners) or out.get(key, set()) is None:
+                out[key] = None
+                continue
+            out.setdefault(key, set()).update(listener.get("port") for listener in entries(listeners))
     return out
 
 
@@ -231,9 +252,11 @@ def alertmanager_config(resources: Sequence) -> tuple[Any, dict[str, Any]] | Non
         chart = str(release.props.get("chart", "")).rsplit("/", 1)[-1]
         if release.resource_type != "kubernetes:helm.sh/v3:Release" or not chart.startswith(MONITORING_CHART):
             continue
-        if dig(release.props, "values", "alertmanager", "enabled") is False:
+        if dig(release.props, "values", "alertmanager", "enabled") in (False, UNKNOWN):
             return None
         config = dig(release.props, "values", "alertmanager", "config")
+        if not all_known(config):
+            return None  # judged once known
         config = config if isinstance(config, Mapping) else {}
         return release, {"route": config.get("route") or CHART_DEFAULT_ROUTE,
                          "receivers": config.get("receivers") or [{"name": "null"}]}
@@ -283,10 +306,10 @@ def neurodock_alerts(resources: Sequence) -> list[dict[str, str]]:
     for rule in objects(resources, "PrometheusRule"):
         if from_chart(rule):
             continue
-        for group in dig(rule.props, "spec", "groups", default=[]) or []:
-            for r in group.get("rules") or []:
-                if r.get("alert"):
-                    out.append({"alertname": r["alert"], **(r.get("labels") or {})})
+        for group in entries(dig(rule.props, "spec", "groups")):
+            for r in entries(group.get("rules")):
+                if known(r.get("alert")):
+                    out.append({"alertname": r["alert"], **fields(r.get("labels"))})
     return out
 
 
@@ -322,7 +345,7 @@ def control_plane_callbacks(resources: Sequence) -> list[tuple[str, str, int | N
     out = []
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         for config in objects(resources, kind):
-            for hook in dig(config.props, "webhooks", default=[]) or []:
+            for hook in entries(dig(config.props, "webhooks")):
                 service = dig(hook, "clientConfig", "service")
                 if service:
                     what = f"{describe(config.resource_type, config.props, config.name)} webhook {hook.get('name')!r}"
@@ -340,28 +363,30 @@ def control_plane_callbacks(resources: Sequence) -> list[tuple[str, str, int | N
 
 
 def _pod_port(resources: Sequence, ref: Mapping[str, Any]) -> int | None:
+    if not isinstance(ref, Mapping):
+        return None  # not known yet
     namespace, name = ref.get("namespace"), ref.get("name")
     port = ref.get("port") or KUBE_API_DEFAULT_SERVICE_PORT
     service = next((s for s in objects(resources, "Service") if dig(s.props, "metadata", "namespace") == namespace
                     and dig(s.props, "metadata", "name") == name), None)
     if service is None:
         return None
-    entry = next((p for p in dig(service.props, "spec", "ports", default=[]) or [] if p.get("port") == port), None)
+    entry = next((p for p in entries(dig(service.props, "spec", "ports")) if p.get("port") == port), None)
     if entry is None:
         return None
     target = entry.get("targetPort", port)
     if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
         return int(target)
-    selector = dig(service.props, "spec", "selector") or {}
+    selector = fields(dig(service.props, "spec", "selector"))
     for kind in WORKLOAD_KINDS:
         for workload in objects(resources, kind):
-            template = dig(workload.props, "spec", "template") or {}
+            template = fields(dig(workload.props, "spec", "template"))
             if dig(workload.props, "metadata", "namespace") != namespace or not selector or not selects(
                     {"matchLabels": selector}, dig(template, "metadata", "labels")):
                 continue
-            for container in dig(template, "spec", "containers", default=[]) or []:
-                for named in container.get("ports") or []:
-                    if named.get("name") == target:
+            for container in entries(dig(template, "spec", "containers")):
+                for named in entries(container.get("ports")):
+                    if named.get("name") == target and isinstance(named.get("containerPort"), (int, float)):
                         return int(named["containerPort"])
     return None
 
@@ -377,7 +402,10 @@ def unadmitted_critical_pods(resources: Sequence) -> list[tuple[str, str]]:
         return []
     admitted: set[tuple[str, str]] = set()
     for quota in objects(resources, "ResourceQuota"):
-        for expression in dig(quota.props, "spec", "scopeSelector", "matchExpressions", default=[]) or []:
+        expressions = dig(quota.props, "spec", "scopeSelector", "matchExpressions")
+        if not all_known(expressions):
+            return []  # a quota not known yet may admit any of them: judged once known
+        for expression in entries(expressions):
             if expression.get("scopeName") == "PriorityClass" and expression.get("operator") == "In":
                 admitted |= {(dig(quota.props, "metadata", "namespace"), v) for v in expression.get("values") or []}
     out = []
