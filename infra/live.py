@@ -167,6 +167,32 @@ def eks_foreign_access_entries(cluster_name: str, region: str, principals: list[
     return foreign
 
 
+@dataclass(frozen=True, kw_only=True)
+class VpcDns:
+    """What an existing VPC's DNS gives its nodes (EC2 DescribeVpcs, DescribeVpcAttribute, DescribeDhcpOptions)."""
+
+    hostnames: bool
+    support: bool
+    name_servers: tuple[str, ...] | None
+    """The DHCP options' domain name servers; None for the VPC's default options (``AmazonProvidedDNS``)."""
+
+
+def aws_vpc_dns(vpc_id: str, region: str, provider: pulumi.ProviderResource) -> VpcDns | None:
+    """The DNS settings of the existing VPC ``vpc_id``, or None (with a warning) when they cannot be read."""
+    opts = pulumi.InvokeOptions(provider=provider)
+    try:
+        vpc = aws.ec2.get_vpc(id=vpc_id, region=region, opts=opts)
+        servers = None
+        if vpc.dhcp_options_id and vpc.dhcp_options_id != "default":
+            options = aws.ec2.get_vpc_dhcp_options(dhcp_options_id=vpc.dhcp_options_id, region=region, opts=opts)
+            servers = tuple(options.domain_name_servers or ())
+    except Exception as error:
+        pulumi.log.warn(f"could not read the DNS settings of {vpc_id} ({_first_line(error)}); a VPC whose nodes "
+                        "cannot resolve the cluster's endpoint is not caught before `pulumi up`")
+        return None
+    return VpcDns(hostnames=bool(vpc.enable_dns_hostnames), support=bool(vpc.enable_dns_support), name_servers=servers)
+
+
 def aws_zone_ids(region: str, provider: pulumi.ProviderResource) -> dict[str, str] | None:
     """Each availability zone's ID, by the zone's name in this account (EC2 DescribeAvailabilityZones: names map to
     different physical zones in different accounts, IDs do not). None, with a warning, when it cannot be read: the

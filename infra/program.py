@@ -361,6 +361,31 @@ def _admins_without_an_entry_of_their_own(config: StackConfig, provider: pulumi.
         raise ConfigError(problems)
 
 
+def _vpc_resolves_the_endpoint(dns: live.VpcDns | None, vpc_id: str) -> None:
+    """Nodes reach the API server's private endpoint through a Route 53 zone EKS associates with the VPC, which resolves
+    only with the VPC's DNS hostnames and resolution on and ``AmazonProvidedDNS`` among its DHCP options' servers (EKS
+    User Guide, cluster-endpoint.adoc 85; network-reqs.adoc 46: "Otherwise, nodes can't register to your cluster")."""
+    if dns is None:
+        return
+    missing = [name for name, on in (("enableDnsHostnames", dns.hostnames), ("enableDnsSupport", dns.support))
+               if not on]
+    flags = {"enableDnsHostnames": "enable-dns-hostnames", "enableDnsSupport": "enable-dns-support"}
+    problems = []
+    if missing:
+        problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.existingVpc.vpcId", (
+            f"{vpc_id} has {' and '.join(missing)} off, so its nodes cannot resolve the cluster's endpoint and never "
+            "register; turn it on, one attribute per call: " + "; ".join(
+                f"`aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --{flags[m]}`" for m in missing))))
+    if dns.name_servers is not None and "AmazonProvidedDNS" not in dns.name_servers:
+        # A warning: DNS servers that forward the VPC's zones to its resolver (the VPC range's base + 2) resolve it too.
+        pulumi.log.warn(f"cloud.existingVpc.vpcId: {vpc_id}'s DHCP options name the DNS servers "
+                        f"{', '.join(dns.name_servers) or 'none'}, without AmazonProvidedDNS, which EKS requires for "
+                        "its private endpoint; unless they forward the VPC's private zones to its resolver, nodes "
+                        "cannot resolve the cluster's endpoint: add AmazonProvidedDNS to them")
+    if problems:
+        raise ConfigError(problems)
+
+
 def _zones_eks_takes(zone_ids: dict[str, str] | None, cloud: EksCloud) -> None:
     """EKS refuses a cluster subnet in some zones, known by ID (``EKS_DISALLOWED_ZONE_IDS``); the stack's zones are
     names, which map to IDs per account: refused against this account's map before the VPC is created, or
@@ -409,6 +434,9 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
         _one_minor_at_a_time(running, cloud.kubernetes_version)
         _zones_eks_takes(live.aws_zone_ids(cloud.region, provider), cloud)
         _admins_without_an_entry_of_their_own(config, provider, running=running is not None)
+        if cloud.existing_vpc is not None:
+            _vpc_resolves_the_endpoint(live.aws_vpc_dns(cloud.existing_vpc.vpc_id, cloud.region, provider),
+                                       cloud.existing_vpc.vpc_id)
         return EksCluster(
             "cluster",
             EksClusterArgs(

@@ -490,3 +490,31 @@ def test_an_admin_with_an_entry_the_stack_did_not_make_is_refused_on_a_running_c
     monkeypatch.setitem(mocks.LIVE, "eksAccessEntries",
                         {"neurodock-staging": {ADMIN: {CLUSTER_TAG: "neurodock-staging"}}})
     assert of_type(plan_of(write_stack, document), "aws:eks/accessEntry:AccessEntry")
+
+
+# -- An existing VPC's DNS ----------------------------------------------------------------------------------------
+
+
+def _existing_vpc_document():
+    document = stack_document("staging")
+    document["config"]["neurodock:cloud"].pop("vpcCidr", None)
+    document["config"]["neurodock:cloud"]["existingVpc"] = {
+        "vpcId": "vpc-0a1b2c3d4e5f60718", "privateSubnetIds": ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]}
+    return document
+
+
+def test_an_existing_vpc_without_dns_hostnames_is_refused_and_other_dhcp_servers_warn(write_stack, monkeypatch):
+    """Nodes find the private endpoint through a Route 53 zone EKS associates with the VPC: without DNS hostnames
+    they never register (EKS User Guide, network-reqs.adoc)."""
+    document = _existing_vpc_document()
+    assert plan_of(write_stack, document).resources  # the control: DNS on, the default DHCP options
+    monkeypatch.setitem(mocks.LIVE, "awsVpcs", {"vpc-0a1b2c3d4e5f60718": {"enableDnsHostnames": False}})
+    with pytest.raises(ProgramError) as caught:
+        plan_of(write_stack, document)
+    assert ("neurodock:cloud.existingVpc.vpcId: vpc-0a1b2c3d4e5f60718 has enableDnsHostnames off, so its nodes cannot "
+            "resolve the cluster's endpoint") in str(caught.value)
+    assert "aws ec2 modify-vpc-attribute --vpc-id vpc-0a1b2c3d4e5f60718 --enable-dns-hostnames" in str(caught.value)
+    monkeypatch.setitem(mocks.LIVE, "awsVpcs", {"vpc-0a1b2c3d4e5f60718": {"dhcpOptionsId": "dopt-0a1b2c3d"}})
+    monkeypatch.setitem(mocks.LIVE, "awsDhcpOptions", {"dopt-0a1b2c3d": ["10.1.0.10", "10.1.0.11"]})
+    plan = plan_of(write_stack, document)
+    assert any("10.1.0.10, 10.1.0.11, without AmazonProvidedDNS" in w for w in plan.warnings)

@@ -269,7 +269,8 @@ camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``s
 ``gcpSubnets`` ({"projects/P/regions/R/subnetworks/N": {"ipCidrRange"}}), ``gcpKeyRingsError`` (a failure message for
 the key ring lookup), ``awsZoneIds`` ({region: {zone name: zone ID}}, replacing ``default_zone_ids``), ``awsZonesError``
 (a failure message for that lookup), ``awsCaller`` (the caller's ARN, default an IAM user), ``eksAccessEntries``
-({cluster: {principal ARN: the entry's tags}})."""
+({cluster: {principal ARN: the entry's tags}}), ``awsVpcs`` ({vpc id: fields of ``aws.ec2.get_vpc``, camelCase}),
+``awsDhcpOptions`` ({options id: domain name servers})."""
 
 _ZONE_ID_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
                        "southeast": "se", "northwest": "nw", "southwest": "sw"}
@@ -479,6 +480,18 @@ class PlanMocks(pulumi.runtime.Mocks):
             arn = LIVE.get("awsCaller") or f"arn:aws:iam::{AWS_ACCOUNT_ID}:user/neurodock"
             return {"accountId": AWS_ACCOUNT_ID, "arn": arn, "userId": "AIDA" + digest(arn).upper(),
                     "id": AWS_ACCOUNT_ID}
+        if args.token == "aws:ec2/getVpc:getVpc":
+            # An existing VPC as DescribeVpcs answers (DNS on, the default DHCP options unless ``awsVpcs`` says).
+            vpc = {"enableDnsHostnames": True, "enableDnsSupport": True, "dhcpOptionsId": "default",
+                   **LIVE.get("awsVpcs", {}).get(a.get("id"), {})}
+            return {"id": a.get("id"), "arn": f"arn:aws:ec2:{aws_region}:{AWS_ACCOUNT_ID}:vpc/{a.get('id')}",
+                    "cidrBlock": "10.1.0.0/16", "state": "available", "default": False, "ownerId": AWS_ACCOUNT_ID,
+                    "instanceTenancy": "default", "mainRouteTableId": f"rtb-{digest(str(a.get('id')), length=17)}",
+                    "region": aws_region, **vpc}
+        if args.token == "aws:ec2/getVpcDhcpOptions:getVpcDhcpOptions":
+            options = LIVE.get("awsDhcpOptions", {}).get(a.get("dhcpOptionsId"), ["AmazonProvidedDNS"])
+            return {"id": a.get("dhcpOptionsId"), "dhcpOptionsId": a.get("dhcpOptionsId"), "domainNameServers": options,
+                    "ownerId": AWS_ACCOUNT_ID, "region": aws_region}
         if args.token == "aws:iam/getSessionContext:getSessionContext":
             # arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION is a session of arn:aws:iam::ACCOUNT:role/NAME.
             arn = a.get("arn", "")
