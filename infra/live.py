@@ -27,7 +27,6 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from components.cluster.eks import MANAGED_ADDONS, EksClusterLogGroup, control_plane_log_group
-from components.cluster.eks_addons import CLUSTER_TAG
 from components.cluster.gke import CRYPTO_KEY_NAME, Retained, key_ring_name
 from components.labels import POOL_TAG
 
@@ -142,29 +141,10 @@ def aws_deploying_role(provider: pulumi.ProviderResource) -> str | None:
             return None
         return aws.iam.get_session_context(arn=caller, opts=opts).issuer_arn or None
     except Exception as error:
-        _nothing("the deploying role", error)
+        pulumi.log.warn(f"could not read which IAM role this run is ({_first_line(error)}); an adminRoleArns entry for "
+                        "the role that creates the cluster is not caught before `pulumi up`: the deploying role needs "
+                        "sts:GetCallerIdentity and iam:GetRole")
         return None
-
-
-def eks_foreign_access_entries(cluster_name: str, region: str, principals: list[str],
-                               provider: pulumi.ProviderResource) -> list[str]:
-    """Of ``principals``, those with an access entry on the running cluster that this stack did not make: one without
-    the stack's tag ``neurodock:cluster``, such as the entry EKS makes for the role that created the cluster. The
-    stack's own entry for such a principal would be refused (EKS takes one entry per principal)."""
-    opts = pulumi.InvokeOptions(provider=provider)
-    foreign = []
-    for arn in principals:
-        try:
-            entry = aws.eks.get_access_entry(cluster_name=cluster_name, principal_arn=arn, region=region, opts=opts)
-        except Exception as error:
-            if not any(sign in str(error) for sign in ("ResourceNotFoundException", "couldn't find resource",
-                                                       "empty result", "not found")):
-                pulumi.log.warn(f"could not read the access entry of {arn} on {cluster_name} ({_first_line(error)}); "
-                                "an entry the stack did not make is not caught before `pulumi up`")
-            continue
-        if (entry.tags or {}).get(CLUSTER_TAG) != cluster_name:
-            foreign.append(arn)
-    return foreign
 
 
 @dataclass(frozen=True, kw_only=True)

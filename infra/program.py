@@ -334,31 +334,20 @@ def _admins_without_an_entry_of_their_own(config: StackConfig, provider: pulumi.
                                           running: bool) -> None:
     """EKS gives the role that creates a cluster an access entry of its own, with cluster-admin
     (``bootstrapClusterCreatorAdminPermissions``: EKS User Guide, grant-k8s-access.adoc 153), and takes one entry per
-    principal (the same page, 202): the stack's entry for that role, in ``adminRoleArns``, would fail with 409. Refused
-    before anything changes: on a first `pulumi up` when the deploying role is listed, on a running cluster when a
-    listed role has an entry the stack did not make."""
+    principal (the same page, 202): the stack's entry for that role, in ``adminRoleArns``, would fail with 409 after
+    the VPC and the cluster exist. Refused on a first `pulumi up`, when the deploying role is listed. (On a running
+    cluster the creator is not known: the access entry data source returns no tags to tell EKS's entry from the
+    stack's, terraform-provider-aws ``access_entry_datasource.go``; docs/deploy-eks.md says what to do.)"""
     cloud = config.cloud
     assert isinstance(cloud, EksCloud)
-    if not cloud.admin_role_arns:
+    if running or not cloud.admin_role_arns:
         return
-    problems = []
-    if not running:
-        role = live.aws_deploying_role(provider)
-        if role in cloud.admin_role_arns:
-            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.adminRoleArns[{cloud.admin_role_arns.index(role)}]", (
-                f"{role} is the role this `pulumi up` runs as, which creates the cluster: EKS gives it an access entry "
-                "with cluster-admin of its own, and refuses a second one for it (409). Remove it from adminRoleArns; "
-                "it keeps cluster-admin through EKS's entry")))
-    else:
-        for arn in live.eks_foreign_access_entries(config.cluster_name, cloud.region, list(cloud.admin_role_arns),
-                                                   provider):
-            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.adminRoleArns[{cloud.admin_role_arns.index(arn)}]", (
-                f"{arn} already has an access entry on the running cluster {config.cluster_name} that this stack did "
-                "not make (EKS makes one for the role that created the cluster), and EKS refuses a second one (409). "
-                "Remove it from adminRoleArns, or delete that entry first: `aws eks delete-access-entry --region "
-                f"{cloud.region} --cluster-name {config.cluster_name} --principal-arn {arn}`")))
-    if problems:
-        raise ConfigError(problems)
+    role = live.aws_deploying_role(provider)
+    if role in cloud.admin_role_arns:
+        raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.adminRoleArns[{cloud.admin_role_arns.index(role)}]", (
+            f"{role} is the role this `pulumi up` runs as, which creates the cluster: EKS gives it an access entry "
+            "with cluster-admin of its own, and refuses a second one for it (409). Remove it from adminRoleArns; "
+            "it keeps cluster-admin through EKS's entry"))])
 
 
 def _vpc_resolves_the_endpoint(dns: live.VpcDns | None, vpc_id: str) -> None:

@@ -724,6 +724,9 @@ RULES = [
     ("a public range as the runner's private range", "staging", _multi(
         _existing_vpc, _set(["neurodock:deploy", "privateCidrs"], ["52.94.76.0/22"])),
      "neurodock:deploy.privateCidrs[0]: 52.94.76.0/22 is not a private range", _existing_vpc),
+    ("the runner's private range twice, which would name two security group rules alike", "staging", _multi(
+        _existing_vpc, _set(["neurodock:deploy", "privateCidrs"], ["10.1.32.0/20", "10.1.32.0/20"])),
+     "neurodock:deploy.privateCidrs[1]: lists 10.1.32.0/20 twice", _existing_vpc),
     ("the runner's private range without a runner in the VPC", "staging",
      _set(["neurodock:deploy"], {"runsOn": ["self-hosted"], "egressCidrs": ["198.51.100.10/32"],
                                  "privateCidrs": ["10.1.32.0/20"]}),

@@ -158,6 +158,28 @@ def offline(plan: Plan, name: str) -> list[tuple[str, str | None, str]]:
     return sorted((v.policy, v.urn, v.message) for v in run_on(policy_resources(plan), policy))
 
 
+def test_a_runner_in_the_vpc_is_judged_by_the_pack_as_offline(pack, write_stack):
+    """The pack's process gets numbers as a protobuf Struct holds them (443.0): a rule admitting the runner on 443
+    counts there as offline, and one missing is found by both."""
+    from tests.conftest import plan_with
+
+    def in_vpc(config):
+        config["neurodock:cloud"].pop("vpcCidr", None)
+        config["neurodock:cloud"]["endpoint"] = {"public": False}
+        config["neurodock:cloud"]["existingVpc"] = {"vpcId": "vpc-0a1b2c3d4e5f60718",
+                                                    "privateSubnetIds": ["subnet-0a1b2c3d", "subnet-1a1b2c3d"]}
+        config["neurodock:deploy"] = {"runsOn": ["self-hosted"], "inVpc": True, "privateCidrs": ["10.1.32.0/20"]}
+
+    plan = plan_with(write_stack, "staging", in_vpc)
+    assert [m for p, _, m in mandatory(stack_findings(pack, plan)) if p == "deploy-reaches-api"] == []
+    assert offline(plan, "deploy-reaches-api") == []
+    rule = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+    without = replace(plan, resources=[r for r in plan.resources if r.type != rule])
+    found = [(p, m) for p, _, m in mandatory(stack_findings(pack, without)) if p == "deploy-reaches-api"]
+    assert found == [(p, m) for p, _, m in offline(without, "deploy-reaches-api")]
+    assert found and "admits the runner's ['10.1.32.0/20'] on port 443" in found[0][1]
+
+
 def test_a_deploy_runner_outside_the_allow_list_is_refused_by_the_pack_as_offline(pack, shipped_plans):
     plan = shipped_plans["staging"]
     deploy = {**plan.outputs["deploy"], "egressCidrs": ["192.0.2.10/32"]}

@@ -40,7 +40,9 @@ def deploy_problems(config: StackConfig) -> list[Problem]:
     if out:
         return out
     for i, cidr in enumerate(deploy.private_cidrs):
-        if not is_private_range(cidr):
+        if cidr in deploy.private_cidrs[:i]:
+            out.append(Problem(key_path(("deploy", "privateCidrs", i)), f"lists {cidr} twice"))
+        elif not is_private_range(cidr):
             out.append(Problem(key_path(("deploy", "privateCidrs", i)), (
                 f"{cidr} is not a private range (RFC 1918, or RFC 6598's 100.64.0.0/10): the runner reaches the "
                 "private endpoint from inside the VPC or a network connected to it; list its private addresses "

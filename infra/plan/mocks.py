@@ -268,9 +268,8 @@ version lookup), ``eksAddonVersions`` ({(add-on, minor): version}, replacing ``E
 camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``subnetwork``, ``datapathProvider``}),
 ``gcpSubnets`` ({"projects/P/regions/R/subnetworks/N": {"ipCidrRange"}}), ``gcpKeyRingsError`` (a failure message for
 the key ring lookup), ``awsZoneIds`` ({region: {zone name: zone ID}}, replacing ``default_zone_ids``), ``awsZonesError``
-(a failure message for that lookup), ``awsCaller`` (the caller's ARN, default an IAM user), ``eksAccessEntries``
-({cluster: {principal ARN: the entry's tags}}), ``awsVpcs`` ({vpc id: fields of ``aws.ec2.get_vpc``, camelCase}),
-``awsDhcpOptions`` ({options id: domain name servers})."""
+(a failure message for that lookup), ``awsCaller`` (the caller's ARN, default an IAM user), ``awsVpcs`` ({vpc id:
+fields of ``aws.ec2.get_vpc``, camelCase}), ``awsDhcpOptions`` ({options id: domain name servers})."""
 
 _ZONE_ID_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
                        "southeast": "se", "northwest": "nw", "southwest": "sw"}
@@ -500,15 +499,6 @@ class PlanMocks(pulumi.runtime.Mocks):
             issuer = f"arn:aws:iam::{account}:role/{name}" if rest else arn
             return {"arn": arn, "id": arn, "issuerArn": issuer, "issuerId": "AROA" + digest(issuer).upper()[:17],
                     "issuerName": name, "sessionName": session}
-        if args.token == "aws:eks/getAccessEntry:getAccessEntry":
-            entry = LIVE.get("eksAccessEntries", {}).get(a.get("clusterName"), {}).get(a.get("principalArn"))
-            if entry is None:
-                key = f"{a.get('clusterName')}:{a.get('principalArn')}"
-                return {}, [("principalArn", f"reading EKS Access Entry ({key}): couldn't find resource")]
-            return {"clusterName": a.get("clusterName"), "principalArn": a.get("principalArn"),
-                    "id": f"{a.get('clusterName')}:{a.get('principalArn')}", "type": "STANDARD", "tags": entry,
-                    "tagsAll": entry, "region": aws_region,
-                    "accessEntryArn": f"arn:aws:eks:{aws_region}:{AWS_ACCOUNT_ID}:access-entry/{a.get('clusterName')}"}
         return {}
 
 

@@ -73,8 +73,10 @@ def _security_group_admits(cluster, resources, deploy: dict, what: str) -> str |
             continue
         low, high = props.get("fromPort"), props.get("toPort")
         any_port = str(props.get("ipProtocol")) == "-1"
+        # Numbers arrive as CrossGuard sends them: a protobuf Struct holds only doubles (443.0).
+        numbers = isinstance(low, (int, float)) and isinstance(high, (int, float))
         if known(cidr) and (any_port or (str(props.get("ipProtocol")) in ("tcp", "6")
-                                         and isinstance(low, int) and isinstance(high, int) and low <= 443 <= high)):
+                                         and numbers and low <= 443 <= high)):
             admitted.append(cidr)
     private = [c for c in deploy.get("privateCidrs") or [] if known(c)]
     if not private:

@@ -375,7 +375,7 @@ def _pod_port(resources: Sequence, ref: Mapping[str, Any]) -> int | None:
     if entry is None:
         return None
     target = entry.get("targetPort", port)
-    if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+    if isinstance(target, (int, float)) or (isinstance(target, str) and target.isdigit()):  # 9443.0 from CrossGuard
         return int(target)
     selector = fields(dig(service.props, "spec", "selector"))
     for kind in WORKLOAD_KINDS:
