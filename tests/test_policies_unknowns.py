@@ -77,19 +77,24 @@ def _findings(module, policy, resource_check: bool, resources: list, config: dic
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_no_policy_crashes_on_unknowns_or_finds_fault_with_what_it_cannot_see(shipped_plans, stack):
     resources = policy_resources(shipped_plans[stack])
+    sample = _sample(resources)
+    policies = []
+    for module in MODULES:
+        resource_check = isinstance(module.POLICY, ResourceValidationPolicy)
+        config = schema_defaults(module.POLICY.config_schema)
+        shown = sample if resource_check else resources
+        policies.append((module, resource_check, config, _findings(module, module.POLICY, resource_check, shown,
+                                                                   config)))
     crashes: list[str] = []
     added: list[str] = []
-    for module in MODULES:
-        policy = module.POLICY
-        config = schema_defaults(policy.config_schema)
-        resource_check = isinstance(policy, ResourceValidationPolicy)
-        shown = _sample(resources) if resource_check else resources
-        known_findings = _findings(module, policy, resource_check, shown, config)
-        for depth in DEPTHS:
-            for kind in KINDS:
-                unknown = [_with(r, unknown_at(r.props, depth, kind)) for r in shown]
+    for depth in DEPTHS:
+        for kind in KINDS:
+            unknown = {r.urn: _with(r, unknown_at(r.props, depth, kind)) for r in resources}
+            for module, resource_check, config, known_findings in policies:
+                policy = module.POLICY
+                shown = [unknown[r.urn] for r in (sample if resource_check else resources)]
                 try:
-                    found = _findings(module, policy, resource_check, unknown, config)
+                    found = _findings(module, policy, resource_check, shown, config)
                 except Exception as error:
                     crashes.append(f"{policy.name} at depth {depth} ({kind}): {type(error).__name__}: {error}")
                     continue
