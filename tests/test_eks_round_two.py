@@ -512,3 +512,16 @@ def test_an_existing_vpc_without_dns_hostnames_is_refused_and_other_dhcp_servers
     monkeypatch.setitem(mocks.LIVE, "awsDhcpOptions", {"dopt-0a1b2c3d": ["10.1.0.10", "10.1.0.11"]})
     plan = plan_of(write_stack, document)
     assert any("10.1.0.10, 10.1.0.11, without AmazonProvidedDNS" in w for w in plan.warnings)
+
+
+def test_fewer_system_nodes_than_zones_warn_that_prometheus_may_find_none_in_its_volume_s_zone():
+    """Prometheus's EBS volume lives in one zone; the system group spans them all (EKS User Guide,
+    managed-node-groups.adoc): as many system nodes as zones keeps one in each."""
+    from infra.config import config_warnings
+
+    config = stack_document("staging")["config"]
+    assert not [w for w in config_warnings(parse_config(config)) if "system node" in str(w)]  # the control: 3 of 3
+    config["neurodock:nodePools"][0]["minNodes"] = 2
+    [warning] = [str(w) for w in config_warnings(parse_config(config)) if "system node" in str(w)]
+    assert warning.startswith("neurodock:nodePools[0].minNodes: 2 system node(s) across 3 zones")
+    assert "set minNodes to at least 3" in warning

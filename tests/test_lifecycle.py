@@ -379,7 +379,7 @@ def test_staging_edit_sequence(write_stack):
     resource(diff, "aws:eks/nodeGroup:NodeGroup", "cluster-cpu")
     resource(diff, "aws:ec2/launchTemplate:LaunchTemplate", "cluster-cpu")
     # 2. raise minNodes: the group's scaling config changes in place.
-    diff = steps.edit(lambda c: c["neurodock:nodePools"][0].update(minNodes=3))
+    diff = steps.edit(lambda c: c["neurodock:nodePools"][0].update(minNodes=4))
     [group] = diff.resources
     assert group.key.endswith("::cluster-system") and not group.replaced
     assert {c.path for c in group.changes} == {"inputs.scalingConfig.minSize", "inputs.scalingConfig.desiredSize"}

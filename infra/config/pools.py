@@ -134,10 +134,29 @@ def pool_problems(config: StackConfig) -> list[Problem]:
 
 
 def pool_warnings(config: StackConfig) -> list[Problem]:
+    if config.cloud.provider == "eks":
+        return _zonal_volume_warnings(config)
     if config.cloud.provider != "kind":
         return []
     return [Problem(key_path(("nodePools", i, "instanceTypes")), "is unused on kind, whose nodes are containers on "
                     "this machine") for i, pool in enumerate(config.node_pools) if pool.instance_types]
+
+
+def _zonal_volume_warnings(config: StackConfig) -> list[Problem]:
+    """Prometheus keeps its data on an EBS volume, which lives in one zone, and runs on the system pool, whose one
+    managed node group spans the stack's zones. The Cluster Autoscaler cannot add a node in a chosen zone to such a
+    group (EKS User Guide, managed-node-groups.adoc 53: "configure multiple node groups, each scoped to a single
+    Availability Zone" for EBS-backed workloads), so with fewer nodes than zones, a zone can be left without one after
+    nodes roll or scale in, and Prometheus stays Pending there. The group's Auto Scaling group keeps its nodes
+    balanced over its zones (AZRebalance, the same page, 70), so as many nodes as zones keeps one in each."""
+    if not config.monitoring.enabled:
+        return []
+    zones = len(config.cloud.zones)
+    return [Problem(key_path(("nodePools", i, "minNodes")), (
+        f"{pool.min_nodes} system node(s) across {zones} zones: Prometheus's volume lives in one zone, and after nodes "
+        f"roll or scale in that zone may have none, leaving Prometheus (and alerting) Pending; set minNodes to at "
+        f"least {zones}")) for i, pool in enumerate(config.node_pools)
+        if pool.role == "system" and pool.min_nodes < zones]
 
 
 def gpu_devices_per_node(pool: NodePool) -> int | None:
