@@ -115,6 +115,11 @@ def test_resources_and_shared_memory_are_sized_for_the_model(shipped_plans):
     assert shm_large["emptyDir"]["sizeLimit"] == "16Gi"  # NCCL between 4 tensor-parallel workers
 
 
+def upload_image(pod: dict) -> str:
+    [upload] = pod["containers"]
+    return upload["image"]
+
+
 def mirror_jobs(plan) -> list[dict]:
     return [j for j in manifests(plan, "Job") if j["metadata"]["labels"]["app.kubernetes.io/name"] == "weights-mirror"]
 
@@ -123,8 +128,10 @@ def test_hugging_face_weights_are_mirrored_once_at_the_pinned_revision_without_o
     plan = shipped_plans["staging"]
     [job] = mirror_jobs(plan)
     pod = job["spec"]["template"]["spec"]
-    [download] = pod["initContainers"]
-    program, repo, revision, scratch = download["command"][2:6]
+    [check, download] = pod["initContainers"]
+    assert download["command"][:2] == ["/bin/sh", "-c"] and download["command"][2].startswith(
+        "if [ -e /work/.mirrored ]; then exit 0; fi")
+    program, repo, revision, scratch = download["command"][6:10]
     assert (repo, revision, scratch) == ("meta-llama/Llama-3.1-8B-Instruct", "0e9e39f249a16976918f6564b8830bc894c89659",
                                          "/work/model")
     # Only what vLLM serves: Llama 3.1's original/consolidated.00.pth would double the download.
@@ -133,8 +140,11 @@ def test_hugging_face_weights_are_mirrored_once_at_the_pinned_revision_without_o
     [upload] = pod["containers"]
     script = upload["command"][2]
     prefix = f"s3://neurodock-staging-weights-123456789012-us-east-1/hf/{repo}/{revision}"
-    # Skips when the marker is there; writes the marker last, naming source and revision.
-    assert script.index(f"aws s3 ls {prefix}/.neurodock-complete") < script.index("aws s3 cp --recursive")
+    # Looks for the marker before any call to Hugging Face (a re-created stack downloads nothing), skips the
+    # download and the upload when it is there, and writes the marker last, naming source and revision.
+    assert check["command"][2].startswith(f"set -u; if aws s3 ls {prefix}/.neurodock-complete")
+    assert "touch /work/.mirrored" in check["command"][2] and check["image"] == upload_image(pod)
+    assert script.startswith("set -eu; if [ -e /work/.mirrored ]; then exit 0; fi;")
     assert script.rstrip().endswith(f"aws s3 cp - {prefix}/.neurodock-complete")
     assert pod["serviceAccountName"] == "weights-mirror"
     assert job["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"  # a failed mirror runs again

@@ -32,6 +32,8 @@ PURPOSE = "weights-mirror"
 MIRROR_ACCOUNT = "weights-mirror"
 """The ServiceAccount of every mirror Job: the only identity that may write the bucket."""
 COMPLETE_MARKER = ".neurodock-complete"
+MIRRORED_FLAG = "/work/.mirrored"
+"""Written in the Job's scratch volume when the bucket holds the marker already: the download and upload skip."""
 HF_FILES = ("*.safetensors", "*.json", "*.model", "*.tiktoken", "*.txt", "*.jinja")
 """What vLLM serves from a Hugging Face repository: safetensors weights (the streamer reads no other
 format), config, tokenizer and chat template. Other checkpoint formats (``*.bin``, ``*.pth``) are
@@ -138,10 +140,15 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
         exists = f"gcloud storage ls {shlex.quote(marker)}"
         copy = f"gcloud storage cp --recursive '/work/model/*' {shlex.quote(target + '/')}"
         put_marker = f"gcloud storage cp - {shlex.quote(marker)}"
+    # The marker is looked for first, before any call to Hugging Face: a re-created stack (disaster recovery)
+    # finds its weights there and downloads nothing (init containers run in order, each to completion).
+    check = f"set -u; if {exists} >/dev/null 2>&1; then echo 'already mirrored'; touch {MIRRORED_FLAG}; fi"
     # Hugging Face's own download metadata stays behind; only the model's files are uploaded.
-    upload = (f"set -eu; if {exists} >/dev/null 2>&1; then echo 'already mirrored'; exit 0; fi; "
+    upload = (f"set -eu; if [ -e {MIRRORED_FLAG} ]; then exit 0; fi; "
               f"rm -rf /work/model/.cache; {copy}; "
               f"(echo 'source: hf://{repo}'; echo 'revision: {revision}'; cd /work/model && ls -1) | {put_marker}")
+    download = ["/bin/sh", "-c", f'if [ -e {MIRRORED_FLAG} ]; then exit 0; fi; exec "$@"', "download",
+                *hf_download(repo, revision, "/work/model")]
     env = [k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
            k8s.core.v1.EnvVarArgs(name="USER", value="mirror"),
            k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/work/.huggingface"),
@@ -173,11 +180,16 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
                     restart_policy="Never",
                     security_context=restricted_pod_security_context(),
                     node_selector=node_selector,
-                    init_containers=[k8s.core.v1.ContainerArgs(
-                        name="download", image=MIRROR_DOWNLOAD_IMAGE, env=env, volume_mounts=mounts,
-                        resources=resources,
-                        command=hf_download(repo, revision, "/work/model"),
-                        security_context=restricted_container_security_context())],
+                    init_containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name="check", image=uploader, env=env, volume_mounts=mounts, resources=resources,
+                            command=["/bin/sh", "-c", check],
+                            security_context=restricted_container_security_context()),
+                        k8s.core.v1.ContainerArgs(
+                            name="download", image=MIRROR_DOWNLOAD_IMAGE, env=env, volume_mounts=mounts,
+                            resources=resources, command=download,
+                            security_context=restricted_container_security_context()),
+                    ],
                     containers=[k8s.core.v1.ContainerArgs(
                         name="upload", image=uploader, env=env, volume_mounts=mounts, resources=resources,
                         command=["/bin/sh", "-c", upload],
