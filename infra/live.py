@@ -27,8 +27,9 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from components.cluster.eks import MANAGED_ADDONS, EksClusterLogGroup, control_plane_log_group
-from components.cluster.gke import CRYPTO_KEY_NAME, Retained, key_ring_name
+from components.cluster.gke import CRYPTO_KEY_NAME, key_ring_name
 from components.labels import POOL_TAG
+from components.retained import Retained
 
 
 def eks_group_sizes(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> dict[str, int] | None:
@@ -189,26 +190,32 @@ def aws_zone_ids(region: str, provider: pulumi.ProviderResource) -> dict[str, st
 
 def gke_retained_keys(project: str, region: str, cluster_name: str, provider: pulumi.ProviderResource) -> Retained:
     """The Secrets key ring and key of a destroyed stack of the same cluster name, if they exist."""
+    return gcp_retained_kms(project, region, key_ring_name(cluster_name), CRYPTO_KEY_NAME, provider)
+
+
+def gcp_retained_kms(project: str, location: str, ring_name: str, key_name: str,
+                     provider: pulumi.ProviderResource) -> Retained:
+    """The Cloud KMS key ring ``ring_name`` of ``location`` and its key ``key_name``, if an earlier stack left them
+    (Cloud KMS never deletes either)."""
     opts = pulumi.InvokeOptions(provider=provider)
-    ring_name = key_ring_name(cluster_name)
     try:
-        rings = gcp.kms.get_key_rings(project=project, location=region, opts=opts).key_rings
+        rings = gcp.kms.get_key_rings(project=project, location=location, opts=opts).key_rings
     except Exception as error:
         # Nothing to adopt where Cloud KMS's API is not yet enabled (a first `pulumi up`, which enables it). Any
         # other failure (a denied permission, a transient error) may hide a retained ring whose name a create
         # would then collide with: said, so that the 409 that follows has its cause beside it.
         if _api_not_enabled(error):
-            _nothing(f"Cloud KMS key rings of {project}/{region}", error)
+            _nothing(f"Cloud KMS key rings of {project}/{location}", error)
         else:
-            pulumi.log.warn(f"could not list the Cloud KMS key rings of {project}/{region} ({_first_line(error)}); "
-                            f"a key ring {ring_name} retained by an earlier stack of this cluster is not adopted, and "
-                            "creating it again fails with 409: the deploying identity needs cloudkms.keyRings.list")
+            pulumi.log.warn(f"could not list the Cloud KMS key rings of {project}/{location} ({_first_line(error)}); "
+                            f"a key ring {ring_name} retained by an earlier stack is not adopted, and creating it "
+                            "again fails with 409: the deploying identity needs cloudkms.keyRings.list")
         return Retained()
     ring = _named(rings, ring_name)
     if ring is None:
         return Retained()
-    key = _named(gcp.kms.get_crypto_keys(key_ring=ring, opts=opts).keys, CRYPTO_KEY_NAME)
-    pulumi.log.info(f"adopting the retained Secrets key ring {ring}" + (f" and key {key}" if key else ""))
+    key = _named(gcp.kms.get_crypto_keys(key_ring=ring, opts=opts).keys, key_name)
+    pulumi.log.info(f"adopting the retained key ring {ring}" + (f" and key {key}" if key else ""))
     return Retained(key_ring_id=ring, crypto_key_id=key)
 
 

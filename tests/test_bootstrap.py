@@ -15,7 +15,7 @@ from infra.config import ConfigError
 from infra.plan.engine import BOOTSTRAP_DIR, run_plan
 from infra.plan.mocks import AWS_ACCOUNT_ID
 from infra.plan.stackfile import load_stack_file, stack_names
-from tests.conftest import of_type
+from tests.conftest import of_type, one
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,9 @@ def test_aws_buckets_are_versioned_encrypted_private_tls_only_and_replicated(pla
     writes = next(st for st in statements if "s3:ReplicateObject" in st["Action"])
     assert writes["Resource"] == [f"arn:aws:s3:::{by_name[n].id}/*" for n in ("neurodock-state-replica",
                                                                               "neurodock-weights-replica")]
+    # The replicas' key: encrypting, and decrypting too, which S3 Bucket Keys need to replicate at all.
+    [replica_key] = [st for st in statements if st["Resource"] == keys["neurodock-replica-key"].state["arn"]]
+    assert sorted(replica_key["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
     replications = of_type(plan, "aws:s3/bucketReplicationConfig:BucketReplicationConfig")
     assert sorted(r.inputs["rules"][0]["destination"]["bucket"] for r in replications) == sorted(
         f"arn:aws:s3:::{by_name[n].id}" for n in ("neurodock-state-replica", "neurodock-weights-replica"))
@@ -135,3 +138,19 @@ def test_a_replica_in_the_same_region_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(ConfigError, match="replicaRegion: must differ from location"):
         run_plan(load_stack_file("aws", path, root=BOOTSTRAP_DIR))
+
+
+def test_a_gcp_bootstrap_created_again_adopts_the_key_ring_and_key_cloud_kms_kept(plans, monkeypatch):
+    """Cloud KMS never deletes a key ring or key: a bootstrap whose state was lost (or destroyed) would fail on their
+    fixed names with 409, so it imports them."""
+    for kind in ("gcp:kms/keyRing:KeyRing", "gcp:kms/cryptoKey:CryptoKey"):
+        assert one(plans["gcp"], kind).options["import"] is None  # the control: a first up creates them
+    from infra.plan import mocks
+
+    project = one(plans["gcp"], "gcp:kms/keyRing:KeyRing").inputs["project"]
+    ring = f"projects/{project}/locations/europe/keyRings/neurodock-state"
+    monkeypatch.setitem(mocks.LIVE, "gcpKeyRings", {f"projects/{project}/locations/europe": [ring]})
+    monkeypatch.setitem(mocks.LIVE, "gcpCryptoKeys", {ring: [f"{ring}/cryptoKeys/pulumi-state"]})
+    plan = run_plan(load_stack_file("gcp", root=BOOTSTRAP_DIR))
+    assert one(plan, "gcp:kms/keyRing:KeyRing").options["import"] == ring
+    assert one(plan, "gcp:kms/cryptoKey:CryptoKey").options["import"] == f"{ring}/cryptoKeys/pulumi-state"

@@ -22,6 +22,7 @@ from components.cluster.base import (
 from components.cluster.zones import initial_nodes_per_zone, pool_zones, provenance
 from components.errors import InputProblems
 from components.gpu.catalog import GPU_MODELS, gke_accelerator, gke_boot_disk
+from components.retained import Retained
 
 REQUIRED_APIS = (
     "compute.googleapis.com",
@@ -64,15 +65,6 @@ class GkeClusterMaintenanceWindow:
     start_time: str
     end_time: str
     recurrence: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Retained:
-    """Ids of resources a destroyed stack left behind on purpose (``retainOnDelete``) and that cannot be
-    created again under the same name: Cloud KMS key rings and keys are never deleted."""
-
-    key_ring_id: str | None = None
-    crypto_key_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from components.errors import InputProblems
+from components.retained import Retained
 
 BUCKET_ROLES = ("state", "weights")
 GCP_APIS = ("cloudkms.googleapis.com", "storage.googleapis.com")
@@ -49,6 +50,9 @@ class StateBackendArgs:
     """Days an overwritten or deleted object version is kept before it expires (default 90)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Tags (AWS) or labels (GCP) on everything (default none)."""
+    adopt: Retained = field(default_factory=Retained)
+    """GCP: the key ring and key an earlier bootstrap of this project left (Cloud KMS never deletes either), adopted
+    instead of created, which would fail on their fixed names (``infra.live.gcp_retained_kms``; default: none)."""
 
 
 # Everything here holds data or the key to it: refuse to delete it, and keep it if it leaves the
@@ -200,7 +204,12 @@ class StateBackend(pulumi.ComponentResource):
                     {"Effect": "Allow", "Resource": [f"{arn}/*" for arn in a[3]],
                      "Action": ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"]},
                     {"Effect": "Allow", "Resource": a[0], "Action": ["kms:Decrypt"]},
-                    {"Effect": "Allow", "Resource": a[1], "Action": ["kms:Encrypt", "kms:GenerateDataKey"]},
+                    # Decrypt too: the replicas use S3 Bucket Keys, and "the AWS KMS key policy for the KMS key that's
+                    # used to encrypt the object replica must include the kms:Decrypt permission for the calling
+                    # principal" (S3 User Guide, replication-config-for-kms-objects.md, "S3 Bucket Keys and
+                    # replication"; awsdocs/amazon-s3-userguide cc53dd6a). The key's default policy defers to IAM.
+                    {"Effect": "Allow", "Resource": a[1], "Action": ["kms:Encrypt", "kms:GenerateDataKey",
+                                                                      "kms:Decrypt"]},
                 ]})),
             opts=self._child(),
         )
@@ -215,13 +224,14 @@ class StateBackend(pulumi.ComponentResource):
                                           disable_on_destroy=False, opts=self._child())
                 for api in GCP_APIS}
         kms_api, storage_api = apis["cloudkms.googleapis.com"], apis["storage.googleapis.com"]
-        ring = gcp.kms.KeyRing(f"{self._name}-keyring", name=f"{self._name}-state", project=a.project,
+        ring = gcp.kms.KeyRing(f"{self._name}-keyring", name=state_key_ring(self._name), project=a.project,
                                location=kms_location(a.location),
                                opts=pulumi.ResourceOptions.merge(self._keep(), pulumi.ResourceOptions(
-                                   depends_on=[kms_api])))
+                                   depends_on=[kms_api], import_=a.adopt.key_ring_id)))
         key = gcp.kms.CryptoKey(
-            f"{self._name}-key", name="pulumi-state", key_ring=ring.id,
-            rotation_period=f"{90 * 24 * 3600}s", purpose="ENCRYPT_DECRYPT", labels=a.labels, opts=self._keep())
+            f"{self._name}-key", name=STATE_KEY, key_ring=ring.id,
+            rotation_period=f"{90 * 24 * 3600}s", purpose="ENCRYPT_DECRYPT", labels=a.labels,
+            opts=pulumi.ResourceOptions.merge(self._keep(), pulumi.ResourceOptions(import_=a.adopt.crypto_key_id)))
         # Cloud Storage encrypts with the key through its service agent, which Storage's API reports once it is on.
         # The lookup runs through this component's provider (the project disables default providers).
         agent = gcp.storage.get_project_service_account_output(
@@ -246,6 +256,15 @@ class StateBackend(pulumi.ComponentResource):
         self.backend_url = pulumi.Output.concat("gs://", buckets["state"].name)
         self.weights_url = pulumi.Output.concat("gs://", buckets["weights"].name)
         self.secrets_provider = pulumi.Output.concat("gcpkms://", key.id)
+
+
+STATE_KEY = "pulumi-state"
+"""The GCP secrets key's name, fixed: Cloud KMS keeps it forever."""
+
+
+def state_key_ring(name: str) -> str:
+    """The GCP key ring of the backend component ``name``, fixed: Cloud KMS keeps it forever."""
+    return f"{name}-state"
 
 
 def kms_location(location: str) -> str:

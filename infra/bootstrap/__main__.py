@@ -8,7 +8,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
+from components.retained import Retained
 from components.state import Cloud, StateBackend, StateBackendArgs
+from components.state.backend import STATE_KEY, kms_location, state_key_ring
+from infra import live
 from infra.bootstrap.config import parse_bootstrap_config
 from infra.config import ConfigError
 
@@ -22,11 +25,15 @@ if config.cloud == "aws":
     provider = aws.Provider("aws", region=config.location)
 else:
     provider = gcp.Provider("gcp", project=config.project)
+NAME = "neurodock"
+# A bootstrap created again (its state lost, or destroyed) finds the key ring and key Cloud KMS kept, and adopts them.
+adopt = live.gcp_retained_kms(config.project, kms_location(config.location), state_key_ring(NAME), STATE_KEY,
+                              provider) if config.cloud == "gcp" else Retained()
 backend = StateBackend(
-    "neurodock",
+    NAME,
     StateBackendArgs(cloud=Cloud(config.cloud), location=config.location, project=config.project,
                      replica_region=config.replica_region, noncurrent_version_days=config.noncurrent_version_days,
-                     labels=labels),
+                     labels=labels, adopt=adopt),
     opts=pulumi.ResourceOptions(providers=[provider]),
 )
 pulumi.export("backendUrl", backend.backend_url)
