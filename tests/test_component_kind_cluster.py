@@ -16,6 +16,11 @@ def test_minimal_args_create_the_cluster_with_kind():
     built = build(lambda: KindCluster("cluster", ARGS))
     assert built.resources[0].type == "neurodock:cluster:KindCluster"
     assert built.types == {"command:local:Command"}
+    [kind] = built.of_type("command:local:Command")
+    # The kubeconfig (stdout) holds the client key: only stderr is logged. An edit of the script that is not a
+    # trigger runs `update`, which reads the kubeconfig again, never `create`, which kind refuses on a live cluster.
+    assert kind.inputs["logging"] == "stderr"
+    assert kind.inputs["update"] == f"kind get kubeconfig --name {ARGS.cluster_name}"
 
 
 def test_an_existing_context_creates_nothing():

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from infra.plan.stackfile import REPO_ROOT
 
@@ -42,9 +43,13 @@ def dev_stack(tmp_path_factory):
         return subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=REPO_ROOT, env=env,
                               capture_output=True, text=True, check=False, timeout=1800)
 
-    # A throwaway stack with dev's config; its stack file is removed with it.
-    subprocess.run(["pulumi", "stack", "init", stack, "--copy-config-from", "dev", "--non-interactive"],
-                   cwd=REPO_ROOT, env=env, check=True)
+    # A throwaway stack with dev's config, as a user makes one: dev's stack file copied (`--copy-config-from` reads
+    # the stack from the backend, which has no dev here), under a kind cluster name of its own, so a dev cluster
+    # already up on the machine is left alone. Its stack file is removed with it.
+    document = yaml.safe_load((REPO_ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    document["config"]["neurodock:cloud"]["clusterName"] = "neurodock-e2e"
+    (REPO_ROOT / "stacks" / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    subprocess.run(["pulumi", "stack", "init", stack, "--non-interactive"], cwd=REPO_ROOT, env=env, check=True)
     try:
         yield pulumi
     finally:

@@ -96,7 +96,14 @@ class KindCluster(pulumi.ComponentResource):
         return command.local.Command(
             f"{name}-kind",
             create=create,
+            # Without an update script, an input change other than the triggers (this program's script text, after
+            # an upgrade) runs `create` again, which kind refuses on the live cluster (pulumi-command v1.2.1
+            # local/commandController.go 79-88: Update runs Create when no update is set).
+            update=f"kind get kubeconfig --name {cluster}",
             delete=f"kind delete cluster --name {cluster}",
+            # stdout is the kubeconfig, client key included: pulumi-command logs stdout by default (v1.2.1
+            # local/logging.go 27-29), and the engine masks only config secrets in what it prints.
+            logging=command.local.Logging.STDERR,
             stdin=kind_config,
             # A changed node layout can only be applied by recreating the cluster (a trigger's change replaces
             # the Command: pulumi-command's `triggers`).
