@@ -62,11 +62,10 @@ def test_pull_requests_run_the_offline_gate_and_a_policy_enforced_preview_per_cl
 def test_merges_deploy_staging_only_after_the_gate_with_the_pack_enforced():
     deploy = workflow("deploy-staging.yaml")
     assert deploy["on"]["push"] == {"branches": ["main"]}
-    # Every `pulumi up` of a stack, whichever workflow runs it, waits for the others: one group per stack.
-    assert deploy["concurrency"] == {"group": "pulumi-staging", "cancel-in-progress": False}
-    assert workflow("rollout-rollback.yaml")["concurrency"]["group"] == \
-        "pulumi-${{ github.event.client_payload.stack || inputs.stack }}"
-    assert "format('pulumi-{0}', inputs.deploy)" in workflow("rollout-analyze.yaml")["concurrency"]["group"]
+    assert deploy["concurrency"] == {"group": "deploy-staging", "cancel-in-progress": False}
+    # A deploy's and a rollout's `pulumi up` of one stack wait for each other: one job-level group per stack.
+    assert deploy["jobs"]["up"]["concurrency"] == {"group": "pulumi-staging", "cancel-in-progress": False}
+    assert workflow("rollout-analyze.yaml")["jobs"]["up"]["concurrency"]["group"] == "pulumi-${{ inputs.deploy }}"
     up = deploy["jobs"]["up"]
     assert up["needs"] == "test" and up["environment"] == "staging"
     pulumi = uses(up, "pulumi/actions")["with"]

@@ -336,6 +336,12 @@ def test_the_rollback_workflow_runs_on_the_relays_dispatch_and_deploys_the_merge
     pulumi = uses(up, "pulumi/actions")["with"]
     assert (pulumi["command"], pulumi["policyPacks"]) == ("up", "policies/neurodock")
     assert uses(up, "actions/checkout")["with"]["ref"] == "main"
+    # Out of the deploys' queue (where a newer pending job cancels it), it waits for their lock itself: only the
+    # lock's own messages make it try again, with the same policy pack.
+    assert flow["concurrency"]["group"].startswith("rollout-rollback-")
+    [retry] = [s for s in steps(up) if s.get("if") == "steps.up.outcome == 'failure'"]
+    assert "--policy-pack policies/neurodock" in retry["run"] and 'grep -qE "currently locked|currently in progress"' \
+        in retry["run"] and "|| exit 1" in retry["run"]
 
 
 def test_the_workflow_is_named_like_the_others():
