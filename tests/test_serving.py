@@ -142,8 +142,14 @@ def test_hugging_face_weights_are_mirrored_once_at_the_pinned_revision_without_o
     prefix = f"s3://neurodock-staging-weights-123456789012-us-east-1/hf/{repo}/{revision}"
     # Looks for the marker before any call to Hugging Face (a re-created stack downloads nothing), skips the
     # download and the upload when it is there, and writes the marker last, naming source and revision.
-    assert check["command"][2].startswith(f"set -u; if aws s3 ls {prefix}/.neurodock-complete")
-    assert "touch /work/.mirrored" in check["command"][2] and check["image"] == upload_image(pod)
+    script_check = check["command"][2]
+    marker = f"aws s3 ls {prefix}/.neurodock-complete"
+    assert script_check.index("aws sts get-caller-identity") < script_check.index(marker)
+    assert "touch /work/.mirrored" in script_check and check["image"] == upload_image(pod)
+    # Only "no such object" means not mirrored; any other failure fails the check rather than download again.
+    assert "*'matched no objects'*) echo 'not mirrored yet'; exit 0;;" in script_check
+    assert script_check.endswith('echo "$out" >&2; exit 1')
+    shlex.split(script_check)  # well-formed quoting
     assert script.startswith("set -eu; if [ -e /work/.mirrored ]; then exit 0; fi;")
     assert script.rstrip().endswith(f"aws s3 cp - {prefix}/.neurodock-complete")
     assert pod["serviceAccountName"] == "weights-mirror"

@@ -132,17 +132,25 @@ def mirror_job(name: str, *, namespace: pulumi.Input[str], repo: str, revision: 
     marker = f"{target}/{COMPLETE_MARKER}"
     if target.startswith("s3://"):
         uploader = AWS_CLI_IMAGE
+        identity = "aws sts get-caller-identity"
         exists = f"aws s3 ls {shlex.quote(marker)}"
         copy = f"aws s3 cp --recursive --no-progress /work/model {shlex.quote(target)}"
         put_marker = f"aws s3 cp - {shlex.quote(marker)}"
     else:
         uploader = GCLOUD_IMAGE
+        identity = "gcloud auth print-access-token"
         exists = f"gcloud storage ls {shlex.quote(marker)}"
         copy = f"gcloud storage cp --recursive '/work/model/*' {shlex.quote(target + '/')}"
         put_marker = f"gcloud storage cp - {shlex.quote(marker)}"
     # The marker is looked for first, before any call to Hugging Face: a re-created stack (disaster recovery)
-    # finds its weights there and downloads nothing (init containers run in order, each to completion).
-    check = f"set -u; if {exists} >/dev/null 2>&1; then echo 'already mirrored'; touch {MIRRORED_FLAG}; fi"
+    # finds its weights there and downloads nothing (init containers run in order, each to completion). The pod's
+    # identity may not answer in its first seconds (GKE's metadata server, "Use Workload Identity", limitations):
+    # it is waited for, and only "no such object" counts as not mirrored (the AWS CLI's `s3 ls` prints nothing
+    # for it, gcloud "matched no objects"); any other failure fails the container, and the Job tries again.
+    check = (f"set -u; i=0; until {identity} >/dev/null 2>&1 || [ $i -ge 30 ]; do i=$((i+1)); sleep 2; done; "
+             f"if out=$({exists} 2>&1); then echo 'already mirrored'; touch {MIRRORED_FLAG}; exit 0; fi; "
+             "case \"$out\" in ''|*'matched no objects'*) echo 'not mirrored yet'; exit 0;; esac; "
+             "echo \"$out\" >&2; exit 1")
     # Hugging Face's own download metadata stays behind; only the model's files are uploaded.
     upload = (f"set -eu; if [ -e {MIRRORED_FLAG} ]; then exit 0; fi; "
               f"rm -rf /work/model/.cache; {copy}; "
