@@ -112,6 +112,9 @@ def test_every_managed_addon_is_at_eks_default_for_the_clusters_minor(shipped_pl
     assert found["aws-ebs-csi-driver"].name == "cluster-ebs-csi"
     assert found["aws-ebs-csi-driver"].inputs["serviceAccountRoleArn"].startswith("arn:aws:iam::")
     assert all(found[a].inputs["preserve"] is True for a in ("vpc-cni", "kube-proxy", "coredns"))
+    # The stack's NetworkPolicies are enforced: the VPC CNI ignores them unless told (EKS User Guide).
+    assert json.loads(found["vpc-cni"].inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    assert of_type(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy")  # what it enforces
 
 
 def test_addon_versions_come_from_the_lookup_not_from_the_program(write_stack, monkeypatch):

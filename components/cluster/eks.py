@@ -528,7 +528,11 @@ class EksCluster(pulumi.ComponentResource):
             # Over EKS's self-managed copy of the same add-on: adopted (OVERWRITE on create, eks-add-ons.adoc:1726),
             # and kept on the cluster if the add-on ever leaves the program (preserve: deleting it would delete the
             # pod network, DNS or Services' routing with it; eks-add-ons.adoc:2090, :2116).
-            "vpc-cni": {"preserve": True},
+            # NetworkPolicies are enforced only with this (EKS User Guide, eks-networking-add-ons.adoc 1456-1475,
+            # "Enable the network policy parameter for the add-on"; VPC CNI 1.14 or later, kernel 5.10, both met by
+            # AL2023): without it every NetworkPolicy of the stack is accepted and ignored. Its node agent takes
+            # ports 8162 and 8163 on each node (the same page, 1450).
+            "vpc-cni": {"preserve": True, "configuration_values": json.dumps({"enableNetworkPolicy": "true"})},
             "kube-proxy": {"preserve": True},
             "coredns": {"preserve": True},
             "aws-ebs-csi-driver": {
