@@ -109,7 +109,9 @@ def test_public_gateway_recipe_reads_the_load_balancer(write_stack):
     from tests.conftest import stack_document
 
     document = stack_document("staging")
-    document["config"]["neurodock:gateway"] = {"public": True, "allowedCidrs": ["203.0.113.0/24"]}
+    document["config"]["neurodock:gateway"] = {"public": True, "allowedCidrs": ["203.0.113.0/24"], "tls": True}
+    for key in ("gatewayTlsCert", "gatewayTlsKey", "gatewayApiKeys"):
+        document["config"][f"neurodock:{key}"] = {"secure": "v1:AAAABBBB"}
     plan = run_plan(load_stack_file("test", write_stack(document)), render_charts=False)
     endpoint = endpoint_json(plan)
     assert endpoint["public"] and "203.0.113.0/24" in endpoint["note"]

@@ -620,6 +620,15 @@ def _secret(*keys: str):
     return mutate
 
 
+def _public_gateway(config: dict) -> None:
+    """A public gateway as it may be: allow-listed, HTTPS, API keys."""
+    config["neurodock:gateway"] = {"public": True, "allowedCidrs": ["203.0.113.0/24"], "tls": True}
+    _secret("gatewayTlsCert", "gatewayTlsKey", "gatewayApiKeys")(config)
+
+
+_PUBLIC_GATEWAY = _public_gateway
+
+
 def _existing_vpc(config: dict) -> None:
     config["neurodock:cloud"].pop("vpcCidr")
     config["neurodock:cloud"]["existingVpc"] = {"vpcId": "vpc-0a1b2c3d4e5f67890",
@@ -706,8 +715,14 @@ RULES = [
      _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["8.0.0.0/8"])),
     ("a gateway allow-list of two halves of the internet", "dev",
      _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["0.0.0.0/1", "128.0.0.0/1"]}),
-     "neurodock:gateway.allowedCidrs: together these ranges cover the whole IPv4 space",
-     _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["203.0.113.0/24"]})),
+     "neurodock:gateway.allowedCidrs: together these ranges cover the whole IPv4 space", _PUBLIC_GATEWAY),
+    ("a public gateway serving plain HTTP", "dev", _multi(
+        _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["203.0.113.0/24"]}), _secret("gatewayApiKeys")),
+     "neurodock:gateway.tls: a public gateway must serve HTTPS", _PUBLIC_GATEWAY),
+    ("a public gateway without API keys", "dev", _multi(
+        _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["203.0.113.0/24"], "tls": True}),
+        _secret("gatewayTlsCert", "gatewayTlsKey")),
+     "neurodock:gatewayApiKeys: a public gateway needs API keys", _PUBLIC_GATEWAY),
     ("a private range on a public EKS endpoint", "staging",
      _set(["neurodock:cloud", "endpoint", "allowedCidrs"], ["10.0.0.0/8", "198.51.100.10/32"]),
      "neurodock:cloud.endpoint.allowedCidrs[0]: 10.0.0.0/8 is a private (RFC 1918) range, which never reaches a public "
@@ -854,7 +869,7 @@ COHERENCE_WARNINGS = [
     ("a gateway allow-list on a private gateway", "dev",
      _set(["neurodock:gateway"], {"allowedCidrs": ["203.0.113.0/24"]}),
      "neurodock:gateway.allowedCidrs: is unused: it admits sources to a public gateway, and gateway.public is false",
-     _set(["neurodock:gateway"], {"public": True, "allowedCidrs": ["203.0.113.0/24"]})),
+     _PUBLIC_GATEWAY),
     ("TLS secrets with TLS turned off", "dev", _multi(_secret("gatewayTlsCert", "gatewayTlsKey"),
                                                       _set(["neurodock:gateway"], {"tls": False})),
      "neurodock:gateway.tls: is false, so neurodock:gatewayTlsCert and neurodock:gatewayTlsKey are unused",

@@ -413,7 +413,8 @@ def test_a_canary_may_run_another_image_without_touching_the_stable_one(write_st
 
 def test_a_public_gateway_is_a_load_balancer_limited_to_its_allow_list(write_stack):
     def public(config):
-        config["neurodock:gateway"] = {"public": True, "allowedCidrs": ["203.0.113.0/24"]}
+        config["neurodock:gateway"] = {"public": True, "allowedCidrs": ["203.0.113.0/24"], "tls": True}
+        secure(config, "gatewayTlsCert", "gatewayTlsKey", "gatewayApiKeys")  # required of a public gateway
 
     plan = plan_with(write_stack, "dev", public)
     [proxy] = manifests(plan, "EnvoyProxy", GATEWAY_NS)
@@ -468,7 +469,8 @@ def test_tls_serves_https_with_the_certificate_from_secrets(write_stack):
 
 
 @pytest.mark.parametrize("text", ["not json", "[]", "{}", '{"a": "short"}', '{"a": 5}',
-                                  json.dumps({SMOKE_TEST_CLIENT: "k" * 20})])
+                                  json.dumps({SMOKE_TEST_CLIENT: "k" * 20}),
+                                  json.dumps({"team a": "k" * 20}), json.dumps({"team/a": "k" * 20})])
 def test_bad_api_key_documents_are_refused_with_the_config_key(text):
     with pytest.raises(ValueError, match="neurodock:gatewayApiKeys"):
         parse_api_keys(text)

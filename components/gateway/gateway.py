@@ -376,7 +376,10 @@ class ModelGateway(pulumi.ComponentResource):
         if args.public:
             service = {"name": SERVICE_NAME, "type": "LoadBalancer",
                        "loadBalancerSourceRanges": list(args.allowed_cidrs),
-                       # Keep the client's address, so the allow-list applies to it.
+                       # GKE: a passthrough load balancer, the allow-list a firewall rule on the client's address,
+                       # which Local keeps up to the pods. EKS, without the AWS Load Balancer Controller: the
+                       # in-tree provider's Classic Load Balancer (EKS User Guide, eks-networking-add-ons.adoc
+                       # 3158), whose security group applies the allow-list; it does not pass the client's address.
                        "externalTrafficPolicy": "Local"}
         return k8s.apiextensions.CustomResource(
             f"{self._name}-proxy",

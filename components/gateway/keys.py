@@ -5,10 +5,12 @@ configuration check can import it cheaply."""
 from __future__ import annotations
 
 import json
+import re
 
 SMOKE_TEST_CLIENT = "neurodock-smoke-test"
 """The client id of the smoke test's own key, which the stack adds to the gateway's keys."""
 MIN_KEY_LENGTH = 16
+CLIENT_ID = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 def api_keys_problem(text: str) -> str | None:
@@ -24,6 +26,13 @@ def api_keys_problem(text: str) -> str | None:
                 f'{MIN_KEY_LENGTH} characters, e.g. {{"team-a": "sk-..."}}')
     if SMOKE_TEST_CLIENT in keys:
         return f"has the client id {SMOKE_TEST_CLIENT!r}, which is reserved for the smoke test; rename that client"
+    # Client ids become the keys of the gateway's key Secret, which the API server refuses otherwise (Kubernetes
+    # core/v1 Secret.data: "The key must consist of alphanumeric characters, '-', '_' or '.'"; apimachinery
+    # validation.IsConfigMapKey, at most 253 characters).
+    bad = [k for k in keys if not CLIENT_ID.fullmatch(k) or len(k) > 253]
+    if bad:
+        return (f"has the client id {bad[0]!r}, which cannot be a key of the gateway's Secret: use letters, digits, "
+                "'-', '_' and '.' only (at most 253)")
     return None
 
 

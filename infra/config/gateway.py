@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from infra.config.base import Cidr, Model, Problem, allowlist_breadth_problem, cidr_problem, key_path
+from infra.config.base import (
+    CONFIG_NAMESPACE,
+    Cidr,
+    Model,
+    Problem,
+    allowlist_breadth_problem,
+    cidr_problem,
+    key_path,
+)
 
 if TYPE_CHECKING:
     from infra.config.stack import StackConfig
@@ -16,7 +24,8 @@ class Gateway(Model):
     enabled: bool = True
     """Install the gateway (default true)."""
     public: bool = False
-    """Expose it through a cloud load balancer (default false: in-cluster only)."""
+    """Expose it through a cloud load balancer (default false: in-cluster only); needs ``allowedCidrs``, ``tls`` and
+    the secret ``gatewayApiKeys``."""
     allowed_cidrs: list[Cidr] = []
     """Sources allowed to a public gateway; required when ``public`` is true."""
     tls: bool = False
@@ -43,6 +52,16 @@ def gateway_problems(config: StackConfig) -> list[Problem]:
     wide = allowlist_breadth_problem(config.gateway.allowed_cidrs, "the models")
     if wide is not None and not any(c.endswith("/0") for c in config.gateway.allowed_cidrs):
         add(("gateway", "allowedCidrs"), wide)
+    # Secure by default: on the internet, HTTPS and API keys, however narrow the allow-list.
+    if config.gateway.enabled and config.gateway.public:
+        if not config.gateway.tls:
+            add(("gateway", "tls"), "a public gateway must serve HTTPS, or prompts, answers and API keys cross the "
+                "internet in clear: set gateway.tls to true, with the certificate in the secrets gatewayTlsCert and "
+                "gatewayTlsKey, or set gateway.public to false")
+        if f"{CONFIG_NAMESPACE}:gatewayApiKeys" not in config.secrets_set:
+            add(("gatewayApiKeys",), "a public gateway needs API keys, or any address of gateway.allowedCidrs may "
+                "use every model: `pulumi config set --secret neurodock:gatewayApiKeys '{\"team-a\": \"<key>\"}'`, "
+                "or set gateway.public to false")
     return problems
 
 
