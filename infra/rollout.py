@@ -171,8 +171,19 @@ def analyze_model(config: StackConfig, model: ModelSpec, url: str, at: str | Non
     if not out.slis:
         out.reasons.append("the model has no SLI to judge its canary on (no gateway route and not vLLM)")
         return out
-    worst = max((s.verdict for s in out.slis), key=SEVERITY.__getitem__)
+    # An SLI neither version had a request for (a TTFT SLI counts streamed requests only, and clients may stream
+    # none) says nothing of the canary: judged by the others, unless it is the only one.
+    judged = [s for s in out.slis if s.canary.requests > 0 or s.stable.requests > 0] or out.slis
+    out.slis[:] = [s if s in judged else replace(s, reason=f"{s.slo}: not judged: neither version had a request it "
+                                                 "counts in the window") for s in out.slis]
+    worst = max((s.verdict for s in judged), key=SEVERITY.__getitem__)
     out.reasons.extend(s.reason for s in out.slis)
+    if worst == "advance" and not _deployed(model, judged):
+        worst = "hold"
+        share = _canary_share(judged)
+        out.reasons.append(f"the canary served {share:.1%} of the requests in the window, nearer the step before "
+                           f"than its weight of {model.canary.weight}%: that weight is not deployed yet (or not for "
+                           "a whole window); wait for its `pulumi up` and a full window at it")
     if worst == "advance" and target.route is not None and _canary_fell_back(url, target, window, at):
         # Its picker sent its share to the stable replicas for part of the window: the canary's SLIs are partly
         # the stable version's, too kind to judge it by.
@@ -186,6 +197,22 @@ def analyze_model(config: StackConfig, model: ModelSpec, url: str, at: str | Non
     elif worst == "rollback":
         out.reasons.append("next: `neurodock rollout rollback` (canary weight 0)")
     return replace(out, verdict=worst)
+
+
+def _canary_share(slis: list[SliVerdict]) -> float:
+    """The canary's share of the requests, by the SLI that counted the most."""
+    busiest = max(slis, key=lambda s: s.canary.requests + s.stable.requests)
+    total = busiest.canary.requests + busiest.stable.requests
+    return busiest.canary.requests / total if total > 0 else 0.0
+
+
+def _deployed(model: ModelSpec, slis: list[SliVerdict]) -> bool:
+    """The canary took about its configured share in the window: nearer its weight than the step before it. The
+    analysis reads the stack file, and a step merged but not yet deployed (a deploy awaiting its reviewer, or failed)
+    would otherwise be judged on the previous weight's traffic, and stepped past."""
+    canary = model.canary
+    below = max((step for step in canary.steps or () if step < canary.weight), default=0)
+    return _canary_share(slis) * 100 >= (below + canary.weight) / 2
 
 
 def _canary_fell_back(url: str, target: ModelTarget, window: str, at: str | None) -> bool:

@@ -48,10 +48,12 @@ FALLBACK_S = 4 * 60
 CANARY_POD = f"{MODEL}-canary-server-5d8f7c2a-7b9c6d5f4-x2k8q"
 
 
-def _stack(tmp_path: Path, steps=(10, 25, 50)) -> Path:
+def _stack(tmp_path: Path, steps=(10, 25, 50), weight: int | None = None) -> Path:
     document = stack_document("prod")
     [model] = [x for x in document["config"]["neurodock:models"] if x["name"] == MODEL]
     model["canary"]["steps"] = list(steps)
+    if weight is not None:
+        model["canary"]["weight"] = weight
     path = tmp_path / "Pulumi.prod.yaml"
     import yaml
 
@@ -213,6 +215,42 @@ def test_a_canary_equal_to_stable_advances_to_the_next_step(prometheus, tmp_path
     assert availability["canary"]["requests"] == pytest.approx(600, rel=0.05)
     assert availability["canary"]["error_ratio"] == pytest.approx(0.01, rel=0.05)
     assert availability["stable"]["error_ratio"] == pytest.approx(0.01, rel=0.05)
+
+
+@needs_prometheus
+def test_a_step_not_yet_deployed_holds_rather_than_being_stepped_past(prometheus, tmp_path):
+    """The file says 25% (a merged step) while the cluster still serves 10% (its deploy awaits a reviewer): the data
+    are the previous weight's, and advancing would skip a step never served."""
+    url, start = prometheus
+    result = run_cli("rollout", "analyze", "prod", "--stack-file", str(_stack(tmp_path, weight=25)),
+                     "--prometheus", url, "--at", str(_end(start, "equal")), "--json")
+    assert result.returncode == rollout.EXIT_HOLD, result.stderr
+    [model] = json.loads(result.stdout)["models"]
+    assert model["verdict"] == "hold" and {s["verdict"] for s in model["slis"]} == {"advance"}
+    assert any("nearer the step before than its weight of 25%: that weight is not deployed yet" in r
+               for r in model["reasons"])
+
+
+def test_an_sli_neither_version_had_requests_for_is_not_judged(monkeypatch):
+    """Clients that never stream leave the TTFT SLI empty for both versions: the availability SLI decides; an SLI
+    only the canary lacks requests for still holds."""
+    config = parse_config(stack_document("prod")["config"])
+    [model] = [x for x in config.models if x.name == MODEL]
+    readings = {"availability": (rollout.VersionReading(600, 0.01), rollout.VersionReading(6000, 0.01)),
+                "ttft": (rollout.VersionReading(0, None), rollout.VersionReading(0, None))}
+    monkeypatch.setattr(rollout, "_canary_fell_back", lambda *a: False)
+
+    def reading(url, sli, window, seconds, at):
+        canary, stable = readings[sli.labels["slo"]]
+        return canary if 'canary' in sli.total(window) else stable
+
+    monkeypatch.setattr(rollout, "_reading", reading)
+    verdict = rollout.analyze_model(config, model, "http://prometheus:9090", None)
+    assert verdict.verdict == "advance"
+    assert any("ttft: not judged: neither version had a request" in r for r in verdict.reasons)
+    # The control: streamed requests reach the stable version only, so the canary's TTFT is unknown: hold.
+    readings["ttft"] = (rollout.VersionReading(0, None), rollout.VersionReading(3000, 0.02))
+    assert rollout.analyze_model(config, model, "http://prometheus:9090", None).verdict == "hold"
 
 
 @needs_prometheus
