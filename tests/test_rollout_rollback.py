@@ -276,15 +276,24 @@ def relay(fake_github, tmp_path, monkeypatch):
     monkeypatch.setattr(rollback_relay.Relay, "repository", "neurodock/neurodock")
     monkeypatch.setattr(rollback_relay.Relay, "stack", "prod")
     monkeypatch.setattr(rollback_relay.Relay, "token_file", str(token))
+    caller = tmp_path / "caller"
+    caller.write_text(CALLER_SECRET + "\n")
+    monkeypatch.setattr(rollback_relay.Relay, "caller_file", str(caller))
     server = ThreadingHTTPServer(("127.0.0.1", 0), rollback_relay.Relay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/", received, answer
     server.shutdown()
 
 
-def _post(url: str, message: dict) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+CALLER_SECRET = "am-0123456789abcdef0123456789abcdef"
+"""What Alertmanager sends the relay (its rollback receiver's http_config)."""
+
+
+def _post(url: str, message: dict, caller: str | None = CALLER_SECRET) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"}
+    if caller is not None:
+        headers["Authorization"] = f"Bearer {caller}"
+    request = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
@@ -301,6 +310,16 @@ def test_the_relay_sends_githubs_dispatch_with_the_token_from_its_file(relay):
     assert call["auth"] == "Bearer ghp_test-token" and call["accept"] == "application/vnd.github+json"
     assert call["body"] == {"event_type": "canary-rollback", "client_payload": {
         "stack": "prod", "model": "llama-3-1-8b", "alert": CANARY_ALERT, "slo": "availability"}}
+
+
+def test_only_alertmanager_s_secret_is_heard(relay):
+    """The relay starts a rollback, a merge and a `pulumi up`: whatever the network lets through, a caller without the
+    secret Alertmanager sends gets 401 and dispatches nothing."""
+    url, received, _ = relay
+    for caller in (None, "wrong", CALLER_SECRET + "x"):
+        status, text = _post(url, _message(_alert("llama-3-1-8b")), caller=caller)
+        assert status == 401 and text == "not Alertmanager"
+    assert received == []
 
 
 def test_a_refused_dispatch_is_a_502_so_alertmanager_retries(relay):
@@ -400,6 +419,10 @@ def test_amtool_the_planned_alertmanager_sends_the_canary_alert_to_the_planned_r
     [receiver] = [r for r in config["receivers"] if r["name"] == "canary-rollback"]
     assert receiver["webhook_configs"][0]["url"] == (
         f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local:{port['port']}/")
+    # Alertmanager authenticates with the file the relay checks: the receivers' Secret's key of this receiver, which
+    # the stack generates beside the receivers' own credentials.
+    authorization = receiver["webhook_configs"][0]["http_config"]["authorization"]
+    assert authorization["type"] == "Bearer" and authorization["credentials_file"].endswith("/canary-rollback")
     # The Service reaches the relay's pods on the port the relay listens on.
     [deployment] = _relay_objects(rollback_plan)["Deployment"]
     pod = deployment.manifest["spec"]["template"]
@@ -426,9 +449,11 @@ def test_the_relay_runs_the_script_with_the_token_from_the_receivers_secret(roll
     assert container["command"][-1] == f"{mounts['script']}/{SCRIPT.name}"
     token = volumes["token"]["secret"]
     assert token["secretName"] == SECRET_NAME
-    # Only the token is projected; the file the relay reads is that key.
-    [item] = token["items"]
-    assert item["key"] == ROLLBACK_CONFIG["tokenKey"] and env["TOKEN_FILE"] == f"{mounts['token']}/{item['path']}"
+    # Only the token and the caller's secret are projected; the files the relay reads are those keys.
+    items = {i["key"]: i["path"] for i in token["items"]}
+    assert set(items) == {ROLLBACK_CONFIG["tokenKey"], "canary-rollback"}
+    assert env["TOKEN_FILE"] == f"{mounts['token']}/{items[ROLLBACK_CONFIG['tokenKey']]}"
+    assert env["CALLER_FILE"] == f"{mounts['token']}/{items['canary-rollback']}"
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert deployment.manifest["metadata"]["namespace"] == _alertmanager_service(rollback_plan)["metadata"].get(
         "namespace", "monitoring")
@@ -653,7 +678,8 @@ def _relay_args():
     from components.monitoring.rollback_relay_deploy import RollbackRelayArgs
 
     return RollbackRelayArgs(namespace="monitoring", repository="acme/stacks", stack="prod", token_secret="receivers",
-                             token_key="github-rollback", alertmanager_pod_labels={"alertmanager": "main"})
+                             token_key="github-rollback", caller_key="canary-rollback",
+                             alertmanager_pod_labels={"alertmanager": "main"})
 
 
 def test_the_relay_component_builds_its_four_objects_and_refuses_an_open_selector():
@@ -698,3 +724,9 @@ def test_the_monitoring_stack_mounts_the_receivers_secret_it_creates_into_the_re
     [release] = built.of_type("kubernetes:helm.sh/v3:Release")
     receivers = release.inputs["values"]["alertmanager"]["config"]["receivers"]
     assert [r["name"] for r in receivers if r["name"] == "canary-rollback"] == ["canary-rollback"]
+    # The secret Alertmanager authenticates to the relay with is generated into the same Secret, under the receiver's
+    # name, beside the receivers' own credentials, and projected into the relay.
+    [caller] = built.of_type("random:index/randomPassword:RandomPassword")
+    assert caller.name == "monitoring-rollback-caller" and caller.inputs["length"] >= 32
+    assert {"github-rollback", "canary-rollback"} <= set(secrets[0].inputs["stringData"])
+    assert {i["key"] for i in token["secret"]["items"]} == {"github-rollback", "canary-rollback"}

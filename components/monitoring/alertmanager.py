@@ -176,7 +176,8 @@ class CanaryRollback:
     receiver: str
     """The receiver's name."""
     url: str
-    """The relay's in-cluster URL; it holds no credential (the relay reads the GitHub token itself)."""
+    """The relay's in-cluster URL; it holds no credential (the relay reads the GitHub token itself). Alertmanager
+    authenticates to it with the receivers' Secret's key of the receiver's name, which the stack generates."""
     label: tuple[str, str]
     """The alert label and value that ask for a rollback (``alerts.ROLLBACK_LABEL``)."""
 
@@ -200,5 +201,8 @@ def _canary_rollback(rollback: CanaryRollback) -> tuple[dict[str, Any], dict[str
     key, value = rollback.label
     return ({"receiver": rollback.receiver, "matchers": [f'{key} = "{value}"'], "group_by": list(ROLLBACK_GROUP_BY),
              "group_wait": "0s", "group_interval": "1m", "repeat_interval": "10m", "continue": True},
-            {"name": rollback.receiver, "webhook_configs": [{"send_resolved": False, "url": rollback.url,
-                                                             "max_alerts": 0}]})
+            {"name": rollback.receiver, "webhook_configs": [{
+                "send_resolved": False, "url": rollback.url, "max_alerts": 0,
+                # The relay hears only this secret (the receivers' Secret's key of the receiver's name).
+                "http_config": {"authorization": {"type": "Bearer",
+                                                  "credentials_file": f"{SECRETS_DIR}/{rollback.receiver}"}}}]})

@@ -13,12 +13,17 @@ is read from a file (the receivers' Secret, mounted) at each request, so a rotat
 sits in an environment variable. Answers Alertmanager 200 when every dispatch was accepted, 502 otherwise, so
 Alertmanager retries (its notifier retries a failed webhook until the group's next flush).
 
-Environment: ``GITHUB_REPOSITORY`` (owner/name), ``NEURODOCK_STACK``, ``TOKEN_FILE``, ``GITHUB_API`` (default
-``https://api.github.com``), ``PORT`` (default 8080).
+Only a caller with the shared secret in ``CALLER_FILE`` is heard (``Authorization: Bearer <it>``, which Alertmanager's
+webhook sends from the same file: ``http_config.authorization.credentials_file``); anyone else gets 401, whatever the
+network lets through.
+
+Environment: ``GITHUB_REPOSITORY`` (owner/name), ``NEURODOCK_STACK``, ``TOKEN_FILE``, ``CALLER_FILE``, ``GITHUB_API``
+(default ``https://api.github.com``), ``PORT`` (default 8080).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import sys
@@ -67,8 +72,18 @@ class Relay(BaseHTTPRequestHandler):
     repository = ""
     stack = ""
     token_file = ""
+    caller_file = ""
 
     def do_POST(self) -> None:
+        try:
+            with open(self.caller_file, encoding="utf-8") as f:
+                expected = f"Bearer {f.read().strip()}"
+        except OSError as exc:
+            self._answer(500, f"cannot read the caller's secret: {exc.strerror}")
+            return
+        if not hmac.compare_digest(self.headers.get("Authorization", "").encode(), expected.encode()):
+            self._answer(401, "not Alertmanager")
+            return
         try:
             message = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         except ValueError:  # json.JSONDecodeError among them
@@ -114,7 +129,8 @@ def serve(port: int) -> ThreadingHTTPServer:
 
 
 def main() -> int:
-    missing = [k for k in ("GITHUB_REPOSITORY", "NEURODOCK_STACK", "TOKEN_FILE") if not os.environ.get(k)]
+    missing = [k for k in ("GITHUB_REPOSITORY", "NEURODOCK_STACK", "TOKEN_FILE", "CALLER_FILE")
+               if not os.environ.get(k)]
     if missing:
         print(f"relay: set {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -122,6 +138,7 @@ def main() -> int:
     Relay.repository = os.environ["GITHUB_REPOSITORY"]
     Relay.stack = os.environ["NEURODOCK_STACK"]
     Relay.token_file = os.environ["TOKEN_FILE"]
+    Relay.caller_file = os.environ["CALLER_FILE"]
     serve(int(os.environ.get("PORT", "8080"))).serve_forever()
     return 0
 

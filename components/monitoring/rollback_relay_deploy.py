@@ -28,6 +28,7 @@ SCRIPT = Path(__file__).with_name("rollback_relay.py")
 SCRIPT_DIR = "/relay"
 TOKEN_DIR = "/var/run/secrets/github"
 TOKEN_FILE = "token"
+CALLER_FILE = "caller"
 PORT = 8080
 """The relay's port (its ``PORT`` environment variable)."""
 HEALTH_PATH = "/healthz"
@@ -56,6 +57,8 @@ class RollbackRelayArgs:
     """The Secret holding the GitHub token (the alert receivers')."""
     token_key: str
     """The token's key in ``token_secret``."""
+    caller_key: str
+    """The key in ``token_secret`` of the secret Alertmanager authenticates with (its rollback receiver's)."""
     alertmanager_pod_labels: dict[str, str]
     """Labels of Alertmanager's pods, the only ones admitted."""
 
@@ -103,7 +106,8 @@ class RollbackRelay(pulumi.ComponentResource):
                             command=["python", f"{SCRIPT_DIR}/{SCRIPT.name}"],
                             env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in (
                                 ("GITHUB_REPOSITORY", args.repository), ("NEURODOCK_STACK", args.stack),
-                                ("TOKEN_FILE", f"{TOKEN_DIR}/{TOKEN_FILE}"), ("PORT", str(PORT)),
+                                ("TOKEN_FILE", f"{TOKEN_DIR}/{TOKEN_FILE}"),
+                                ("CALLER_FILE", f"{TOKEN_DIR}/{CALLER_FILE}"), ("PORT", str(PORT)),
                                 ("PYTHONDONTWRITEBYTECODE", "1"), ("PYTHONUNBUFFERED", "1"))],
                             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
                             readiness_probe=probe,
@@ -124,7 +128,8 @@ class RollbackRelay(pulumi.ComponentResource):
                             # the relay. Read by the pod's group (fsGroup), never by others.
                             k8s.core.v1.VolumeArgs(name="token", secret=k8s.core.v1.SecretVolumeSourceArgs(
                                 secret_name=args.token_secret, default_mode=0o440,
-                                items=[k8s.core.v1.KeyToPathArgs(key=args.token_key, path=TOKEN_FILE)])),
+                                items=[k8s.core.v1.KeyToPathArgs(key=args.token_key, path=TOKEN_FILE),
+                                       k8s.core.v1.KeyToPathArgs(key=args.caller_key, path=CALLER_FILE)])),
                         ],
                     ),
                 ),

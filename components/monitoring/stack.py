@@ -155,7 +155,8 @@ class MonitoringStack(pulumi.ComponentResource):
                 namespace=ns.metadata.name, repository=rollback.repository, stack=rollback.stack,
                 # Offline (no credentials given), the Secret is the one `pulumi up` creates, by its fixed name.
                 token_secret=receiver_secret if receiver_secret is not None else SECRET_NAME,
-                token_key=rollback.token_key, alertmanager_pod_labels=dict(ALERTMANAGER_POD_LABELS),
+                token_key=rollback.token_key, caller_key=ROLLBACK_RECEIVER,
+                alertmanager_pod_labels=dict(ALERTMANAGER_POD_LABELS),
             ), opts=pulumi.ResourceOptions(parent=self))
         self._dashboards(name, ns)
         self.namespace = release.status.namespace
@@ -192,12 +193,19 @@ class MonitoringStack(pulumi.ComponentResource):
                                                 or alerting.heartbeat is not None
                                                 or alerting.canary_rollback is not None):
             return None
+        data = pulumi.Output.secret(alerting.credentials).apply(json.loads)
+        if alerting.canary_rollback is not None:
+            # What Alertmanager authenticates to the rollback relay with, under the relay's receiver name (which no
+            # receiver and no tokenKey may take): generated, never typed, kept in the same Secret Alertmanager mounts.
+            caller = random.RandomPassword(f"{name}-rollback-caller", length=40, special=False,
+                                           opts=pulumi.ResourceOptions(parent=self)).result
+            data = pulumi.Output.all(data, caller).apply(lambda a: {**a[0], ROLLBACK_RECEIVER: a[1]})
         secret = k8s.core.v1.Secret(
             f"{name}-alert-receivers",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=SECRET_NAME, namespace=ns.metadata.name,
                                                 labels={labels.PART_OF: PART_OF_VALUE}),
             type="Opaque",
-            string_data=pulumi.Output.secret(alerting.credentials).apply(json.loads),
+            string_data=pulumi.Output.secret(data),
             opts=pulumi.ResourceOptions(parent=self),
         )
         return secret.metadata.name
