@@ -182,8 +182,8 @@ def analyze_model(config: StackConfig, model: ModelSpec, url: str, at: str | Non
         worst = "hold"
         share = _canary_share(judged)
         out.reasons.append(f"the canary served {share:.1%} of the requests in the window, nearer the step before "
-                           f"than its weight of {model.canary.weight}%: that weight is not deployed yet (or not for "
-                           "a whole window); wait for its `pulumi up` and a full window at it")
+                           f"than its weight of {model.canary.weight}%: that weight is not deployed yet (or for less "
+                           "than half the window); wait for its `pulumi up` and a window at it")
     if worst == "advance" and target.route is not None and _canary_fell_back(url, target, window, at):
         # Its picker sent its share to the stable replicas for part of the window: the canary's SLIs are partly
         # the stable version's, too kind to judge it by.

@@ -470,7 +470,8 @@ def test_tls_serves_https_with_the_certificate_from_secrets(write_stack):
 
 @pytest.mark.parametrize("text", ["not json", "[]", "{}", '{"a": "short"}', '{"a": 5}',
                                   json.dumps({SMOKE_TEST_CLIENT: "k" * 20}),
-                                  json.dumps({"team a": "k" * 20}), json.dumps({"team/a": "k" * 20})])
+                                  json.dumps({"team a": "k" * 20}), json.dumps({"team/a": "k" * 20}),
+                                  json.dumps({"..": "k" * 20}), json.dumps({"..team": "k" * 20})])
 def test_bad_api_key_documents_are_refused_with_the_config_key(text):
     with pytest.raises(ValueError, match="neurodock:gatewayApiKeys"):
         parse_api_keys(text)

@@ -28,11 +28,11 @@ def api_keys_problem(text: str) -> str | None:
         return f"has the client id {SMOKE_TEST_CLIENT!r}, which is reserved for the smoke test; rename that client"
     # Client ids become the keys of the gateway's key Secret, which the API server refuses otherwise (Kubernetes
     # core/v1 Secret.data: "The key must consist of alphanumeric characters, '-', '_' or '.'"; apimachinery
-    # validation.IsConfigMapKey, at most 253 characters).
-    bad = [k for k in keys if not CLIENT_ID.fullmatch(k) or len(k) > 253]
+    # validation.IsConfigMapKey, at most 253 characters, and neither '.' nor '..' nor starting with '..').
+    bad = [k for k in keys if not CLIENT_ID.fullmatch(k) or len(k) > 253 or k in (".", "..") or k.startswith("..")]
     if bad:
         return (f"has the client id {bad[0]!r}, which cannot be a key of the gateway's Secret: use letters, digits, "
-                "'-', '_' and '.' only (at most 253)")
+                "'-', '_' and '.' only (at most 253, not starting with '..')")
     return None
 
 
