@@ -356,23 +356,19 @@ def _vpc_resolves_the_endpoint(dns: live.VpcDns | None, vpc_id: str) -> None:
     User Guide, cluster-endpoint.adoc 85; network-reqs.adoc 46: "Otherwise, nodes can't register to your cluster")."""
     if dns is None:
         return
-    missing = [name for name, on in (("enableDnsHostnames", dns.hostnames), ("enableDnsSupport", dns.support))
-               if not on]
-    flags = {"enableDnsHostnames": "enable-dns-hostnames", "enableDnsSupport": "enable-dns-support"}
-    problems = []
-    if missing:
-        problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.existingVpc.vpcId", (
-            f"{vpc_id} has {' and '.join(missing)} off, so its nodes cannot resolve the cluster's endpoint and never "
-            "register; turn it on, one attribute per call: " + "; ".join(
-                f"`aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --{flags[m]}`" for m in missing))))
+    off = [(name, flag) for name, flag, on in (("enableDnsHostnames", "enable-dns-hostnames", dns.hostnames),
+                                               ("enableDnsSupport", "enable-dns-support", dns.support)) if not on]
     if dns.name_servers is not None and "AmazonProvidedDNS" not in dns.name_servers:
         # A warning: DNS servers that forward the VPC's zones to its resolver (the VPC range's base + 2) resolve it too.
         pulumi.log.warn(f"cloud.existingVpc.vpcId: {vpc_id}'s DHCP options name the DNS servers "
                         f"{', '.join(dns.name_servers) or 'none'}, without AmazonProvidedDNS, which EKS requires for "
                         "its private endpoint; unless they forward the VPC's private zones to its resolver, nodes "
                         "cannot resolve the cluster's endpoint: add AmazonProvidedDNS to them")
-    if problems:
-        raise ConfigError(problems)
+    if off:
+        raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.existingVpc.vpcId", (
+            f"{vpc_id} has {' and '.join(name for name, _ in off)} off, so its nodes cannot resolve the cluster's "
+            "endpoint and never register; turn it on, one attribute per call: " + "; ".join(
+                f"`aws ec2 modify-vpc-attribute --vpc-id {vpc_id} --{flag}`" for _, flag in off)))])
 
 
 def _zones_eks_takes(zone_ids: dict[str, str] | None, cloud: EksCloud) -> None:
@@ -380,11 +376,13 @@ def _zones_eks_takes(zone_ids: dict[str, str] | None, cloud: EksCloud) -> None:
     names, which map to IDs per account: refused against this account's map before the VPC is created, or
     CreateCluster fails with the VPC, its NAT gateways and addresses already made and billed."""
     disallowed = EKS_DISALLOWED_ZONE_IDS.get(cloud.region, frozenset())
+    if zone_ids is None or not disallowed:
+        return
     problems = []
     for i, zone in enumerate(cloud.zones):
-        zone_id = (zone_ids or {}).get(zone)
+        zone_id = zone_ids.get(zone)
         if zone_id in disallowed:
-            others = sorted(name for name, other in (zone_ids or {}).items()
+            others = sorted(name for name, other in zone_ids.items()
                             if other not in disallowed and name not in cloud.zones)
             problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.zones[{i}]", (
                 f"{zone} is the zone {zone_id} in this account, where EKS does not put a cluster's subnets (EKS User "

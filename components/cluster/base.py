@@ -183,8 +183,9 @@ def system_node_selector(cluster: Cluster) -> dict[str, str]:
     return {labels.POOL_LABEL: system.name}
 
 
-PRIVATE_RANGES = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                                           "100.64.0.0/10"))
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+"""The private address ranges of RFC 1918."""
+PRIVATE_RANGES = (*RFC1918, ipaddress.IPv4Network("100.64.0.0/10"))
 """Address ranges of private networks: RFC 1918's, and RFC 6598's shared space, which VPCs use as secondary ranges."""
 
 

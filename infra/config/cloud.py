@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import Field
 
-from components.cluster.base import EKS_SUBNET_PREFIX, EksSupportType, GkeReleaseChannel
+from components.cluster.base import EKS_SUBNET_PREFIX, RFC1918, EksSupportType, GkeReleaseChannel
 from components.versions import CLUSTER_AUTOSCALER_IMAGE_TAGS, KIND_NODE_IMAGES
 from infra.config.base import (
     AwsRegion,
@@ -395,7 +395,6 @@ def _tag_problems(config: StackConfig) -> list[Problem]:
     return out
 
 
-RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 DOCKER_BRIDGE = ipaddress.IPv4Network("172.17.0.0/16")
 """GKE refuses a control-plane range inside it (its error: "reserved for the Docker bridge network")."""
 GKE_POD_RANGE_PER_NODE_PREFIX = 24

@@ -34,9 +34,9 @@ from infra.plan.stackfile import StackFile
 PROGRAM_DIR = Path(__file__).resolve().parents[1]
 """``infra/``, the directory Pulumi.yaml's ``main`` names."""
 BOOTSTRAP_DIR = PROGRAM_DIR / "bootstrap"
+"""``infra/bootstrap/``: the state-backend project, with its own Pulumi.yaml and stacks."""
 _planned_without_collector = False
 """Whether a plan ran in this process while its caller kept the cycle collector off (``run_plan``)."""
-"""``infra/bootstrap/``: the state-backend project, with its own Pulumi.yaml and stacks."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from neurodock_policies.support import describe, dig, known, stack_policy
+from neurodock_policies.support import all_known, describe, dig, known, stack_policy
 
 NAME = "deploy-reaches-api"
 GITHUB_HOSTED_PREFIXES = ("ubuntu-", "windows-", "macos-")
@@ -90,20 +90,6 @@ def _security_group_admits(cluster, resources, deploy: dict, what: str) -> str |
     return None
 
 
-def _all_known(*values) -> bool:
-    """Nothing unknown at preview in these values (lists and dicts looked into): else no verdict."""
-    for value in values:
-        if isinstance(value, list):
-            if not _all_known(*value):
-                return False
-        elif isinstance(value, dict):
-            if not _all_known(*value.values()):
-                return False
-        elif isinstance(value, str) and not known(value):
-            return False
-    return True
-
-
 def check(resources, config) -> list[tuple[str, str]]:
     stack = next((r for r in resources if r.resource_type == "pulumi:pulumi:Stack"), None)
     deploy = stack.props.get("deploy") if stack is not None else None
@@ -117,7 +103,7 @@ def check(resources, config) -> list[tuple[str, str]]:
         if r.resource_type == "aws:eks/cluster:Cluster":
             public = dig(r.props, "vpcConfig", "endpointPublicAccess")
             allowed = dig(r.props, "vpcConfig", "publicAccessCidrs") or ["0.0.0.0/0"]
-            if not _all_known(public, allowed, deploy):
+            if not all_known([public, allowed, deploy], secrets=False):
                 continue
             problem = _reach(public is True, list(allowed), deploy, creates_vpc, what) or \
                 _security_group_admits(r, resources, deploy, what)
@@ -126,10 +112,10 @@ def check(resources, config) -> list[tuple[str, str]]:
                 continue
             public = dig(r.props, "privateClusterConfig", "enablePrivateEndpoint") is not True
             blocks = dig(r.props, "masterAuthorizedNetworksConfig", "cidrBlocks") or []
-            if not _all_known(blocks, deploy) or not all(isinstance(b, dict) for b in blocks):
+            if not all_known([blocks, deploy], secrets=False) or not all(isinstance(b, dict) for b in blocks):
                 continue
             allowed = [b.get("cidrBlock") for b in blocks] if blocks else ["0.0.0.0/0"]
-            if not _all_known(allowed):
+            if not all_known(allowed, secrets=False):
                 continue
             problem = _reach(public, allowed, deploy, creates_vpc, what)
         if problem:

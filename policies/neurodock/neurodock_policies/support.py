@@ -141,13 +141,14 @@ def entries(value: Any) -> list[Mapping[str, Any]]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
-def all_known(value: Any) -> bool:
-    """Nothing unknown in ``value``, however deep (a redacted secret is known: it is there)."""
+def all_known(value: Any, *, secrets: bool = True) -> bool:
+    """Nothing unknown in ``value``, however deep. A redacted secret counts as known (it is there) unless
+    ``secrets`` is false, for a check that reads the values themselves."""
     if isinstance(value, Mapping):
-        return all(all_known(v) for v in value.values())
+        return all(all_known(v, secrets=secrets) for v in value.values())
     if isinstance(value, list):
-        return all(all_known(v) for v in value)
-    return value != UNKNOWN
+        return all(all_known(v, secrets=secrets) for v in value)
+    return value != UNKNOWN and (secrets or value != SECRET)
 
 
 def dig(props: Mapping[str, Any] | None, *path: str | int, default: Any = None) -> Any:
