@@ -9,7 +9,6 @@ with all lists and mappings at one depth unknown, then all list elements, then a
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Any
 
 import pytest
@@ -55,12 +54,10 @@ def _sample(resources: list) -> list:
 
 
 def _with(resource, props):
-    try:
-        return dataclasses.replace(resource, props=props)
-    except TypeError:  # not a dataclass: a shallow copy with the new properties
-        changed = copy.copy(resource)
-        changed.props = props
-        return changed
+    """``resource`` (pulumi-policy's ``PolicyResource``, a plain class) with other properties."""
+    changed = copy.copy(resource)
+    changed.props = props
+    return changed
 
 
 def _findings(module, policy, resource_check: bool, resources: list, config: dict) -> set[tuple[str, str]]:
