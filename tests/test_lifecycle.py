@@ -259,6 +259,17 @@ def test_the_kubernetes_provider_is_replaced_only_with_the_cluster(shipped_plans
         assert provider.inputs["clusterIdentifier"].startswith(prefix)
 
 
+def test_a_kind_clusters_provider_keeps_its_identity_while_its_command_does(shipped_plans):
+    # The Command's id, unlike its stdout, stays known through the update an edit of the kind script runs, so a
+    # preview no longer replaces the provider; a cluster created again has a new id, and a new provider.
+    plan = shipped_plans["dev"]
+    [provider] = of_type(plan, "pulumi:providers:kubernetes")
+    [kind] = of_type(plan, "command:local:Command")
+    cluster = plan.config.cluster_name
+    assert kind.id.startswith(kind.name) and len(kind.id) == len(kind.name) + 8
+    assert provider.inputs["clusterIdentifier"] == f"kind:{cluster}:{kind.id}"
+
+
 def _live_groups(monkeypatch, sizes):
     monkeypatch.setitem(mocks.LIVE, "eksNodeGroups", {"neurodock-test": {
         f"{pool}-20261101": {"tags": {"neurodock:pool": pool}, "desiredSize": size} for pool, size in sizes.items()}})

@@ -41,7 +41,9 @@ class KindCluster(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kube_context: str | None
-    cluster_identifier = None
+    cluster_identifier: pulumi.Output[str] | None = None
+    """The Command's id for a created cluster: new only when the cluster is created again. None for an adopted
+    context, whose provider input is the context itself."""
     pools: tuple[PoolFacts, ...]
     storage_class: str
     gpuless_pools: tuple[str, ...]
@@ -70,6 +72,12 @@ class KindCluster(pulumi.ComponentResource):
             self.cluster_name = pulumi.Output.from_input(args.cluster_name)
             self.kubeconfig = pulumi.Output.secret(created.stdout)
             self.endpoint = created.stdout.apply(_server_of)
+            # The provider keeps its identity while this stays the same (pulumi-kubernetes 4.34.2
+            # provider.go DiffConfig), even where a preview cannot know the kubeconfig: an edit of the kind script
+            # runs `update`, whose stdout a preview leaves unknown, and that alone used to replace the provider and
+            # every Kubernetes object under it. The Command's id survives updates, previews included (pulumi
+            # pkg/resource/deploy/step.go UpdateStep.Apply), and is new when the cluster is created again.
+            self.cluster_identifier = created.id.apply(lambda id_: f"kind:{args.cluster_name}:{id_}")
 
         for pool in self.gpuless_pools:
             pulumi.log.warn(

@@ -700,7 +700,9 @@ def _command(typ: str, name: str, inputs: dict, provider: dict) -> tuple[str, di
     stdout = ""
     if "kind get kubeconfig" in create:
         stdout = _kind_kubeconfig(typ, name, create)
-    return f"{name}-{digest(typ, name, length=8)}", {**inputs, "stdout": stdout, "stderr": ""}
+    # pulumi-command names a Command by its resource name and 8 random hex digits (v1.2.1
+    # local/commandController.go Create: resource.NewUniqueHex(name, 8, 0)).
+    return f"{name}{digest(typ, name, length=8)}", {**inputs, "stdout": stdout, "stderr": ""}
 
 
 def _kind_kubeconfig(typ: str, name: str, create: str) -> str:
