@@ -218,6 +218,22 @@ def _groups(plan):
     return {g.inputs["nodeGroupNamePrefix"].rstrip("-"): g for g in of_type(plan, "aws:eks/nodeGroup:NodeGroup")}
 
 
+def test_eks_gpu_groups_update_without_spare_gpus_and_within_a_timeout_that_fits_the_pool(shipped_plans):
+    groups = _groups(shipped_plans["staging"])
+    gpu, system = groups["gpu-l4"], groups["system"]
+    # No spare GPU machines (two per zone under EKS's default strategy), and a drain forced after EKS's 15
+    # minutes rather than a failed update; CPU groups keep the default surge.
+    assert gpu.inputs["updateConfig"] == {"maxUnavailable": 1, "updateStrategy": "MINIMAL"}
+    assert gpu.inputs["forceUpdateVersion"] is True
+    assert system.inputs["updateConfig"] == {"maxUnavailable": 1}
+    assert "forceUpdateVersion" not in system.inputs
+    config = {p.name: p for p in shipped_plans["staging"].config.node_pools}
+    for name, group in groups.items():
+        minutes = max(60, 30 * config[name].max_nodes)
+        assert group.options["customTimeouts"]["update"] == f"{minutes}m"
+    assert groups["gpu-l4"].options["customTimeouts"]["update"] != "60m"
+
+
 def test_a_new_eks_group_starts_at_min(shipped_plans):
     for group in _groups(shipped_plans["staging"]).values():
         assert group.options["ignoreChanges"] == []

@@ -10,6 +10,7 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -459,11 +460,12 @@ class EksCluster(pulumi.ComponentResource):
                 launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                     id=template.id, version=template.latest_version.apply(str),
                 ),
-                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                **_update_behaviour(pool),
                 tags={**self._tags, POOL_TAG: pool.name},
                 opts=self._child(
                     depends_on=attachments,
                     ignore_changes=ignore,
+                    custom_timeouts=pulumi.CustomTimeouts(update=f"{_update_minutes(pool)}m"),
                 ),
             )
             self._tag_for_scale_from_zero(pool, group)
@@ -720,6 +722,39 @@ regions."""
 def _role_name(arn: str) -> str:
     """An IAM role's name: its ARN's last path segment."""
     return arn.rsplit("/", 1)[-1]
+
+
+def _update_behaviour(pool: NodePoolArgs) -> dict[str, Any]:
+    """How a version or launch-template update replaces the group's nodes, one at a time.
+
+    EKS's default strategy first launches up to two new nodes per zone of the group, then drains the old ones
+    (EKS User Guide, nodes/managed-node-update-behavior.adoc, "Scale up phase"): for a GPU pool that is up to six
+    spare GPU machines in three zones, which capacity or quota rarely allows, and the update fails. GPU groups take
+    the MINIMAL strategy instead, which terminates an old node before launching its replacement (botocore
+    eks/2017-11-01 ``NodegroupUpdateStrategies``: "useful ... with hardware accelerators such as GPUs"), as GKE's
+    GPU pools surge no node (``gke._upgrade_settings``).
+
+    With no node to move to, a model with two replicas on one GPU node cannot be drained within its
+    PodDisruptionBudget until a replica comes up elsewhere; EKS waits 15 minutes, then fails the update
+    (``PodEvictionFailure``) unless it is forced. GPU groups force it: after those 15 minutes EKS evicts anyway,
+    as GKE does after an hour, rather than leaving the group half on the old version, which blocks the next
+    control-plane upgrade."""
+    if pool.role is PoolRole.GPU:
+        return {"update_config": aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1, update_strategy="MINIMAL"),
+                "force_update_version": True}
+    return {"update_config": aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1)}
+
+
+UPDATE_MINUTES_PER_NODE = 30
+"""Upper bound of one node's turn in an update: up to 15 minutes of draining (EKS's own limit), then the new node
+launched, joined and Ready (a GPU AMI boots in 5 to 10)."""
+
+
+def _update_minutes(pool: NodePoolArgs) -> int:
+    """The group's update timeout: one node at a time, each within ``UPDATE_MINUTES_PER_NODE``, never under the
+    provider's default of 60 (terraform-provider-aws internal/service/eks/node_group.go ``Timeouts``). Past it
+    `pulumi up` fails while EKS carries on, and the next run finds an update in progress."""
+    return max(60, UPDATE_MINUTES_PER_NODE * pool.max_nodes)
 
 
 def _subnet_blocks(vpc_cidr: str, count: int) -> list[str]:
