@@ -15,7 +15,7 @@ from components.serving import architectures
 from components.versions import KEDA
 from infra.config import ConfigError
 from tests import scrape
-from tests.conftest import SHIPPED_STACKS, plan_with, release_of
+from tests.conftest import SHIPPED_STACKS, of_type, plan_with, release_of
 from tests.pss import violations
 
 # A bucket source names no model: its size is stated in config.
@@ -333,6 +333,9 @@ def test_placement_tolerates_gpus_selects_the_pool_spreads_zones_and_has_priorit
     [priority] = manifests(plan, "PriorityClass")
     assert pod["priorityClassName"] == priority["metadata"]["name"]
     assert 0 < priority["value"] < 1_000_000_000
+    # Immutable on the API server: a change makes a new class, never an update it refuses.
+    [registration] = of_type(plan, "kubernetes:scheduling.k8s.io/v1:PriorityClass")
+    assert set(registration.options["replaceOnChanges"]) == {"value", "preemptionPolicy"}
 
 
 def test_probes_and_rollout_fit_the_budgets(shipped_plans):

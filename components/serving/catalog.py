@@ -68,7 +68,10 @@ class ModelCatalog(pulumi.ComponentResource):
             global_default=False,
             preemption_policy="PreemptLowerPriority",
             description="NeuroDock model servers",
-            opts=pulumi.ResourceOptions(parent=self),
+            # The API server refuses any change of either (kubernetes pkg/apis/scheduling/validation
+            # ValidatePriorityClassUpdate), and the provider would send it as an update: a new class instead (its name
+            # is generated, so it comes before the old one goes), and the servers roll onto it.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["value", "preemptionPolicy"]),
         )
         mirror_account = None
         if args.mirror_writer is not None:

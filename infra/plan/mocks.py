@@ -223,6 +223,7 @@ class RecordingMonitor(MockMonitor):
                 "dependsOn": sorted(set(request.dependencies)),
                 "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                 "ignoreChanges": list(request.ignoreChanges),
+                "replaceOnChanges": list(request.replaceOnChanges),
                 "customTimeouts": timeouts,
                 "import": request.importId or None,
             },
