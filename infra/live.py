@@ -7,6 +7,8 @@ Two things the program cannot decide from config alone:
   them again fails on their fixed names;
 - an EKS managed node group's desired size belongs to the Cluster Autoscaler, except when a raised
   ``minNodes`` is above it: EKS then rejects the update unless the desired size is raised with it;
+- a running EKS cluster stays in the VPC and the zones it was created in, and each zone's subnet ranges follow
+  its place in ``cloud.zones``: an edit of either would replace subnets or the VPC under the cluster;
 - a re-created EKS stack finds its control-plane log group left behind (``retainOnDelete``) and adopts it;
 - each EKS add-on's version is EKS's default for the configured Kubernetes version, which only EKS knows.
 - which availability zones offer an EKS node group's instance types, which only EC2 knows, per account.
@@ -54,14 +56,59 @@ def eks_group_sizes(cluster_name: str, region: str, provider: pulumi.ProviderRes
     return sizes
 
 
-def eks_cluster_version(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> str | None:
-    """The running cluster's Kubernetes minor version, or None when there is none (or it cannot be read)."""
+@dataclass(frozen=True)
+class EksRunningCluster:
+    """What a running EKS cluster keeps from its creation: its VPC (for good), and the zones of its subnets."""
+
+    version: str
+    vpc_id: str
+    vpc_cidr: str | None
+    """The VPC's primary range; None when it cannot be read."""
+    subnets: dict[str, Subnet] | None
+    """The cluster's own subnets (its ``vpc_config``) by id; None when they cannot be read."""
+
+
+@dataclass(frozen=True)
+class Subnet:
+    zone: str
+    cidr: str
+    vpc_id: str
+
+
+def eks_cluster(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> EksRunningCluster | None:
+    """The running cluster, or None when there is none (or it cannot be read)."""
+    opts = pulumi.InvokeOptions(provider=provider)
     try:
-        cluster = aws.eks.get_cluster(name=cluster_name, region=region, opts=pulumi.InvokeOptions(provider=provider))
+        cluster = aws.eks.get_cluster(name=cluster_name, region=region, opts=opts)
     except Exception as error:
         _nothing(f"EKS cluster {cluster_name}", error)
         return None
-    return cluster.version
+    vpc_id = cluster.vpc_config.vpc_id
+    try:
+        vpc_cidr = aws.ec2.get_vpc(id=vpc_id, region=region, opts=opts).cidr_block
+    except Exception as error:
+        pulumi.log.warn(f"could not read the VPC {vpc_id} of the running cluster {cluster_name} "
+                        f"({_first_line(error)}); an edit of cloud.vpcCidr is not caught before `pulumi up`")
+        vpc_cidr = None
+    subnets = aws_subnets(list(cluster.vpc_config.subnet_ids or []), region, provider,
+                          why=f"of the running cluster {cluster_name}; an edit of cloud.zones is not caught before "
+                              "`pulumi up`")
+    return EksRunningCluster(version=cluster.version, vpc_id=vpc_id, vpc_cidr=vpc_cidr, subnets=subnets)
+
+
+def aws_subnets(subnet_ids: list[str], region: str, provider: pulumi.ProviderResource, *,
+                why: str) -> dict[str, Subnet] | None:
+    """Each subnet's zone, range and VPC, by id; None, with a warning ending in ``why``, when one cannot be read."""
+    opts = pulumi.InvokeOptions(provider=provider)
+    found: dict[str, Subnet] = {}
+    for subnet_id in subnet_ids:
+        try:
+            subnet = aws.ec2.get_subnet(id=subnet_id, region=region, opts=opts)
+        except Exception as error:
+            pulumi.log.warn(f"could not read the subnet {subnet_id} ({_first_line(error)}) {why}")
+            return None
+        found[subnet_id] = Subnet(zone=subnet.availability_zone, cidr=subnet.cidr_block, vpc_id=subnet.vpc_id)
+    return found
 
 
 def eks_log_group(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> EksClusterLogGroup | None:

@@ -26,7 +26,13 @@ from components.cluster.base import (
     SharingStrategy,
     system_node_selector,
 )
-from components.cluster.eks import EKS_DISALLOWED_ZONE_IDS, EksCluster, EksClusterArgs, autoscaler_discovery_tags
+from components.cluster.eks import (
+    EKS_DISALLOWED_ZONE_IDS,
+    EksCluster,
+    EksClusterArgs,
+    autoscaler_discovery_tags,
+    subnet_cidrs,
+)
 from components.cluster.eks_addons import EksAddons, EksAddonsArgs
 from components.cluster.gke import (
     DATAPATH_PROVIDER,
@@ -330,6 +336,60 @@ def _one_minor_at_a_time(running: str | None, wanted: str) -> None:
             f"the cluster runs {running} and EKS cannot downgrade it to {wanted}; set {running} or later"))])
 
 
+def _eks_network_fixed_at_creation(running: live.EksRunningCluster | None, cloud: EksCloud, cluster_name: str,
+                                   provider: pulumi.ProviderResource) -> None:
+    """A running EKS cluster stays in the VPC it was created in, and takes new subnets only in the zones it was
+    created with (EKS User Guide networking/network-reqs.adoc, "same set of AZs", "same VPC"). In the VPC the stack
+    creates, each zone's ranges follow its place in ``cloud.zones`` (``subnet_cidrs``): an edit of the list or of
+    ``vpcCidr`` replaces subnets (or the whole VPC) under the cluster, each new one created before the old is
+    deleted, which EC2 refuses as overlapping, and EKS would refuse the result anyway. Refused before anything
+    changes, with the running value and the way out."""
+    if running is None:
+        return
+    recreate = "recreate the cluster: `pulumi destroy`, then `pulumi up` (docs/disaster-recovery.md)"
+    if cloud.existing_vpc is not None:
+        wanted = cloud.existing_vpc
+        if running.vpc_id != wanted.vpc_id:
+            raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.existingVpc.vpcId", (
+                f"the running cluster {cluster_name} is in {running.vpc_id}, and EKS never moves a cluster to "
+                f"another VPC: set {running.vpc_id}, or {recreate}"))])
+        if running.subnets is None:
+            return
+        zones = {s.zone for s in running.subnets.values()}
+        subnets = live.aws_subnets(list(wanted.private_subnet_ids), cloud.region, provider,
+                                   why="; subnets in zones the running cluster was not created with are not caught "
+                                       "before `pulumi up`") or {}
+        problems = [Problem(f"{CONFIG_NAMESPACE}:cloud.existingVpc.privateSubnetIds[{i}]", (
+            f"{subnet_id} is in {subnets[subnet_id].zone}, and EKS takes new subnets only in the zones the running "
+            f"cluster {cluster_name} was created with ({', '.join(sorted(zones))}): use a subnet in one of those, "
+            f"or {recreate}")) for i, subnet_id in enumerate(wanted.private_subnet_ids)
+            if subnet_id in subnets and subnets[subnet_id].zone not in zones]
+        if len(subnets) == len(wanted.private_subnet_ids) and (left := zones - {s.zone for s in subnets.values()}):
+            problems.append(Problem(f"{CONFIG_NAMESPACE}:cloud.existingVpc.privateSubnetIds", (
+                f"has no subnet in {', '.join(sorted(left))}, and EKS wants one in each zone the running cluster "
+                f"{cluster_name} was created with: add one there, or {recreate}")))
+        if problems:
+            raise ConfigError(problems)
+        return
+    if running.vpc_cidr and ipaddress.ip_network(running.vpc_cidr) != ipaddress.ip_network(cloud.vpc_cidr):
+        raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.vpcCidr", (
+            f"the running cluster {cluster_name}'s VPC {running.vpc_id} has the range {running.vpc_cidr}; a VPC's "
+            f"range is fixed, so `pulumi up` would build a second VPC, and EKS never moves a cluster to another VPC. "
+            f"Set {running.vpc_cidr}, or {recreate}"))])
+    if not running.subnets:
+        return
+    has = {s.zone: s.cidr for s in running.subnets.values()}
+    wanted_ranges = {zone: r.private for zone, r in subnet_cidrs(cloud.vpc_cidr, cloud.zones).items()}
+    if has != wanted_ranges:
+        # The private ranges were handed out in zone order: that order is the list the cluster was created with.
+        created = [zone for zone, _ in sorted(has.items(), key=lambda item: ipaddress.ip_network(item[1]))]
+        raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.zones", (
+            f"the running cluster {cluster_name} was created with the zones {created}, in that order: EKS takes new "
+            f"subnets only in those zones, and each zone's subnet ranges follow its place in the list, so another "
+            f"list would replace subnets under the cluster (EC2 refuses the new ones as overlapping). Set "
+            f"{created}, or {recreate}"))])
+
+
 def _admins_without_an_entry_of_their_own(config: StackConfig, provider: pulumi.ProviderResource, *,
                                           running: bool) -> None:
     """EKS gives the role that creates a cluster an access entry of its own, with cluster-admin
@@ -417,8 +477,9 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             # Tag everything taggable, including resources of components we do not write.
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
         )
-        running = live.eks_cluster_version(config.cluster_name, cloud.region, provider)
-        _one_minor_at_a_time(running, cloud.kubernetes_version)
+        running = live.eks_cluster(config.cluster_name, cloud.region, provider)
+        _one_minor_at_a_time(running.version if running else None, cloud.kubernetes_version)
+        _eks_network_fixed_at_creation(running, cloud, config.cluster_name, provider)
         _zones_eks_takes(live.aws_zone_ids(cloud.region, provider), cloud)
         _admins_without_an_entry_of_their_own(config, provider, running=running is not None)
         if cloud.existing_vpc is not None:

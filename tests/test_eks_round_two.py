@@ -29,6 +29,7 @@ from infra.plan import mocks
 from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
 from tests.conftest import of_type, one, release_of, stack_document
+from tests.live import running_eks
 from tests.pools import pool_args
 from tests.test_component_harness import build, input_errors, load
 
@@ -145,7 +146,9 @@ def test_a_version_bump_moves_every_addon_in_place_in_the_same_up(write_stack, m
         return plan_of(write_stack, document)
 
     before = at("1.34")
-    monkeypatch.setitem(mocks.LIVE, "eksClusters", {"neurodock-test": "1.34"})  # the running cluster
+    document = stack_document("staging")
+    document["config"]["neurodock:environment"] = "test"
+    running_eks(monkeypatch, document, "1.34")  # the running cluster
     after = at("1.35")
     for name in MANAGED_ADDONS:
         assert addons(before)[name].inputs["addonVersion"] == mocks.EKS_ADDON_DEFAULTS[(name, "1.34")]
@@ -484,7 +487,7 @@ def test_a_running_cluster_s_admins_are_left_to_the_docs(write_stack, monkeypatc
     document = stack_document("staging")
     document["config"]["neurodock:cloud"]["adminRoleArns"] = [ADMIN]
     monkeypatch.setitem(mocks.LIVE, "awsCaller", "arn:aws:sts::123456789012:assumed-role/platform-admins/gha-4821")
-    monkeypatch.setitem(mocks.LIVE, "eksClusters", {"neurodock-staging": "1.35"})
+    running_eks(monkeypatch, document, "1.35")
     assert {e.inputs["principalArn"] for e in of_type(plan_of(write_stack, document),
                                                       "aws:eks/accessEntry:AccessEntry")} == {ADMIN}
 
@@ -515,6 +518,59 @@ def test_an_existing_vpc_without_dns_hostnames_is_refused_and_other_dhcp_servers
     monkeypatch.setitem(mocks.LIVE, "awsDhcpOptions", {"dopt-0a1b2c3d": ["10.1.0.10", "10.1.0.11"]})
     plan = plan_of(write_stack, document)
     assert any("10.1.0.10, 10.1.0.11, without AmazonProvidedDNS" in w for w in plan.warnings)
+
+
+
+# -- A running cluster's VPC and zones ----------------------------------------------------------------------------
+
+
+def test_a_running_cluster_s_zones_and_vpc_range_are_kept(write_stack, monkeypatch):
+    """EKS keeps a cluster in its VPC and takes subnets only in the zones it was created with; in the VPC the stack
+    creates, each zone's ranges follow its place in the list (network-reqs.adoc)."""
+    document = stack_document("staging")
+    zones = document["config"]["neurodock:cloud"]["zones"]
+    running_eks(monkeypatch, document, "1.34")
+    assert plan_of(write_stack, document).resources  # the control: as created
+    for edited in ([*zones, "us-east-1d"], zones[:2], [zones[1], zones[0], zones[2]]):
+        document["config"]["neurodock:cloud"]["zones"] = edited
+        with pytest.raises(ProgramError) as caught:
+            plan_of(write_stack, document)
+        assert (f"neurodock:cloud.zones: the running cluster neurodock-staging was created with the zones {zones}, in "
+                "that order") in str(caught.value)
+        assert f"Set {zones}, or recreate the cluster" in str(caught.value)
+    document["config"]["neurodock:cloud"]["zones"] = zones
+    document["config"]["neurodock:cloud"]["vpcCidr"] = "10.50.0.0/16"
+    with pytest.raises(ProgramError, match=r"neurodock:cloud\.vpcCidr: the running cluster neurodock-staging's VPC "
+                                           r"vpc-\w+ has the range 10\.40\.0\.0/16; .* Set 10\.40\.0\.0/16"):
+        plan_of(write_stack, document)
+
+
+def test_a_running_cluster_in_an_existing_vpc_keeps_its_vpc_and_zones(write_stack, monkeypatch):
+    document = _existing_vpc_document()
+    running_eks(monkeypatch, document, "1.34")
+    monkeypatch.setitem(mocks.LIVE, "awsSubnets", {**mocks.LIVE["awsSubnets"], "subnet-0f0e0d0c0b0a09081": {
+        "availabilityZone": "us-east-1d", "cidrBlock": "10.1.64.0/20", "vpcId": "vpc-0a1b2c3d4e5f60718"}})
+    assert plan_of(write_stack, document).resources  # the control: its subnets, in its zones
+    document["config"]["neurodock:cloud"]["existingVpc"]["privateSubnetIds"][1] = "subnet-0f0e0d0c0b0a09081"
+    with pytest.raises(ProgramError) as caught:
+        plan_of(write_stack, document)
+    assert ("neurodock:cloud.existingVpc.privateSubnetIds[1]: subnet-0f0e0d0c0b0a09081 is in us-east-1d, and EKS takes "
+            "new subnets only") in str(caught.value)
+    # The subnet it replaced was the cluster's only one in us-east-1b.
+    assert "neurodock:cloud.existingVpc.privateSubnetIds: has no subnet in us-east-1b" in str(caught.value)
+    document["config"]["neurodock:cloud"]["existingVpc"]["vpcId"] = "vpc-0123456789abcdef0"
+    with pytest.raises(ProgramError, match=r"neurodock:cloud\.existingVpc\.vpcId: the running cluster "
+                                           r"neurodock-staging is in vpc-0a1b2c3d4e5f60718"):
+        plan_of(write_stack, document)
+
+
+def test_a_running_cluster_s_unreadable_subnets_warn_and_the_plan_goes_on(write_stack, monkeypatch):
+    document = stack_document("staging")
+    running_eks(monkeypatch, document, "1.34")
+    monkeypatch.setitem(mocks.LIVE, "awsSubnets", {})
+    document["config"]["neurodock:cloud"]["zones"] = ["us-east-1a", "us-east-1b"]
+    plan = plan_of(write_stack, document)
+    assert any("could not read the subnet" in w and "cloud.zones is not caught" in w for w in plan.warnings)
 
 
 def test_fewer_system_nodes_than_zones_warn_that_prometheus_may_find_none_in_its_volume_s_zone():

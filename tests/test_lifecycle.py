@@ -18,6 +18,7 @@ from infra.plan.engine import ProgramError, run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
 from infra.program import control_plane_ports
 from tests.conftest import SHIPPED_STACKS, of_type, one, stack_document
+from tests.live import running_eks
 from tests.test_serving import LLAMA_8B
 
 
@@ -261,10 +262,10 @@ def test_an_unreadable_group_keeps_its_size(write_stack, monkeypatch):
 
 @pytest.mark.parametrize(("running", "error"), [("1.33", "set 1.34"), ("1.36", "cannot downgrade")])
 def test_eks_version_moves_one_minor_at_a_time(write_stack, monkeypatch, running, error):
-    monkeypatch.setitem(mocks.LIVE, "eksClusters", {"neurodock-staging": running})
+    running_eks(monkeypatch, stack_document("staging"), running)
     with pytest.raises(ProgramError, match=error):
         plan_of(write_stack, stack_document("staging"))
-    monkeypatch.setitem(mocks.LIVE, "eksClusters", {"neurodock-staging": "1.34"})
+    running_eks(monkeypatch, stack_document("staging"), "1.34")
     assert plan_of(write_stack, stack_document("staging")).resources
 
 

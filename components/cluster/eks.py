@@ -230,13 +230,13 @@ class EksCluster(pulumi.ComponentResource):
             tags={**self._tags, "Name": f"{args.cluster_name}-public"},
             opts=self._child(),
         )
-        blocks = _subnet_blocks(args.vpc_cidr, 2 * len(args.zones))
+        ranges = subnet_cidrs(args.vpc_cidr, args.zones)
         private: list[aws.ec2.Subnet] = []
-        for i, zone in enumerate(args.zones):
+        for zone in args.zones:
             public = aws.ec2.Subnet(
                 f"{self._name}-public-{zone}",
                 vpc_id=vpc.id,
-                cidr_block=blocks[len(args.zones) + i],
+                cidr_block=ranges[zone].public,
                 availability_zone=zone,
                 map_public_ip_on_launch=False,
                 tags={**self._tags, **cluster_tag, "Name": f"{args.cluster_name}-public-{zone}",
@@ -259,7 +259,7 @@ class EksCluster(pulumi.ComponentResource):
             subnet = aws.ec2.Subnet(
                 f"{self._name}-private-{zone}",
                 vpc_id=vpc.id,
-                cidr_block=blocks[i],
+                cidr_block=ranges[zone].private,
                 availability_zone=zone,
                 tags={**self._tags, **cluster_tag, "Name": f"{args.cluster_name}-private-{zone}",
                       "kubernetes.io/role/internal-elb": "1"},
@@ -755,6 +755,20 @@ def _update_minutes(pool: NodePoolArgs) -> int:
     provider's default of 60 (terraform-provider-aws internal/service/eks/node_group.go ``Timeouts``). Past it
     `pulumi up` fails while EKS carries on, and the next run finds an update in progress."""
     return max(60, UPDATE_MINUTES_PER_NODE * pool.max_nodes)
+
+
+@dataclass(frozen=True)
+class ZoneRanges:
+    private: str
+    public: str
+
+
+def subnet_cidrs(vpc_cidr: str, zones: tuple[str, ...] | list[str]) -> dict[str, ZoneRanges]:
+    """Each zone's private and public subnet range in a VPC the stack creates. They follow the zone's place in the
+    list (the private ranges first, in zone order, then the public ones), so adding, removing or reordering zones
+    moves ranges between subnets: a subnet's range is ForceNew, and the new subnet, created first, overlaps the old."""
+    blocks = _subnet_blocks(vpc_cidr, 2 * len(zones))
+    return {zone: ZoneRanges(private=blocks[i], public=blocks[len(zones) + i]) for i, zone in enumerate(zones)}
 
 
 def _subnet_blocks(vpc_cidr: str, count: int) -> list[str]:

@@ -259,7 +259,7 @@ class RecordingMonitor(MockMonitor):
 LIVE: dict[str, Any] = {}
 """What the cloud already holds, for the lookups of ``infra.live``: empty (a first `pulumi up`) unless a
 test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "desiredSize"}}}),
-``eksClusters`` ({cluster: version}), ``eksError`` (a failure message for the node-group lookup),
+``eksClusters`` ({cluster: {"version", "vpcId", "subnetIds"}}: a running cluster; ``awsSubnets`` ({subnet id: {"availabilityZone", "cidrBlock", "vpcId"}}) and ``awsVpcs`` hold its network), ``eksError`` (a failure message for the node-group lookup),
 ``gcpKeyRings`` ({"projects/P/locations/L": [ring ids]}), ``gcpCryptoKeys`` ({ring id: [key ids]}),
 ``awsLogGroups`` ({name: {"retentionInDays", "tags"}}), ``eksAddonVersionError`` (a failure message for the add-on
 version lookup), ``eksAddonVersions`` ({(add-on, minor): version}, replacing ``EKS_ADDON_DEFAULTS``' entries),
@@ -389,10 +389,22 @@ class PlanMocks(pulumi.runtime.Mocks):
             return {"project": project, "emailAddress": email, "member": f"serviceAccount:{email}",
                     "id": email}
         if args.token == "aws:eks/getCluster:getCluster":
-            version = LIVE.get("eksClusters", {}).get(a.get("name"))
-            if version is None:
+            running = LIVE.get("eksClusters", {}).get(a.get("name"))
+            aws_region = a.get("region") or self._provider_inputs(args.provider).get("region", "us-east-1")
+            if running is None:
                 return {}, [("name", f"ResourceNotFoundException: No cluster found for name: {a.get('name')}.")]
-            return {"name": a["name"], "version": version, "id": a["name"]}
+            return {"name": a["name"], "version": running["version"], "id": a["name"],
+                    "arn": f"arn:aws:eks:{aws_region}:{AWS_ACCOUNT_ID}:cluster/{a['name']}", "status": "ACTIVE",
+                    "vpcConfig": {"vpcId": running["vpcId"], "subnetIds": list(running["subnetIds"]),
+                                  "endpointPrivateAccess": True, "endpointPublicAccess": False,
+                                  "securityGroupIds": [], "publicAccessCidrs": []}}
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            subnet = LIVE.get("awsSubnets", {}).get(a.get("id"))
+            aws_region = a.get("region") or self._provider_inputs(args.provider).get("region", "us-east-1")
+            if subnet is None:  # terraform-provider-aws ec2 subnet data source: tfresource.SingularDataSourceFindError
+                return {}, [("id", "no matching EC2 Subnet found")]
+            return {"id": a["id"], "arn": f"arn:aws:ec2:{aws_region}:{AWS_ACCOUNT_ID}:subnet/{a['id']}",
+                    "ownerId": AWS_ACCOUNT_ID, "state": "available", "region": aws_region, **subnet}
         if args.token == "aws:eks/getNodeGroups:getNodeGroups":
             if LIVE.get("eksError"):
                 return {}, [("clusterName", LIVE["eksError"])]
