@@ -259,7 +259,9 @@ class RecordingMonitor(MockMonitor):
 LIVE: dict[str, Any] = {}
 """What the cloud already holds, for the lookups of ``infra.live``: empty (a first `pulumi up`) unless a
 test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "desiredSize"}}}),
-``eksClusters`` ({cluster: {"version", "vpcId", "subnetIds"}}: a running cluster; ``awsSubnets`` ({subnet id: {"availabilityZone", "cidrBlock", "vpcId"}}) and ``awsVpcs`` hold its network), ``eksError`` (a failure message for the node-group lookup),
+``eksClusters`` ({cluster: {"version", "vpcId", "subnetIds"}}: a running cluster;
+``awsSubnets`` ({subnet id: {"availabilityZone", "cidrBlock", "vpcId"}}) and ``awsVpcs`` hold its network),
+``eksError`` (a failure message for the node-group lookup),
 ``gcpKeyRings`` ({"projects/P/locations/L": [ring ids]}), ``gcpCryptoKeys`` ({ring id: [key ids]}),
 ``awsLogGroups`` ({name: {"retentionInDays", "tags"}}), ``eksAddonVersionError`` (a failure message for the add-on
 version lookup), ``eksAddonVersions`` ({(add-on, minor): version}, replacing ``EKS_ADDON_DEFAULTS``' entries),
