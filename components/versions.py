@@ -82,6 +82,8 @@ KIND_NODE_IMAGES: dict[str, str] = {
 
 # kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana, kube-state-metrics).
 KUBE_PROMETHEUS_STACK = ChartRef("kube-prometheus-stack", "82.6.0", "https://prometheus-community.github.io/helm-charts")
+KPS_CRD_UPGRADE_BUSYBOX_TAG = pinned_tag("docker.io/library/busybox", "1.37.0")
+"""The image that unpacks kube-prometheus-stack's CRDs for its upgrade Job (the chart's default is `latest`)."""
 
 # Model servers.
 VLLM_IMAGE = pinned("vllm/vllm-openai:v0.28.0")

@@ -340,6 +340,27 @@ def test_crds_of_a_disabled_subchart_are_not_installed_and_crds_dir_ones_are_ins
     assert not [o for o in rendered.objects if o.kind == "CustomResourceDefinition"]
 
 
+
+def test_kube_prometheus_stacks_crds_are_applied_again_on_every_upgrade(shipped_plans):
+    """Helm installs a chart's crds/ once and never upgrades them (the chart's README): the chart's hook Job applies
+    the same CRDs server-side before each install and upgrade, taking over Helm's fields."""
+    import base64
+    import bz2
+
+    from infra.charts import load_documents
+
+    kps = next(r for r in shipped_plans["staging"].releases if r.name == "kps")
+    installed = {o.object_name for o in kps.objects if o.kind == "CustomResourceDefinition" and o.install_only}
+    [job] = [o for o in kps.objects if o.kind == "Job" and "crds-upgrade" in o.object_name]
+    hooks = set(job.manifest["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    assert {"pre-install", "pre-upgrade"} <= hooks
+    [kubectl] = job.manifest["spec"]["template"]["spec"]["containers"]
+    assert kubectl["args"][:3] == ["apply", "--server-side", "--force-conflicts"]
+    [bundle] = [o for o in kps.objects if o.kind == "ConfigMap" and o.object_name == job.object_name]
+    text = bz2.decompress(base64.b64decode(bundle.manifest["binaryData"]["crds.bz2"])).decode()
+    applied = {d["metadata"]["name"] for d in load_documents(text) if d.get("kind") == "CustomResourceDefinition"}
+    assert len(installed) == 10 and applied == installed
+
 def test_a_kube_proxy_scrape_is_reported_where_no_pod_can_reach_kube_proxy(shipped_plans):
     plan = shipped_plans["prod"]
     rendered = rerender(plan, KUBE_PROMETHEUS_STACK, lambda v: v.update(kubeProxy={"enabled": True}))

@@ -25,6 +25,7 @@ from components.monitoring.alertmanager import (
 )
 from components.monitoring.dashboards import DASHBOARDS
 from components.monitoring.rollback_relay_deploy import RollbackRelay, RollbackRelayArgs, relay_url
+from components.versions import KPS_CRD_UPGRADE_BUSYBOX_TAG
 
 MONITORING_NAMESPACE = "monitoring"
 RELEASE = "kps"
@@ -259,6 +260,19 @@ def _values(args: MonitoringStackArgs, admin_secret: pulumi.Input[str] | None,
                 "secrets": [receiver_secret] if receiver_secret is not None else [],
             },
         },
+        # Helm installs a chart's CRDs on the first install only, never on an upgrade (the chart's README, "Upgrading
+        # Chart"), so a chart bump would run the new operator against the old CRDs. The chart's own upgrade Job, a
+        # pre-install/pre-upgrade hook, applies the CRDs it ships server-side, taking over the fields Helm set at the
+        # first install (--force-conflicts). Its pod is restricted as the chart sets it (uid 65534, no privilege
+        # escalation, every capability dropped, RuntimeDefault seccomp); kubectl is the cluster's own version.
+        "crds": {"upgradeJob": {
+            "enabled": True,
+            "forceConflicts": True,
+            "image": {"busybox": {"registry": "docker.io", "repository": "library/busybox",
+                                  "tag": KPS_CRD_UPGRADE_BUSYBOX_TAG}},
+            # kubectl holds the 4 MB of CRDs it applies, parsed.
+            "resources": _resources("50m", "128Mi", "512Mi"),
+        }},
         "prometheusOperator": {
             "resources": _resources("100m", "128Mi", "256Mi"),
             "admissionWebhooks": {"patch": {"resources": _resources("10m", "32Mi", "64Mi")}},
