@@ -6,7 +6,7 @@ Run by ``pulumi up -s <env>`` (Pulumi.yaml: ``main: infra/``) and, under mocks, 
 import pulumi
 
 from infra.config import ConfigError
-from infra.program import build, load_stack_config
+from infra.program import InvalidConfig, build, load_stack_config
 from infra.secrets import StackSecrets
 
 try:
@@ -19,6 +19,6 @@ try:
     # The program also refuses what only the running cloud can show (an EKS version jump).
     outputs = build(config, StackSecrets.from_pulumi_config())
 except ConfigError as error:
-    raise pulumi.RunError(f"invalid stack configuration:\n{error}") from None
+    raise InvalidConfig(error) from None
 for name, value in outputs.items():
     pulumi.export(name, value)

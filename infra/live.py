@@ -34,25 +34,47 @@ from components.labels import POOL_TAG
 from components.retained import Retained
 
 
-def eks_group_sizes(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> dict[str, int] | None:
-    """Each pool's current desired size, by pool name (the largest, mid-replacement), from the tag
-    the program puts on its node group: ``{}`` when the cluster does not exist, ``None`` when the
-    groups could not be read (the program then leaves the desired size alone)."""
+@dataclass(frozen=True)
+class NodeGroupFacts:
+    name: str
+    pool: str | None
+    """The pool the program tagged the group with (None for a group it did not create)."""
+    desired_size: int | None
+    version: str | None
+    """The group's Kubernetes minor version."""
+
+
+def eks_node_groups(cluster_name: str, region: str, provider: pulumi.ProviderResource) -> list[NodeGroupFacts] | None:
+    """The cluster's managed node groups: ``[]`` when the cluster does not exist, None when they could not be read
+    (with a warning: desired sizes are then left alone, and versions not compared)."""
     opts = pulumi.InvokeOptions(provider=provider)
-    sizes: dict[str, int] = {}
+    found: list[NodeGroupFacts] = []
     try:
         names = aws.eks.get_node_groups(cluster_name=cluster_name, region=region, opts=opts).names
         for name in names:
             group = aws.eks.get_node_group(cluster_name=cluster_name, node_group_name=name, region=region, opts=opts)
-            pool = (group.tags or {}).get(POOL_TAG)
-            if pool and group.scaling_configs:
-                sizes[pool] = max(sizes.get(pool, 0), group.scaling_configs[0].desired_size)
+            found.append(NodeGroupFacts(
+                name=name, pool=(group.tags or {}).get(POOL_TAG),
+                desired_size=group.scaling_configs[0].desired_size if group.scaling_configs else None,
+                version=group.version))
     except Exception as error:
         if "ResourceNotFoundException" in str(error):
-            return {}  # no cluster yet: every group is new
+            return []  # no cluster yet: every group is new
         pulumi.log.warn(f"could not read the node groups of {cluster_name} ({_first_line(error)}); "
                         "their desired sizes are left as they are")
         return None
+    return found
+
+
+def group_sizes(groups: list[NodeGroupFacts] | None) -> dict[str, int] | None:
+    """Each pool's current desired size, by pool name (the largest, mid-replacement); None when the groups could not
+    be read (the program then leaves the desired size alone)."""
+    if groups is None:
+        return None
+    sizes: dict[str, int] = {}
+    for group in groups:
+        if group.pool and group.desired_size is not None:
+            sizes[group.pool] = max(sizes.get(group.pool, 0), group.desired_size)
     return sizes
 
 

@@ -116,6 +116,16 @@ def _require_program_charts(config: StackConfig) -> None:
         charts.require_all(INFERENCE_EXTENSION_CRDS, ENVOY_GATEWAY, *([LLM_D_ROUTER] if config.models else []))
 
 
+
+class InvalidConfig(pulumi.RunError):
+    """A ``ConfigError`` found while the program runs (what only the running cloud shows: an EKS version jump, a GKE
+    range fixed at creation). A ``RunError``: `pulumi up` shows the message alone, no traceback; ``neurodock plan``
+    reports ``error``'s problems as any other configuration error (exit 2)."""
+
+    def __init__(self, error: ConfigError):
+        self.error = error
+        super().__init__(f"invalid stack configuration:\n{error}")
+
 def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
     """Create every resource of the stack; return the stack outputs."""
     _require_receiver_credentials(config, secrets)
@@ -336,6 +346,20 @@ def _one_minor_at_a_time(running: str | None, wanted: str) -> None:
             f"the cluster runs {running} and EKS cannot downgrade it to {wanted}; set {running} or later"))])
 
 
+def _node_groups_caught_up(groups: list[live.NodeGroupFacts] | None, running: str | None, wanted: str) -> None:
+    """EKS upgrades the control plane only once every managed node group runs its minor version (EKS User Guide
+    clusters/update-cluster.adoc:63). A group left behind (an update that failed or timed out) would fail the bump
+    half-way: refused first, with the step that finishes the groups' update."""
+    if running is None or running == wanted or not groups:
+        return
+    behind = sorted(f"{g.name} ({g.version})" for g in groups if g.version and g.version != running)
+    if behind:
+        raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
+            f"the cluster runs {running}, but its node group{'s' if len(behind) > 1 else ''} {', '.join(behind)} "
+            f"{'do' if len(behind) > 1 else 'does'} not, and EKS moves the control plane to {wanted} only once every "
+            f"group runs {running}: set {running} and `pulumi up` to finish the groups' update, then set {wanted}"))])
+
+
 def _eks_network_fixed_at_creation(running: live.EksRunningCluster | None, cloud: EksCloud, cluster_name: str,
                                    provider: pulumi.ProviderResource) -> None:
     """A running EKS cluster stays in the VPC it was created in, and takes new subnets only in the zones it was
@@ -479,6 +503,8 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
         )
         running = live.eks_cluster(config.cluster_name, cloud.region, provider)
         _one_minor_at_a_time(running.version if running else None, cloud.kubernetes_version)
+        groups = live.eks_node_groups(config.cluster_name, cloud.region, provider)
+        _node_groups_caught_up(groups, running.version if running else None, cloud.kubernetes_version)
         _eks_network_fixed_at_creation(running, cloud, config.cluster_name, provider)
         _zones_eks_takes(live.aws_zone_ids(cloud.region, provider), cloud)
         _admins_without_an_entry_of_their_own(config, provider, running=running is not None)
@@ -501,7 +527,7 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                 api_source_cidrs=tuple(config.deploy.private_cidrs) if config.deploy.in_vpc else (),
                 node_pools=pools,
                 support_type=cloud.support_type,
-                live_sizes=live.eks_group_sizes(config.cluster_name, cloud.region, provider),
+                live_sizes=live.group_sizes(groups),
                 addon_versions=live.eks_addon_versions(cloud.kubernetes_version, cloud.region, provider),
                 existing_log_group=live.eks_log_group(config.cluster_name, cloud.region, provider),
                 instance_type_zones=live.eks_instance_type_zones(

@@ -202,6 +202,20 @@ def test_negative_gpu_count_exits_2_naming_the_key(write_stack, capsys):
     assert "neurodock:nodePools[1].gpu.count: must be greater than or equal to 1 (got -2)" in err
 
 
+
+def test_what_the_running_cloud_refuses_exits_2_naming_the_key(write_stack, capsys, monkeypatch):
+    """A check against the running cluster (here: a zone added under a running EKS cluster) is a configuration error
+    like any other, not a failed program."""
+    from tests.live import running_eks
+
+    document = stack_document("staging")
+    running_eks(monkeypatch, document, "1.34")
+    document["config"]["neurodock:cloud"]["zones"].append("us-east-1d")
+    assert main(["plan", "staging", "--stack-file", str(write_stack(document)), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "neurodock:cloud.zones: the running cluster neurodock-staging was created with the zones" in err
+    assert "Traceback" not in err
+
 def test_unknown_stack_is_a_usage_error(capsys):
     assert main(["plan", "nosuchstack"]) == 2
     assert "stacks here:" in capsys.readouterr().err

@@ -443,7 +443,7 @@ def test_a_zone_eks_refuses_in_this_account_is_refused_by_name_and_id(monkeypatc
            "us-east-1d": "use1-az4", "us-east-1e": "use1-az3", "us-east-1f": "use1-az5"}
     ids[third], ids["us-east-1e"] = "use1-az3", ids[third]
     monkeypatch.setitem(mocks.LIVE, "awsZoneIds", {"us-east-1": ids})
-    with pytest.raises(ProgramError) as caught:
+    with pytest.raises(ConfigError) as caught:
         run_plan(stack, render_charts=False)
     message = str(caught.value)
     assert (f"neurodock:cloud.zones[2]: {third} is the zone use1-az3 in this account, where EKS does not put a "
@@ -471,7 +471,7 @@ def test_the_deploying_role_listed_as_admin_on_a_first_up_is_refused(write_stack
     document = stack_document("staging")
     document["config"]["neurodock:cloud"]["adminRoleArns"] = [PREVIEW.replace("neurodock-preview", "sre"), ADMIN]
     monkeypatch.setitem(mocks.LIVE, "awsCaller", "arn:aws:sts::123456789012:assumed-role/platform-admins/gha-4821")
-    with pytest.raises(ProgramError) as caught:
+    with pytest.raises(ConfigError) as caught:
         plan_of(write_stack, document)
     assert (f"neurodock:cloud.adminRoleArns[1]: {ADMIN} is the role this `pulumi up` runs as, which creates the "
             "cluster") in str(caught.value)
@@ -509,7 +509,7 @@ def test_an_existing_vpc_without_dns_hostnames_is_refused_and_other_dhcp_servers
     document = _existing_vpc_document()
     assert plan_of(write_stack, document).resources  # the control: DNS on, the default DHCP options
     monkeypatch.setitem(mocks.LIVE, "awsVpcs", {"vpc-0a1b2c3d4e5f60718": {"enableDnsHostnames": False}})
-    with pytest.raises(ProgramError) as caught:
+    with pytest.raises(ConfigError) as caught:
         plan_of(write_stack, document)
     assert ("neurodock:cloud.existingVpc.vpcId: vpc-0a1b2c3d4e5f60718 has enableDnsHostnames off, so its nodes cannot "
             "resolve the cluster's endpoint") in str(caught.value)
@@ -533,14 +533,14 @@ def test_a_running_cluster_s_zones_and_vpc_range_are_kept(write_stack, monkeypat
     assert plan_of(write_stack, document).resources  # the control: as created
     for edited in ([*zones, "us-east-1d"], zones[:2], [zones[1], zones[0], zones[2]]):
         document["config"]["neurodock:cloud"]["zones"] = edited
-        with pytest.raises(ProgramError) as caught:
+        with pytest.raises(ConfigError) as caught:
             plan_of(write_stack, document)
         assert (f"neurodock:cloud.zones: the running cluster neurodock-staging was created with the zones {zones}, in "
                 "that order") in str(caught.value)
         assert f"Set {zones}, or recreate the cluster" in str(caught.value)
     document["config"]["neurodock:cloud"]["zones"] = zones
     document["config"]["neurodock:cloud"]["vpcCidr"] = "10.50.0.0/16"
-    with pytest.raises(ProgramError, match=r"neurodock:cloud\.vpcCidr: the running cluster neurodock-staging's VPC "
+    with pytest.raises(ConfigError, match=r"neurodock:cloud\.vpcCidr: the running cluster neurodock-staging's VPC "
                                            r"vpc-\w+ has the range 10\.40\.0\.0/16; .* Set 10\.40\.0\.0/16"):
         plan_of(write_stack, document)
 
@@ -552,14 +552,14 @@ def test_a_running_cluster_in_an_existing_vpc_keeps_its_vpc_and_zones(write_stac
         "availabilityZone": "us-east-1d", "cidrBlock": "10.1.64.0/20", "vpcId": "vpc-0a1b2c3d4e5f60718"}})
     assert plan_of(write_stack, document).resources  # the control: its subnets, in its zones
     document["config"]["neurodock:cloud"]["existingVpc"]["privateSubnetIds"][1] = "subnet-0f0e0d0c0b0a09081"
-    with pytest.raises(ProgramError) as caught:
+    with pytest.raises(ConfigError) as caught:
         plan_of(write_stack, document)
     assert ("neurodock:cloud.existingVpc.privateSubnetIds[1]: subnet-0f0e0d0c0b0a09081 is in us-east-1d, and EKS takes "
             "new subnets only") in str(caught.value)
     # The subnet it replaced was the cluster's only one in us-east-1b.
     assert "neurodock:cloud.existingVpc.privateSubnetIds: has no subnet in us-east-1b" in str(caught.value)
     document["config"]["neurodock:cloud"]["existingVpc"]["vpcId"] = "vpc-0123456789abcdef0"
-    with pytest.raises(ProgramError, match=r"neurodock:cloud\.existingVpc\.vpcId: the running cluster "
+    with pytest.raises(ConfigError, match=r"neurodock:cloud\.existingVpc\.vpcId: the running cluster "
                                            r"neurodock-staging is in vpc-0a1b2c3d4e5f60718"):
         plan_of(write_stack, document)
 

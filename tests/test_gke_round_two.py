@@ -21,7 +21,7 @@ from components.gpu.catalog import GKE_ATTACHABLE, GKE_MACHINE_TYPES, GPU_MODELS
 from infra.config import ConfigError, parse_config
 from infra.diff import REPLACED_BY, diff_plans, render
 from infra.plan import mocks
-from infra.plan.engine import BOOTSTRAP_DIR, ProgramError, run_plan
+from infra.plan.engine import BOOTSTRAP_DIR, run_plan
 from infra.plan.stackfile import load_stack_file
 from tests.conftest import of_type, run_cli, stack_document
 from tests.pools import pool_args
@@ -345,7 +345,7 @@ def running_prod(*, master_cidr="172.16.0.0/28", pods_cidr="10.16.0.0/14", servi
 
 def test_a_master_cidr_edit_of_the_running_cluster_is_refused_with_the_way_out(monkeypatch):
     monkeypatch.setitem(mocks.LIVE, "gkeClusters", running_prod(master_cidr="172.16.0.16/28"))
-    with pytest.raises(ProgramError) as caught:
+    with pytest.raises(ConfigError) as caught:
         run_plan(load_stack_file("prod"), render_charts=False)
     message = str(caught.value)
     assert ("neurodock:cloud.masterCidr: the running cluster neurodock-prod was created with 172.16.0.16/28 as its "
@@ -358,7 +358,7 @@ def test_a_master_cidr_edit_of_the_running_cluster_is_refused_with_the_way_out(m
 
 def test_pod_range_and_datapath_edits_are_refused_too(monkeypatch):
     monkeypatch.setitem(mocks.LIVE, "gkeClusters", running_prod(pods_cidr="10.32.0.0/14", datapath="LEGACY_DATAPATH"))
-    with pytest.raises(ProgramError) as caught:
+    with pytest.raises(ConfigError) as caught:
         run_plan(load_stack_file("prod"), render_charts=False)
     message = str(caught.value)
     assert "neurodock:cloud.podsCidr: the running cluster neurodock-prod was created with 10.32.0.0/14" in message
@@ -419,7 +419,7 @@ def test_a_subnet_range_may_widen_and_any_other_edit_is_refused(monkeypatch):
     assert of_type(run_plan(stack, render_charts=False), CLUSTER)  # the control: the shipped range widens it
     wider = shipped.supernet()
     monkeypatch.setitem(mocks.LIVE, "gcpSubnets", {SUBNET: {"ipCidrRange": str(wider)}})
-    with pytest.raises(ProgramError) as caught:
+    with pytest.raises(ConfigError) as caught:
         run_plan(stack, render_charts=False)
     message = str(caught.value)
     assert (f"neurodock:cloud.subnetCidr: the running cluster neurodock-prod's node subnet neurodock-prod-nodes "
@@ -428,7 +428,7 @@ def test_a_subnet_range_may_widen_and_any_other_edit_is_refused(monkeypatch):
     # The same size elsewhere is no widening either.
     moved = ipaddress.ip_network((int(shipped.network_address) + shipped.num_addresses, shipped.prefixlen))
     monkeypatch.setitem(mocks.LIVE, "gcpSubnets", {SUBNET: {"ipCidrRange": str(moved)}})
-    with pytest.raises(ProgramError, match=rf"neurodock:cloud\.subnetCidr: .* {shipped} does not contain {moved}"):
+    with pytest.raises(ConfigError, match=rf"neurodock:cloud\.subnetCidr: .* {shipped} does not contain {moved}"):
         run_plan(stack, render_charts=False)
 
 

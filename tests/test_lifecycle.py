@@ -14,7 +14,7 @@ from infra.check import policy_resources
 from infra.config import ConfigError
 from infra.diff import diff_plans
 from infra.plan import mocks
-from infra.plan.engine import ProgramError, run_plan
+from infra.plan.engine import run_plan
 from infra.plan.stackfile import REPO_ROOT, load_stack_file
 from infra.program import control_plane_ports
 from tests.conftest import SHIPPED_STACKS, of_type, one, stack_document
@@ -263,10 +263,29 @@ def test_an_unreadable_group_keeps_its_size(write_stack, monkeypatch):
 @pytest.mark.parametrize(("running", "error"), [("1.33", "set 1.34"), ("1.36", "cannot downgrade")])
 def test_eks_version_moves_one_minor_at_a_time(write_stack, monkeypatch, running, error):
     running_eks(monkeypatch, stack_document("staging"), running)
-    with pytest.raises(ProgramError, match=error):
+    with pytest.raises(ConfigError, match=error):
         plan_of(write_stack, stack_document("staging"))
     running_eks(monkeypatch, stack_document("staging"), "1.34")
     assert plan_of(write_stack, stack_document("staging")).resources
+
+
+
+def test_eks_moves_the_control_plane_only_once_every_group_runs_its_version(write_stack, monkeypatch):
+    document = stack_document("staging")
+    document["config"]["neurodock:cloud"].update(kubernetesVersion="1.35", supportType="EXTENDED")
+    running_eks(monkeypatch, document, "1.34")
+    groups = {"system-20261101": {"tags": {"neurodock:pool": "system"}, "desiredSize": 3},
+              "gpu-l4-20261101": {"tags": {"neurodock:pool": "gpu-l4"}, "desiredSize": 1}}
+    monkeypatch.setitem(mocks.LIVE, "eksNodeGroups", {"neurodock-staging": groups})
+    assert plan_of(write_stack, document).resources  # the control: every group on 1.34
+    groups["gpu-l4-20261101"]["version"] = "1.33"  # its last update failed
+    with pytest.raises(ConfigError) as caught:
+        plan_of(write_stack, document)
+    assert ("neurodock:cloud.kubernetesVersion: the cluster runs 1.34, but its node group gpu-l4-20261101 (1.33) does "
+            "not") in str(caught.value)
+    assert "set 1.34 and `pulumi up` to finish the groups' update, then set 1.35" in str(caught.value)
+    document["config"]["neurodock:cloud"]["kubernetesVersion"] = "1.34"  # the step it names
+    assert plan_of(write_stack, document).resources
 
 
 def test_the_kubernetes_provider_is_replaced_only_with_the_cluster(shipped_plans):

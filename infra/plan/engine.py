@@ -139,6 +139,10 @@ def _run_plan(stack: StackFile, *, render_charts: bool, first_preview: bool) -> 
         except charts.NotCached:
             raise
         except pulumi.RunError as exc:
+            from infra.program import InvalidConfig  # the program's module, imported by now
+
+            if isinstance(exc, InvalidConfig):  # what the running cloud showed: reported as any configuration error
+                raise exc.error from None
             raise ProgramError(str(exc)) from None
         except pulumi.InputPropertiesError as exc:  # a component's inputs, named by property path
             raise ProgramError(str(exc)) from None

@@ -258,7 +258,8 @@ class RecordingMonitor(MockMonitor):
 
 LIVE: dict[str, Any] = {}
 """What the cloud already holds, for the lookups of ``infra.live``: empty (a first `pulumi up`) unless a
-test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "desiredSize"}}}),
+test says otherwise. Keys: ``eksNodeGroups`` ({cluster: {group name: {"tags", "desiredSize", and "version" if not
+the cluster's}}}),
 ``eksClusters`` ({cluster: {"version", "vpcId", "subnetIds"}}: a running cluster;
 ``awsSubnets`` ({subnet id: {"availabilityZone", "cidrBlock", "vpcId"}}) and ``awsVpcs`` hold its network),
 ``eksError`` (a failure message for the node-group lookup),
@@ -418,7 +419,10 @@ class PlanMocks(pulumi.runtime.Mocks):
         if args.token == "aws:eks/getNodeGroup:getNodeGroup":
             group = LIVE["eksNodeGroups"][a["clusterName"]][a["nodeGroupName"]]
             size = group["desiredSize"]
+            # A group runs its cluster's version unless the test says otherwise.
+            version = group.get("version") or LIVE.get("eksClusters", {}).get(a["clusterName"], {}).get("version")
             return {"clusterName": a["clusterName"], "nodeGroupName": a["nodeGroupName"], "tags": group["tags"],
+                    "version": version, "status": "ACTIVE",
                     "scalingConfigs": [{"desiredSize": size, "minSize": group.get("minSize", 0),
                                         "maxSize": group.get("maxSize", size)}],
                     "id": f"{a['clusterName']}:{a['nodeGroupName']}"}
