@@ -8,6 +8,11 @@ from typing import Any
 
 import pulumi_kubernetes as k8s
 
+RELEASE_HISTORY = 10
+"""Revisions Helm keeps per release, each a Secret holding the whole rendered release (kube-prometheus-stack's, with
+its CRD upgrade hook, is about 0.7 MB). pulumi-kubernetes keeps them all unless told (``maxHistory`` 0,
+helm_release.go); 10 is the helm CLI's own default for upgrades."""
+
 
 @dataclass(frozen=True)
 class ChartRef:
@@ -78,9 +83,10 @@ class ChartSource:
         """Keyword arguments of ``helm.v3.Release`` that name the chart: a repository and a chart name, or
         an OCI reference, with the exact version. The provider fetches it at deploy time (pulumi-kubernetes
         ``helm_release.go``: a chart that is not a local path is pulled from ``repositoryOpts.repo`` or its
-        ``oci://`` reference)."""
+        ``oci://`` reference). And how many revisions Helm keeps (``RELEASE_HISTORY``)."""
         repository = self.mirror.rstrip("/") if self.mirror else self.ref.repository
         if repository.startswith("oci://"):
-            return {"chart": f"{repository}/{self.ref.name}", "version": self.ref.version}
-        return {"chart": self.ref.name, "version": self.ref.version,
+            return {"chart": f"{repository}/{self.ref.name}", "version": self.ref.version,
+                    "max_history": RELEASE_HISTORY}
+        return {"chart": self.ref.name, "version": self.ref.version, "max_history": RELEASE_HISTORY,
                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=repository)}

@@ -110,10 +110,16 @@ def test_a_chart_mirror_is_where_every_release_fetches_its_chart():
     assert http.release_args()["repository_opts"].repo == "https://charts.internal.example/neurodock"
     oci = ChartSource(KUBE_PROMETHEUS_STACK, None, "oci://registry.internal.example/neurodock")
     assert oci.release_args() == {"chart": "oci://registry.internal.example/neurodock/kube-prometheus-stack",
-                                  "version": "82.6.0"}
+                                  "version": "82.6.0", "max_history": 10}
     # A plan still knows which pinned chart each names.
     assert charts.ref_of(oci.release_args()["chart"], "82.6.0") == KUBE_PROMETHEUS_STACK
 
+
+
+def test_every_release_keeps_a_bounded_history(shipped_plans):
+    """Each revision is a Secret holding the whole release; the provider keeps every one unless told."""
+    releases = [r for plan in shipped_plans.values() for r in of_type(plan, "kubernetes:helm.sh/v3:Release")]
+    assert len(releases) > 5 and {r.inputs.get("maxHistory") for r in releases} == {10}
 
 def program_charts_only(tmp_path) -> Path:
     """A chart cache with only what the program renders or reads itself: the picker's chart, Envoy Gateway's

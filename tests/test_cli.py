@@ -32,7 +32,7 @@ def test_plan_dev_writes_all_four_outputs(tmp_path, capsys):
 
     resources = json.loads((out / "resources.json").read_text())
     assert {"urn", "type", "name", "parent", "custom", "provider", "inputs", "options"} <= set(resources[0])
-    assert {"protect", "retainOnDelete", "dependsOn", "deleteBeforeReplace", "ignoreChanges",
+    assert {"protect", "retainOnDelete", "dependsOn", "deleteBeforeReplace", "ignoreChanges", "replaceOnChanges",
             "customTimeouts", "import"} == set(resources[0]["options"])
     outputs = json.loads((out / "outputs.json").read_text())
     assert outputs["kubeconfig"] == "[secret]"

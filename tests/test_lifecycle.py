@@ -226,7 +226,7 @@ def test_eks_gpu_groups_update_without_spare_gpus_and_within_a_timeout_that_fits
     # minutes rather than a failed update; CPU groups keep the default surge.
     assert gpu.inputs["updateConfig"] == {"maxUnavailable": 1, "updateStrategy": "MINIMAL"}
     assert gpu.inputs["forceUpdateVersion"] is True
-    assert system.inputs["updateConfig"] == {"maxUnavailable": 1}
+    assert system.inputs["updateConfig"] == {"maxUnavailable": 1, "updateStrategy": "DEFAULT"}
     assert "forceUpdateVersion" not in system.inputs
     config = {p.name: p for p in shipped_plans["staging"].config.node_pools}
     for name, group in groups.items():

@@ -742,7 +742,9 @@ def _update_behaviour(pool: NodePoolArgs) -> dict[str, Any]:
     if pool.role is PoolRole.GPU:
         return {"update_config": aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1, update_strategy="MINIMAL"),
                 "force_update_version": True}
-    return {"update_config": aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1)}
+    # Explicit: EKS reports DEFAULT for an unset strategy, which would show as a change on every preview
+    # (terraform-aws-modules/terraform-aws-eks #3625).
+    return {"update_config": aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1, update_strategy="DEFAULT")}
 
 
 UPDATE_MINUTES_PER_NODE = 30
