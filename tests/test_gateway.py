@@ -16,7 +16,7 @@ import yaml
 from components.gateway import smoke_check
 from components.gateway.gateway import BUCKET_LUA, MODEL_HEADER
 from components.gateway.keys import SMOKE_TEST_CLIENT, parse_api_keys
-from components.versions import ENVOY_GATEWAY
+from components.versions import AI_GATEWAY, ENVOY_GATEWAY
 from infra.plan.mocks import SECRET
 from tests.conftest import SHIPPED_STACKS, model_servers, of_type, plan_with, release_of
 from tests.pss import violations
@@ -206,6 +206,12 @@ def test_envoy_gateway_crds_are_applied_on_every_chart_bump_not_only_the_first_i
     # Control: without the package at hand, the release installs them itself.
     assert charts.crds(ChartSource(ENVOY_GATEWAY, None)) == ()
 
+
+
+def test_the_gateway_and_so_its_proxy_pods_wait_for_the_ai_gateways_mutating_webhook(shipped_plans):
+    plan = shipped_plans["staging"]
+    [gateway] = of_type(plan, "kubernetes:gateway.networking.k8s.io/v1:Gateway")
+    assert release_of(plan, AI_GATEWAY).urn in gateway.options["dependsOn"]
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_unmatched_requests_get_the_model_list_or_an_openai_404(shipped_plans, stack):

@@ -355,6 +355,11 @@ def test_gke_pools_are_named_by_prefix_with_upgrade_settings_and_a_maintenance_w
     assert all("name" not in p.inputs for p in pools.values())
     assert pools["gpu-h100-"].inputs["upgradeSettings"] == {"strategy": "SURGE", "maxSurge": 0, "maxUnavailable": 1}
     assert pools["system-"].inputs["upgradeSettings"] == {"strategy": "SURGE", "maxSurge": 1, "maxUnavailable": 0}
+    # A replaced pool's deletion drains within the PodDisruptionBudgets, while the new pool grows.
+    assert all(p.inputs["nodeDrainConfigs"] == [{"respectPdbDuringNodePoolDeletion": True}] for p in pools.values())
+    # The metadata server impersonates the weights readers' service accounts through IAM Credentials.
+    services = {s.inputs["service"] for s in of_type(plan, "gcp:projects/service:Service")}
+    assert "iamcredentials.googleapis.com" in services
     window = one(plan, "gcp:container/cluster:Cluster").inputs["maintenancePolicy"]["recurringWindow"]
     assert window == {"startTime": "2026-01-03T01:00:00Z", "endTime": "2026-01-03T09:00:00Z",
                       "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}

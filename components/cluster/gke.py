@@ -29,6 +29,8 @@ REQUIRED_APIS = (
     "container.googleapis.com",
     "cloudkms.googleapis.com",
     "iam.googleapis.com",
+    # GKE's metadata server mints the weights readers' tokens by impersonating their Google service accounts.
+    "iamcredentials.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "storage.googleapis.com",
@@ -414,8 +416,11 @@ class GkeCluster(pulumi.ComponentResource):
             ))
         return gcp.container.NodePool(
             pool_resource_name(self._name, pool.name),
-            # A prefix, not a fixed name: a change that replaces the pool (machine type, GPUs, disk)
-            # creates the new pool before deleting the old one, so its pods move instead of stopping.
+            # A prefix, not a fixed name: a change that replaces the pool (GPU type or count, spot, service account:
+            # docs/upstream.md; machine type and disk update in place) creates the new pool before deleting the old.
+            # The new pool starts as small as the old one did (its initial size is ignored), so its nodes come from
+            # the autoscaler as the old pool's pods are evicted: the deletion waits on their PodDisruptionBudgets
+            # (``node_drain_configs``) instead of deleting every pod at once.
             name_prefix=f"{pool.name}-",
             project=args.project,
             cluster=cluster.id,
@@ -433,6 +438,10 @@ class GkeCluster(pulumi.ComponentResource):
             ),
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
             upgrade_settings=_upgrade_settings(pool),
+            # Deleting a pool drains its nodes without regard to PodDisruptionBudgets unless told (terraform-provider-
+            # google resource_container_node_pool.go ``node_drain_config``, updated in place); the provider waits up
+            # to two hours for the deletion.
+            node_drain_configs=[gcp.container.NodePoolNodeDrainConfigArgs(respect_pdb_during_node_pool_deletion=True)],
             node_config=gcp.container.NodePoolNodeConfigArgs(
                 machine_type=machine,
                 disk_size_gb=pool.disk_size_gib,

@@ -256,7 +256,9 @@ class ModelGateway(pulumi.ComponentResource):
             kind="Gateway",
             metadata=_meta(name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE),
             spec={"gatewayClassName": gateway_class.metadata["name"], "listeners": [listener]},
-            opts=self._child(depends_on=[release, ns]),
+            # The Gateway makes Envoy Gateway create the proxy pods, which Envoy AI Gateway's webhook must admit (it
+            # mutates them); a pod created before the webhook exists stays unmutated until it restarts.
+            opts=self._child(depends_on=[release, ns, ai_gateway]),
         )
         target = [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME}]
         k8s.apiextensions.CustomResource(
