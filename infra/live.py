@@ -288,6 +288,25 @@ def gcp_retained_kms(project: str, location: str, ring_name: str, key_name: str,
     return Retained(key_ring_id=ring, crypto_key_id=key)
 
 
+
+def gke_channels_offering(minor: str, project: str, region: str, provider: pulumi.ProviderResource) -> set[str] | None:
+    """The release channels (RAPID, REGULAR, STABLE, EXTENDED) whose valid versions in ``region`` include a patch of
+    Kubernetes ``minor`` (GKE's server config, as ``gcp.container.get_engine_versions`` filters it by prefix:
+    terraform-provider-google ``data_source_google_container_engine_versions.go``, ``release_channel_latest_version``
+    holds a channel only where one of its valid versions has the prefix). None when it cannot be read (with a warning,
+    except where GKE's API is not enabled yet: a first `pulumi up` enables it)."""
+    try:
+        found = gcp.container.get_engine_versions(location=region, project=project, version_prefix=f"{minor}.",
+                                                  opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        if _api_not_enabled(error):
+            _nothing(f"GKE versions of {project}/{region}", error)
+        else:
+            pulumi.log.warn(f"could not read the GKE versions of {region} ({_first_line(error)}); a kubernetesVersion "
+                            "the release channel does not offer is not caught before `pulumi up`")
+        return None
+    return set(found.release_channel_latest_version or {})
+
 @dataclass(frozen=True, kw_only=True)
 class GkeRunningCluster:
     """What a running GKE cluster was created with and GKE cannot change in place: the inputs terraform-provider-google
@@ -306,6 +325,8 @@ class GkeRunningCluster:
     services_cidr: str | None
     subnet_cidr: str | None = None
     """The node subnet's primary range (``google_compute_subnetwork``'s ``ip_cidr_range``): None when unread."""
+    master_version: str | None = None
+    """The control plane's current version (``1.34.1-gke.1234``)."""
 
 
 def gke_cluster(project: str, region: str, cluster_name: str,
@@ -340,6 +361,7 @@ def gke_cluster(project: str, region: str, cluster_name: str,
         pods_cidr=ranges.cluster_ipv4_cidr_block if ranges else None,
         services_cidr=ranges.services_ipv4_cidr_block if ranges else None,
         subnet_cidr=_subnet_cidr(project, region, subnetwork, provider) if subnetwork else None,
+        master_version=cluster.master_version or None,
     )
 
 

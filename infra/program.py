@@ -544,7 +544,9 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
             pulumi.log.warn(f"tags.{key}: Google Cloud labels are lowercase, without ':'; labelled "
                             f"{gcp_label_key(key)}={value.lower()}")
     provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
-    _gke_fixed_at_creation(live.gke_cluster(cloud.project, cloud.region, config.cluster_name, provider), cloud)
+    running = live.gke_cluster(cloud.project, cloud.region, config.cluster_name, provider)
+    _gke_fixed_at_creation(running, cloud)
+    _gke_version_in_channel(running, cloud, provider)
     return GkeCluster(
         "cluster",
         GkeClusterArgs(
@@ -633,6 +635,31 @@ def _gke_fixed_at_creation(running: live.GkeRunningCluster | None, cloud: GkeClo
                 f"created by this stack as it is now: recreate it ({recreate})")))
     if problems:
         raise ConfigError(problems)
+
+
+def _gke_version_in_channel(running: live.GkeRunningCluster | None, cloud: GkeCloud,
+                            provider: pulumi.ProviderResource) -> None:
+    """A cluster enrolled in a release channel takes only versions that channel offers (GKE, "About release channels":
+    a new minor comes to Rapid first, then Regular, then Stable), and the provider sends ``kubernetesVersion`` at
+    create and on each change (terraform-provider-google ``resource_container_cluster.go``, ``min_master_version``).
+    Checked when the cluster is created or moved to a newer minor; a running cluster GKE already upgraded past the
+    setting is left alone (the setting is a floor)."""
+    wanted = cloud.kubernetes_version
+    if wanted is None:
+        return
+    if running is not None and running.master_version:
+        has = tuple(int(n) for n in running.master_version.split(".")[:2])
+        if tuple(int(n) for n in wanted.split(".")[:2]) <= has:
+            return
+    channels = live.gke_channels_offering(wanted, cloud.project, cloud.region, provider)
+    if channels is None or cloud.release_channel in channels:
+        return
+    offered = (f"the channels that offer it: {', '.join(sorted(channels))}" if channels
+               else "no channel offers it there")
+    raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
+        f"GKE's {cloud.release_channel} channel does not offer {wanted} in {cloud.region} ({offered}); set "
+        f"cloud.releaseChannel to a channel that does, or a version the {cloud.release_channel} channel offers, or "
+        f"remove kubernetesVersion for the channel's default"))])
 
 
 def _cluster_addons(config: StackConfig, cluster: Cluster, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:

@@ -326,6 +326,28 @@ def test_a_gke_stack_enables_storage_before_its_weights_bucket(write_stack):
 RUNNING = "projects/neurodock-prod-4821/locations/europe-west4/clusters/neurodock-prod"
 
 
+
+def _prod_at(write_stack, version: str, channel: str = "STABLE"):
+    document = stack_document("prod")
+    document["config"]["neurodock:cloud"].update(kubernetesVersion=version, releaseChannel=channel)
+    return run_plan(load_stack_file("prod", write_stack(document, "prod")), render_charts=False)
+
+
+def test_a_version_the_release_channel_does_not_offer_is_refused(write_stack, monkeypatch):
+    """A minor comes to Rapid, then Regular, then Stable: GKE's server config lists each channel's valid versions."""
+    monkeypatch.setitem(mocks.LIVE, "gkeChannelVersions", {"RAPID": ["1.35", "1.36"], "REGULAR": ["1.35", "1.36"],
+                                                          "STABLE": ["1.35"]})
+    assert of_type(_prod_at(write_stack, "1.35"), CLUSTER)  # the control: Stable offers 1.35
+    assert of_type(_prod_at(write_stack, "1.36", "REGULAR"), CLUSTER)
+    with pytest.raises(ConfigError) as caught:
+        _prod_at(write_stack, "1.36")
+    assert ("neurodock:cloud.kubernetesVersion: GKE's STABLE channel does not offer 1.36 in europe-west4 (the channels "
+            "that offer it: RAPID, REGULAR); set cloud.releaseChannel to a channel that does") in str(caught.value)
+    # A running cluster GKE already moved to 1.36 keeps its setting: it is a floor, not checked again.
+    moved = {**running_prod()[RUNNING], "masterVersion": "1.36.1-gke.1"}
+    monkeypatch.setitem(mocks.LIVE, "gkeClusters", {RUNNING: moved})
+    assert of_type(_prod_at(write_stack, "1.36"), CLUSTER)
+
 def running_prod(*, master_cidr="172.16.0.0/28", pods_cidr="10.16.0.0/14", services_cidr="10.20.0.0/20",
                  datapath="ADVANCED_DATAPATH") -> dict:
     """prod's running cluster as ``gcp.container.get_cluster`` answers (camelCase; the provider reads these from

@@ -273,11 +273,27 @@ camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``s
 ``gcpSubnets`` ({"projects/P/regions/R/subnetworks/N": {"ipCidrRange"}}), ``gcpKeyRingsError`` (a failure message for
 the key ring lookup), ``awsZoneIds`` ({region: {zone name: zone ID}}, replacing ``default_zone_ids``), ``awsZonesError``
 (a failure message for that lookup), ``awsCaller`` (the caller's ARN, default an IAM user), ``awsVpcs`` ({vpc id:
-fields of ``aws.ec2.get_vpc``, camelCase}), ``awsDhcpOptions`` ({options id: domain name servers})."""
+fields of ``aws.ec2.get_vpc``, camelCase}), ``awsDhcpOptions`` ({options id: domain name servers}),
+``gkeChannelVersions`` ({channel: [minor versions it offers]}, replacing ``_gke_channel_minors``)."""
 
 _ZONE_ID_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
                        "southeast": "se", "northwest": "nw", "southwest": "sw"}
 
+
+
+def _gke_channel_minors() -> dict[str, list[str]]:
+    """The minor versions each release channel offers in this mock account: Rapid and Regular every minor of the GKE
+    data in standard support (its note: "1.36 is offered by the Rapid and Regular channels"), Stable all but the
+    newest (a minor reaches Stable last: GKE, "About release channels"), Extended the older ones too."""
+    from datetime import date
+
+    from infra.config.offerings import offering, utc_today
+
+    versions = offering("gke_versions")["versions"]
+    ends = {v: d["endOfStandardSupport"] for v, d in versions.items()}
+    minors = sorted((v for v, end in ends.items() if end is None or date.fromisoformat(end) > utc_today()),
+                    key=lambda m: tuple(map(int, m.split("."))))
+    return {"RAPID": minors, "REGULAR": minors, "STABLE": minors[:-1], "EXTENDED": sorted(versions)}
 
 def default_zone_ids(region: str) -> dict[str, str]:
     """Zones a to d of ``region``, with IDs as AWS forms them (``use1-az1``: the region's short form, then the zone's
@@ -433,6 +449,16 @@ class PlanMocks(pulumi.runtime.Mocks):
                 return {}, [("name", f"{path} not found")]
             return {"name": a.get("name"), "location": a.get("location"), "project": a.get("project"), "id": path,
                     **running}
+        if args.token == "gcp:container/getEngineVersions:getEngineVersions":
+            prefix = a.get("versionPrefix", "")
+            channels = LIVE.get("gkeChannelVersions") or _gke_channel_minors()
+            latest = {channel: f"{minor}.2-gke.1200" for channel, minors in channels.items()
+                      for minor in sorted(minors, key=lambda m: tuple(map(int, m.split("."))))
+                      if f"{minor}.2-gke.1200".startswith(prefix)}
+            return {"id": "2026-12-07 00:00:00 +0000 UTC", "location": a.get("location"), "project": a.get("project"),
+                    "releaseChannelLatestVersion": latest,
+                    "releaseChannelDefaultVersion": {c: f"{sorted(m)[-1]}.2-gke.1200" for c, m in channels.items()},
+                    "validMasterVersions": sorted({v for v in latest.values()})}
         if args.token == "gcp:compute/getSubnetwork:getSubnetwork":
             path = f"projects/{a.get('project')}/regions/{a.get('region')}/subnetworks/{a.get('name')}"
             subnet = LIVE.get("gcpSubnets", {}).get(path)
