@@ -307,6 +307,27 @@ def gke_channels_offering(minor: str, project: str, region: str, provider: pulum
         return None
     return set(found.release_channel_latest_version or {})
 
+
+def gcp_subnet_regions(project: str, network: str, subnet: str, provider: pulumi.ProviderResource) -> list[str] | None:
+    """The regions where the VPC network ``network`` has a subnet named ``subnet`` (its self links name the region:
+    ``.../regions/R/subnetworks/N``); ``[]`` when there is no such network, None (with a warning) when it cannot be
+    read."""
+    try:
+        found = gcp.compute.get_network(name=network, project=project, opts=pulumi.InvokeOptions(provider=provider))
+    except Exception as error:
+        if " not found" in str(error) or _api_not_enabled(error):
+            _nothing(f"VPC network {network}", error)
+            return []
+        pulumi.log.warn(f"could not read the VPC network {network} ({_first_line(error)}); moving the stack to another "
+                        "region (cloud.region) is not caught before `pulumi up`")
+        return None
+    regions = []
+    for link in found.subnetworks_self_links or []:
+        parts = link.split("/")
+        if parts[-1] == subnet and "regions" in parts:
+            regions.append(parts[parts.index("regions") + 1])
+    return sorted(regions)
+
 @dataclass(frozen=True, kw_only=True)
 class GkeRunningCluster:
     """What a running GKE cluster was created with and GKE cannot change in place: the inputs terraform-provider-google

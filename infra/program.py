@@ -545,6 +545,10 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                             f"{gcp_label_key(key)}={value.lower()}")
     provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
     running = live.gke_cluster(cloud.project, cloud.region, config.cluster_name, provider)
+    if running is None:
+        _gke_stays_in_its_region(live.gcp_subnet_regions(cloud.project, config.cluster_name,
+                                                         subnet_name(config.cluster_name), provider),
+                                 cloud, config.cluster_name)
     _gke_fixed_at_creation(running, cloud)
     _gke_version_in_channel(running, cloud, provider)
     return GkeCluster(
@@ -635,6 +639,22 @@ def _gke_fixed_at_creation(running: live.GkeRunningCluster | None, cloud: GkeClo
                 f"created by this stack as it is now: recreate it ({recreate})")))
     if problems:
         raise ConfigError(problems)
+
+
+def _gke_stays_in_its_region(regions: list[str] | None, cloud: GkeCloud, cluster_name: str) -> None:
+    """The stack's network is global and named after the cluster; its node subnet, named after the cluster too, is
+    regional. A node subnet in another region means the stack runs there: a cluster never moves region, and a
+    `pulumi up` in the new one would replace the subnet under its fixed name (created first, in the same network)
+    and the protected cluster with it. Refused, with the way to serve from another region."""
+    moved_from = [r for r in regions or [] if r != cloud.region]
+    if not moved_from:
+        return
+    raise ConfigError([Problem("neurodock:cloud.region", (
+        f"the stack's cluster {cluster_name} runs in {', '.join(moved_from)} (its node subnet "
+        f"{subnet_name(cluster_name)} is there), and GKE never moves a cluster to another region: set "
+        f"{moved_from[0]}; to serve from {cloud.region}, bring up the DR stack there (docs/disaster-recovery.md), or "
+        f"recreate this one: set cloud.deletionProtection to false and `pulumi up`, then `pulumi destroy` and "
+        f"`pulumi up`"))])
 
 
 def _gke_version_in_channel(running: live.GkeRunningCluster | None, cloud: GkeCloud,

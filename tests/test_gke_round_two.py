@@ -348,6 +348,23 @@ def test_a_version_the_release_channel_does_not_offer_is_refused(write_stack, mo
     monkeypatch.setitem(mocks.LIVE, "gkeClusters", {RUNNING: moved})
     assert of_type(_prod_at(write_stack, "1.36"), CLUSTER)
 
+
+def test_moving_a_running_stack_to_another_region_is_refused(write_stack, monkeypatch):
+    """The network is global and the node subnet regional, both named after the cluster: the subnet's region is where
+    the stack runs."""
+    network = "projects/neurodock-prod-4821/global/networks/neurodock-prod"
+    monkeypatch.setitem(mocks.LIVE, "gcpNetworks", {
+        network: ["projects/neurodock-prod-4821/regions/europe-west4/subnetworks/neurodock-prod-nodes"]})
+    assert of_type(run_plan(load_stack_file("prod"), render_charts=False), CLUSTER)  # the control: still there
+    document = stack_document("prod")
+    document["config"]["neurodock:cloud"].update(
+        region="europe-west1", zones=["europe-west1-b", "europe-west1-c", "europe-west1-d"])
+    with pytest.raises(ConfigError) as caught:
+        run_plan(load_stack_file("prod", write_stack(document, "prod")), render_charts=False)
+    assert ("neurodock:cloud.region: the stack's cluster neurodock-prod runs in europe-west4 (its node subnet "
+            "neurodock-prod-nodes is there), and GKE never moves a cluster to another region: set europe-west4") in (
+        str(caught.value))
+
 def running_prod(*, master_cidr="172.16.0.0/28", pods_cidr="10.16.0.0/14", services_cidr="10.20.0.0/20",
                  datapath="ADVANCED_DATAPATH") -> dict:
     """prod's running cluster as ``gcp.container.get_cluster`` answers (camelCase; the provider reads these from

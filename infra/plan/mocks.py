@@ -274,7 +274,8 @@ camelCase: ``privateClusterConfigs``, ``ipAllocationPolicies``, ``network``, ``s
 the key ring lookup), ``awsZoneIds`` ({region: {zone name: zone ID}}, replacing ``default_zone_ids``), ``awsZonesError``
 (a failure message for that lookup), ``awsCaller`` (the caller's ARN, default an IAM user), ``awsVpcs`` ({vpc id:
 fields of ``aws.ec2.get_vpc``, camelCase}), ``awsDhcpOptions`` ({options id: domain name servers}),
-``gkeChannelVersions`` ({channel: [minor versions it offers]}, replacing ``_gke_channel_minors``)."""
+``gkeChannelVersions`` ({channel: [minor versions it offers]}, replacing ``_gke_channel_minors``),
+``gcpNetworks`` ({"projects/P/global/networks/N": ["projects/P/regions/R/subnetworks/S", ...]})."""
 
 _ZONE_ID_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
                        "southeast": "se", "northwest": "nw", "southwest": "sw"}
@@ -449,6 +450,14 @@ class PlanMocks(pulumi.runtime.Mocks):
                 return {}, [("name", f"{path} not found")]
             return {"name": a.get("name"), "location": a.get("location"), "project": a.get("project"), "id": path,
                     **running}
+        if args.token == "gcp:compute/getNetwork:getNetwork":
+            path = f"projects/{a.get('project')}/global/networks/{a.get('name')}"
+            subnets = LIVE.get("gcpNetworks", {}).get(path)
+            if subnets is None:  # HandleDataSourceNotFoundError: "<url> not found" on a 404
+                return {}, [("name", f"{path} not found")]
+            return {"id": path, "name": a.get("name"), "project": a.get("project"),
+                    "selfLink": f"https://www.googleapis.com/compute/v1/{path}",
+                    "subnetworksSelfLinks": [f"https://www.googleapis.com/compute/v1/{s}" for s in subnets]}
         if args.token == "gcp:container/getEngineVersions:getEngineVersions":
             prefix = a.get("versionPrefix", "")
             channels = LIVE.get("gkeChannelVersions") or _gke_channel_minors()
