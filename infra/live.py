@@ -350,12 +350,23 @@ class GkeRunningCluster:
     """The control plane's current version (``1.34.1-gke.1234``)."""
 
 
+class Unread:
+    """A lookup that failed (with a warning): neither "there is one" nor "there is none"."""
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD = Unread()
+
+
 def gke_cluster(project: str, region: str, cluster_name: str,
-                provider: pulumi.ProviderResource) -> GkeRunningCluster | None:
-    """The running cluster of this name, or None when there is none. The data source fails with "<path> not found"
-    for a missing cluster (terraform-provider-google ``data_source_google_container_cluster.go``); any other
-    failure but a disabled GKE API is a warning: the check against the running cluster is then skipped, and an edit
-    GKE cannot apply in place fails at `pulumi up` instead."""
+                provider: pulumi.ProviderResource) -> GkeRunningCluster | Unread | None:
+    """The running cluster of this name, None when there is none, ``UNREAD`` when it could not be read. The data
+    source fails with "<path> not found" for a missing cluster (terraform-provider-google
+    ``data_source_google_container_cluster.go``); any other failure but a disabled GKE API is a warning: the checks
+    against the running cluster are then skipped, and an edit GKE cannot apply in place fails at `pulumi up`
+    instead."""
     try:
         cluster = gcp.container.get_cluster(name=cluster_name, location=region, project=project,
                                             opts=pulumi.InvokeOptions(provider=provider))
@@ -366,7 +377,9 @@ def gke_cluster(project: str, region: str, cluster_name: str,
             _nothing(f"GKE cluster {cluster_name}", error)
         else:
             pulumi.log.warn(f"could not read the GKE cluster {cluster_name} ({_first_line(error)}); an edit that would "
-                            "replace it (masterCidr, podsCidr, servicesCidr) is not caught before `pulumi up`")
+                            "replace it (masterCidr, podsCidr, servicesCidr, region) or a kubernetesVersion its "
+                            "release channel lacks is not caught before `pulumi up`")
+            return UNREAD
         return None
     private = (cluster.private_cluster_configs or [None])[0]
     ranges = (cluster.ip_allocation_policies or [None])[0]

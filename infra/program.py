@@ -352,6 +352,12 @@ def _node_groups_caught_up(groups: list[live.NodeGroupFacts] | None, running: st
     half-way: refused first, with the step that finishes the groups' update."""
     if running is None or running == wanted or not groups:
         return
+    foreign = sorted(f"{g.name} ({g.version})" for g in groups if g.version and g.version != running and not g.pool)
+    if foreign:  # not the stack's: `pulumi up` cannot update it
+        raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
+            f"the cluster runs {running}, but node groups this stack did not create, {', '.join(foreign)}, do not, and "
+            f"EKS moves the control plane to {wanted} only once every group runs {running}: update them first "
+            f"(`aws eks update-nodegroup-version`), then `pulumi up`"))])
     behind = sorted(f"{g.name} ({g.version})" for g in groups if g.version and g.version != running)
     if behind:
         raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
@@ -545,12 +551,13 @@ def _cluster(config: StackConfig) -> tuple[Cluster, pulumi.ProviderResource | No
                             f"{gcp_label_key(key)}={value.lower()}")
     provider = gcp.Provider("gcp", project=cloud.project, region=cloud.region, default_labels=labels)
     running = live.gke_cluster(cloud.project, cloud.region, config.cluster_name, provider)
-    if running is None:
-        _gke_stays_in_its_region(live.gcp_subnet_regions(cloud.project, config.cluster_name,
-                                                         subnet_name(config.cluster_name), provider),
-                                 cloud, config.cluster_name)
-    _gke_fixed_at_creation(running, cloud)
-    _gke_version_in_channel(running, cloud, provider)
+    if not isinstance(running, live.Unread):  # else the checks against the running cluster are skipped, with a warning
+        if running is None:
+            _gke_stays_in_its_region(live.gcp_subnet_regions(cloud.project, config.cluster_name,
+                                                             subnet_name(config.cluster_name), provider),
+                                     cloud, config.cluster_name)
+        _gke_fixed_at_creation(running, cloud)
+        _gke_version_in_channel(running, cloud, provider)
     return GkeCluster(
         "cluster",
         GkeClusterArgs(

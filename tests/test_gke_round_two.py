@@ -347,6 +347,15 @@ def test_a_version_the_release_channel_does_not_offer_is_refused(write_stack, mo
     moved = {**running_prod()[RUNNING], "masterVersion": "1.36.1-gke.1"}
     monkeypatch.setitem(mocks.LIVE, "gkeClusters", {RUNNING: moved})
     assert of_type(_prod_at(write_stack, "1.36"), CLUSTER)
+    # A cluster that could not be read is not taken for a new one: the check is skipped, with the warning.
+    from infra import live
+
+    def denied(**_):
+        raise Exception("googleapi: Error 403: Required \"container.clusters.get\" permission(s), forbidden")
+
+    monkeypatch.setattr(live.gcp.container, "get_cluster", denied)
+    plan = _prod_at(write_stack, "1.36")
+    assert any("could not read the GKE cluster neurodock-prod" in w for w in plan.warnings)
 
 
 def test_moving_a_running_stack_to_another_region_is_refused(write_stack, monkeypatch):
@@ -416,7 +425,7 @@ def test_a_missing_cluster_plans_a_create_and_an_unreadable_one_warns(monkeypatc
         raise Exception("googleapi: Error 403: Required \"container.clusters.get\" permission(s), forbidden")
 
     monkeypatch.setattr(live.gcp.container, "get_cluster", denied)
-    assert live.gke_cluster("p", "europe-west4", "neurodock-prod", None) is None
+    assert live.gke_cluster("p", "europe-west4", "neurodock-prod", None) is live.UNREAD
     assert calls and "could not read the GKE cluster neurodock-prod" in calls[0]
 
     def missing(**_):

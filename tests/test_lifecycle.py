@@ -286,6 +286,13 @@ def test_eks_moves_the_control_plane_only_once_every_group_runs_its_version(writ
     assert "set 1.34 and `pulumi up` to finish the groups' update, then set 1.35" in str(caught.value)
     document["config"]["neurodock:cloud"]["kubernetesVersion"] = "1.34"  # the step it names
     assert plan_of(write_stack, document).resources
+    # A group the stack did not create: `pulumi up` cannot update it, so the way out is EKS's own command.
+    groups["gpu-l4-20261101"].pop("version")
+    groups["team-batch"] = {"tags": {}, "desiredSize": 2, "version": "1.33"}
+    document["config"]["neurodock:cloud"]["kubernetesVersion"] = "1.35"
+    with pytest.raises(ConfigError, match=r"node groups this stack did not create, team-batch \(1\.33\), do not.*"
+                                          r"aws eks update-nodegroup-version"):
+        plan_of(write_stack, document)
 
 
 def test_the_kubernetes_provider_is_replaced_only_with_the_cluster(shipped_plans):
