@@ -116,7 +116,6 @@ def _require_program_charts(config: StackConfig) -> None:
         charts.require_all(INFERENCE_EXTENSION_CRDS, ENVOY_GATEWAY, *([LLM_D_ROUTER] if config.models else []))
 
 
-
 class InvalidConfig(pulumi.RunError):
     """A ``ConfigError`` found while the program runs (what only the running cloud shows: an EKS version jump, a GKE
     range fixed at creation). A ``RunError``: `pulumi up` shows the message alone, no traceback; ``neurodock plan``
@@ -125,6 +124,7 @@ class InvalidConfig(pulumi.RunError):
     def __init__(self, error: ConfigError):
         self.error = error
         super().__init__(f"invalid stack configuration:\n{error}")
+
 
 def build(config: StackConfig, secrets: StackSecrets) -> dict[str, pulumi.Input]:
     """Create every resource of the stack; return the stack outputs."""
