@@ -288,7 +288,6 @@ def gcp_retained_kms(project: str, location: str, ring_name: str, key_name: str,
     return Retained(key_ring_id=ring, crypto_key_id=key)
 
 
-
 def gke_channels_offering(minor: str, project: str, region: str, provider: pulumi.ProviderResource) -> set[str] | None:
     """The release channels (RAPID, REGULAR, STABLE, EXTENDED) whose valid versions in ``region`` include a patch of
     Kubernetes ``minor`` (GKE's server config, as ``gcp.container.get_engine_versions`` filters it by prefix:
@@ -327,6 +326,7 @@ def gcp_subnet_regions(project: str, network: str, subnet: str, provider: pulumi
         if parts[-1] == subnet and "regions" in parts:
             regions.append(parts[parts.index("regions") + 1])
     return sorted(regions)
+
 
 @dataclass(frozen=True, kw_only=True)
 class GkeRunningCluster:

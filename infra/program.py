@@ -91,6 +91,7 @@ from infra.config import (
     missing_receiver_credentials,
     parse_config,
 )
+from infra.config.offerings import minor_version
 from infra.cost import node_prices
 from infra.gateway import build_gateway, build_smoke_test, stack_drain_seconds
 from infra.readiness import budgets
@@ -337,7 +338,7 @@ def _one_minor_at_a_time(running: str | None, wanted: str) -> None:
     anything else before an update fails half-way."""
     if running is None or running == wanted:
         return
-    (a, b), (c, d) = (map(int, running.split(".")[:2]), map(int, wanted.split(".")[:2]))
+    (a, b), (c, d) = minor_version(running), minor_version(wanted)
     if (c, d) < (a, b) or (c, d) > (a, b + 1):
         step = f"{a}.{b + 1}"
         raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
@@ -352,16 +353,17 @@ def _node_groups_caught_up(groups: list[live.NodeGroupFacts] | None, running: st
     half-way: refused first, with the step that finishes the groups' update."""
     if running is None or running == wanted or not groups:
         return
-    foreign = sorted(f"{g.name} ({g.version})" for g in groups if g.version and g.version != running and not g.pool)
+    behind = sorted((g for g in groups if g.version and g.version != running), key=lambda g: g.name)
+    foreign = [f"{g.name} ({g.version})" for g in behind if not g.pool]
     if foreign:  # not the stack's: `pulumi up` cannot update it
-        raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
+        raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.kubernetesVersion", (
             f"the cluster runs {running}, but node groups this stack did not create, {', '.join(foreign)}, do not, and "
             f"EKS moves the control plane to {wanted} only once every group runs {running}: update them first "
             f"(`aws eks update-nodegroup-version`), then `pulumi up`"))])
-    behind = sorted(f"{g.name} ({g.version})" for g in groups if g.version and g.version != running)
     if behind:
-        raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
-            f"the cluster runs {running}, but its node group{'s' if len(behind) > 1 else ''} {', '.join(behind)} "
+        raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.kubernetesVersion", (
+            f"the cluster runs {running}, but its node group{'s' if len(behind) > 1 else ''} "
+            f"{', '.join(f'{g.name} ({g.version})' for g in behind)} "
             f"{'do' if len(behind) > 1 else 'does'} not, and EKS moves the control plane to {wanted} only once every "
             f"group runs {running}: set {running} and `pulumi up` to finish the groups' update, then set {wanted}"))])
 
@@ -656,7 +658,7 @@ def _gke_stays_in_its_region(regions: list[str] | None, cloud: GkeCloud, cluster
     moved_from = [r for r in regions or [] if r != cloud.region]
     if not moved_from:
         return
-    raise ConfigError([Problem("neurodock:cloud.region", (
+    raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.region", (
         f"the stack's cluster {cluster_name} runs in {', '.join(moved_from)} (its node subnet "
         f"{subnet_name(cluster_name)} is there), and GKE never moves a cluster to another region: set "
         f"{moved_from[0]}; to serve from {cloud.region}, bring up the DR stack there (docs/disaster-recovery.md), or "
@@ -674,16 +676,15 @@ def _gke_version_in_channel(running: live.GkeRunningCluster | None, cloud: GkeCl
     wanted = cloud.kubernetes_version
     if wanted is None:
         return
-    if running is not None and running.master_version:
-        has = tuple(int(n) for n in running.master_version.split(".")[:2])
-        if tuple(int(n) for n in wanted.split(".")[:2]) <= has:
-            return
+    has = running.master_version if running is not None else None
+    if has and minor_version(wanted) <= minor_version(has):
+        return
     channels = live.gke_channels_offering(wanted, cloud.project, cloud.region, provider)
     if channels is None or cloud.release_channel in channels:
         return
     offered = (f"the channels that offer it: {', '.join(sorted(channels))}" if channels
                else "no channel offers it there")
-    raise ConfigError([Problem("neurodock:cloud.kubernetesVersion", (
+    raise ConfigError([Problem(f"{CONFIG_NAMESPACE}:cloud.kubernetesVersion", (
         f"GKE's {cloud.release_channel} channel does not offer {wanted} in {cloud.region} ({offered}); set "
         f"cloud.releaseChannel to a channel that does, or a version the {cloud.release_channel} channel offers, or "
         f"remove kubernetesVersion for the channel's default"))])

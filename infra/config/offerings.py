@@ -24,6 +24,12 @@ def offering(name: str) -> dict[str, Any]:
     return json.loads((DATA_DIR / f"{name}.json").read_text())
 
 
+def minor_version(version: str) -> tuple[int, int]:
+    """A Kubernetes version's major and minor numbers, for comparing: ``"1.34"``, ``"1.34.1-gke.1200"`` -> (1, 34)."""
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
 def utc_today() -> date:
     """Today in UTC+0, the time zone of the clouds' support calendars."""
     return datetime.now(UTC).date()
@@ -83,7 +89,7 @@ def _versions(name: str) -> dict[str, dict[str, str | None]]:
 def _supported(name: str, on: date) -> list[str]:
     """Versions in standard support ``on`` a day, with the day it ends."""
     out = []
-    for version, dates in sorted(_versions(name).items(), key=lambda kv: tuple(map(int, kv[0].split(".")))):
+    for version, dates in sorted(_versions(name).items(), key=lambda kv: minor_version(kv[0])):
         end = dates["endOfStandardSupport"]
         if end is None or on < date.fromisoformat(end):
             out.append(f"{version} (until {end})" if end else f"{version} (no end announced)")

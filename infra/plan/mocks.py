@@ -281,20 +281,19 @@ _ZONE_ID_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "ce
                        "southeast": "se", "northwest": "nw", "southwest": "sw"}
 
 
-
 def _gke_channel_minors() -> dict[str, list[str]]:
     """The minor versions each release channel offers in this mock account: Rapid and Regular every minor of the GKE
     data in standard support (its note: "1.36 is offered by the Rapid and Regular channels"), Stable all but the
     newest (a minor reaches Stable last: GKE, "About release channels"), Extended the older ones too."""
     from datetime import date
 
-    from infra.config.offerings import offering, utc_today
+    from infra.config.offerings import minor_version, offering, utc_today
 
-    versions = offering("gke_versions")["versions"]
-    ends = {v: d["endOfStandardSupport"] for v, d in versions.items()}
-    minors = sorted((v for v, end in ends.items() if end is None or date.fromisoformat(end) > utc_today()),
-                    key=lambda m: tuple(map(int, m.split("."))))
-    return {"RAPID": minors, "REGULAR": minors, "STABLE": minors[:-1], "EXTENDED": sorted(versions)}
+    versions = sorted(offering("gke_versions")["versions"].items(), key=lambda item: minor_version(item[0]))
+    minors = [v for v, d in versions
+              if d["endOfStandardSupport"] is None or date.fromisoformat(d["endOfStandardSupport"]) > utc_today()]
+    return {"RAPID": minors, "REGULAR": minors, "STABLE": minors[:-1], "EXTENDED": [v for v, _ in versions]}
+
 
 def default_zone_ids(region: str) -> dict[str, str]:
     """Zones a to d of ``region``, with IDs as AWS forms them (``use1-az1``: the region's short form, then the zone's
@@ -399,6 +398,8 @@ class PlanMocks(pulumi.runtime.Mocks):
 
     def call(self, args: MockCallArgs) -> dict | tuple[dict, list[tuple[str, str]]]:
         a = wire_to_json(args.args, redact=False)
+        # The region of the AWS provider the invoke runs under (its reference is ``URN::ID``).
+        aws_region = a.get("region") or self._provider_inputs(args.provider).get("region", "us-east-1")
         if args.token == "gcp:organizations/getProject:getProject":
             project = a.get("projectId", "project")
             return {"projectId": project, "number": gcp_project_number(project), "name": project,
@@ -410,7 +411,6 @@ class PlanMocks(pulumi.runtime.Mocks):
                     "id": email}
         if args.token == "aws:eks/getCluster:getCluster":
             running = LIVE.get("eksClusters", {}).get(a.get("name"))
-            aws_region = a.get("region") or self._provider_inputs(args.provider).get("region", "us-east-1")
             if running is None:
                 return {}, [("name", f"ResourceNotFoundException: No cluster found for name: {a.get('name')}.")]
             return {"name": a["name"], "version": running["version"], "id": a["name"],
@@ -420,7 +420,6 @@ class PlanMocks(pulumi.runtime.Mocks):
                                   "securityGroupIds": [], "publicAccessCidrs": []}}
         if args.token == "aws:ec2/getSubnet:getSubnet":
             subnet = LIVE.get("awsSubnets", {}).get(a.get("id"))
-            aws_region = a.get("region") or self._provider_inputs(args.provider).get("region", "us-east-1")
             if subnet is None:  # terraform-provider-aws ec2 subnet data source: tfresource.SingularDataSourceFindError
                 return {}, [("id", "no matching EC2 Subnet found")]
             return {"id": a["id"], "arn": f"arn:aws:ec2:{aws_region}:{AWS_ACCOUNT_ID}:subnet/{a['id']}",
@@ -459,15 +458,20 @@ class PlanMocks(pulumi.runtime.Mocks):
                     "selfLink": f"https://www.googleapis.com/compute/v1/{path}",
                     "subnetworksSelfLinks": [f"https://www.googleapis.com/compute/v1/{s}" for s in subnets]}
         if args.token == "gcp:container/getEngineVersions:getEngineVersions":
+            # Each channel's newest version with the prefix (the data source keeps the first of a channel's valid
+            # versions, newest first, that has it), each minor at one patch.
+            from infra.config.offerings import minor_version
+
             prefix = a.get("versionPrefix", "")
             channels = LIVE.get("gkeChannelVersions") or _gke_channel_minors()
-            latest = {channel: f"{minor}.2-gke.1200" for channel, minors in channels.items()
-                      for minor in sorted(minors, key=lambda m: tuple(map(int, m.split("."))))
-                      if f"{minor}.2-gke.1200".startswith(prefix)}
+            patches = {c: sorted((f"{m}.2-gke.1200" for m in minors), key=minor_version)
+                       for c, minors in channels.items()}
+            latest = {c: matching[-1] for c, offered in patches.items()
+                      if (matching := [v for v in offered if v.startswith(prefix)])}
             return {"id": "2026-12-07 00:00:00 +0000 UTC", "location": a.get("location"), "project": a.get("project"),
                     "releaseChannelLatestVersion": latest,
-                    "releaseChannelDefaultVersion": {c: f"{sorted(m)[-1]}.2-gke.1200" for c, m in channels.items()},
-                    "validMasterVersions": sorted({v for v in latest.values()})}
+                    "releaseChannelDefaultVersion": {c: offered[-1] for c, offered in patches.items() if offered},
+                    "validMasterVersions": sorted(set(latest.values()), key=minor_version)}
         if args.token == "gcp:compute/getSubnetwork:getSubnetwork":
             path = f"projects/{a.get('project')}/regions/{a.get('region')}/subnetworks/{a.get('name')}"
             subnet = LIVE.get("gcpSubnets", {}).get(path)
@@ -486,8 +490,6 @@ class PlanMocks(pulumi.runtime.Mocks):
             keys = LIVE.get("gcpCryptoKeys", {}).get(a.get("keyRing"), [])
             return {"keyRing": a.get("keyRing"), "id": a.get("keyRing"),
                     "keys": [{"id": k, "name": k.rsplit("/", 1)[-1]} for k in keys]}
-        # The region of the AWS provider the invoke runs under (its reference is ``URN::ID``).
-        aws_region = a.get("region") or self._provider_inputs(args.provider).get("region", "us-east-1")
         if args.token == "aws:eks/getAddonVersion:getAddonVersion":
             name, minor = a.get("addonName"), a.get("kubernetesVersion")
             version = {**EKS_ADDON_DEFAULTS, **LIVE.get("eksAddonVersions", {})}.get((name, minor))
